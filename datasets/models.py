@@ -1,0 +1,1 @@
+"""Tables of the datasets app (filled in by its issue)."""

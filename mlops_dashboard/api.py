@@ -1,0 +1,83 @@
+"""API of the event backbone: the event log (polling fallback) and a staff test event."""
+
+import json
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import permissions, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .events import bus, catalog, publish
+
+
+class EventsQuery(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class EventLogView(APIView):
+    """Logged events after an id, oldest first: the polling fallback and a way to catch up.
+
+    `gap` is true when events after `after` are no longer in the log: reload state from the API.
+    Page on with `after=next_after` while `has_more` is true.
+    """
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Return events with a larger id."),
+            OpenApiParameter("limit", int, description="At most this many events (1-1000)."),
+        ],
+        responses=inline_serializer(
+            "EventLogPage",
+            {
+                "events": serializers.ListField(child=serializers.DictField()),
+                "latest_id": serializers.IntegerField(),
+                "next_after": serializers.IntegerField(),
+                "has_more": serializers.BooleanField(),
+                "gap": serializers.BooleanField(),
+            },
+        ),
+    )
+    def get(self, request):
+        query = EventsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after, limit = query.validated_data["after"], query.validated_data["limit"]
+        log = bus.read_after(after, limit)
+        events = [json.loads(text) for _, topics, text in log.events if bus.visible_to(topics, request.user.id)]
+        next_after = log.events[-1][0] if log.events else max(after, log.latest_id if not log.gap else after)
+        return Response(
+            {
+                "events": events,
+                "latest_id": log.latest_id,
+                "next_after": next_after,
+                "has_more": len(log.events) == limit,
+                "gap": log.gap,
+            }
+        )
+
+
+class TestEventView(APIView):
+    """Publish a test event (an `activity_update` of type `test`): staff only, for diagnostics."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=None, responses=inline_serializer("TestEvent", {"id": serializers.IntegerField()}))
+    def post(self, request):
+        event_id = publish(
+            catalog.ActivityUpdate(
+                activity={
+                    "id": None,
+                    "title": "Test event",
+                    "description": f"Published by {request.user.get_username()} from the Live events page.",
+                    "user": request.user.get_username(),
+                    "action_type": "test",
+                    "status": "info",
+                    "severity_level": "info",
+                    "duration": None,
+                    "metadata": {},
+                }
+            )
+        )
+        if event_id is None:
+            return Response({"detail": "Redis did not take the event."}, status=503)
+        return Response({"id": event_id}, status=201)

@@ -1,0 +1,337 @@
+"""The event bus: sequence, log and fan-out of catalog events through Redis.
+
+One Lua script does the three steps of a publish atomically inside Redis: take the next id, append
+the event to the bounded log, and PUBLISH it to each topic's channel-layer group. Because Redis runs
+the script as one step, the order of ids is the order in which every subscriber receives events,
+across any number of publishing processes, and a reader of the log never sees id N+1 without N.
+
+The published message is exactly what `channels_redis`' pub/sub layer would send for
+`group_send(topic, {"type": "event.forward", ...})`, so `EventsConsumer` receives it as a normal
+group message. The JSON text is built once here and relayed verbatim to every socket.
+
+Ids are seeded from the Redis clock (microseconds) when the sequence key is missing, so that they
+keep rising even after Redis restarts empty; `floor` remembers the seed, below which the log knows
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+from django.db import transaction
+
+from .catalog import REGISTRY, Event, EventError, is_connection_event
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_LUA = """
+local seq = redis.call('GET', KEYS[1])
+if not seq then
+  local t = redis.call('TIME')
+  local seed = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  redis.call('SET', KEYS[1], seed)
+  redis.call('SET', KEYS[3], seed)
+end
+local id = redis.call('INCR', KEYS[1])
+local sid = string.format('%d', id)
+local text = ARGV[2] .. sid .. ARGV[3]
+local topics = {}
+for i = 5, #ARGV do topics[#topics + 1] = ARGV[i] end
+redis.call('ZADD', KEYS[2], id, table.concat(topics, ' ') .. '\\t' .. text)
+local size = tonumber(ARGV[1])
+local n = redis.call('ZCARD', KEYS[2])
+if n > size then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - size - 1) end
+local msg = cmsgpack.pack({type = 'event.forward', id = id, text = text})
+for _, topic in ipairs(topics) do
+  redis.call('PUBLISH', ARGV[4] .. '__group__' .. topic, msg)
+end
+return sid
+"""
+
+
+def _prefix() -> str:
+    return settings.REDIS_KEY_PREFIX
+
+
+def keys() -> tuple[str, str, str]:
+    p = _prefix()
+    return (f"{p}:events:seq", f"{p}:events:log", f"{p}:events:floor")
+
+
+def layer_prefix() -> str:
+    return settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode(event: Event) -> tuple[str, str, list[str]]:
+    """Split the wire JSON around its id, which only Redis knows: (head, tail, topics)."""
+    if not isinstance(event, Event) or REGISTRY.get(event.type) is not type(event):
+        raise EventError(f"{event!r} is not a registered catalog event")
+    if is_connection_event(event.type):
+        raise EventError(f"{event.type} is a connection event: send it to one socket, don't publish")
+    rest = json.dumps({"timestamp": now_iso(), **event.payload()}, separators=(",", ":"), default=str)
+    head = '{"type":' + json.dumps(event.type) + ',"id":'
+    return head, "," + rest[1:], event.topic_names()
+
+
+def connection_event(event: Event) -> str:
+    """Wire text for a connection event (pong, error): answers one socket, has no sequence id."""
+    body = {"type": event.type, "id": None, "timestamp": now_iso(), **event.payload()}
+    return json.dumps(body, separators=(",", ":"), default=str)
+
+
+# --- Redis clients ---------------------------------------------------------------------------------
+
+_sync_client: redis.Redis | None = None
+_sync_script = None
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def sync_client() -> redis.Redis:
+    global _sync_client, _sync_script
+    if _sync_client is None:
+        _sync_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+        )
+        _sync_script = _sync_client.register_script(PUBLISH_LUA)
+    return _sync_client
+
+
+def async_client() -> aredis.Redis:
+    """One client per event loop (redis.asyncio connections belong to the loop that made them).
+
+    A blocking pool: two thousand sockets connecting at once wait for a connection instead of
+    failing with "Too many connections".
+    """
+    loop = asyncio.get_running_loop()
+    entry = _async_clients.get(loop)
+    if entry is None:
+        pool = aredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=50, timeout=20, socket_connect_timeout=2
+        )
+        client = aredis.Redis(connection_pool=pool)
+        entry = (client, client.register_script(PUBLISH_LUA))
+        _async_clients[loop] = entry
+    return entry[0]
+
+
+def _async_script():
+    async_client()
+    return _async_clients[asyncio.get_running_loop()][1]
+
+
+def _reset_after_fork():
+    global _sync_client, _sync_script, _throttle
+    _sync_client = None
+    _sync_script = None
+    _async_clients.clear()
+    _throttle = None
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# --- publishing --------------------------------------------------------------------------------------
+
+
+def _script_args(head: str, tail: str, topics: list[str]) -> list:
+    return [settings.EVENT_LOG_SIZE, head, tail, layer_prefix(), *topics]
+
+
+def _send(event: Event) -> int | None:
+    head, tail, topics = encode(event)
+    try:
+        sync_client()
+        return int(_sync_script(keys=list(keys()), args=_script_args(head, tail, topics)))
+    except redis.RedisError as exc:
+        # The database stays the truth; clients recover from the API. A task must not die here.
+        logger.warning("event %s not published: %s", event.type, exc)
+        return None
+
+
+def publish(event: Event) -> int | None:
+    """Publish a catalog event; returns its id, or None when coalesced away or Redis is down."""
+    if event.coalesce_key() is None and not event.closes:
+        return _send(event)
+    return throttle().offer(event)
+
+
+async def apublish(event: Event) -> int | None:
+    """`publish` for async code (consumers, async views)."""
+    if event.coalesce_key() is not None or event.closes:
+        return await asyncio.to_thread(publish, event)
+    head, tail, topics = encode(event)
+    try:
+        return int(await _async_script()(keys=list(keys()), args=_script_args(head, tail, topics)))
+    except redis.RedisError as exc:
+        logger.warning("event %s not published: %s", event.type, exc)
+        return None
+
+
+def publish_on_commit(event: Event) -> None:
+    """Publish after the current transaction commits, so a client that reacts by reading the API
+    sees the new state (immediately when no transaction is open)."""
+    transaction.on_commit(lambda: publish(event), robust=True)
+
+
+# --- coalescing progress ---------------------------------------------------------------------------
+
+
+class Throttle:
+    """At most one progress event per job per interval; always the first and the latest.
+
+    A held event is sent by a timer thread when its turn comes, or just before the event that
+    closes its job (completed/failed), so the last progress a client sees is the true last one.
+    """
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.lock = threading.Condition()
+        self.last_sent: dict[tuple, float] = {}
+        self.pending: dict[tuple, Event] = {}
+        self.thread: threading.Thread | None = None
+
+    def offer(self, event: Event) -> int | None:
+        with self.lock:
+            for closed in event.closes:
+                closed_key = (closed, getattr(event, REGISTRY[closed].coalesce_by))
+                held = self.pending.pop(closed_key, None)
+                self.last_sent.pop(closed_key, None)
+                if held is not None:
+                    _send(held)
+            key = event.coalesce_key()
+            if key is None:
+                return _send(event)
+            now = time.monotonic()
+            last = self.last_sent.get(key)
+            if last is None or now - last >= self.interval:
+                self.pending.pop(key, None)
+                self.last_sent[key] = now
+                self._prune(now)
+                return _send(event)
+            self.pending[key] = event
+            self._ensure_thread()
+            self.lock.notify()
+            return None
+
+    def flush(self) -> None:
+        """Send every held event now (a task calls this before it returns)."""
+        with self.lock:
+            for key, event in list(self.pending.items()):
+                del self.pending[key]
+                self.last_sent[key] = time.monotonic()
+                _send(event)
+
+    def _prune(self, now: float) -> None:
+        if len(self.last_sent) > 1000:
+            for key, at in list(self.last_sent.items()):
+                if now - at > 60 and key not in self.pending:
+                    del self.last_sent[key]
+
+    def _ensure_thread(self) -> None:
+        if self.thread is None or not self.thread.is_alive():
+            self.thread = threading.Thread(target=self._run, name="event-throttle", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        with self.lock:
+            while True:
+                if not self.pending:
+                    self.lock.wait(timeout=5)
+                    continue
+                now = time.monotonic()
+                wake = None
+                for key, event in list(self.pending.items()):
+                    due = self.last_sent.get(key, 0) + self.interval
+                    if due <= now:
+                        del self.pending[key]
+                        self.last_sent[key] = now
+                        _send(event)
+                    else:
+                        wake = due if wake is None else min(wake, due)
+                if wake is not None:
+                    self.lock.wait(timeout=max(0.0, wake - now))
+
+
+_throttle: Throttle | None = None
+_throttle_lock = threading.Lock()
+
+
+def throttle() -> Throttle:
+    global _throttle
+    with _throttle_lock:
+        if _throttle is None:
+            _throttle = Throttle(settings.EVENT_PROGRESS_INTERVAL)
+        return _throttle
+
+
+# --- reading the log ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LogSlice:
+    events: list[tuple[int, list[str], str]]  # (id, topics, json text), oldest first
+    latest_id: int  # the sequence when read; 0 when nothing was ever published
+    gap: bool  # events after `after` may have been lost (trimmed, or Redis lost its data)
+
+
+def _slice(after: int, seq, floor, oldest, rows) -> LogSlice:
+    latest = int(seq) if seq is not None else 0
+    events = []
+    for member, score in rows:
+        topics, _, text = member.decode().partition("\t")
+        events.append((int(score), topics.split(" ") if topics else [], text))
+    if seq is None:
+        gap = after > 0
+    else:
+        first = int(oldest[0][1]) if oldest else latest + 1
+        gap = after > latest or after < int(floor or 0) or after + 1 < first
+    return LogSlice(events=events, latest_id=latest, gap=gap)
+
+
+def _queue_reads(pipe, after: int, limit: int):
+    seq_key, log_key, floor_key = keys()
+    pipe.get(seq_key)
+    pipe.get(floor_key)
+    pipe.zrange(log_key, 0, 0, withscores=True)
+    pipe.zrangebyscore(log_key, f"({after}", "+inf", start=0, num=limit, withscores=True)
+
+
+def read_after(after: int, limit: int = 1000) -> LogSlice:
+    pipe = sync_client().pipeline(transaction=True)
+    _queue_reads(pipe, after, limit)
+    return _slice(after, *pipe.execute())
+
+
+async def aread_after(after: int, limit: int = 10_000) -> LogSlice:
+    async with async_client().pipeline(transaction=True) as pipe:
+        _queue_reads(pipe, after, limit)
+        return _slice(after, *(await pipe.execute()))
+
+
+def latest_id() -> int:
+    try:
+        value = sync_client().get(keys()[0])
+    except redis.RedisError:
+        return 0
+    return int(value) if value is not None else 0
+
+
+def visible_to(topics: list[str], user_id: int | None) -> bool:
+    """An event addressed only to other users' `user.<id>` topics is not for this user."""
+    own = f"user.{user_id}"
+    return any(not t.startswith("user.") or t == own for t in topics)

@@ -1,0 +1,49 @@
+"""Site-wide request rules: pages need a login; the API always answers in JSON."""
+
+import logging
+
+from django.contrib.auth.middleware import LoginRequiredMiddleware
+
+from .api_errors import problem_response
+
+logger = logging.getLogger(__name__)
+
+
+def is_api(request) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+class DashboardLoginRequiredMiddleware(LoginRequiredMiddleware):
+    """Every page redirects an anonymous visitor to the login page, except views marked
+    `login_not_required` (login, /health/). The API answers 401/403 itself (DRF permissions)."""
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if is_api(request):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+class ApiProblemMiddleware:
+    """Under /api/, no HTML error page and no bare 500: errors become problem details."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            is_api(request)
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith(("application/problem+json", "application/json"))
+        ):
+            detail = {404: f"No API endpoint at {request.path_info}."}.get(
+                response.status_code, "The request could not be handled."
+            )
+            return problem_response(response.status_code, detail)
+        return response
+
+    def process_exception(self, request, exception):
+        if not is_api(request):
+            return None
+        logger.exception("unhandled API error on %s", request.path_info)
+        return problem_response(500, "The server failed to handle this request; it has been logged.")

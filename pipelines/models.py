@@ -1,0 +1,1 @@
+"""Tables of the pipelines app (filled in by its issue)."""

@@ -1,0 +1,26 @@
+"""Loaded by pytest before Django (`-p tests.env`): the tests' own Redis database and key prefix.
+
+Every key, channel and Celery queue the suite touches starts with a prefix unique to this run, in
+a Redis database of its own, so a run never disturbs a running instance (or another run).
+"""
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_dashboard.settings")
+
+
+def _test_redis_url(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+os.environ["REDIS_URL"] = _test_redis_url(
+    os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), int(os.environ.get("TEST_REDIS_DB", "15"))
+)
+os.environ.pop("CELERY_BROKER_URL", None)
+os.environ["REDIS_KEY_PREFIX"] = os.environ.get("TEST_REDIS_KEY_PREFIX") or f"test-{os.getpid()}"
+os.environ.setdefault("MEDIA_ROOT", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".run", f"test-media-{os.getpid()}"))
+# Playwright's sync API runs an event loop in the test thread; the tests' own ORM calls are safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+os.makedirs(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".run"), exist_ok=True)

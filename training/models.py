@@ -1,0 +1,1 @@
+"""Tables of the training app (filled in by its issue)."""

@@ -1,0 +1,1017 @@
+"""Pure-Python model training loop (scikit-learn), independent of Django.
+
+The Celery task calls :func:`train`; the prediction API uses
+:func:`load_artifact`, :func:`check_instances` and :func:`predict`.
+
+Nothing in this module imports Django, so it can be unit-tested and
+benchmarked on its own.  The serialized artifact is a fitted
+``sklearn.pipeline.Pipeline(preprocessor, model)``; it references two small
+classes defined here (:class:`DatetimeFeatures`, :class:`ScaledTargetRegressor`),
+so loading an artifact requires ``training.trainer`` to be importable.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import io
+import math
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, is_classifier
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import SGDClassifier, SGDRegressor
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+__all__ = [
+    "ALGORITHMS",
+    "STAGES",
+    "TASKS",
+    "ArtifactIntegrityError",
+    "DatetimeFeatures",
+    "InvalidInputError",
+    "ProgressUpdate",
+    "ScaledTargetRegressor",
+    "TrainingCancelled",
+    "TrainingError",
+    "TrainingResult",
+    "check_instances",
+    "infer_task",
+    "load_artifact",
+    "predict",
+    "train",
+]
+
+# --------------------------------------------------------------------------
+# Constants
+# --------------------------------------------------------------------------
+
+ALGORITHMS = ("sgd", "mlp", "random_forest", "gradient_boosting")
+TASKS = ("classification", "regression")
+STAGES = ("data_preparation", "feature_engineering", "model_training", "validation", "finalization")
+
+# Overall progress (percent) at the start of each stage.
+STAGE_PROGRESS = {
+    "data_preparation": 0.0,
+    "feature_engineering": 10.0,
+    "model_training": 20.0,
+    "validation": 90.0,
+    "finalization": 97.0,
+}
+TRAINING_SPAN = (20.0, 90.0)
+
+MAX_CLASSES = 100
+MAX_CLASSIFICATION_INT_VALUES = 20  # integer targets with <= this many values -> classification
+MAX_CATEGORIES = 50  # one-hot columns per categorical feature (rest -> "infrequent")
+MAX_SCHEMA_VALUES = 50  # allowed values listed per categorical feature in the schema
+MIN_ROWS = 10
+TREES_PER_EPOCH = 10  # random_forest
+BOOST_ITERS_PER_EPOCH = 10  # gradient_boosting
+EVAL_SAMPLE = 20_000  # rows used for per-epoch loss / live accuracy
+TAIL_SECONDS = 1.0  # rough constant added to the ETA for validation + finalization
+
+_ID_NAME_RE = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^(id|uuid|guid|index|unnamed: ?\d+)", re.I)
+_ISO_DATE_RE = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$")
+_TRUE_STRINGS = {"true", "t", "yes", "y", "1"}
+_FALSE_STRINGS = {"false", "f", "no", "n", "0"}
+
+
+# --------------------------------------------------------------------------
+# Exceptions
+# --------------------------------------------------------------------------
+
+
+class TrainingError(Exception):
+    """A training failure that can be shown to the user.
+
+    ``code`` is a stable machine-readable string, ``message`` a human sentence
+    and ``suggestions`` a list of human hints on how to fix it.
+    """
+
+    default_code = "TRAINING_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, suggestions: list[str] | None = None):
+        super().__init__(message)
+        self.code = code or self.default_code
+        self.message = message
+        self.suggestions = list(suggestions or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "suggestions": list(self.suggestions)}
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class TrainingCancelled(TrainingError):
+    """Raised when ``should_stop()`` returned True."""
+
+    default_code = "CANCELLED"
+
+    def __init__(self, message: str = "Training was cancelled.", *, code: str | None = None,
+                 suggestions: list[str] | None = None):
+        super().__init__(message, code=code or "CANCELLED", suggestions=suggestions)
+
+
+class ArtifactIntegrityError(TrainingError):
+    """The artifact bytes do not match the recorded sha256."""
+
+    default_code = "ARTIFACT_INTEGRITY"
+
+
+class InvalidInputError(TrainingError):
+    """Prediction instances do not match the feature schema; ``errors`` lists why."""
+
+    default_code = "INVALID_INPUT"
+
+    def __init__(self, errors: list[str], message: str | None = None):
+        self.errors = list(errors)
+        super().__init__(
+            message or f"{len(self.errors)} problem(s) with the prediction input.",
+            code="INVALID_INPUT",
+            suggestions=self.errors[:20],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["errors"] = list(self.errors)
+        return d
+
+
+# --------------------------------------------------------------------------
+# Data classes
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ProgressUpdate:
+    stage: str
+    progress: float  # overall 0..100
+    current_epoch: int | None = None
+    total_epochs: int | None = None
+    current_loss: float | None = None
+    live_accuracy: float | None = None  # validation accuracy (classification) or R^2 (regression)
+    estimated_time_remaining: float | None = None  # seconds
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainingResult:
+    task: str
+    algorithm: str
+    metrics: dict[str, float]
+    final_accuracy: float
+    validation_score: float
+    history: list[dict[str, Any]]
+    training_time: float
+    feature_schema: list[dict[str, Any]]
+    classes: list[Any] | None
+    artifact_bytes: bytes = field(repr=False)
+    artifact_sha256: str
+    model_size: int
+    n_train: int
+    n_test: int
+    target_column: str = ""
+    dropped_columns: list[dict[str, str]] = field(default_factory=list)
+    # The fitted Pipeline itself (same object that was serialized), for callers that
+    # want to use it without re-loading the bytes. Not part of summary().
+    pipeline: Any = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything except the artifact bytes and the pipeline object (JSON-serialisable)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                if f.name not in ("artifact_bytes", "pipeline")}
+
+
+# --------------------------------------------------------------------------
+# Picklable helpers that end up inside the artifact
+# --------------------------------------------------------------------------
+
+
+class DatetimeFeatures(TransformerMixin, BaseEstimator):
+    """Turn date/time columns into numeric features (epoch days, year, month, day, weekday, hour)."""
+
+    _PARTS = ("epoch_days", "year", "month", "day", "day_of_week", "hour")
+
+    def fit(self, X, y=None):
+        frame = pd.DataFrame(X)
+        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        return self
+
+    def transform(self, X):
+        frame = pd.DataFrame(X)
+        out = []
+        for col in frame.columns:
+            ts = pd.to_datetime(frame[col], errors="coerce", utc=True, format="ISO8601")
+            valid = ts.notna().to_numpy()
+            epoch = np.full(len(ts), np.nan)
+            if valid.any():
+                epoch[valid] = (ts[valid] - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(days=1)
+            out.append(epoch)
+            for part in ("year", "month", "day", "day_of_week", "hour"):
+                out.append(getattr(ts.dt, part).astype(float).to_numpy())
+        if not out:
+            return np.empty((len(frame), 0))
+        return np.column_stack(out).astype(float)
+
+    def get_feature_names_out(self, input_features=None):
+        names = input_features if input_features is not None else self.feature_names_in_
+        return np.asarray([f"{c}_{p}" for c in names for p in self._PARTS], dtype=object)
+
+
+class ScaledTargetRegressor(RegressorMixin, BaseEstimator):
+    """Wrap a regressor trained on a standardised target; predicts in original units."""
+
+    def __init__(self, regressor=None, y_mean: float = 0.0, y_scale: float = 1.0):
+        self.regressor = regressor
+        self.y_mean = y_mean
+        self.y_scale = y_scale
+
+    def fit(self, X, y):
+        y = np.asarray(y, dtype=float)
+        self.y_mean = float(np.mean(y))
+        self.y_scale = float(np.std(y)) or 1.0
+        self.regressor.fit(X, (y - self.y_mean) / self.y_scale)
+        return self
+
+    def __sklearn_is_fitted__(self):
+        return self.regressor is not None and hasattr(self.regressor, "n_features_in_")
+
+    def predict(self, X):
+        return np.asarray(self.regressor.predict(X), dtype=float) * self.y_scale + self.y_mean
+
+
+# --------------------------------------------------------------------------
+# Small utilities
+# --------------------------------------------------------------------------
+
+
+def _py(value: Any) -> Any:
+    """Convert numpy / pandas scalars to plain JSON-friendly Python values."""
+    if value is None:
+        return None
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    return value
+
+
+def _float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    try:
+        return bool(pd.isna(value)) if np.isscalar(value) else False
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_bool_series(s: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(s):
+        return True
+    if pd.api.types.is_object_dtype(s):
+        non_null = s.dropna()
+        return len(non_null) > 0 and all(isinstance(v, (bool, np.bool_)) for v in non_null)
+    return False
+
+
+def _is_integral(s: pd.Series) -> bool:
+    if pd.api.types.is_integer_dtype(s):
+        return True
+    if pd.api.types.is_float_dtype(s):
+        vals = s.dropna().to_numpy(dtype=float)
+        return len(vals) > 0 and bool(np.all(np.isfinite(vals))) and bool(np.all(vals == np.round(vals)))
+    return False
+
+
+def infer_task(target: pd.Series) -> str:
+    """Guess ``"classification"`` or ``"regression"`` from the (non-missing) target values.
+
+    Non-numeric, boolean, or integer-valued with at most 20 distinct values
+    -> classification; otherwise regression.
+    """
+    s = target.dropna()
+    if _is_bool_series(s) or not pd.api.types.is_numeric_dtype(s):
+        return "classification"
+    if _is_integral(s) and s.nunique() <= MAX_CLASSIFICATION_INT_VALUES:
+        return "classification"
+    return "regression"
+
+
+def _looks_datetime(s: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return True
+    if not (pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)):
+        return False
+    sample = s.dropna()
+    if len(sample) == 0:
+        return False
+    sample = sample.sample(min(len(sample), 500), random_state=0) if len(sample) > 500 else sample
+    matches = sample.map(lambda v: isinstance(v, str) and bool(_ISO_DATE_RE.match(v)))
+    return float(matches.mean()) >= 0.95
+
+
+def _leaks_target(s: pd.Series, y: np.ndarray, task: str) -> bool:
+    """True if the column is just a re-encoding of the target (e.g. titanic's ``alive`` vs ``survived``)."""
+    if s.isna().any():
+        return False
+    if task == "classification":
+        if s.nunique() != len(np.unique(y)):
+            return False
+        pairs = pd.DataFrame({"x": s.astype(str).to_numpy(), "y": pd.Series(y).astype(str).to_numpy()})
+        return bool(pairs.groupby("x")["y"].nunique().max() == 1 and pairs.groupby("y")["x"].nunique().max() == 1)
+    if pd.api.types.is_numeric_dtype(s) and not _is_bool_series(s):
+        x = s.to_numpy(dtype=float)
+        if np.std(x) == 0 or np.std(y) == 0:
+            return False
+        return bool(abs(np.corrcoef(x, y)[0, 1]) >= 0.99999)
+    return False
+
+
+def _describe_columns(df: pd.DataFrame, target_column: str, y: np.ndarray | None = None,
+                      task: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Decide the type of each input column; returns (feature_schema, dropped_columns)."""
+    schema: list[dict[str, Any]] = []
+    dropped: list[dict[str, str]] = []
+    n_rows = len(df)
+    for name in df.columns:
+        if name == target_column:
+            continue
+        s = df[name]
+        non_null = s.dropna()
+        n_non_null = len(non_null)
+        if n_non_null == 0:
+            dropped.append({"name": str(name), "reason": "all values are missing"})
+            continue
+        n_unique = int(non_null.nunique())
+        if y is not None and _leaks_target(s, y, task):
+            dropped.append({"name": str(name), "reason": f"duplicates the target {target_column!r} (leakage)"})
+            continue
+        if _is_bool_series(s):
+            schema.append({"name": str(name), "type": "boolean", "required": True})
+            continue
+        if pd.api.types.is_numeric_dtype(s):
+            if (
+                pd.api.types.is_integer_dtype(s)
+                and n_rows >= 20
+                and n_unique == n_rows
+                and (
+                    _ID_NAME_RE.search(str(name))
+                    or (int(non_null.max()) - int(non_null.min()) + 1) <= int(1.1 * n_rows) + 1
+                )
+            ):
+                dropped.append({"name": str(name), "reason": "looks like an identifier (unique integers)"})
+                continue
+            schema.append({"name": str(name), "type": "numeric", "required": True})
+            continue
+        if _looks_datetime(s):
+            schema.append({"name": str(name), "type": "datetime", "required": True})
+            continue
+        # string-like / object / categorical
+        if n_non_null >= 20 and n_unique == n_non_null:
+            dropped.append({"name": str(name), "reason": "looks like an identifier (every value is unique)"})
+            continue
+        if n_unique > MAX_CATEGORIES and n_unique > 0.5 * n_non_null:
+            dropped.append({"name": str(name),
+                            "reason": f"free text / too many distinct values ({n_unique} of {n_non_null} rows)"})
+            continue
+        counts = non_null.astype(str).value_counts()
+        schema.append({
+            "name": str(name),
+            "type": "categorical",
+            "required": True,
+            "allowed_values": [str(v) for v in counts.index[:MAX_SCHEMA_VALUES]],
+        })
+    return schema, dropped
+
+
+def _coerce_value(value: Any, col_type: str) -> Any:
+    if _is_missing(value):
+        return np.nan
+    if col_type == "boolean":
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return bool(value)
+        text = str(value).strip().lower()
+        if text in _TRUE_STRINGS:
+            return True
+        if text in _FALSE_STRINGS:
+            return False
+        return np.nan
+    if col_type == "categorical":
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            # a CSV column read as strings keeps "3", not "3.0"
+            return str(int(value))
+        return str(value)
+    return value  # datetime / text: raw
+
+
+def _coerce_frame(df: pd.DataFrame, schema: list[dict[str, Any]]) -> pd.DataFrame:
+    """Make column dtypes consistent between training and prediction."""
+    out = {}
+    for col in schema:
+        name, col_type = col["name"], col["type"]
+        s = df[name] if name in df.columns else pd.Series([np.nan] * len(df), index=df.index)
+        if col_type == "numeric":
+            out[name] = pd.to_numeric(s, errors="coerce").astype(float)
+        elif col_type == "datetime":
+            out[name] = s.astype(object).where(s.notna(), np.nan)
+        else:
+            values = [_coerce_value(v, col_type) for v in s.astype(object).tolist()]
+            out[name] = pd.Series(values, index=df.index, dtype=object)
+    return pd.DataFrame(out, index=df.index)
+
+
+def _build_preprocessor(schema: list[dict[str, Any]], dense: bool) -> ColumnTransformer:
+    numeric = [c["name"] for c in schema if c["type"] == "numeric"]
+    categorical = [c["name"] for c in schema if c["type"] in ("categorical", "boolean")]
+    datetimes = [c["name"] for c in schema if c["type"] == "datetime"]
+    transformers = []
+    if numeric:
+        transformers.append((
+            "numeric",
+            Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+            numeric,
+        ))
+    if categorical:
+        transformers.append((
+            "categorical",
+            Pipeline([
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", max_categories=MAX_CATEGORIES,
+                                         sparse_output=not dense)),
+            ]),
+            categorical,
+        ))
+    if datetimes:
+        transformers.append((
+            "datetime",
+            Pipeline([
+                ("expand", DatetimeFeatures()),
+                ("impute", SimpleImputer(strategy="median")),
+                ("scale", StandardScaler()),
+            ]),
+            datetimes,
+        ))
+    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0 if dense else 0.3)
+
+
+def _make_model(algorithm: str, task: str, random_state: int):
+    clf = task == "classification"
+    if algorithm == "sgd":
+        if clf:
+            return SGDClassifier(loss="log_loss", alpha=1e-4, learning_rate="invscaling", eta0=0.1,
+                                 random_state=random_state)
+        return SGDRegressor(alpha=1e-4, random_state=random_state)
+    if algorithm == "mlp":
+        kw = dict(hidden_layer_sizes=(64, 32), learning_rate_init=0.01, alpha=1e-4,
+                  random_state=random_state)
+        return MLPClassifier(**kw) if clf else MLPRegressor(**kw)
+    if algorithm == "random_forest":
+        kw = dict(n_estimators=0, warm_start=True, oob_score=True, bootstrap=True,
+                  min_samples_leaf=2 if clf else 3, random_state=random_state, n_jobs=1)
+        return RandomForestClassifier(**kw) if clf else RandomForestRegressor(**kw)
+    if algorithm == "gradient_boosting":
+        kw = dict(max_iter=0, warm_start=True, early_stopping=False, learning_rate=0.1,
+                  random_state=random_state)
+        return HistGradientBoostingClassifier(**kw) if clf else HistGradientBoostingRegressor(**kw)
+    raise TrainingError(
+        f"Unknown algorithm {algorithm!r}.",
+        code="INVALID_ALGORITHM",
+        suggestions=[f"Choose one of: {', '.join(ALGORITHMS)}."],
+    )
+
+
+def _nearest(name: str, options: list[str]) -> list[str]:
+    lowered = {o.lower().strip(): o for o in options}
+    if name.lower().strip() in lowered:
+        return [lowered[name.lower().strip()]]
+    return difflib.get_close_matches(name, options, n=3, cutoff=0.6)
+
+
+# --------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------
+
+
+class _Reporter:
+    def __init__(self, on_progress):
+        self._cb = on_progress
+
+    def __call__(self, **kw):
+        if self._cb is not None:
+            self._cb(ProgressUpdate(**kw))
+
+
+def _validate_params(task, algorithm, epochs, test_size) -> str | None:
+    if algorithm not in ALGORITHMS:
+        raise TrainingError(
+            f"Unknown algorithm {algorithm!r}.",
+            code="INVALID_ALGORITHM",
+            suggestions=[f"Choose one of: {', '.join(ALGORITHMS)}."],
+        )
+    if task in (None, "", "auto"):
+        task = None
+    elif task not in TASKS:
+        raise TrainingError(
+            f"Unknown task {task!r}.",
+            code="INVALID_PARAMETERS",
+            suggestions=["Use 'classification', 'regression', or leave it empty to infer it from the target."],
+        )
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise TrainingError(f"epochs must be a positive integer, got {epochs!r}.", code="INVALID_PARAMETERS",
+                            suggestions=["Use at least 1 epoch."])
+    if not (0.0 < float(test_size) < 1.0):
+        raise TrainingError(f"test_size must be between 0 and 1 (exclusive), got {test_size!r}.",
+                            code="INVALID_PARAMETERS", suggestions=["A value like 0.2 is typical."])
+    return task
+
+
+def _load_csv(csv_path: str, encoding: str, delimiter: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(csv_path, encoding=encoding, sep=delimiter, low_memory=False)
+    except UnicodeDecodeError as exc:
+        raise TrainingError(
+            f"The file could not be decoded as {encoding}: {exc.reason}.",
+            code="INVALID_DATA",
+            suggestions=["Re-upload the file saved as UTF-8, or pick the right encoding (e.g. latin-1)."],
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise TrainingError("The CSV file is empty.", code="INVALID_DATA",
+                            suggestions=["Upload a file with a header row and data rows."]) from exc
+    except pd.errors.ParserError as exc:
+        raise TrainingError(
+            f"The CSV file could not be parsed: {exc}",
+            code="INVALID_DATA",
+            suggestions=[f"Check that the delimiter is {delimiter!r} and that quoting is consistent."],
+        ) from exc
+
+
+def _prepare_target(df: pd.DataFrame, target_column: str, task: str | None):
+    if target_column not in df.columns:
+        columns = [str(c) for c in df.columns]
+        close = _nearest(target_column, columns)
+        suggestions = [f"Did you mean {c!r}?" for c in close]
+        suggestions.append("Available columns: " + ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else ""))
+        raise TrainingError(f"Target column {target_column!r} is not in the dataset.", code="INVALID_TARGET",
+                            suggestions=suggestions)
+    df = df[df[target_column].notna()].reset_index(drop=True)
+    y_raw = df[target_column]
+    if len(df) == 0:
+        raise TrainingError(f"Target column {target_column!r} has no values.", code="INVALID_TARGET",
+                            suggestions=["Choose a column that is filled in for most rows."])
+    n_unique = int(y_raw.nunique())
+    if n_unique < 2:
+        raise TrainingError(
+            f"Target column {target_column!r} has a single value ({_py(y_raw.iloc[0])!r}); there is nothing to learn.",
+            code="INVALID_TARGET",
+            suggestions=["Choose a target column with at least two different values."],
+        )
+    if task is None:
+        task = infer_task(y_raw)
+    is_bool = _is_bool_series(y_raw)
+    if task == "regression":
+        if is_bool or not pd.api.types.is_numeric_dtype(y_raw):
+            raise TrainingError(
+                f"Regression needs a numeric target, but {target_column!r} is not numeric.",
+                code="INVALID_TARGET",
+                suggestions=["Use task 'classification' for this column, or choose a numeric target."],
+            )
+        return df, y_raw.astype(float).to_numpy(), task, None
+    # classification
+    if n_unique > MAX_CLASSES:
+        suggestions = ["Group rare values into broader classes, or choose another target."]
+        if pd.api.types.is_numeric_dtype(y_raw) and not is_bool:
+            suggestions.insert(0, "This looks like a continuous value: try task 'regression'.")
+        raise TrainingError(
+            f"Target column {target_column!r} has {n_unique} classes; at most {MAX_CLASSES} are supported.",
+            code="INVALID_TARGET",
+            suggestions=suggestions,
+        )
+    if is_bool:
+        y = np.asarray([bool(v) for v in y_raw], dtype=bool)
+    elif pd.api.types.is_numeric_dtype(y_raw) and _is_integral(y_raw):
+        y = y_raw.astype("int64").to_numpy()
+    elif pd.api.types.is_numeric_dtype(y_raw):
+        y = y_raw.astype(float).to_numpy()
+    else:
+        y = np.asarray([str(v) for v in y_raw], dtype=object)
+    values, counts = np.unique(y, return_counts=True)
+    singletons = [_py(v) for v, c in zip(values, counts) if c < 2]
+    if singletons:
+        shown = ", ".join(repr(v) for v in singletons[:10]) + (" ..." if len(singletons) > 10 else "")
+        raise TrainingError(
+            f"Some classes of {target_column!r} have a single row ({shown}); each class needs at least 2 rows.",
+            code="INVALID_TARGET",
+            suggestions=["Remove or merge the rare classes, or add more rows for them."],
+        )
+    return df, y, task, [_py(v) for v in values]
+
+
+def _split(X: pd.DataFrame, y: np.ndarray, task: str, test_size: float, random_state: int):
+    n = len(y)
+    if n < MIN_ROWS:
+        raise TrainingError(f"Only {n} usable rows; at least {MIN_ROWS} are needed.", code="INVALID_DATA",
+                            suggestions=["Upload more data."])
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        n_test = math.ceil(test_size * n)
+        if counts.min() >= 2 and len(counts) <= n_test and len(counts) <= n - n_test:
+            stratify = y
+    try:
+        return train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=stratify)
+    except ValueError:
+        return train_test_split(X, y, test_size=test_size, random_state=random_state)
+
+
+def _epoch_loss(model, algorithm, task, Xe, ye, y_fit):
+    """Training loss: log-loss (classification) or MSE in target units (regression)."""
+    if algorithm == "random_forest":
+        # Out-of-bag estimate: much more honest than the (near-zero) in-sample loss of a forest.
+        if task == "classification" and hasattr(model, "oob_decision_function_"):
+            proba = model.oob_decision_function_
+            ok = np.all(np.isfinite(proba), axis=1) & (proba.sum(axis=1) > 0)
+            if ok.sum() >= 2:
+                return float(log_loss(y_fit[ok], proba[ok], labels=model.classes_))
+        elif task == "regression" and hasattr(model, "oob_prediction_"):
+            pred = np.ravel(model.oob_prediction_)
+            ok = np.isfinite(pred)
+            if ok.sum() >= 2:
+                return float(mean_squared_error(y_fit[ok], pred[ok]))
+    if task == "classification":
+        return float(log_loss(ye, model.predict_proba(Xe), labels=model.classes_))
+    return float(mean_squared_error(ye, model.predict(Xe)))
+
+
+def _score(model, task, X, y) -> float:
+    pred = model.predict(X)
+    if task == "classification":
+        return float(accuracy_score(y, pred))
+    return float(r2_score(y, pred))
+
+
+def train(
+    *,
+    csv_path: str,
+    target_column: str,
+    task: str | None,
+    algorithm: str,
+    epochs: int,
+    test_size: float = 0.2,
+    random_state: int = 42,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    on_progress: Callable[[ProgressUpdate], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainingResult:
+    """Train a model on a CSV file; see the module docstring.
+
+    ``on_progress`` is called once at the start of each stage and once after
+    every epoch.  ``should_stop`` is called before every epoch and at the
+    start of the feature_engineering, validation and finalization stages;
+    if it returns True, :class:`TrainingCancelled` is raised.
+    """
+    try:
+        return _train(
+            csv_path=csv_path, target_column=target_column, task=task, algorithm=algorithm, epochs=epochs,
+            test_size=test_size, random_state=random_state, encoding=encoding, delimiter=delimiter,
+            on_progress=on_progress, should_stop=should_stop,
+        )
+    except MemoryError as exc:
+        raise TrainingError(
+            "Ran out of memory while training.",
+            code="MEMORY_ERROR",
+            suggestions=[
+                "Train on a random sample of the rows.",
+                "Remove columns that are not useful (IDs, free text, many-valued categories).",
+                "Choose a lighter algorithm such as 'sgd', or fewer epochs for 'random_forest'.",
+            ],
+        ) from exc
+
+
+def _train(*, csv_path, target_column, task, algorithm, epochs, test_size, random_state, encoding, delimiter,
+           on_progress, should_stop) -> TrainingResult:
+    t_start = time.perf_counter()
+    report = _Reporter(on_progress)
+
+    def check_stop():
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled()
+
+    task = _validate_params(task, algorithm, epochs, test_size)
+
+    # ---------------- data_preparation ----------------
+    report(stage="data_preparation", progress=STAGE_PROGRESS["data_preparation"], total_epochs=epochs,
+           message="Loading and checking the dataset")
+    df = _load_csv(csv_path, encoding, delimiter)
+    df, y, task, classes = _prepare_target(df, target_column, task)
+    schema, dropped = _describe_columns(df, target_column, y, task)
+    if not schema:
+        raise TrainingError(
+            "No usable feature columns are left after removing the target, identifiers and empty columns.",
+            code="INVALID_DATA",
+            suggestions=["Add columns that describe each row (numbers, categories, dates)."]
+            + [f"Dropped {d['name']!r}: {d['reason']}" for d in dropped[:10]],
+        )
+    X = _coerce_frame(df, schema)
+    del df
+
+    # ---------------- feature_engineering ----------------
+    check_stop()
+    report(stage="feature_engineering", progress=STAGE_PROGRESS["feature_engineering"], total_epochs=epochs,
+           message=f"Encoding {len(schema)} feature columns ({task})")
+    X_train_df, X_test_df, y_train, y_test = _split(X, y, task, test_size, random_state)
+    del X
+    preprocessor = _build_preprocessor(schema, dense=(algorithm == "gradient_boosting"))
+    Xt_train = preprocessor.fit_transform(X_train_df)
+    Xt_test = preprocessor.transform(X_test_df)
+    n_train, n_test = len(y_train), len(y_test)
+
+    rng = np.random.default_rng(random_state)
+    eval_idx = rng.choice(n_train, EVAL_SAMPLE, replace=False) if n_train > EVAL_SAMPLE else np.arange(n_train)
+    live_idx = rng.choice(n_test, EVAL_SAMPLE, replace=False) if n_test > EVAL_SAMPLE else np.arange(n_test)
+    Xe, ye = Xt_train[eval_idx], y_train[eval_idx]
+    Xl, yl = Xt_test[live_idx], y_test[live_idx]
+
+    # ---------------- model_training ----------------
+    model = _make_model(algorithm, task, random_state)
+    scale_target = task == "regression" and algorithm in ("sgd", "mlp")
+    if scale_target:
+        y_mean = float(np.mean(y_train))
+        y_scale = float(np.std(y_train)) or 1.0
+        y_fit = (y_train - y_mean) / y_scale
+        final_model = ScaledTargetRegressor(model, y_mean, y_scale)
+    else:
+        y_fit = y_train
+        final_model = model
+    class_array = np.asarray(classes, dtype=y.dtype) if classes is not None else None
+
+    report(stage="model_training", progress=STAGE_PROGRESS["model_training"], current_epoch=0,
+           total_epochs=epochs, message=f"Training {algorithm} for {epochs} epoch(s)")
+    history: list[dict[str, Any]] = []
+    durations: list[float] = []
+    lo, hi = TRAINING_SPAN
+    for epoch in range(1, epochs + 1):
+        check_stop()
+        t0 = time.perf_counter()
+        if algorithm == "sgd":
+            order = rng.permutation(n_train)
+            if task == "classification":
+                model.partial_fit(Xt_train[order], y_fit[order], classes=class_array)
+            else:
+                model.partial_fit(Xt_train[order], y_fit[order])
+        elif algorithm == "mlp":
+            order = rng.permutation(n_train)
+            if task == "classification":
+                model.partial_fit(Xt_train[order], y_fit[order], classes=class_array)
+            else:
+                model.partial_fit(Xt_train[order], y_fit[order])
+        elif algorithm == "random_forest":
+            model.set_params(n_estimators=epoch * TREES_PER_EPOCH)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "Some inputs do not have OOB scores"
+                model.fit(Xt_train, y_fit)
+        else:  # gradient_boosting
+            model.set_params(max_iter=epoch * BOOST_ITERS_PER_EPOCH)
+            model.fit(Xt_train, y_fit)
+        train_dt = time.perf_counter() - t0
+        loss = _epoch_loss(final_model, algorithm, task, Xe, ye, y_fit)
+        live = _score(final_model, task, Xl, yl)
+        duration = time.perf_counter() - t0
+        durations.append(duration)
+        history.append({"epoch": epoch, "loss": _float(loss), "accuracy": _float(live),
+                        "duration": round(duration, 6), "fit_time": round(train_dt, 6)})
+        eta = float(np.mean(durations)) * (epochs - epoch) + TAIL_SECONDS
+        metric_name = "accuracy" if task == "classification" else "R²"
+        report(
+            stage="model_training",
+            progress=round(lo + (hi - lo) * epoch / epochs, 4),
+            current_epoch=epoch,
+            total_epochs=epochs,
+            current_loss=_float(loss),
+            live_accuracy=_float(live),
+            estimated_time_remaining=round(eta, 3),
+            message=f"Epoch {epoch}/{epochs}: loss {loss:.4f}, validation {metric_name} {live:.4f}",
+        )
+
+    # ---------------- validation ----------------
+    check_stop()
+    report(stage="validation", progress=STAGE_PROGRESS["validation"], current_epoch=epochs, total_epochs=epochs,
+           estimated_time_remaining=TAIL_SECONDS, message="Evaluating on the held-out split")
+    metrics: dict[str, float | None] = {}
+    pred_test = final_model.predict(Xt_test)
+    if task == "classification":
+        proba_test = final_model.predict_proba(Xt_test)
+        metrics["accuracy"] = float(accuracy_score(y_test, pred_test))
+        metrics["f1_macro"] = float(f1_score(y_test, pred_test, average="macro", zero_division=0))
+        metrics["precision_macro"] = float(precision_score(y_test, pred_test, average="macro", zero_division=0))
+        metrics["recall_macro"] = float(recall_score(y_test, pred_test, average="macro", zero_division=0))
+        metrics["log_loss"] = float(log_loss(y_test, proba_test, labels=final_model.classes_))
+        if len(classes) == 2 and len(np.unique(y_test)) == 2:
+            pos = list(final_model.classes_).index(class_array[1]) if class_array[1] in final_model.classes_ else None
+            if pos is not None:
+                metrics["roc_auc"] = float(roc_auc_score(y_test == class_array[1], proba_test[:, pos]))
+        validation_score = metrics["accuracy"]
+    else:
+        metrics["r2"] = float(r2_score(y_test, pred_test))
+        metrics["mae"] = float(mean_absolute_error(y_test, pred_test))
+        metrics["rmse"] = float(math.sqrt(mean_squared_error(y_test, pred_test)))
+        validation_score = metrics["r2"]
+    final_accuracy = _score(final_model, task, Xt_train, y_train)
+    metrics = {k: _float(v) for k, v in metrics.items()}
+
+    # ---------------- finalization ----------------
+    check_stop()
+    report(stage="finalization", progress=STAGE_PROGRESS["finalization"], current_epoch=epochs, total_epochs=epochs,
+           estimated_time_remaining=round(TAIL_SECONDS / 2, 3), message="Packaging the model artifact")
+    pipeline = Pipeline([("preprocessor", preprocessor), ("model", final_model)])
+    buf = io.BytesIO()
+    joblib.dump(pipeline, buf, compress=3)
+    artifact = buf.getvalue()
+
+    return TrainingResult(
+        task=task,
+        algorithm=algorithm,
+        metrics=metrics,
+        final_accuracy=float(final_accuracy),
+        validation_score=float(validation_score),
+        history=history,
+        training_time=round(time.perf_counter() - t_start, 6),
+        feature_schema=schema,
+        classes=classes,
+        artifact_bytes=artifact,
+        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+        model_size=len(artifact),
+        n_train=int(n_train),
+        n_test=int(n_test),
+        target_column=target_column,
+        dropped_columns=dropped,
+        pipeline=pipeline,
+    )
+
+
+# --------------------------------------------------------------------------
+# Artifact loading and prediction
+# --------------------------------------------------------------------------
+
+
+def load_artifact(data: bytes, expected_sha256: str):
+    """Verify ``sha256(data) == expected_sha256`` and joblib-load the fitted Pipeline.
+
+    Only call this on artifacts this application produced: joblib/pickle
+    executes code on load, the hash check guards against corruption and
+    tampering of stored files, not against untrusted uploads.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ArtifactIntegrityError("Artifact data must be bytes.")
+    data = bytes(data)
+    actual = hashlib.sha256(data).hexdigest()
+    if not expected_sha256 or actual.lower() != str(expected_sha256).strip().lower():
+        raise ArtifactIntegrityError(
+            "Model artifact checksum mismatch: the stored file is corrupted or was modified.",
+            suggestions=["Retrain the model to regenerate the artifact."],
+        )
+    return joblib.load(io.BytesIO(data))
+
+
+def _type_error(col_type: str, value: Any) -> str | None:
+    """Return the expected-type phrase if ``value`` does not fit ``col_type``."""
+    if _is_missing(value):
+        return None
+    if col_type == "numeric":
+        if isinstance(value, (bool, np.bool_)):
+            return "a number"
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return None if not (isinstance(value, float) and math.isinf(value)) else "a finite number"
+        if isinstance(value, str):
+            try:
+                f = float(value.strip())
+            except ValueError:
+                return "a number"
+            return None if math.isfinite(f) or math.isnan(f) else "a finite number"
+        return "a number"
+    if col_type == "boolean":
+        if isinstance(value, (bool, np.bool_)):
+            return None
+        if isinstance(value, (int, np.integer)) and value in (0, 1):
+            return None
+        if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS | _FALSE_STRINGS:
+            return None
+        return "a boolean (true/false)"
+    if col_type == "categorical":
+        if isinstance(value, (str, bool, int, float, np.generic)):
+            return None
+        return "a string"
+    if col_type == "datetime":
+        if isinstance(value, str) and not pd.isna(pd.to_datetime(value, errors="coerce", utc=True,
+                                                                   format="ISO8601")):
+            return None
+        return "an ISO 8601 date/time string (e.g. '2024-01-31')"
+    if col_type == "text":
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+def check_instances(instances: Any, feature_schema: list[dict[str, Any]]) -> list[str]:
+    """Human-readable problems with prediction ``instances`` (empty list = OK).
+
+    Reports missing, unexpected and mistyped columns per instance index.
+    ``None`` is always accepted as a value (it is imputed).
+    """
+    if not isinstance(instances, (list, tuple)):
+        return ["instances must be a list of objects"]
+    if len(instances) == 0:
+        return ["instances must contain at least one object"]
+    expected = [c["name"] for c in feature_schema]
+    types = {c["name"]: c["type"] for c in feature_schema}
+    expected_set = set(expected)
+    errors: list[str] = []
+    for i, inst in enumerate(instances):
+        if not isinstance(inst, dict):
+            errors.append(f"instance {i}: expected an object mapping column names to values, "
+                          f"got {type(inst).__name__}")
+            continue
+        for name in expected:
+            if name not in inst:
+                errors.append(f"instance {i}: missing column {name!r}")
+        for name in inst:
+            if name not in expected_set:
+                errors.append(f"instance {i}: unexpected column {name!r}")
+        for name in expected:
+            if name in inst:
+                problem = _type_error(types[name], inst[name])
+                if problem:
+                    errors.append(f"instance {i}: column {name!r} must be {problem}, got {inst[name]!r}")
+    return errors
+
+
+def predict(model, instances: list[dict[str, Any]], feature_schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """Predict for a list of dict instances.
+
+    Returns ``{"predictions": [...]}`` plus, for classifiers,
+    ``"probabilities": [{str(class): p, ...}, ...]``; all values are plain
+    Python (JSON-serialisable).  Raises :class:`InvalidInputError` if
+    :func:`check_instances` finds problems.
+    """
+    errors = check_instances(instances, feature_schema)
+    if errors:
+        raise InvalidInputError(errors)
+    frame = pd.DataFrame([{c["name"]: inst.get(c["name"]) for c in feature_schema} for inst in instances],
+                         columns=[c["name"] for c in feature_schema])
+    X = _coerce_frame(frame, feature_schema)
+    preds = model.predict(X)
+    out: dict[str, Any] = {"predictions": [_py(p) for p in preds]}
+    if is_classifier(model) and hasattr(model, "predict_proba"):
+        proba = model.predict_proba(X)
+        labels = [str(_py(c)) for c in model.classes_]
+        out["probabilities"] = [
+            {label: float(p) for label, p in zip(labels, row)} for row in np.asarray(proba, dtype=float)
+        ]
+    return out
