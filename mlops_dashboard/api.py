@@ -7,7 +7,8 @@ from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .events import bus, catalog, publish
+from .events import bus, publish
+from .tasks import publish_test_event, test_activity
 
 
 class EventsQuery(serializers.Serializer):
@@ -57,27 +58,26 @@ class EventLogView(APIView):
 
 
 class TestEventView(APIView):
-    """Publish a test event (an `activity_update` of type `test`): staff only, for diagnostics."""
+    """Publish a test event (an `activity_update` of type `test`): staff only, for diagnostics.
+
+    `{"via": "worker"}` publishes it from inside a Celery worker instead, proving the whole path.
+    """
 
     permission_classes = [permissions.IsAdminUser]
 
-    @extend_schema(request=None, responses=inline_serializer("TestEvent", {"id": serializers.IntegerField()}))
+    @extend_schema(
+        request=inline_serializer("TestEventRequest", {"via": serializers.ChoiceField(["server", "worker"], required=False)}),
+        responses=inline_serializer("TestEvent", {"id": serializers.IntegerField(allow_null=True), "via": serializers.CharField()}),
+    )
     def post(self, request):
-        event_id = publish(
-            catalog.ActivityUpdate(
-                activity={
-                    "id": None,
-                    "title": "Test event",
-                    "description": f"Published by {request.user.get_username()} from the Live events page.",
-                    "user": request.user.get_username(),
-                    "action_type": "test",
-                    "status": "info",
-                    "severity_level": "info",
-                    "duration": None,
-                    "metadata": {},
-                }
-            )
-        )
+        via = request.data.get("via", "server") if isinstance(request.data, dict) else "server"
+        if via not in ("server", "worker"):
+            raise serializers.ValidationError({"via": ['Choose "server" or "worker".']})
+        username = request.user.get_username()
+        if via == "worker":
+            publish_test_event.delay(username)
+            return Response({"id": None, "via": via}, status=202)
+        event_id = publish(test_activity(username, "the Live events page"))
         if event_id is None:
             return Response({"detail": "Redis did not take the event."}, status=503)
-        return Response({"id": event_id}, status=201)
+        return Response({"id": event_id, "via": via}, status=201)

@@ -19,7 +19,6 @@ import io
 import math
 import re
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
@@ -462,6 +461,11 @@ def _coerce_frame(df: pd.DataFrame, schema: list[dict[str, Any]]) -> pd.DataFram
             out[name] = pd.to_numeric(s, errors="coerce").astype(float)
         elif col_type == "datetime":
             out[name] = s.astype(object).where(s.notna(), np.nan)
+        elif col_type == "categorical" and pd.api.types.is_string_dtype(s) and not pd.api.types.is_object_dtype(s):
+            # fast path for CSV string columns (training): already strings
+            out[name] = s.astype(object).where(s.notna(), np.nan)
+        elif col_type == "boolean" and pd.api.types.is_bool_dtype(s):
+            out[name] = s.astype(object)
         else:
             values = [_coerce_value(v, col_type) for v in s.astype(object).tolist()]
             out[name] = pd.Series(values, index=df.index, dtype=object)
@@ -514,7 +518,7 @@ def _make_model(algorithm: str, task: str, random_state: int):
                   random_state=random_state)
         return MLPClassifier(**kw) if clf else MLPRegressor(**kw)
     if algorithm == "random_forest":
-        kw = dict(n_estimators=0, warm_start=True, oob_score=True, bootstrap=True,
+        kw = dict(n_estimators=0, warm_start=True, bootstrap=True,
                   min_samples_leaf=2 if clf else 3, random_state=random_state, n_jobs=1)
         return RandomForestClassifier(**kw) if clf else RandomForestRegressor(**kw)
     if algorithm == "gradient_boosting":
@@ -671,20 +675,59 @@ def _split(X: pd.DataFrame, y: np.ndarray, task: str, test_size: float, random_s
         return train_test_split(X, y, test_size=test_size, random_state=random_state)
 
 
-def _epoch_loss(model, algorithm, task, Xe, ye, y_fit):
+class _OOBAccumulator:
+    """Incremental out-of-bag predictions for a warm-started random forest.
+
+    sklearn's built-in ``oob_score`` recomputes the OOB predictions of *all*
+    trees on every ``fit`` call, which makes per-epoch OOB quadratic in the
+    number of epochs.  Here only the trees added in the latest epoch are
+    evaluated, and only on the (bounded) evaluation rows.  The bootstrap
+    indices of a tree are re-derived the way sklearn draws them
+    (``RandomState(tree.random_state).randint(0, n, n)``);
+    ``tests/training/test_trainer.py`` checks this against sklearn's own
+    ``oob_decision_function_``.
+    """
+
+    def __init__(self, task: str, n_samples: int, rows: np.ndarray):
+        self.task = task
+        self.n_samples = n_samples
+        self.rows = np.asarray(rows)
+        self.n_seen = 0
+        self.sums: np.ndarray | None = None
+        self.counts = np.zeros(len(self.rows))
+
+    def add_new_trees(self, forest, X) -> None:
+        if self.sums is None:
+            width = int(forest.n_classes_) if self.task == "classification" else 1
+            self.sums = np.zeros((len(self.rows), width))
+        new = forest.estimators_[self.n_seen:]
+        self.n_seen = len(forest.estimators_)
+        for tree in new:
+            drawn = np.random.RandomState(tree.random_state).randint(0, self.n_samples, self.n_samples)
+            in_bag = np.bincount(drawn, minlength=self.n_samples)[self.rows] > 0
+            oob = ~in_bag
+            if not oob.any():
+                continue
+            X_oob = X[self.rows[oob]]
+            if self.task == "classification":
+                pred = tree.predict_proba(X_oob)
+            else:
+                pred = np.asarray(tree.predict(X_oob), dtype=float).reshape(-1, 1)
+            self.sums[oob] += pred
+            self.counts[oob] += 1
+
+    def loss(self, y_rows: np.ndarray, labels=None) -> float | None:
+        ok = self.counts > 0
+        if ok.sum() < 2:
+            return None
+        pred = self.sums[ok] / self.counts[ok, None]
+        if self.task == "classification":
+            return float(log_loss(y_rows[ok], pred, labels=labels))
+        return float(mean_squared_error(y_rows[ok], pred[:, 0]))
+
+
+def _epoch_loss(model, task, Xe, ye) -> float:
     """Training loss: log-loss (classification) or MSE in target units (regression)."""
-    if algorithm == "random_forest":
-        # Out-of-bag estimate: much more honest than the (near-zero) in-sample loss of a forest.
-        if task == "classification" and hasattr(model, "oob_decision_function_"):
-            proba = model.oob_decision_function_
-            ok = np.all(np.isfinite(proba), axis=1) & (proba.sum(axis=1) > 0)
-            if ok.sum() >= 2:
-                return float(log_loss(y_fit[ok], proba[ok], labels=model.classes_))
-        elif task == "regression" and hasattr(model, "oob_prediction_"):
-            pred = np.ravel(model.oob_prediction_)
-            ok = np.isfinite(pred)
-            if ok.sum() >= 2:
-                return float(mean_squared_error(y_fit[ok], pred[ok]))
     if task == "classification":
         return float(log_loss(ye, model.predict_proba(Xe), labels=model.classes_))
     return float(mean_squared_error(ye, model.predict(Xe)))
@@ -769,7 +812,8 @@ def _train(*, csv_path, target_column, task, algorithm, epochs, test_size, rando
            message=f"Encoding {len(schema)} feature columns ({task})")
     X_train_df, X_test_df, y_train, y_test = _split(X, y, task, test_size, random_state)
     del X
-    preprocessor = _build_preprocessor(schema, dense=(algorithm == "gradient_boosting"))
+    # tree ensembles are much faster on dense input (and HistGradientBoosting requires it)
+    preprocessor = _build_preprocessor(schema, dense=algorithm in ("random_forest", "gradient_boosting"))
     Xt_train = preprocessor.fit_transform(X_train_df)
     Xt_test = preprocessor.transform(X_test_df)
     n_train, n_test = len(y_train), len(y_test)
@@ -793,6 +837,7 @@ def _train(*, csv_path, target_column, task, algorithm, epochs, test_size, rando
         final_model = model
     class_array = np.asarray(classes, dtype=y.dtype) if classes is not None else None
 
+    oob = _OOBAccumulator(task, n_train, eval_idx) if algorithm == "random_forest" else None
     report(stage="model_training", progress=STAGE_PROGRESS["model_training"], current_epoch=0,
            total_epochs=epochs, message=f"Training {algorithm} for {epochs} epoch(s)")
     history: list[dict[str, Any]] = []
@@ -801,28 +846,27 @@ def _train(*, csv_path, target_column, task, algorithm, epochs, test_size, rando
     for epoch in range(1, epochs + 1):
         check_stop()
         t0 = time.perf_counter()
-        if algorithm == "sgd":
-            order = rng.permutation(n_train)
-            if task == "classification":
-                model.partial_fit(Xt_train[order], y_fit[order], classes=class_array)
-            else:
-                model.partial_fit(Xt_train[order], y_fit[order])
-        elif algorithm == "mlp":
+        if algorithm in ("sgd", "mlp"):
+            # one pass over freshly shuffled training data
             order = rng.permutation(n_train)
             if task == "classification":
                 model.partial_fit(Xt_train[order], y_fit[order], classes=class_array)
             else:
                 model.partial_fit(Xt_train[order], y_fit[order])
         elif algorithm == "random_forest":
-            model.set_params(n_estimators=epoch * TREES_PER_EPOCH)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "Some inputs do not have OOB scores"
-                model.fit(Xt_train, y_fit)
+            model.set_params(n_estimators=epoch * TREES_PER_EPOCH)  # warm_start: adds the new trees
+            model.fit(Xt_train, y_fit)
+            oob.add_new_trees(model, Xt_train)
         else:  # gradient_boosting
             model.set_params(max_iter=epoch * BOOST_ITERS_PER_EPOCH)
             model.fit(Xt_train, y_fit)
         train_dt = time.perf_counter() - t0
-        loss = _epoch_loss(final_model, algorithm, task, Xe, ye, y_fit)
+        loss = None
+        if oob is not None:
+            # out-of-bag loss: the in-sample loss of a forest is near zero and says little
+            loss = oob.loss(ye, labels=getattr(model, "classes_", None))
+        if loss is None:
+            loss = _epoch_loss(final_model, task, Xe, ye)
         live = _score(final_model, task, Xl, yl)
         duration = time.perf_counter() - t0
         durations.append(duration)

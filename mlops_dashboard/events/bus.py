@@ -77,12 +77,16 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def encode(event: Event) -> tuple[str, str, list[str]]:
-    """Split the wire JSON around its id, which only Redis knows: (head, tail, topics)."""
+def check_publishable(event) -> None:
+    """`publish()` refuses anything that is not a registered, broadcastable catalog event."""
     if not isinstance(event, Event) or REGISTRY.get(event.type) is not type(event):
         raise EventError(f"{event!r} is not a registered catalog event")
     if is_connection_event(event.type):
         raise EventError(f"{event.type} is a connection event: send it to one socket, don't publish")
+
+
+def encode(event: Event) -> tuple[str, str, list[str]]:
+    """Split the wire JSON around its id, which only Redis knows: (head, tail, topics)."""
     rest = json.dumps({"timestamp": now_iso(), **event.payload()}, separators=(",", ":"), default=str)
     head = '{"type":' + json.dumps(event.type) + ',"id":'
     return head, "," + rest[1:], event.topic_names()
@@ -134,7 +138,8 @@ def _async_script():
     return _async_clients[asyncio.get_running_loop()][1]
 
 
-def _reset_after_fork():
+def reset_clients():
+    """Forget clients and held events (a forked child must not share its parent's sockets)."""
     global _sync_client, _sync_script, _throttle
     _sync_client = None
     _sync_script = None
@@ -142,7 +147,7 @@ def _reset_after_fork():
     _throttle = None
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(after_in_child=reset_clients)
 
 
 # --- publishing --------------------------------------------------------------------------------------
@@ -165,6 +170,7 @@ def _send(event: Event) -> int | None:
 
 def publish(event: Event) -> int | None:
     """Publish a catalog event; returns its id, or None when coalesced away or Redis is down."""
+    check_publishable(event)
     if event.coalesce_key() is None and not event.closes:
         return _send(event)
     return throttle().offer(event)
@@ -172,6 +178,7 @@ def publish(event: Event) -> int | None:
 
 async def apublish(event: Event) -> int | None:
     """`publish` for async code (consumers, async views)."""
+    check_publishable(event)
     if event.coalesce_key() is not None or event.closes:
         return await asyncio.to_thread(publish, event)
     head, tail, topics = encode(event)
@@ -298,8 +305,11 @@ def _slice(after: int, seq, floor, oldest, rows) -> LogSlice:
     if seq is None:
         gap = after > 0
     else:
+        # after=0 means "from the beginning", which is the floor of the current sequence;
+        # an id below the floor belongs to data Redis has lost.
+        floor = int(floor or 0)
         first = int(oldest[0][1]) if oldest else latest + 1
-        gap = after > latest or after < int(floor or 0) or after + 1 < first
+        gap = after > latest or 0 < after < floor or max(after, floor) + 1 < first
     return LogSlice(events=events, latest_id=latest, gap=gap)
 
 

@@ -111,9 +111,9 @@ def event_class(name: str) -> type[Event]:
         raise EventError(f"{name!r} is not an event in the catalog") from None
 
 
-def build(name: str, **fields) -> Event:
+def build(event_type: str, /, **fields) -> Event:
     """Make a catalog event by name: `build("dataset_created", dataset_id=1, name="x")`."""
-    return event_class(name)(**fields)
+    return event_class(event_type)(**fields)
 
 
 # --- type checking -------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def _type_name(hint) -> str:
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_type_name(arm) for arm in typing.get_args(hint))
     if origin is typing.Literal:
-        return " | ".join(repr(v) for v in typing.get_args(hint))
+        return "one of " + ", ".join(f"`{v}`" for v in typing.get_args(hint))
     if hint is type(None):
         return "null"
     if origin is not None:

@@ -1,0 +1,121 @@
+// Loaded on every logged-in page: starts the live connection, drives the header's connection
+// indicator and the offline banner, and turns notable events into toasts.
+
+import { realtime } from "./realtime.js";
+import { formatPercent, initServerToasts, renderConnection, renderOfflineBanner, toast } from "./ui.js";
+
+// --- events → toasts ------------------------------------------------------------------------------
+// One rule per event type: (event) → {kind, title, message, sticky?} or null for no toast.
+// Pages extend it: `import { toastRules } from "/static/js/app.js"; toastRules.my_event = (e) => ...`.
+
+const ALERT_KINDS = { critical: "error", high: "error", medium: "warning", low: "info" };
+const HEALTH_KINDS = { critical: "error", warning: "warning", healthy: "success" };
+
+export const toastRules = {
+  training_completed: (e) => ({
+    kind: "success",
+    title: "Training completed",
+    message: e.message || `Job #${e.job_id} reached ${formatPercent(e.final_accuracy)} accuracy.`,
+  }),
+  training_failed: (e) => ({
+    kind: "error",
+    title: e.error_code === "CANCELLED" ? "Training cancelled" : "Training failed",
+    message: e.error || `Job #${e.job_id} failed at ${e.stage_failed}.`,
+  }),
+  pipeline_completed: (e) =>
+    e.status === "cancelled"
+      ? { kind: "warning", title: "Pipeline cancelled", message: e.message || `Run #${e.run_id} was cancelled.` }
+      : { kind: "success", title: "Pipeline completed", message: e.message || `Run #${e.run_id} finished.` },
+  pipeline_failed: (e) => ({
+    kind: "error",
+    title: "Pipeline failed",
+    message: `Run #${e.run_id} failed at “${e.failed_step}”: ${e.error}`,
+  }),
+  model_deployed: (e) => ({
+    kind: "success",
+    title: "Model deployed",
+    message: e.message || `${e.model_name} v${e.model_version} is now serving.`,
+  }),
+  dataset_processed: (e) =>
+    e.status === "ready"
+      ? { kind: "success", title: "Dataset ready", message: `Dataset #${e.dataset_id} was profiled and is ready.` }
+      : e.status === "invalid"
+        ? { kind: "error", title: "Dataset invalid", message: e.data?.error || `Dataset #${e.dataset_id} could not be processed.` }
+        : null,
+  job_completed: (e) =>
+    e.status === "succeeded"
+      ? { kind: "success", title: "Processing job finished", message: `Job #${e.job_id} on dataset #${e.dataset_id} succeeded.` }
+      : e.status === "cancelled"
+        ? { kind: "warning", title: "Processing job cancelled", message: e.error || `Job #${e.job_id} was cancelled.` }
+        : { kind: "error", title: "Processing job failed", message: e.error || `Job #${e.job_id} failed.` },
+  file_validated: (e) =>
+    e.status === "error" ? { kind: "error", title: `${e.filename} was rejected`, message: e.error || "The file is not valid." } : null,
+  system_alert: (e) => {
+    const alert = e.alert || {};
+    if (alert.status !== "open") return null;
+    return {
+      kind: ALERT_KINDS[alert.priority] || "info",
+      title: alert.title || "System alert",
+      message: alert.message || "",
+      sticky: alert.priority === "critical" ? true : undefined,
+    };
+  },
+  health_change: (e) => ({
+    kind: HEALTH_KINDS[e.current_health] || "info",
+    title: `System health: ${e.current_health}`,
+    message: e.reason || e.recommended_action || "",
+  }),
+  activity_update: (e) =>
+    e.activity?.action_type === "test"
+      ? { kind: "info", title: e.activity.title || "Test event", message: e.activity.description || "" }
+      : null,
+  // A client notification (not a catalog event): the socket's replay could not cover a gap.
+  resync: () => ({ kind: "warning", title: "Missed updates — refreshing", message: "Some live updates were missed while offline." }),
+};
+
+export function toastForEvent(event) {
+  const rule = toastRules[event.type];
+  return rule ? rule(event) : null;
+}
+
+realtime.on("*", (event) => {
+  const spec = toastForEvent(event);
+  if (spec) toast(spec);
+});
+
+// --- header: connection indicator, offline banner, mobile navigation -----------------------------
+
+const indicator = document.getElementById("connection");
+const banner = document.getElementById("offline-banner");
+indicator?.querySelector(".connection__retry")?.addEventListener("click", () => realtime.retry());
+realtime.onState((snap) => {
+  renderConnection(indicator, snap);
+  renderOfflineBanner(banner, snap);
+});
+
+function initNavigation() {
+  const toggle = document.querySelector(".nav-toggle");
+  const sidebar = document.getElementById("sidebar");
+  const backdrop = document.querySelector("[data-nav-close]");
+  if (!toggle || !sidebar) return;
+  const setOpen = (open) => {
+    document.body.classList.toggle("nav-open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.setAttribute("aria-label", open ? "Close navigation" : "Open navigation");
+    if (backdrop) backdrop.hidden = !open;
+  };
+  toggle.addEventListener("click", () => setOpen(!document.body.classList.contains("nav-open")));
+  backdrop?.addEventListener("click", () => setOpen(false));
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && document.body.classList.contains("nav-open")) {
+      setOpen(false);
+      toggle.focus();
+    }
+  });
+}
+
+initServerToasts();
+initNavigation();
+realtime.start();
+
+export { realtime, toast };

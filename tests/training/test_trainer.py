@@ -501,3 +501,35 @@ def test_unknown_category_is_tolerated(titanic_rf):
     assert check_instances([inst], titanic_rf.feature_schema) == []
     out = predict(titanic_rf.pipeline, [inst], titanic_rf.feature_schema)
     assert out["predictions"][0] in (0, 1)
+
+
+# --------------------------------------------------------------------------
+# Internals worth pinning down
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_incremental_oob_matches_sklearn(task):
+    """The per-epoch random-forest loss re-derives bootstrap samples; it must agree with sklearn's OOB."""
+    from sklearn.datasets import make_classification, make_regression
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    if task == "classification":
+        X, y = make_classification(n_samples=300, n_features=6, n_informative=4, n_classes=3, random_state=0)
+        forest = RandomForestClassifier(n_estimators=0, warm_start=True, random_state=3)
+    else:
+        X, y = make_regression(n_samples=300, n_features=6, noise=5.0, random_state=0)
+        forest = RandomForestRegressor(n_estimators=0, warm_start=True, random_state=3)
+    rows = np.arange(len(y))
+    acc = trainer_module._OOBAccumulator(task, len(y), rows)
+    for epoch in (1, 2, 3):
+        forest.set_params(n_estimators=10 * epoch)
+        forest.fit(X, y)
+        acc.add_new_trees(forest, X)
+    reference = forest.set_params(oob_score=True, warm_start=False).fit(X, y)  # same seeds -> same trees
+    ok = acc.counts > 0
+    ours = acc.sums[ok] / acc.counts[ok, None]
+    if task == "classification":
+        np.testing.assert_allclose(ours, reference.oob_decision_function_[ok], atol=1e-12)
+    else:
+        np.testing.assert_allclose(ours[:, 0], reference.oob_prediction_[ok], rtol=1e-10)

@@ -1,0 +1,65 @@
+"""Render docs/events.md from the catalog (`manage.py events_doc > docs/events.md`)."""
+
+from itertools import groupby
+
+from .catalog import CONNECTION, REGISTRY, RENAMED, field_docs
+
+HEADER = """# Events
+
+Generated from `mlops_dashboard/events/catalog.py` by `make docs` (`manage.py events_doc`); a test
+fails when this file and the catalog differ. Do not edit by hand.
+
+## On the wire
+
+Each event is one JSON object: `type`, `id` (an integer, strictly increasing across every process
+of the system), `timestamp` (ISO 8601, UTC, with microseconds), then the event's own fields at the
+top level. Optional fields (marked *optional*) are left out when they have no value.
+
+- Connect to `/ws/` (session cookie, or `Authorization: Token <key>` for programs). The socket
+  joins `dashboard` and `user.<your id>`. Add `?last_event_id=N` to get every logged event after
+  `N` first, then live ones, with no gap and no duplicate. When `N` is older than the log (the
+  last 10,000 events by default, `EVENT_LOG_SIZE`), the socket sends `error` with code
+  `replay_gap` and `latest_id`: reload state from the REST API and carry on from `latest_id`.
+- Send `{"type": "ping", "ts": ...}` to get `pong`; `{"type": "subscribe" | "unsubscribe",
+  "topics": [...]}` to follow object topics. Messages over 64 KiB, malformed or unknown ones are
+  answered with `error`.
+- `GET /api/events/?after=N&limit=100` returns the same logged events as JSON: the polling
+  fallback.
+- Progress events (`coalesced per` below) are sent at most a few times a second per job, always the
+  first and the latest; the event that ends a job comes after its last progress.
+- Connection events (`pong`, `error`) answer one socket: their `id` is `null`, and they are never
+  logged or replayed.
+
+## Topics
+
+| topic | who gets it |
+| --- | --- |
+| `dashboard` | every signed-in socket (joined on connect): everything team-wide |
+| `user.<id>` | that user's sockets only (joined on connect): their uploads |
+| `dataset.<id>`, `processing_job.<id>`, `training_job.<id>`, `model.<id>`, `pipeline.<id>`, `pipeline_run.<id>` | sockets that subscribed, for pages that follow one thing |
+"""
+
+
+def render() -> str:
+    out = [HEADER]
+    classes = list(REGISTRY.values())
+    for group, members in groupby(classes, key=lambda c: c.group):
+        out.append(f"\n## {group}\n")
+        for cls in members:
+            out.append(f"\n### `{cls.type}`\n\n{cls.description()}\n")
+            if cls.topics == (CONNECTION,):
+                out.append("\nTopics: this socket only.\n")
+            else:
+                out.append("\nTopics: " + ", ".join(f"`{t}`" for t in cls.topics) + ".")
+                if cls.coalesce_by:
+                    out.append(f" Coalesced per `{cls.coalesce_by}`.")
+                if cls.closes:
+                    out.append(" Ends: " + ", ".join(f"`{c}`" for c in cls.closes) + ".")
+                out.append("\n")
+            out.append("\n| field | type | |\n| --- | --- | --- |\n")
+            for name, type_name, optional in field_docs(cls):
+                out.append(f"| `{name}` | {type_name} | {'optional' if optional else ''} |\n")
+    out.append("\n## Names from earlier drafts\n\n| old name | replaced by |\n| --- | --- |\n")
+    for old, new in RENAMED.items():
+        out.append(f"| `{old}` | `{new}` |\n")
+    return "".join(out)

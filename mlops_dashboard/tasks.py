@@ -1,0 +1,26 @@
+from celery import shared_task
+
+from .events import publish
+from .events.catalog import ActivityUpdate
+
+
+def test_activity(username: str, via: str) -> ActivityUpdate:
+    return ActivityUpdate(
+        activity={
+            "id": None,
+            "title": "Test event",
+            "description": f"Published by {username} from {via}.",
+            "user": username,
+            "action_type": "test",
+            "status": "info",
+            "severity_level": "info",
+            "duration": None,
+            "metadata": {"via": via},
+        }
+    )
+
+
+@shared_task(name="events.publish_test_event")
+def publish_test_event(username: str) -> int | None:
+    """Publish a test event from inside a worker: proves worker → Redis → socket end to end."""
+    return publish(test_activity(username, "a Celery worker"))

@@ -1,0 +1,229 @@
+// Small DOM helpers shared by every page: toasts, the connection indicator, badges, progress bars.
+
+const TOAST_TIMEOUT_MS = 5000;
+const MAX_TOASTS = 5;
+const KINDS = new Set(["success", "info", "warning", "error"]);
+
+// --- toasts ----------------------------------------------------------------------------------------
+
+function toastContainer() {
+  return document.getElementById("toasts");
+}
+
+/**
+ * toast({kind, title, message, sticky, timeout}) → the toast element.
+ * kind: success | info | warning | error. Errors (and anything `sticky`) stay until closed;
+ * the rest leave after `timeout` ms (5 s), paused while hovered or focused.
+ */
+export function toast({ kind = "info", title = "", message = "", sticky, timeout = TOAST_TIMEOUT_MS } = {}) {
+  const container = toastContainer();
+  if (!container) return null;
+  kind = KINDS.has(kind) ? kind : "info";
+  const el = newToastElement();
+  el.dataset.kind = kind;
+  el.setAttribute("role", kind === "error" ? "alert" : "status");
+  el.querySelector(".toast__title").textContent = title;
+  el.querySelector(".toast__message").textContent = message;
+  const stays = sticky ?? kind === "error";
+  container.append(el);
+  wireToast(el, stays ? null : timeout);
+  trimToasts(container);
+  return el;
+}
+
+function newToastElement() {
+  const template = document.getElementById("toast-template");
+  if (template) return template.content.firstElementChild.cloneNode(true);
+  const el = document.createElement("div");
+  el.className = "toast";
+  el.innerHTML =
+    '<span class="toast__icon" aria-hidden="true"></span><div class="toast__body">' +
+    '<p class="toast__title"></p><p class="toast__message"></p></div>' +
+    '<button type="button" class="toast__close" aria-label="Dismiss notification">×</button>' +
+    '<span class="toast__timer" aria-hidden="true"></span>';
+  return el;
+}
+
+function wireToast(el, timeout) {
+  el.querySelector(".toast__close")?.addEventListener("click", () => dismissToast(el));
+  if (!timeout) {
+    el.dataset.sticky = "true";
+    return;
+  }
+  el.style.setProperty("--toast-timeout", `${timeout}ms`);
+  let remaining = timeout;
+  let startedAt = 0;
+  let timer = null;
+  const run = () => {
+    startedAt = Date.now();
+    timer = setTimeout(() => dismissToast(el), remaining);
+    el.classList.remove("is-paused");
+  };
+  const pause = () => {
+    if (!timer) return;
+    clearTimeout(timer);
+    timer = null;
+    remaining = Math.max(500, remaining - (Date.now() - startedAt));
+    el.classList.add("is-paused");
+  };
+  el.addEventListener("mouseenter", pause);
+  el.addEventListener("mouseleave", () => timer || run());
+  el.addEventListener("focusin", pause);
+  el.addEventListener("focusout", () => timer || run());
+  run();
+}
+
+export function dismissToast(el) {
+  if (!el || el.classList.contains("is-leaving")) return;
+  el.classList.add("is-leaving");
+  const remove = () => el.remove();
+  el.addEventListener("animationend", remove, { once: true });
+  setTimeout(remove, 400); // when animations are off
+}
+
+function trimToasts(container) {
+  const live = [...container.querySelectorAll(".toast:not(.is-leaving)")];
+  let extra = live.length - MAX_TOASTS;
+  // The oldest transient toasts go first; sticky ones only when there is nothing else.
+  for (const el of live.filter((t) => !t.dataset.sticky).concat(live.filter((t) => t.dataset.sticky))) {
+    if (extra <= 0) break;
+    el.remove();
+    extra -= 1;
+  }
+}
+
+/** Toasts rendered by the server (Django messages) get the same close button and timer. */
+export function initServerToasts() {
+  const container = toastContainer();
+  if (!container) return;
+  for (const el of container.querySelectorAll(".toast")) {
+    if (el.dataset.kind === "debug") el.dataset.kind = "info";
+    wireToast(el, el.dataset.kind === "error" ? null : TOAST_TIMEOUT_MS);
+  }
+}
+
+// --- connection indicator --------------------------------------------------------------------------
+
+export const CONNECTION_LABELS = {
+  connecting: "Connecting",
+  connected: "Live",
+  reconnecting: "Reconnecting",
+  disconnected: "Offline",
+  error: "Offline",
+  max_reconnect_attempts: "Offline",
+};
+
+/** Render a realtime snapshot into the header's #connection element. */
+export function renderConnection(el, snap) {
+  if (!el) return;
+  const label = CONNECTION_LABELS[snap.state] || "Offline";
+  el.dataset.state = snap.state;
+  el.dataset.quality = snap.state === "connected" && snap.quality ? snap.quality : "";
+  setText(el.querySelector(".label"), label);
+  let detail = "";
+  if (snap.state === "connected" && snap.latency != null) detail = `${snap.latency} ms · ${snap.quality}`;
+  else if (snap.state === "reconnecting") detail = `attempt ${snap.reconnectAttempts}/${snap.maxReconnectAttempts}`;
+  setText(el.querySelector(".latency"), detail);
+  const retry = el.querySelector(".connection__retry");
+  if (retry) retry.hidden = snap.state !== "max_reconnect_attempts";
+  el.title = connectionTitle(snap);
+}
+
+function connectionTitle(snap) {
+  switch (snap.state) {
+    case "connected":
+      return snap.latency != null ? `Live connection · ${snap.latency} ms (${snap.quality})` : "Live connection";
+    case "reconnecting":
+      return `Connection lost · reconnect attempt ${snap.reconnectAttempts} of ${snap.maxReconnectAttempts}`;
+    case "max_reconnect_attempts":
+      return "Could not reconnect · showing updates every 30 s · Retry to try again now";
+    case "disconnected":
+      return "Paused while the tab was hidden";
+    case "error":
+      return "Connection error";
+    default:
+      return "Opening the live connection";
+  }
+}
+
+/** The "Offline mode" banner: shown while the socket is down, with the last refresh time. */
+export function renderOfflineBanner(el, snap) {
+  if (!el) return;
+  el.hidden = !snap.offline;
+  if (!snap.offline) return;
+  const time = el.querySelector("[data-last-refresh]");
+  if (time && snap.lastRefreshAt) {
+    const at = new Date(snap.lastRefreshAt);
+    time.dateTime = at.toISOString();
+    setText(time, formatTime(at));
+  }
+}
+
+// --- widgets kept up to date by pages -------------------------------------------------------------
+
+/** Update a status badge (templates/includes/status_badge.html). */
+export function setStatusBadge(el, status, label) {
+  if (!el) return;
+  el.dataset.status = status || "unknown";
+  setText(el, label ?? humanize(status || "unknown"));
+}
+
+/** Update a progress bar (templates/includes/progress_bar.html): value 0-100. */
+export function setProgress(el, value, status) {
+  if (!el) return;
+  const v = Math.max(0, Math.min(100, Number(value) || 0));
+  el.setAttribute("aria-valuenow", String(Math.round(v)));
+  if (status) el.dataset.status = status;
+  const fill = el.querySelector(".progress__fill");
+  if (fill) fill.style.width = `${v}%`;
+  setText(el.querySelector(".progress__value"), `${Math.round(v)}%`);
+}
+
+// --- formatting ------------------------------------------------------------------------------------
+
+export function humanize(text) {
+  const s = String(text).replace(/_/g, " ");
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+export function formatTime(date, { ms = false } = {}) {
+  const d = date instanceof Date ? date : new Date(date);
+  if (Number.isNaN(d.getTime())) return "—";
+  const hms = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  return ms ? `${hms}.${String(d.getMilliseconds()).padStart(3, "0")}` : hms;
+}
+
+export function formatPercent(value, digits = 1) {
+  if (value == null || Number.isNaN(Number(value))) return "—";
+  const n = Number(value);
+  return `${(n <= 1 ? n * 100 : n).toFixed(digits)}%`;
+}
+
+export function setText(el, text) {
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+// --- CSRF for fetch() -------------------------------------------------------------------------------
+
+export function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  if (match) return decodeURIComponent(match[1]);
+  return document.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
+}
+
+/** POST JSON with the session cookie and the CSRF token; returns {ok, status, body}. */
+export async function postJSON(url, data) {
+  const response = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+    body: data === undefined ? undefined : JSON.stringify(data),
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    /* no JSON body */
+  }
+  return { ok: response.ok, status: response.status, body };
+}

@@ -1,0 +1,150 @@
+"""The bus: ids, the bounded log, coalescing, and publishing from other processes."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from mlops_dashboard.events import bus, catalog, publish
+
+
+def created(n):
+    return catalog.DatasetCreated(dataset_id=n, name=f"d{n}")
+
+
+def progress(job, pct, status="running"):
+    return catalog.JobProgress(job_id=job, dataset_id=1, progress=float(pct), status=status, current_step="step")
+
+
+def test_ids_strictly_increase_and_the_log_keeps_the_events():
+    ids = [publish(created(n)) for n in range(5)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    log = bus.read_after(ids[0])
+    assert [e[0] for e in log.events] == ids[1:]
+    event = json.loads(log.events[0][2])
+    assert event["type"] == "dataset_created" and event["id"] == ids[1] and event["dataset_id"] == 1
+    assert event["timestamp"].endswith("Z") and len(event["timestamp"]) == len("2026-11-21T23:00:00.000000Z")
+    assert log.events[0][1] == ["dashboard", "dataset.1"]
+    assert log.latest_id == ids[-1] and not log.gap
+
+
+def test_ids_are_unique_and_ordered_across_concurrent_processes(redis_client):
+    script = (
+        "import django, os; django.setup();"
+        "from mlops_dashboard.events import publish, catalog;"
+        "print(*[publish(catalog.DatasetCreated(dataset_id=1, name='p')) for _ in range(200)])"
+    )
+    before = bus.latest_id()
+    children = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [list(map(int, c.communicate(timeout=60)[0].split())) for c in children]
+    all_ids = [i for out in outputs for i in out]
+    assert len(all_ids) == 600 and len(set(all_ids)) == 600
+    for out in outputs:
+        assert out == sorted(out)
+    assert sorted(all_ids) == list(range(before + 1, before + 601))  # no id skipped
+
+
+def test_log_is_bounded(settings):
+    settings.EVENT_LOG_SIZE = 10
+    ids = [publish(created(n)) for n in range(25)]
+    log = bus.read_after(0)
+    assert [e[0] for e in log.events] == ids[-10:]
+
+
+def test_gap_is_reported_past_the_horizon(settings):
+    settings.EVENT_LOG_SIZE = 3
+    ids = [publish(created(n)) for n in range(6)]
+    assert bus.read_after(ids[0]).gap
+    assert not bus.read_after(ids[2]).gap
+
+
+def test_ids_keep_rising_after_redis_loses_its_data(redis_client):
+    before = publish(created(1))
+    for key in bus.keys():
+        redis_client.delete(key)
+    after = publish(created(2))
+    assert after > before
+    assert bus.read_after(before).gap  # what happened in between is unknown: the client must reload
+
+
+def test_only_catalog_events_can_be_published():
+    with pytest.raises(catalog.EventError):
+        publish({"type": "dataset_created", "dataset_id": 1})
+    with pytest.raises(catalog.EventError, match="connection event"):
+        publish(catalog.Pong(ts=1, server_ts=1.0))
+
+
+def test_publish_without_redis_returns_none_and_does_not_raise(settings):
+    bus.reset_clients()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    try:
+        assert publish(created(1)) is None
+        assert publish(progress(905, 1)) is None
+    finally:
+        bus.reset_clients()
+
+
+def test_progress_is_coalesced_first_and_last_always_sent(settings):
+    settings.EVENT_PROGRESS_INTERVAL = 0.2
+    bus.reset_clients()
+    start = bus.latest_id()
+    for pct in range(0, 101):
+        publish(progress(901, pct))
+        time.sleep(0.002)  # ~0.3 s of reporting: 101 updates
+    publish(catalog.JobCompleted(job_id=901, dataset_id=1, status="succeeded", duration=0.3))
+    events = [json.loads(t) for _, _, t in bus.read_after(start).events]
+    progress_values = [e["progress"] for e in events if e["type"] == "job_progress"]
+    assert progress_values[0] == 0.0 and progress_values[-1] == 100.0
+    assert len(progress_values) <= 4  # at most one per 0.2 s, plus the first and the last
+    assert events[-1]["type"] == "job_completed"  # the end comes after the last progress
+
+
+def test_held_progress_is_flushed_by_the_timer(settings):
+    settings.EVENT_PROGRESS_INTERVAL = 0.2
+    bus.reset_clients()
+    start = bus.latest_id()
+    publish(progress(902, 10))
+    assert publish(progress(902, 20)) is None  # held
+    time.sleep(0.5)
+    values = [json.loads(t)["progress"] for _, _, t in bus.read_after(start).events]
+    assert values == [10.0, 20.0]
+
+
+def test_progress_of_different_jobs_is_not_coalesced_together(settings):
+    settings.EVENT_PROGRESS_INTERVAL = 5
+    bus.reset_clients()
+    assert publish(progress(903, 1)) is not None
+    assert publish(progress(904, 1)) is not None
+
+
+def test_publish_is_thread_safe():
+    start = bus.latest_id()
+    threads = [threading.Thread(target=lambda: [publish(created(1)) for _ in range(50)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(bus.read_after(start).events) == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_on_commit_waits_for_the_commit():
+    from django.db import transaction
+
+    from mlops_dashboard.events import publish_on_commit
+
+    start = bus.latest_id()
+    with transaction.atomic():
+        publish_on_commit(created(5))
+        assert bus.read_after(start).events == []
+    assert len(bus.read_after(start).events) == 1
+
+
+def test_visible_to_hides_other_users_private_events():
+    assert bus.visible_to(["dashboard"], 1)
+    assert bus.visible_to(["user.1"], 1)
+    assert not bus.visible_to(["user.2"], 1)
+    assert bus.visible_to(["user.2", "dataset.4"], 1)
