@@ -148,6 +148,10 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=1860)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    # Jobs whose worker died (SIGKILL, OOM, lost machine) end `failed` within a minute.
+    "reap-stale-jobs": {"task": "jobs.reap_stale", "schedule": env.float("REAPER_INTERVAL", default=10.0)},
+}
 CELERY_TIMEZONE = "UTC"
 
 # SECTION: auth ---------------------------------------------------------------------------------

@@ -24,3 +24,11 @@ def test_activity(username: str, via: str) -> ActivityUpdate:
 def publish_test_event(username: str) -> int | None:
     """Publish a test event from inside a worker: proves worker → Redis → socket end to end."""
     return publish(test_activity(username, "a Celery worker"))
+
+
+@shared_task(name="jobs.reap_stale", ignore_result=True)
+def reap_stale_jobs() -> dict:
+    """Fail every job, run or dataset whose worker stopped sending heartbeats (run by beat)."""
+    from .jobs import reap_all
+
+    return reap_all()

@@ -22,6 +22,11 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
+    # Each app's REST endpoints (DRF routers) live in its own api_urls.py.
+    path("api/", include("datasets.api_urls")),
+    path("api/", include("training.api_urls")),
+    path("api/", include("pipelines.api_urls")),
+    path("api/", include("monitoring.api_urls")),
     path("datasets/", include("datasets.urls")),
     path("training/", include("training.urls")),
     path("pipelines/", include("pipelines.urls")),
