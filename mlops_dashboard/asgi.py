@@ -11,14 +11,24 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from datasets.upload import UploadProgressMiddleware, is_upload  # noqa: E402
 from mlops_dashboard.events.auth import TokenAuthMiddleware, origin_validator  # noqa: E402
 from mlops_dashboard.events.consumer import EventsConsumer  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", EventsConsumer.as_asgi())]
 
+# Uploads pass through the progress/size middleware, which needs to know the user.
+upload_app = AuthMiddlewareStack(TokenAuthMiddleware(UploadProgressMiddleware(django_asgi_app)))
+
+
+async def http_app(scope, receive, send):
+    app = upload_app if is_upload(scope) else django_asgi_app
+    return await app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": origin_validator(
             AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),

@@ -4,6 +4,7 @@ Every difference between machines comes from an environment variable with a safe
 (SQLite, a local Redis). The README lists them all.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -91,7 +92,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     # A file (not memory) so that worker and server subprocesses of the tests share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".run" / "test-db.sqlite3")}
+    # One per test run, so that two runs in one checkout don't share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".run" / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
@@ -128,6 +130,12 @@ EVENT_LOG_SIZE = env.int("EVENT_LOG_SIZE", default=10_000)
 EVENT_PROGRESS_INTERVAL = env.float("EVENT_PROGRESS_INTERVAL", default=0.25)
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=200)
+
+# SECTION: datasets ------------------------------------------------------------------------------
+
+# Enforced while the body streams in (datasets/upload.py) and again on the stored file.
+DATASET_MAX_UPLOAD_MB = env.int("DATASET_MAX_UPLOAD_MB", default=512)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads go to a temporary file, not memory
 
 # SECTION: celery -------------------------------------------------------------------------------
 

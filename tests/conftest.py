@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 
 import pytest
@@ -28,6 +29,8 @@ def _isolated_redis():
     purge()
     client.close()
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+    for path in procs.RUN_DIR.glob(f"*-{os.getpid()}*"):  # logs, SQLite WAL files of this run
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture

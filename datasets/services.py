@@ -1,0 +1,373 @@
+"""Every write about datasets and processing jobs, and the events that announce them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from mlops_dashboard import jobs
+from mlops_dashboard.events import catalog, publish_on_commit
+from mlops_dashboard.jobs import JobStatus
+
+from . import operations, profiling, validation
+from .models import Dataset, ProcessingJob
+
+logger = logging.getLogger(__name__)
+Status = Dataset.Status
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def _announce(dataset: Dataset, event_type=catalog.DatasetUpdated):
+    publish_on_commit(event_type(dataset_id=dataset.pk, name=dataset.name, status=dataset.status))
+
+
+def summary(dataset: Dataset) -> dict:
+    """What the events say about a dataset: enough for a list row or a card."""
+    return {
+        "rows": dataset.row_count,
+        "columns": dataset.column_count,
+        "status": dataset.status,
+        "quality_score": dataset.quality_score,
+        "target_column": dataset.target_column or None,
+        "file_size": dataset.file_size,
+    }
+
+
+# --- create, edit, delete -------------------------------------------------------------------------
+
+
+def dataset_create_from_upload(*, user, uploaded_file, name: str = "", target_column: str = "",
+                               description: str = "") -> Dataset:
+    """Store the upload under a generated name, record it as `validating`, and queue validation."""
+    original = os.path.basename(getattr(uploaded_file, "name", "") or "upload.csv")[:255]
+    dataset = Dataset(
+        name=(name or os.path.splitext(original)[0] or "dataset")[:200],
+        description=description,
+        original_filename=original,
+        target_column=target_column or "",
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+        file_size=uploaded_file.size or 0,
+    )
+    return _create(dataset, uploaded_file)
+
+
+def dataset_create_from_file(*, path: str, name: str, user=None, parent: Dataset | None = None,
+                             source_job: ProcessingJob | None = None, target_column: str = "",
+                             description: str = "", ingest: bool = True) -> Dataset:
+    """A dataset from a file on this machine (a job's output, demo data): same path as an upload."""
+    dataset = Dataset(
+        name=name[:200], description=description, original_filename=os.path.basename(path)[:255],
+        target_column=target_column, created_by=user, parent=parent, source_job=source_job,
+        file_size=os.path.getsize(path),
+    )
+    with open(path, "rb") as f:
+        return _create(dataset, File(f, name=os.path.basename(path)), ingest=ingest)
+
+
+def _create(dataset: Dataset, content, ingest: bool = True) -> Dataset:
+    dataset.file.save("upload.csv", content, save=False)  # upload_to generates the name
+    try:
+        with transaction.atomic():
+            dataset.full_clean()
+            dataset.save()
+            _announce(dataset, catalog.DatasetCreated)
+            if ingest:
+                _enqueue_ingest(dataset)
+    except Exception:
+        default_storage.delete(dataset.file.name)
+        raise
+    return dataset
+
+
+def _enqueue_ingest(dataset: Dataset):
+    from .tasks import dataset_ingest as task
+
+    pk = dataset.pk
+    transaction.on_commit(lambda: task.delay(pk))
+
+
+def dataset_update(*, dataset: Dataset, name: str | None = None, description: str | None = None,
+                   target_column: str | None = None) -> Dataset:
+    if target_column and dataset.column_names and target_column not in dataset.column_names:
+        raise ValidationError({"target_column": f"{target_column!r} is not a column of this dataset."})
+    if name is not None:
+        dataset.name = name
+    if description is not None:
+        dataset.description = description
+    if target_column is not None:
+        dataset.target_column = target_column
+    dataset.full_clean()
+    with transaction.atomic():
+        dataset.save()
+        _announce(dataset)
+    return dataset
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    """Delete the row and, once that has committed, its stored file."""
+    if dataset.jobs.filter(status__in=list(jobs.ACTIVE)).exists():
+        raise ValidationError("A processing job is still running on this dataset: cancel it first.")
+    name, pk, file_name = dataset.name, dataset.pk, dataset.file.name
+    with transaction.atomic():
+        dataset.delete()
+        publish_on_commit(catalog.DatasetDeleted(dataset_id=pk, name=name))
+        transaction.on_commit(lambda: default_storage.delete(file_name))
+
+
+def dataset_reprofile(*, dataset: Dataset) -> Dataset:
+    """Validate and profile the stored file again (after a worker died, or with a new target)."""
+    if dataset.is_busy and not _is_stale(dataset):
+        raise ValidationError("This dataset is being validated or profiled right now.")
+    with transaction.atomic():
+        Dataset.objects.filter(pk=dataset.pk).update(status=Status.VALIDATING, heartbeat_at=None, errors=[])
+        dataset.refresh_from_db()
+        _announce(dataset)
+        _enqueue_ingest(dataset)
+    return dataset
+
+
+def _is_stale(dataset: Dataset) -> bool:
+    return jobs.stale(Dataset, statuses=(Status.VALIDATING, Status.PROFILING)).filter(pk=dataset.pk).exists()
+
+
+# --- validation and profiling (in a worker) -------------------------------------------------------
+
+
+def dataset_ingest(*, dataset_id: int) -> None:
+    """Validate, then profile. Runs once per queued ingest even if the task is delivered twice."""
+    now = timezone.now()
+    claimed = Dataset.objects.filter(pk=dataset_id, status=Status.VALIDATING, heartbeat_at__isnull=True).update(
+        heartbeat_at=now
+    )
+    if not claimed:
+        logger.info("dataset %s: ingest already claimed or not validating; skipped", dataset_id)
+        return
+    with jobs.heartbeat(Dataset, dataset_id):
+        try:
+            dataset = Dataset.objects.get(pk=dataset_id)
+            if _validate(dataset):
+                _profile(dataset)
+        except Exception as exc:  # never leave a dataset validating/profiling
+            logger.exception("dataset %s: ingest failed", dataset_id)
+            _mark_invalid(dataset_id, [f"Processing this file failed unexpectedly ({type(exc).__name__}). "
+                                       "Try Re-profile; if it fails again, check the file."])
+
+
+def _validate(dataset: Dataset) -> bool:
+    result = validation.validate_csv(dataset.file.path, target_column=dataset.target_column or None)
+    dataset.encoding = result.encoding or ""
+    dataset.delimiter = result.delimiter or ""
+    dataset.column_names = result.columns
+    dataset.column_count = len(result.columns) if result.columns else None
+    dataset.row_count = result.rows if result.ok else None
+    dataset.file_size = result.file_size
+    dataset.validation_time = result.validation_time
+    dataset.errors = result.errors
+    dataset.warnings = result.warnings
+    dataset.status = Status.PROFILING if result.ok else Status.INVALID
+    with transaction.atomic():
+        dataset.save()
+        user_id = dataset.created_by_id
+        publish_on_commit(
+            catalog.FileValidated(
+                status="success" if result.ok else "error",
+                dataset_id=dataset.pk,
+                filename=dataset.original_filename,
+                rows=result.rows,
+                columns=len(result.columns),
+                file_size=result.file_size,
+                target_column=dataset.target_column or None,
+                summary={"encoding": result.encoding, "delimiter": result.delimiter,
+                         "column_names": result.columns[:100], "warnings": result.warnings},
+                validation_time=round(result.validation_time, 4),
+                error=" ".join(result.errors) if result.errors else None,
+                user_id=user_id,
+            )
+        )
+        _announce(dataset)
+        if not result.ok:
+            publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset.pk, status=Status.INVALID,
+                                                       data={"errors": result.errors}))
+    return result.ok
+
+
+def _profile(dataset: Dataset) -> None:
+    started = time.perf_counter()
+    profile = profiling.profile_csv(
+        dataset.file.path, encoding=dataset.encoding, delimiter=dataset.delimiter,
+        target_column=dataset.target_column or None,
+    )
+    assessment = profiling.quality(profile)
+    preview = profiling.first_rows(dataset.file.path, encoding=dataset.encoding, delimiter=dataset.delimiter, n=50)
+    dataset.profile = profile
+    dataset.quality = assessment
+    dataset.quality_score = assessment["quality_score"]
+    dataset.preview = preview
+    dataset.row_count = profile.get("rows", dataset.row_count)
+    dataset.profiling_time = round(time.perf_counter() - started, 4)
+    dataset.status = Status.READY
+    with transaction.atomic():
+        dataset.save()
+        publish_on_commit(catalog.QualityAssessment(dataset_id=dataset.pk, quality_score=dataset.quality_score,
+                                                    stats=assessment))
+        publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset.pk, status=Status.READY, data=summary(dataset)))
+        _announce(dataset)
+
+
+def _mark_invalid(dataset_id: int, errors: list[str]) -> None:
+    with transaction.atomic():
+        updated = Dataset.objects.filter(pk=dataset_id, status__in=[Status.VALIDATING, Status.PROFILING]).update(
+            status=Status.INVALID, errors=errors
+        )
+        if updated:
+            dataset = Dataset.objects.get(pk=dataset_id)
+            _announce(dataset)
+            publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset_id, status=Status.INVALID,
+                                                       data={"errors": errors}))
+
+
+# --- processing jobs --------------------------------------------------------------------------------
+
+
+def processing_job_create(*, dataset: Dataset, operation: str, options: dict | None = None, user=None) -> ProcessingJob:
+    if dataset.status != Status.READY:
+        raise ValidationError({"dataset": f"The dataset is {dataset.status}; jobs run on ready datasets only."})
+    try:
+        cleaned = operations.clean_options(operation, options, columns=dataset.column_names,
+                                           target_column=dataset.target_column)
+    except operations.OptionsError as exc:
+        raise ValidationError({"options": [f"{k}: {v}" for k, v in exc.errors.items()]}) from None
+    job = ProcessingJob(dataset=dataset, operation=operation, options=cleaned,
+                        created_by=user if getattr(user, "is_authenticated", False) else None)
+    job.full_clean()
+    with transaction.atomic():
+        job.save()
+        _job_progress(job)
+        from .tasks import processing_job_run as task
+
+        pk = job.pk
+        transaction.on_commit(lambda: task.delay(pk))
+    return job
+
+
+def _job_progress(job: ProcessingJob):
+    publish_on_commit(catalog.JobProgress(job_id=job.pk, dataset_id=job.dataset_id, progress=round(job.progress, 1),
+                                          status=job.status, current_step=job.current_step or job.status))
+
+
+def _job_completed(job: ProcessingJob):
+    publish_on_commit(catalog.JobCompleted(job_id=job.pk, dataset_id=job.dataset_id, status=job.status,
+                                           duration=job.duration or 0.0, result=job.result,
+                                           error=job.error or None))
+
+
+def processing_job_cancel(*, job: ProcessingJob) -> ProcessingJob:
+    """A queued job is cancelled at once; a running one stops at its next step."""
+    if job.is_terminal:
+        raise ValidationError(f"The job has already ended ({job.status}).")
+    with transaction.atomic():
+        if jobs.finish(ProcessingJob, job.pk, status=JobStatus.CANCELLED, from_statuses=(JobStatus.QUEUED,),
+                       error="Cancelled before it started.", current_step="cancelled"):
+            job.refresh_from_db()
+            _job_completed(job)
+        else:
+            ProcessingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+            job.refresh_from_db()
+    return job
+
+
+def processing_job_run(*, job_id: int) -> None:
+    if not jobs.claim(ProcessingJob, job_id, current_step="starting"):
+        logger.info("processing job %s already claimed or ended; skipped", job_id)
+        return
+    job = ProcessingJob.objects.select_related("dataset").get(pk=job_id)
+    _job_progress(job)
+    source = job.dataset
+    written: list[str] = []
+
+    def output_path(label: str) -> str:
+        path = default_storage.path(f"datasets/{uuid.uuid4().hex}.csv")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        written.append(path)
+        return path
+
+    def report(percent: float, step: str):
+        job.progress = round(percent, 1)
+        job.current_step = step
+        ProcessingJob.objects.filter(pk=job_id).update(progress=job.progress, current_step=step,
+                                                       heartbeat_at=timezone.now())
+        _job_progress(job)
+
+    def progress(fraction: float, step: str):  # the operation itself is the first 60%
+        report(60 * fraction, step)
+
+    def should_stop() -> bool:
+        return ProcessingJob.objects.filter(pk=job_id, cancel_requested=True).exists()
+
+    with jobs.heartbeat(ProcessingJob, job_id):
+        try:
+            outputs, result = operations.run(
+                job.operation, path=source.file.path, encoding=source.encoding, delimiter=source.delimiter,
+                options=job.options, target_column=source.target_column, output_path=output_path,
+                progress=progress, should_stop=should_stop,
+            )
+            created = []
+            for i, output in enumerate(outputs):
+                report(60 + 40 * i / len(outputs), f"profiling the {output.label} dataset")
+                if should_stop():
+                    raise operations.Cancelled()
+                child = dataset_create_from_file(
+                    path=output.path, name=f"{source.name} ({output.label})", user=job.created_by, parent=source,
+                    source_job=job, target_column=source.target_column, ingest=False,
+                    description=f"{job.get_operation_display()} of {source.name}.",
+                )
+                dataset_ingest(dataset_id=child.pk)
+                child.refresh_from_db()
+                created.append({"label": output.label, "dataset_id": child.pk, "rows": output.rows,
+                                "status": child.status})
+            _end_job(job, JobStatus.SUCCEEDED, result={**result, "outputs": created})
+        except operations.Cancelled:
+            _end_job(job, JobStatus.CANCELLED, error="Cancelled by a user.")
+        except Exception as exc:
+            logger.exception("processing job %s failed", job_id)
+            _end_job(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+        finally:
+            for path in written:  # the outputs were copied into their datasets' own files
+                if os.path.exists(path):
+                    os.remove(path)
+
+
+def _end_job(job: ProcessingJob, status: str, *, result=None, error: str = ""):
+    fields = {"result": result, "error": error, "current_step": status}
+    if status == JobStatus.SUCCEEDED:
+        fields["progress"] = 100.0
+    with transaction.atomic():
+        if jobs.finish(ProcessingJob, job.pk, status=status, **fields):
+            job.refresh_from_db()
+            _job_completed(job)
+
+
+@jobs.reaper
+def reap_stale_datasets_and_jobs() -> int:
+    """Datasets and processing jobs whose worker died end invalid / failed (never stuck)."""
+    count = 0
+    for dataset in jobs.stale(Dataset, statuses=(Status.VALIDATING, Status.PROFILING)).filter(
+        heartbeat_at__isnull=False
+    ):
+        _mark_invalid(dataset.pk, ["The worker processing this file stopped before it finished. "
+                                   "Use Re-profile to process it again."])
+        count += 1
+    for job in jobs.stale(ProcessingJob):
+        _end_job(job, JobStatus.FAILED, error="The worker running this job stopped (worker lost).")
+        count += 1
+    return count

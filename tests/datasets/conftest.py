@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def shared_csv(name: str) -> Path:
+    """A real public CSV from ../shared/data (titanic, penguins), beside the repository."""
+    for root in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
+        if (root / name).exists():
+            return root / name
+    raise FileNotFoundError(f"{name} not found in ../shared/data")
+
+
+@pytest.fixture
+def titanic_path():
+    return shared_csv("titanic.csv")
+
+
+@pytest.fixture
+def penguins_path():
+    return shared_csv("penguins.csv")
+
+
+@pytest.fixture
+def upload(client):
+    """upload(path_or_bytes, filename=..., **fields) -> response, through the real API view."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def _upload(content, filename="data.csv", **fields):
+        if isinstance(content, Path):
+            filename, content = content.name, content.read_bytes()
+        return client.post("/api/datasets/", {"file": SimpleUploadedFile(filename, content, "text/csv"), **fields})
+
+    return _upload
+
+
+@pytest.fixture
+def stray_files(settings):
+    """Dataset files under MEDIA_ROOT that no Dataset row points to."""
+
+    def _stray():
+        from datasets.models import Dataset
+
+        root = Path(settings.MEDIA_ROOT) / "datasets"
+        on_disk = {f"datasets/{p.name}" for p in root.glob("*")} if root.exists() else set()
+        return sorted(on_disk - set(Dataset.objects.values_list("file", flat=True)))
+
+    return _stray

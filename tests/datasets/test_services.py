@@ -1,0 +1,208 @@
+"""Dataset services on real files: upload, validation, profiling, edits, jobs (run in-process)."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from datasets import services
+from datasets.models import Dataset, ProcessingJob
+from mlops_dashboard.events import bus
+
+pytestmark = pytest.mark.django_db
+
+
+def make(user, path, **fields) -> Dataset:
+    dataset = services.dataset_create_from_upload(
+        user=user, uploaded_file=SimpleUploadedFile(path.name, path.read_bytes()), **fields
+    )
+    services.dataset_ingest(dataset_id=dataset.pk)
+    dataset.refresh_from_db()
+    return dataset
+
+
+def test_upload_is_stored_under_a_generated_name(user, titanic_path):
+    dataset = services.dataset_create_from_upload(
+        user=user, uploaded_file=SimpleUploadedFile("../../etc/passwd.csv", titanic_path.read_bytes()), name=""
+    )
+    assert dataset.status == Dataset.Status.VALIDATING
+    assert dataset.file.name.startswith("datasets/") and "passwd" not in dataset.file.name
+    assert dataset.original_filename == "passwd.csv" and dataset.name == "passwd"
+
+
+def test_titanic_becomes_ready_with_profile_quality_and_preview(user, titanic_path):
+    dataset = make(user, titanic_path, target_column="survived")
+    assert dataset.status == Dataset.Status.READY, dataset.errors
+    assert dataset.row_count == 891 and dataset.column_count == len(dataset.column_names)
+    columns = {c["name"]: c for c in dataset.profile["column_profiles"]}
+    assert columns["age"]["missing_count"] == 177
+    assert columns["fare"]["type"] == "numeric"
+    assert 0 <= dataset.quality_score <= 100
+    assert any("age" in finding for finding in dataset.quality["findings"])
+    assert len(dataset.preview["rows"]) == 50 and dataset.preview["columns"] == dataset.column_names
+
+
+def test_ingest_publishes_validation_quality_and_processed_events_in_order(
+    user, penguins_path, django_capture_on_commit_callbacks
+):
+    dataset = services.dataset_create_from_upload(
+        user=user, uploaded_file=SimpleUploadedFile("penguins.csv", penguins_path.read_bytes())
+    )
+    start = bus.latest_id()
+    with django_capture_on_commit_callbacks(execute=True):  # the events go out on commit
+        services.dataset_ingest(dataset_id=dataset.pk)
+    events = [e for e in _events_after(start) if e.get("dataset_id") == dataset.pk]
+    types = [e["type"] for e in events]
+    assert types.index("file_validated") < types.index("quality_assessment") < types.index("dataset_processed")
+    validated = events[types.index("file_validated")]
+    assert validated["status"] == "success" and validated["rows"] == 344 and validated["columns"] == 7
+    assert validated["filename"] == "penguins.csv" and validated["file_size"] > 0
+    processed = events[types.index("dataset_processed")]
+    assert processed["status"] == "ready" and processed["data"]["rows"] == 344
+
+
+def _events_after(start):
+    import json
+
+    return [json.loads(t) for _, _, t in bus.read_after(start).events]
+
+
+def test_invalid_file_ends_invalid_with_its_errors(user, django_capture_on_commit_callbacks):
+    dataset = services.dataset_create_from_upload(user=user, uploaded_file=SimpleUploadedFile("x.csv", b"a,b\n1,2,3\n"))
+    start = bus.latest_id()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.dataset_ingest(dataset_id=dataset.pk)
+    dataset.refresh_from_db()
+    assert dataset.status == Dataset.Status.INVALID and dataset.errors
+    validated = [e for e in _events_after(start) if e["type"] == "file_validated"][0]
+    assert validated["status"] == "error" and validated["error"]
+
+
+def test_unknown_target_column_is_invalid(user, titanic_path):
+    dataset = make(user, titanic_path, target_column="nope")
+    assert dataset.status == Dataset.Status.INVALID
+    assert any("nope" in e for e in dataset.errors)
+
+
+def test_ingest_runs_once_even_if_delivered_twice(user, penguins_path):
+    dataset = make(user, penguins_path)
+    profiled = dataset.profiling_time
+    services.dataset_ingest(dataset_id=dataset.pk)  # a second delivery
+    dataset.refresh_from_db()
+    assert dataset.profiling_time == profiled and dataset.status == Dataset.Status.READY
+
+
+def test_update_checks_the_target_column(user, penguins_path):
+    dataset = make(user, penguins_path)
+    with pytest.raises(ValidationError):
+        services.dataset_update(dataset=dataset, target_column="no_such_column")
+    services.dataset_update(dataset=dataset, name="Penguins", target_column="species")
+    dataset.refresh_from_db()
+    assert dataset.name == "Penguins" and dataset.target_column == "species"
+
+
+def test_delete_removes_the_row_and_the_file(user, penguins_path, django_capture_on_commit_callbacks):
+    dataset = make(user, penguins_path)
+    path = dataset.file.path
+    with django_capture_on_commit_callbacks(execute=True):
+        services.dataset_delete(dataset=dataset)
+    assert not Dataset.objects.filter(pk=dataset.pk).exists()
+    import os
+
+    assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize(
+    "operation, options, outputs",
+    [
+        ("clean", {"missing": "drop_rows"}, ["cleaned"]),
+        ("clean", {"missing": "fill_median", "drop_duplicates": True}, ["cleaned"]),
+        ("split", {"test_ratio": 0.25, "stratify": True}, ["train", "test"]),
+        ("scale", {"method": "minmax"}, ["scaled"]),
+    ],
+)
+def test_processing_jobs_produce_ready_child_datasets(user, penguins_path, operation, options, outputs):
+    dataset = make(user, penguins_path, target_column="species")
+    job = services.processing_job_create(dataset=dataset, operation=operation, options=options, user=user)
+    assert job.status == "queued"
+    services.processing_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    assert job.progress == 100.0
+    labels = [o["label"] for o in job.result["outputs"]]
+    assert labels == outputs
+    for output in job.result["outputs"]:
+        child = Dataset.objects.get(pk=output["dataset_id"])
+        assert child.status == Dataset.Status.READY and child.parent == dataset and child.source_job == job
+        assert [d.pk for d in child.lineage()] == [dataset.pk, child.pk]
+
+
+def test_split_ratio_and_stratification(user, penguins_path):
+    dataset = make(user, penguins_path, target_column="species")
+    job = services.processing_job_create(dataset=dataset, operation="split", options={"test_ratio": 0.2, "stratify": True})
+    services.processing_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.result["train_rows"] + job.result["test_rows"] == 344
+    assert abs(job.result["test_rows"] - 69) <= 3
+
+
+def test_clean_fill_leaves_no_missing_values(user, titanic_path):
+    dataset = make(user, titanic_path)
+    job = services.processing_job_create(dataset=dataset, operation="clean", options={"missing": "fill_mode"})
+    services.processing_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.result["missing_before"] > 0 and job.result["missing_after"] == 0
+
+
+@pytest.mark.parametrize(
+    "operation, options, message",
+    [
+        ("clean", {"missing": "teleport"}, "missing"),
+        ("clean", {"missing": "fill_constant"}, "fill_value"),
+        ("split", {"test_ratio": 1.5}, "test_ratio"),
+        ("split", {"colour": "red"}, "colour"),
+        ("scale", {"columns": ["nope"]}, "nope"),
+    ],
+)
+def test_bad_job_options_are_refused_naming_the_option(user, penguins_path, operation, options, message):
+    dataset = make(user, penguins_path)
+    with pytest.raises(ValidationError) as info:
+        services.processing_job_create(dataset=dataset, operation=operation, options=options)
+    assert message in str(info.value)
+    assert not ProcessingJob.objects.exists()
+
+
+def test_jobs_need_a_ready_dataset(user):
+    dataset = services.dataset_create_from_upload(user=user, uploaded_file=SimpleUploadedFile("x.csv", b"a\n1\n"))
+    with pytest.raises(ValidationError, match="ready"):
+        services.processing_job_create(dataset=dataset, operation="clean", options={})
+
+
+def test_cancel_a_queued_job_ends_it_at_once_and_the_task_does_nothing(user, penguins_path):
+    dataset = make(user, penguins_path)
+    job = services.processing_job_create(dataset=dataset, operation="clean", options={})
+    services.processing_job_cancel(job=job)
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    services.processing_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.result is None
+    with pytest.raises(ValidationError):
+        services.processing_job_cancel(job=job)
+
+
+def test_reaper_fails_jobs_and_datasets_whose_worker_died(user, penguins_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    dataset = make(user, penguins_path)
+    job = services.processing_job_create(dataset=dataset, operation="clean", options={})
+    old = timezone.now() - timedelta(minutes=5)
+    ProcessingJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=old, started_at=old)
+    stuck = services.dataset_create_from_upload(user=user, uploaded_file=SimpleUploadedFile("y.csv", b"a\n1\n"))
+    Dataset.objects.filter(pk=stuck.pk).update(status="profiling", heartbeat_at=old)
+    assert services.reap_stale_datasets_and_jobs() == 2
+    job.refresh_from_db()
+    stuck.refresh_from_db()
+    assert job.status == "failed" and "worker" in job.error
+    assert stuck.status == "invalid" and "Re-profile" in stuck.errors[0]
