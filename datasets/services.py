@@ -16,6 +16,7 @@ from django.utils import timezone
 from mlops_dashboard import jobs
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus
+from monitoring.services import activity_record
 
 from . import operations, profiling, validation
 from .models import Dataset, ProcessingJob
@@ -58,7 +59,11 @@ def dataset_create_from_upload(*, user, uploaded_file, name: str = "", target_co
         created_by=user if getattr(user, "is_authenticated", False) else None,
         file_size=uploaded_file.size or 0,
     )
-    return _create(dataset, uploaded_file)
+    dataset = _create(dataset, uploaded_file)
+    activity_record(title=f"Dataset uploaded: {dataset.name}", action_type="upload", user=dataset.created_by,
+                    description=f"{dataset.original_filename}, {dataset.file_size:,} bytes",
+                    metadata={"dataset_id": dataset.pk})
+    return dataset
 
 
 def dataset_create_from_file(*, path: str, name: str, user=None, parent: Dataset | None = None,
@@ -120,6 +125,7 @@ def dataset_delete(*, dataset: Dataset) -> None:
     name, pk, file_name = dataset.name, dataset.pk, dataset.file.name
     with transaction.atomic():
         dataset.delete()
+        activity_record(title=f"Dataset deleted: {name}", action_type="dataset_delete", metadata={"dataset_id": pk})
         publish_on_commit(catalog.DatasetDeleted(dataset_id=pk, name=name))
         transaction.on_commit(lambda: default_storage.delete(file_name))
 
@@ -195,6 +201,13 @@ def _validate(dataset: Dataset) -> bool:
             )
         )
         _announce(dataset)
+        activity_record(
+            title=f"Dataset {'validated' if result.ok else 'rejected'}: {dataset.name}", action_type="validation",
+            user=dataset.created_by, status="success" if result.ok else "error",
+            severity_level="success" if result.ok else "error", duration=result.validation_time,
+            description=" ".join(result.errors)[:500] if result.errors else f"{result.rows:,} rows",
+            metadata={"dataset_id": dataset.pk},
+        )
         if not result.ok:
             publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset.pk, status=Status.INVALID,
                                                        data={"errors": result.errors}))
@@ -222,6 +235,10 @@ def _profile(dataset: Dataset) -> None:
                                                     stats=assessment))
         publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset.pk, status=Status.READY, data=summary(dataset)))
         _announce(dataset)
+        activity_record(title=f"Dataset ready: {dataset.name}", action_type="profiling", user=dataset.created_by,
+                        duration=dataset.profiling_time, severity_level="success",
+                        description=f"Quality score {dataset.quality_score:.1f}",
+                        metadata={"dataset_id": dataset.pk, "quality_score": dataset.quality_score})
 
 
 def _mark_invalid(dataset_id: int, errors: list[str]) -> None:
@@ -355,6 +372,12 @@ def _end_job(job: ProcessingJob, status: str, *, result=None, error: str = ""):
         if jobs.finish(ProcessingJob, job.pk, status=status, **fields):
             job.refresh_from_db()
             _job_completed(job)
+            activity_record(
+                title=f"{job.get_operation_display()} job {status}: {job.dataset.name}", action_type="processing_job",
+                user=job.created_by, status=status, duration=job.duration,
+                severity_level={"succeeded": "success", "failed": "error"}.get(status, "warning"),
+                description=job.error[:500], metadata={"job_id": job.pk, "dataset_id": job.dataset_id},
+            )
 
 
 @jobs.reaper

@@ -1,0 +1,156 @@
+"""Datasets end to end: a real server, a real Celery worker, a real socket, real files."""
+
+import time
+
+import httpx
+import pytest
+
+from datasets.models import Dataset, ProcessingJob
+from tests import procs
+from tests.conftest import session_cookie
+
+
+def token_for(user):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+def wait_status(model, pk, statuses, timeout=60):
+    return procs.wait_for(
+        lambda: (obj := model.objects.get(pk=pk)).status in statuses and obj, timeout=timeout,
+        message=f"{model.__name__} {pk} to reach {statuses}",
+    )
+
+
+def test_upload_through_the_server_streams_progress_then_validation_and_profile(
+    server, worker, client, user, open_socket, titanic_path
+):
+    sock = open_socket(cookie=session_cookie(client, user))
+    sock.send({"type": "ping", "ts": 0})
+    sock.recv()
+    body = titanic_path.read_bytes() * 40  # ~2 MB of rows (the header repeats: it fails validation later)
+    response = httpx.post(
+        f"{server.url}/api/datasets/", headers={"Authorization": f"Token {token_for(user)}"},
+        files={"file": ("titanic.csv", titanic_path.read_bytes())}, data={"name": "Titanic", "target_column": "survived"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    dataset_id = response.json()["id"]
+    events = sock.recv_until(lambda e: e["type"] == "dataset_processed" and e["dataset_id"] == dataset_id, timeout=60)
+    types = [e["type"] for e in events]
+    progress = [e for e in events if e["type"] == "upload_progress"]
+    assert progress and progress[-1]["progress_percent"] == 100.0
+    assert progress[-1]["filename"] == "titanic.csv" and progress[-1]["bytes_uploaded"] == progress[-1]["total_bytes"]
+    assert types.index("dataset_created") < types.index("file_validated") < types.index("quality_assessment")
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    assert events[-1]["status"] == "ready"
+    assert Dataset.objects.get(pk=dataset_id).status == "ready"
+    assert len(body) > 1_000_000
+
+
+def test_large_upload_reports_progress_several_times(server, client, user, open_socket, tmp_path):
+    sock = open_socket(cookie=session_cookie(client, user))
+    sock.send({"type": "ping", "ts": 0})
+    sock.recv()
+    rows = b"".join(b"%d,%d,name%d\n" % (i, i * 7, i) for i in range(1_500_000))
+    payload = b"id,value,name\n" + rows
+
+    def slow_body():  # a client on a slow link: 1 MB every 0.1 s
+        for i in range(0, len(payload), 1 << 20):
+            yield payload[i:i + (1 << 20)]
+            time.sleep(0.1)
+
+    boundary = "xBOUNDARYx"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
+            f"Content-Type: text/csv\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body():
+        yield head
+        yield from slow_body()
+        yield tail
+
+    length = len(head) + len(payload) + len(tail)
+    response = httpx.post(f"{server.url}/api/datasets/", content=body(), timeout=60, headers={
+        "Authorization": f"Token {token_for(user)}", "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(length)})
+    assert response.status_code == 201, response.text
+    events = sock.recv_until(lambda e: e["type"] == "upload_progress" and e["progress_percent"] == 100.0, timeout=30)
+    progress = [e for e in events if e["type"] == "upload_progress"]
+    assert len(progress) >= 3
+    percents = [e["progress_percent"] for e in progress]
+    assert percents == sorted(percents) and percents[0] < 50
+    assert all(e["upload_speed"] > 0 and e["total_bytes"] == length for e in progress)
+
+
+def test_upload_over_the_limit_is_refused_while_streaming(transactional_db, client, user):
+    server = procs.Server(DATASET_MAX_UPLOAD_MB=1).start()
+    try:
+        payload = b"a,b\n" + b"1,2\n" * 600_000
+
+        def chunks():  # no Content-Length: the limit must hold while the body streams
+            for i in range(0, len(payload), 65536):
+                yield payload[i:i + 65536]
+
+        response = httpx.post(f"{server.url}/api/datasets/", timeout=30,
+                              headers={"Authorization": f"Token {token_for(user)}",
+                                       "Content-Type": "multipart/form-data; boundary=zz"},
+                              content=chunks())
+        assert response.status_code == 413
+        assert "1 MB" in response.json()["detail"]
+    finally:
+        server.stop()
+    assert not Dataset.objects.exists()
+
+
+def test_processing_job_runs_in_the_worker_with_progress_and_completion(worker, client, user, open_socket, upload,
+                                                                         penguins_path):
+    client.force_login(user)
+    sock = open_socket(cookie=session_cookie(client, user))
+    dataset_id = upload(penguins_path, target_column="species").json()["id"]
+    wait_status(Dataset, dataset_id, {"ready"})
+    job_id = client.post(f"/api/datasets/{dataset_id}/jobs/", {"operation": "split", "options": {"stratify": True}},
+                         content_type="application/json").json()["id"]
+    events = sock.recv_until(lambda e: e["type"] == "job_completed" and e["job_id"] == job_id, timeout=60)
+    progress = [e for e in events if e["type"] == "job_progress" and e["job_id"] == job_id]
+    assert progress[0]["status"] == "queued" and any(e["status"] == "running" for e in progress)
+    values = [e["progress"] for e in progress]
+    assert values == sorted(values)
+    done = events[-1]
+    assert done["status"] == "succeeded" and done["duration"] >= 0
+    outputs = done["result"]["outputs"]
+    assert [o["label"] for o in outputs] == ["train", "test"]
+    assert all(Dataset.objects.get(pk=o["dataset_id"]).status == "ready" for o in outputs)
+
+
+@pytest.fixture
+def big_csv(tmp_path):
+    path = tmp_path / "big.csv"
+    with open(path, "w") as f:
+        f.write("id,a,b,c,label\n")
+        for i in range(400_000):
+            f.write(f"{i},{i % 97},{(i * 31) % 1000 / 7:.3f},{'x' if i % 3 else ''},{'yes' if i % 2 else 'no'}\n")
+    return path
+
+
+def test_killed_worker_leaves_no_job_running(transactional_db, client, user, upload, big_csv):
+    killed = procs.Worker(beat=True, REAPER_INTERVAL=2).start()
+    try:
+        client.force_login(user)
+        dataset_id = upload(big_csv).json()["id"]
+        wait_status(Dataset, dataset_id, {"ready"}, timeout=120)
+        job_id = client.post(f"/api/datasets/{dataset_id}/jobs/", {"operation": "clean",
+                             "options": {"missing": "fill_mode"}}, content_type="application/json").json()["id"]
+        wait_status(ProcessingJob, job_id, {"running"})
+        killed.kill()
+        started = time.monotonic()
+    finally:
+        killed.stop()
+    survivor = procs.Worker(beat=True, REAPER_INTERVAL=2).start()
+    try:
+        job = wait_status(ProcessingJob, job_id, {"failed", "succeeded"}, timeout=60)
+        assert time.monotonic() - started < 60
+        assert job.status == "failed" and "worker" in job.error.lower()
+    finally:
+        survivor.stop()
