@@ -58,6 +58,14 @@ function readConfig() {
   }
 }
 
+function safeSessionStorage() {
+  try {
+    return window.sessionStorage;
+  } catch {
+    return null; // storage disabled
+  }
+}
+
 function readOverrides() {
   // Tests shorten timings with Playwright's add_init_script; never set in production.
   const o = window.__realtimeTestOverrides;
@@ -192,6 +200,7 @@ export class RealtimeClient {
       quality: this.quality,
       reconnectAttempts: this.reconnectAttempts,
       maxReconnectAttempts: this.options.maxReconnectAttempts,
+      pingIntervalMs: this.options.pingIntervalMs,
       reconnects: this.reconnects,
       nextRetryAt: this.nextRetryAt,
       lastEventId: this.lastEventId,
@@ -321,7 +330,10 @@ export class RealtimeClient {
   }
 
   _ping() {
-    if (!this._send({ type: "ping", ts: Date.now() })) return;
+    // The last measured round trip rides along, so the server can report ws_response_time_ms.
+    const ping = { type: "ping", ts: Date.now() };
+    if (this.latency != null) ping.rtt = this.latency;
+    if (!this._send(ping)) return;
     if (!this._timers.pong) {
       this._setTimer("pong", this.options.pongTimeoutMs, () => {
         this._log("no pong: dropping the socket");
@@ -378,11 +390,12 @@ export class RealtimeClient {
       this.eventsReceived += 1;
     }
     const meta = { source };
-    for (const key of [event.type, "*"]) {
+    // Heartbeats go to "pong" handlers only: "*" is for things that happened.
+    for (const key of event.type === "pong" ? ["pong"] : [event.type, "*"]) {
       const set = this._handlers.get(key);
       if (set) for (const handler of [...set]) this._safe(handler, event, meta);
     }
-    if (typeof event.id === "number") this._notify();
+    if (typeof event.id === "number") this._notifySoon();
     return true;
   }
 
@@ -395,10 +408,11 @@ export class RealtimeClient {
     }
     // No page handler: reload, unless we just did (a reload loop helps nobody).
     const key = "realtime:resync-reload";
-    const last = Number(sessionStorage.getItem(key)) || 0;
+    const store = safeSessionStorage();
+    const last = Number(store?.getItem(key)) || 0;
     if (Date.now() - last < 10000) return;
     setTimeout(() => {
-      sessionStorage.setItem(key, String(Date.now()));
+      store?.setItem(key, String(Date.now()));
       location.reload();
     }, this.options.resyncReloadDelayMs);
   }
@@ -409,7 +423,8 @@ export class RealtimeClient {
     this._clearTimer("reconnect");
     this._stopPolling();
     const login = document.body?.dataset.loginUrl || "/login/";
-    location.assign(`${login}?next=${encodeURIComponent(location.pathname + location.search)}`);
+    const next = encodeURIComponent(location.pathname + location.search).replace(/%2F/gi, "/"); // as Django does
+    location.assign(`${login}?next=${next}`);
   }
 
   // --- offline polling -----------------------------------------------------------------------------
@@ -511,7 +526,14 @@ export class RealtimeClient {
     this._notify();
   }
 
+  /** Counters changed: tell state handlers at most every 100 ms (a burst of events is one render). */
+  _notifySoon() {
+    if (this._timers.notify) return;
+    this._timers.notify = setTimeout(() => this._notify(), 100);
+  }
+
   _notify() {
+    this._clearTimer("notify");
     if (!this._stateHandlers.size) return;
     const snap = this.snapshot();
     for (const handler of [...this._stateHandlers]) this._safe(handler, snap);
