@@ -11,37 +11,39 @@ infinities become None).
 
 How it works (see also docs/quality.md)
 ---------------------------------------
-The file is read with ``pyarrow.csv.open_csv`` (a streaming reader that parses in C++), fed through
-a small throttle so that Arrow never reads more than a couple of blocks ahead of the profiler:
-Arrow's own read-ahead is otherwise unbounded and would pull a large file into memory. Each block
-becomes a record batch of at most ``chunk_rows`` rows that is folded into per-column accumulators,
-then dropped. Arrow infers column types from the first block; if a later block contradicts them
-(an integer column with a decimal further down, an empty column that fills up later, ...) the pass
-is restarted with that column's type widened (int64 -> float64 -> string), so results never depend
-on the first block alone.
+The file is read with ``pyarrow.csv.open_csv`` (a streaming reader that parses in C++ on
+background threads), fed through a small throttle so that Arrow never reads more than a few
+blocks ahead of the profiler: Arrow's own read-ahead is otherwise unbounded and would pull a large
+file into memory. Blocks are about 4 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it);
+each becomes a record batch that is folded into per-column accumulators, then dropped. Arrow
+infers column types from the first block; if a later block contradicts them (an integer column
+with a decimal further down, an empty column that fills up later, ...) the pass is restarted with
+that column's type widened (int64 -> float64 -> string), so results never depend on the first
+block alone (``restarts`` in the result counts these).
 
 Per column, with bounded memory:
 
 * missing values: exact. The missing markers are pandas' defaults (empty, NA, N/A, null, NaN, ...).
-* distinct values: every value is hashed to 64 bits; the sketch keeps the smallest
-  ``DISTINCT_CAP`` distinct hashes. Below the cap the count is exact (up to 64-bit hash collisions);
-  above it, it is the K-minimum-values estimate (relative error about 1/sqrt(100,000) = 0.3 %) and
+* distinct values: exact value counts while a column has few distinct values; beyond that every
+  value is hashed to 64 bits and a sketch keeps the smallest ``DISTINCT_CAP`` distinct hashes.
+  Below the cap the count is exact (up to 64-bit hash collisions); above it, it is the
+  K-minimum-values estimate (relative error about 1/sqrt(100,000) = 0.3 %) and
   ``distinct_approximate`` is true.
 * value counts (top values): exact while a column has at most ``STRING_COUNTS_CAP`` (strings) or
   ``NUMERIC_COUNTS_CAP`` (numbers) distinct values; beyond that strings keep the heaviest
-  ``HEAVY_HITTERS`` candidates per chunk and ``top_values_approximate`` is true.
+  candidates of each chunk (at most ``2 * HEAVY_HITTERS``) and ``top_values_approximate`` is true.
 * numbers: count, min, max, mean and standard deviation (sample, ddof=1, like pandas) are exact,
   merged across chunks with Chan's parallel formula. Infinite values are counted apart and left out
-  of the statistics. Quantiles and the histogram come from a uniform sample of at most
-  ``SAMPLE_SIZE`` values per column (bottom-k of a hash of the row number, so the sample does not
-  depend on the chunking); they are exact when the column has no more values than that, otherwise
-  approximate (``quantiles_approximate``) with a rank error around 0.3 %. The histogram has 20
-  equal-width bins from the exact min to the exact max (integer columns with a range below 20 get
-  one bin per integer and exact counts); sample counts are scaled to the column's size.
-* duplicate rows: each row's 64-bit hash is kept in a sorted array with a count. Exact up to
-  ``DUPLICATE_HASH_CAP`` distinct rows; beyond that only rows whose hash falls below a threshold
-  are kept (a hash-based sample) and the number of duplicates is scaled up, with
-  ``duplicate_rows_approximate`` set.
+  of the statistics. Quantiles and the histogram come from a uniform sample of ``SAMPLE_SIZE``
+  rows (bottom-k of a hash of the row number, shared by all columns, so it does not depend on the
+  chunking); they are exact when the file has no more rows than that, otherwise approximate
+  (``quantiles_approximate``) with a rank error around 0.3 %. The histogram has 20 equal-width
+  bins from the exact min to the exact max (integer columns with a range below 20 get one bin per
+  integer and exact counts); sample counts are scaled to the column's size.
+* duplicate rows: rows minus distinct rows, the distinct rows being counted on 64-bit row hashes
+  kept in a sorted array. Exact up to ``DUPLICATE_HASH_CAP`` distinct rows; beyond that only the
+  smallest hashes are kept, the number of distinct rows is a K-minimum-values estimate and
+  ``duplicate_rows_approximate`` is true.
 
 Type inference (``type``), in order:
 
@@ -66,7 +68,6 @@ import csv
 import io
 import math
 import os
-import queue
 import re
 import threading
 import time
@@ -106,10 +107,10 @@ TYPE_SHARE = 0.8
 QUANTILES = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
 
 _MIN_BLOCK = 1024
-_MAX_BLOCK = int(os.environ.get("XP_BLOCK", str(4 * 1024 * 1024)))
+_MAX_BLOCK = 4 * 1024 * 1024
 _BLOCK_LIMIT = 1024 * 1024 * 1024
-_READ_AHEAD_BLOCKS = int(os.environ.get("XP_AHEAD", "2"))
-_PENDING_ROW_HASHES = 1 << 20
+_READ_AHEAD_BLOCKS = 4
+_PENDING_ROW_HASHES = 1 << 18
 _MAX_SHOWN_EXAMPLES = 3
 
 _BOOLEAN_PAIRS = [
@@ -137,16 +138,21 @@ _GOLDEN = _U64(0x9E3779B97F4A7C15)
 _ROW_PRIME = _U64(0x100000001B3)
 _S27, _S30, _S31 = _U64(27), _U64(30), _U64(31)
 _NULL_HASH = _U64(0x6A09E667F3BCC909)
+_SHORT_STRING_WORDS = 8
+_ORDINAL_SALT = np.arange(_SHORT_STRING_WORDS + 1, dtype=_U64) * _M1  # word j adds j * M1 (wrapping)
 _WORD_MASKS = np.array([(1 << (8 * k)) - 1 if k < 8 else (1 << 64) - 1 for k in range(9)], dtype=_U64)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser, in place on a uint64 array (which it returns)."""
-    x ^= x >> _S30
+    t = x >> _S30
+    x ^= t
     x *= _M1
-    x ^= x >> _S27
+    np.right_shift(x, _S27, out=t)
+    x ^= t
     x *= _M2
-    x ^= x >> _S31
+    np.right_shift(x, _S31, out=t)
+    x ^= t
     return x
 
 
@@ -178,17 +184,40 @@ def _hash_strings(arr: pa.Array, salt: np.uint64) -> np.ndarray:
         data[:total] = np.frombuffer(bufs[2], dtype=np.uint8, count=total, offset=base)
         words = np.ndarray((total,), dtype="<u8", buffer=data, strides=(1,))
         nwords = (lengths + 7) >> 3
-        has_words = nwords > 0
-        first = np.cumsum(nwords) - nwords
-        owner = np.repeat(np.arange(n), nwords)
-        ordinal = np.arange(len(owner)) - first[owner]
-        pos = offsets[:-1][owner] + 8 * ordinal
-        w = words[pos]
-        remaining = np.minimum(lengths[owner] - 8 * ordinal, 8)
-        w &= _WORD_MASKS[remaining]
-        w += ordinal.astype(_U64) * _M1
-        _mix(w)
-        h[has_words] += np.add.reduceat(w, first[has_words])
+        max_words = int(nwords.max())
+        starts = offsets[:-1]
+        if max_words <= _SHORT_STRING_WORDS:
+            # Short strings: one pass per word position over the strings that are that long.
+            for j in range(max_words):
+                remaining = lengths - 8 * j
+                active = remaining > 0
+                if active.all():
+                    w = words[starts + 8 * j]
+                    partial = remaining < 8
+                    if partial.any():
+                        w[partial] &= _WORD_MASKS[remaining[partial]]
+                    w += _ORDINAL_SALT[j]
+                    h += _mix(w)
+                else:
+                    ai = np.flatnonzero(active)
+                    w = words[starts[ai] + 8 * j]
+                    rem = remaining[ai]
+                    partial = rem < 8
+                    if partial.any():
+                        w[partial] &= _WORD_MASKS[rem[partial]]
+                    w += _ORDINAL_SALT[j]
+                    h[ai] += _mix(w)
+        else:
+            has_words = nwords > 0
+            first = np.cumsum(nwords) - nwords
+            owner = np.repeat(np.arange(n), nwords)
+            ordinal = np.arange(len(owner)) - first[owner]
+            w = words[starts[owner] + 8 * ordinal]
+            remaining = np.minimum(lengths[owner] - 8 * ordinal, 8)
+            w &= _WORD_MASKS[remaining]
+            w += ordinal.astype(_U64) * _M1
+            _mix(w)
+            h[has_words] += np.add.reduceat(w, first[has_words])
     return _mix(h)
 
 
@@ -201,6 +230,23 @@ def _unique_sorted(x: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(a[1:], a[:-1], out=keep[1:])
     return a[keep]
+
+
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Union of two sorted, duplicate-free uint64 arrays (without re-sorting ``a``), and the
+    number of values of ``b`` that were not in ``a``."""
+    if not len(a):
+        return b, len(b)
+    if not len(b):
+        return a, 0
+    pos = np.searchsorted(a, b)
+    inside = pos < len(a)
+    fresh = np.ones(len(b), dtype=bool)
+    fresh[inside] = a[pos[inside]] != b[inside]
+    added = int(fresh.sum())
+    if not added:
+        return a, 0
+    return np.insert(a, pos[fresh], b[fresh]), added
 
 
 def _hash_numbers(values: np.ndarray, salt: np.uint64) -> np.ndarray:
@@ -223,35 +269,41 @@ class _DistinctSketch:
     below its current largest one can matter, so most of them are dropped on arrival.
     """
 
-    __slots__ = ("cap", "hashes", "saturated", "pending", "pending_len")
+    __slots__ = ("cap", "hashes", "saturated", "pending", "pending_len", "repetitive")
 
-    def __init__(self, cap: int = DISTINCT_CAP):
-        self.cap = cap
+    def __init__(self, cap: int | None = None):
+        self.cap = cap or DISTINCT_CAP
         self.hashes = np.empty(0, dtype=_U64)
         self.saturated = False
         self.pending: list[np.ndarray] = []
         self.pending_len = 0
+        self.repetitive = False
 
     def update(self, h: np.ndarray) -> None:
         if self.saturated:
             h = h[h < self.hashes[-1]]
+        elif self.repetitive and len(h) > 1024:
+            # Many repeats: a hash-based unique per chunk keeps the buffer (and the sorts) small.
+            h = pc.unique(pa.array(h, type=pa.uint64())).to_numpy()
         if not len(h):
             return
         self.pending.append(h)
         self.pending_len += len(h)
-        if self.pending_len >= self.cap:
+        if self.pending_len >= self.cap // 2:
             self._merge()
 
     def _merge(self) -> None:
         if not self.pending:
             return
-        new = np.concatenate(self.pending)
+        incoming = self.pending_len
+        new = _unique_sorted(np.concatenate(self.pending))
         self.pending, self.pending_len = [], 0
         if self.saturated:
             new = new[new < self.hashes[-1]]
-        merged = _unique_sorted(np.concatenate([self.hashes, new]))
+        merged, added = _merge_sorted(self.hashes, new)
+        self.repetitive = added < incoming // 2
         if len(merged) > self.cap:
-            merged = merged[: self.cap]
+            merged = merged[: self.cap].copy()
             self.saturated = True
         self.hashes = merged
 
@@ -269,33 +321,73 @@ class _DistinctSketch:
         return self.saturated
 
 
-class _Moments:
-    """Exact count/mean/variance/min/max and a bounded uniform sample for quantiles."""
+_NO_THRESHOLD = np.iinfo(np.uint64).max
+_SAMPLE_SEED = _U64(0x243F6A8885A308D3)
 
-    def __init__(self, salt: np.uint64, sample_size: int = SAMPLE_SIZE):
-        self.salt = salt
+
+class _RowSampler:
+    """A uniform sample of row numbers shared by all columns: the rows whose key (a hash of the
+    row number) is among the ``size`` smallest. Bottom-k by key is a uniform sample without
+    replacement, it does not depend on the chunking, and computing one key per row (not per
+    column) keeps it cheap. Each column keeps its values for the sampled rows where it has one.
+    """
+
+    def __init__(self, size: int | None = None):
+        self.size = size or SAMPLE_SIZE
+        self.threshold = _NO_THRESHOLD  # rows with key <= threshold are in the sample
+        self.keys = np.empty(0, dtype=_U64)
+        self.pending: list[np.ndarray] = []
+        self.pending_len = 0
+
+    def select(self, offset: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (within the chunk) and keys of the chunk's rows that may be in the sample."""
+        keys = _mix(np.arange(offset, offset + n, dtype=_U64) ^ _SAMPLE_SEED)
+        if self.threshold == _NO_THRESHOLD:
+            positions = np.arange(n)
+        else:
+            positions = np.flatnonzero(keys <= self.threshold)
+            keys = keys[positions]
+        self.pending.append(keys)
+        self.pending_len += len(keys)
+        if len(self.keys) + self.pending_len > self.size + self.size // 4:
+            merged = np.concatenate([self.keys, *self.pending])
+            self.pending, self.pending_len = [], 0
+            self.threshold = np.partition(merged, self.size - 1)[self.size - 1]
+            self.keys = merged[merged <= self.threshold]
+        return positions, keys
+
+    @property
+    def complete(self) -> bool:
+        """True while every row is in the sample."""
+        return self.threshold == _NO_THRESHOLD
+
+
+class _Moments:
+    """Exact count/mean/variance/min/max, and the column's values on the sampled rows."""
+
+    def __init__(self, sampler: _RowSampler):
+        self.sampler = sampler
         self.n = 0
         self.mean = 0.0
         self.m2 = 0.0
         self.min: float | None = None
         self.max: float | None = None
-        self.sample_size = sample_size
         self.keys = np.empty(0, dtype=_U64)
         self.values = np.empty(0, dtype=np.float64)
-        self.threshold = np.iinfo(np.uint64).max
-        self.full = False
         self.pending_keys: list[np.ndarray] = []
         self.pending_values: list[np.ndarray] = []
         self.pending_len = 0
 
-    def update(self, values: np.ndarray, rows: np.ndarray) -> None:
-        """values: finite float64; rows: their global row numbers (int64)."""
+    def update(self, values: np.ndarray, full: np.ndarray, positions: np.ndarray, keys: np.ndarray) -> None:
+        """values: the chunk's finite values; full: the chunk as float64 (NaN/inf where there is
+        no usable value); positions/keys: the chunk's candidate sample rows (from the sampler)."""
         nb = len(values)
         if not nb:
             return
         mean_b = float(values.mean())
         d = values - mean_b
-        m2_b = float(np.dot(d, d))
+        d *= d
+        m2_b = float(d.sum())  # not np.dot: BLAS threads would spin on big chunks
         vmin, vmax = float(values.min()), float(values.max())
         if self.n == 0:
             self.n, self.mean, self.m2, self.min, self.max = nb, mean_b, m2_b, vmin, vmax
@@ -307,16 +399,16 @@ class _Moments:
             self.n = n
             self.min = min(self.min, vmin)
             self.max = max(self.max, vmax)
-        keys = _mix(rows.astype(_U64) ^ self.salt)
-        if self.full:
-            keep = keys < self.threshold
-            if not keep.any():
-                return
-            keys, values = keys[keep], values[keep]
+        if not len(positions):
+            return
+        sampled = full[positions]
+        ok = np.isfinite(sampled)
+        if not ok.all():
+            sampled, keys = sampled[ok], keys[ok]
         self.pending_keys.append(keys)
-        self.pending_values.append(values)
+        self.pending_values.append(sampled)
         self.pending_len += len(keys)
-        if self.pending_len >= self.sample_size // 2 or not self.full and len(self.keys) + self.pending_len > self.sample_size:
+        if self.pending_len >= self.sampler.size // 4:
             self._merge()
 
     def _merge(self) -> None:
@@ -325,11 +417,10 @@ class _Moments:
         keys = np.concatenate([self.keys, *self.pending_keys])
         values = np.concatenate([self.values, *self.pending_values])
         self.pending_keys, self.pending_values, self.pending_len = [], [], 0
-        if len(keys) > self.sample_size:
-            part = np.argpartition(keys, self.sample_size - 1)[: self.sample_size]
-            keys, values = keys[part], values[part]
-            self.threshold = keys.max()
-            self.full = True
+        threshold = self.sampler.threshold
+        if threshold != _NO_THRESHOLD:
+            keep = keys <= threshold
+            keys, values = keys[keep], values[keep]
         self.keys, self.values = keys, values
 
     def sample(self) -> np.ndarray:
@@ -340,22 +431,30 @@ class _Moments:
         return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else None
 
     def exact_sample(self) -> bool:
-        return len(self.sample()) == self.n
+        return self.sampler.complete
 
 
 class _DuplicateCounter:
-    """Counts rows whose 64-bit hash was already seen (exact below a cap, sampled above)."""
+    """Counts duplicate rows as rows minus distinct row hashes.
 
-    def __init__(self, cap: int = DUPLICATE_HASH_CAP):
-        self.cap = cap
+    The distinct 64-bit row hashes are kept in a sorted array: exact (up to hash collisions,
+    negligible below billions of rows) while there are at most ``cap`` distinct rows. Beyond that
+    only the ``cap`` smallest hashes are kept, the number of distinct rows is the K-minimum-values
+    estimate, and the result is flagged approximate.
+    """
+
+    def __init__(self, cap: int | None = None):
+        self.cap = cap or DUPLICATE_HASH_CAP
         self.hashes = np.empty(0, dtype=_U64)
-        self.counts = np.empty(0, dtype=np.int64)
-        self.threshold = np.iinfo(np.uint64).max
-        self.sampled = False
+        self.saturated = False
+        self.rows = 0
         self.pending: list[np.ndarray] = []
         self.pending_len = 0
 
     def add(self, row_hashes: np.ndarray) -> None:
+        self.rows += len(row_hashes)
+        if self.saturated:
+            row_hashes = row_hashes[row_hashes < self.hashes[-1]]
         self.pending.append(row_hashes)
         self.pending_len += len(row_hashes)
         if self.pending_len >= _PENDING_ROW_HASHES:
@@ -364,34 +463,27 @@ class _DuplicateCounter:
     def flush(self) -> None:
         if not self.pending:
             return
-        h = np.concatenate(self.pending)
+        new = _unique_sorted(np.concatenate(self.pending))
         self.pending, self.pending_len = [], 0
-        if self.sampled:
-            h = h[h <= self.threshold]
-        u, c = np.unique(h, return_counts=True)
-        if len(self.hashes):
-            pos = np.searchsorted(self.hashes, u)
-            found = pos < len(self.hashes)
-            found[found] = self.hashes[pos[found]] == u[found]
-            np.add.at(self.counts, pos[found], c[found])
-            new = ~found
-            self.hashes = np.insert(self.hashes, pos[new], u[new])
-            self.counts = np.insert(self.counts, pos[new], c[new])
-        else:
-            self.hashes, self.counts = u, c.astype(np.int64)
-        while len(self.hashes) > self.cap:
-            self.sampled = True
-            self.threshold = self.hashes[len(self.hashes) // 2]
-            keep = self.hashes <= self.threshold
-            self.hashes, self.counts = self.hashes[keep], self.counts[keep]
+        if self.saturated:
+            new = new[new < self.hashes[-1]]
+        self.hashes, _ = _merge_sorted(self.hashes, new)
+        if len(self.hashes) > self.cap:
+            self.hashes = self.hashes[: self.cap].copy()
+            self.saturated = True
 
     def duplicates(self) -> int:
         self.flush()
-        dup = int((self.counts - 1).sum()) if len(self.counts) else 0
-        if not self.sampled:
-            return dup
-        rate = (float(self.threshold) + 1.0) / 2.0**64
-        return int(round(dup / rate))
+        if not self.saturated:
+            return self.rows - len(self.hashes)
+        kth = (float(self.hashes[-1]) + 1.0) / 2.0**64
+        distinct = (len(self.hashes) - 1) / kth
+        return max(0, int(round(self.rows - distinct)))
+
+    @property
+    def approximate(self) -> bool:
+        self.flush()
+        return self.saturated
 
 
 # --- columns ----------------------------------------------------------------------------------
@@ -420,7 +512,7 @@ def _as_numpy_bool(arr: pa.Array) -> np.ndarray:
 
 
 class _Column:
-    def __init__(self, index: int, name: str, arrow_type: pa.DataType, is_target: bool):
+    def __init__(self, index: int, name: str, arrow_type: pa.DataType, is_target: bool, sampler: _RowSampler):
         self.index = index
         self.name = name
         self.arrow_type = arrow_type
@@ -433,8 +525,8 @@ class _Column:
         self.distinct = _DistinctSketch()
         self.counts: dict[Any, int] = {}
         self.counts_exact = True
-        self.counts_cap = NUMERIC_COUNTS_CAP if self.kind in ("int", "float") else STRING_COUNTS_CAP
-        self.moments = _Moments(self.salt) if self.kind in ("int", "float") else None
+        self.counts_cap = STRING_COUNTS_CAP if self.kind in ("string", "other") else NUMERIC_COUNTS_CAP
+        self.moments = _Moments(sampler) if self.kind in ("int", "float") else None
         self.int_min: int | None = None
         self.int_max: int | None = None
         self.infinite = 0
@@ -446,7 +538,7 @@ class _Column:
         self.num_alive = self.kind in ("string", "other")
         self.num_like = 0
         self.num_bad_examples: list[str] = []
-        self.num_moments = _Moments(self.salt) if self.num_alive else None
+        self.num_moments = _Moments(sampler) if self.num_alive else None
         self.date_alive = self.num_alive
         self.date_like = 0
         self.date_bad_examples: list[str] = []
@@ -461,13 +553,16 @@ class _Column:
 
     # -- per chunk --
 
-    def update(self, arr: pa.Array, row_offset: int) -> np.ndarray:
-        """Fold one chunk of the column in; return the 64-bit hash of each of its rows."""
+    def update(self, arr: pa.Array, positions: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Fold one chunk of the column in; return the 64-bit hash of each of its rows.
+
+        positions/keys: the chunk's rows that may belong to the sample (see _RowSampler).
+        """
         self.rows += len(arr)
         self.memory += arr.nbytes
         kind = self.kind
         if kind in ("int", "float"):
-            return self._update_number(arr, row_offset)
+            return self._update_number(arr, positions, keys)
         if kind == "bool":
             return self._update_bool(arr)
         if kind in ("date", "timestamp"):
@@ -477,74 +572,84 @@ class _Column:
             return np.full(len(arr), _NULL_HASH, dtype=_U64)
         if kind == "other":
             arr = pc.cast(arr, pa.string())
-        return self._update_string(arr, row_offset)
+        return self._update_string(arr, positions, keys)
 
-    def _update_number(self, arr: pa.Array, row_offset: int) -> np.ndarray:
+    def _update_number(self, arr: pa.Array, positions: np.ndarray, keys: np.ndarray) -> np.ndarray:
         if self.kind == "float":
-            vals = arr.to_numpy(zero_copy_only=False)
-            if vals.dtype != np.float64:
-                vals = vals.astype(np.float64)
-            missing = np.isnan(vals)
+            full = arr.to_numpy(zero_copy_only=False)
+            if full.dtype != np.float64:
+                full = full.astype(np.float64)
+            missing = np.isnan(full)
             n_missing = int(missing.sum())
             if n_missing:
-                clean = np.where(missing, 0.0, vals)
-                h = _hash_numbers(clean, self.salt)
+                h = _hash_numbers(np.where(missing, 0.0, full), self.salt)
                 h[missing] = _NULL_HASH
+                valid_h = h[~missing]
             else:
-                h = _hash_numbers(vals, self.salt)
-            finite = np.isfinite(vals)
+                h = valid_h = _hash_numbers(full, self.salt)
+            finite = np.isfinite(full)
             n_finite = int(finite.sum())
-            self.infinite += len(vals) - n_missing - n_finite
-            if n_finite == len(vals):
-                good, rows = vals, np.arange(row_offset, row_offset + len(vals), dtype=np.int64)
+            self.infinite += len(full) - n_missing - n_finite
+            good = full if n_finite == len(full) else full[finite]
+            self.missing += n_missing
+            self.moments.update(good, full, positions, keys)
+            if self.counts_exact:
+                vc = pc.value_counts(arr)
+                self._merge_counts(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), valid_h)
             else:
-                idx = np.flatnonzero(finite)
-                good, rows = vals[idx], idx + row_offset
-            valid_h = h[~missing] if n_missing else h
+                self.distinct.update(valid_h)
+            return h
+        n_missing = arr.null_count
+        if n_missing:
+            valid = _as_numpy_bool(arr.is_valid())
+            ints = arr.fill_null(0).to_numpy().astype(np.int64, copy=False)
+            h = _hash_numbers(ints, self.salt)
+            h[~valid] = _NULL_HASH
+            good_ints = ints[valid]
+            valid_h = h[valid]
+            full = ints.astype(np.float64)
+            full[~valid] = np.nan
+            good = full[valid]
         else:
-            n_missing = arr.null_count
-            if n_missing:
-                valid = _as_numpy_bool(arr.is_valid())
-                ints = arr.fill_null(0).to_numpy().astype(np.int64, copy=False)
-                h = _hash_numbers(ints, self.salt)
-                h[~valid] = _NULL_HASH
-                idx = np.flatnonzero(valid)
-                good_ints, rows = ints[idx], idx + row_offset
-                valid_h = h[idx]
-            else:
-                good_ints = arr.to_numpy().astype(np.int64, copy=False)
-                h = _hash_numbers(good_ints, self.salt)
-                rows = np.arange(row_offset, row_offset + len(good_ints), dtype=np.int64)
-                valid_h = h
-            if len(good_ints):
-                lo, hi = int(good_ints.min()), int(good_ints.max())
-                self.int_min = lo if self.int_min is None else min(self.int_min, lo)
-                self.int_max = hi if self.int_max is None else max(self.int_max, hi)
-            good = good_ints.astype(np.float64)
+            good_ints = arr.to_numpy().astype(np.int64, copy=False)
+            h = valid_h = _hash_numbers(good_ints, self.salt)
+            full = good = good_ints.astype(np.float64)
         self.missing += n_missing
-        self.moments.update(good, rows)
-        if self.counts_exact:
-            self._count_values(arr, valid_h)
-        else:
-            self.distinct.update(valid_h)
+        if len(good_ints):
+            lo, hi = int(good_ints.min()), int(good_ints.max())
+            self.int_min = lo if self.int_min is None else min(self.int_min, lo)
+            self.int_max = hi if self.int_max is None else max(self.int_max, hi)
+            self.moments.update(good, full, positions, keys)
+            if self.counts_exact:
+                self._count_ints(good_ints, lo, hi, valid_h)
+            else:
+                self.distinct.update(valid_h)
         return h
 
-    def _count_values(self, arr: pa.Array, valid_h: np.ndarray) -> None:
+    def _count_ints(self, ints: np.ndarray, lo: int, hi: int, valid_h: np.ndarray) -> None:
+        if hi - lo < 65_536:
+            counts = np.bincount(ints - lo)
+            present = np.flatnonzero(counts)
+            self._merge_counts((present + lo).tolist(), counts[present].tolist(), valid_h)
+        else:
+            vc = pc.value_counts(pa.array(ints))
+            self._merge_counts(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), valid_h)
+
+    def _merge_counts(self, values: list, counts: list, valid_h: np.ndarray) -> None:
         """Exact value counts while there are few distinct values (the distinct sketch takes over
         from there, seeded with the values counted so far)."""
-        vc = pc.value_counts(arr)
-        counts = self.counts
-        if len(vc) <= self.counts_cap + 1:
-            for value, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
+        table = self.counts
+        if len(values) <= self.counts_cap + 1:
+            for value, n in zip(values, counts):
                 if value is None or value != value:
                     continue
-                counts[value] = counts.get(value, 0) + n
-            if len(counts) <= self.counts_cap:
+                table[value] = table.get(value, 0) + n
+            if len(table) <= self.counts_cap:
                 return
         self.counts_exact = False
-        if counts:
-            dtype = np.float64 if self.kind == "float" else np.int64
-            self.distinct.update(_hash_numbers(np.array(list(counts), dtype=dtype), self.salt))
+        if table:
+            dtype = np.float64 if self.kind == "float" else np.int64  # dates/timestamps: their integers
+            self.distinct.update(_hash_numbers(np.array(list(table), dtype=dtype), self.salt))
         self.distinct.update(valid_h)
         self.counts = {}
 
@@ -576,10 +681,15 @@ class _Column:
             lo, hi = mm["min"].as_py(), mm["max"].as_py()
             self.tmin = lo if self.tmin is None else min(self.tmin, lo)
             self.tmax = hi if self.tmax is None else max(self.tmax, hi)
-        self.distinct.update(valid_h)
+        if self.counts_exact:
+            if len(arr) > n_missing:
+                valid_ints = ints.drop_null().to_numpy().astype(np.int64, copy=False)
+                self._count_ints(valid_ints, int(valid_ints.min()), int(valid_ints.max()), valid_h)
+        else:
+            self.distinct.update(valid_h)
         return h
 
-    def _update_string(self, arr: pa.Array, row_offset: int) -> np.ndarray:
+    def _update_string(self, arr: pa.Array, positions: np.ndarray, keys: np.ndarray) -> np.ndarray:
         n = len(arr)
         n_missing = arr.null_count
         self.missing += n_missing
@@ -601,7 +711,7 @@ class _Column:
             return row_hashes
         self._count_strings(dictionary, counts, dict_hashes)
         lengths = pc.utf8_length(dictionary).to_numpy()
-        self.length_sum += int(np.dot(lengths, counts))
+        self.length_sum += int((lengths * counts).sum())
         self.length_max = max(self.length_max, int(lengths.max()))
         stripped = pc.utf8_trim_whitespace(dictionary)
         padded = _as_numpy_bool(pc.not_equal(stripped, dictionary))
@@ -616,7 +726,7 @@ class _Column:
             self.spaced += int(counts[inner].sum())
             self.spaced_checked += n_valid
         if self.num_alive or self.date_alive:
-            self._track_candidates(dictionary, stripped, counts, idx, k, row_offset)
+            self._track_candidates(dictionary, stripped, counts, idx, k, positions, keys)
         self.seen += n_valid
         return row_hashes
 
@@ -641,7 +751,7 @@ class _Column:
         else:
             self.distinct.update(dict_hashes)
         table = self.counts
-        take = min(len(counts), 200)
+        take = min(len(counts), 32)
         top = np.argpartition(-counts, take - 1)[:take] if take < len(counts) else np.arange(len(counts))
         values = dictionary.take(pa.array(top)).to_pylist()
         for value, n in zip(values, counts[top].tolist()):
@@ -653,7 +763,7 @@ class _Column:
         items = sorted(self.counts.items(), key=lambda kv: -kv[1])[:keep]
         self.counts = dict(items)
 
-    def _track_candidates(self, dictionary, stripped, counts, idx, k, row_offset) -> None:
+    def _track_candidates(self, dictionary, stripped, counts, idx, k, positions, keys) -> None:
         total = int(counts.sum())
         if self.num_alive:
             is_num = _as_numpy_bool(pc.match_substring_regex(dictionary, _NUMERIC_RE))
@@ -674,8 +784,8 @@ class _Column:
                     table = np.full(k + 1, np.nan)
                     table[:k][is_num] = numbers
                     per_row = table[idx]
-                    ok = np.flatnonzero(np.isfinite(per_row))
-                    self.num_moments.update(per_row[ok], ok + row_offset)
+                    finite = np.isfinite(per_row)
+                    self.num_moments.update(per_row[finite], per_row, positions, keys)
             seen = self.seen + total
             if seen >= 1000 and (seen - self.num_like) > (1 - TYPE_SHARE) * seen:
                 self._kill_numeric()
@@ -717,7 +827,7 @@ class _Column:
             falses = present - self.trues
             distinct = int(self.trues > 0) + int(falses > 0)
             distinct_approx = False
-        elif self.counts_exact and self.kind in ("string", "other", "int", "float"):
+        elif self.counts_exact and self.kind in ("string", "other", "int", "float", "date", "timestamp"):
             distinct = len(self.counts)
             distinct_approx = False
         out: dict[str, Any] = {
@@ -815,6 +925,8 @@ class _Column:
         if lo == hi:
             return {"bins": [_float(lo), _float(hi)], "counts": [int(moments.n)], "approximate": False}
         edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+        edges = np.array([float(f"{e:.12g}") for e in edges])  # 12.357, not 12.357000000000001
+        edges[0], edges[-1] = lo, hi
         counts, _ = np.histogram(moments.sample(), bins=edges)
         approximate = not moments.exact_sample()
         if approximate:
@@ -861,7 +973,7 @@ class _Column:
         if self.is_target or present < 10 or out["missing_share"] > 0.05:
             return False
         distinct = out["distinct_count"]
-        needed = 0.97 if out["distinct_approximate"] else 0.99
+        needed = 0.95
         if distinct < needed * present:
             return False
         if out["type"] == "numeric":
@@ -958,8 +1070,9 @@ class _ThrottledFile(io.RawIOBase):
     :meth:`consumed` lets it go on.
     """
 
-    def __init__(self, path: str, block_size: int, ahead: int = _READ_AHEAD_BLOCKS):
+    def __init__(self, path: str, block_size: int, ahead: int = _READ_AHEAD_BLOCKS, pool=None):
         super().__init__()
+        self._pool = pool
         self._f = open(path, "rb", buffering=0)
         self._block = block_size
         self._ahead = ahead
@@ -974,15 +1087,30 @@ class _ThrottledFile(io.RawIOBase):
     def tell(self) -> int:
         return self.position
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> pa.Buffer | bytes:
         with self._cond:
             while not self._stopped and self.position >= (self._done + self._ahead) * self._block:
                 self._cond.wait(1.0)
             if self._stopped:
                 return b""
-        data = self._f.read(n if n is not None and n >= 0 else self._block)
-        self.position += len(data)
-        return data
+        size = n if n is not None and n >= 0 else self._block
+        # An Arrow buffer from the (jemalloc) pool rather than a bytes object: Arrow wraps it
+        # without copying, and freeing it returns the memory to the OS instead of fragmenting
+        # the C heap with multi-megabyte blocks.
+        buf = pa.allocate_buffer(size, memory_pool=self._pool, resizable=True)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            with view[got:] as rest:
+                k = self._f.readinto(rest)
+            if not k:
+                break
+            got += k
+        view.release()
+        if got < size:
+            buf.resize(got)
+        self.position += got
+        return buf
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
@@ -993,10 +1121,6 @@ class _ThrottledFile(io.RawIOBase):
         with self._cond:
             self._done += 1
             self._cond.notify_all()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
 
     def stop(self) -> None:
         with self._cond:
@@ -1057,8 +1181,28 @@ def profile_csv(
 
     ``encoding`` and ``delimiter`` are those found by validation. ``chunk_rows`` bounds the rows
     per chunk (chunks are also capped at about 4 MiB of CSV text, to bound memory).
-    ``progress(fraction_done, step)`` is called at most once per chunk. Raises ProfilingError if the
-    file cannot be parsed.
+    ``progress(fraction_done, step)`` is called at the start, at most once per chunk (when at least
+    1 % more of the file was read) and at the end with 1.0. Raises ProfilingError (a ValueError
+    with a user-facing message) if the file cannot be parsed as CSV.
+
+    Returns a JSON-serialisable dict::
+
+        rows, columns, duplicate_rows, duplicate_rows_approximate, duplicate_share,
+        memory_bytes, missing_cells, missing_share,
+        column_types: {numeric, categorical, boolean, datetime, text: count},
+        target: None | {name, found, type, missing_count, task, classes, class_counts, minority_share},
+        column_profiles: [per column, in file order:
+            name, type, arrow_type, missing_count, missing_share, distinct_count,
+            distinct_approximate, memory_bytes, invalid_count, invalid_examples, is_target,
+            is_empty, is_constant, looks_like_identifier,
+            numeric:  min, max, mean, std, quantiles {p5, p25, p50, p75, p95},
+                      quantiles_approximate, histogram {bins (edges), counts, approximate},
+                      integer, infinite_count (float columns), top_values (<= 50 distinct)
+            boolean:  top_values [{value, count}], top_values_approximate (and mean for 0/1)
+            categorical / text: top_values, top_values_approximate, mean_length, max_length,
+                      whitespace_count, whitespace_examples, case_variants
+            datetime: min, max (ISO 8601)],
+        encoding, delimiter, file_size, profile_time, restarts
     """
     if not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError("chunk_rows must be a positive integer")
@@ -1110,10 +1254,7 @@ def profile_csv(
     return _jsonable(result)
 
 
-_END = object()
-
-
-def _direct(reader):
+def _batches(reader):
     while True:
         try:
             yield reader.read_next_batch()
@@ -1121,61 +1262,10 @@ def _direct(reader):
             return
 
 
-def _prefetch(reader, source: _ThrottledFile, depth: int = 1):
-    """Iterate the reader's batches, decoding the next one in a background thread.
-
-    Arrow decodes a block when it is asked for it; asking from another thread lets the decoding
-    (which releases the GIL) overlap with the profiling of the previous batch.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-
-    def run() -> None:
-        try:
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                if not _put(q, batch, source):
-                    return
-            _put(q, _END, source)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            _put(q, exc, source)
-
-    thread = threading.Thread(target=run, name="csv-profile-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        source.stop()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                pass
-            thread.join(0.05)
-
-
-def _put(q: queue.Queue, item, source: _ThrottledFile) -> bool:
-    while not source.stopped:
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
 def _profile_pass(path, *, state, file_size, encoding, delimiter, target_column, chunk_rows, block_size,
                   overrides, progress) -> dict:
-    source = _ThrottledFile(path, block_size)
     pool = _memory_pool()
+    source = _ThrottledFile(path, block_size, pool=pool)
     try:
         reader = pacsv.open_csv(
             source,
@@ -1192,8 +1282,9 @@ def _profile_pass(path, *, state, file_size, encoding, delimiter, target_column,
         )
         schema = reader.schema
         state["names"] = schema.names
+        sampler = _RowSampler()
         columns = [
-            _Column(i, name, schema.field(i).type, is_target=(name == target_column))
+            _Column(i, name, schema.field(i).type, is_target=(name == target_column), sampler=sampler)
             for i, name in enumerate(schema.names)
         ]
         duplicates = _DuplicateCounter()
@@ -1201,13 +1292,13 @@ def _profile_pass(path, *, state, file_size, encoding, delimiter, target_column,
         last_report = -1.0
         if progress is not None:
             progress(0.0, "reading")
-        batches = _prefetch(reader, source) if os.environ.get("XP_PREFETCH") == "1" else _direct(reader)
-        for batch in batches:
+        for batch in _batches(reader):
             for start in range(0, batch.num_rows, chunk_rows):
                 chunk = batch.slice(start, chunk_rows) if batch.num_rows > chunk_rows else batch
                 row_hash = np.full(chunk.num_rows, _GOLDEN, dtype=_U64)
+                positions, keys = sampler.select(rows, chunk.num_rows)
                 for column, arr in zip(columns, chunk.columns):
-                    h = column.update(arr, rows)
+                    h = column.update(arr, positions, keys)
                     row_hash *= _ROW_PRIME
                     row_hash += h
                 duplicates.add(_mix(row_hash))
@@ -1235,7 +1326,7 @@ def _summarise(columns: list[_Column], rows: int, duplicates: _DuplicateCounter,
         "rows": rows,
         "columns": ncols,
         "duplicate_rows": dup,
-        "duplicate_rows_approximate": duplicates.sampled,
+        "duplicate_rows_approximate": duplicates.approximate,
         "duplicate_share": _share(dup, rows),
         "memory_bytes": int(sum(c["memory_bytes"] for c in col_profiles)),
         "missing_cells": int(missing),

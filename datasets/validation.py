@@ -352,6 +352,7 @@ def _scan(path: str, encoding: str, delimiter: str, target_column: str | None,
     blank = 0
     bad_rows = 0
     shown = 0
+    swallowed = 0
     prev_end = 0
     start = 1
     state: dict = {"last": ""}
@@ -384,8 +385,14 @@ def _scan(path: str, encoding: str, delimiter: str, target_column: str | None,
                     if shown < max_error_lines:
                         shown += 1
                         errors.append(_field_count_message(start, prev_end, ncols, record))
+                elif prev_end > start and swallowed < 3 and _swallows_rows(record, delimiter, ncols):
+                    swallowed += 1
+                    warnings.append(
+                        f"Lines {_fmt_int(start)}–{_fmt_int(prev_end)} were read as one row because a "
+                        "quoted value spans them; check that its quote characters (\") are balanced."
+                    )
         except _LineTooLong:
-            line_no = prev_end + 1
+            line_no = reader.line_num + 1
             errors.append(
                 f"Line {_fmt_int(line_no)} is longer than {limit_mib} MiB "
                 f"({_fmt_int(FIELD_SIZE_LIMIT)} characters); validation stopped there. "
@@ -414,6 +421,13 @@ def _scan(path: str, encoding: str, delimiter: str, target_column: str | None,
             f"Line {_fmt_int(start)}: a quote character (\") is opened and never closed, so "
             f"lines {_fmt_int(start)}–{_fmt_int(prev_end)} were read as a single value."
         )
+    elif (header is not None and record and rows and prev_end == start and not state["last"].endswith(("\n", "\r"))
+          and state["last"].count('"') % 2 == 1):
+        # The last line opens a quoted value that the file ends inside: a truncated file.
+        errors.append(
+            f"Line {_fmt_int(start)}: a quote character (\") is opened and never closed before the file "
+            "ends. Was the file cut off?"
+        )
     if bad_rows > shown:
         more = bad_rows - shown
         errors.append(
@@ -423,6 +437,19 @@ def _scan(path: str, encoding: str, delimiter: str, target_column: str | None,
     if blank:
         warnings.append(f"{_fmt_int(blank)} blank line{'s were' if blank != 1 else ' was'} ignored.")
     return header or [], rows
+
+
+def _swallows_rows(record: list[str], delimiter: str, ncols: int) -> bool:
+    """True if a multi-line value contains at least two lines that look like whole rows."""
+    if ncols < 3:
+        return False
+    for value in record:
+        if "\n" not in value and "\r" not in value:
+            continue
+        lines = value.splitlines()
+        if sum(1 for line in lines if line.count(delimiter) == ncols - 1) >= 2:
+            return True
+    return False
 
 
 def _unclosed_quote_at_eof(record: list[str], last_line: str) -> bool:
@@ -493,7 +520,7 @@ def validate_csv(path, *, target_column: str | None = None, max_error_lines: int
             return result()
         delimiter = _sniff_delimiter(sample[:_SNIFF_CHARS], truncated=file_size > len(head))
         columns, rows = _scan(path, encoding, delimiter, target_column, max_error_lines, errors, warnings)
-        if not columns:
+        if not columns and not errors:
             errors.append("The file is empty (it contains only blank lines).")
         elif rows == 0 and not errors:
             errors.append("The file has a header but no data rows.")

@@ -38,13 +38,17 @@ def upload(client):
 
 @pytest.fixture
 def stray_files(settings):
-    """Dataset files under MEDIA_ROOT that no Dataset row points to."""
+    """Dataset files written under MEDIA_ROOT during the test that no Dataset row points to."""
+    root = Path(settings.MEDIA_ROOT) / "datasets"
+
+    def on_disk():
+        return {f"datasets/{p.name}" for p in root.glob("*")} if root.exists() else set()
+
+    before = on_disk()
 
     def _stray():
         from datasets.models import Dataset
 
-        root = Path(settings.MEDIA_ROOT) / "datasets"
-        on_disk = {f"datasets/{p.name}" for p in root.glob("*")} if root.exists() else set()
-        return sorted(on_disk - set(Dataset.objects.values_list("file", flat=True)))
+        return sorted(on_disk() - before - set(Dataset.objects.values_list("file", flat=True)))
 
     return _stray
