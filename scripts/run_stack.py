@@ -25,9 +25,12 @@ def procfile(env: dict) -> str:
         if server == "daphne":
             cmd = f"{PY} -m daphne -b {host} -p {p} mlops_dashboard.asgi:application"
         else:
+            # The fastest flags in bench/event_latency.py (README): per-message compression off.
             cmd = (f"{PY} -m uvicorn mlops_dashboard.asgi:application --host {host} --port {p} "
-                   f"--lifespan off --no-access-log --ws-max-size 1048576")
-        lines.append(f"web{i + 1 if i else ''}: {cmd}")
+                   f"--lifespan off --no-access-log --ws-max-size 1048576 --loop uvloop --http httptools "
+                   f"--ws websockets-sansio --ws-per-message-deflate false")
+        # The workers on this machine sample its metrics; the servers keep their CPU for sockets.
+        lines.append(f"web{i + 1 if i else ''}: env MONITORING_COLLECTOR_ROLE=worker {cmd}")
     for i in range(int(env.get("WORKERS", "1"))):
         lines.append(f"worker{i + 1 if i else ''}: {PY} -m celery -A mlops_dashboard worker -l info "
                      f"-c {concurrency} -n worker{i + 1}@%h")

@@ -139,6 +139,7 @@ class Server(Proc):
         return [
             sys.executable, "-m", "uvicorn", "mlops_dashboard.asgi:application", "--host", "127.0.0.1",
             "--port", str(self.port), "--lifespan", "off", "--no-access-log", "--ws-max-size", "1048576",
+            "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
         ]
 
     def wait_ready(self, timeout):
