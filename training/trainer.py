@@ -1050,6 +1050,10 @@ def predict(model, instances: list[dict[str, Any]], feature_schema: list[dict[st
     frame = pd.DataFrame([{c["name"]: inst.get(c["name"]) for c in feature_schema} for inst in instances],
                          columns=[c["name"] for c in feature_schema])
     X = _coerce_frame(frame, feature_schema)
+    # Preprocess once: Pipeline.predict and .predict_proba would each run the whole preprocessor
+    # again, which is most of the cost of a small request.
+    if isinstance(model, Pipeline) and len(model.steps) > 1:
+        X, model = model[:-1].transform(X), model[-1]
     preds = model.predict(X)
     out: dict[str, Any] = {"predictions": [_py(p) for p in preds]}
     if is_classifier(model) and hasattr(model, "predict_proba"):

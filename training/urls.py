@@ -6,4 +6,6 @@ app_name = "training"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
+    path("models/", views.models_index, name="models"),
 ]

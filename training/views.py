@@ -1,5 +1,103 @@
-from django.shortcuts import render
+"""Pages of the training app: start and follow training jobs, and the model registry."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from . import selectors, services
+from .api import TrainingJobCreateSerializer
+from .models import ALGORITHMS, MAX_EPOCHS, STAGES, ModelVersion, TrainingJob
+
+ALGORITHM_LABELS = dict(TrainingJob.Algorithm.choices)
+
+
+def _form_errors(errors) -> dict[str, str]:
+    return {field: " ".join(str(m) for m in (msgs if isinstance(msgs, list) else [msgs])) for field, msgs in errors.items()}
 
 
 def index(request):
-    return render(request, "training/index.html", {"nav": "training"})
+    """The Training page: the form that starts a job and the list of jobs, updated live."""
+    errors, values, status = {}, {}, 200
+    if request.method == "POST":
+        values = request.POST.dict()
+        # The API's serializer validates the form too; optional fields left empty take their defaults.
+        fields = ("dataset", "target_column", "algorithm", "epochs", "test_size", "name", "task")
+        data = {k: values[k] for k in fields if values.get(k, "") != "" or k in ("dataset", "target_column")}
+        serializer = TrainingJobCreateSerializer(data=data)
+        if serializer.is_valid():
+            job = services.training_job_start(**serializer.validated_data, created_by=request.user)
+            messages.success(request, f"Training job #{job.pk} ({job.name}) is queued.")
+            return redirect("training:job-detail", pk=job.pk)
+        errors, status = _form_errors(serializer.errors), 400
+    datasets = selectors.datasets_ready_for_training()
+    context = {
+        "nav": "training",
+        "datasets": datasets,
+        "jobs": selectors.training_jobs_recent(),
+        "algorithms": [(a, ALGORITHM_LABELS[a]) for a in ALGORITHMS],
+        "max_epochs": MAX_EPOCHS,
+        "errors": errors,
+        "values": values,
+        "page_data": {
+            "datasets": datasets,
+            "selected": {"dataset": values.get("dataset", ""), "target_column": values.get("target_column", "")},
+            "api": {"jobs": reverse("training-job-list")},
+            "algorithms": ALGORITHM_LABELS,
+        },
+    }
+    return render(request, "training/index.html", context, status=status)
+
+
+def job_detail(request, pk: int):
+    """One training job: stage, epoch, learning curves (live, and from the stored history)."""
+    job = get_object_or_404(TrainingJob.objects.select_related("model_version", "dataset"), pk=pk)
+    try:
+        version = job.model_version
+    except ModelVersion.DoesNotExist:
+        version = None
+    stage_index = STAGES.index(job.stage) if job.stage in STAGES else -1
+    stages = []
+    for i, stage in enumerate(STAGES):
+        if job.status == "succeeded" or i < stage_index:
+            state = "done"
+        elif i == stage_index:
+            state = {"running": "current", "failed": "failed", "cancelled": "failed"}.get(job.status, "current")
+        else:
+            state = "pending"
+        stages.append({"key": stage, "label": services.STAGE_LABELS[stage], "state": state})
+    context = {
+        "nav": "training",
+        "job": job,
+        "version": version,
+        "stages": stages,
+        "stage_failed_label": services.STAGE_LABELS.get(job.stage_failed, job.stage_failed),
+        "score_label": "R²" if job.task == "regression" else "Accuracy",
+        "page_data": {
+            "id": job.pk,
+            "status": job.status,
+            "task": job.task,
+            "stage": job.stage,
+            "epochs": job.epochs,
+            "current_epoch": job.current_epoch,
+            "history": job.history,
+            "api": {
+                "job": reverse("training-job-detail", args=[job.pk]),
+                "cancel": reverse("training-job-cancel", args=[job.pk]),
+            },
+        },
+    }
+    return render(request, "training/job_detail.html", context)
+
+
+def models_index(request):
+    """The model registry: versions grouped by name, status dots, deploy and rollback."""
+    groups = selectors.model_groups()
+    context = {
+        "nav": "training",
+        "groups": groups,
+        "total_predictions": sum(g["prediction_total"] for g in groups),
+        "serving": sum(1 for g in groups if g["active"]),
+        "version_count": sum(len(g["versions"]) for g in groups),
+        "page_data": {"api": {"models": reverse("model-version-list")}},
+    }
+    return render(request, "training/models.html", context)

@@ -1,0 +1,261 @@
+#!/usr/bin/env python
+"""Prediction serving: the real API against the model's own predict, in the same run.
+
+    .venv/bin/python bench/predict.py [--clients 8] [--seconds 20] [--batch-seconds 15]
+
+What runs (real processes, loopback only; about a minute, never more than two):
+- a temporary SQLite database (migrated) with a user and a DRF token, titanic.csv as a ready
+  dataset, a random-forest model trained on it by `training.services.training_job_run` (the code a
+  worker runs) and deployed;
+- one uvicorn process serving `mlops_dashboard.asgi` (tests/procs.Server);
+- --clients threads, each with a keep-alive HTTP connection and `Authorization: Token <key>`,
+  sending single-row requests to POST /api/models/by-name/<name>/predict/ for --seconds (after 5 s
+  of a single client, for the latency of a request that does not queue); then two clients sending
+  batches of 1,000 rows for --batch-seconds.
+Every request is counted by the server (prediction counters, prediction_volume events) as in
+production. The baseline is `training.trainer.predict` on the same loaded model and the same rows,
+in this process: one row per call, then 1,000 rows per call.
+
+Printed: requests and rows per second, p50/p99 latency, and the ratios API / in-process.
+Redis: REDIS_URL's host, database 14, key prefix `bench-<pid>` (deleted at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TMP = Path(tempfile.mkdtemp(prefix="predict-bench-"))
+PREFIX = f"bench-{os.getpid()}"
+_parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+os.environ.update(
+    {
+        "DJANGO_SETTINGS_MODULE": "mlops_dashboard.settings",
+        "DATABASE_URL": f"sqlite:///{TMP / 'bench.sqlite3'}",
+        "REDIS_URL": urlunsplit((_parts.scheme, _parts.netloc, "/14", "", "")),
+        "REDIS_KEY_PREFIX": PREFIX,
+        "MEDIA_ROOT": str(TMP / "media"),
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(32),
+        "LOG_LEVEL": "WARNING",
+    }
+)
+for _name in ("CELERY_BROKER_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+    os.environ.pop(_name, None)
+
+MODEL = "titanic-bench"
+BATCH = 1_000
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def setup():
+    """Database, user and token, a ready dataset, a trained and deployed model version."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.files import File
+    from django.core.files.storage import default_storage
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    from datasets.models import Dataset
+    from training import services
+
+    call_command("migrate", verbosity=0)
+    user = get_user_model().objects.create_user(username="bench")
+    token = Token.objects.create(user=user).key
+    source = Path("/work/shared/data/titanic.csv")
+    if not source.exists():
+        source = ROOT.parent / "shared" / "data" / "titanic.csv"
+    with open(source, "rb") as f:
+        name = default_storage.save("datasets/titanic.csv", File(f))
+    columns = source.read_text().splitlines()[0].split(",")
+    dataset = Dataset.objects.create(name="titanic", file=name, status="ready", encoding="utf-8", delimiter=",",
+                                     column_names=columns)
+    # Started without a broker (enqueue=False): this process runs the worker's own code.
+    job = services.training_job_start(dataset=dataset, target_column="survived", algorithm="random_forest", epochs=5,
+                                      name=MODEL, created_by=user, enqueue=False)
+    version = services.training_job_run(job_id=job.pk)
+    services.model_version_deploy(version=version, user=user)
+    return token, version, source
+
+
+def instances_of(version, source: Path) -> list[dict]:
+    import numpy as np
+    import pandas as pd
+
+    df = pd.read_csv(source)
+    names = [c["name"] for c in version.feature_schema]
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in df[names].astype(object).to_dict(orient="records")
+    ]
+
+
+def in_process(version, rows: list[dict], batch: list[dict], seconds: float) -> dict:
+    from training import services, trainer
+
+    model = services.model_version_load(version=version)
+    single: list[float] = []
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline:
+        row = rows[i % len(rows)]
+        t0 = time.perf_counter()
+        trainer.predict(model, [row], version.feature_schema)
+        single.append(time.perf_counter() - t0)
+        i += 1
+    batches: list[float] = []
+    for _ in range(8):
+        t0 = time.perf_counter()
+        trainer.predict(model, batch, version.feature_schema)
+        batches.append(time.perf_counter() - t0)
+    return {"single": single, "batch": batches}
+
+
+def load(url: str, token: str, payloads, clients: int, seconds: float) -> dict:
+    """`clients` threads POST payloads (cycling) for `seconds`; latencies of 200s, counts of others."""
+    import httpx
+
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[int] = [0] * clients
+    stop_at = [0.0]
+    # The barrier's action sets the deadline before any thread is released.
+    start = threading.Barrier(clients + 1, action=lambda: stop_at.__setitem__(0, time.perf_counter() + seconds))
+
+    def client(slot: int):
+        with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=30) as http:
+            http.post(url, json=payloads[slot % len(payloads)])  # connect and warm up
+            start.wait()
+            i = slot
+            while time.perf_counter() < stop_at[0]:
+                t0 = time.perf_counter()
+                response = http.post(url, json=payloads[i % len(payloads)])
+                took = time.perf_counter() - t0
+                if response.status_code == 200:
+                    latencies[slot].append(took)
+                else:
+                    errors[slot] += 1
+                i += clients
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = stop_at[0] - seconds
+    for t in threads:
+        t.join(timeout=seconds + 60)
+    elapsed = time.perf_counter() - began
+    flat = [x for per in latencies for x in per]
+    return {"latencies": flat, "errors": sum(errors), "elapsed": elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent single-row clients")
+    parser.add_argument("--seconds", type=float, default=20, help="duration of the single-row phase")
+    parser.add_argument("--batch-seconds", type=float, default=15, help="duration of the batch phase")
+    args = parser.parse_args()
+    if args.seconds + args.batch_seconds > 80:
+        parser.error("keep the phases under 80 s in all (the whole run stays under two minutes)")
+
+    began = time.monotonic()
+    server = None
+    try:
+        log(f"setup: temp dir {TMP}, Redis {os.environ['REDIS_URL']}, key prefix {PREFIX}")
+        token, version, source = setup()
+        rows = instances_of(version, source)
+        batch = (rows * (BATCH // len(rows) + 1))[:BATCH]
+        log(f"setup: {version.label} ({version.algorithm}, validation accuracy {version.validation_score:.3f}) deployed")
+
+        from tests.procs import Server
+
+        server = Server().start()
+        url = f"{server.url}/api/models/by-name/{MODEL}/predict/"
+        log(f"server: uvicorn pid {server.proc.pid} on port {server.port}")
+
+        log("in-process: trainer.predict on the loaded model")
+        local = in_process(version, rows, batch, seconds=5)
+
+        log("API: 1 client, single rows, 5 s (latency without queueing)")
+        alone = load(url, token, [{"instances": [r]} for r in rows], 1, 5)
+        log(f"API: {args.clients} clients, single rows, {args.seconds:.0f} s")
+        single = load(url, token, [{"instances": [r]} for r in rows], args.clients, args.seconds)
+        log(f"API: 2 clients, batches of {BATCH:,} rows, {args.batch_seconds:.0f} s")
+        batched = load(url, token, [{"instances": batch}], 2, args.batch_seconds)
+
+        from training.models import ModelVersion
+
+        counted = ModelVersion.objects.get(pk=version.pk).prediction_count
+    finally:
+        if server is not None:
+            server.stop()
+        try:
+            from mlops_dashboard.events import bus
+
+            for key in bus.sync_client().scan_iter(match=f"{PREFIX}:*", count=1000):
+                bus.sync_client().delete(key)
+        except Exception as exc:  # noqa: BLE001
+            log(f"cleanup: Redis keys not deleted: {exc}")
+        shutil.rmtree(TMP, ignore_errors=True)
+
+    ms = 1000.0
+    l_single, l_batch = local["single"], local["batch"]
+    local_rps = len(l_single) / sum(l_single)
+    local_batch_rows = BATCH / statistics.median(l_batch)
+    api_rps = len(single["latencies"]) / single["elapsed"]
+    api_batch_rows = len(batched["latencies"]) * BATCH / batched["elapsed"]
+
+    print()
+    print(f"model {MODEL} ({version.algorithm}), {len(version.feature_schema)} features; "
+          f"uvicorn, 1 process; SQLite; {os.cpu_count()} CPUs shared by server, clients and baseline")
+    print()
+    print(f"{'':34} {'req/s':>9} {'rows/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    alone_rps = len(alone["latencies"]) / alone["elapsed"]
+    print(f"{'API, 1 row/request, 1 client':34} {alone_rps:>9.1f} {alone_rps:>10.1f} "
+          f"{pct(alone['latencies'], .5) * ms:>9.2f} {pct(alone['latencies'], .99) * ms:>9.2f} {alone['errors']:>7}")
+    print(f"{'API, 1 row/request, ' + str(args.clients) + ' clients':34} {api_rps:>9.1f} {api_rps:>10.1f} "
+          f"{pct(single['latencies'], .5) * ms:>9.2f} {pct(single['latencies'], .99) * ms:>9.2f} {single['errors']:>7}")
+    print(f"{'in-process predict, 1 row/call':34} {local_rps:>9.1f} {local_rps:>10.1f} "
+          f"{pct(l_single, .5) * ms:>9.2f} {pct(l_single, .99) * ms:>9.2f} {'':>7}")
+    print(f"{'API, 1,000 rows/request, 2 clients':34} {len(batched['latencies']) / batched['elapsed']:>9.2f} "
+          f"{api_batch_rows:>10.0f} {pct(batched['latencies'], .5) * ms:>9.1f} {pct(batched['latencies'], .99) * ms:>9.1f} "
+          f"{batched['errors']:>7}")
+    print(f"{'in-process predict, 1,000 rows/call':34} {1 / statistics.median(l_batch):>9.2f} {local_batch_rows:>10.0f} "
+          f"{pct(l_batch, .5) * ms:>9.1f} {pct(l_batch, .99) * ms:>9.1f} {'':>7}")
+    print()
+    print(f"single row: API p50 latency (1 client) / in-process p50 = {pct(alone['latencies'], .5) / pct(l_single, .5):.2f}x; "
+          f"in-process rows/s / API rows/s ({args.clients} clients) = {local_rps / api_rps:.2f}x")
+    print(f"1,000-row batch: API p50 latency / in-process p50 = {pct(batched['latencies'], .5) / pct(l_batch, .5):.2f}x; "
+          f"in-process rows/s / API rows/s = {local_batch_rows / api_batch_rows:.2f}x")
+    answered = len(alone["latencies"]) + len(single["latencies"]) + len(batched["latencies"]) * BATCH
+    warmups = 1 + args.clients + 2 * BATCH
+    print(f"predictions counted by the server: {counted:,} (answered {answered:,} rows + {warmups:,} in warm-up requests)")
+    print(f"run time {time.monotonic() - began:.0f} s")
+    return 0 if alone["errors"] == single["errors"] == batched["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

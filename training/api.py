@@ -1,0 +1,369 @@
+"""REST API of the training app: training jobs, model versions (deploy, predict) and deployments.
+
+Input is validated here, at the edge, so a bad request gets a 400 that says which field is wrong
+and nothing is written; services re-check their own rules.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.http.request import RawPostDataException
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from datasets.models import Dataset
+
+from . import services
+from .models import ALGORITHMS, MAX_EPOCHS, Deployment, ModelVersion, TrainingJob, validate_model_name
+
+# A JSON body larger than this is refused before it is parsed (10,000 wide rows fit).
+MAX_PREDICT_BODY = 32 * 1024 * 1024
+
+
+class ConflictError(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's current state does not allow this."
+    default_code = "conflict"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
+class ModelUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The model cannot serve predictions."
+    default_code = "ARTIFACT_INTEGRITY"
+
+
+# --- serializers ----------------------------------------------------------------------------------
+
+
+class TrainingJobSerializer(serializers.ModelSerializer):
+    total_epochs = serializers.IntegerField(source="epochs", read_only=True)
+    model_version = serializers.SerializerMethodField()
+    model_label = serializers.SerializerMethodField()
+    duration = serializers.FloatField(read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id", "name", "dataset", "dataset_name", "target_column", "task", "algorithm", "epochs", "test_size",
+            "status", "progress", "stage", "current_epoch", "total_epochs", "current_loss", "live_accuracy",
+            "estimated_time_remaining", "message", "error", "error_code", "stage_failed", "suggestions",
+            "cancel_requested", "metrics", "final_accuracy", "validation_score", "training_time", "model_version", "model_label",
+            "soft_time_limit", "time_limit", "created_at", "started_at", "finished_at", "duration", "url",
+        ]
+        read_only_fields = fields
+
+    def get_model_version(self, job) -> int | None:
+        try:
+            return job.model_version.pk
+        except ModelVersion.DoesNotExist:
+            return None
+
+    def get_model_label(self, job) -> str | None:
+        try:
+            return job.model_version.label
+        except ModelVersion.DoesNotExist:
+            return None
+
+    def get_url(self, job) -> str:
+        return f"/training/jobs/{job.pk}/"
+
+
+class TrainingJobDetailSerializer(TrainingJobSerializer):
+    class Meta(TrainingJobSerializer.Meta):
+        fields = TrainingJobSerializer.Meta.fields + ["history"]
+        read_only_fields = fields
+
+
+class TrainingJobCreateSerializer(serializers.Serializer):
+    dataset = serializers.PrimaryKeyRelatedField(
+        queryset=Dataset.objects.all(),
+        error_messages={
+            "does_not_exist": "Dataset {pk_value} does not exist.",
+            "incorrect_type": "A dataset is given by its integer id, not {data_type}.",
+            "required": "Choose the dataset to train on.",
+        },
+    )
+    target_column = serializers.CharField(max_length=255)
+    task = serializers.ChoiceField(
+        choices=TrainingJob.Task.choices, required=False, allow_null=True, allow_blank=True,
+        help_text="classification or regression; inferred from the target column when absent.",
+    )
+    algorithm = serializers.ChoiceField(
+        choices=TrainingJob.Algorithm.choices,
+        error_messages={"invalid_choice": '"{input}" is not an algorithm; choose one of ' + ", ".join(ALGORITHMS) + "."},
+    )
+    epochs = serializers.IntegerField(min_value=1, max_value=MAX_EPOCHS, default=10)
+    test_size = serializers.FloatField(default=0.2, help_text="Share of rows held out for validation, in (0, 1).")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                 help_text='Model name; "<dataset>-<algorithm>" by default.')
+
+    def validate_dataset(self, dataset):
+        if dataset.status != Dataset.Status.READY:
+            raise serializers.ValidationError(
+                f"Dataset {dataset.pk} ({dataset.name}) is not ready: its status is {dataset.status}. "
+                "Only ready (validated and profiled) datasets can be trained on.",
+                code="DATASET_NOT_READY",
+            )
+        return dataset
+
+    def validate_test_size(self, value):
+        if not 0.0 < value < 1.0:
+            raise serializers.ValidationError("Must be strictly between 0 and 1 (e.g. 0.2).")
+        return value
+
+    def validate_name(self, value):
+        if value:
+            try:
+                validate_model_name(value)
+            except Exception as exc:
+                raise serializers.ValidationError(exc.messages) from None
+        return value.strip()
+
+    def validate(self, attrs):
+        dataset, target = attrs["dataset"], attrs["target_column"]
+        columns = list(dataset.column_names or [])
+        if target not in columns:
+            shown = ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")
+            raise serializers.ValidationError(
+                {"target_column": [f"{target!r} is not a column of dataset {dataset.pk}. Its columns: {shown}."]}
+            )
+        return attrs
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(read_only=True)
+    dataset_name = serializers.SerializerMethodField()
+    training_job = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "name", "version", "label", "status", "algorithm", "task", "target_column", "metrics",
+            "final_accuracy", "validation_score", "feature_schema", "classes", "dropped_columns", "n_train",
+            "n_test", "training_time", "dataset", "dataset_name", "training_job", "artifact_sha256",
+            "artifact_size", "prediction_count", "last_prediction_at", "deployed_at", "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_dataset_name(self, version) -> str | None:
+        return version.dataset.name if version.dataset_id and version.dataset else None
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    model_name = serializers.CharField(source="model_version.name", read_only=True)
+    model_version_number = serializers.IntegerField(source="model_version.version", read_only=True)
+    previous_version_number = serializers.IntegerField(source="previous.version", read_only=True, allow_null=True)
+    deployed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "model_version", "model_name", "model_version_number", "previous",
+                  "previous_version_number", "action", "deployed_by", "deployed_at"]
+        read_only_fields = fields
+
+
+PREDICT_REQUEST = inline_serializer(
+    "PredictRequest", {"instances": serializers.ListField(child=serializers.DictField(), max_length=services.MAX_PREDICTION_INSTANCES)}
+)
+PREDICT_RESPONSE = inline_serializer(
+    "PredictResponse",
+    {
+        "model_id": serializers.IntegerField(),
+        "model_name": serializers.CharField(),
+        "model_version": serializers.IntegerField(),
+        "predictions": serializers.ListField(),
+        "probabilities": serializers.ListField(child=serializers.DictField(), required=False),
+    },
+)
+
+
+# --- views ------------------------------------------------------------------------------------------
+
+
+class TrainingJobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         viewsets.GenericViewSet):
+    """Training jobs: start one (201, `queued`), follow it, cancel it.
+
+    Live progress: `training_started`, `training_progress`, `training_completed` / `training_failed`
+    on the `dashboard` and `training_job.<id>` topics of /ws/.
+    """
+
+    queryset = TrainingJob.objects.select_related("model_version")
+    lookup_value_regex = r"\d+"
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return TrainingJobCreateSerializer
+        if self.action == "list":
+            return TrainingJobSerializer
+        return TrainingJobDetailSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "list":
+            queryset = queryset.defer("history")
+            params = self.request.query_params
+            if params.get("status"):
+                queryset = queryset.filter(status__in=params["status"].split(","))
+            if params.get("dataset", "").isdigit():
+                queryset = queryset.filter(dataset_id=int(params["dataset"]))
+        return queryset
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, description="Comma-separated statuses (queued, running, ...)."),
+            OpenApiParameter("dataset", int, description="Only jobs on this dataset."),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=TrainingJobCreateSerializer, responses={201: TrainingJobDetailSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = TrainingJobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = services.training_job_start(**serializer.validated_data, created_by=request.user)
+        body = TrainingJobDetailSerializer(job).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/api/training-jobs/{job.pk}/"})
+
+    @extend_schema(request=None, responses=TrainingJobDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a job: a queued one at once, a running one within an epoch. 409 if it has ended."""
+        job = self.get_object()
+        try:
+            job = services.training_job_cancel(job=job)
+        except services.Conflict as exc:
+            raise ConflictError(str(exc)) from None
+        return Response(TrainingJobDetailSerializer(job).data)
+
+
+def _read_instances(request) -> list:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > MAX_PREDICT_BODY:
+        raise PayloadTooLarge(f"The request body is larger than {MAX_PREDICT_BODY // (1024 * 1024)} MiB; send smaller batches.")
+    try:
+        data = request.data
+    except RawPostDataException:  # pragma: no cover - the body was consumed elsewhere
+        raise exceptions.ParseError("The request body could not be read.") from None
+    if not isinstance(data, dict) or "instances" not in data:
+        raise serializers.ValidationError({"instances": ['Send {"instances": [{column: value, ...}, ...]}.']})
+    instances = data["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise serializers.ValidationError({"instances": ["Must be a non-empty list of objects."]})
+    if len(instances) > services.MAX_PREDICTION_INSTANCES:
+        raise serializers.ValidationError(
+            {"instances": [f"At most {services.MAX_PREDICTION_INSTANCES:,} instances per request; got {len(instances):,}."]}
+        )
+    extra = set(data) - {"instances"}
+    if extra:
+        raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(extra)})
+    return instances
+
+
+def _predict(version: ModelVersion, request) -> Response:
+    from . import trainer
+
+    instances = _read_instances(request)
+    try:
+        result = services.model_version_predict(version=version, instances=instances)
+    except trainer.InvalidInputError as exc:
+        errors = exc.errors[:50]
+        if len(exc.errors) > 50:
+            errors.append(f"... and {len(exc.errors) - 50} more problems.")
+        raise serializers.ValidationError({"instances": errors}) from None
+    except services.ArtifactError as exc:
+        raise ModelUnavailable(str(exc)) from None
+    return Response({"model_id": version.pk, "model_name": version.name, "model_version": version.version, **result})
+
+
+class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The model registry: every version of every model, with its status and metrics.
+
+    Deploy a version to make it the one serving its name (rollback = deploy an older one), and
+    predict with a version, or with the deployed version of a name (/api/models/by-name/<name>/predict/).
+    """
+
+    queryset = ModelVersion.objects.select_related("dataset")
+    serializer_class = ModelVersionSerializer
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        if params.get("name"):
+            queryset = queryset.filter(name=params["name"])
+        if params.get("status"):
+            queryset = queryset.filter(status__in=params["status"].split(","))
+        return queryset
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("name", str, description="Only versions of this model."),
+            OpenApiParameter("status", str, description="Comma-separated statuses (active, inactive, error)."),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=inline_serializer(
+        "DeployResult", {"model": ModelVersionSerializer(), "deployment": DeploymentSerializer(allow_null=True)}))
+    @action(detail=True, methods=["post"])
+    def deploy(self, request, pk=None):
+        """Make this version serve its name; the previously serving one goes inactive."""
+        version = self.get_object()
+        try:
+            deployment = services.model_version_deploy(version=version, user=request.user)
+        except services.Conflict as exc:
+            raise ConflictError(str(exc)) from None
+        version.refresh_from_db()
+        return Response(
+            {
+                "model": ModelVersionSerializer(version).data,
+                "deployment": DeploymentSerializer(deployment).data if deployment else None,
+            }
+        )
+
+    @extend_schema(request=PREDICT_REQUEST, responses=PREDICT_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def predict(self, request, pk=None):
+        """Predict with this version (deployed or not)."""
+        return _predict(self.get_object(), request)
+
+
+class PredictByNameView(APIView):
+    """Predict with the version that serves a name: 404 if no model has this name, 409 if none of
+    its versions is deployed."""
+
+    @extend_schema(request=PREDICT_REQUEST, responses=PREDICT_RESPONSE)
+    def post(self, request, name: str):
+        version = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ACTIVE).first()
+        if version is None:
+            if not ModelVersion.objects.filter(name=name).exists():
+                raise exceptions.NotFound(f"No model is named {name!r}.")
+            raise ConflictError(f"No version of {name!r} is deployed; deploy one first.")
+        return _predict(version, request)
+
+
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Deployments, newest first: which version, who, when, and which version it replaced."""
+
+    queryset = Deployment.objects.select_related("model_version", "previous", "deployed_by")
+    serializer_class = DeploymentSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        name = self.request.query_params.get("name")
+        if name:
+            queryset = queryset.filter(Q(model_version__name=name))
+        return queryset

@@ -1,0 +1,56 @@
+"""Reads of the training app that are more than a one-line query."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from django.db.models import Sum
+
+from datasets.models import Dataset
+
+from .models import ModelVersion, TrainingJob
+
+
+def datasets_ready_for_training() -> list[dict]:
+    """Ready datasets with their columns, for the Training page's form (newest first)."""
+    rows = Dataset.objects.filter(status=Dataset.Status.READY).order_by("-created_at", "-id")
+    return [
+        {
+            "id": d.pk,
+            "name": d.name,
+            "columns": list(d.column_names or []),
+            "target_column": d.target_column or "",
+            "rows": d.row_count,
+        }
+        for d in rows.only("id", "name", "column_names", "target_column", "row_count")[:500]
+    ]
+
+
+def training_jobs_recent(*, limit: int = 50):
+    return list(TrainingJob.objects.select_related("model_version").defer("history")[:limit])
+
+
+def model_groups() -> list[dict]:
+    """Model versions grouped by name: each group's versions (newest first), its serving version
+    and its prediction total. Groups with the most recent activity come first."""
+    versions = list(ModelVersion.objects.select_related("dataset", "training_job").order_by("name", "-version"))
+    groups = []
+    for name, items in groupby(versions, key=lambda v: v.name):
+        items = list(items)
+        active = next((v for v in items if v.status == ModelVersion.Status.ACTIVE), None)
+        groups.append(
+            {
+                "name": name,
+                "versions": items,
+                "active": active,
+                "latest": items[0],
+                "prediction_total": sum(v.prediction_count for v in items),
+            }
+        )
+    groups.sort(key=lambda g: max(v.created_at for v in g["versions"]), reverse=True)
+    return groups
+
+
+def prediction_total() -> int:
+    """Predictions served by every model version."""
+    return int(ModelVersion.objects.aggregate(n=Sum("prediction_count"))["n"] or 0)
