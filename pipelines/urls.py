@@ -6,4 +6,6 @@ app_name = "pipelines"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("<int:pk>/", views.detail, name="detail"),
+    path("runs/<int:pk>/", views.run_detail, name="run-detail"),
 ]

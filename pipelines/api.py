@@ -1,0 +1,266 @@
+"""REST API of the pipelines app: pipelines (CRUD, run) and their runs (cancel, retry).
+
+A pipeline is `{"name", "description", "dataset": <id>, "schedule", "steps": [{"kind", "options"}]}`.
+Its steps are checked here, at the edge, with errors that name the step
+(`steps[2] (train_model): epochs must be between 1 and 500`), so a bad definition gets a 400 and
+nothing is saved.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from datasets.models import Dataset
+
+from . import services
+from . import steps as step_kinds
+from .models import Pipeline, PipelineRun, StepRun
+
+
+class ConflictError(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's current state does not allow this."
+    default_code = "conflict"
+
+
+def _as_drf(exc: DjangoValidationError) -> exceptions.ValidationError:
+    return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+
+
+# --- serializers ----------------------------------------------------------------------------------
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(read_only=True)
+    duration = serializers.FloatField(read_only=True)
+    output_dataset_name = serializers.SerializerMethodField()
+    model_version_label = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "id", "index", "kind", "label", "options", "status", "progress", "started_at", "finished_at", "duration",
+            "input_dataset", "output_dataset", "output_dataset_name", "model_version", "model_version_label",
+            "processing_job", "training_job", "metrics", "output", "log", "error", "reused", "reused_from", "links",
+        ]
+        read_only_fields = fields
+
+    def get_output_dataset_name(self, step) -> str | None:
+        return step.output_dataset.name if step.output_dataset_id and step.output_dataset else None
+
+    def get_model_version_label(self, step) -> str | None:
+        return step.model_version.label if step.model_version_id and step.model_version else None
+
+    def get_links(self, step) -> dict:
+        return step_links(step)
+
+
+def step_links(step: StepRun) -> dict:
+    """Pages about what a step worked on and produced."""
+    links = {}
+    if step.output_dataset_id:
+        links["dataset"] = reverse("datasets:detail", args=[step.output_dataset_id])
+    elif step.input_dataset_id:
+        links["dataset"] = reverse("datasets:detail", args=[step.input_dataset_id])
+    if step.training_job_id:
+        links["training_job"] = reverse("training:job-detail", args=[step.training_job_id])
+    if step.model_version_id:
+        links["model"] = reverse("training:models") + f"#model-{step.model_version_id}"
+    return links
+
+
+class PipelineRunSerializer(serializers.ModelSerializer):
+    pipeline_name = serializers.CharField(source="pipeline.name", read_only=True)
+    duration = serializers.FloatField(read_only=True)
+    total_steps = serializers.IntegerField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PipelineRun
+        fields = [
+            "id", "pipeline", "pipeline_name", "status", "progress", "trigger", "retry_of", "dataset", "steps",
+            "total_steps", "current_step", "failed_step", "message", "error", "cancel_requested", "context",
+            "created_by", "created_at", "started_at", "finished_at", "duration", "url",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, run) -> str:
+        return reverse("pipelines:run-detail", args=[run.pk])
+
+
+class PipelineRunDetailSerializer(PipelineRunSerializer):
+    step_runs = StepRunSerializer(many=True, read_only=True)
+
+    class Meta(PipelineRunSerializer.Meta):
+        fields = PipelineRunSerializer.Meta.fields + ["step_runs"]
+        read_only_fields = fields
+
+
+class StepSerializer(serializers.Serializer):
+    """One step (documentation only: the list is checked as a whole by pipelines.steps)."""
+
+    kind = serializers.ChoiceField(choices=step_kinds.KINDS)
+    options = serializers.DictField(required=False)
+
+
+class PipelineSerializer(serializers.ModelSerializer):
+    dataset = serializers.PrimaryKeyRelatedField(
+        queryset=Dataset.objects.all(),
+        error_messages={
+            "does_not_exist": "Dataset {pk_value} does not exist.",
+            "incorrect_type": "A dataset is given by its integer id, not {data_type}.",
+            "required": "Choose the input dataset.",
+            "null": "Choose the input dataset.",
+        },
+    )
+    dataset_name = serializers.SerializerMethodField()
+    steps = serializers.JSONField(help_text='[{"kind": "train_model", "options": {...}}, ...], run in order.')
+    schedule = serializers.CharField(required=False, allow_blank=True, max_length=120,
+                                     help_text='A cron expression, e.g. "0 3 * * *"; empty for none.')
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    last_run = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Pipeline
+        fields = ["id", "name", "description", "dataset", "dataset_name", "steps", "schedule", "max_concurrent_runs",
+                  "created_by", "created_at", "updated_at", "last_run", "url"]
+        read_only_fields = ["id", "dataset_name", "created_by", "created_at", "updated_at", "last_run", "url"]
+
+    def get_dataset_name(self, pipeline) -> str | None:
+        return pipeline.dataset.name if pipeline.dataset_id and pipeline.dataset else None
+
+    def get_last_run(self, pipeline) -> dict | None:
+        run = pipeline.runs.order_by("-created_at", "-id").first()
+        return PipelineRunSerializer(run).data if run is not None else None
+
+    def get_url(self, pipeline) -> str:
+        return reverse("pipelines:detail", args=[pipeline.pk])
+
+    def validate_schedule(self, value):
+        try:
+            return services.validate_schedule(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict["schedule"]) from None
+
+    def validate(self, attrs):
+        dataset = attrs.get("dataset", getattr(self.instance, "dataset", None))
+        steps = attrs.get("steps", getattr(self.instance, "steps", None))
+        if "steps" in attrs or "dataset" in attrs:
+            try:
+                attrs["steps"] = services.pipeline_steps_clean(steps=steps, dataset=dataset)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
+
+
+# --- views ------------------------------------------------------------------------------------------
+
+
+class PipelineViewSet(viewsets.ModelViewSet):
+    """Pipelines: define (POST), change (PUT/PATCH), delete, and run them.
+
+    Live: `pipeline_created/updated/deleted`, and for runs `pipeline_status`, `pipeline_progress`,
+    `pipeline_completed` / `pipeline_failed` on the `dashboard` and `pipeline.<id>` topics.
+    """
+
+    queryset = Pipeline.objects.select_related("dataset", "created_by")
+    serializer_class = PipelineSerializer
+    lookup_value_regex = r"\d+"
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = services.pipeline_create(**serializer.validated_data, created_by=self.request.user)
+        except DjangoValidationError as exc:
+            raise _as_drf(exc) from None
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = services.pipeline_update(pipeline=serializer.instance, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise _as_drf(exc) from None
+
+    def perform_destroy(self, instance):
+        try:
+            services.pipeline_delete(pipeline=instance, user=self.request.user)
+        except services.Conflict as exc:
+            raise ConflictError(str(exc)) from None
+
+    @extend_schema(request=None, responses={201: PipelineRunDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        """Start a run: 201 with the run (`queued`; it starts when the pipeline has a free run slot)."""
+        pipeline = self.get_object()
+        try:
+            run = services.pipeline_run_start(pipeline=pipeline, user=request.user)
+        except DjangoValidationError as exc:
+            raise _as_drf(exc) from None
+        run = PipelineRun.objects.select_related("pipeline").get(pk=run.pk)
+        return Response(PipelineRunDetailSerializer(run).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": f"/api/pipeline-runs/{run.pk}/"})
+
+
+class PipelineRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Pipeline runs: follow one (its steps, outputs and logs), cancel it, retry it.
+
+    Live: `pipeline_step` (each step's state and new log lines) on the `pipeline_run.<id>` topic.
+    """
+
+    queryset = PipelineRun.objects.select_related("pipeline", "created_by")
+    lookup_value_regex = r"\d+"
+
+    def get_serializer_class(self):
+        return PipelineRunSerializer if self.action == "list" else PipelineRunDetailSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "list":
+            params = self.request.query_params
+            if params.get("pipeline", "").isdigit():
+                queryset = queryset.filter(pipeline_id=int(params["pipeline"]))
+            if params.get("status"):
+                queryset = queryset.filter(status__in=params["status"].split(","))
+        else:
+            queryset = queryset.prefetch_related("step_runs__output_dataset", "step_runs__model_version")
+        return queryset
+
+    @extend_schema(parameters=[
+        OpenApiParameter("pipeline", int, description="Only runs of this pipeline."),
+        OpenApiParameter("status", str, description="Comma-separated statuses (queued, running, ...)."),
+    ])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=PipelineRunDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a run: a queued one at once; a running one stops as its current step's job stops
+        (later steps are skipped). 409 when it has already ended."""
+        run = self.get_object()
+        try:
+            run = services.pipeline_run_cancel(run=run, user=request.user)
+        except services.Conflict as exc:
+            raise ConflictError(str(exc)) from None
+        return Response(PipelineRunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(request=None, responses={201: PipelineRunDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Retry a failed or cancelled run (409 otherwise): a new run of the pipeline's current
+        definition that reuses the outputs of the steps that succeeded and starts at the first other one."""
+        run = self.get_object()
+        try:
+            new = services.pipeline_run_retry(run=run, user=request.user)
+        except services.Conflict as exc:
+            raise ConflictError(str(exc)) from None
+        except DjangoValidationError as exc:
+            raise _as_drf(exc) from None
+        return Response(PipelineRunDetailSerializer(self.get_queryset().get(pk=new.pk)).data,
+                        status=status.HTTP_201_CREATED, headers={"Location": f"/api/pipeline-runs/{new.pk}/"})

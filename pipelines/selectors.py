@@ -1,0 +1,54 @@
+"""Reads of the pipelines app that are more than a one-line query."""
+
+from __future__ import annotations
+
+from django.db.models import OuterRef, Subquery
+
+from datasets.models import Dataset
+
+from . import steps as step_kinds
+from .models import Pipeline, PipelineRun
+
+
+def pipelines_with_last_run() -> list[Pipeline]:
+    """Every pipeline, each with `last_run` (its newest run, or None)."""
+    newest = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
+    pipelines = list(Pipeline.objects.select_related("dataset").annotate(last_run_id=Subquery(newest)))
+    runs = PipelineRun.objects.in_bulk([p.last_run_id for p in pipelines if p.last_run_id])
+    for pipeline in pipelines:
+        pipeline.last_run = runs.get(pipeline.last_run_id)
+    return pipelines
+
+
+def pipeline_runs_recent(*, pipeline: Pipeline, limit: int = 50) -> list[PipelineRun]:
+    return list(pipeline.runs.select_related("created_by").order_by("-created_at", "-id")[:limit])
+
+
+def datasets_for_editor() -> list[dict]:
+    """The datasets a pipeline may start from, with what the step editor needs to know of each."""
+    rows = Dataset.objects.exclude(status=Dataset.Status.INVALID).order_by("name", "-id").values(
+        "id", "name", "status", "column_names", "target_column"
+    )
+    return [
+        {"id": r["id"], "name": r["name"], "status": r["status"], "columns": r["column_names"] or [],
+         "target": r["target_column"] or ""}
+        for r in rows
+    ]
+
+
+def editor_config() -> dict:
+    """Static choices of the step editor (kinds, metrics, operations, algorithms)."""
+    from datasets import operations
+    from training.models import ALGORITHMS
+
+    return {
+        "kinds": [{"value": k, "label": step_kinds.KIND_LABELS[k]} for k in step_kinds.KINDS],
+        "metrics": list(step_kinds.METRICS),
+        "error_metrics": list(step_kinds.ERROR_METRICS),
+        "operations": list(operations.OPERATIONS),
+        "missing_strategies": list(operations.MISSING_STRATEGIES),
+        "scale_methods": list(operations.SCALE_METHODS),
+        "algorithms": list(ALGORITHMS),
+        "tasks": list(step_kinds.TASKS),
+        "max_epochs": step_kinds.MAX_EPOCHS,
+    }
