@@ -1,6 +1,7 @@
 """Site-wide request rules: pages need a login; the API always answers in JSON."""
 
 import logging
+import time
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
@@ -47,3 +48,22 @@ class ApiProblemMiddleware:
             return None
         logger.exception("unhandled API error on %s", request.path_info)
         return problem_response(500, "The server failed to handle this request; it has been logged.")
+
+
+class ApiTimingMiddleware:
+    """Times every /api/ request (first in the chain, so the whole of Django's work counts); the
+    process's monitoring collector reports the recent p95 as `api_response_time_ms`."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not is_api(request):
+            return self.get_response(request)
+        started = time.perf_counter()
+        try:
+            return self.get_response(request)
+        finally:
+            from monitoring import runtime
+
+            runtime.record_api_duration((time.perf_counter() - started) * 1000)

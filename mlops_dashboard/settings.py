@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mlops_dashboard.middleware.ApiTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -159,8 +160,72 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Jobs whose worker died (SIGKILL, OOM, lost machine) end `failed` within a minute.
     "reap-stale-jobs": {"task": "jobs.reap_stale", "schedule": env.float("REAPER_INTERVAL", default=10.0)},
+    # Queued pipeline runs whose slot freed while no run ended (or whose message was lost) start.
+    "kick-queued-pipeline-runs": {
+        "task": "pipelines.runs_kick", "schedule": env.float("PIPELINE_KICK_INTERVAL", default=30.0),
+    },
 }
 CELERY_TIMEZONE = "UTC"
+
+# SECTION: training -----------------------------------------------------------------------------
+
+# Per-job time limits (seconds): past the soft one a job fails with TIMEOUT; the hard one kills it.
+TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=1800)
+TRAINING_HARD_TIME_LIMIT = env.int("TRAINING_HARD_TIME_LIMIT", default=1860)
+# BLAS/OpenMP threads per training job: each pool process runs one job, so more oversubscribes.
+TRAINING_THREADS = env.int("TRAINING_THREADS", default=1)
+
+# SECTION: pipelines ----------------------------------------------------------------------------
+
+# Runs of one pipeline at a time (a pipeline's own max_concurrent_runs starts from this); more wait queued.
+PIPELINE_MAX_CONCURRENT_RUNS = env.int("PIPELINE_MAX_CONCURRENT_RUNS", default=1)
+# How long a run waits for its input dataset to finish validating/profiling before failing (s).
+PIPELINE_DATASET_WAIT = env.int("PIPELINE_DATASET_WAIT", default=300)
+# Time limits (s) of one whole run; its steps run inside it.
+PIPELINE_SOFT_TIME_LIMIT = env.int("PIPELINE_SOFT_TIME_LIMIT", default=7200)
+PIPELINE_HARD_TIME_LIMIT = env.int("PIPELINE_HARD_TIME_LIMIT", default=7260)
+
+# SECTION: monitoring ---------------------------------------------------------------------------
+
+# Background monitoring: each worker and ASGI process's metrics collector, the service checks and the
+# alert rules. The test suite turns it off (tests/env.py), so that periodic events never interleave
+# with the events a test counts; the monitoring tests turn it on for the processes they start.
+MONITORING_ENABLED = env.bool("MONITORING_ENABLED", default=True)
+# Which collector this process runs: auto (ASGI servers and Celery workers), asgi, worker or off.
+MONITORING_COLLECTOR_ROLE = env.str("MONITORING_COLLECTOR_ROLE", default="auto")
+MONITORING_HOST = env.str("MONITORING_HOST", default="")  # the host's name in metrics; default: hostname
+MONITORING_INTERVAL = env.int("MONITORING_INTERVAL", default=5)  # seconds between samples of one host
+MONITORING_CHECK_INTERVAL = env.int("MONITORING_CHECK_INTERVAL", default=15)  # service checks
+MONITORING_ROLLUP_INTERVAL = env.int("MONITORING_ROLLUP_INTERVAL", default=60)  # downsample and prune
+MONITORING_RAW_RETENTION_HOURS = env.int("MONITORING_RAW_RETENTION_HOURS", default=24)
+MONITORING_MINUTE_RETENTION_DAYS = env.int("MONITORING_MINUTE_RETENTION_DAYS", default=30)
+MONITORING_ANOMALY_RETENTION_DAYS = env.int("MONITORING_ANOMALY_RETENTION_DAYS", default=30)
+MONITORING_DISK_PATH = env.str("MONITORING_DISK_PATH", default="/")
+# Health levels: (warning, critical) per metric; a level is left only below threshold × (1 - hysteresis).
+MONITORING_THRESHOLDS = {
+    "cpu_percent": (env.float("MONITORING_CPU_WARNING", default=80.0), env.float("MONITORING_CPU_CRITICAL", default=95.0)),
+    "memory_percent": (env.float("MONITORING_MEMORY_WARNING", default=85.0), env.float("MONITORING_MEMORY_CRITICAL", default=95.0)),
+    "disk_percent": (env.float("MONITORING_DISK_WARNING", default=85.0), env.float("MONITORING_DISK_CRITICAL", default=95.0)),
+    "api_response_time_ms": (env.float("MONITORING_API_MS_WARNING", default=1000.0), env.float("MONITORING_API_MS_CRITICAL", default=3000.0)),
+}
+MONITORING_HYSTERESIS = env.float("MONITORING_HYSTERESIS", default=0.05)
+# Streaming anomalies: robust z-score (median/MAD) over the last WINDOW samples of each series.
+MONITORING_ANOMALY_WINDOW = env.int("MONITORING_ANOMALY_WINDOW", default=60)
+MONITORING_ANOMALY_MIN_SAMPLES = env.int("MONITORING_ANOMALY_MIN_SAMPLES", default=20)
+MONITORING_ANOMALY_THRESHOLD = env.float("MONITORING_ANOMALY_THRESHOLD", default=6.0)
+MONITORING_ANOMALY_COOLDOWN = env.int("MONITORING_ANOMALY_COOLDOWN", default=60)  # s between anomalies of a series
+# A job is stalled after 3× its usual progress interval; before it has one, this is its usual interval.
+MONITORING_STALL_DEFAULT_INTERVAL = env.int("MONITORING_STALL_DEFAULT_INTERVAL", default=60)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Each is a no-op while MONITORING_ENABLED is false (rollup always runs).
+        "monitoring-collect": {"task": "monitoring.collect", "schedule": float(MONITORING_INTERVAL),
+                               "options": {"expires": MONITORING_INTERVAL}},
+        "monitoring-check": {"task": "monitoring.check", "schedule": float(MONITORING_INTERVAL),
+                             "options": {"expires": MONITORING_INTERVAL}},
+        "monitoring-rollup": {"task": "monitoring.rollup", "schedule": float(MONITORING_ROLLUP_INTERVAL)},
+    }
+)
 
 # SECTION: auth ---------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from monitoring import views as monitoring_views
+
 from . import api, views
 
 api_urlpatterns = [
@@ -15,7 +17,7 @@ api_urlpatterns = [
 ]
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", monitoring_views.dashboard, name="dashboard"),
     path("live/", views.live_events, name="live-events"),
     path("health/", views.health, name="health"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -1,4 +1,4 @@
-"""Pages of the backbone: home, live events, health."""
+"""Pages of the backbone: live events, health (the dashboard home is monitoring.views.dashboard)."""
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
@@ -7,10 +7,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from .health import run_checks
-
-
-def dashboard(request):
-    return render(request, "dashboard.html", {"nav": "dashboard"})
 
 
 def live_events(request):

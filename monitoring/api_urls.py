@@ -1,5 +1,19 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-router = SimpleRouter(trailing_slash=True)
+from . import api
 
-urlpatterns = router.urls
+router = SimpleRouter(trailing_slash=True)
+router.register("activity", api.ActivityViewSet, basename="activity")
+router.register("alerts", api.AlertViewSet, basename="alert")
+router.register("alert-rules", api.AlertRuleViewSet, basename="alert-rule")
+router.register("anomalies", api.AnomalyViewSet, basename="anomaly")
+router.register("anomaly/detect", api.DetectionViewSet, basename="anomaly-detection")
+
+urlpatterns = [
+    path("monitoring/system/", api.SystemView.as_view(), name="monitoring-system"),
+    path("monitoring/metrics/", api.MetricsView.as_view(), name="monitoring-metrics"),
+    path("monitoring/services/", api.ServicesView.as_view(), name="monitoring-services"),
+    path("anomaly/datasets/<int:dataset_id>/", api.DatasetAnomaliesView.as_view(), name="dataset-anomalies"),
+    *router.urls,
+]

@@ -7,7 +7,15 @@ class MonitoringConfig(AppConfig):
 
     def ready(self):
         from django.contrib.auth.signals import user_logged_in
+        from django.db.models.signals import post_delete
 
-        from . import signals
+        from . import collector, signals
 
         user_logged_in.connect(signals.record_login, dispatch_uid="monitoring.record_login")
+        post_delete.connect(signals.delete_scores_file, sender="monitoring.AnomalyDetection",
+                            dispatch_uid="monitoring.delete_scores_file")
+        signals.connect_celery_signals()
+        # An ASGI server process (uvicorn, daphne, ...) runs a collector of its own.
+        role = collector.server_process_role()
+        if role:
+            collector.start(role)

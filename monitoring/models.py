@@ -1,7 +1,26 @@
-"""Monitoring: the activity feed (more tables come with the monitoring issue)."""
+"""Monitoring: the activity feed, metric samples, alert rules and alerts, anomalies, and on-demand
+anomaly detections over datasets.
+
+- MetricSample: one host's resource usage and the system's serving figures. `raw` samples every
+  few seconds are kept for MONITORING_RAW_RETENTION_HOURS; `minute` rows (averages, written by the
+  rollup) for MONITORING_MINUTE_RETENTION_DAYS.
+- AlertRule → Alert: at most one unresolved alert per (rule, subject); a repeat of the condition
+  updates that alert (occurrences, last_seen_at) instead of adding a row.
+- Anomaly: a metric value (streaming) or a dataset's rows (IsolationForest) scored as anomalous.
+- AnomalyDetection: an IsolationForest run over a ready dataset, a job (mlops_dashboard.jobs).
+"""
+
+from __future__ import annotations
+
+import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
+from django.utils import timezone
+
+from mlops_dashboard.jobs import JobFields
 
 
 class Activity(models.Model):
@@ -30,3 +49,284 @@ class Activity(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class HealthLevel(models.TextChoices):
+    HEALTHY = "healthy", "Healthy"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class MetricSample(models.Model):
+    class Resolution(models.TextChoices):
+        RAW = "raw", "Raw (every few seconds)"
+        MINUTE = "minute", "Per-minute average"
+
+    host = models.CharField(max_length=100)
+    role = models.CharField(max_length=16, blank=True, help_text="The kind of process that took it: worker, asgi.")
+    resolution = models.CharField(max_length=8, choices=Resolution.choices, default=Resolution.RAW)
+    timestamp = models.DateTimeField(db_index=True)
+    cpu_percent = models.FloatField()
+    memory_percent = models.FloatField()
+    disk_percent = models.FloatField()
+    load_1 = models.FloatField(null=True, blank=True)
+    net_sent_rate = models.FloatField(null=True, blank=True, help_text="Bytes sent per second.")
+    net_recv_rate = models.FloatField(null=True, blank=True, help_text="Bytes received per second.")
+    net_bytes_sent = models.BigIntegerField(null=True, blank=True, help_text="Host counter at the sample.")
+    net_bytes_recv = models.BigIntegerField(null=True, blank=True, help_text="Host counter at the sample.")
+    active_connections = models.IntegerField(default=0, help_text="Open sockets across all ASGI processes.")
+    api_response_time_ms = models.FloatField(null=True, blank=True, help_text="p95 of the last minute's API requests.")
+    ws_response_time_ms = models.FloatField(null=True, blank=True, help_text="p95 of the last minute's ping round trips.")
+    predictions_per_minute = models.FloatField(default=0.0)
+    model_accuracy = models.FloatField(null=True, blank=True)
+    health = models.CharField(max_length=10, choices=HealthLevel.choices, default=HealthLevel.HEALTHY)
+    sample_count = models.PositiveIntegerField(default=1, help_text="Raw samples averaged into this row.")
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [
+            models.Index(fields=["resolution", "timestamp"], name="metric_res_time"),
+            models.Index(fields=["host", "resolution", "timestamp"], name="metric_host_res_time"),
+        ]
+        constraints = [
+            # The rollup writes each host's minute once, however often it runs.
+            models.UniqueConstraint(fields=["host", "resolution", "timestamp"], condition=models.Q(resolution="minute"),
+                                    name="metric_one_minute_row_per_host"),
+        ]
+
+    def __str__(self):
+        return f"{self.host} {self.resolution} {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+# The metrics a rule can watch (higher or lower than a threshold), with their units for display.
+METRICS = {
+    "cpu_percent": ("CPU", "%"),
+    "memory_percent": ("Memory", "%"),
+    "disk_percent": ("Disk", "%"),
+    "load_1": ("Load (1 min)", ""),
+    "net_sent_rate": ("Network sent", "B/s"),
+    "net_recv_rate": ("Network received", "B/s"),
+    "active_connections": ("Open sockets", ""),
+    "api_response_time_ms": ("API p95", "ms"),
+    "ws_response_time_ms": ("Socket round trip", "ms"),
+    "predictions_per_minute": ("Predictions per minute", "/min"),
+    "model_accuracy": ("Deployed model accuracy", ""),
+}
+# Metrics of the whole system rather than of one host: their alerts have the subject "system".
+SYSTEM_METRICS = frozenset({"active_connections", "api_response_time_ms", "ws_response_time_ms",
+                            "predictions_per_minute", "model_accuracy"})
+
+
+class Priority(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+PRIORITY_RANK = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
+
+
+class AlertRule(models.Model):
+    class Kind(models.TextChoices):
+        METRIC = "metric", "Metric threshold"
+        WORKER_MISSING = "worker_missing", "Worker missing"
+        JOB_FAILED = "job_failed", "Processing job failed"
+        TRAINING_FAILED = "training_failed", "Training job failed"
+        PIPELINE_FAILED = "pipeline_failed", "Pipeline run failed"
+        JOB_STALLED = "job_stalled", "Job stalled"
+        ANOMALY = "anomaly", "Severe metric anomaly"
+        CUSTOM = "custom", "Raised by an app"
+
+    class Comparison(models.TextChoices):
+        GT = "gt", ">"
+        GTE = "gte", "≥"
+        LT = "lt", "<"
+        LTE = "lte", "≤"
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="Stable identifier: alerts are deduplicated by it.")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.METRIC, db_index=True)
+    metric = models.CharField(max_length=40, choices=[(k, v[0]) for k, v in METRICS.items()], blank=True)
+    comparison = models.CharField(max_length=4, choices=Comparison.choices, default=Comparison.GT)
+    threshold = models.FloatField(
+        null=True, blank=True,
+        help_text="Metric rules: the value compared. Job stalled: the multiple of the job's usual progress "
+                  "interval. Anomaly: the lowest anomaly score that opens an alert.",
+    )
+    duration_seconds = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(7 * 86400)],
+        help_text="How long the condition must hold before an alert opens (worker missing: how long unseen; "
+                  "job stalled: the shortest stall).",
+    )
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
+    enabled = models.BooleanField(default=True, db_index=True)
+    description = models.TextField(blank=True)
+    suggested_actions = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "name", "id"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        errors = {}
+        if self.kind == self.Kind.METRIC:
+            if not self.metric:
+                errors["metric"] = "A metric rule watches a metric."
+            if self.threshold is None:
+                errors["threshold"] = "A metric rule needs a threshold."
+        elif self.kind == self.Kind.JOB_STALLED:
+            if self.threshold is not None and self.threshold < 1:
+                errors["threshold"] = "A stall is at least one usual progress interval (1 or more)."
+        elif self.kind == self.Kind.ANOMALY:
+            if self.threshold is not None and self.threshold <= 0:
+                errors["threshold"] = "The anomaly score threshold is positive."
+        if not isinstance(self.suggested_actions, list) or not all(isinstance(a, str) for a in self.suggested_actions):
+            errors["suggested_actions"] = "A list of sentences."
+        if errors:
+            raise ValidationError(errors)
+
+    def holds(self, value: float | None) -> bool:
+        """Whether a metric value meets this rule's condition."""
+        if value is None or self.threshold is None:
+            return False
+        return {
+            "gt": value > self.threshold,
+            "gte": value >= self.threshold,
+            "lt": value < self.threshold,
+            "lte": value <= self.threshold,
+        }[self.comparison]
+
+    @property
+    def condition(self) -> str:
+        if self.kind != self.Kind.METRIC:
+            return self.get_kind_display()
+        label, unit = METRICS.get(self.metric, (self.metric, ""))
+        held = f" for {self.duration_seconds} s" if self.duration_seconds else ""
+        return f"{label} {self.get_comparison_display()} {self.threshold:g}{unit}{held}"
+
+
+class Alert(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    # The rule's slug (or "kind:<kind>" for an app's alert without a rule): with `subject`, the dedupe key.
+    rule_key = models.CharField(max_length=80)
+    subject = models.CharField(max_length=200, help_text="What the alert is about: a host, worker:<name>, "
+                                                         "training_job.<id>, ...")
+    title = models.CharField(max_length=200)
+    message = models.TextField(blank=True)
+    alert_type = models.CharField(max_length=32, default="system")
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM, db_index=True)
+    source = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
+    value = models.FloatField(null=True, blank=True)
+    occurrences = models.PositiveIntegerField(default=1)
+    suggested_actions = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    auto_resolved = models.BooleanField(default=False)
+    resolution_note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule_key", "subject"], condition=~models.Q(status="resolved"),
+                                    name="alert_one_unresolved_per_rule_and_subject"),
+        ]
+
+    def __str__(self):
+        return f"{self.title} ({self.status})"
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.status == self.Status.RESOLVED
+
+    @property
+    def actions(self) -> list[str]:
+        """What a person can still do with it."""
+        return {"open": ["acknowledge", "resolve"], "acknowledged": ["resolve"]}.get(self.status, [])
+
+
+def scores_path(instance, filename) -> str:
+    return f"anomaly/{uuid.uuid4().hex}.npy"
+
+
+def validate_contamination(value: float) -> None:
+    if not 0.0 < value <= 0.5:
+        raise ValidationError("The contamination is the expected share of anomalies, in (0, 0.5].")
+
+
+class AnomalyDetection(JobFields):
+    """An IsolationForest over a ready dataset's numeric columns: a score per row, the top rows."""
+
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="anomaly_detections")
+    dataset_name = models.CharField(max_length=200, blank=True)
+    contamination = models.FloatField(default=0.05, validators=[validate_contamination])
+    columns = models.JSONField(default=list, blank=True, help_text="Requested columns; empty: every numeric one.")
+    columns_used = models.JSONField(default=list, blank=True)
+    n_rows = models.IntegerField(null=True, blank=True)
+    n_flagged = models.IntegerField(null=True, blank=True)
+    share_flagged = models.FloatField(null=True, blank=True)
+    max_score = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True, help_text="Scores above it are flagged.")
+    # Every row's score (float32, row order), as a .npy file: compact at any size.
+    scores_file = models.FileField(upload_to=scores_path, max_length=300, blank=True)
+    top_rows = models.JSONField(default=list, blank=True, help_text="The most anomalous rows: row, score, values.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Anomaly detection #{self.pk} on {self.dataset_name} ({self.status})"
+
+
+class Anomaly(models.Model):
+    class Severity(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+        CRITICAL = "critical", "Critical"
+
+    class Source(models.TextChoices):
+        METRICS = "metrics", "Metrics"
+        DATASET = "dataset", "Dataset"
+
+    source = models.CharField(max_length=20, choices=Source.choices, db_index=True)
+    entity = models.CharField(max_length=200, help_text="The host, or the dataset's name.")
+    metric = models.CharField(max_length=64)
+    value = models.FloatField(null=True, blank=True)
+    score = models.FloatField()
+    severity = models.CharField(max_length=10, choices=Severity.choices, db_index=True)
+    baseline = models.FloatField(null=True, blank=True, help_text="The series' median when it was scored.")
+    details = models.JSONField(default=dict, blank=True)
+    detection = models.ForeignKey(AnomalyDetection, null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="anomalies")
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="anomalies")
+    detected_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        verbose_name_plural = "anomalies"
+
+    def __str__(self):
+        return f"{self.entity} {self.metric} = {self.value} (score {self.score:.1f})"
+
+
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}

@@ -1,11 +1,150 @@
-from django.shortcuts import render
+"""Pages: the dashboard home, Monitoring (charts, alerts, anomalies, rules) and System (components)."""
 
-from mlops_dashboard.health import run_checks
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import selectors, services
+from .forms import AlertRuleForm
+from .models import METRICS, AlertRule
 
 
+def _api_urls() -> dict:
+    return {
+        "alerts": reverse("alert-list"),
+        "acknowledge": reverse("alert-acknowledge", args=[0]),
+        "resolve": reverse("alert-resolve", args=[0]),
+        "metrics": reverse("monitoring-metrics"),
+        "system": reverse("monitoring-system"),
+        "services": reverse("monitoring-services"),
+        "activity": reverse("activity-list"),
+    }
+
+
+@require_GET
+def dashboard(request):
+    summary = selectors.dashboard_summary()
+    context = {
+        "nav": "dashboard",
+        **summary,
+        "thresholds": settings.MONITORING_THRESHOLDS,
+        "page_data": {
+            "api": _api_urls(),
+            "thresholds": {k: list(v) for k, v in settings.MONITORING_THRESHOLDS.items()},
+            "predictionsTotal": summary["predictions_total"],
+            "predictionsPerMinute": summary["predictions_per_minute"],
+            "model": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in summary["model"].items()}
+            if summary["model"] else None,
+            "health": summary["health"].get("level"),
+            "jobUrls": {
+                "processing": reverse("datasets:detail", args=[0]),
+                "training": _maybe_reverse("training:job-detail", 0),
+                "pipeline": _maybe_reverse("pipelines:run-detail", 0),
+            },
+        },
+    }
+    return render(request, "dashboard.html", context)
+
+
+def _maybe_reverse(name, *args) -> str:
+    from django.urls import NoReverseMatch
+
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+def _index_context(request, form=None, editing=None) -> dict:
+    if form is None:
+        editing = None
+        rule_id = request.GET.get("rule")
+        if rule_id and rule_id.isdigit():
+            editing = AlertRule.objects.filter(pk=int(rule_id)).first()
+        form = AlertRuleForm(instance=editing) if editing else AlertRuleForm(initial={"kind": "metric", "enabled": True})
+    alerts = selectors.alerts_unresolved(limit=100)
+    resolved = list(selectors.alerts(status="resolved", limit=20))
+    return {
+        "nav": "monitoring",
+        "alerts": alerts,
+        "resolved_alerts": resolved,
+        "anomalies": selectors.anomalies_recent(limit=50),
+        "rules": selectors.alert_rules(),
+        "form": form,
+        "editing": editing,
+        "hosts": selectors.latest_metrics(),
+        "health": selectors.health_current(),
+        "page_data": {
+            "api": _api_urls(),
+            "minutes": 60,
+            "interval": settings.MONITORING_INTERVAL,
+            "metrics": {k: {"label": v[0], "unit": v[1]} for k, v in METRICS.items()},
+            "thresholds": {k: list(v) for k, v in settings.MONITORING_THRESHOLDS.items()},
+        },
+    }
+
+
+@require_GET
 def index(request):
-    return render(request, "monitoring/index.html", {"nav": "monitoring"})
+    return render(request, "monitoring/index.html", _index_context(request))
 
 
+@require_GET
 def system(request):
-    return render(request, "monitoring/system.html", {"nav": "system", "checks": run_checks()})
+    result = selectors.services_latest() or {"services": [], "integrations": [], "workers": [], "checked_at": None}
+    context = {
+        "nav": "system",
+        "services": result.get("services", []),
+        "integrations": result.get("integrations", []),
+        "workers": result.get("workers", []),
+        "checked_at": result.get("checked_at"),
+        "health": selectors.health_current(),
+        "hosts": selectors.latest_metrics(),
+        "page_data": {"api": _api_urls(), "interval": settings.MONITORING_CHECK_INTERVAL},
+    }
+    return render(request, "monitoring/system.html", context)
+
+
+def _save_rule(request, form, rule=None):
+    if not form.is_valid():
+        return None
+    try:
+        if rule is None:
+            return services.alert_rule_create(user=request.user, **form.service_fields())
+        return services.alert_rule_update(rule=rule, user=request.user, **form.service_fields())
+    except ValidationError as exc:
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+        return None
+
+
+@require_POST
+def rule_create(request):
+    form = AlertRuleForm(request.POST)
+    rule = _save_rule(request, form)
+    if rule is None:
+        return render(request, "monitoring/index.html", _index_context(request, form=form), status=400)
+    messages.success(request, f"Alert rule “{rule.name}” created.")
+    return redirect(reverse("monitoring:index") + "#rules")
+
+
+@require_POST
+def rule_update(request, pk: int):
+    rule = get_object_or_404(AlertRule, pk=pk)
+    form = AlertRuleForm(request.POST, instance=AlertRule.objects.get(pk=pk))
+    saved = _save_rule(request, form, rule=rule)
+    if saved is None:
+        return render(request, "monitoring/index.html", _index_context(request, form=form, editing=rule), status=400)
+    messages.success(request, f"Alert rule “{saved.name}” saved.")
+    return redirect(reverse("monitoring:index") + "#rules")
+
+
+@require_POST
+def rule_toggle(request, pk: int):
+    rule = get_object_or_404(AlertRule, pk=pk)
+    services.alert_rule_set_enabled(rule=rule, enabled=not rule.enabled, user=request.user)
+    messages.success(request, f"Alert rule “{rule.name}” {'enabled' if rule.enabled else 'disabled'}.")
+    return redirect(reverse("monitoring:index") + "#rules")

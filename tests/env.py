@@ -21,6 +21,8 @@ os.environ["REDIS_URL"] = _test_redis_url(
 os.environ.pop("CELERY_BROKER_URL", None)
 os.environ["REDIS_KEY_PREFIX"] = os.environ.get("TEST_REDIS_KEY_PREFIX") or f"test-{os.getpid()}"
 os.environ.setdefault("MEDIA_ROOT", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".run", f"test-media-{os.getpid()}"))
+# Periodic metrics would interleave with the events tests count; monitoring tests turn it on.
+os.environ.setdefault("MONITORING_ENABLED", "0")
 # Playwright's sync API runs an event loop in the test thread; the tests' own ORM calls are safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.makedirs(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".run"), exist_ok=True)

@@ -268,6 +268,25 @@ class PipelineFailed(Event):
     failed_step: str
 
 
+StepStatus = typing.Literal["queued", "running", "succeeded", "failed", "skipped", "cancelled"]
+
+
+@register("Pipelines", "pipeline_run.{run_id}")
+class PipelineStep(Event):
+    """One step of a pipeline run changed state or logged: `log` holds only the new lines;
+    `output` what the step produced (dataset, model version, job ids, metric values)."""
+
+    type = "pipeline_step"
+    pipeline_id: int
+    run_id: int
+    step_index: int
+    kind: str
+    status: StepStatus
+    log: list
+    output: dict | None = None
+    error: str | None = None
+
+
 # =================================================================================================
 # Datasets
 # =================================================================================================
@@ -447,6 +466,8 @@ class TrainingFailed(Event):
     error_code: typing.Literal[
         "INVALID_TARGET",
         "INVALID_ALGORITHM",
+        "INVALID_PARAMETERS",
+        "INVALID_DATA",
         "DATASET_NOT_READY",
         "MEMORY_ERROR",
         "TIMEOUT",
@@ -485,7 +506,9 @@ class ModelStatusChange(Event):
 
 @register("Training and models", "dashboard")
 class PredictionVolume(Event):
-    """Prediction totals: at milestones, and at most every 10 s while traffic flows."""
+    """Prediction totals: at milestones, and at most every 10 s while traffic flows.
+    `total_predictions` and `predictions_per_minute` count every model version; `model_id`,
+    `model_name` and `model_predictions` name the version whose traffic this is, and its own total."""
 
     type = "prediction_volume"
     total_predictions: int
@@ -493,6 +516,8 @@ class PredictionVolume(Event):
     milestone_reached: int | None
     message: str
     model_id: int | None = None
+    model_name: str | None = None
+    model_predictions: int | None = None
 
 
 # =================================================================================================
@@ -504,7 +529,10 @@ HealthLevel = typing.Literal["healthy", "warning", "critical"]
 
 @register("Monitoring", "dashboard")
 class SystemMetrics(Event):
-    """One host's resource usage and the system's serving figures, every few seconds."""
+    """One host's resource usage and the system's serving figures, every few seconds.
+    `active_connections` counts open sockets across every ASGI process; `api_response_time_ms` and
+    `ws_response_time_ms` are the last minute's p95 of API requests and of ping round trips;
+    `load_average` is the 1-minute load, `network_io` bytes/s and counters, `role` worker or asgi."""
 
     type = "system_metrics"
     host: str
@@ -517,6 +545,9 @@ class SystemMetrics(Event):
     predictions_per_minute: float
     api_response_time_ms: float | None
     ws_response_time_ms: float | None
+    load_average: float | None = None
+    network_io: dict | None = None
+    role: str | None = None
 
 
 @register("Monitoring", "dashboard")
@@ -542,7 +573,10 @@ class SystemAlert(Event):
 
 @register("Monitoring", "dashboard")
 class AnomalyDetected(Event):
-    """A metric value or a dataset's rows scored as anomalous."""
+    """A metric value or a dataset's rows scored as anomalous. Metrics: `source` metrics, `entity` the
+    host, `baseline` the series' median. Datasets: `source` dataset, `metric` isolation_forest,
+    `value` the share of rows flagged, `anomaly_score` the highest row score, with `dataset_id` and
+    `detection_id`."""
 
     type = "anomaly_detected"
     source: str
@@ -551,6 +585,10 @@ class AnomalyDetected(Event):
     value: float | None
     anomaly_score: float
     severity: typing.Literal["low", "medium", "high", "critical"]
+    anomaly_id: int | None = None
+    baseline: float | None = None
+    dataset_id: int | None = None
+    detection_id: int | None = None
 
 
 @register("Monitoring", "dashboard")

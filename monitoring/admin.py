@@ -1,0 +1,142 @@
+"""Admin of the monitoring app. Alerts are acknowledged and resolved through the same services as
+the API (admin actions); rules are edited here or on the Monitoring page; samples, anomalies,
+detections and activities are read-only."""
+
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html
+
+from . import services
+from .models import Activity, Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
+
+
+def _pretty(value) -> str:
+    if value in (None, "", [], {}):
+        return "—"
+    return format_html("<pre style='margin:0;white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Activity)
+class ActivityAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "title", "action_type", "user", "status", "severity_level", "duration")
+    list_filter = ("action_type", "severity_level", "status", "created_at")
+    search_fields = ("title", "description", "user__username")
+    date_hierarchy = "created_at"
+    list_select_related = ("user",)
+
+
+@admin.register(MetricSample)
+class MetricSampleAdmin(ReadOnlyAdmin):
+    list_display = ("timestamp", "host", "role", "resolution", "cpu_percent", "memory_percent", "disk_percent",
+                    "active_connections", "api_response_time_ms", "predictions_per_minute", "health")
+    list_filter = ("resolution", "health", "host", "role")
+    date_hierarchy = "timestamp"
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "condition", "priority", "enabled", "updated_at")
+    list_filter = ("kind", "priority", "enabled")
+    search_fields = ("name", "slug", "description")
+    list_editable = ("enabled",)
+    actions = ["enable_rules", "disable_rules"]
+    fields = ("slug", "name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority", "enabled",
+              "description", "suggested_actions")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("slug",) if obj is not None else ()
+
+    def save_model(self, request, obj, form, change):
+        # Through the services: validation, the activity feed, and resolving a disabled rule's alerts.
+        fields = {f: getattr(obj, f) for f in services.RULE_FIELDS}
+        if change:
+            rule = AlertRule.objects.get(pk=obj.pk)
+            saved = services.alert_rule_update(rule=rule, user=request.user, **fields)
+        else:
+            saved = services.alert_rule_create(user=request.user, slug=obj.slug, **fields)
+        obj.pk, obj.slug = saved.pk, saved.slug
+
+    @admin.action(description="Enable the selected rules")
+    def enable_rules(self, request, queryset):
+        for rule in queryset:
+            services.alert_rule_set_enabled(rule=rule, enabled=True, user=request.user)
+
+    @admin.action(description="Disable the selected rules (resolves their open alerts)")
+    def disable_rules(self, request, queryset):
+        for rule in queryset:
+            services.alert_rule_set_enabled(rule=rule, enabled=False, user=request.user)
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "title", "priority", "status", "subject", "occurrences", "last_seen_at",
+                    "acknowledged_by", "resolved_by", "auto_resolved")
+    list_filter = ("status", "priority", "alert_type", "auto_resolved", "rule")
+    search_fields = ("title", "message", "subject", "source")
+    date_hierarchy = "created_at"
+    list_select_related = ("acknowledged_by", "resolved_by")
+    actions = ["acknowledge_alerts", "resolve_alerts"]
+    fields = ("title", "message", "rule", "rule_key", "subject", "alert_type", "priority", "source", "status", "value",
+              "occurrences", "suggested_actions_display", "metadata_display", "created_at", "last_seen_at",
+              "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "auto_resolved", "resolution_note")
+    readonly_fields = fields
+
+    @admin.display(description="suggested actions")
+    def suggested_actions_display(self, alert):
+        return _pretty(alert.suggested_actions)
+
+    @admin.display(description="metadata")
+    def metadata_display(self, alert):
+        return _pretty(alert.metadata)
+
+    def _each(self, request, queryset, fn, verb):
+        done = skipped = 0
+        for alert in queryset:
+            try:
+                fn(alert=alert, user=request.user)
+                done += 1
+            except (services.Conflict, ValidationError):
+                skipped += 1
+        self.message_user(request, f"{done} alert(s) {verb}" + (f"; {skipped} skipped (already {verb})." if skipped else "."),
+                          messages.SUCCESS if done else messages.WARNING)
+
+    @admin.action(description="Acknowledge the selected alerts")
+    def acknowledge_alerts(self, request, queryset):
+        self._each(request, queryset, services.alert_acknowledge, "acknowledged")
+
+    @admin.action(description="Resolve the selected alerts")
+    def resolve_alerts(self, request, queryset):
+        self._each(request, queryset, services.alert_resolve, "resolved")
+
+
+@admin.register(Anomaly)
+class AnomalyAdmin(ReadOnlyAdmin):
+    list_display = ("detected_at", "source", "entity", "metric", "value", "score", "severity", "alert")
+    list_filter = ("source", "severity", "metric")
+    search_fields = ("entity", "metric")
+    date_hierarchy = "detected_at"
+
+
+@admin.register(AnomalyDetection)
+class AnomalyDetectionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "dataset_name", "contamination", "status", "n_rows", "n_flagged", "max_score", "created_at")
+    list_filter = ("status",)
+    search_fields = ("dataset_name",)
+    fields = ("dataset", "dataset_name", "contamination", "columns", "columns_used", "status", "error", "n_rows",
+              "n_flagged", "share_flagged", "max_score", "threshold", "scores_file", "top_rows_display", "created_by",
+              "created_at", "started_at", "finished_at")
+    readonly_fields = fields
+
+    @admin.display(description="top rows")
+    def top_rows_display(self, detection):
+        return _pretty(detection.top_rows[:10])

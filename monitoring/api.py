@@ -1,0 +1,331 @@
+"""REST API of the monitoring app: the polling fallback of its events, alerts and rules, anomalies,
+on-demand anomaly detection, and the activity feed."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mlops_dashboard.api_errors import problem_response
+
+from . import selectors, services
+from .models import METRICS, Activity, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
+
+
+class ConflictError(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's state does not allow this."
+    default_code = "conflict"
+
+
+# --- the polling fallback of system_metrics / health_change / service_health ---------------------
+
+
+class MetricsQuery(serializers.Serializer):
+    minutes = serializers.IntegerField(min_value=1, max_value=60 * 24 * 30, default=60)
+    host = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class SystemView(APIView):
+    """Latest metrics and health per host (each host's last `system_metrics` payload, `stale` when
+    it has not reported for three intervals) and the system's health (as `health_change` says it)."""
+
+    @extend_schema(responses=inline_serializer("MonitoringSystem", {
+        "health": serializers.DictField(), "hosts": serializers.ListField(child=serializers.DictField()),
+        "active_connections": serializers.IntegerField(), "generated_at": serializers.DateTimeField()}))
+    def get(self, request):
+        return Response(selectors.system_snapshot())
+
+
+class MetricsView(APIView):
+    """Chart series of the last `minutes` (default 60), per host, oldest first; `t` in ms since the epoch.
+    Raw samples within the raw retention, per-minute averages beyond."""
+
+    @extend_schema(parameters=[OpenApiParameter("minutes", int), OpenApiParameter("host", str)],
+                   responses=inline_serializer("MetricSeries", {"resolution": serializers.CharField(),
+                                                                 "minutes": serializers.IntegerField(),
+                                                                 "hosts": serializers.DictField()}))
+    def get(self, request):
+        query = MetricsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(selectors.metric_series(minutes=query.validated_data["minutes"],
+                                                host=query.validated_data.get("host") or None))
+
+
+class ServicesView(APIView):
+    """The last check of every component (`service_health`'s services, `integration_status`'s
+    integrations) and the Celery workers with their queues and active tasks."""
+
+    @extend_schema(responses=inline_serializer("ServiceChecks", {
+        "services": serializers.ListField(child=serializers.DictField()),
+        "integrations": serializers.ListField(child=serializers.DictField()),
+        "workers": serializers.ListField(child=serializers.DictField()),
+        "checked_at": serializers.CharField()}))
+    def get(self, request):
+        return Response(selectors.services_latest())
+
+
+# --- activity ---------------------------------------------------------------------------------------
+
+
+class ActivitySerializer(serializers.ModelSerializer):
+    """The same object `activity_update` carries in `activity`."""
+
+    def to_representation(self, instance):
+        return services.activity_payload(instance)
+
+    class Meta:
+        model = Activity
+        fields = ["id"]
+
+
+class ActivityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The activity feed, newest first. Filters: `action_type`, `user` (a username or an id)."""
+
+    serializer_class = ActivitySerializer
+
+    def get_queryset(self):
+        rows = Activity.objects.select_related("user")
+        action_type = self.request.query_params.get("action_type")
+        if action_type:
+            rows = rows.filter(action_type=action_type)
+        user = self.request.query_params.get("user")
+        if user:
+            if user.isdigit():
+                rows = rows.filter(user_id=int(user))
+            else:
+                if not get_user_model().objects.filter(username=user).exists():
+                    raise serializers.ValidationError({"user": [f"No user named {user!r}."]})
+                rows = rows.filter(user__username=user)
+        return rows
+
+    @extend_schema(parameters=[OpenApiParameter("action_type", str), OpenApiParameter("user", str)])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+
+# --- alerts and rules ---------------------------------------------------------------------------------
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    """The same object `system_alert` carries in `alert`."""
+
+    def to_representation(self, instance):
+        return services.alert_payload(instance)
+
+    class Meta:
+        model = Alert
+        fields = ["id"]
+
+
+class ResolveSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Alerts, newest first. Filters: `status` (open, acknowledged, resolved, unresolved), `priority`.
+    Acknowledge and resolve with POST; 409 when the alert's status does not allow it."""
+
+    serializer_class = AlertSerializer
+
+    def get_queryset(self):
+        params = self.request.query_params
+        status_ = params.get("status")
+        if status_ and status_ not in [*Alert.Status.values, "unresolved"]:
+            raise serializers.ValidationError({"status": [f"One of {', '.join(Alert.Status.values)}, unresolved."]})
+        priority = params.get("priority")
+        if priority and priority not in Priority.values:
+            raise serializers.ValidationError({"priority": [f"One of {', '.join(Priority.values)}."]})
+        return selectors.alerts(status=status_, priority=priority, limit=0)
+
+    @extend_schema(parameters=[OpenApiParameter("status", str), OpenApiParameter("priority", str)])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        alert = get_object_or_404(Alert, pk=pk)
+        try:
+            alert = services.alert_acknowledge(alert=alert, user=request.user)
+        except services.Conflict as exc:
+            raise ConflictError(str(exc)) from None
+        return Response(services.alert_payload(alert))
+
+    @extend_schema(request=ResolveSerializer, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        alert = get_object_or_404(Alert, pk=pk)
+        body = ResolveSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        try:
+            alert = services.alert_resolve(alert=alert, user=request.user, note=body.validated_data["note"])
+        except services.Conflict as exc:
+            raise ConflictError(str(exc)) from None
+        return Response(services.alert_payload(alert))
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    condition = serializers.CharField(read_only=True)
+    metric = serializers.ChoiceField(choices=[("", "—")] + [(k, v[0]) for k, v in METRICS.items()],
+                                     required=False, allow_blank=True)
+    suggested_actions = serializers.ListField(child=serializers.CharField(max_length=500), required=False,
+                                              max_length=10)
+
+    class Meta:
+        model = AlertRule
+        fields = ["id", "slug", "name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority",
+                  "enabled", "description", "suggested_actions", "condition", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at", "condition"]
+        extra_kwargs = {"slug": {"required": False, "validators": []}}
+
+    def validate_slug(self, value):
+        if self.instance is not None and value and value != self.instance.slug:
+            raise serializers.ValidationError("A rule's slug cannot change: its alerts are keyed by it.")
+        return value
+
+    def create(self, validated_data):
+        return services.alert_rule_create(user=self.context["request"].user, **validated_data)
+
+    def update(self, instance, validated_data):
+        validated_data.pop("slug", None)
+        return services.alert_rule_update(rule=instance, user=self.context["request"].user, **validated_data)
+
+
+class AlertRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                       mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """Alert rules: list, create, update (PATCH `{"enabled": false}` disables one and resolves its
+    open alerts). Invalid combinations answer 400 naming the field."""
+
+    serializer_class = AlertRuleSerializer
+    queryset = AlertRule.objects.all()
+
+
+# --- anomalies and detection -------------------------------------------------------------------------
+
+
+class AnomalySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Anomaly
+        fields = ["id", "source", "entity", "metric", "value", "score", "severity", "baseline", "details",
+                  "detection", "alert", "detected_at"]
+        read_only_fields = fields
+
+
+class AnomalyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Recorded anomalies, newest first. Filters: `source` (metrics, dataset), `entity`, `severity`."""
+
+    serializer_class = AnomalySerializer
+
+    def get_queryset(self):
+        rows = Anomaly.objects.all()
+        for name in ("source", "entity", "severity"):
+            value = self.request.query_params.get(name)
+            if value:
+                rows = rows.filter(**{name: value})
+        return rows
+
+
+class DetectionSerializer(serializers.ModelSerializer):
+    duration = serializers.FloatField(read_only=True)
+    dataset_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = AnomalyDetection
+        fields = ["id", "dataset_id", "dataset_name", "contamination", "columns", "columns_used", "status",
+                  "progress", "error", "n_rows", "n_flagged", "share_flagged", "max_score", "threshold", "top_rows",
+                  "created_at", "started_at", "finished_at", "duration"]
+        read_only_fields = fields
+
+
+class DetectionRequestSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField(min_value=1)
+    contamination = serializers.FloatField(default=0.05)
+    columns = serializers.ListField(child=serializers.CharField(max_length=255), required=False, allow_empty=True,
+                                    max_length=500)
+
+    def validate_contamination(self, value):
+        if not 0.0 < value <= 0.5:
+            raise serializers.ValidationError("The expected share of anomalies must be in (0, 0.5].")
+        return value
+
+    def validate_dataset(self, value):
+        from datasets.models import Dataset
+
+        dataset = Dataset.objects.filter(pk=value).first()
+        if dataset is None:
+            raise serializers.ValidationError(f"No dataset with id {value}.")
+        if dataset.status != Dataset.Status.READY:
+            raise serializers.ValidationError(f"The dataset is {dataset.status}; anomaly detection needs a ready one.")
+        return dataset
+
+
+class ScoresQuery(serializers.Serializer):
+    offset = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=100_000, default=10_000)
+
+
+class DetectionViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+                       viewsets.GenericViewSet):
+    """IsolationForest over a ready dataset, in a worker. POST {dataset, contamination (0, 0.5], columns?}
+    answers 202 with the queued detection; `anomaly_detected` announces the result, and GET shows it
+    with the 50 most anomalous rows. `scores/` pages through every row's score."""
+
+    serializer_class = DetectionSerializer
+    queryset = AnomalyDetection.objects.all()
+
+    def get_queryset(self):
+        rows = AnomalyDetection.objects.all()
+        dataset = self.request.query_params.get("dataset")
+        if dataset:
+            if not dataset.isdigit():
+                raise serializers.ValidationError({"dataset": ["A dataset id."]})
+            rows = rows.filter(dataset_id=int(dataset))
+        return rows
+
+    @extend_schema(request=DetectionRequestSerializer, responses={202: DetectionSerializer})
+    def create(self, request, *args, **kwargs):
+        body = DetectionRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        detection = services.anomaly_detection_start(dataset=data["dataset"], contamination=data["contamination"],
+                                                     columns=data.get("columns") or None, user=request.user)
+        return Response(DetectionSerializer(detection).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[OpenApiParameter("offset", int), OpenApiParameter("limit", int)],
+                   responses=inline_serializer("DetectionScores", {
+                       "count": serializers.IntegerField(), "offset": serializers.IntegerField(),
+                       "scores": serializers.ListField(child=serializers.FloatField()),
+                       "threshold": serializers.FloatField()}))
+    @action(detail=True, methods=["get"])
+    def scores(self, request, pk=None):
+        detection = self.get_object()
+        query = ScoresQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        scores = services.anomaly_detection_scores(detection=detection)
+        if scores is None:
+            raise ConflictError(f"The detection is {detection.status}; scores exist once it has succeeded.")
+        offset, limit = query.validated_data["offset"], query.validated_data["limit"]
+        page = scores[offset: offset + limit]
+        return Response({"count": int(scores.shape[0]), "offset": offset, "threshold": detection.threshold,
+                         "scores": [round(float(s), 5) for s in page]})
+
+
+class DatasetAnomaliesView(APIView):
+    """The latest anomaly detection of a dataset (running or finished) with its most anomalous rows."""
+
+    @extend_schema(responses=DetectionSerializer)
+    def get(self, request, dataset_id: int):
+        from datasets.models import Dataset
+
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        detection = selectors.dataset_anomaly_detection_latest(dataset=dataset)
+        if detection is None:
+            return problem_response(404, f"No anomaly detection has run on {dataset.name} yet.")
+        return Response(DetectionSerializer(detection).data)

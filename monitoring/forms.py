@@ -1,0 +1,34 @@
+"""The Monitoring page's alert rule form (create and edit); the services do the writing."""
+
+from django import forms
+
+from .models import AlertRule
+
+
+class AlertRuleForm(forms.ModelForm):
+    suggested_actions_text = forms.CharField(
+        label="Suggested actions", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One per line; shown with each alert the rule opens.",
+    )
+
+    class Meta:
+        model = AlertRule
+        fields = ["name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority", "enabled",
+                  "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance and self.instance.pk:
+            self.fields["suggested_actions_text"].initial = "\n".join(self.instance.suggested_actions or [])
+        self.fields["threshold"].widget.attrs.update({"step": "any"})
+        self.fields["duration_seconds"].label = "Hold for (s)"
+
+    def clean_suggested_actions_text(self):
+        lines = [line.strip() for line in self.cleaned_data.get("suggested_actions_text", "").splitlines()]
+        return [line[:500] for line in lines if line][:10]
+
+    def service_fields(self) -> dict:
+        data = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        data["suggested_actions"] = self.cleaned_data["suggested_actions_text"]
+        return data

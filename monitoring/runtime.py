@@ -1,0 +1,95 @@
+"""What one process measures about itself, between two flushes of its collector.
+
+Cheap, lock-protected, in-memory counters that request handling updates on its hot path (no Redis
+call per request or per socket): open WebSocket connections, API request durations and WebSocket
+ping round trips. The process's collector (monitoring.collector) writes them to Redis every few
+seconds under a key with a TTL, and any process sums them across the whole deployment
+(monitoring.state.process_stats). No Django imports, so the consumer and middleware can use it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+
+WINDOW_SECONDS = 60.0  # durations older than this no longer count as "recent"
+MAX_SAMPLES = 2000
+
+_lock = threading.Lock()
+_connections = 0
+_api_ms: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
+_ws_rtt_ms: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
+
+
+def connection_opened() -> None:
+    global _connections
+    with _lock:
+        _connections += 1
+
+
+def connection_closed() -> None:
+    global _connections
+    with _lock:
+        _connections = max(0, _connections - 1)
+
+
+def connections() -> int:
+    return _connections
+
+
+def record_api_duration(ms: float) -> None:
+    with _lock:
+        _api_ms.append((time.monotonic(), float(ms)))
+
+
+def record_ws_rtt(ms) -> bool:
+    """A browser's last measured ping round trip (sent with its next ping). False if not plausible."""
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms < 120_000:
+        return False
+    with _lock:
+        _ws_rtt_ms.append((time.monotonic(), float(ms)))
+    return True
+
+
+def _recent(values: deque, now: float) -> list[float]:
+    while values and now - values[0][0] > WINDOW_SECONDS:
+        values.popleft()
+    return [round(v, 2) for _, v in values]
+
+
+def snapshot() -> dict:
+    """This process's figures: open sockets and the last minute's API durations and ping RTTs."""
+    now = time.monotonic()
+    with _lock:
+        return {
+            "pid": os.getpid(),
+            "connections": _connections,
+            "api_ms": _recent(_api_ms, now),
+            "ws_rtt_ms": _recent(_ws_rtt_ms, now),
+        }
+
+
+def reset() -> None:
+    global _connections
+    with _lock:
+        _connections = 0
+        _api_ms.clear()
+        _ws_rtt_ms.clear()
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+os.register_at_fork(after_in_child=reset)  # a forked child starts with no sockets of its own

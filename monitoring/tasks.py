@@ -1,0 +1,36 @@
+"""Thin Celery tasks of the monitoring app. The periodic ones (beat: settings.CELERY_BEAT_SCHEDULE)
+do nothing while MONITORING_ENABLED is false, except the rollup."""
+
+from celery import shared_task
+from django.conf import settings
+
+from . import services, state
+
+
+@shared_task(name="monitoring.collect", ignore_result=True)
+def collect() -> bool:
+    """Take the sample of the host this worker runs on, unless its collector thread just did."""
+    if not settings.MONITORING_ENABLED:
+        return False
+    state.mark("beat")
+    return services.metrics_collect(role="worker") is not None
+
+
+@shared_task(name="monitoring.check", ignore_result=True)
+def check() -> dict:
+    """Service, worker, job and system-metric checks (each throttled to its interval)."""
+    if not settings.MONITORING_ENABLED:
+        return {}
+    state.mark("beat")
+    return {name: bool(result) for name, result in services.monitoring_check().items()}
+
+
+@shared_task(name="monitoring.rollup", ignore_result=True)
+def rollup() -> dict:
+    """Per-minute averages of raw samples, then retention."""
+    return services.metrics_rollup()
+
+
+@shared_task(name="monitoring.anomaly_detection_run", ignore_result=True, acks_late=True)
+def anomaly_detection_run(detection_id: int) -> None:
+    services.anomaly_detection_run(detection_id=detection_id)

@@ -1,0 +1,169 @@
+"""The dashboard home and the Monitoring page in a real Chromium: rendered from the database, then
+moved by events (metrics, health, alerts, jobs, activity), with alert actions through the API."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from mlops_dashboard.events import catalog, publish
+from monitoring import services
+
+pytestmark = pytest.mark.browser
+
+BASE = {"cpu_percent": 20.0, "memory_percent": 40.0, "disk_percent": 50.0, "load_1": 0.5, "net_sent_rate": 1000.0,
+        "net_recv_rate": 2000.0, "active_connections": 3, "api_response_time_ms": 20.0, "ws_response_time_ms": 5.0,
+        "predictions_per_minute": 0.0, "model_accuracy": None}
+
+
+@pytest.fixture(autouse=True)
+def clean_monitoring_state(redis_client):
+    from django.conf import settings
+
+    for key in redis_client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:monitoring:*", count=1000):
+        redis_client.delete(key)
+
+
+@pytest.fixture
+def rules(transactional_db):
+    services.alert_rules_install_defaults()
+
+
+def sample(host="worker-1", **values):
+    return services.metric_sample_record(host=host, role="worker", values={**BASE, **values})
+
+
+def indicator(page):
+    return page.locator("#connection .label")
+
+
+def meter(page, host, metric):
+    return page.locator(f'#hosts [data-host="{host}"] .meter[data-metric="{metric}"]')
+
+
+def test_dashboard_shows_a_metric_update_and_an_alert_toast(server, open_page, user, rules):
+    sample(cpu_percent=30.0)  # on the page from the database at first load
+    page = open_page(server, user, path="/")
+    expect(indicator(page)).to_have_text("Live")
+    expect(meter(page, "worker-1", "cpu_percent").locator(".meter__value")).to_have_text("30%")
+    expect(meter(page, "worker-1", "cpu_percent")).to_have_attribute("data-level", "healthy")
+    expect(page.locator("#socket-count")).to_have_text("3")
+
+    # A new sample moves the bar, colours it by level, and the health change pulses the badge.
+    sample(cpu_percent=88.0, active_connections=5)
+    expect(meter(page, "worker-1", "cpu_percent").locator(".meter__value")).to_have_text("88%")
+    expect(meter(page, "worker-1", "cpu_percent")).to_have_attribute("data-level", "warning")
+    expect(meter(page, "worker-1", "cpu_percent").locator(".meter__fill")).to_have_attribute("style", re.compile(r"width: 88"))
+    expect(page.locator("#socket-count")).to_have_text("5")
+    expect(page.locator("#health-card .badge")).to_have_text("Warning")
+    expect(page.locator("#health-card")).to_have_class(re.compile(r"is-pulsing"))
+    expect(page.locator("#health-reason")).to_contain_text("worker-1: CPU 88.0%")
+    sample("worker-2", disk_percent=70.0)  # a new host gets its own bars
+    expect(meter(page, "worker-2", "disk_percent").locator(".meter__value")).to_have_text("70%")
+
+    # An alert: a toast, the open alerts list and its count.
+    alert = services.alert_raise(rule_kind="training_failed", subject="training_job.9", title="Training #9 failed",
+                                 message="Target column 'churn' is missing.")
+    toast = page.locator("#toasts .toast").filter(has_text="Training #9 failed")
+    expect(toast).to_be_visible()
+    expect(toast).to_have_attribute("data-kind", "error")  # high priority
+    expect(toast).to_contain_text("Target column 'churn' is missing.")
+    item = page.locator(f'#dash-alerts [data-alert-id="{alert.pk}"]')
+    expect(item).to_contain_text("Training #9 failed")
+    expect(item.locator(".badge")).to_have_text("Open")
+    expect(page.locator("#alert-count")).to_have_text("1")
+    expect(page.locator("#alerts-empty")).to_be_hidden()
+
+    services.alert_acknowledge(alert=alert, user=user)
+    expect(item.locator(".badge")).to_have_text("Acknowledged")
+    expect(page.locator("#alert-count")).to_have_text("0")
+    expect(page.locator("#alert-ack-count")).to_have_text("1")
+    services.alert_resolve(alert=alert, user=user)
+    expect(item).to_have_count(0)
+    expect(page.locator("#alerts-empty")).to_be_visible()
+
+    # Activity and running jobs.
+    services.activity_record(title="Dataset uploaded: churn", action_type="upload", user=user)
+    expect(page.locator("#dash-activity .activity").first).to_contain_text("Dataset uploaded: churn")
+    publish(catalog.JobProgress(job_id=77, dataset_id=4, progress=40.0, status="running", current_step="scaling"))
+    job = page.locator('#dash-jobs [data-job-key="processing-77"]')
+    expect(job).to_contain_text("scaling")
+    expect(job.locator(".progress")).to_have_attribute("aria-valuenow", "40")
+    publish(catalog.TrainingStarted(job_id=5, model_name="churn-rf", dataset_id=4, total_epochs=10))
+    publish(catalog.TrainingProgress(job_id=5, progress=55.0, stage="model_training", current_stage="Epoch 5 of 10",
+                                     estimated_time_remaining=3.0, current_epoch=5, total_epochs=10,
+                                     current_loss=0.4, live_accuracy=0.8, message="Epoch 5 of 10"))
+    training = page.locator('#dash-jobs [data-job-key="training-5"]')
+    expect(training).to_contain_text("Training · churn-rf")
+    expect(training.locator(".progress")).to_have_attribute("aria-valuenow", "55")
+    publish(catalog.JobCompleted(job_id=77, dataset_id=4, status="succeeded", duration=2.0, result={}))
+    expect(job.locator(".badge")).to_have_text("Succeeded")
+    expect(job).to_have_count(0, timeout=10_000)  # leaves the list once done
+    assert not page.console_errors
+
+
+def test_dashboard_first_load_shows_running_jobs_and_open_alerts_from_the_database(server, open_page, user, rules):
+    from django.utils import timezone
+
+    from datasets.models import Dataset, ProcessingJob
+    from training.models import ModelVersion
+
+    dataset = Dataset.objects.create(name="penguins", status="ready", file="datasets/p.csv")
+    ProcessingJob.objects.create(dataset=dataset, operation="scale", status="running", progress=64,
+                                 current_step="scaling bill_length_mm")
+    services.alert_raise(rule_kind="worker_missing", subject="worker:w9", title="Worker missing: w9")
+    ModelVersion.objects.create(name="penguins-rf", version=2, status="active", algorithm="random_forest",
+                                task="classification", target_column="species", validation_score=0.97,
+                                artifact="models/x.joblib", artifact_sha256="0" * 64, deployed_at=timezone.now(),
+                                prediction_count=250)
+    page = open_page(server, user, path="/")
+    expect(page.locator("#dash-jobs .job-item")).to_contain_text("scaling bill_length_mm")
+    expect(page.locator("#dash-alerts .alert-item")).to_contain_text("Worker missing: w9")
+    card = page.locator("#model-card")
+    expect(card).to_contain_text("penguins-rf")
+    expect(card).to_contain_text("97.0%")
+    expect(card.locator('[data-field="deployed"]')).to_have_text("just now")
+    expect(page.locator("#predictions-total")).to_have_text("250")
+    publish(catalog.PredictionVolume(total_predictions=300, predictions_per_minute=40.0, milestone_reached=None,
+                                     message="300 predictions"))
+    expect(page.locator("#predictions-total")).to_have_text("300")
+    expect(page.locator("#predictions-trend")).to_have_attribute("data-trend", "up")
+    publish(catalog.ModelDeployed(model_id=99, model_name="penguins-gb", model_version=3, model_accuracy=0.98,
+                                  deployment_timestamp=timezone.now().isoformat(), message="penguins-gb v3 serving"))
+    expect(card).to_contain_text("penguins-gb")
+    expect(card.locator('[data-field="version"]')).to_have_text("v3")
+    assert not page.console_errors
+
+
+def test_monitoring_page_charts_history_and_live_points_and_alert_buttons(server, open_page, user, rules):
+    for cpu in (10.0, 20.0, 30.0):
+        sample(cpu_percent=cpu)
+    alert = services.alert_raise(rule_kind="worker_missing", subject="worker:w1", title="Worker missing: w1",
+                                 message="w1 has not answered for 40 s.")
+    page = open_page(server, user, path="/monitoring/")
+    expect(indicator(page)).to_have_text("Live")
+    latest = page.locator('[data-chart="cpu"] [data-latest]')
+    expect(latest).to_have_text("30.0%")  # the last hour, from storage
+    points = "() => Chart.getChart('chart-cpu').data.datasets.map(d => d.data.length)"
+    assert page.evaluate(points) == [3]
+    sample(cpu_percent=55.0)
+    expect(latest).to_have_text("55.0%")  # appended live from chart_data
+    assert page.evaluate(points) == [4]
+
+    row = page.locator(f'#alert-rows tr[data-alert-id="{alert.pk}"]')
+    expect(row.locator(".badge")).to_have_text("Open")
+    row.get_by_role("button", name="Acknowledge").click()
+    expect(row.locator(".badge")).to_have_text("Acknowledged")
+    expect(row.get_by_role("button", name="Acknowledge")).to_be_hidden()
+    row.get_by_role("button", name="Resolve").click()
+    expect(row.locator(".badge")).to_have_text("Resolved")
+    expect(row).to_contain_text("by alice")
+    expect(page.locator("#alerts-open-count")).to_have_text("0")
+
+    # Alerts and anomalies from others arrive live.
+    other = services.alert_raise(rule_kind="pipeline_failed", subject="pipeline_run.3", title="Pipeline run #3 failed")
+    expect(page.locator(f'#alert-rows tr[data-alert-id="{other.pk}"]')).to_contain_text("Pipeline run #3 failed")
+    services.anomaly_record(source="metrics", entity="worker-1", metric="memory_percent", value=97.0, score=8.0,
+                            severity="low", baseline=40.0)
+    expect(page.locator("#anomaly-rows tr").first).to_contain_text("memory_percent")
+    assert not page.console_errors

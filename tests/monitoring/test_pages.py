@@ -1,0 +1,112 @@
+"""Pages: the dashboard home, Monitoring and System require a login and render from the database;
+the rule form creates, edits, enables and disables rules, and shows errors by field."""
+
+import pytest
+from django.template.loader import render_to_string
+
+from monitoring import services
+from monitoring.models import AlertRule
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize("url", ["/", "/monitoring/", "/monitoring/system/"])
+def test_pages_require_login(client, url):
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith("/login/?next=")
+
+
+def test_dashboard_renders_what_the_database_holds(client, user, rules, feed, ready_dataset):
+    from datasets.models import ProcessingJob
+
+    dataset = ready_dataset("penguins.csv")
+    ProcessingJob.objects.create(dataset=dataset, operation="clean", status="running", progress=42,
+                                 current_step="dropping duplicates")
+    services.alert_raise(rule_kind="training_failed", subject="training_job.3", title="Training #3 failed")
+    feed("worker-1", cpu_percent=91, memory_percent=50, disk_percent=30)
+    client.force_login(user)
+    html = client.get("/").content.decode()
+    assert 'data-host="worker-1"' in html and 'data-metric="cpu_percent" data-level="warning"' in html
+    assert "Training #3 failed" in html and 'id="alert-count">1<' in html
+    assert "dropping duplicates" in html and 'aria-valuenow="42"' in html
+    assert "No model deployed yet" in html
+    assert "logged in" in html  # the login was recorded in the activity feed
+    assert 'id="dashboard-data"' in html and "js/pages/dashboard.js" in html and "css/monitoring.css" in html
+
+
+def test_dashboard_shows_the_deployed_model(client, user, ready_dataset):
+    from django.utils import timezone
+
+    from training.models import ModelVersion
+
+    dataset = ready_dataset("titanic.csv")
+    ModelVersion.objects.create(name="titanic-sgd", version=3, status="active", algorithm="sgd", task="classification",
+                                target_column="survived", validation_score=0.81, dataset=dataset,
+                                artifact="models/x.joblib", artifact_sha256="0" * 64, deployed_at=timezone.now(),
+                                prediction_count=1234)
+    client.force_login(user)
+    html = client.get("/").content.decode()
+    assert "titanic-sgd" in html and "v3" in html and "81.0%" in html and 'data-status="active"' in html
+    assert 'id="predictions-total">1234<' in html
+
+
+def test_monitoring_page_renders_charts_alerts_anomalies_and_rules(client, user, rules):
+    services.alert_raise(rule_kind="worker_missing", subject="worker:w1", title="Worker missing: w1")
+    services.anomaly_record(source="metrics", entity="h1", metric="cpu_percent", value=99, score=7, severity="low")
+    client.force_login(user)
+    html = client.get("/monitoring/").content.decode()
+    for canvas in ("chart-cpu", "chart-memory", "chart-disk", "chart-network", "chart-latency", "chart-predictions"):
+        assert f'id="{canvas}"' in html
+    assert "vendor/chart.js/chart.umd.min.js" in html
+    assert "Worker missing: w1" in html and 'data-action="acknowledge"' in html
+    assert 'data-anomaly-id="' in html and "cpu_percent" in html
+    assert "CPU above 90%" in html and "Create rule" in html
+
+
+def test_system_page_lists_components_and_workers(client, user):
+    client.force_login(user)
+    html = client.get("/monitoring/system/").content.decode()
+    for name in ("database", "redis", "channel_layer", "celery", "socket_server", "model_serving", "broker",
+                 "event_bus", "scheduler"):
+        assert f'data-component="{name}"' in html
+    assert 'data-component="database" data-status="healthy"' in html
+
+
+def test_rule_form_creates_edits_toggles_and_shows_errors(client, user, rules):
+    client.force_login(user)
+    response = client.post("/monitoring/rules/", {"name": "Sockets", "kind": "metric", "metric": "active_connections",
+                                                  "comparison": "gt", "threshold": "500", "duration_seconds": "0",
+                                                  "priority": "low", "enabled": "on",
+                                                  "suggested_actions_text": "Add a server\n\nScale out"})
+    assert response.status_code == 302
+    rule = AlertRule.objects.get(name="Sockets")
+    assert rule.suggested_actions == ["Add a server", "Scale out"] and rule.enabled
+
+    page = client.get(f"/monitoring/?rule={rule.pk}").content.decode()
+    assert "Edit “Sockets”" in page and f'action="/monitoring/rules/{rule.pk}/"' in page
+    response = client.post(f"/monitoring/rules/{rule.pk}/", {"name": "Sockets", "kind": "metric",
+                                                             "metric": "active_connections", "comparison": "gte",
+                                                             "threshold": "800", "duration_seconds": "30",
+                                                             "priority": "high"})
+    assert response.status_code == 302
+    rule.refresh_from_db()
+    assert (rule.threshold, rule.priority, rule.enabled) == (800, "high", False)  # unchecked: disabled
+
+    client.post(f"/monitoring/rules/{rule.pk}/toggle/")
+    rule.refresh_from_db()
+    assert rule.enabled
+
+    bad = client.post("/monitoring/rules/", {"name": "No metric", "kind": "metric", "comparison": "gt",
+                                             "threshold": "", "duration_seconds": "0", "priority": "low"})
+    assert bad.status_code == 400
+    html = bad.content.decode()
+    assert 'data-error-for="metric"' in html and 'data-error-for="threshold"' in html
+    assert not AlertRule.objects.filter(name="No metric").exists()
+
+
+def test_the_dataset_anomalies_include_renders_its_contract(rf, user, ready_dataset):
+    dataset = ready_dataset("titanic.csv")
+    html = render_to_string("monitoring/includes/dataset_anomalies.html", {"dataset": dataset, "user": user})
+    assert f'data-dataset-id="{dataset.pk}"' in html and "No detection has run on this dataset yet." in html
+    assert 'value="age"' in html and 'value="sex"' not in html  # numeric columns only
+    assert "monitoring/dataset_anomalies.js" in html

@@ -1,0 +1,147 @@
+"""Across real processes: metrics collected through a real beat schedule and Celery worker arrive on a
+real socket and are stored; an ASGI server's own collector counts its sockets and their ping round
+trips; the on-demand IsolationForest runs in a real worker on titanic.csv."""
+
+from __future__ import annotations
+
+import pytest
+from django.template.loader import render_to_string
+
+from monitoring.models import Anomaly, AnomalyDetection, MetricSample
+from tests import procs
+from tests.conftest import session_cookie
+
+from .conftest import FAST
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def own_worker(transactional_db):
+    started = []
+
+    def _start(**env):
+        worker = procs.Worker(concurrency=2, **env).start()
+        started.append(worker)
+        return worker
+
+    yield _start
+    for worker in started:
+        worker.stop()
+
+
+def test_beat_and_a_worker_collect_samples_that_arrive_on_a_real_socket(server, open_socket, client, user, rules,
+                                                                        own_worker):
+    sock = open_socket(cookie=session_cookie(client, user))
+    # The worker's own collector thread is off: every sample here comes through beat's schedule.
+    worker = own_worker(beat=True, **FAST, MONITORING_HOST="beat-host", MONITORING_COLLECTOR_ROLE="off")
+
+    got = sock.recv_until(lambda e: e["type"] == "system_metrics" and e["host"] == "beat-host", timeout=45)
+    metrics = got[-1]
+    assert metrics["role"] == "worker" and 0 <= metrics["cpu_percent"] <= 100
+    assert 0 < metrics["memory_percent"] <= 100 and 0 < metrics["disk_percent"] <= 100
+    assert metrics["current_health"] in ("healthy", "warning", "critical")
+    assert metrics["current_accuracy"] is None and metrics["predictions_per_minute"] == 0
+    types = {e["type"] for e in got}
+    got += sock.recv_until(lambda e: e["type"] == "system_metrics" and e["host"] == "beat-host", timeout=15)
+    types |= {e["type"] for e in got}
+    assert {"performance_metrics", "chart_data"} <= types
+
+    # The checks run on the same schedule: the worker that runs them reports itself with its queue.
+    health = sock.recv_until(lambda e: e["type"] == "service_health" and any(
+        s["name"] == "celery" and s["status"] == "healthy" for s in e["services"]), timeout=30)[-1]
+    celery = next(s for s in health["services"] if s["name"] == "celery")
+    mine = next(w for w in celery["workers"] if w["name"] == worker.hostname)
+    assert "celery" in mine["queues"] and mine["active_count"] >= 0
+    assert {s["name"] for s in health["services"]} == {"database", "redis", "channel_layer", "celery",
+                                                       "socket_server", "model_serving"}
+
+    samples = procs.wait_for(lambda: MetricSample.objects.filter(host="beat-host", resolution="raw").count() >= 3,
+                             timeout=30, message="three stored samples")
+    assert samples
+    stamps = list(MetricSample.objects.filter(host="beat-host").order_by("timestamp").values_list("timestamp", flat=True))
+    gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+    assert min(gaps) >= 0.85  # one sample per host per interval, whoever asks
+
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.get(name="monitoring-collect")
+    assert task.interval.every == 1 and task.task == "monitoring.collect"
+
+
+def test_an_asgi_server_reports_its_sockets_and_ping_round_trips(client, user, rules, transactional_db):
+    server = procs.Server(**FAST, MONITORING_HOST="asgi-host").start()
+    try:
+        from websockets.sync.client import connect
+
+        from django.conf import settings
+
+        cookie = session_cookie(client, user)
+        headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"}
+        def reported(sock, connections):
+            import json
+
+            while True:
+                event = json.loads(sock.recv(timeout=20))
+                if (event["type"] == "system_metrics" and event["host"] == "asgi-host"
+                        and event["active_connections"] == connections and event["ws_response_time_ms"] is not None):
+                    return event
+
+        with connect(server.ws_url, additional_headers=headers, origin=server.url) as a:
+            with connect(server.ws_url, additional_headers=headers, origin=server.url):
+                a.send('{"type": "ping", "ts": 1, "rtt": 42}')
+                event = reported(a, 2)
+                assert event["role"] == "asgi" and event["ws_response_time_ms"] == 42
+            assert reported(a, 1)["active_connections"] == 1  # a closed socket leaves the count
+            # An API request through this server is timed by the middleware.
+            import httpx
+
+            httpx.get(server.url + "/api/monitoring/system/", cookies={settings.SESSION_COOKIE_NAME: cookie})
+            sample = procs.wait_for(
+                lambda: MetricSample.objects.filter(host="asgi-host", api_response_time_ms__isnull=False).first(),
+                timeout=20, message="a sample with the API p95")
+            assert sample.api_response_time_ms > 0 and sample.role == "asgi"
+    finally:
+        server.stop()
+
+
+def test_isolation_forest_on_titanic_through_a_real_worker(worker, client, user, ready_dataset, events):
+    dataset = ready_dataset("titanic.csv")
+    client.force_login(user)
+    response = client.post("/api/anomaly/detect/", {"dataset": dataset.pk, "contamination": 0.05},
+                           content_type="application/json")
+    assert response.status_code == 202, response.json()
+    detection_id = response.json()["id"]
+    assert response.json()["status"] == "queued"
+
+    detection = procs.wait_for(
+        lambda: AnomalyDetection.objects.filter(pk=detection_id, status__in=["succeeded", "failed"]).first(),
+        timeout=90, message="the detection to finish")
+    assert detection.status == "succeeded", detection.error
+    assert detection.n_rows == 891 and 30 <= detection.n_flagged <= 60
+    assert detection.share_flagged == pytest.approx(detection.n_flagged / 891, abs=1e-6)
+    assert "fare" in detection.columns_used and "age" in detection.columns_used
+    assert "sex" not in detection.columns_used
+    top = detection.top_rows
+    assert len(top) == 50 and [r["score"] for r in top] == sorted((r["score"] for r in top), reverse=True)
+    assert top[0]["score"] == pytest.approx(detection.max_score, abs=1e-4) and top[0]["flagged"]
+    assert set(top[0]["values"]) == set(dataset.column_names)
+
+    body = client.get(f"/api/anomaly/detect/{detection_id}/").json()
+    assert body["status"] == "succeeded" and len(body["top_rows"]) == 50
+    assert client.get(f"/api/anomaly/datasets/{dataset.pk}/").json()["id"] == detection_id
+    scores = client.get(f"/api/anomaly/detect/{detection_id}/scores/").json()
+    assert scores["count"] == 891 and len(scores["scores"]) == 891
+    assert sum(s > scores["threshold"] for s in scores["scores"]) == pytest.approx(detection.n_flagged, abs=2)
+    page = client.get(f"/api/anomaly/detect/{detection_id}/scores/?offset=880&limit=50").json()
+    assert len(page["scores"]) == 11
+
+    [event] = [e for e in events("anomaly_detected") if e.get("detection_id") == detection_id]
+    assert (event["source"], event["entity"], event["metric"]) == ("dataset", "titanic", "isolation_forest")
+    assert event["value"] == pytest.approx(detection.share_flagged) and event["dataset_id"] == dataset.pk
+    assert event["anomaly_score"] == pytest.approx(detection.max_score, abs=1e-4)
+    assert event["severity"] == "medium"  # about 5% of the rows
+    assert Anomaly.objects.get(detection=detection).severity == "medium"
+
+    html = render_to_string("monitoring/includes/dataset_anomalies.html", {"dataset": dataset})
+    assert f'data-row="{top[0]["row"]}"' in html and "891" in html and 'data-flagged="true"' in html
