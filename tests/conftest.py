@@ -90,7 +90,10 @@ def server(live_server_proc, transactional_db):
 def worker(live_worker_proc, transactional_db):
     if not live_worker_proc.alive():
         live_worker_proc.start()
-    return live_worker_proc
+    yield live_worker_proc
+    # Let the worker finish what the test started before the database is flushed under it (on
+    # PostgreSQL a TRUNCATE racing a task's writes deadlocks).
+    procs.wait_idle(live_worker_proc)
 
 
 class Socket:

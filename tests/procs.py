@@ -190,6 +190,16 @@ class Worker(Proc):
             time.sleep(0.1)
         raise TimeoutError
 
+    def busy(self) -> bool:
+        """True while the worker runs or holds any task (asks it over the broker)."""
+        from mlops_dashboard.celery import app
+
+        inspect = app.control.inspect([self.hostname], timeout=1.0)
+        for reply in (inspect.active(), inspect.reserved()):
+            if reply is None or reply.get(self.hostname):
+                return True
+        return False
+
     def worker_pids(self) -> list[int]:
         """The pool's child processes (where tasks run)."""
         import psutil
@@ -198,6 +208,14 @@ class Worker(Proc):
             return [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
+
+
+def wait_idle(worker: Worker, timeout: float = 60) -> None:
+    if not worker.alive():
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.busy():
+        time.sleep(0.2)
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition"):

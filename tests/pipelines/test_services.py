@@ -150,7 +150,8 @@ def test_the_demo_pipeline_runs_every_step_and_deploys(demo_pipeline, no_enqueue
     assert types[0] == "pipeline_status" and types[-1] == "pipeline_completed"
     assert [e["status"] for e in events("pipeline_status") if e["run_id"] == run.pk] == ["queued", "running", "succeeded"]
     progress = [e["progress"] for e in events("pipeline_progress") if e["run_id"] == run.pk]
-    assert progress == sorted(progress) and progress[-1] == 100.0 and len(progress) >= 5
+    # Coalesced per run (a few a second), so fast steps may share one: the first and the last always come.
+    assert progress == sorted(progress) and progress[0] == 0.0 and progress[-1] == 100.0 and len(progress) >= 3
     step_events = events("pipeline_step")
     assert {(e["step_index"], e["status"]) for e in step_events} >= {(i, s) for i in range(5) for s in ("running", "succeeded")}
     assert any("Epoch" in line for e in step_events if e["step_index"] == 2 for line in e["log"])
