@@ -24,8 +24,9 @@ In the same run it measures
 
 Redis: the host of REDIS_URL (default 127.0.0.1:6379), database `--redis-db` (14), key prefix
 `bench-<pid>`; every key with that prefix is deleted at the end. The server runs as `make run`
-starts it (DJANGO_DEBUG=false, its monitoring collector on: the events that collector publishes
-reach the sockets too and are counted apart, as "other events").
+starts it (DJANGO_DEBUG=false, monitoring on but host metrics left to the workers, as
+MONITORING_COLLECTOR_ROLE=worker; any other events that reach the sockets are counted apart, as
+"other events").
 
 Sweeps (100 sockets: rising events/s) stop at the first point that misses p99 <= 100 ms or loses an
 event. At 1,000 sockets a p99 is about one event's fan-out, so it moves with any stall of the
@@ -545,6 +546,7 @@ class Bench:
             "REDIS_URL": self.redis_url,
             "REDIS_KEY_PREFIX": self.prefix,
             "DJANGO_DEBUG": "false",
+            "MONITORING_COLLECTOR_ROLE": "worker",  # as `make run` starts its servers
             "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(32),
             "MEDIA_ROOT": str(self.tmp / "media"),
             "PYTHONUNBUFFERED": "1",
