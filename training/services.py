@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import typing
 from collections import OrderedDict
 from datetime import UTC
 
@@ -35,20 +36,8 @@ logger = logging.getLogger(__name__)
 STAGE_LABELS = {s: s.replace("_", " ").capitalize() for s in STAGES}
 
 # Trainer error codes that the catalog's training_failed.error_code knows; anything else is INTERNAL.
-ERROR_CODES = frozenset(
-    {
-        "INVALID_TARGET",
-        "INVALID_ALGORITHM",
-        "INVALID_PARAMETERS",
-        "INVALID_DATA",
-        "DATASET_NOT_READY",
-        "MEMORY_ERROR",
-        "TIMEOUT",
-        "CANCELLED",
-        "WORKER_LOST",
-        "INTERNAL",
-    }
-)
+# The codes training_failed may carry: the catalog declares them once.
+ERROR_CODES = frozenset(typing.get_args(typing.get_type_hints(catalog.TrainingFailed)["error_code"]))
 SUGGESTIONS = {
     "DATASET_NOT_READY": [
         "Wait until the dataset has been validated and profiled (status ready), then start the job again.",
