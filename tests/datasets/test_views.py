@@ -185,3 +185,19 @@ def test_lineage_and_jobs_with_outputs(logged_in, user, penguins):
 
     fragment = logged_in.get(f"/datasets/jobs/{job.pk}/row/").content.decode().strip()
     assert fragment.startswith("<tr") and fragment.count("<tr") == 1 and "output-link" in fragment
+
+
+def test_ready_dataset_page_offers_anomaly_detection_and_lists_the_most_anomalous_rows(client, user, penguins_path):
+    from monitoring import services as monitoring_services
+
+    client.force_login(user)
+    dataset = services.dataset_create_from_upload(
+        user=user, uploaded_file=SimpleUploadedFile("penguins.csv", penguins_path.read_bytes()))
+    services.dataset_ingest(dataset_id=dataset.pk)
+    dataset.refresh_from_db()
+    page = client.get(f"/datasets/{dataset.pk}/").content.decode()
+    assert 'id="dataset-anomalies"' in page and "Anomalous rows" in page
+    detection = monitoring_services.anomaly_detection_start(dataset=dataset, contamination=0.05, user=user)
+    monitoring_services.anomaly_detection_run(detection_id=detection.pk)
+    page = client.get(f"/datasets/{dataset.pk}/").content.decode()
+    assert "Anomalous rows" in page and "Succeeded" in page
