@@ -2,28 +2,14 @@
 the API (admin actions); rules are edited here or on the Monitoring page; samples, anomalies,
 detections and activities are read-only."""
 
-import json
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.utils.html import format_html
+
+from mlops_dashboard.admin_utils import ReadOnlyAdmin, pretty_json
 
 from . import services
 from .models import Activity, Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
-
-
-def _pretty(value) -> str:
-    if value in (None, "", [], {}):
-        return "—"
-    return format_html("<pre style='margin:0;white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Activity)
@@ -93,11 +79,11 @@ class AlertAdmin(ReadOnlyAdmin):
 
     @admin.display(description="suggested actions")
     def suggested_actions_display(self, alert):
-        return _pretty(alert.suggested_actions)
+        return pretty_json(alert.suggested_actions)
 
     @admin.display(description="metadata")
     def metadata_display(self, alert):
-        return _pretty(alert.metadata)
+        return pretty_json(alert.metadata)
 
     def _each(self, request, queryset, fn, verb):
         done = skipped = 0
@@ -139,4 +125,4 @@ class AnomalyDetectionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="top rows")
     def top_rows_display(self, detection):
-        return _pretty(detection.top_rows[:10])
+        return pretty_json(detection.top_rows[:10])

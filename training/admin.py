@@ -1,28 +1,15 @@
 """Admin of the training app. Rows are written by services only: the admin reads, and its actions
 (cancel, deploy) call the same services as the API. Artifacts are never uploaded here."""
 
-import json
-
 from django.contrib import admin, messages
-from django.utils.html import format_html
+
+from mlops_dashboard.admin_utils import ReadOnlyAdmin as BaseReadOnlyAdmin, pretty_json
 
 from . import services
 from .models import Deployment, ModelVersion, TrainingJob
 
 
-def _pretty(value) -> str:
-    if value in (None, "", [], {}):
-        return "—"
-    return format_html("<pre style='margin:0;white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
+class ReadOnlyAdmin(BaseReadOnlyAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -53,15 +40,15 @@ class TrainingJobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="metrics")
     def metrics_display(self, job):
-        return _pretty(job.metrics)
+        return pretty_json(job.metrics)
 
     @admin.display(description="suggestions")
     def suggestions_display(self, job):
-        return _pretty(job.suggestions)
+        return pretty_json(job.suggestions)
 
     @admin.display(description="history")
     def history_display(self, job):
-        return _pretty(job.history)
+        return pretty_json(job.history)
 
     @admin.action(description="Cancel selected jobs")
     def cancel_jobs(self, request, queryset):
@@ -94,15 +81,15 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="metrics")
     def metrics_display(self, version):
-        return _pretty(version.metrics)
+        return pretty_json(version.metrics)
 
     @admin.display(description="feature schema")
     def feature_schema_display(self, version):
-        return _pretty(version.feature_schema)
+        return pretty_json(version.feature_schema)
 
     @admin.display(description="dropped columns")
     def dropped_columns_display(self, version):
-        return _pretty(version.dropped_columns)
+        return pretty_json(version.dropped_columns)
 
     @admin.action(description="Deploy selected versions (one per model name)")
     def deploy_versions(self, request, queryset):
