@@ -117,10 +117,15 @@ CACHES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        # The pub/sub layer queues rather than drops when a consumer is busy, and fans a group
-        # message out inside each server process from a single Redis subscription.
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:layer:"},
+        # channels_redis' pub/sub layer (one Redis subscription per server process, fanned out
+        # inside it), plus a resync after Redis comes back and a bounded backlog per socket: a
+        # socket that falls WS_MAX_BACKLOG events behind is closed and replays from the log.
+        "BACKEND": "mlops_dashboard.events.layer.EventsChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"{REDIS_KEY_PREFIX}:layer:",
+            "max_backlog": env.int("WS_MAX_BACKLOG", default=1000),
+        },
     }
 }
 
@@ -131,6 +136,9 @@ EVENT_LOG_SIZE = env.int("EVENT_LOG_SIZE", default=10_000)
 EVENT_PROGRESS_INTERVAL = env.float("EVENT_PROGRESS_INTERVAL", default=0.25)
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=200)
+# While Redis is unreachable (a restart, a failover), a publish retries this long before the event
+# is dropped (the database stays the truth; clients that missed it are told `replay_gap`).
+EVENT_PUBLISH_RETRY_SECONDS = env.float("EVENT_PUBLISH_RETRY_SECONDS", default=10.0)
 
 # SECTION: datasets ------------------------------------------------------------------------------
 

@@ -157,15 +157,41 @@ def _script_args(head: str, tail: str, topics: list[str]) -> list:
     return [settings.EVENT_LOG_SIZE, head, tail, layer_prefix(), *topics]
 
 
+# Redis unreachable (restarting, failing over): worth retrying. Anything else is not.
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _retry_delays():
+    """Sleeps between publish attempts while Redis is unreachable: 0.1 s doubling to 1 s, for at
+    most EVENT_PUBLISH_RETRY_SECONDS in all."""
+    deadline = time.monotonic() + settings.EVENT_PUBLISH_RETRY_SECONDS
+    delay = 0.1
+    while (left := deadline - time.monotonic()) > 0:
+        yield min(delay, left)
+        delay = min(delay * 2, 1.0)
+
+
+def _dropped(event: Event, exc: Exception) -> None:
+    # The database stays the truth, which the API and a reloaded page show. A task must not die here.
+    logger.warning("event %s not published: %s", event.type, exc)
+
+
 def _send(event: Event) -> int | None:
     head, tail, topics = encode(event)
-    try:
-        sync_client()
-        return int(_sync_script(keys=list(keys()), args=_script_args(head, tail, topics)))
-    except redis.RedisError as exc:
-        # The database stays the truth; clients recover from the API. A task must not die here.
-        logger.warning("event %s not published: %s", event.type, exc)
-        return None
+    delays = _retry_delays()
+    while True:
+        try:
+            sync_client()
+            return int(_sync_script(keys=list(keys()), args=_script_args(head, tail, topics)))
+        except RETRYABLE as exc:
+            delay = next(delays, None)
+            if delay is None:
+                _dropped(event, exc)
+                return None
+            time.sleep(delay)
+        except redis.RedisError as exc:
+            _dropped(event, exc)
+            return None
 
 
 def publish(event: Event) -> int | None:
@@ -182,11 +208,19 @@ async def apublish(event: Event) -> int | None:
     if event.coalesce_key() is not None or event.closes:
         return await asyncio.to_thread(publish, event)
     head, tail, topics = encode(event)
-    try:
-        return int(await _async_script()(keys=list(keys()), args=_script_args(head, tail, topics)))
-    except redis.RedisError as exc:
-        logger.warning("event %s not published: %s", event.type, exc)
-        return None
+    delays = _retry_delays()
+    while True:
+        try:
+            return int(await _async_script()(keys=list(keys()), args=_script_args(head, tail, topics)))
+        except RETRYABLE as exc:
+            delay = next(delays, None)
+            if delay is None:
+                _dropped(event, exc)
+                return None
+            await asyncio.sleep(delay)
+        except redis.RedisError as exc:
+            _dropped(event, exc)
+            return None
 
 
 def publish_on_commit(event: Event) -> None:

@@ -34,6 +34,11 @@ RELAY = "event.forward"
 # When the first live event arrives, or this long after connecting, re-read the log once: a
 # SUBSCRIBE travels on another Redis connection than the replay read and could land after it.
 CATCHUP_DELAY = 1.0
+# Close code for a socket that fell too far behind (1013: try again later); the client reconnects
+# and replays from its last id.
+SLOW_CLOSE_CODE = 1013
+# Replays and catch-ups read the log this many events at a time.
+REPLAY_PAGE = 2000
 
 
 # Garbage collection in a process that fans events out to many sockets. With CPython's default
@@ -67,6 +72,7 @@ def _unwrap_session_send(send):
 class EventsConsumer(AsyncWebsocketConsumer):
     user_id: int | None = None
     counted = False  # this socket is in the process's open-connection count (monitoring)
+    fell_behind = False  # closed by the channel layer's backlog limit (see events/layer.py)
 
     async def __call__(self, scope, receive, send):
         """Channels' `AsyncConsumer.__call__` with a cheaper message loop.
@@ -88,13 +94,20 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self._relay_send = _unwrap_session_send(send)
         lock = asyncio.Lock()
         pumps = [asyncio.ensure_future(self._pump(source, lock)) for source in (receive, self.channel_receive)]
+        self._pumps = pumps
+        handlers = getattr(self.channel_layer, "overflow_handlers", None)
+        if handlers is not None:
+            handlers[self.channel_name] = self._fell_behind
         try:
             done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                task.result()
+                if not task.cancelled():
+                    task.result()
         except StopConsumer:
             pass
         finally:
+            if handlers is not None:
+                handlers.pop(self.channel_name, None)
             # Cancelling the layer's pending receive also unsubscribes this consumer's channel.
             for task in pumps:
                 task.cancel()
@@ -103,6 +116,27 @@ class EventsConsumer(AsyncWebsocketConsumer):
                     await task
                 except (asyncio.CancelledError, StopConsumer):
                     pass
+        if self.fell_behind:
+            await self._close_behind()
+
+    def _fell_behind(self):
+        """Called by the channel layer when this socket is `max_backlog` events behind: it is not
+        reading (or far too slowly). Stop relaying; `__call__` then closes it."""
+        self.fell_behind = True
+        for task in self._pumps:
+            task.cancel()
+
+    async def _close_behind(self):
+        await self.disconnect(SLOW_CLOSE_CODE)
+        try:
+            # A stalled peer never drains the transport: don't wait on it (the server drops the
+            # connection when this returns).
+            await asyncio.wait_for(
+                self._relay_send({"type": "websocket.close", "code": SLOW_CLOSE_CODE, "reason": "too far behind"}),
+                timeout=1.0,
+            )
+        except Exception:  # noqa: BLE001 - already gone or stalled: either way it is closed now
+            pass
 
     async def _pump(self, source, lock: asyncio.Lock):
         while True:
@@ -164,35 +198,45 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.topics.add(topic)
 
     async def _replay(self, after: int):
-        log = await bus.aread_after(after)
-        if log.gap:
-            self.last_sent = log.latest_id
-            await self._error(
-                "replay_gap",
-                f"Events after {after} are no longer in the log; reload state from the API.",
-                latest_id=log.latest_id,
-            )
-        else:
-            await self._send_from_log(log, after)
-        self.catchup_pending = True
-        self.catchup_task = asyncio.create_task(self._delayed_catchup())
+        await self._send_log_after(after, gap_message=f"Events after {after} are no longer in the log")
+        self._schedule_catchup()
 
-    async def _send_from_log(self, log: bus.LogSlice, after: int, before: int | None = None):
-        for event_id, topics, text in log.events:
-            if before is not None and event_id >= before:
-                break
-            if event_id > self.last_sent and self.topics.intersection(topics):
-                await self.send(text_data=text)
-                self.last_sent = event_id
-        high = log.latest_id if before is None else min(log.latest_id, before - 1)
-        self.last_sent = max(self.last_sent, high)
+    async def _send_log_after(self, after: int, *, before: int | None = None, gap_message: str | None = None):
+        """Send the logged events after `after` (and below `before`) for this socket's topics, a
+        page at a time. With `gap_message`, a log that no longer has them is reported as
+        `replay_gap` (the client reloads from the API); without, it is left to the caller."""
+        while True:
+            log = await bus.aread_after(after, limit=REPLAY_PAGE)
+            if log.gap:
+                if gap_message is not None:
+                    self.last_sent = max(self.last_sent, log.latest_id)
+                    await self._error("replay_gap", f"{gap_message}; reload state from the API.",
+                                      latest_id=log.latest_id)
+                return
+            complete = len(log.events) < REPLAY_PAGE
+            for event_id, topics, text in log.events:
+                if before is not None and event_id >= before:
+                    return
+                if event_id > self.last_sent and self.topics.intersection(topics):
+                    await self.send(text_data=text)
+                    self.last_sent = event_id
+            # Nothing for this socket up to here: later live events need not wait for these ids.
+            high = log.latest_id if complete else log.events[-1][0]
+            self.last_sent = max(self.last_sent, high if before is None else min(high, before - 1))
+            if complete:
+                return
+            after = log.events[-1][0]
+
+    def _schedule_catchup(self):
+        # The SUBSCRIBE and the log read travel on different Redis connections: read once more.
+        self.catchup_pending = True
+        if self.catchup_task is not None:
+            self.catchup_task.cancel()
+        self.catchup_task = asyncio.create_task(self._delayed_catchup())
 
     async def _catchup(self, before: int | None = None):
         self.catchup_pending = False
-        after = self.last_sent
-        log = await bus.aread_after(after)
-        if not log.gap:
-            await self._send_from_log(log, after, before)
+        await self._send_log_after(self.last_sent, before=before)
 
     async def _delayed_catchup(self):
         await asyncio.sleep(CATCHUP_DELAY)
@@ -202,6 +246,16 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def events_catchup(self, message):
         if self.catchup_pending:
             await self._catchup()
+
+    async def events_resync(self, message):
+        """The layer's Redis subscription was lost and is back (events/layer.py): whatever was
+        published meanwhile never reached this process, so read it from the log, or say
+        `replay_gap` if Redis came back without it."""
+        if self.user_id is None:
+            return
+        await self._send_log_after(
+            self.last_sent, gap_message=f"Events after {self.last_sent} were lost while Redis was unavailable")
+        self._schedule_catchup()
 
     # --- relay ----------------------------------------------------------------------------------
 
