@@ -111,6 +111,13 @@ class Follower:
         return [e["id"] for e in self.events]
 
 
+def log_latest(client: redis.Redis) -> int:
+    """The newest event id in the log (0 if none): read it just after a follower connects, and
+    compare what the follower gets after it."""
+    value = client.get(bus.keys()[0])
+    return int(value) if value is not None else 0
+
+
 def logged_ids(client: redis.Redis, topics: set[str], after: int, upto: int) -> list[int]:
     """Ids of the logged events addressed to any of `topics`, in (after, upto]."""
     _, log_key, _ = bus.keys()

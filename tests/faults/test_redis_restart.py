@@ -1,0 +1,56 @@
+"""Redis restarted while a training job runs on a worker and sockets follow it on a server.
+
+With its data back (as with persistence), every socket ends with every logged event once, in
+order, no gap: publishes retry while Redis is away, and the server's channel layer re-reads the log
+after its subscription returns. Restarted empty, the log is gone: sockets are told `replay_gap`
+(the page reloads from the API), then get every later event once, and the API shows the truth.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from training.models import ModelVersion
+
+from .conftest import api, assert_every_logged_event_once
+
+CLOSING = ("training_completed", "training_failed")
+
+
+@pytest.mark.parametrize("keep_data", [True, False], ids=["with-its-data", "empty"])
+def test_redis_restarted_during_training(private_redis, stack, follow, token, user, big_dataset, keep_data):
+    env = {"REDIS_URL": private_redis.url}
+    server = stack.server(**env)
+    stack.worker(concurrency=1, **env)
+    follower = follow(server.ws_url)
+    topics = {"dashboard", f"user.{user.pk}"}
+
+    response = api(server, token, "POST", "/api/training-jobs/", json={
+        "dataset": big_dataset.pk, "target_column": "label", "algorithm": "mlp", "epochs": 12})
+    assert response.status_code == 201, response.text
+    job_id = response.json()["id"]
+    first = follower.wait_for(lambda e: e.get("job_id") == job_id, timeout=30, message="the job's first event")
+    follower.wait_for(lambda e: e["type"] == "training_progress" and e["job_id"] == job_id
+                      and e["current_epoch"] >= 1, timeout=90, message="training to make progress")
+
+    private_redis.restart(keep_data=keep_data)
+
+    done = follower.wait_for(lambda e: e["type"] in CLOSING and e["job_id"] == job_id, timeout=120,
+                             message="the job's closing event")
+    assert done["type"] == "training_completed", done
+    ids = follower.ids
+    assert ids == sorted(set(ids)), "out of order or duplicated"
+    gaps = [e for e in follower.errors if e["code"] == "replay_gap"]
+    if keep_data:
+        assert not follower.errors
+        assert_every_logged_event_once(follower, private_redis.client(), topics, after=first["id"] - 1)
+    else:
+        assert len(gaps) == 1, follower.errors
+        assert_every_logged_event_once(follower, private_redis.client(), topics, after=gaps[0]["latest_id"])
+    # What a page reloads after a gap, and what the API says in any case: the truth.
+    job = api(server, token, "GET", f"/api/training-jobs/{job_id}/").json()
+    assert job["status"] == "succeeded" and job["current_epoch"] == 12
+    versions = ModelVersion.objects.filter(training_job_id=job_id)
+    assert versions.count() == 1 and done["model_id"] == versions.get().pk
+    print(f"{len(ids)} events, {len(follower.connections)} connection(s), drops {follower.close_codes}, "
+          f"gaps {len(gaps)}")
