@@ -152,5 +152,29 @@ def test_killed_worker_leaves_no_job_running(transactional_db, client, user, upl
         job = wait_status(ProcessingJob, job_id, {"failed", "succeeded"}, timeout=60)
         assert time.monotonic() - started < 60
         assert job.status == "failed" and "worker" in job.error.lower()
+        # Nothing left half-made: no output dataset, nothing still validating.
+        assert not Dataset.objects.filter(parent_id=dataset_id).exists()
+        assert not Dataset.objects.exclude(status__in=("ready", "invalid")).exists()
     finally:
         survivor.stop()
+
+
+def test_a_processing_job_delivered_twice_runs_once(worker, user, titanic_path):
+    """As a broker may after a visibility timeout: two deliveries at once, one set of outputs."""
+    from datasets import services, tasks
+    from mlops_dashboard import jobs
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    dataset = services.dataset_create_from_upload(
+        user=user, uploaded_file=SimpleUploadedFile("titanic.csv", titanic_path.read_bytes()), name="titanic")
+    dataset = wait_status(Dataset, dataset.pk, {"ready"})
+    job = services.processing_job_create(dataset=dataset, operation="split", options={"test_ratio": 0.25}, user=user)
+    tasks.processing_job_run.delay(job.pk)  # enqueued once on create, and delivered again
+    job = wait_status(ProcessingJob, job.pk, jobs.TERMINAL)
+    assert job.status == "succeeded" and job.attempts == 1
+    procs.wait_for(lambda: f"processing job {job.pk} already claimed" in worker.output(), timeout=30,
+                   message="the second delivery to run and skip")
+    outputs = Dataset.objects.filter(parent=dataset)
+    assert sorted(outputs.values_list("pk", flat=True)) == sorted(o["dataset_id"] for o in job.result["outputs"])
+    assert outputs.count() == 2 and Dataset.objects.count() == 3

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from datasets.models import Dataset
 from pipelines.models import Pipeline, PipelineRun, StepRun
 from tests import procs
 from tests.conftest import session_cookie
@@ -191,6 +192,9 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_naming_the_step(live_work
         assert run.status == "failed" and run.failed_step == "train_model" and took < 60
         assert "train_model" in run.error and "worker" in run.error
         assert step_statuses(run_id) == ["succeeded", "failed", "skipped"]
+        # The inner training job ended too (nothing left running) and made no model version.
+        assert not TrainingJob.objects.filter(status__in=("queued", "running")).exists()
+        assert not ModelVersion.objects.exists()
         failed = [e for e in events("pipeline_failed") if e["run_id"] == run_id]
         assert len(failed) == 1 and failed[0]["failed_step"] == "train_model"
         print(f"pipeline run reaped {took:.1f} s after SIGKILL")
@@ -199,3 +203,21 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_naming_the_step(live_work
         if survivor is not None:
             survivor.stop()
 
+
+
+def test_a_run_delivered_twice_executes_once(worker, client, user, demo_pipeline):
+    """As a broker may after a visibility timeout: a second delivery of a running run does nothing."""
+    from pipelines import tasks
+    from training.models import Deployment
+
+    run_id = run_pipeline(client, user, demo_pipeline)
+    tasks.run_execute.delay(run_id)  # delivered again while the first runs
+    run = wait_run(run_id, lambda r: r.is_terminal)
+    assert run.status == "succeeded" and run.attempts == 1
+    procs.wait_for(lambda: f"pipeline run {run_id}: already claimed" in worker.output(), timeout=30,
+                   message="the second delivery to run and skip")
+    assert step_statuses(run_id) == ["succeeded"] * len(demo_pipeline.steps)
+    assert TrainingJob.objects.count() == 1 and ModelVersion.objects.count() == 1
+    assert Deployment.objects.count() == 1
+    produced = [s.output.get("dataset_id") for s in StepRun.objects.filter(run_id=run_id) if s.output.get("dataset_id")]
+    assert Dataset.objects.exclude(pk=demo_pipeline.dataset_id).count() == len(set(produced)) == len(produced)

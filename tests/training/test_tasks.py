@@ -193,6 +193,7 @@ def test_a_worker_killed_mid_training_leaves_the_job_failed_with_worker_lost(liv
         took = time.monotonic() - killed_at
         assert (job.status, job.error_code) == ("failed", "WORKER_LOST") and took < 60
         assert job.stage_failed == "model_training" and job.suggestions
+        assert not ModelVersion.objects.filter(training_job_id=job.pk).exists()
         # Published on commit of that change: just after the row, from the reaper's process.
         failed = procs.wait_for(lambda: [e for e in events("training_failed") if e["job_id"] == job.pk], timeout=5,
                                 message="training_failed")
