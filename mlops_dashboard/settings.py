@@ -151,7 +151,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads go to a temporar
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:",
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # Longer than the longest task (a pipeline run's hard limit, 7,260 s): a task still running is
+    # never handed to a second worker. A redelivered task finds its row claimed and does nothing.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=7800),
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = None
