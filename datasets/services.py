@@ -380,6 +380,25 @@ def _end_job(job: ProcessingJob, status: str, *, result=None, error: str = ""):
             )
 
 
+@jobs.resender
+def resend_lost_ingests_and_jobs(cutoff) -> int:
+    """Uploads never picked up for validation and queued processing jobs whose broker message was
+    lost: enqueue them again (see jobs.resend_lost)."""
+    from .tasks import dataset_ingest, processing_job_run
+
+    lost = list(Dataset.objects.filter(status=Status.VALIDATING, heartbeat_at__isnull=True, created_at__lt=cutoff)
+                .values_list("pk", flat=True))
+    for pk in lost:
+        logger.warning("dataset %s: still waiting for validation with no message in the broker; sent again", pk)
+        dataset_ingest.delay(pk)
+    queued = list(ProcessingJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff)
+                  .values_list("pk", flat=True))
+    for pk in queued:
+        logger.warning("processing job %s: still queued with no message in the broker; sent again", pk)
+        processing_job_run.delay(pk)
+    return len(lost) + len(queued)
+
+
 @jobs.reaper
 def reap_stale_datasets_and_jobs() -> int:
     """Datasets and processing jobs whose worker died end invalid / failed (never stuck)."""

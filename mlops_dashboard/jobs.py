@@ -115,6 +115,10 @@ def stale(model, *, statuses=(JobStatus.RUNNING,), field="heartbeat_at", older_t
 
 # Each app registers a function that fails its rows whose worker died; beat runs them all.
 REAPERS: list = []
+# Each app registers a function that sends its queued rows older than a cutoff to the broker again.
+RESENDERS: list = []
+# A row still queued this long, with no message left waiting in the broker, lost its message.
+REENQUEUE_AFTER = timedelta(seconds=120)
 
 
 def reaper(fn):
@@ -129,4 +133,43 @@ def reap_all() -> dict[str, int]:
             results[f"{fn.__module__}.{fn.__name__}"] = fn()
         except Exception:
             logger.exception("reaper %s failed", fn.__name__)
+    return results
+
+
+def resender(fn):
+    RESENDERS.append(fn)
+    return fn
+
+
+def broker_queue_empty() -> bool:
+    """True when no task message waits in the default queue. With prefetch 1 and late acks, a
+    worker holds only the messages it runs, so a row queued for minutes while nothing waits has
+    lost its message (Redis restarted without its data, a broker failover)."""
+    from celery import current_app
+    from kombu.exceptions import ChannelError
+
+    with current_app.connection_for_write() as conn:
+        try:
+            ok = conn.default_channel.queue_declare(queue=current_app.conf.task_default_queue, passive=True)
+        except ChannelError:  # Redis keeps no key for an empty queue
+            return True
+        return ok.message_count == 0
+
+
+def resend_lost() -> dict[str, int]:
+    """Send again the queued rows whose message was lost (run by beat with the reapers). A second
+    delivery, should the first turn up after all, finds the row claimed and does nothing."""
+    try:
+        if not broker_queue_empty():
+            return {}
+    except Exception:
+        logger.warning("could not look at the broker's queue", exc_info=True)
+        return {}
+    cutoff = timezone.now() - REENQUEUE_AFTER
+    results = {}
+    for fn in RESENDERS:
+        try:
+            results[f"{fn.__module__}.{fn.__name__}"] = fn(cutoff)
+        except Exception:
+            logger.exception("resender %s failed", fn.__name__)
     return results

@@ -28,7 +28,8 @@ def publish_test_event(username: str) -> int | None:
 
 @shared_task(name="jobs.reap_stale", ignore_result=True)
 def reap_stale_jobs() -> dict:
-    """Fail every job, run or dataset whose worker stopped sending heartbeats (run by beat)."""
-    from .jobs import reap_all
+    """Fail every job, run or dataset whose worker stopped sending heartbeats, and send again the
+    queued ones whose broker message was lost (run by beat)."""
+    from .jobs import reap_all, resend_lost
 
-    return reap_all()
+    return {**reap_all(), **resend_lost()}

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from datasets.models import Dataset
 from mlops_dashboard.events import bus, catalog, publish_on_commit
-from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, reaper, stale
+from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, reaper, resender, stale
 
 from .models import STAGES, Deployment, ModelVersion, TrainingJob, artifact_path
 
@@ -466,6 +466,16 @@ def training_jobs_reap_stale() -> int:
             logger.warning("training job %s reaped: %s", job.pk, code)
             reaped += 1
     return reaped
+
+
+@resender
+def training_jobs_resend(cutoff) -> int:
+    """Queued jobs whose broker message was lost: enqueue them again (see jobs.resend_lost)."""
+    ids = list(TrainingJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
+    for job_id in ids:
+        logger.warning("training job %s: still queued with no message in the broker; sent again", job_id)
+        _training_job_enqueue(job_id=job_id)
+    return len(ids)
 
 
 # =================================================================================================
