@@ -375,6 +375,14 @@ def latest_id() -> int:
     return int(value) if value is not None else 0
 
 
+async def alatest_id() -> int:
+    try:
+        value = await async_client().get(keys()[0])
+    except redis.RedisError:
+        return 0
+    return int(value) if value is not None else 0
+
+
 def visible_to(topics: list[str], user_id: int | None) -> bool:
     """An event addressed only to other users' `user.<id>` topics is not for this user."""
     own = f"user.{user_id}"

@@ -164,6 +164,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.user_id = user.id
         self.topics: set[str] = set()
         self.last_sent = 0
+        # Where this socket's view of the log starts: its last_event_id, else the log's newest id
+        # when it connected (a resync must not send a fresh socket the whole history).
+        self.resume_from = 0
         self.catchup_pending = False
         self.catchup_task = None
         for topic in ("dashboard", f"user.{user.id}"):
@@ -174,14 +177,19 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         raw = (query.get("last_event_id") or [None])[0]
+        after = None
         if raw not in (None, ""):
             try:
                 after = int(raw)
                 if after < 0:
                     raise ValueError
             except ValueError:
+                after = None
                 await self._error("bad_message", "last_event_id must be a non-negative integer")
-                return
+        if after is None:
+            self.resume_from = await bus.alatest_id()
+        else:
+            self.resume_from = after
             await self._replay(after)
 
     async def disconnect(self, code):
@@ -253,8 +261,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         `replay_gap` if Redis came back without it."""
         if self.user_id is None:
             return
-        await self._send_log_after(
-            self.last_sent, gap_message=f"Events after {self.last_sent} were lost while Redis was unavailable")
+        after = max(self.last_sent, self.resume_from)
+        await self._send_log_after(after, gap_message=f"Events after {after} were lost while Redis was unavailable")
         self._schedule_catchup()
 
     # --- relay ----------------------------------------------------------------------------------

@@ -80,9 +80,12 @@ def test_only_catalog_events_can_be_published():
 def test_publish_without_redis_returns_none_and_does_not_raise(settings):
     bus.reset_clients()
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.EVENT_PUBLISH_RETRY_SECONDS = 0.5
     try:
+        started = time.monotonic()
         assert publish(created(1)) is None
         assert publish(progress(905, 1)) is None
+        assert 1.0 <= time.monotonic() - started < 5  # each retried for half a second, then dropped
     finally:
         bus.reset_clients()
 

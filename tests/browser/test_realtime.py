@@ -238,13 +238,14 @@ def test_subscriptions_are_sent_again_after_each_reconnect(server, open_page, us
 # --- 3. losing the server and getting it back -----------------------------------------------------------
 
 
-def test_server_restart_reconnects_and_replays_what_was_missed_exactly_once(own_server, open_page, user):
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_server_restart_reconnects_and_replays_what_was_missed_exactly_once(own_server, open_page, user, how):
     page = open_page(own_server, user, overrides=FAST_RECONNECT, path="/live/")
     expect(indicator(page)).to_have_text("Live")
     before = publish(activity_event("before the restart"))
     expect(log_rows(page, before)).to_have_count(1)
 
-    own_server.stop()
+    own_server.stop() if how == "stopped" else own_server.kill()  # SIGTERM, or SIGKILL as a crash
     expect(indicator(page)).to_have_text("Reconnecting")
     expect(page.locator("#offline-banner")).to_be_visible()
     expect(page.locator("#offline-banner")).to_contain_text("Offline mode")

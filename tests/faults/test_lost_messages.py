@@ -17,7 +17,8 @@ from training.models import ModelVersion, TrainingJob
 from tests.training.conftest import csv_source
 
 
-def test_rows_whose_message_was_lost_are_sent_again_and_run_once(stack, titanic, user, monkeypatch):
+def test_rows_whose_message_was_lost_are_sent_again_and_run_once(live_worker_proc, stack, titanic, user, monkeypatch):
+    live_worker_proc.stop()  # only this test's worker, whose log is read (later tests start it again)
     # Rows as a lost message leaves them: recorded, never enqueued (and queued for minutes).
     lost_job = training_services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd",
                                                     epochs=3, created_by=user, enqueue=False)

@@ -22,6 +22,9 @@ def test_redis_restarted_during_training(private_redis, stack, follow, token, us
     env = {"REDIS_URL": private_redis.url}
     server = stack.server(**env)
     stack.worker(concurrency=1, **env)
+    user.is_staff = True  # to publish test events: history that a fresh socket must not be sent
+    user.save()
+    history = [api(server, token, "POST", "/api/events/test/").json()["id"] for _ in range(3)]
     follower = follow(server.ws_url)
     topics = {"dashboard", f"user.{user.pk}"}
 
@@ -40,6 +43,7 @@ def test_redis_restarted_during_training(private_redis, stack, follow, token, us
     assert done["type"] == "training_completed", done
     ids = follower.ids
     assert ids == sorted(set(ids)), "out of order or duplicated"
+    assert not set(history) & set(ids), "a socket that connected without last_event_id was sent history"
     gaps = [e for e in follower.errors if e["code"] == "replay_gap"]
     if keep_data:
         assert not follower.errors
@@ -54,3 +58,27 @@ def test_redis_restarted_during_training(private_redis, stack, follow, token, us
     assert versions.count() == 1 and done["model_id"] == versions.get().pk
     print(f"{len(ids)} events, {len(follower.connections)} connection(s), drops {follower.close_codes}, "
           f"gaps {len(gaps)}")
+
+
+def test_a_publish_while_redis_restarts_waits_for_it(private_redis, settings):
+    """Within EVENT_PUBLISH_RETRY_SECONDS a publish retries until Redis answers again: no event lost."""
+    import threading
+    import time
+
+    from mlops_dashboard.events import bus, catalog, publish
+
+    settings.REDIS_URL = private_redis.url
+    bus.reset_clients()
+    try:
+        before = publish(catalog.DatasetCreated(dataset_id=1, name="before"))
+        assert before is not None
+        private_redis.client().shutdown(save=True)
+        private_redis.proc.wait(timeout=10)
+        threading.Timer(1.5, private_redis.start).start()  # back in 1.5 s, with its data
+        started = time.monotonic()
+        during = publish(catalog.DatasetCreated(dataset_id=2, name="during"))
+        waited = time.monotonic() - started
+        assert during == before + 1 and 1.0 < waited < settings.EVENT_PUBLISH_RETRY_SECONDS
+        assert [event_id for event_id, _, _ in bus.read_after(before).events] == [during]
+    finally:
+        bus.reset_clients()
