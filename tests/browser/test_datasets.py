@@ -1,8 +1,8 @@
 """The datasets pages in a real browser, on a real server and worker: upload with progress, the row
 going live to Ready, the profile page with its charts, and a split job completing live."""
 
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest
