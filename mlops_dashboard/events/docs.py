@@ -29,6 +29,10 @@ top level. Optional fields (marked *optional*) are left out when they have no va
   first and the latest; the event that ends a job comes after its last progress.
 - Connection events (`pong`, `error`) answer one socket: their `id` is `null`, and they are never
   logged or replayed.
+- Close codes: `4401` not logged in (go to the login page); `1013` the socket fell
+  `WS_MAX_BACKLOG` events behind (it was not reading): reconnect with `last_event_id`. After any
+  other drop, reconnect with `last_event_id` too. If the server's connection to Redis was lost,
+  the open socket gets what it missed from the log, or `replay_gap` when Redis lost it.
 
 ## Topics
 
