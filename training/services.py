@@ -676,12 +676,13 @@ def model_version_record_predictions(*, version: ModelVersion, count: int) -> in
         ModelVersion.objects.filter(pk=version.pk).update(
             prediction_count=F("prediction_count") + count, last_prediction_at=now
         )
-        # Inside the transaction the row is locked by our update: this is our own new total.
+        # Inside the transaction the row is locked by our update: this is our own new total. Hold
+        # that lock no longer than these two statements: every concurrent prediction waits on it.
         total = ModelVersion.objects.filter(pk=version.pk).values_list("prediction_count", flat=True).get()
-        event = _prediction_volume_event(version=version, count=count, version_total=total)
-        if event is not None:
-            publish_on_commit(event)
     version.prediction_count, version.last_prediction_at = total, now
+    event = _prediction_volume_event(version=version, count=count, version_total=total)
+    if event is not None:
+        publish_on_commit(event)
     return total
 
 
