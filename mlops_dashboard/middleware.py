@@ -1,7 +1,13 @@
-"""Site-wide request rules: pages need a login; the API always answers in JSON."""
+"""Site-wide request rules: a bounded number of requests at work per process; pages need a login;
+the API always answers in JSON."""
 
+import asyncio
 import logging
 import time
+import weakref
+
+from asgiref.sync import markcoroutinefunction
+from django.conf import settings
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
@@ -67,3 +73,27 @@ class ApiTimingMiddleware:
             from monitoring import runtime
 
             runtime.record_api_duration((time.perf_counter() - started) * 1000)
+
+
+class RequestSlotsMiddleware:
+    """At most WEB_MAX_CONCURRENT_REQUESTS requests of one server process run Django's (sync) views
+    at once; the others wait here, in the event loop, holding neither a thread nor a database
+    connection. Under ASGI each request's sync code runs in a thread of its own, so without this a
+    burst (predictions at 50/s on a busy machine) means as many threads and PostgreSQL connections
+    as requests in flight, up to the database's limit and its "too many clients" 500s."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self._slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per event loop
+        markcoroutinefunction(self)
+
+    async def __call__(self, request):
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(settings.WEB_MAX_CONCURRENT_REQUESTS)
+        async with slots:
+            return await self.get_response(request)

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mlops_dashboard.middleware.RequestSlotsMiddleware",
     "mlops_dashboard.middleware.ApiTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -58,6 +59,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Requests of one server process at work in Django at once (the rest wait in the event loop).
+WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=10)
 
 ROOT_URLCONF = "mlops_dashboard.urls"
 ASGI_APPLICATION = "mlops_dashboard.asgi.application"
@@ -96,10 +100,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One per test run, so that two runs in one checkout don't share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".run" / f"test-db-{os.getpid()}.sqlite3")}
 else:
-    # 0: a connection per request or task. Under ASGI every request runs its sync code in a thread
-    # of its own, so persistent connections pile up to PostgreSQL's limit (Django's docs say to
-    # disable them there): measured by bench/load.py, 99 open connections and 500s within seconds.
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+    # Under ASGI every request runs its sync code in a thread of its own, so persistent connections
+    # (CONN_MAX_AGE > 0) pile up to PostgreSQL's limit: bench/load.py saw 99 connections and 500s
+    # within seconds. A pool per process instead: at most DATABASE_POOL_SIZE connections, reused
+    # (no connect per request); a request waits for a free one. DATABASE_POOL_SIZE=0: no pool, a
+    # connection per request or task (then DATABASE_CONN_MAX_AGE applies; keep it 0 for servers).
+    pool_size = env.int("DATABASE_POOL_SIZE", default=12)
+    if pool_size > 0:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1, "max_size": pool_size, "timeout": 30, "max_idle": 300,
+        }
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
