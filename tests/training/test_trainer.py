@@ -429,6 +429,23 @@ def test_artifact_round_trip_classifier(titanic_rf):
     assert np.mean(np.array(preds) == np.array(truth)) >= 0.75
 
 
+def test_the_forest_fast_path_matches_sklearn(titanic_rf):
+    """predict() computes a random forest's probabilities itself (no joblib per tree): the same
+    numbers as sklearn's predict and predict_proba, for every row of titanic, with an odd row out."""
+    from training.trainer import _coerce_frame
+
+    result = titanic_rf
+    instances = _rows_as_instances(TITANIC, result.feature_schema)
+    instances[0] = {**instances[0], "age": None, "fare": None}
+    out = predict(result.pipeline, instances, result.feature_schema)
+    frame = pd.DataFrame(instances, columns=[c["name"] for c in result.feature_schema])
+    X = _coerce_frame(frame, result.feature_schema)
+    assert out["predictions"] == result.pipeline.predict(X).tolist()
+    expected = result.pipeline.predict_proba(X)
+    got = np.array([[row[str(c)] for c in result.pipeline.classes_] for row in out["probabilities"]])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
 def test_artifact_round_trip_regressor(penguins_reg_sgd):
     result = penguins_reg_sgd
     loaded = load_artifact(result.artifact_bytes, result.artifact_sha256)
