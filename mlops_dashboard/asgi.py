@@ -14,6 +14,7 @@ from django.urls import path  # noqa: E402
 from datasets.upload import UploadProgressMiddleware, is_upload  # noqa: E402
 from mlops_dashboard.events.auth import TokenAuthMiddleware, origin_validator  # noqa: E402
 from mlops_dashboard.events.consumer import EventsConsumer  # noqa: E402
+from mlops_dashboard.middleware import RequestSlots  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", EventsConsumer.as_asgi())]
 
@@ -21,8 +22,13 @@ websocket_urlpatterns = [path("ws/", EventsConsumer.as_asgi())]
 upload_app = AuthMiddlewareStack(TokenAuthMiddleware(UploadProgressMiddleware(django_asgi_app)))
 
 
+# Everything else waits for one of the process's request slots (not uploads: a slow upload must
+# not hold one while its body streams in).
+bounded_app = RequestSlots(django_asgi_app)
+
+
 async def http_app(scope, receive, send):
-    app = upload_app if is_upload(scope) else django_asgi_app
+    app = upload_app if is_upload(scope) else bounded_app
     return await app(scope, receive, send)
 
 

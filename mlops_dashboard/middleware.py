@@ -6,9 +6,7 @@ import logging
 import time
 import weakref
 
-from asgiref.sync import markcoroutinefunction
 from django.conf import settings
-
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
 from .api_errors import problem_response
@@ -75,25 +73,23 @@ class ApiTimingMiddleware:
             runtime.record_api_duration((time.perf_counter() - started) * 1000)
 
 
-class RequestSlotsMiddleware:
-    """At most WEB_MAX_CONCURRENT_REQUESTS requests of one server process run Django's (sync) views
-    at once; the others wait here, in the event loop, holding neither a thread nor a database
-    connection. Under ASGI each request's sync code runs in a thread of its own, so without this a
-    burst (predictions at 50/s on a busy machine) means as many threads and PostgreSQL connections
-    as requests in flight, up to the database's limit and its "too many clients" 500s."""
+class RequestSlots:
+    """ASGI middleware: at most WEB_MAX_CONCURRENT_REQUESTS requests of one server process at work
+    in Django at once; the others wait here, in the event loop, holding neither a thread nor a
+    database connection. Under ASGI each request's sync code runs in a thread of its own, so without
+    this a burst (predictions at 50/s on a busy machine) means as many threads and PostgreSQL
+    connections as requests in flight. Uploads do not take a slot while their body streams in (see
+    asgi.py): only requests with small bodies pass here."""
 
-    sync_capable = False
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
+    def __init__(self, app, limit: int | None = None):
+        self.app = app
+        self.limit = limit
         self._slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per event loop
-        markcoroutinefunction(self)
 
-    async def __call__(self, request):
+    async def __call__(self, scope, receive, send):
         loop = asyncio.get_running_loop()
         slots = self._slots.get(loop)
         if slots is None:
-            slots = self._slots[loop] = asyncio.Semaphore(settings.WEB_MAX_CONCURRENT_REQUESTS)
+            slots = self._slots[loop] = asyncio.Semaphore(self.limit or settings.WEB_MAX_CONCURRENT_REQUESTS)
         async with slots:
-            return await self.get_response(request)
+            return await self.app(scope, receive, send)

@@ -46,7 +46,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "mlops_dashboard.middleware.RequestSlotsMiddleware",
     "mlops_dashboard.middleware.ApiTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -60,7 +59,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# Requests of one server process at work in Django at once (the rest wait in the event loop).
+# Requests of one server process at work in Django at once (the rest wait in the event loop; see
+# middleware.RequestSlots, applied in asgi.py).
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=10)
 
 ROOT_URLCONF = "mlops_dashboard.urls"
