@@ -2,6 +2,7 @@
 turn in the event loop, and every one is answered."""
 
 import asyncio
+import threading
 
 from mlops_dashboard.middleware import RequestSlots
 
@@ -22,5 +23,8 @@ def test_a_burst_runs_at_most_limit_at_once_and_every_request_is_served():
     async def burst():
         await asyncio.gather(*(slots({"type": "http", "n": n}, None, None) for n in range(40)))
 
-    asyncio.run(burst())
+    # In a thread of its own: this one may already run an event loop (Playwright's, in the browser tests).
+    thread = threading.Thread(target=asyncio.run, args=(burst(),))
+    thread.start()
+    thread.join(timeout=30)
     assert most == 3 and sorted(served) == list(range(40))

@@ -134,7 +134,8 @@ def big_csv(tmp_path):
     return path
 
 
-def test_killed_worker_leaves_no_job_running(transactional_db, client, user, upload, big_csv):
+def test_killed_worker_leaves_no_job_running(live_worker_proc, transactional_db, client, user, upload, big_csv):
+    live_worker_proc.stop()  # the job must run on the worker this test kills (later tests restart it)
     killed = procs.Worker(beat=True, REAPER_INTERVAL=2).start()
     try:
         client.force_login(user)

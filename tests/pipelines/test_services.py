@@ -130,7 +130,18 @@ def test_demo_load_is_idempotent(breast_cancer):
 # --- running --------------------------------------------------------------------------------------
 
 
-def test_the_demo_pipeline_runs_every_step_and_deploys(demo_pipeline, no_enqueue, events, user):
+@pytest.fixture
+def fast_progress(settings):
+    """Progress coalesced every 20 ms, not 250: the in-process demo run can take under half a second."""
+    from mlops_dashboard.events import bus
+
+    settings.EVENT_PROGRESS_INTERVAL = 0.02
+    bus.reset_clients()  # a new throttle, with that interval
+    yield
+    bus.reset_clients()
+
+
+def test_the_demo_pipeline_runs_every_step_and_deploys(demo_pipeline, no_enqueue, events, user, fast_progress):
     run = services.pipeline_run_start(pipeline=demo_pipeline, user=user)
     assert run.status == "queued" and statuses(run) == ["queued"] * 5 and no_enqueue == [run.pk]
     run = execute(run)
