@@ -92,7 +92,9 @@ class _Shard(RedisSingleShardConnection):
         if name in layer.channels:
             layer.enqueue(name, message["data"])
         elif name in layer.groups:
-            for channel in list(layer.groups[name]):
+            # No copy of the group per event (this is the fan-out's hot path): enqueue never
+            # changes the group; an overflowing consumer leaves it later, from its own task.
+            for channel in layer.groups[name]:
                 layer.enqueue(channel, message["data"])
 
 
