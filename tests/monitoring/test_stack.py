@@ -78,14 +78,18 @@ def test_an_asgi_server_reports_its_sockets_and_ping_round_trips(client, user, r
 
         cookie = session_cookie(client, user)
         headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"}
-        def reported(sock, connections):
+        def reported(sock, connections, timeout=60):
             import json
+            import time
 
-            while True:
+            deadline, seen = time.monotonic() + timeout, []
+            while time.monotonic() < deadline:
                 event = json.loads(sock.recv(timeout=20))
-                if (event["type"] == "system_metrics" and event["host"] == "asgi-host"
-                        and event["active_connections"] == connections and event["ws_response_time_ms"] is not None):
-                    return event
+                if event["type"] == "system_metrics" and event["host"] == "asgi-host":
+                    seen.append((event["active_connections"], event["ws_response_time_ms"]))
+                    if event["active_connections"] == connections and event["ws_response_time_ms"] is not None:
+                        return event
+            raise AssertionError(f"no system_metrics with {connections} sockets in {timeout} s; (sockets, rtt) seen: {seen[-10:]}")
 
         with connect(server.ws_url, additional_headers=headers, origin=server.url) as a:
             with connect(server.ws_url, additional_headers=headers, origin=server.url):
