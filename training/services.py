@@ -21,8 +21,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from datasets.models import Dataset
@@ -672,18 +672,35 @@ def model_version_record_predictions(*, version: ModelVersion, count: int) -> in
     """Add `count` predictions to the version's total (atomically, whatever the number of server
     processes) and publish prediction_volume at milestones or every 10 s. Returns the new total."""
     now = timezone.now()
-    with transaction.atomic():
-        ModelVersion.objects.filter(pk=version.pk).update(
-            prediction_count=F("prediction_count") + count, last_prediction_at=now
-        )
-        # Inside the transaction the row is locked by our update: this is our own new total. Hold
-        # that lock no longer than these two statements: every concurrent prediction waits on it.
-        total = ModelVersion.objects.filter(pk=version.pk).values_list("prediction_count", flat=True).get()
+    total = _add_predictions(version.pk, count, now)
     version.prediction_count, version.last_prediction_at = total, now
     event = _prediction_volume_event(version=version, count=count, version_total=total)
     if event is not None:
         publish_on_commit(event)
     return total
+
+
+def _add_predictions(pk: int, count: int, now) -> int:
+    """Add to a version's prediction count and return its new total, in one statement.
+
+    Every concurrent prediction of a model updates this one row, so it is a single UPDATE ...
+    RETURNING (PostgreSQL, and SQLite since 3.35): the row lock lasts one statement, with no
+    round trip while it is held. An UPDATE then a SELECT in a transaction held it across both,
+    and under load the predictions queued on it. (The ORM's update() cannot return values.)"""
+    table = connection.ops.quote_name(ModelVersion._meta.db_table)
+    count_col = connection.ops.quote_name("prediction_count")
+    at_col = connection.ops.quote_name("last_prediction_at")
+    pk_col = connection.ops.quote_name(ModelVersion._meta.pk.column)
+    field = ModelVersion._meta.get_field("last_prediction_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {count_col} = {count_col} + %s, {at_col} = %s WHERE {pk_col} = %s RETURNING {count_col}",
+            [count, field.get_db_prep_value(now, connection), pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise ModelVersion.DoesNotExist(f"model version {pk} no longer exists")
+    return int(row[0])
 
 
 def milestone_between(old: int, new: int) -> int | None:
