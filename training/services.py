@@ -507,7 +507,11 @@ def _model_version_register(*, job: TrainingJob, result, artifact_name: str) -> 
         artifact_size=result.model_size,
     )
     version.artifact.name = artifact_name
-    version.full_clean()
+    # Field checks only: the (name, version) constraint is the database's to enforce. Checked here,
+    # a version committed by a concurrent job of the same name after our Max() was a
+    # ValidationError that failed the job; from the database it is an IntegrityError, and
+    # _training_job_complete takes the next number.
+    version.full_clean(validate_unique=False, validate_constraints=False)
     version.save()
     return version
 
@@ -556,7 +560,7 @@ def model_version_deploy(*, version: ModelVersion, user=None) -> Deployment | No
             previous.save(update_fields=["status"])
         version.status = ModelVersion.Status.ACTIVE
         version.deployed_at = now
-        version.full_clean()
+        version.full_clean(validate_unique=False, validate_constraints=False)
         version.save(update_fields=["status", "deployed_at"])
         rollback = previous is not None and version.version < previous.version
         deployment = Deployment(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -142,6 +143,45 @@ def test_versions_are_numbered_per_name(titanic, penguins, train_version):
     b1 = train_version(penguins)
     assert (a1.version, a2.version, b1.version) == (1, 2, 1)
     assert b1.name == "penguins-sgd" and a2.algorithm == "random_forest"
+
+
+def test_a_version_number_taken_by_a_concurrent_job_of_the_same_name_gets_the_next_one(titanic, train_version):
+    """Found by the load bench: two jobs named alike finishing together. The second read the same
+    highest version, and the first committed that number before the second saved: the second job
+    failed ('Model version with this Name and Version already exists'). It takes the next number."""
+    from django.db import connection
+    from django.db.models.signals import post_init
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has one writer at a time: the other job cannot commit between the two steps")
+    first = train_version(titanic, name="survival")
+    raced = []
+
+    def a_concurrent_job_commits_the_next_number(sender, instance, **kwargs):
+        # Called when registration builds its ModelVersion, just after it read the highest number:
+        # another job (another connection, its own commit) registers that number now.
+        if instance.name == "survival" and instance.version == 2 and instance.pk is None and not raced:
+            raced.append(True)
+
+            def other_job():
+                ModelVersion.objects.create(
+                    name="survival", version=2, algorithm="sgd", task="classification", feature_schema=[],
+                    training_job=None, dataset=first.dataset, artifact_sha256="0" * 64,
+                )
+                connection.close()
+
+            thread = threading.Thread(target=other_job)
+            thread.start()
+            thread.join()
+
+    post_init.connect(a_concurrent_job_commits_the_next_number, sender=ModelVersion)
+    try:
+        version = train_version(titanic, name="survival")
+    finally:
+        post_init.disconnect(a_concurrent_job_commits_the_next_number, sender=ModelVersion)
+    assert raced, "the concurrent registration must have happened"
+    assert version.version == 3 and TrainingJob.objects.get(pk=version.training_job_id).status == "succeeded"
+    assert sorted(ModelVersion.objects.filter(name="survival").values_list("version", flat=True)) == [1, 2, 3]
 
 
 def test_cancelling_a_queued_job_ends_it_at_once_and_its_task_does_nothing(titanic, events):
