@@ -60,6 +60,68 @@ def _tune_gc_for_fanout():
         gc.set_threshold(*GC_THRESHOLDS)
 
 
+class _FrameWriter:
+    """Relayed events written as ready-made frames straight to the connection's transport.
+
+    The ASGI path costs every socket a task wake-up, a UTF-8 encode and a frame build per event:
+    about 25 us, so 12 ms of one core for an event to 500 sockets, which kept a busy server's
+    loop behind under bursts. The frame of an event is the same bytes for every socket (server
+    frames are unmasked; per-message deflate is off in `make run`), so it is built once per event
+    (`_text_frame`) and each socket costs one `transport.write`.
+
+    Only for uvicorn's websockets-sansio protocol without extensions; anything else (another server
+    or protocol, deflate on) keeps the ASGI path, as does a socket that is not plainly open and
+    writable at that moment (flow control paused, closing): its events queue and its pump sends
+    them, so the backlog limit still applies to a socket that stops reading.
+    """
+
+    __slots__ = ("protocol", "conn", "transport")
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.conn = protocol.conn
+        self.transport = protocol.transport
+
+    @classmethod
+    def of(cls, send) -> _FrameWriter | None:
+        protocol = getattr(send, "__self__", None)
+        if _SansIOProtocol is None or type(protocol) is not _SansIOProtocol:
+            return None
+        if getattr(protocol.conn, "extensions", None) != [] or getattr(protocol, "transport", None) is None:
+            return None
+        return cls(protocol)
+
+    def ready(self) -> bool:
+        protocol = self.protocol
+        return (protocol.writable.is_set() and not protocol.close_sent and self.conn.state is _OPEN
+                and not self.conn.expect_continuation_frame and not self.transport.is_closing())
+
+    def write(self, frame: bytes) -> None:
+        self.transport.write(frame)
+
+
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol as _SansIOProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
+
+    _OPEN = State.OPEN
+except ImportError:  # pragma: no cover - another server: the ASGI path
+    _SansIOProtocol = None
+
+_last_frame: tuple[int, bytes] = (0, b"")
+
+
+def _text_frame(message) -> bytes:
+    """The event's text frame, built once for all the sockets of this process (the layer offers an
+    event to every local consumer in turn, so one cached frame serves the whole fan-out)."""
+    global _last_frame
+    event_id = message["id"]
+    if _last_frame[0] != event_id:
+        _last_frame = (event_id, Frame(Opcode.TEXT, message["text"].encode()).serialize(mask=False))
+    return _last_frame[1]
+
+
 def _unwrap_session_send(send):
     """The server's own send, under Channels' session wrapper (which only acts on HTTP responses
     and the handshake): relayed frames skip its per-message session checks."""
@@ -73,6 +135,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
     user_id: int | None = None
     counted = False  # this socket is in the process's open-connection count (monitoring)
     fell_behind = False  # closed by the channel layer's backlog limit (see events/layer.py)
+    catchup_pending = False
+    _writer: _FrameWriter | None = None
+    _holding = 0  # messages taken by a pump and not yet handled
 
     async def __call__(self, scope, receive, send):
         """Channels' `AsyncConsumer.__call__` with a cheaper message loop.
@@ -92,12 +157,16 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
         self._relay_send = _unwrap_session_send(send)
-        lock = asyncio.Lock()
+        self._lock = lock = asyncio.Lock()
         pumps = [asyncio.ensure_future(self._pump(source, lock)) for source in (receive, self.channel_receive)]
         self._pumps = pumps
         handlers = getattr(self.channel_layer, "overflow_handlers", None)
         if handlers is not None:
             handlers[self.channel_name] = self._fell_behind
+        relays = getattr(self.channel_layer, "relays", None)
+        self._writer = _FrameWriter.of(self._relay_send) if relays is not None else None
+        if self._writer is not None:
+            relays[self.channel_name] = self._relay_now
         try:
             done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -108,6 +177,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         finally:
             if handlers is not None:
                 handlers.pop(self.channel_name, None)
+            if self._writer is not None:
+                relays.pop(self.channel_name, None)
             # Cancelling the layer's pending receive also unsubscribes this consumer's channel.
             for task in pumps:
                 task.cancel()
@@ -141,8 +212,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def _pump(self, source, lock: asyncio.Lock):
         while True:
             message = await source()
-            async with lock:
-                await self.dispatch(message)
+            # From here until it is handled, this message is in neither the queue nor the lock (it
+            # may wait for the lock): the direct relay must not overtake it.
+            self._holding += 1
+            try:
+                async with lock:
+                    await self.dispatch(message)
+            finally:
+                self._holding -= 1
 
     async def dispatch(self, message):
         # The relay touches no database, so skip Channels' per-message hop to the sync thread
@@ -266,6 +343,22 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self._schedule_catchup()
 
     # --- relay ----------------------------------------------------------------------------------
+
+    def _relay_now(self, message) -> bool:
+        """The channel layer's direct relay (events/layer.py), called only while nothing is queued
+        for this socket. Delivers a live event here and now when this consumer is idle (no handler
+        running: no replay, catch-up, connect or reply in progress) and the socket is writable;
+        otherwise returns False and the event goes through the queue and `event_forward`.
+        (`_holding` covers the lock too: a handler runs only while its pump holds its message.)"""
+        if message.get("type") != RELAY or self._holding or self.catchup_pending or self.fell_behind:
+            return False
+        if not self._writer.ready():
+            return False
+        event_id = message["id"]
+        if event_id > self.last_sent:
+            self.last_sent = event_id
+            self._writer.write(_text_frame(message))
+        return True
 
     async def event_forward(self, message):
         event_id = message["id"]

@@ -5,7 +5,12 @@
    for this process. So after each re-subscription the layer puts one `events.resync` message in
    every local consumer's queue; the consumer re-reads the event log after its last id (and says
    `replay_gap` when Redis lost the log), so a socket ends with every event once.
-2. A bounded backlog per consumer. The stock layer queues without limit, so a socket that stops
+2. A direct relay. A consumer may register a relay callable for its channel: for each group
+   message whose consumer's queue is empty, the layer offers the message to the relay first, in
+   the receiving task; the relay returns True when it delivered it (see EventsConsumer), else the
+   message is queued as usual. A queued or direct message is never overtaken: a consumer with
+   anything queued gets the rest queued behind it.
+3. A bounded backlog per consumer. The stock layer queues without limit, so a socket that stops
    reading (its send blocks on the transport's flow control) would grow the server's memory with
    every event. Past `max_backlog` queued messages the layer empties that consumer's queue and
    calls its overflow handler, which closes the socket; the client reconnects and replays from the
@@ -35,6 +40,8 @@ class EventsChannelLayer(RedisPubSubChannelLayer):
         self.max_backlog = max_backlog
         # channel name -> called once when that channel's backlog overflows (set by the consumer)
         self.overflow_handlers: dict[str, Callable[[], None]] = {}
+        # channel name -> relay(message) -> bool: delivered without queueing (set by the consumer)
+        self.relays: dict[str, Callable[[dict], bool]] = {}
 
     def _get_layer(self):
         loop = asyncio.get_running_loop()
@@ -92,10 +99,21 @@ class _Shard(RedisSingleShardConnection):
         if name in layer.channels:
             layer.enqueue(name, message["data"])
         elif name in layer.groups:
-            # No copy of the group per event (this is the fan-out's hot path): enqueue never
-            # changes the group; an overflowing consumer leaves it later, from its own task.
+            # The fan-out's hot path. No copy of the group per event: neither a relay nor enqueue
+            # changes the group (an overflowing consumer leaves it later, from its own task).
+            data = message["data"]
+            relays = layer.channel_layer.relays
+            decoded = None
             for channel in layer.groups[name]:
-                layer.enqueue(channel, message["data"])
+                relay = relays.get(channel)
+                if relay is not None:
+                    queue = layer.channels.get(channel)
+                    if queue is not None and queue.empty():
+                        if decoded is None:
+                            decoded = layer.channel_layer.deserialize(data)
+                        if relay(decoded):
+                            continue
+                layer.enqueue(channel, data)
 
 
 class _ResubscribingPubSub(PubSub):
