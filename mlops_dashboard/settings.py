@@ -193,6 +193,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_TIMEZONE = "UTC"
 
+# Celery workers' CPU priority below the web servers' (a nice increment, 0-19; 0: the same). Training
+# and profiling take every cycle they can get: on a machine that also runs ASGI servers, sockets and
+# API calls would otherwise wait for a core behind batch work (the load bench measured server loops
+# waiting in the run queue more than they ran). Idle cycles still all go to the workers.
+WORKER_NICE = env.int("WORKER_NICE", default=10)
+
 # SECTION: training -----------------------------------------------------------------------------
 
 # Per-job time limits (seconds): past the soft one a job fails with TIMEOUT; the hard one kills it.

@@ -32,7 +32,8 @@ def procfile(env: dict) -> str:
         # The workers on this machine sample its metrics; the servers keep their CPU for sockets.
         lines.append(f"web{i + 1 if i else ''}: env MONITORING_COLLECTOR_ROLE=worker {cmd}")
     for i in range(int(env.get("WORKERS", "1"))):
-        lines.append(f"worker{i + 1 if i else ''}: {PY} -m celery -A mlops_dashboard worker -l info "
+        # exec: the worker leads its own session, so WORKER_NICE also lowers its CPU group (celery.py).
+        lines.append(f"worker{i + 1 if i else ''}: exec {PY} -m celery -A mlops_dashboard worker -l info "
                      f"-c {concurrency} -n worker{i + 1}@%h")
     lines.append(f"beat: {PY} -m celery -A mlops_dashboard beat -l info")
     return "\n".join(lines) + "\n"
