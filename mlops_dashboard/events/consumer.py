@@ -136,6 +136,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     counted = False  # this socket is in the process's open-connection count (monitoring)
     fell_behind = False  # closed by the channel layer's backlog limit (see events/layer.py)
     catchup_pending = False
+    catchup_task: asyncio.Task | None = None
     _writer: _FrameWriter | None = None
     _holding = 0  # messages taken by a pump and not yet handled
 
