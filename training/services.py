@@ -560,7 +560,7 @@ def model_version_deploy(*, version: ModelVersion, user=None) -> Deployment | No
             previous.save(update_fields=["status"])
         version.status = ModelVersion.Status.ACTIVE
         version.deployed_at = now
-        version.full_clean(validate_unique=False, validate_constraints=False)
+        version.full_clean()
         version.save(update_fields=["status", "deployed_at"])
         rollback = previous is not None and version.version < previous.version
         deployment = Deployment(
