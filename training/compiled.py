@@ -27,7 +27,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .trainer import _FALSE_STRINGS, _TRUE_STRINGS, _coerce_frame
+from .trainer import _coerce_frame, _coerce_value
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +111,8 @@ class _Categorical:
         X = np.zeros((len(instances), self.width), dtype=np.float64)
         for i, inst in enumerate(instances):
             for k, j in enumerate(self.kept):
-                value = _coerce(inst.get(self.columns[j]), self.types[j])
-                if value is _UNSUPPORTED:
-                    return None
+                # What trainer._coerce_frame does to each value of a categorical or boolean column.
+                value = _coerce_value(inst.get(self.columns[j]), self.types[j])
                 if _is_nan(value):
                     value = self.fill[j]
                 try:
@@ -243,31 +242,3 @@ def _numeric(value: Any):
     if isinstance(value, int) and not isinstance(value, bool) and -_EXACT_INT < value < _EXACT_INT:
         return float(value)
     return _UNSUPPORTED  # strings (pandas parses them its own way), bools, huge integers
-
-
-def _coerce(value: Any, col_type: str):
-    """`trainer._coerce_value` for JSON values (str, int, float, bool, None)."""
-    if value is None or _is_nan(value):
-        return math.nan
-    if col_type == "boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (int, float)):
-            return bool(value)
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text in _TRUE_STRINGS:
-                return True
-            if text in _FALSE_STRINGS:
-                return False
-            return math.nan
-        return _UNSUPPORTED
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else str(value)
-    if isinstance(value, int):
-        return str(value)
-    return _UNSUPPORTED
