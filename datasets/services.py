@@ -14,9 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from mlops_dashboard import jobs
+from mlops_dashboard.activity import activity_record
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus
-from monitoring.services import activity_record
 
 from . import operations, profiling, validation
 from .models import Dataset, ProcessingJob

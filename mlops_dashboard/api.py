@@ -1,13 +1,16 @@
-"""API of the event backbone: the event log (polling fallback) and a staff test event."""
+"""API of the core: the event log (polling fallback), a staff test event, and the activity feed."""
 
 import json
 
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import permissions, serializers
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .activity import activity_payload
 from .events import bus, publish
+from .models import Activity
 from .tasks import publish_test_event, test_activity
 
 
@@ -81,3 +84,39 @@ class TestEventView(APIView):
         if event_id is None:
             return Response({"detail": "Redis did not take the event."}, status=503)
         return Response({"id": event_id, "via": via}, status=201)
+
+
+class ActivitySerializer(serializers.ModelSerializer):
+    """The same object `activity_update` carries in `activity`."""
+
+    def to_representation(self, instance):
+        return activity_payload(instance)
+
+    class Meta:
+        model = Activity
+        fields = ["id"]
+
+
+class ActivityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The activity feed, newest first. Filters: `action_type`, `user` (a username or an id)."""
+
+    serializer_class = ActivitySerializer
+
+    def get_queryset(self):
+        rows = Activity.objects.select_related("user")
+        action_type = self.request.query_params.get("action_type")
+        if action_type:
+            rows = rows.filter(action_type=action_type)
+        user = self.request.query_params.get("user")
+        if user:
+            if user.isdigit():
+                rows = rows.filter(user_id=int(user))
+            else:
+                if not get_user_model().objects.filter(username=user).exists():
+                    raise serializers.ValidationError({"user": [f"No user named {user!r}."]})
+                rows = rows.filter(user__username=user)
+        return rows
+
+    @extend_schema(parameters=[OpenApiParameter("action_type", str), OpenApiParameter("user", str)])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)

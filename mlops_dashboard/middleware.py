@@ -9,6 +9,7 @@ import weakref
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
+from . import runtime
 from .api_errors import problem_response
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,6 @@ class ApiTimingMiddleware:
         try:
             return self.get_response(request)
         finally:
-            from monitoring import runtime
-
             runtime.record_api_duration((time.perf_counter() - started) * 1000)
 
 

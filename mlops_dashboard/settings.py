@@ -296,7 +296,7 @@ SPECTACULAR_SETTINGS = {
         "DatasetStatusEnum": "datasets.models.Dataset.Status",
         "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
         "StepStatusEnum": "pipelines.models.StepStatus",
-        "ActivitySeverityEnum": "monitoring.models.Activity.Severity",
+        "ActivitySeverityEnum": "mlops_dashboard.models.Activity.Severity",
         "AnomalySeverityEnum": "monitoring.models.Anomaly.Severity",
         "AlertStatusEnum": "monitoring.models.Alert.Status",
     },

@@ -3,10 +3,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import SimpleRouter
 
 from monitoring import views as monitoring_views
 
 from . import api, views
+
+router = SimpleRouter(trailing_slash=True)
+router.register("activity", api.ActivityViewSet, basename="activity")
 
 api_urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -14,6 +18,7 @@ api_urlpatterns = [
     path("events/test/", api.TestEventView.as_view(), name="api-events-test"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    *router.urls,
 ]
 
 urlpatterns = [

@@ -1,6 +1,6 @@
 """Admin of the monitoring app. Alerts are acknowledged and resolved through the same services as
-the API (admin actions); rules are edited here or on the Monitoring page; samples, anomalies,
-detections and activities are read-only."""
+the API (admin actions); rules are edited here or on the Monitoring page; samples, anomalies and
+detections are read-only."""
 
 
 from django.contrib import admin, messages
@@ -9,16 +9,7 @@ from django.core.exceptions import ValidationError
 from mlops_dashboard.admin_utils import ReadOnlyAdmin, pretty_json
 
 from . import services
-from .models import Activity, Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
-
-
-@admin.register(Activity)
-class ActivityAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "title", "action_type", "user", "status", "severity_level", "duration")
-    list_filter = ("action_type", "severity_level", "status", "created_at")
-    search_fields = ("title", "description", "user__username")
-    date_hierarchy = "created_at"
-    list_select_related = ("user",)
+from .models import Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
 
 
 @admin.register(MetricSample)

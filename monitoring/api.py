@@ -3,7 +3,6 @@ on-demand anomaly detection, and the activity feed."""
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -15,7 +14,7 @@ from rest_framework.views import APIView
 from mlops_dashboard.api_errors import problem_response
 
 from . import selectors, services
-from .models import METRICS, Activity, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
+from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
 
 
 class ConflictError(APIException):
@@ -69,45 +68,6 @@ class ServicesView(APIView):
         "checked_at": serializers.CharField()}))
     def get(self, request):
         return Response(selectors.services_latest())
-
-
-# --- activity ---------------------------------------------------------------------------------------
-
-
-class ActivitySerializer(serializers.ModelSerializer):
-    """The same object `activity_update` carries in `activity`."""
-
-    def to_representation(self, instance):
-        return services.activity_payload(instance)
-
-    class Meta:
-        model = Activity
-        fields = ["id"]
-
-
-class ActivityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """The activity feed, newest first. Filters: `action_type`, `user` (a username or an id)."""
-
-    serializer_class = ActivitySerializer
-
-    def get_queryset(self):
-        rows = Activity.objects.select_related("user")
-        action_type = self.request.query_params.get("action_type")
-        if action_type:
-            rows = rows.filter(action_type=action_type)
-        user = self.request.query_params.get("user")
-        if user:
-            if user.isdigit():
-                rows = rows.filter(user_id=int(user))
-            else:
-                if not get_user_model().objects.filter(username=user).exists():
-                    raise serializers.ValidationError({"user": [f"No user named {user!r}."]})
-                rows = rows.filter(user__username=user)
-        return rows
-
-    @extend_schema(parameters=[OpenApiParameter("action_type", str), OpenApiParameter("user", str)])
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
 
 
 # --- alerts and rules ---------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from rest_framework.routers import SimpleRouter
 from . import api
 
 router = SimpleRouter(trailing_slash=True)
-router.register("activity", api.ActivityViewSet, basename="activity")
 router.register("alerts", api.AlertViewSet, basename="alert")
 router.register("alert-rules", api.AlertRuleViewSet, basename="alert-rule")
 router.register("anomalies", api.AnomalyViewSet, basename="anomaly")

@@ -6,12 +6,10 @@ class MonitoringConfig(AppConfig):
     name = "monitoring"
 
     def ready(self):
-        from django.contrib.auth.signals import user_logged_in
         from django.db.models.signals import post_delete
 
         from . import collector, signals
 
-        user_logged_in.connect(signals.record_login, dispatch_uid="monitoring.record_login")
         post_delete.connect(signals.delete_scores_file, sender="monitoring.AnomalyDetection",
                             dispatch_uid="monitoring.delete_scores_file")
         signals.connect_celery_signals()

@@ -22,6 +22,8 @@ import time
 from django.conf import settings
 from django.db import close_old_connections
 
+from mlops_dashboard import runtime
+
 logger = logging.getLogger(__name__)
 
 SERVER_COMMANDS = {"uvicorn", "daphne", "gunicorn", "hypercorn"}
@@ -111,7 +113,7 @@ def _run(role: str) -> None:
 
 
 def tick(role: str) -> None:
-    from . import runtime, services, state
+    from . import services, state
 
     state.process_report(role, runtime.snapshot())
     services.metrics_collect(role=role)

@@ -17,8 +17,10 @@ from django.db import DatabaseError
 from django.db.models import Sum
 from django.utils import timezone
 
+from mlops_dashboard.activity import activities_recent
+
 from . import state
-from .models import Activity, Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
+from .models import Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
 
 logger = logging.getLogger(__name__)
 
@@ -210,10 +212,6 @@ def anomalies_recent(*, limit: int = 50, source: str | None = None):
     if source:
         rows = rows.filter(source=source)
     return list(rows[:limit])
-
-
-def activities_recent(*, limit: int = 12) -> list[Activity]:
-    return list(Activity.objects.select_related("user")[:limit])
 
 
 def dataset_anomaly_detection_latest(*, dataset) -> AnomalyDetection | None:

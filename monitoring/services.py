@@ -1,12 +1,11 @@
 """Every write of the monitoring app, and the events that announce them.
 
-Sections: activity · metric samples and health · alert rules and alerts · anomalies · on-demand
+Sections: metric samples and health · alert rules and alerts · anomalies · on-demand
 anomaly detection · service and job checks · rollup and retention.
 
-Events go out on commit of the write they describe (publish_on_commit). Other apps call:
-- `activity_record(...)` for every action worth a line in the activity feed;
-- `alert_raise(rule_kind=..., subject=..., title=..., message=...)` to open (or repeat) an alert, and
-  `alert_condition_clear(rule_kind=..., subject=...)` when its condition has gone.
+Events go out on commit of the write they describe (publish_on_commit). Other apps call
+`alert_raise(rule_kind=..., subject=..., title=..., message=...)` to open (or repeat) an alert, and
+`alert_condition_clear(rule_kind=..., subject=...)` when its condition has gone.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from mlops_dashboard import jobs
+from mlops_dashboard.activity import activity_record
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus
 
@@ -36,7 +36,6 @@ from .models import (
     PRIORITY_RANK,
     SEVERITY_RANK,
     SYSTEM_METRICS,
-    Activity,
     Alert,
     AlertRule,
     Anomaly,
@@ -50,42 +49,6 @@ logger = logging.getLogger(__name__)
 
 class Conflict(Exception):
     """The request is valid but the object's state does not allow it (the API answers 409)."""
-
-
-# =================================================================================================
-# Activity
-# =================================================================================================
-
-
-def activity_payload(activity: Activity) -> dict:
-    return {
-        "id": activity.pk,
-        "title": activity.title,
-        "description": activity.description,
-        "user": activity.user.get_username() if activity.user_id else None,
-        "action_type": activity.action_type,
-        "status": activity.status,
-        "severity_level": activity.severity_level,
-        "duration": activity.duration,
-        "metadata": activity.metadata,
-        "created_at": activity.created_at.isoformat() if activity.created_at else None,
-    }
-
-
-def activity_record(*, title: str, action_type: str, user=None, description: str = "", status: str = "success",
-                    severity_level: str = Activity.Severity.INFO, duration: float | None = None,
-                    metadata: dict | None = None) -> Activity:
-    """Record what happened and publish `activity_update` once the surrounding transaction commits."""
-    activity = Activity(
-        title=title[:200], action_type=action_type, description=description, status=status,
-        severity_level=severity_level, duration=round(duration, 3) if duration is not None else None,
-        metadata=metadata or {}, user=user if getattr(user, "is_authenticated", False) else None,
-    )
-    activity.full_clean()
-    with transaction.atomic():
-        activity.save()
-        publish_on_commit(catalog.ActivityUpdate(activity=activity_payload(activity)))
-    return activity
 
 
 # =================================================================================================

@@ -1,14 +1,8 @@
-"""Signal handlers: logins into the activity feed; Celery workers start and stop their collectors."""
+"""Signal handlers: Celery workers start and stop their collectors."""
 
 import logging
 
 logger = logging.getLogger(__name__)
-
-
-def record_login(sender, request, user, **kwargs):
-    from .services import activity_record
-
-    activity_record(title=f"{user.get_username()} logged in", action_type="login", user=user)
 
 
 def worker_ready(sender=None, **kwargs):

@@ -21,7 +21,7 @@ from django.conf import settings
 
 from mlops_dashboard.events import bus
 
-from . import runtime
+from mlops_dashboard import runtime
 
 
 def key(*parts) -> str:

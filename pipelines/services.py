@@ -33,9 +33,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from datasets.models import Dataset, ProcessingJob
+from mlops_dashboard.activity import activity_record
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus, claim, finish, heartbeat, reaper, stale
-from monitoring.services import activity_record
 
 from . import steps as step_kinds
 from .models import Pipeline, PipelineRun, StepRun, StepStatus

@@ -26,6 +26,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from datasets.models import Dataset
+from mlops_dashboard.activity import activity_record_quietly
 from mlops_dashboard.events import bus, catalog, publish_on_commit
 from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, reaper, resender, stale
 
@@ -56,17 +57,6 @@ SUGGESTIONS = {
     "INTERNAL": ["Try again; if it fails again, an administrator can read the worker's log."],
 }
 
-
-def _activity(**fields) -> None:
-    """Into the team's activity feed (the monitoring app's), when that app is installed."""
-    try:
-        from monitoring.services import activity_record
-    except ImportError:
-        return
-    try:
-        activity_record(**fields)
-    except Exception:  # the feed is a courtesy: the training write stands without it
-        logger.warning("activity not recorded: %s", fields.get("title"), exc_info=True)
 
 
 class Conflict(Exception):
@@ -125,7 +115,7 @@ def training_job_start(
     job.full_clean()
     with transaction.atomic():
         job.save()
-        _activity(title=f"Training job queued: {job.name}", action_type="training_start", user=job.created_by,
+        activity_record_quietly(title=f"Training job queued: {job.name}", action_type="training_start", user=job.created_by,
                   status="queued", description=f"{job.algorithm}, {job.epochs} epochs on {dataset.name}",
                   metadata={"job_id": job.pk, "dataset_id": dataset.pk, "algorithm": job.algorithm})
         if enqueue:
@@ -369,7 +359,7 @@ def _training_job_complete(*, job: TrainingJob, result) -> ModelVersion | None:
                             message=f"{version.label} registered. {message}",
                         )
                     )
-                    _activity(title=f"Training completed: {version.label}", action_type="training_complete",
+                    activity_record_quietly(title=f"Training completed: {version.label}", action_type="training_complete",
                               user=job.created_by, status="succeeded", severity_level="success",
                               duration=result.training_time, description=message,
                               metadata={"job_id": job.pk, "model_id": version.pk,
@@ -436,7 +426,7 @@ def _training_job_fail(
             )
         )
         cancelled = code == "CANCELLED"
-        _activity(title=f"Training {'cancelled' if cancelled else 'failed'}: {row['name']}",
+        activity_record_quietly(title=f"Training {'cancelled' if cancelled else 'failed'}: {row['name']}",
                   action_type="training_cancel" if cancelled else "training_failed", status=str(status),
                   severity_level="warning" if cancelled else "error", description=error[:1000],
                   user=_user(row["created_by_id"]), metadata={"job_id": job_id, "error_code": code})
@@ -586,7 +576,7 @@ def model_version_deploy(*, version: ModelVersion, user=None) -> Deployment | No
         publish_on_commit(_status_event(version, ModelVersion.Status.ACTIVE))
         if previous is not None:
             publish_on_commit(_status_event(previous, ModelVersion.Status.INACTIVE))
-        _activity(title=f"Model {'rolled back' if rollback else 'deployed'}: {version.label}",
+        activity_record_quietly(title=f"Model {'rolled back' if rollback else 'deployed'}: {version.label}",
                   action_type="model_rollback" if rollback else "model_deploy", user=deployment.deployed_by,
                   severity_level="success", description=f"{version.name}: {verb} v{version.version}{replaced}.",
                   metadata={"model_id": version.pk, "previous_id": previous.pk if previous else None})

@@ -22,8 +22,7 @@ from channels.layers import get_channel_layer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
-from monitoring import runtime
-
+from .. import runtime
 from . import bus
 from .catalog import Error, Pong
 

@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from mlops_dashboard.events import catalog, publish
+from mlops_dashboard.activity import activity_record
 from monitoring import services
 
 pytestmark = pytest.mark.browser
@@ -83,7 +84,7 @@ def test_dashboard_shows_a_metric_update_and_an_alert_toast(server, open_page, u
     expect(page.locator("#alerts-empty")).to_be_visible()
 
     # Activity and running jobs.
-    services.activity_record(title="Dataset uploaded: churn", action_type="upload", user=user)
+    activity_record(title="Dataset uploaded: churn", action_type="upload", user=user)
     expect(page.locator("#dash-activity .activity").first).to_contain_text("Dataset uploaded: churn")
     publish(catalog.JobProgress(job_id=77, dataset_id=4, progress=40.0, status="running", current_step="scaling"))
     job = page.locator('#dash-jobs [data-job-key="processing-77"]')

@@ -37,5 +37,5 @@ def test_admin_edits_rules_through_the_services(client, staff_user, rules):
     assert response.status_code == 302, response.content.decode()[:2000]
     assert AlertRule.objects.get(slug="load").threshold == 4
     for url in ("/admin/monitoring/metricsample/", "/admin/monitoring/anomaly/", "/admin/monitoring/anomalydetection/",
-                "/admin/monitoring/activity/"):
+                "/admin/mlops_dashboard/activity/"):
         assert client.get(url).status_code == 200, url

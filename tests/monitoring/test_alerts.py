@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
 from monitoring import services, state
-from monitoring.models import Activity, Alert, AlertRule
+from mlops_dashboard.models import Activity
+from monitoring.models import Alert, AlertRule
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,6 +3,7 @@ activity feed, anomalies, and 4xx on bad input."""
 
 import pytest
 
+from mlops_dashboard.activity import activity_record
 from monitoring import services
 from monitoring.models import Alert
 
@@ -45,9 +46,9 @@ def test_metrics_series_and_bad_queries(api, feed):
 
 
 def test_activity_pages_and_filters_with_the_event_payload(api, user, other_user, events):
-    services.activity_record(title="one", action_type="upload", user=user)
-    services.activity_record(title="two", action_type="deploy", user=other_user)
-    services.activity_record(title="three", action_type="upload", user=other_user)
+    activity_record(title="one", action_type="upload", user=user)
+    activity_record(title="two", action_type="deploy", user=other_user)
+    activity_record(title="three", action_type="upload", user=other_user)
     body = api.get("/api/activity/?limit=2").json()
     assert body["count"] >= 3 and len(body["results"]) == 2 and body["next"]
     assert [a["title"] for a in api.get("/api/activity/?action_type=upload").json()["results"]][:2] == ["three", "one"]

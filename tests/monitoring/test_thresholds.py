@@ -47,7 +47,8 @@ def test_unknown_values_keep_the_previous_level_and_worst_wins():
 
 @pytest.mark.django_db(transaction=True)
 def test_hovering_cpu_through_the_services_makes_one_health_change(feed, events, rules):
-    from monitoring.models import Activity, MetricSample
+    from mlops_dashboard.models import Activity
+    from monitoring.models import MetricSample
 
     for cpu in [50, 50, 81, 79, 80.5, 78.5, 80.2, 79.9, 81]:  # hovers at the 80% warning line
         feed(cpu_percent=cpu)

@@ -13,7 +13,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from datasets.models import Dataset, ProcessingJob
 from mlops_dashboard import jobs
-from monitoring.models import Activity
+from mlops_dashboard.models import Activity
 from pipelines import demo, services
 from pipelines.models import Pipeline, PipelineRun, StepRun
 from training.models import ModelVersion, TrainingJob

@@ -2,9 +2,9 @@
 
 Cheap, lock-protected, in-memory counters that request handling updates on its hot path (no Redis
 call per request or per socket): open WebSocket connections, API request durations and WebSocket
-ping round trips. The process's collector (monitoring.collector) writes them to Redis every few
-seconds under a key with a TTL, and any process sums them across the whole deployment
-(monitoring.state.process_stats). No Django imports, so the consumer and middleware can use it.
+ping round trips. A process's metrics collector writes them to Redis every few seconds under a key
+with a TTL, and any process sums them across the whole deployment. No Django imports, so the
+consumer and middleware can use it.
 """
 
 from __future__ import annotations

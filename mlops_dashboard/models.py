@@ -1,0 +1,32 @@
+"""Tables every app shares: the activity feed."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Activity(models.Model):
+    """Something a person or the system did: an upload, a job, a deploy, a login."""
+
+    class Severity(models.TextChoices):
+        INFO = "info", "Info"
+        SUCCESS = "success", "Success"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+        CRITICAL = "critical", "Critical"
+
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action_type = models.CharField(max_length=40, db_index=True)
+    status = models.CharField(max_length=20, default="success")
+    severity_level = models.CharField(max_length=10, choices=Severity.choices, default=Severity.INFO)
+    duration = models.FloatField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "activities"
+
+    def __str__(self):
+        return self.title
