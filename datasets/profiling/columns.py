@@ -64,6 +64,8 @@ def _as_numpy_bool(arr: pa.Array) -> np.ndarray:
 
 
 class ColumnStats:
+    """One column's accumulator: :meth:`update` per chunk, then :meth:`finish` for its ColumnProfile."""
+
     def __init__(self, index: int, name: str, arrow_type: pa.DataType, is_target: bool, sampler: RowSampler):
         self.index = index
         self.name = name
