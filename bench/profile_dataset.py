@@ -151,8 +151,8 @@ def child(mode: str, path: str, encoding: str, delimiter: str) -> dict:
         out["seconds"] = time.perf_counter() - started
         q = quality(profile)
         out.update(
-            rows=profile["rows"], restarts=profile["restarts"], duplicate_rows=profile["duplicate_rows"],
-            types=profile["column_types"], quality_score=q["quality_score"], findings=q["findings"],
+            rows=profile.rows, restarts=profile.restarts, duplicate_rows=profile.duplicate_rows,
+            types=profile.column_types, quality_score=q.quality_score, findings=q.findings,
         )
     elif mode == "validate":
         from datasets.validation import validate_csv

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404
 from mlops_dashboard.jobs import ACTIVE
 
 from .models import Dataset, ProcessingJob
+from .profiling import ColumnProfile, DatasetProfile, Histogram, QualityReport
 
 LIST_LIMIT = 500
 JOB_LIMIT = 50
@@ -83,22 +84,36 @@ def dataset_for_row(pk: int) -> Dataset:
 # --- one dataset ------------------------------------------------------------------------------------
 
 
+def dataset_profile(dataset: Dataset) -> DatasetProfile | None:
+    """The stored profile, typed; None until the dataset has been profiled."""
+    return DatasetProfile.from_json(dataset.profile) if dataset.profile else None
+
+
+def dataset_quality(dataset: Dataset) -> QualityReport | None:
+    """The stored quality score with its parts and findings, typed; None until profiled."""
+    return QualityReport.from_json(dataset.quality) if dataset.quality else None
+
+
+def _column_profiles(dataset: Dataset) -> list[ColumnProfile]:
+    profile = dataset_profile(dataset)
+    return profile.column_profiles if profile else []
+
+
 def dataset_summary(dataset: Dataset) -> dict:
     """The stat cards of a ready dataset."""
-    profile = dataset.profile or {}
-    rows = profile.get("rows", dataset.row_count)
-    duplicates = profile.get("duplicate_rows")
+    profile = dataset_profile(dataset) or DatasetProfile(rows=dataset.row_count or 0,
+                                                          columns=dataset.column_count or 0)
     return {
-        "rows": rows,
-        "columns": profile.get("columns", dataset.column_count),
-        "duplicate_rows": duplicates,
-        "duplicate_pct": 100 * (profile.get("duplicate_share") or 0.0),
-        "duplicate_rows_approximate": profile.get("duplicate_rows_approximate", False),
-        "memory_bytes": profile.get("memory_bytes"),
-        "missing_cells": profile.get("missing_cells"),
-        "missing_pct": 100 * (profile.get("missing_share") or 0.0),
-        "column_types": {k: v for k, v in (profile.get("column_types") or {}).items() if v},
-        "target": profile.get("target"),
+        "rows": profile.rows,
+        "columns": profile.columns,
+        "duplicate_rows": profile.duplicate_rows,
+        "duplicate_pct": 100 * profile.duplicate_share,
+        "duplicate_rows_approximate": profile.duplicate_rows_approximate,
+        "memory_bytes": profile.memory_bytes,
+        "missing_cells": profile.missing_cells,
+        "missing_pct": 100 * profile.missing_share,
+        "column_types": {k: v for k, v in profile.column_types.items() if v},
+        "target": profile.target,
     }
 
 
@@ -111,19 +126,19 @@ QUALITY_PARTS = (
 
 
 def quality_view(dataset: Dataset) -> dict | None:
-    quality = dataset.quality
-    if not quality:
+    report = dataset_quality(dataset)
+    if report is None:
         return None
-    weights = quality.get("weights") or {}
+    weights = report.weights
     parts = []
     for key, label, hint in QUALITY_PARTS:
-        value = quality.get(key)
+        value = getattr(report, key)
         parts.append({
             "key": key, "label": label, "hint": hint, "value": value,
             "weight": round(100 * weights[key]) if key in weights else None, "band": quality_band(value),
         })
-    score = quality.get("quality_score", dataset.quality_score)
-    return {"score": score, "band": quality_band(score), "parts": parts, "findings": quality.get("findings") or []}
+    score = report.quality_score
+    return {"score": score, "band": quality_band(score), "parts": parts, "findings": report.findings}
 
 
 def _bin_label(lo, hi, integer_bins: bool) -> str:
@@ -132,57 +147,54 @@ def _bin_label(lo, hi, integer_bins: bool) -> str:
     return f"{number(lo, 3)} – {number(hi, 3)}"
 
 
-def _chart(column: dict) -> dict | None:
+def _chart(column: ColumnProfile) -> dict | None:
     """What Chart.js draws for a column: numeric histogram bins, else its most frequent values."""
-    histogram = column.get("histogram") or {}
-    bins, counts = histogram.get("bins") or [], histogram.get("counts") or []
-    if column.get("type") == "numeric" and len(bins) >= 2 and counts:
+    histogram = column.histogram or Histogram()
+    bins, counts = histogram.bins, histogram.counts
+    if column.type == "numeric" and len(bins) >= 2 and counts:
         # Integer columns with a short range have one bin per integer (edges lo, lo+1, ..., hi+1).
-        integer_bins = bool(column.get("integer")) and all(
+        integer_bins = bool(column.integer) and all(
             b is not None and float(b).is_integer() for b in bins
         ) and all(bins[i + 1] - bins[i] == 1 for i in range(len(bins) - 1))
         labels = [_bin_label(bins[i], bins[i + 1], integer_bins) for i in range(len(counts))]
-        return {"kind": "histogram", "labels": labels, "counts": counts,
-                "approximate": bool(histogram.get("approximate"))}
-    top = column.get("top_values") or []
+        return {"kind": "histogram", "labels": labels, "counts": counts, "approximate": histogram.approximate}
+    top = column.top_values or []
     if top:
         shown = top[:CHART_TOP_VALUES]
-        return {"kind": "top_values", "labels": [str(t["value"]) for t in shown], "counts": [t["count"] for t in shown],
-                "approximate": bool(column.get("top_values_approximate")), "more": max(0, len(top) - len(shown))}
+        return {"kind": "top_values", "labels": [str(t.value) for t in shown], "counts": [t.count for t in shown],
+                "approximate": bool(column.top_values_approximate), "more": max(0, len(top) - len(shown))}
     return None
 
 
 def column_profiles(dataset: Dataset) -> list[dict]:
     """One entry per column for the profile table and the histogram cards."""
     out = []
-    for index, c in enumerate((dataset.profile or {}).get("column_profiles") or []):
-        kind = c.get("type", "text")
-        top = c.get("top_values") or []
+    for index, c in enumerate(_column_profiles(dataset)):
+        kind = c.type
+        top = c.top_values or []
         entry = {
             "index": index,
-            "name": c.get("name", f"column {index + 1}"),
+            "name": c.name or f"column {index + 1}",
             "type": kind,
-            "is_target": bool(c.get("is_target")),
-            "missing_count": c.get("missing_count") or 0,
-            "missing_pct": 100 * (c.get("missing_share") or 0.0),
-            "distinct": number(c.get("distinct_count")),
-            "distinct_approximate": bool(c.get("distinct_approximate")),
-            "invalid_count": c.get("invalid_count") or 0,
-            "flags": [label for key, label in (("is_constant", "constant"), ("looks_like_identifier", "identifier"),
-                                               ("is_empty", "empty")) if c.get(key)],
+            "is_target": c.is_target,
+            "missing_count": c.missing_count,
+            "missing_pct": 100 * c.missing_share,
+            "distinct": number(c.distinct_count),
+            "distinct_approximate": c.distinct_approximate,
+            "invalid_count": c.invalid_count,
+            "flags": [label for flag, label in ((c.is_constant, "constant"), (c.looks_like_identifier, "identifier"),
+                                                (c.is_empty, "empty")) if flag],
             "stats": None,
             "top_values": [],
             "chart": _chart(c) if index < CHART_COLUMNS else None,
         }
         if kind == "numeric":
-            entry["stats"] = {"min": number(c.get("min")), "max": number(c.get("max")),
-                              "mean": number(c.get("mean")), "std": number(c.get("std"))}
+            entry["stats"] = {"min": number(c.min), "max": number(c.max), "mean": number(c.mean), "std": number(c.std)}
         elif kind == "datetime":
-            entry["stats"] = {"min": c.get("min") or "—", "max": c.get("max") or "—"}
+            entry["stats"] = {"min": c.min or "—", "max": c.max or "—"}
         if kind != "numeric" and top:
-            total = sum(t["count"] for t in top) or 1
-            entry["top_values"] = [{"value": t["value"], "count": t["count"], "pct": 100 * t["count"] / total}
-                                   for t in top[:3]]
+            total = sum(t.count for t in top) or 1
+            entry["top_values"] = [{"value": t.value, "count": t.count, "pct": 100 * t.count / total} for t in top[:3]]
         out.append(entry)
     return out
 
@@ -285,6 +297,5 @@ def processing_job(pk: int) -> ProcessingJob:
 
 def job_form_columns(dataset: Dataset) -> dict:
     """Columns the job form offers: every column (clean), numeric ones (scale)."""
-    profiles = (dataset.profile or {}).get("column_profiles") or []
-    numeric = [c["name"] for c in profiles if c.get("type") == "numeric" and c.get("name") != dataset.target_column]
+    numeric = [c.name for c in _column_profiles(dataset) if c.type == "numeric" and c.name != dataset.target_column]
     return {"all": list(dataset.column_names or []), "numeric": numeric}

@@ -222,17 +222,17 @@ def _profile(dataset: Dataset) -> None:
     )
     assessment = profiling.quality(profile)
     preview = profiling.first_rows(dataset.file.path, encoding=dataset.encoding, delimiter=dataset.delimiter, n=50)
-    dataset.profile = profile
-    dataset.quality = assessment
-    dataset.quality_score = assessment["quality_score"]
+    dataset.profile = profile.to_json()
+    dataset.quality = assessment.to_json()
+    dataset.quality_score = assessment.quality_score
     dataset.preview = preview
-    dataset.row_count = profile.get("rows", dataset.row_count)
+    dataset.row_count = profile.rows
     dataset.profiling_time = round(time.perf_counter() - started, 4)
     dataset.status = Status.READY
     with transaction.atomic():
         dataset.save()
         publish_on_commit(catalog.QualityAssessment(dataset_id=dataset.pk, quality_score=dataset.quality_score,
-                                                    stats=assessment))
+                                                    stats=dataset.quality))
         publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset.pk, status=Status.READY, data=summary(dataset)))
         _announce(dataset)
         activity_record(title=f"Dataset ready: {dataset.name}", action_type="profiling", user=dataset.created_by,

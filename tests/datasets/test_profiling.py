@@ -1,22 +1,29 @@
-"""profile_csv / quality / first_rows checked against pandas on the same files (no Django)."""
+"""profile_csv / quality / first_rows checked against pandas on the same files, and the stored JSON (no Django)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import datasets.profiling as profiling
-from datasets.profiling import first_rows, profile_csv, quality
+from datasets.profiling import (
+    DatasetProfile, Histogram, QualityReport, TopValue, columns as column_stats, first_rows, profile_csv, quality,
+    sketches,
+)
 from datasets.validation import validate_csv
 
 DATA = os.environ.get("MLOPS_SHARED_DATA", "/work/shared/data")
 TITANIC = os.path.join(DATA, "titanic.csv")
 PENGUINS = os.path.join(DATA, "penguins.csv")
+STORED = Path(__file__).parent / "data"
 
 VOLATILE = {"profile_time", "restarts", "memory_bytes", "arrow_type"}
 
@@ -28,16 +35,22 @@ def profile(path, **kwargs):
 
 
 def columns(p):
-    return {c["name"]: c for c in p["column_profiles"]}
+    return {c.name: c for c in p.column_profiles}
 
 
 def assert_json(p):
-    text = json.dumps(p, allow_nan=False)  # raises on NaN / inf
-    assert json.loads(text) == p
+    """What is stored is plain JSON and (for a profile or a report) reads back into the same dataclass."""
+    data = p if isinstance(p, dict) else p.to_json()
+    text = json.dumps(data, allow_nan=False)  # raises on NaN / inf
+    assert json.loads(text) == data
+    if not isinstance(p, dict):
+        assert type(p).from_json(json.loads(text)) == p
 
 
 def assert_same(a, b, path="profile"):
     """Structural equality, floats compared with a tolerance, volatile keys ignored."""
+    if isinstance(a, DatasetProfile):
+        a, b = a.to_json(), b.to_json()
     if isinstance(a, dict):
         assert isinstance(b, dict), path
         keys = (set(a) | set(b)) - VOLATILE
@@ -70,15 +83,15 @@ def titanic_df():
 
 def test_titanic_dataset_level(titanic, titanic_df):
     assert_json(titanic)
-    assert titanic["rows"] == len(titanic_df) == 891
-    assert titanic["columns"] == 15
-    assert [c["name"] for c in titanic["column_profiles"]] == list(titanic_df.columns)
-    assert titanic["missing_cells"] == int(titanic_df.isna().sum().sum()) == 869
-    assert titanic["missing_share"] == pytest.approx(869 / (891 * 15), abs=1e-6)
-    assert titanic["duplicate_rows"] == int(titanic_df.duplicated().sum()) == 107
-    assert titanic["duplicate_rows_approximate"] is False
-    assert titanic["memory_bytes"] > 0
-    assert titanic["encoding"] == "utf-8" and titanic["delimiter"] == ","
+    assert titanic.rows == len(titanic_df) == 891
+    assert titanic.columns == 15
+    assert [c.name for c in titanic.column_profiles] == list(titanic_df.columns)
+    assert titanic.missing_cells == int(titanic_df.isna().sum().sum()) == 869
+    assert titanic.missing_share == pytest.approx(869 / (891 * 15), abs=1e-6)
+    assert titanic.duplicate_rows == int(titanic_df.duplicated().sum()) == 107
+    assert titanic.duplicate_rows_approximate is False
+    assert titanic.memory_bytes > 0
+    assert titanic.encoding == "utf-8" and titanic.delimiter == ","
 
 
 def test_titanic_columns_match_pandas(titanic, titanic_df):
@@ -86,21 +99,21 @@ def test_titanic_columns_match_pandas(titanic, titanic_df):
     for name in titanic_df.columns:
         series = titanic_df[name]
         col = cols[name]
-        assert col["missing_count"] == int(series.isna().sum()), name
-        assert col["distinct_count"] == int(series.nunique()), name
-        assert col["distinct_approximate"] is False
+        assert col.missing_count == int(series.isna().sum()), name
+        assert col.distinct_count == int(series.nunique()), name
+        assert col.distinct_approximate is False
     for name in ["pclass", "age", "sibsp", "parch", "fare"]:
         series, col = titanic_df[name], cols[name]
-        assert col["type"] == "numeric", name
-        assert col["min"] == pytest.approx(series.min())
-        assert col["max"] == pytest.approx(series.max())
-        assert col["mean"] == pytest.approx(series.mean(), rel=1e-12)
-        assert col["std"] == pytest.approx(series.std(), rel=1e-9)
+        assert col.type == "numeric", name
+        assert col.min == pytest.approx(series.min())
+        assert col.max == pytest.approx(series.max())
+        assert col.mean == pytest.approx(series.mean(), rel=1e-12)
+        assert col.std == pytest.approx(series.std(), rel=1e-9)
         # Fewer values than the sample size: the quantiles are exact (linear interpolation).
-        assert col["quantiles_approximate"] is False
+        assert col.quantiles_approximate is False
         for key, q in profiling.QUANTILES.items():
-            assert col["quantiles"][key] == pytest.approx(series.quantile(q)), (name, key)
-        assert sum(col["histogram"]["counts"]) == series.notna().sum()
+            assert col.quantiles[key] == pytest.approx(series.quantile(q)), (name, key)
+        assert sum(col.histogram.counts) == series.notna().sum()
 
 
 def test_titanic_types(titanic):
@@ -119,69 +132,69 @@ def test_titanic_types(titanic):
         "alive": "boolean",  # yes/no
         "alone": "boolean",
     }
-    assert {k: cols[k]["type"] for k in expected} == expected
-    assert titanic["column_types"] == {"numeric": 5, "categorical": 6, "boolean": 4, "datetime": 0, "text": 0}
+    assert {k: cols[k].type for k in expected} == expected
+    assert titanic.column_types == {"numeric": 5, "categorical": 6, "boolean": 4, "datetime": 0, "text": 0}
 
 
 def test_titanic_top_values_and_histograms(titanic, titanic_df):
     cols = columns(titanic)
-    assert cols["survived"]["top_values"] == [{"value": "0", "count": 549}, {"value": "1", "count": 342}]
-    assert cols["alive"]["top_values"] == [{"value": "no", "count": 549}, {"value": "yes", "count": 342}]
-    assert cols["adult_male"]["top_values"] == [{"value": "True", "count": 537}, {"value": "False", "count": 354}]
+    assert cols["survived"].top_values == [TopValue("0", 549), TopValue("1", 342)]
+    assert cols["alive"].top_values == [TopValue("no", 549), TopValue("yes", 342)]
+    assert cols["adult_male"].top_values == [TopValue("True", 537), TopValue("False", 354)]
     counts = titanic_df["embark_town"].value_counts()
-    assert cols["embark_town"]["top_values"] == [{"value": k, "count": int(v)} for k, v in counts.items()]
+    assert cols["embark_town"].top_values == [TopValue(k, int(v)) for k, v in counts.items()]
     # Small-range integers get one bin per value.
-    assert cols["pclass"]["histogram"] == {"bins": [1.0, 2.0, 3.0, 4.0], "counts": [216, 184, 491], "approximate": False}
-    age = cols["age"]["histogram"]
-    assert len(age["bins"]) == 21 and len(age["counts"]) == 20
-    expected, _ = np.histogram(titanic_df["age"].dropna(), bins=np.array(age["bins"]))
-    assert age["counts"] == expected.tolist()
+    assert cols["pclass"].histogram == Histogram([1.0, 2.0, 3.0, 4.0], [216, 184, 491], approximate=False)
+    age = cols["age"].histogram
+    assert len(age.bins) == 21 and len(age.counts) == 20
+    expected, _ = np.histogram(titanic_df["age"].dropna(), bins=np.array(age.bins))
+    assert age.counts == expected.tolist()
 
 
 def test_titanic_target(titanic):
-    assert titanic["target"]["name"] == "survived"
-    assert titanic["target"]["task"] == "classification"
-    assert titanic["target"]["classes"] == 2
-    assert titanic["target"]["minority_share"] == pytest.approx(342 / 891, abs=1e-6)
-    assert columns(titanic)["survived"]["is_target"] is True
+    assert titanic.target.name == "survived"
+    assert titanic.target.task == "classification"
+    assert titanic.target.classes == 2
+    assert titanic.target.minority_share == pytest.approx(342 / 891, abs=1e-6)
+    assert columns(titanic)["survived"].is_target is True
 
 
 def test_titanic_quality(titanic):
     q = quality(titanic)
     assert_json(q)
-    assert q["completeness"] == round(100 * (1 - 869 / (891 * 15)), 1)
-    assert q["uniqueness"] == round(100 * (1 - 107 / 891), 1)
-    assert q["validity"] == 100.0
-    assert q["consistency"] == 100.0
+    assert q.completeness == round(100 * (1 - 869 / (891 * 15)), 1)
+    assert q.uniqueness == round(100 * (1 - 107 / 891), 1)
+    assert q.validity == 100.0
+    assert q.consistency == 100.0
     expected = sum(profiling.QUALITY_WEIGHTS[k] * v for k, v in [
         ("completeness", 100 * (1 - 869 / (891 * 15))), ("uniqueness", 100 * (1 - 107 / 891)),
         ("validity", 100.0), ("consistency", 100.0),
     ])
-    assert q["quality_score"] == round(expected, 1) == 95.0  # the worked example in docs/quality.md
-    assert q["weights"] == {"completeness": 0.40, "validity": 0.25, "uniqueness": 0.20, "consistency": 0.15}
-    assert "age is 19.9% missing" in q["findings"]
-    assert "deck is 77.2% missing" in q["findings"]
-    assert q["findings"][0] == "107 duplicate rows (12.0% of rows)"
-    assert not any("embarked" in f for f in q["findings"])  # 0.2% missing is not worth a finding
+    assert q.quality_score == round(expected, 1) == 95.0  # the worked example in docs/quality.md
+    assert q.weights == {"completeness": 0.40, "validity": 0.25, "uniqueness": 0.20, "consistency": 0.15}
+    assert "age is 19.9% missing" in q.findings
+    assert "deck is 77.2% missing" in q.findings
+    assert q.findings[0] == "107 duplicate rows (12.0% of rows)"
+    assert not any("embarked" in f for f in q.findings)  # 0.2% missing is not worth a finding
 
 
 def test_penguins_against_pandas():
     p = profile(PENGUINS)
     df = pd.read_csv(PENGUINS)
     assert_json(p)
-    assert p["rows"] == 344 and p["duplicate_rows"] == 0
+    assert p.rows == 344 and p.duplicate_rows == 0
     cols = columns(p)
     for name in df.columns:
-        assert cols[name]["missing_count"] == int(df[name].isna().sum()), name
-        assert cols[name]["distinct_count"] == int(df[name].nunique()), name
+        assert cols[name].missing_count == int(df[name].isna().sum()), name
+        assert cols[name].distinct_count == int(df[name].nunique()), name
     for name in ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]:
-        assert cols[name]["type"] == "numeric"
-        assert cols[name]["mean"] == pytest.approx(df[name].mean(), rel=1e-12)
-        assert cols[name]["std"] == pytest.approx(df[name].std(), rel=1e-9)
-        assert cols[name]["min"] == df[name].min() and cols[name]["max"] == df[name].max()
-    assert cols["species"]["type"] == "categorical"
-    assert cols["sex"]["type"] == "categorical"
-    assert cols["sex"]["top_values"] == [{"value": "MALE", "count": 168}, {"value": "FEMALE", "count": 165}]
+        assert cols[name].type == "numeric"
+        assert cols[name].mean == pytest.approx(df[name].mean(), rel=1e-12)
+        assert cols[name].std == pytest.approx(df[name].std(), rel=1e-9)
+        assert cols[name].min == df[name].min() and cols[name].max == df[name].max()
+    assert cols["species"].type == "categorical"
+    assert cols["sex"].type == "categorical"
+    assert cols["sex"].top_values == [TopValue("MALE", 168), TopValue("FEMALE", 165)]
 
 
 # --- chunking ---------------------------------------------------------------------------------
@@ -219,23 +232,23 @@ def test_types_widen_when_later_blocks_disagree(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     df = pd.read_csv(path)
     small = profile(path, chunk_rows=40)
-    assert small["restarts"] >= 4
+    assert small.restarts >= 4
     assert_same(small, profile(path))
     cols = columns(small)
-    assert cols["ints_then_float"]["type"] == "numeric"
-    assert cols["ints_then_float"]["mean"] == pytest.approx(df["ints_then_float"].mean())
+    assert cols["ints_then_float"].type == "numeric"
+    assert cols["ints_then_float"].mean == pytest.approx(df["ints_then_float"].mean())
     text = cols["ints_then_text"]
-    assert text["type"] == "numeric"  # 599 of 600 values are numbers
-    assert text["invalid_count"] == 1 and text["invalid_examples"] == ["abc"]
-    assert text["mean"] == pytest.approx(pd.to_numeric(df["ints_then_text"], errors="coerce").mean())
+    assert text.type == "numeric"  # 599 of 600 values are numbers
+    assert text.invalid_count == 1 and text.invalid_examples == ["abc"]
+    assert text.mean == pytest.approx(pd.to_numeric(df["ints_then_text"], errors="coerce").mean())
     empty = cols["empty_then_numbers"]
-    assert empty["type"] == "numeric" and empty["missing_count"] == 300
-    assert empty["min"] == 150.0 and empty["max"] == 299.5
+    assert empty.type == "numeric" and empty.missing_count == 300
+    assert empty.min == 150.0 and empty.max == 299.5
     dates = cols["dates_then_datetime"]
-    assert dates["type"] == "datetime"
-    assert dates["min"] == "2020-01-01T00:00:00" and dates["max"] == "2020-01-28T00:00:00"
+    assert dates.type == "datetime"
+    assert dates.min == "2020-01-01T00:00:00" and dates.max == "2020-01-28T00:00:00"
     assert any("ints_then_text has 1 value (0.2%) that are not numbers, e.g. 'abc'" == f
-               for f in quality(small)["findings"])
+               for f in quality(small).findings)
 
 
 # --- crafted files ----------------------------------------------------------------------------
@@ -263,28 +276,28 @@ def test_quality_findings_on_a_crafted_file(tmp_path):
     path, df = make_customers(tmp_path)
     p = profile(path)
     assert_json(p)
-    assert p["duplicate_rows"] == int(df.duplicated().sum()) == 12
+    assert p.duplicate_rows == int(df.duplicated().sum()) == 12
     cols = columns(p)
-    assert cols["customer_id"]["looks_like_identifier"] is True
-    assert cols["plan"]["is_constant"] is True
-    assert cols["country"]["looks_like_identifier"] is False
-    assert cols["comment"]["type"] == "text"
-    assert cols["comment"]["looks_like_identifier"] is False  # unique, but free text
-    assert cols["signup"]["type"] == "datetime"
-    assert cols["signup"]["min"] == "2021-01-01"
-    assert cols["age"]["missing_count"] == int(df["age"].isna().sum())
+    assert cols["customer_id"].looks_like_identifier is True
+    assert cols["plan"].is_constant is True
+    assert cols["country"].looks_like_identifier is False
+    assert cols["comment"].type == "text"
+    assert cols["comment"].looks_like_identifier is False  # unique, but free text
+    assert cols["signup"].type == "datetime"
+    assert cols["signup"].min == "2021-01-01"
+    assert cols["age"].missing_count == int(df["age"].isna().sum())
 
     q = quality(p)
-    findings = q["findings"]
+    findings = q.findings
     age_share = df["age"].isna().mean()
     assert f"age is {100 * age_share:.1f}% missing" in findings
     assert findings[0] == f"12 duplicate rows ({100 * 12 / len(df):.1f}% of rows)"
     assert any(f.startswith("customer_id looks like an identifier") for f in findings)
     assert "plan is constant (always 'pro')" in findings
-    assert q["uniqueness"] == round(100 * (1 - 12 / len(df)), 1)
-    assert q["consistency"] == round(100 * (1 - 1 / 7), 1)  # the constant column
-    assert q["quality_score"] < quality(profile(TITANIC))["quality_score"] + 5
-    assert 0 <= q["quality_score"] <= 100
+    assert q.uniqueness == round(100 * (1 - 12 / len(df)), 1)
+    assert q.consistency == round(100 * (1 - 1 / 7), 1)  # the constant column
+    assert q.quality_score < quality(profile(TITANIC)).quality_score + 5
+    assert 0 <= q.quality_score <= 100
 
 
 def test_inconsistent_and_invalid_values(tmp_path):
@@ -297,16 +310,16 @@ def test_inconsistent_and_invalid_values(tmp_path):
     path.write_text("\n".join(rows) + "\n")
     p = profile(path)
     cols = columns(p)
-    assert cols["sex"]["whitespace_count"] == 50
-    assert cols["sex"]["case_variants"] == [[" male", "Male", "male"]]
-    assert cols["price"]["type"] == "numeric"
-    assert cols["price"]["invalid_count"] == 4
+    assert cols["sex"].whitespace_count == 50
+    assert cols["sex"].case_variants == [[" male", "Male", "male"]]
+    assert cols["price"].type == "numeric"
+    assert cols["price"].invalid_count == 4
     q = quality(p)
-    assert q["validity"] == round(100 * (1 - 4 / 600), 1)
-    assert q["consistency"] == round(100 * (1 - 1 / 3), 1)
-    assert "sex has 50 values with leading or trailing spaces, e.g. ' male'" in q["findings"]
-    assert "sex has values that differ only in case or spacing: ' male' / 'Male' / 'male'" in q["findings"]
-    assert "price has 4 values (2.0%) that are not numbers, e.g. 'n/a-'" in q["findings"]
+    assert q.validity == round(100 * (1 - 4 / 600), 1)
+    assert q.consistency == round(100 * (1 - 1 / 3), 1)
+    assert "sex has 50 values with leading or trailing spaces, e.g. ' male'" in q.findings
+    assert "sex has values that differ only in case or spacing: ' male' / 'Male' / 'male'" in q.findings
+    assert "price has 4 values (2.0%) that are not numbers, e.g. 'n/a-'" in q.findings
 
 
 def test_infinities_and_nan_become_none(tmp_path):
@@ -315,21 +328,21 @@ def test_infinities_and_nan_become_none(tmp_path):
     p = profile(path)
     assert_json(p)
     b = columns(p)["b"]
-    assert b["infinite_count"] == 2 and b["min"] == 4.0 and b["max"] == 4.0
-    assert b["std"] is None  # a single finite value
+    assert b.infinite_count == 2 and b.min == 4.0 and b.max == 4.0
+    assert b.std is None  # a single finite value
     c = columns(p)["c"]
-    assert c["is_empty"] is True and c["missing_count"] == 3
+    assert c.is_empty is True and c.missing_count == 3
     q = quality(p)
-    assert "b has 2 infinite values" in q["findings"]
-    assert "c is empty (every value is missing)" in q["findings"]
+    assert "b has 2 infinite values" in q.findings
+    assert "c is empty (every value is missing)" in q.findings
 
 
 def test_header_only_file(tmp_path):
     path = tmp_path / "h.csv"
     path.write_text("a,b\n")
     p = profile_csv(path, encoding="utf-8", delimiter=",")
-    assert p["rows"] == 0 and p["columns"] == 2 and p["duplicate_rows"] == 0
-    assert quality(p)["quality_score"] == 100.0
+    assert p.rows == 0 and p.columns == 2 and p.duplicate_rows == 0
+    assert quality(p).quality_score == 100.0
 
 
 def test_exact_duplicates_against_pandas(tmp_path):
@@ -345,7 +358,7 @@ def test_exact_duplicates_against_pandas(tmp_path):
     expected = int(pd.read_csv(path).duplicated().sum())
     assert expected > 4900
     for chunk_rows in (200_000, 333):
-        assert profile(path, chunk_rows=chunk_rows)["duplicate_rows"] == expected
+        assert profile(path, chunk_rows=chunk_rows).duplicate_rows == expected
 
 
 def test_approximate_paths_are_flagged_and_close(tmp_path, monkeypatch):
@@ -360,26 +373,68 @@ def test_approximate_paths_are_flagged_and_close(tmp_path, monkeypatch):
     path = tmp_path / "approx.csv"
     df.to_csv(path, index=False)
     exact = profile(path)
-    monkeypatch.setattr(profiling, "DISTINCT_CAP", 2_000)
-    monkeypatch.setattr(profiling, "SAMPLE_SIZE", 5_000)
-    monkeypatch.setattr(profiling, "DUPLICATE_HASH_CAP", 20_000)
-    monkeypatch.setattr(profiling, "STRING_COUNTS_CAP", 1_000)
+    monkeypatch.setattr(sketches, "DISTINCT_CAP", 2_000)
+    monkeypatch.setattr(sketches, "SAMPLE_SIZE", 5_000)
+    monkeypatch.setattr(sketches, "DUPLICATE_HASH_CAP", 20_000)
+    monkeypatch.setattr(column_stats, "STRING_COUNTS_CAP", 1_000)
     approx = profile(path, chunk_rows=10_000)
     e, a = columns(exact), columns(approx)
     for name in ["key", "value", "label"]:
-        assert e[name]["distinct_approximate"] is False
-        assert e[name]["distinct_count"] == df[name].nunique()
-        assert a[name]["distinct_approximate"] is True
-        assert a[name]["distinct_count"] == pytest.approx(df[name].nunique(), rel=0.08)
-    assert a["value"]["quantiles_approximate"] is True and e["value"]["quantiles_approximate"] is False
+        assert e[name].distinct_approximate is False
+        assert e[name].distinct_count == df[name].nunique()
+        assert a[name].distinct_approximate is True
+        assert a[name].distinct_count == pytest.approx(df[name].nunique(), rel=0.08)
+    assert a["value"].quantiles_approximate is True and e["value"].quantiles_approximate is False
     for key, q in profiling.QUANTILES.items():
-        assert a["value"]["quantiles"][key] == pytest.approx(df["value"].quantile(q), abs=0.25)
-    assert sum(a["value"]["histogram"]["counts"]) == len(df)
-    assert a["value"]["mean"] == pytest.approx(df["value"].mean(), rel=1e-12)  # still exact
-    assert a["label"]["top_values_approximate"] is True
-    assert exact["duplicate_rows"] == int(df.duplicated().sum())
-    assert approx["duplicate_rows_approximate"] is True
-    assert approx["duplicate_rows"] == pytest.approx(exact["duplicate_rows"], abs=1500)
+        assert a["value"].quantiles[key] == pytest.approx(df["value"].quantile(q), abs=0.25)
+    assert sum(a["value"].histogram.counts) == len(df)
+    assert a["value"].mean == pytest.approx(df["value"].mean(), rel=1e-12)  # still exact
+    assert a["label"].top_values_approximate is True
+    assert exact.duplicate_rows == int(df.duplicated().sum())
+    assert approx.duplicate_rows_approximate is True
+    assert approx.duplicate_rows == pytest.approx(exact.duplicate_rows, abs=1500)
+
+
+def test_the_package_imports_no_django():
+    code = "import sys, datasets.profiling; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
+
+
+# --- the stored JSON ---------------------------------------------------------------------------
+# shapes.profile.json and shapes.quality.json were stored by the profiler before it became a
+# package of dataclasses: every kind of column (numbers, 0/1, Arrow and yes/no booleans, numbers
+# and dates read from strings, infinities, an empty and a constant column, free text, a target).
+
+
+def stored(name):
+    return json.loads((STORED / name).read_text())
+
+
+def test_a_stored_profile_loads_and_serialises_to_the_same_json():
+    data = stored("shapes.profile.json")
+    loaded = DatasetProfile.from_json(data)
+    assert json.dumps(loaded.to_json()) == json.dumps(data)  # same keys, shapes and key order
+    assert loaded.target.name == "label" and loaded.target.class_counts[0] == TopValue("cat", 26)
+    assert loaded.column("price").infinite_count == 3 and loaded.column("empty").is_empty
+    report = stored("shapes.quality.json")
+    assert json.dumps(QualityReport.from_json(report).to_json()) == json.dumps(report)
+    assert quality(loaded) == QualityReport.from_json(report)
+
+
+def test_a_new_profile_is_stored_as_before():
+    data = stored("shapes.profile.json")
+    fresh = profile(STORED / "shapes.csv", target_column="label").to_json()
+    fresh["profile_time"] = data["profile_time"]
+    assert json.dumps(fresh) == json.dumps(data)
+
+
+def test_a_profile_without_the_optional_keys_still_loads():
+    loaded = DatasetProfile.from_json({"rows": 3, "column_profiles": [{"name": "a"}]})
+    assert loaded.rows == 3 and loaded.column_profiles[0].type == "text" and loaded.target is None
+    assert quality(loaded).quality_score == 100.0
 
 
 # --- encodings and delimiters -----------------------------------------------------------------
@@ -389,25 +444,25 @@ def test_cp1252_semicolon_file(tmp_path):
     path = tmp_path / "w.csv"
     path.write_bytes("name;price\ncafé;1\n€uro;2\nnaïve;3\n".encode("cp1252"))
     p = profile(path)
-    assert p["encoding"] == "cp1252" and p["delimiter"] == ";"
-    assert {v["value"] for v in columns(p)["name"]["top_values"]} == {"café", "€uro", "naïve"}
-    assert columns(p)["price"]["mean"] == 2.0
+    assert p.encoding == "cp1252" and p.delimiter == ";"
+    assert {v.value for v in columns(p)["name"].top_values} == {"café", "€uro", "naïve"}
+    assert columns(p)["price"].mean == 2.0
 
 
 def test_bom_and_tabs(tmp_path):
     path = tmp_path / "bom.tsv"
     path.write_bytes(b"\xef\xbb\xbfa\tb\n1\t2\n3\t\n")
     p = profile(path)
-    assert [c["name"] for c in p["column_profiles"]] == ["a", "b"]
-    assert p["missing_cells"] == 1
+    assert [c.name for c in p.column_profiles] == ["a", "b"]
+    assert p.missing_cells == 1
 
 
 def test_quoted_newlines(tmp_path):
     path = tmp_path / "nl.csv"
     path.write_text('id,text\n1,"two\nlines"\n2,one\n')
     p = profile(path)
-    assert p["rows"] == 2
-    assert {v["value"] for v in columns(p)["text"]["top_values"]} == {"two\nlines", "one"}
+    assert p.rows == 2
+    assert {v.value for v in columns(p)["text"].top_values} == {"two\nlines", "one"}
 
 
 # --- first_rows -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from datasets import services
+from datasets import selectors, services
 from datasets.models import Dataset, ProcessingJob
 from mlops_dashboard.events import bus
 
@@ -33,11 +33,12 @@ def test_titanic_becomes_ready_with_profile_quality_and_preview(user, titanic_pa
     dataset = make(user, titanic_path, target_column="survived")
     assert dataset.status == Dataset.Status.READY, dataset.errors
     assert dataset.row_count == 891 and dataset.column_count == len(dataset.column_names)
-    columns = {c["name"]: c for c in dataset.profile["column_profiles"]}
-    assert columns["age"]["missing_count"] == 177
-    assert columns["fare"]["type"] == "numeric"
-    assert 0 <= dataset.quality_score <= 100
-    assert any("age" in finding for finding in dataset.quality["findings"])
+    profile = selectors.dataset_profile(dataset)
+    assert profile.rows == 891 and profile.target.name == "survived"
+    assert profile.column("age").missing_count == 177
+    assert profile.column("fare").type == "numeric"
+    assert 0 <= dataset.quality_score == selectors.dataset_quality(dataset).quality_score <= 100
+    assert any("age" in finding for finding in selectors.dataset_quality(dataset).findings)
     assert len(dataset.preview["rows"]) == 50 and dataset.preview["columns"] == dataset.column_names
 
 

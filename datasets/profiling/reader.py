@@ -1,0 +1,220 @@
+"""Reading a CSV file: Arrow's streaming reader held a few blocks ahead of the profiler, and a preview.
+
+Blocks are about 4 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it); Arrow parses them
+in C++ on background threads into record batches.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import threading
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+#: Values read as missing: pandas' defaults for ``read_csv``.
+NULL_VALUES = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+]
+
+BLOCK_LIMIT = 1024 * 1024 * 1024
+_MIN_BLOCK = 1024
+_MAX_BLOCK = 4 * 1024 * 1024
+_READ_AHEAD_BLOCKS = 4
+
+
+def arrow_encoding(encoding: str) -> str:
+    """Arrow reads UTF-8 natively (and skips a BOM); other encodings go through Python's codecs."""
+    try:
+        normal = codecs.lookup(encoding).name
+    except LookupError as exc:
+        raise ValueError(f"unknown encoding {encoding!r}") from exc
+    return "utf8" if normal in ("utf-8", "utf-8-sig", "ascii") else encoding
+
+
+def block_size_for(path: str, chunk_rows: int) -> int:
+    """Bytes per block: about ``chunk_rows`` rows of the file's head, within 1 KiB and 4 MiB."""
+    return int(min(max(chunk_rows * _average_row_bytes(path) * 1.05, _MIN_BLOCK), _MAX_BLOCK))
+
+
+def _average_row_bytes(path: str) -> float:
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    lines = head.count(b"\n")
+    if not lines:
+        return float(max(len(head), 1))
+    return max(len(head) / lines, 1.0)
+
+
+class _ThrottledFile(io.RawIOBase):
+    """A file Arrow may read at most ``ahead`` blocks beyond what the profiler has consumed.
+
+    Arrow's streaming CSV reader reads ahead without bound (on a fast disk it pulls the whole
+    file into memory while the consumer is busy); ``read`` blocks in Arrow's I/O thread until
+    :meth:`consumed` lets it go on.
+    """
+
+    def __init__(self, path: str, block_size: int, ahead: int = _READ_AHEAD_BLOCKS, pool=None):
+        super().__init__()
+        self._pool = pool
+        self._f = open(path, "rb", buffering=0)
+        self._block = block_size
+        self._ahead = ahead
+        self._done = 0
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def read(self, n: int = -1) -> pa.Buffer | bytes:
+        with self._cond:
+            while not self._stopped and self.position >= (self._done + self._ahead) * self._block:
+                self._cond.wait(1.0)
+            if self._stopped:
+                return b""
+        size = n if n is not None and n >= 0 else self._block
+        # An Arrow buffer from the (jemalloc) pool rather than a bytes object: Arrow wraps it
+        # without copying, and freeing it returns the memory to the OS instead of fragmenting
+        # the C heap with multi-megabyte blocks.
+        buf = pa.allocate_buffer(size, memory_pool=self._pool, resizable=True)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            with view[got:] as rest:
+                k = self._f.readinto(rest)
+            if not k:
+                break
+            got += k
+        view.release()
+        if got < size:
+            buf.resize(got)
+        self.position += got
+        return buf
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def consumed(self) -> None:
+        with self._cond:
+            self._done += 1
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self.stop()
+        try:
+            self._f.close()
+        finally:
+            super().close()
+
+
+def _memory_pool() -> pa.MemoryPool:
+    """jemalloc with immediate purging when available: freed blocks go back to the OS."""
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+        return pool
+    except (NotImplementedError, pa.ArrowNotImplementedError, AttributeError):
+        return pa.default_memory_pool()
+
+
+
+class CsvStream:
+    """The record batches of a CSV file, Arrow reading at most a few blocks ahead of the consumer.
+
+    Iterating yields batches; asking for the next one tells the throttle the last one is done.
+    Raises ``pyarrow.ArrowInvalid`` when the file does not parse with the given column types.
+    """
+
+    def __init__(self, path: str, *, encoding: str, delimiter: str, block_size: int,
+                 column_types: dict[str, pa.DataType]):
+        pool = _memory_pool()
+        self._source = _ThrottledFile(path, block_size, pool=pool)
+        try:
+            self._reader = pacsv.open_csv(
+                self._source,
+                read_options=pacsv.ReadOptions(encoding=encoding, block_size=block_size, use_threads=True),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
+                    newlines_in_values=True, ignore_empty_lines=True,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    null_values=NULL_VALUES, strings_can_be_null=True, quoted_strings_can_be_null=True,
+                    column_types=dict(column_types),
+                ),
+                memory_pool=pool,
+            )
+        except BaseException:
+            self._source.close()
+            raise
+        self.schema: pa.Schema = self._reader.schema
+
+    @property
+    def position(self) -> int:
+        """Bytes of the file read so far."""
+        return self._source.position
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            try:
+                batch = self._reader.read_next_batch()
+            except StopIteration:
+                return
+            yield batch
+            self._source.consumed()
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> CsvStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --- preview ----------------------------------------------------------------------------------
+
+
+def first_rows(path, *, encoding: str, delimiter: str, n: int = 50) -> dict:
+    """The header and up to ``n`` data rows, as strings (empty values are None).
+
+    Rows shorter than the header are padded with None; blank lines are skipped.
+    """
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    limit = 10 * 1024 * 1024
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
+    columns: list[str] | None = None
+    rows: list[list[str | None]] = []
+    with open(os.fspath(path), encoding=encoding, newline="", errors="replace") as f:
+        for record in csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True):
+            if not record:
+                continue
+            if columns is None:
+                columns = [c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(record)]
+                continue
+            if len(rows) >= n:
+                break
+            values = [v if v != "" else None for v in record]
+            if len(values) < len(columns):
+                values += [None] * (len(columns) - len(values))
+            rows.append(values)
+    return {"columns": columns or [], "rows": rows}

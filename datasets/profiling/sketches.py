@@ -1,0 +1,244 @@
+"""Bounded-memory sketches folded chunk by chunk: distinct values, a row sample, moments, duplicates.
+
+Each is exact while what it has seen fits its cap and an estimate beyond it, and says which
+(``approximate``). The caps are module constants, read when a sketch is made.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .hashing import U64, merge_sorted, mix, unique_sorted
+
+DISTINCT_CAP = 100_000
+SAMPLE_SIZE = 100_000
+DUPLICATE_HASH_CAP = 4_000_000
+_PENDING_ROW_HASHES = 1 << 18
+
+class DistinctSketch:
+    """Exact distinct count up to ``cap`` hashes, K-minimum-values estimate beyond.
+
+    Incoming hashes are buffered and merged in batches; once the sketch is full, only hashes
+    below its current largest one can matter, so most of them are dropped on arrival.
+    """
+
+    __slots__ = ("cap", "hashes", "saturated", "pending", "pending_len", "repetitive")
+
+    def __init__(self, cap: int | None = None):
+        self.cap = cap or DISTINCT_CAP
+        self.hashes = np.empty(0, dtype=U64)
+        self.saturated = False
+        self.pending: list[np.ndarray] = []
+        self.pending_len = 0
+        self.repetitive = False
+
+    def update(self, h: np.ndarray) -> None:
+        if self.saturated:
+            h = h[h < self.hashes[-1]]
+        elif self.repetitive and len(h) > 1024:
+            # Many repeats: a hash-based unique per chunk keeps the buffer (and the sorts) small.
+            h = pc.unique(pa.array(h, type=pa.uint64())).to_numpy()
+        if not len(h):
+            return
+        self.pending.append(h)
+        self.pending_len += len(h)
+        if self.pending_len >= self.cap // 2:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self.pending:
+            return
+        incoming = self.pending_len
+        new = unique_sorted(np.concatenate(self.pending))
+        self.pending, self.pending_len = [], 0
+        if self.saturated:
+            new = new[new < self.hashes[-1]]
+        merged, added = merge_sorted(self.hashes, new)
+        self.repetitive = added < incoming // 2
+        if len(merged) > self.cap:
+            merged = merged[: self.cap].copy()
+            self.saturated = True
+        self.hashes = merged
+
+    def count(self) -> int:
+        self._merge()
+        k = len(self.hashes)
+        if not self.saturated:
+            return k
+        kth = (float(self.hashes[-1]) + 1.0) / 2.0**64
+        return int(round((k - 1) / kth))
+
+    @property
+    def approximate(self) -> bool:
+        self._merge()
+        return self.saturated
+
+
+_NO_THRESHOLD = np.iinfo(np.uint64).max
+_SAMPLE_SEED = U64(0x243F6A8885A308D3)
+
+
+class RowSampler:
+    """A uniform sample of row numbers shared by all columns: the rows whose key (a hash of the
+    row number) is among the ``size`` smallest. Bottom-k by key is a uniform sample without
+    replacement, it does not depend on the chunking, and computing one key per row (not per
+    column) keeps it cheap. Each column keeps its values for the sampled rows where it has one.
+    """
+
+    def __init__(self, size: int | None = None):
+        self.size = size or SAMPLE_SIZE
+        self.threshold = _NO_THRESHOLD  # rows with key <= threshold are in the sample
+        self.keys = np.empty(0, dtype=U64)
+        self.pending: list[np.ndarray] = []
+        self.pending_len = 0
+
+    def select(self, offset: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (within the chunk) and keys of the chunk's rows that may be in the sample."""
+        keys = mix(np.arange(offset, offset + n, dtype=U64) ^ _SAMPLE_SEED)
+        if self.threshold == _NO_THRESHOLD:
+            positions = np.arange(n)
+        else:
+            positions = np.flatnonzero(keys <= self.threshold)
+            keys = keys[positions]
+        self.pending.append(keys)
+        self.pending_len += len(keys)
+        if len(self.keys) + self.pending_len > self.size + self.size // 4:
+            merged = np.concatenate([self.keys, *self.pending])
+            self.pending, self.pending_len = [], 0
+            self.threshold = np.partition(merged, self.size - 1)[self.size - 1]
+            self.keys = merged[merged <= self.threshold]
+        return positions, keys
+
+    @property
+    def complete(self) -> bool:
+        """True while every row is in the sample."""
+        return self.threshold == _NO_THRESHOLD
+
+
+class Moments:
+    """Exact count/mean/variance/min/max, and the column's values on the sampled rows."""
+
+    def __init__(self, sampler: RowSampler):
+        self.sampler = sampler
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.min: float | None = None
+        self.max: float | None = None
+        self.keys = np.empty(0, dtype=U64)
+        self.values = np.empty(0, dtype=np.float64)
+        self.pending_keys: list[np.ndarray] = []
+        self.pending_values: list[np.ndarray] = []
+        self.pending_len = 0
+
+    def update(self, values: np.ndarray, full: np.ndarray, positions: np.ndarray, keys: np.ndarray) -> None:
+        """values: the chunk's finite values; full: the chunk as float64 (NaN/inf where there is
+        no usable value); positions/keys: the chunk's candidate sample rows (from the sampler)."""
+        nb = len(values)
+        if not nb:
+            return
+        mean_b = float(values.mean())
+        d = values - mean_b
+        d *= d
+        m2_b = float(d.sum())  # not np.dot: BLAS threads would spin on big chunks
+        vmin, vmax = float(values.min()), float(values.max())
+        if self.n == 0:
+            self.n, self.mean, self.m2, self.min, self.max = nb, mean_b, m2_b, vmin, vmax
+        else:
+            n = self.n + nb
+            delta = mean_b - self.mean
+            self.mean += delta * nb / n
+            self.m2 += m2_b + delta * delta * self.n * nb / n
+            self.n = n
+            self.min = min(self.min, vmin)
+            self.max = max(self.max, vmax)
+        if not len(positions):
+            return
+        sampled = full[positions]
+        ok = np.isfinite(sampled)
+        if not ok.all():
+            sampled, keys = sampled[ok], keys[ok]
+        self.pending_keys.append(keys)
+        self.pending_values.append(sampled)
+        self.pending_len += len(keys)
+        if self.pending_len >= self.sampler.size // 4:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self.pending_keys:
+            return
+        keys = np.concatenate([self.keys, *self.pending_keys])
+        values = np.concatenate([self.values, *self.pending_values])
+        self.pending_keys, self.pending_values, self.pending_len = [], [], 0
+        threshold = self.sampler.threshold
+        if threshold != _NO_THRESHOLD:
+            keep = keys <= threshold
+            keys, values = keys[keep], values[keep]
+        self.keys, self.values = keys, values
+
+    def sample(self) -> np.ndarray:
+        self._merge()
+        return self.values
+
+    def std(self) -> float | None:
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else None
+
+    def exact_sample(self) -> bool:
+        return self.sampler.complete
+
+
+class DuplicateCounter:
+    """Counts duplicate rows as rows minus distinct row hashes.
+
+    The distinct 64-bit row hashes are kept in a sorted array: exact (up to hash collisions,
+    negligible below billions of rows) while there are at most ``cap`` distinct rows. Beyond that
+    only the ``cap`` smallest hashes are kept, the number of distinct rows is the K-minimum-values
+    estimate, and the result is flagged approximate.
+    """
+
+    def __init__(self, cap: int | None = None):
+        self.cap = cap or DUPLICATE_HASH_CAP
+        self.hashes = np.empty(0, dtype=U64)
+        self.saturated = False
+        self.rows = 0
+        self.pending: list[np.ndarray] = []
+        self.pending_len = 0
+
+    def add(self, row_hashes: np.ndarray) -> None:
+        self.rows += len(row_hashes)
+        if self.saturated:
+            row_hashes = row_hashes[row_hashes < self.hashes[-1]]
+        self.pending.append(row_hashes)
+        self.pending_len += len(row_hashes)
+        if self.pending_len >= _PENDING_ROW_HASHES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        new = unique_sorted(np.concatenate(self.pending))
+        self.pending, self.pending_len = [], 0
+        if self.saturated:
+            new = new[new < self.hashes[-1]]
+        self.hashes, _ = merge_sorted(self.hashes, new)
+        if len(self.hashes) > self.cap:
+            self.hashes = self.hashes[: self.cap].copy()
+            self.saturated = True
+
+    def duplicates(self) -> int:
+        self.flush()
+        if not self.saturated:
+            return self.rows - len(self.hashes)
+        kth = (float(self.hashes[-1]) + 1.0) / 2.0**64
+        distinct = (len(self.hashes) - 1) / kth
+        return max(0, int(round(self.rows - distinct)))
+
+    @property
+    def approximate(self) -> bool:
+        self.flush()
+        return self.saturated
+
