@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from mlops_dashboard.api_errors import problem_response
 
-from . import selectors, services
+from . import payloads, selectors, services
 from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
 
 
@@ -77,7 +77,7 @@ class AlertSerializer(serializers.ModelSerializer):
     """The same object `system_alert` carries in `alert`."""
 
     def to_representation(self, instance):
-        return services.alert_payload(instance)
+        return payloads.alert_payload(instance)
 
     class Meta:
         model = Alert
@@ -116,7 +116,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             alert = services.alert_acknowledge(alert=alert, user=request.user)
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
-        return Response(services.alert_payload(alert))
+        return Response(payloads.alert_payload(alert))
 
     @extend_schema(request=ResolveSerializer, responses=AlertSerializer)
     @action(detail=True, methods=["post"])
@@ -128,7 +128,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             alert = services.alert_resolve(alert=alert, user=request.user, note=body.validated_data["note"])
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
-        return Response(services.alert_payload(alert))
+        return Response(payloads.alert_payload(alert))
 
 
 class AlertRuleSerializer(serializers.ModelSerializer):

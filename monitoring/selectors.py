@@ -20,6 +20,7 @@ from django.utils import timezone
 from mlops_dashboard.activity import activities_recent
 
 from . import state
+from .payloads import system_metrics_payload
 from .models import Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
 
 logger = logging.getLogger(__name__)
@@ -105,8 +106,6 @@ def latest_metrics(*, fresh_only: bool = False) -> list[dict]:
         rows = []
     if rows:
         return rows
-    from .services import system_metrics_payload
-
     cutoff = timezone.now() - timedelta(minutes=10)
     seen, out = set(), []
     for sample in MetricSample.objects.filter(resolution="raw", timestamp__gte=cutoff).order_by("-timestamp")[:200]:
