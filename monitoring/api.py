@@ -3,6 +3,7 @@ on-demand anomaly detection, and the activity feed."""
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -11,6 +12,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from datasets import selectors as dataset_selectors
 from mlops_dashboard.api_errors import problem_response
 
 from . import payloads, selectors, services
@@ -216,12 +218,10 @@ class DetectionRequestSerializer(serializers.Serializer):
         return value
 
     def validate_dataset(self, value):
-        from datasets.models import Dataset
-
-        dataset = Dataset.objects.filter(pk=value).first()
+        dataset = dataset_selectors.dataset_get(value)
         if dataset is None:
             raise serializers.ValidationError(f"No dataset with id {value}.")
-        if dataset.status != Dataset.Status.READY:
+        if not dataset_selectors.dataset_is_ready(dataset):
             raise serializers.ValidationError(f"The dataset is {dataset.status}; anomaly detection needs a ready one.")
         return dataset
 
@@ -282,9 +282,9 @@ class DatasetAnomaliesView(APIView):
 
     @extend_schema(responses=DetectionSerializer)
     def get(self, request, dataset_id: int):
-        from datasets.models import Dataset
-
-        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        dataset = dataset_selectors.dataset_get(dataset_id)
+        if dataset is None:
+            raise Http404("No Dataset matches the given query.")  # as get_object_or_404 says it
         detection = selectors.dataset_anomaly_detection_latest(dataset=dataset)
         if detection is None:
             return problem_response(404, f"No anomaly detection has run on {dataset.name} yet.")

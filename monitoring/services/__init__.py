@@ -43,7 +43,7 @@ from .detection import (  # noqa: F401
     dataset_numeric_columns,
 )
 from .watch import (  # noqa: F401
-    job_step_text,
+    job_failed_alert,
     jobs_check,
     monitoring_check,
     services_check,

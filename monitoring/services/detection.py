@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from datasets import selectors as dataset_selectors
 from mlops_dashboard import jobs
 from mlops_dashboard.activity import activity_record
 from mlops_dashboard.jobs import JobStatus
@@ -36,9 +37,7 @@ def dataset_numeric_columns(dataset) -> tuple[list[str], set[str]]:
 def anomaly_detection_start(*, dataset, contamination: float = 0.05, columns: list[str] | None = None,
                             user=None) -> AnomalyDetection:
     """Queue an IsolationForest over a ready dataset; the worker publishes `anomaly_detected`."""
-    from datasets.models import Dataset
-
-    if dataset.status != Dataset.Status.READY:
+    if not dataset_selectors.dataset_is_ready(dataset):
         raise ValidationError({"dataset": f"The dataset is {dataset.status}; anomaly detection runs on ready "
                                           "datasets only."})
     columns = list(dict.fromkeys(columns or []))
@@ -152,7 +151,6 @@ def anomaly_detection_scores(*, detection: AnomalyDetection):
         return np.load(io.BytesIO(f.read()), allow_pickle=False)
 
 
-@jobs.reaper
 def anomaly_detections_reap_stale() -> int:
     count = 0
     for detection in jobs.stale(AnomalyDetection):

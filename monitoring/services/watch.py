@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from mlops_dashboard import jobs
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus
 
@@ -90,92 +91,22 @@ def workers_check(*, workers: list[dict], celery_reachable: bool = True) -> None
                         alert_type="worker", metadata={"worker": name, "last_seen": last})
 
 
-def _job_sources():
-    """(subject prefix, model, progress-marker fields, label, failed rule kind, detail url) of every
-    kind of job that exists in this installation."""
-    from django.apps import apps
-
-    sources = []
-    from datasets.models import ProcessingJob
-
-    sources.append(("processing_job", ProcessingJob, ("progress", "current_step"), AlertRule.Kind.JOB_FAILED))
-    try:
-        sources.append(("training_job", apps.get_model("training", "TrainingJob"),
-                        ("progress", "stage", "current_epoch", "message"), AlertRule.Kind.TRAINING_FAILED))
-    except LookupError:
-        pass
-    try:
-        sources.append(("pipeline_run", apps.get_model("pipelines", "PipelineRun"),
-                        ("progress", "current_step", "message"), AlertRule.Kind.PIPELINE_FAILED))
-    except LookupError:
-        pass
-    return sources
-
-
-def _job_label(prefix: str, job) -> str:
-    if prefix == "processing_job":
-        return f"{job.get_operation_display()} job #{job.pk} on {job.dataset.name}"
-    if prefix == "training_job":
-        return f"Training job #{job.pk} ({job.name})"
-    if prefix == "pipeline_run":
-        pipeline = getattr(job, "pipeline", None)
-        return f"Pipeline run #{job.pk}" + (f" of {pipeline}" if pipeline else "")
-    return f"Job #{job.pk}"
-
-
-def job_step_text(job) -> str:
-    """The last step a job reported, in words (pipeline runs keep the index of their current step)."""
-    step = getattr(job, "current_step", None)
-    if isinstance(step, int) and not isinstance(step, bool):
-        steps = getattr(job, "steps", None) or []
-        kind = steps[step].get("kind", "") if 0 <= step < len(steps) and isinstance(steps[step], dict) else ""
-        text = f"step {step + 1} of {len(steps)}" + (f" ({kind.replace('_', ' ')})" if kind else "")
-        message = getattr(job, "message", "")
-        return f"{text}: {message}" if message else text
-    for name in ("current_step", "message", "stage"):
-        value = getattr(job, name, "")
-        if value:
-            return str(value).replace("_", " ") if name == "stage" else str(value)
-    return job.status
-
-
 def jobs_check(*, now: float | None = None) -> dict:
     """Alert on jobs that failed recently (once per job) and on running jobs that have reported no
-    progress for the stall rule's multiple of their usual interval (resolved when they move or end)."""
+    progress for the stall rule's multiple of their usual interval (resolved when they move or end).
+    Every kind of job is read through the registry (mlops_dashboard.jobs.kinds())."""
     now = now or time.time()
     lookback = timezone.now() - timedelta(minutes=30)
     stall_rule, _ = _rule_for(AlertRule.Kind.JOB_STALLED)
-    multiple = (stall_rule.threshold if stall_rule and stall_rule.threshold else 3.0)
-    minimum = stall_rule.duration_seconds if stall_rule else 60
     running_subjects, counts = set(), {"failed": 0, "stalled": 0}
-    for prefix, model, marker_fields, failed_kind in _job_sources():
+    for kind in jobs.kinds():
         try:
-            if failed_kind is not None:
-                counts["failed"] += _failed_jobs_alert(prefix, model, failed_kind, lookback)
-            if stall_rule is None:
-                continue
-            select = ("dataset",) if prefix == "processing_job" else ()
-            for job in model.objects.filter(status=JobStatus.RUNNING).select_related(*select):
-                subject = f"{prefix}.{job.pk}"
-                running_subjects.add(subject)
-                marker = "|".join(str(getattr(job, f, "")) for f in marker_fields)
-                track = state.job_progress_track(subject, marker, now, settings.MONITORING_STALL_DEFAULT_INTERVAL)
-                silent = now - track["changed_at"]
-                allowed = max(minimum, multiple * track["usual"])
-                if silent >= allowed:
-                    step = job_step_text(job)
-                    alert_raise(
-                        rule=stall_rule, rule_kind=stall_rule.kind, subject=subject, alert_type="job",
-                        title=f"Stalled: {_job_label(prefix, job)}", source=prefix, value=round(silent, 1),
-                        message=f"No progress for {silent:.0f} s (usually every {track['usual']:.0f} s); "
-                                f"last step reported: “{step}” at {job.progress:.0f}%.",
-                        metadata={"job": subject, "last_step": step, "usual_interval": round(track["usual"], 1)},
-                    )
-                    counts["stalled"] += 1
-                else:
-                    alert_condition_clear(rule=stall_rule, subject=subject, message="Progress resumed.")
+            if kind.failed_rule is not None:
+                counts["failed"] += _failed_jobs_alert(kind, lookback)
+            if stall_rule is not None and kind.progress_fields:
+                counts["stalled"] += _stalled_jobs_alert(kind, stall_rule, now, running_subjects)
         except Exception:
-            logger.exception("job checks of %s failed", prefix)
+            logger.exception("job checks of %s failed", kind.key)
     # Jobs that stopped running (ended or reaped): forget their tracking, clear their stall alerts.
     if stall_rule is not None:
         for alert in Alert.objects.filter(rule=stall_rule).exclude(status=Alert.Status.RESOLVED):
@@ -185,27 +116,56 @@ def jobs_check(*, now: float | None = None) -> dict:
     return counts
 
 
-def _failed_jobs_alert(prefix: str, model, kind: str, since) -> int:
-    rule, _ = _rule_for(kind)
+def _stalled_jobs_alert(kind: jobs.JobKind, stall_rule: AlertRule, now: float, running_subjects: set) -> int:
+    multiple = stall_rule.threshold or 3.0
+    stalled = 0
+    for job in kind.rows(status=JobStatus.RUNNING):
+        subject = kind.subject(job)
+        running_subjects.add(subject)
+        marker = "|".join(str(getattr(job, f, "")) for f in kind.progress_fields)
+        track = state.job_progress_track(subject, marker, now, settings.MONITORING_STALL_DEFAULT_INTERVAL)
+        silent = now - track["changed_at"]
+        if silent >= max(stall_rule.duration_seconds, multiple * track["usual"]):
+            step = kind.step_text(job)
+            alert_raise(
+                rule=stall_rule, rule_kind=stall_rule.kind, subject=subject, alert_type="job",
+                title=f"Stalled: {kind.label(job)}", source=kind.key, value=round(silent, 1),
+                message=f"No progress for {silent:.0f} s (usually every {track['usual']:.0f} s); "
+                        f"last step reported: “{step}” at {job.progress:.0f}%.",
+                metadata={"job": subject, "last_step": step, "usual_interval": round(track["usual"], 1)},
+            )
+            stalled += 1
+        else:
+            alert_condition_clear(rule=stall_rule, subject=subject, message="Progress resumed.")
+    return stalled
+
+
+def _failed_jobs_alert(kind: jobs.JobKind, since) -> int:
+    rule, _ = _rule_for(kind.failed_rule)
     if rule is None:
         return 0
-    failed = model.objects.filter(status=JobStatus.FAILED, finished_at__gte=since)
-    if prefix == "processing_job":
-        failed = failed.select_related("dataset")
-    subjects = {f"{prefix}.{job.pk}": job for job in failed}
+    subjects = {kind.subject(job): job for job in kind.rows(status=JobStatus.FAILED, finished_at__gte=since)}
     if not subjects:
         return 0
     # Once per job, ever: a resolved alert about a failed job stays resolved.
     already = set(Alert.objects.filter(rule_key=rule.slug, subject__in=list(subjects)).values_list("subject", flat=True))
     raised = 0
     for subject, job in subjects.items():
-        if subject in already:
-            continue
-        error = (getattr(job, "error", "") or "").strip()
-        code = getattr(job, "error_code", "")
-        alert_raise(rule=rule, rule_kind=kind, subject=subject, alert_type="job", source=prefix,
-                    title=f"Failed: {_job_label(prefix, job)}",
-                    message=(f"[{code}] " if code else "") + (error[:900] or "The job failed."),
-                    metadata={"job": subject, "error_code": code or None})
-        raised += 1
+        if subject not in already:
+            job_failed_alert(kind, job, rule=rule)
+            raised += 1
     return raised
+
+
+def job_failed_alert(kind: jobs.JobKind, job, *, rule: AlertRule | None = None) -> Alert | None:
+    """Open (or repeat) the failed alert of one job of a registered kind: what the periodic check
+    raises, and what the app that failed the job asks for at once (through jobs.job_failed)."""
+    if kind.failed_rule is None:
+        return None
+    metadata = {"job": kind.subject(job), "error_code": None,
+                **(kind.failure_metadata(job) if kind.failure_metadata else {})}
+    code = metadata["error_code"]
+    return alert_raise(rule=rule, rule_kind=kind.failed_rule, subject=kind.subject(job), alert_type="job",
+                       source=kind.key, title=f"Failed: {kind.label(job)}",
+                       message=(f"[{code}] " if code else "") + ((job.error or "").strip()[:900] or "The job failed."),
+                       metadata=metadata)
