@@ -132,7 +132,8 @@ class JobKind:
     knows every kind. Monitoring's failed-job and stalled-job rules and the dashboard's job rows read
     jobs only through these.
 
-    The functions receive one row of `model` (fetched with `select_related`, without `defer`):
+    The functions receive one row of `model` (read by `rows()`: its `select_related` joined, its
+    `defer` columns left out):
     - label(job): "Training job #3 (churn)", in alert titles;
     - step_text(job): the last step it reported, in words;
     - row(job): the dashboard's job row ({"kind", "title", "url"}), None to leave it off the dashboard.
@@ -172,10 +173,6 @@ def register(kind: JobKind) -> JobKind:
 
 def kinds() -> list[JobKind]:
     return list(_KINDS.values())
-
-
-def kind_of(key: str) -> JobKind | None:
-    return _KINDS.get(key)
 
 
 # Sent (by the app that owns the job) when a registered job reached `failed`: job_failed.send(
