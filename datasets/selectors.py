@@ -299,3 +299,29 @@ def job_form_columns(dataset: Dataset) -> dict:
     """Columns the job form offers: every column (clean), numeric ones (scale)."""
     numeric = [c.name for c in _column_profiles(dataset) if c.type == "numeric" and c.name != dataset.target_column]
     return {"all": list(dataset.column_names or []), "numeric": numeric}
+
+
+# --- processing jobs as a kind of job (registered in apps.py; read by monitoring and the dashboard) ---
+
+
+def processing_job_label(job: ProcessingJob) -> str:
+    return f"{job.get_operation_display()} job #{job.pk} on {job.dataset.name}"
+
+
+def processing_job_step_text(job: ProcessingJob) -> str:
+    return job.current_step or job.status
+
+
+def processing_job_row(job: ProcessingJob) -> dict:
+    from django.urls import reverse
+
+    return {"kind": "processing", "title": f"{job.get_operation_display().split(' (')[0]} · {job.dataset.name}",
+            "url": reverse("datasets:detail", args=[job.dataset_id])}
+
+
+def dataset_get(pk) -> Dataset | None:
+    return Dataset.objects.filter(pk=pk).first()
+
+
+def dataset_is_ready(dataset: Dataset) -> bool:
+    return dataset.status == Dataset.Status.READY

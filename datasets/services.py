@@ -380,7 +380,6 @@ def _end_job(job: ProcessingJob, status: str, *, result=None, error: str = ""):
             )
 
 
-@jobs.resender
 def resend_lost_ingests_and_jobs(cutoff) -> int:
     """Uploads never picked up for validation and queued processing jobs whose broker message was
     lost: enqueue them again (see jobs.resend_lost)."""
@@ -399,7 +398,6 @@ def resend_lost_ingests_and_jobs(cutoff) -> int:
     return len(lost) + len(queued)
 
 
-@jobs.reaper
 def reap_stale_datasets_and_jobs() -> int:
     """Datasets and processing jobs whose worker died end invalid / failed (never stuck)."""
     count = 0

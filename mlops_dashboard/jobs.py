@@ -6,6 +6,10 @@ state, even when its worker dies:
   broker may after a visibility timeout) does its work once;
 - `heartbeat()` touches the row from a background thread while the work runs;
 - `reap_stale()` (run by beat) fails rows whose heartbeat stopped: the worker was killed.
+
+Each app registers its kinds of job (`register(JobKind(...))`): their label, progress fields, step
+text, failure alert rule, reaper and resender. Beat runs every reaper (`reap_all`) and resender
+(`resend_lost`); monitoring reads jobs only through `kinds()` and hears of failures by `job_failed`.
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import close_old_connections, models
+from django.dispatch import Signal
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
@@ -113,32 +122,87 @@ def stale(model, *, statuses=(JobStatus.RUNNING,), field="heartbeat_at", older_t
     )
 
 
-# Each app registers a function that fails its rows whose worker died; beat runs them all.
-REAPERS: list = []
-# Each app registers a function that sends its queued rows older than a cutoff to the broker again.
-RESENDERS: list = []
 # A row still queued this long, with no message left waiting in the broker, lost its message.
 REENQUEUE_AFTER = timedelta(seconds=120)
 
 
-def reaper(fn):
-    REAPERS.append(fn)
-    return fn
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of long job, as its app registers it (in its AppConfig.ready()): the one place that
+    knows every kind. Monitoring's failed-job and stalled-job rules and the dashboard's job rows read
+    jobs only through these.
+
+    The functions receive one row of `model` (read by `rows()`: its `select_related` joined, its
+    `defer` columns left out):
+    - label(job): "Training job #3 (churn)", in alert titles;
+    - step_text(job): the last step it reported, in words;
+    - row(job): the dashboard's job row ({"kind", "title", "url"}), None to leave it off the dashboard.
+    The reaper (no argument) fails its app's rows whose worker died, the resender (a cutoff time)
+    sends again the queued rows whose message was lost; both are dotted paths, imported when beat
+    runs them (registering stays cheap), and return how many rows they handled.
+    """
+
+    key: str  # the subject prefix of its alerts: "processing_job" -> "processing_job.12"
+    model: type[models.Model]
+    label: Callable[[Any], str]
+    step_text: Callable[[Any], str]
+    progress_fields: tuple[str, ...] = ("progress",)  # a change in any of them is progress; () = not watched
+    failed_rule: str | None = None  # the alert rule kind of its failures ("training_failed")
+    select_related: tuple[str, ...] = ()
+    defer: tuple[str, ...] = ()
+    row: Callable[[Any], dict] | None = None
+    failure_metadata: Callable[[Any], dict] | None = None  # more facts for its failed alert
+    reaper: str = ""
+    resender: str = ""
+
+    def subject(self, job) -> str:
+        return f"{self.key}.{job.pk}"
+
+    def rows(self, **filters):
+        return self.model.objects.filter(**filters).select_related(*self.select_related).defer(*self.defer)
 
 
-def reap_all() -> dict[str, int]:
+_KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    """Register (or, as a test's ready() may run twice, replace) a kind of job."""
+    _KINDS[kind.key] = kind
+    return kind
+
+
+def kinds() -> list[JobKind]:
+    return list(_KINDS.values())
+
+
+# Sent (by the app that owns the job) when a registered job reached `failed`: job_failed.send(
+# sender=JobKind, job=row). Monitoring turns it into an alert; no app imports monitoring for that.
+job_failed = Signal()
+
+
+def job_failed_send(key: str, job) -> None:
+    kind = _KINDS[key]
+    for receiver, result in job_failed.send_robust(sender=kind, job=job):
+        if isinstance(result, Exception):  # a listener's failure never undoes the job's end
+            logger.warning("job_failed listener %s failed for %s", receiver, kind.subject(job), exc_info=result)
+
+
+def _run_each(attribute: str, *args) -> dict[str, int]:
     results = {}
-    for fn in REAPERS:
+    for kind in _KINDS.values():
+        path = getattr(kind, attribute)
+        if not path or path in results:
+            continue
         try:
-            results[f"{fn.__module__}.{fn.__name__}"] = fn()
+            results[path] = import_string(path)(*args)
         except Exception:
-            logger.exception("reaper %s failed", fn.__name__)
+            logger.exception("%s %s failed", attribute, path)
     return results
 
 
-def resender(fn):
-    RESENDERS.append(fn)
-    return fn
+def reap_all() -> dict[str, int]:
+    """Run every registered reaper: {its dotted path: rows reaped}."""
+    return _run_each("reaper")
 
 
 def broker_queue_empty() -> bool:
@@ -165,11 +229,4 @@ def resend_lost() -> dict[str, int]:
     except Exception:
         logger.warning("could not look at the broker's queue", exc_info=True)
         return {}
-    cutoff = timezone.now() - REENQUEUE_AFTER
-    results = {}
-    for fn in RESENDERS:
-        try:
-            results[f"{fn.__module__}.{fn.__name__}"] = fn(cutoff)
-        except Exception:
-            logger.exception("resender %s failed", fn.__name__)
-    return results
+    return _run_each("resender", timezone.now() - REENQUEUE_AFTER)

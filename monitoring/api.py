@@ -3,6 +3,7 @@ on-demand anomaly detection, and the activity feed."""
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -11,9 +12,10 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from datasets import selectors as dataset_selectors
 from mlops_dashboard.api_errors import problem_response
 
-from . import selectors, services
+from . import payloads, selectors, services
 from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
 
 
@@ -77,7 +79,7 @@ class AlertSerializer(serializers.ModelSerializer):
     """The same object `system_alert` carries in `alert`."""
 
     def to_representation(self, instance):
-        return services.alert_payload(instance)
+        return payloads.alert_payload(instance)
 
     class Meta:
         model = Alert
@@ -116,7 +118,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             alert = services.alert_acknowledge(alert=alert, user=request.user)
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
-        return Response(services.alert_payload(alert))
+        return Response(payloads.alert_payload(alert))
 
     @extend_schema(request=ResolveSerializer, responses=AlertSerializer)
     @action(detail=True, methods=["post"])
@@ -128,7 +130,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             alert = services.alert_resolve(alert=alert, user=request.user, note=body.validated_data["note"])
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
-        return Response(services.alert_payload(alert))
+        return Response(payloads.alert_payload(alert))
 
 
 class AlertRuleSerializer(serializers.ModelSerializer):
@@ -216,12 +218,10 @@ class DetectionRequestSerializer(serializers.Serializer):
         return value
 
     def validate_dataset(self, value):
-        from datasets.models import Dataset
-
-        dataset = Dataset.objects.filter(pk=value).first()
+        dataset = dataset_selectors.dataset_get(value)
         if dataset is None:
             raise serializers.ValidationError(f"No dataset with id {value}.")
-        if dataset.status != Dataset.Status.READY:
+        if not dataset_selectors.dataset_is_ready(dataset):
             raise serializers.ValidationError(f"The dataset is {dataset.status}; anomaly detection needs a ready one.")
         return dataset
 
@@ -282,9 +282,9 @@ class DatasetAnomaliesView(APIView):
 
     @extend_schema(responses=DetectionSerializer)
     def get(self, request, dataset_id: int):
-        from datasets.models import Dataset
-
-        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        dataset = dataset_selectors.dataset_get(dataset_id)
+        if dataset is None:
+            raise Http404("No Dataset matches the given query.")  # as get_object_or_404 says it
         detection = selectors.dataset_anomaly_detection_latest(dataset=dataset)
         if detection is None:
             return problem_response(404, f"No anomaly detection has run on {dataset.name} yet.")

@@ -18,6 +18,7 @@ from django.db import close_old_connections
 
 from mlops_dashboard import health as backbone
 from mlops_dashboard.events import bus
+from training import selectors as training_selectors
 
 from . import state
 
@@ -157,12 +158,8 @@ def check_socket_server(stats: dict | None = None) -> dict:
 def check_model_serving() -> dict:
     started = time.perf_counter()
     try:
-        from training.models import ModelVersion
-    except ImportError:
-        return component("model_serving", "unknown", None, "The training app is not installed.")
-    try:
-        active = list(ModelVersion.objects.filter(status="active").order_by("-deployed_at", "-id")[:5])
-        errors = ModelVersion.objects.filter(status="error").count()
+        active = training_selectors.model_versions_active(limit=5)
+        errors = training_selectors.model_versions_error_count()
     except Exception as exc:  # tables not migrated yet, database down
         return component("model_serving", "unknown", None, f"{type(exc).__name__}: {exc}"[:200])
     finally:

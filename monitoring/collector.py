@@ -3,7 +3,9 @@ and every ASGI server process (started when Django loads in one).
 
 Every MONITORING_INTERVAL seconds, aligned on the clock so that the processes of a host wake together:
 1. report this process's live figures (open sockets, API timings, ping round trips) to Redis;
-2. take the host's sample, unless another process of the host just did (a per-host lock in Redis):
+   every server does, always: they are figures only a server has;
+2. (unless MONITORING_COLLECTOR_ROLE=worker leaves the sampling to the workers, as `make run` does
+   so that its servers keep their CPU for sockets) take the host's sample, unless another process of the host just did (a per-host lock in Redis):
    store it, evaluate health, anomalies and metric rules, publish system_metrics & co.;
 3. run the service and job checks when they are due (also lock-throttled; beat runs them too, so
    they go on when no worker is left, and when beat is down).
@@ -37,14 +39,13 @@ _check_thread: threading.Thread | None = None
 
 def server_process_role(argv: list[str] | None = None) -> str | None:
     """"asgi" when this process is an ASGI server (uvicorn, daphne, gunicorn, hypercorn, or the
-    serving child of `manage.py runserver`), else None. MONITORING_COLLECTOR_ROLE overrides."""
+    serving child of `manage.py runserver`), else None. MONITORING_COLLECTOR_ROLE=asgi makes any
+    process one, `off` none; with `worker` a server still reports its figures (see samples_host)."""
     configured = settings.MONITORING_COLLECTOR_ROLE
     if configured == "off":
         return None
     if configured == "asgi":
         return "asgi"
-    if configured == "worker":
-        return None  # started by the worker_ready signal
     argv = sys.argv if argv is None else argv
     if not argv:
         return None
@@ -56,6 +57,12 @@ def server_process_role(argv: list[str] | None = None) -> str | None:
         if os.environ.get("RUN_MAIN") == "true" or "--noreload" in argv:
             return "asgi"
     return None
+
+
+def samples_host(role: str) -> bool:
+    """Whether this process's collector takes the host's samples and runs the checks, or only
+    reports its own figures: a server leaves that to the workers when MONITORING_COLLECTOR_ROLE=worker."""
+    return not (role == "asgi" and settings.MONITORING_COLLECTOR_ROLE == "worker")
 
 
 def start(role: str) -> bool:
@@ -116,8 +123,9 @@ def tick(role: str) -> None:
     from . import services, state
 
     state.process_report(role, runtime.snapshot())
-    services.metrics_collect(role=role)
-    _check_in_background()
+    if samples_host(role):
+        services.metrics_collect(role=role)
+        _check_in_background()
 
 
 def _check_in_background() -> None:

@@ -1,8 +1,8 @@
 """Reads of the monitoring app that are more than a one-line query: the dashboard's and the
 Monitoring and System pages' first render, the polling fallback, chart series.
 
-What the training and pipelines apps hold is read through guarded imports: monitoring works (and
-shows empty states) when an app is absent or not migrated yet.
+Jobs are read through the registry of kinds (mlops_dashboard.jobs), the serving model through
+training's selectors.
 """
 
 from __future__ import annotations
@@ -11,34 +11,19 @@ import logging
 import time
 from datetime import timedelta
 
-from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Sum
 from django.utils import timezone
 
+from mlops_dashboard import jobs
 from mlops_dashboard.activity import activities_recent
+from training import selectors as training_selectors
 
 from . import state
 from .models import Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
+from .payloads import system_metrics_payload
 
 logger = logging.getLogger(__name__)
-
-
-def _url(name: str, *args) -> str:
-    from django.urls import NoReverseMatch, reverse
-
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:
-        return ""
-
-
-def _model(app_label: str, name: str):
-    try:
-        return apps.get_model(app_label, name)
-    except LookupError:
-        return None
 
 
 # --- the serving model ---------------------------------------------------------------------------
@@ -46,39 +31,34 @@ def _model(app_label: str, name: str):
 
 def deployed_model() -> dict | None:
     """The most recently deployed active model version: name, version, accuracy, since when."""
-    ModelVersion = _model("training", "ModelVersion")
-    if ModelVersion is None:
-        return None
     try:
-        version = (ModelVersion.objects.filter(status="active").order_by("-deployed_at", "-id").first())
-        others = ModelVersion.objects.filter(status="active").count() - 1 if version else 0
+        active = training_selectors.model_versions_active(limit=1)
+        others = training_selectors.model_versions_active_count() - 1 if active else 0
     except DatabaseError:
         return None
-    if version is None:
+    if not active:
         return None
-    accuracy = getattr(version, "validation_score", None)
+    version = active[0]
+    accuracy = version.validation_score
     if accuracy is None:
-        accuracy = getattr(version, "final_accuracy", None)
+        accuracy = version.final_accuracy
     if accuracy is None:
-        accuracy = (getattr(version, "metrics", None) or {}).get("accuracy")
+        accuracy = (version.metrics or {}).get("accuracy")
     return {
         "id": version.pk,
         "name": version.name,
-        "version": getattr(version, "version", None),
+        "version": version.version,
         "status": version.status,
         "accuracy": float(accuracy) if isinstance(accuracy, (int, float)) else None,
-        "deployed_at": getattr(version, "deployed_at", None),
-        "predictions": int(getattr(version, "prediction_count", 0) or 0),
+        "deployed_at": version.deployed_at,
+        "predictions": int(version.prediction_count or 0),
         "other_active": max(0, others),
     }
 
 
 def prediction_total() -> int:
-    ModelVersion = _model("training", "ModelVersion")
-    if ModelVersion is None or not hasattr(ModelVersion, "prediction_count"):
-        return 0
     try:
-        return int(ModelVersion.objects.aggregate(n=Sum("prediction_count"))["n"] or 0)
+        return training_selectors.prediction_total()
     except DatabaseError:
         return 0
 
@@ -105,8 +85,6 @@ def latest_metrics(*, fresh_only: bool = False) -> list[dict]:
         rows = []
     if rows:
         return rows
-    from .services import system_metrics_payload
-
     cutoff = timezone.now() - timedelta(minutes=10)
     seen, out = set(), []
     for sample in MetricSample.objects.filter(resolution="raw", timestamp__gte=cutoff).order_by("-timestamp")[:200]:
@@ -227,40 +205,20 @@ def dataset_anomaly_detection_last_result(*, dataset) -> AnomalyDetection | None
 
 
 def running_jobs(*, limit: int = 20) -> list[dict]:
-    """Queued and running processing jobs, training jobs and pipeline runs, newest first, in the
-    shape the dashboard's job rows (and their events) use."""
-    from datasets.models import ProcessingJob
-
-    from .services import job_step_text
-
+    """Queued and running jobs of every registered kind that has a dashboard row (processing jobs,
+    training jobs, pipeline runs), newest first, in the shape the dashboard's job rows (and their
+    events) use."""
     out = []
-    for job in ProcessingJob.objects.filter(status__in=["queued", "running"]).select_related("dataset")[:limit]:
-        out.append({"kind": "processing", "key": f"processing-{job.pk}", "id": job.pk,
-                    "title": f"{job.get_operation_display().split(' (')[0]} · {job.dataset.name}",
-                    "url": _url("datasets:detail", job.dataset_id), "status": job.status, "progress": job.progress,
-                    "step": job.current_step or job.status, "created_at": job.created_at})
-    TrainingJob = _model("training", "TrainingJob")
-    if TrainingJob is not None:
+    for kind in jobs.kinds():
+        if kind.row is None:
+            continue
         try:
-            for job in TrainingJob.objects.filter(status__in=["queued", "running"]).defer("history")[:limit]:
-                step = job_step_text(job)
-                out.append({"kind": "training", "key": f"training-{job.pk}", "id": job.pk,
-                            "title": f"Training · {job.name}", "url": _url("training:job-detail", job.pk),
-                            "status": job.status, "progress": job.progress, "step": step,
-                            "created_at": job.created_at})
+            for job in kind.rows(status__in=list(jobs.ACTIVE))[:limit]:
+                row = kind.row(job)
+                out.append({**row, "key": f"{row['kind']}-{job.pk}", "id": job.pk, "status": job.status,
+                            "progress": job.progress, "step": kind.step_text(job), "created_at": job.created_at})
         except DatabaseError:
-            pass
-    PipelineRun = _model("pipelines", "PipelineRun")
-    if PipelineRun is not None:
-        try:
-            for run in PipelineRun.objects.filter(status__in=["queued", "running"]).select_related("pipeline")[:limit]:
-                pipeline = getattr(run, "pipeline", None)
-                out.append({"kind": "pipeline", "key": f"pipeline-{run.pk}", "id": run.pk,
-                            "title": f"Pipeline · {getattr(pipeline, 'name', None) or f'run #{run.pk}'}",
-                            "url": _url("pipelines:run-detail", run.pk) or _url("pipelines:index"), "status": run.status, "progress": getattr(run, "progress", 0.0),
-                            "step": job_step_text(run), "created_at": run.created_at})
-        except DatabaseError:
-            pass
+            logger.warning("running %s rows unavailable", kind.key, exc_info=True)
     out.sort(key=lambda j: j["created_at"], reverse=True)
     return out[:limit]
 

@@ -42,3 +42,10 @@ def delete_scores_file(sender, instance, **kwargs):
     name = instance.scores_file.name if instance.scores_file else ""
     if name:
         transaction.on_commit(lambda: default_storage.delete(name))
+
+
+def job_failed_alert(sender, job, **kwargs):
+    """A registered kind of job reached `failed` (mlops_dashboard.jobs.job_failed): alert about it."""
+    from .services import job_failed_alert as alert
+
+    alert(sender, job)

@@ -52,3 +52,32 @@ def editor_config() -> dict:
         "tasks": list(step_kinds.TASKS),
         "max_epochs": step_kinds.MAX_EPOCHS,
     }
+
+
+# --- pipeline runs as a kind of job (registered in apps.py; read by monitoring and the dashboard) ---
+
+
+def pipeline_run_label(run: PipelineRun) -> str:
+    return f"Pipeline run #{run.pk} of {run.pipeline.name}" + (f" at {run.failed_step}" if run.failed_step else "")
+
+
+def pipeline_run_step_text(run: PipelineRun) -> str:
+    """The step a run is at ("step 2 of 4 (train model): ..."); runs keep the index of their current step."""
+    step = run.current_step
+    if step is None:
+        return run.message or run.status
+    steps = run.steps or []
+    kind = steps[step].get("kind", "") if 0 <= step < len(steps) and isinstance(steps[step], dict) else ""
+    text = f"step {step + 1} of {len(steps)}" + (f" ({kind.replace('_', ' ')})" if kind else "")
+    return f"{text}: {run.message}" if run.message else text
+
+
+def pipeline_run_row(run: PipelineRun) -> dict:
+    from django.urls import reverse
+
+    return {"kind": "pipeline", "title": f"Pipeline · {run.pipeline.name}",
+            "url": reverse("pipelines:run-detail", args=[run.pk])}
+
+
+def pipeline_run_failure_metadata(run: PipelineRun) -> dict:
+    return {"pipeline_id": run.pipeline_id, "failed_step": run.failed_step}

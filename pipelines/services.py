@@ -35,7 +35,7 @@ from django.utils import timezone
 from datasets.models import Dataset, ProcessingJob
 from mlops_dashboard.activity import activity_record
 from mlops_dashboard.events import catalog, publish_on_commit
-from mlops_dashboard.jobs import JobStatus, claim, finish, heartbeat, reaper, stale
+from mlops_dashboard.jobs import JobStatus, claim, finish, heartbeat, job_failed_send, stale
 
 from . import steps as step_kinds
 from .models import Pipeline, PipelineRun, StepRun, StepStatus
@@ -779,24 +779,9 @@ def _run_ended(run: PipelineRun, user=None) -> None:
 
 
 def _alert_raise(run: PipelineRun) -> None:
-    """Raise a monitoring alert for a failed run when the monitoring app offers `alert_raise`. Its
-    subject is the one the monitoring app's own failed-job check uses, so the two make one alert."""
-    try:
-        from monitoring import services as monitoring_services
-    except ImportError:
-        return
-    alert_raise = getattr(monitoring_services, "alert_raise", None)
-    if alert_raise is None:
-        return
-    try:
-        alert_raise(
-            rule_kind="pipeline_failed", subject=f"pipeline_run.{run.pk}", alert_type="job", source="pipeline_run",
-            title=f"Failed: pipeline run #{run.pk} of {run.pipeline.name} at {run.failed_step or 'a step'}",
-            message=(run.error or "The run failed.")[:900],
-            metadata={"job": f"pipeline_run.{run.pk}", "pipeline_id": run.pipeline_id, "failed_step": run.failed_step},
-        )
-    except Exception:  # an alert is a courtesy: the run has ended either way
-        logger.warning("alert for pipeline run %s not raised", run.pk, exc_info=True)
+    """Tell whoever listens (monitoring raises its alert) that the run failed; the monitoring app's
+    own failed-job check uses the same subject, so the two make one alert."""
+    job_failed_send("pipeline_run", run)
 
 
 # --- the steps -------------------------------------------------------------------------------------
@@ -1020,7 +1005,6 @@ RUNNERS: dict[str, Callable[[_Execution, StepRun], None]] = {
 # =================================================================================================
 
 
-@reaper
 def pipeline_runs_reap_stale() -> int:
     """Runs whose worker stopped beating end `failed`, naming the step that was running."""
     reaped = 0

@@ -29,7 +29,8 @@ def procfile(env: dict) -> str:
             cmd = (f"{PY} -m uvicorn mlops_dashboard.asgi:application --host {host} --port {p} "
                    f"--lifespan off --no-access-log --ws-max-size 1048576 --loop uvloop --http httptools "
                    f"--ws websockets-sansio --ws-per-message-deflate false")
-        # The workers on this machine sample its metrics; the servers keep their CPU for sockets.
+        # The workers on this machine sample its metrics; the servers keep their CPU for sockets and
+        # only report their own figures (open sockets, API p95, ping round trips).
         lines.append(f"web{i + 1 if i else ''}: env MONITORING_COLLECTOR_ROLE=worker {cmd}")
     for i in range(int(env.get("WORKERS", "1"))):
         # exec: the worker leads its own session, so WORKER_NICE also lowers its CPU group (celery.py).

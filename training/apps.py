@@ -7,5 +7,14 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training and models"
 
     def ready(self):
-        # Registers the reaper of stale training jobs (@reaper), wherever beat's task runs.
-        from . import services  # noqa: F401
+        from mlops_dashboard import jobs
+
+        from . import selectors
+
+        jobs.register(jobs.JobKind(
+            key="training_job", model=self.get_model("TrainingJob"), label=selectors.training_job_label,
+            step_text=selectors.training_job_step_text, progress_fields=("progress", "stage", "current_epoch", "message"),
+            failed_rule="training_failed", defer=("history",), row=selectors.training_job_row,
+            failure_metadata=selectors.training_job_failure_metadata,
+            reaper="training.services.training_jobs_reap_stale", resender="training.services.training_jobs_resend",
+        ))

@@ -54,3 +54,38 @@ def model_groups() -> list[dict]:
 def prediction_total() -> int:
     """Predictions served by every model version."""
     return int(ModelVersion.objects.aggregate(n=Sum("prediction_count"))["n"] or 0)
+
+
+
+# --- training jobs as a kind of job, and the serving model (read by monitoring) -----------------------
+
+
+def training_job_label(job: TrainingJob) -> str:
+    return f"Training job #{job.pk} ({job.name})"
+
+
+def training_job_step_text(job: TrainingJob) -> str:
+    return job.message or job.stage.replace("_", " ") or job.status
+
+
+def training_job_row(job: TrainingJob) -> dict:
+    from django.urls import reverse
+
+    return {"kind": "training", "title": f"Training · {job.name}", "url": reverse("training:job-detail", args=[job.pk])}
+
+
+def training_job_failure_metadata(job: TrainingJob) -> dict:
+    return {"error_code": job.error_code or None}
+
+
+def model_versions_active(*, limit: int = 5) -> list[ModelVersion]:
+    """The active model versions, the most recently deployed first."""
+    return list(ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).order_by("-deployed_at", "-id")[:limit])
+
+
+def model_versions_active_count() -> int:
+    return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).count()
+
+
+def model_versions_error_count() -> int:
+    return ModelVersion.objects.filter(status=ModelVersion.Status.ERROR).count()

@@ -28,7 +28,7 @@ from django.utils import timezone
 from datasets.models import Dataset
 from mlops_dashboard.activity import activity_record_quietly
 from mlops_dashboard.events import bus, catalog, publish_on_commit
-from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, reaper, resender, stale
+from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, stale
 
 from .models import STAGES, Deployment, ModelVersion, TrainingJob, artifact_path
 
@@ -439,7 +439,6 @@ def _user(user_id):
     return get_user_model().objects.filter(pk=user_id).first() if user_id else None
 
 
-@reaper
 def training_jobs_reap_stale() -> int:
     """Fail running jobs whose worker stopped beating (run by beat through jobs.reap_stale)."""
     reaped = 0
@@ -458,7 +457,6 @@ def training_jobs_reap_stale() -> int:
     return reaped
 
 
-@resender
 def training_jobs_resend(cutoff) -> int:
     """Queued jobs whose broker message was lost: enqueue them again (see jobs.resend_lost)."""
     ids = list(TrainingJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))

@@ -145,7 +145,7 @@ def test_failed_jobs_alert_once_each(rules, ready_dataset, user):
     assert Alert.objects.filter(subject=f"processing_job.{job.pk}").count() == 1
 
 
-def test_training_failures_alert_through_the_guarded_import(rules, ready_dataset):
+def test_training_failures_alert_through_the_job_registry(rules, ready_dataset):
     from django.utils import timezone
 
     from training.models import TrainingJob

@@ -67,6 +67,12 @@ def test_the_services_api_answers_the_last_check(client, user, monkeypatch):
 def test_only_server_processes_start_a_collector_on_their_own(settings, argv, role):
     settings.MONITORING_COLLECTOR_ROLE = "auto"
     assert collector.server_process_role(argv) == role
+    assert role is None or collector.samples_host(role)
+    # `make run`'s servers leave the host's samples to the workers, and still report their figures.
+    settings.MONITORING_COLLECTOR_ROLE = "worker"
+    assert collector.server_process_role(argv) == role
+    assert role is None or not collector.samples_host(role)
+    assert collector.samples_host("worker")
     settings.MONITORING_COLLECTOR_ROLE = "off"
     assert collector.server_process_role(argv) is None
 

@@ -149,3 +149,29 @@ def test_isolation_forest_on_titanic_through_a_real_worker(worker, client, user,
 
     html = render_to_string("monitoring/includes/dataset_anomalies.html", {"dataset": dataset})
     assert f'data-row="{top[0]["row"]}"' in html and "891" in html and 'data-flagged="true"' in html
+
+
+def test_a_server_started_as_make_run_starts_it_reports_its_sockets_and_api_times(client, user, own_worker):
+    """`make run` leaves the host's samples to the workers (MONITORING_COLLECTOR_ROLE=worker on its
+    servers): the servers still report their open sockets and API p95, which the workers' samples
+    and the dashboard show; the host's samples stay the workers'."""
+    import httpx
+    from django.conf import settings
+    from websockets.sync.client import connect
+
+    host = "make-run-host"
+    server = procs.Server(**FAST, MONITORING_HOST=host, MONITORING_COLLECTOR_ROLE="worker").start()
+    try:
+        own_worker(**FAST, MONITORING_HOST=host)
+        cookie = session_cookie(client, user)
+        client.force_login(user)
+        headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"}
+        with connect(server.ws_url, additional_headers=headers, origin=server.url):
+            procs.wait_for(lambda: client.get("/api/monitoring/system/").json()["active_connections"] == 1,
+                           timeout=60, message="the dashboard's open sockets to count the server's socket")
+            httpx.get(server.url + "/api/monitoring/system/", cookies={settings.SESSION_COOKIE_NAME: cookie})
+            procs.wait_for(lambda: MetricSample.objects.filter(host=host, api_response_time_ms__gt=0).exists(),
+                           timeout=60, message="a sample with the server's API p95")
+        assert set(MetricSample.objects.filter(host=host).values_list("role", flat=True)) == {"worker"}
+    finally:
+        server.stop()

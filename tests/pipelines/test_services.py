@@ -275,14 +275,14 @@ def test_detect_anomalies_runs_the_monitoring_apps_detection(breast_cancer, no_e
     assert step.output["anomaly_detection_id"] and step.output["columns"] == ["mean_radius", "mean_area"]
 
 
-def test_a_failed_run_raises_a_monitoring_alert_when_monitoring_can(demo_pipeline, no_enqueue, monkeypatch):
-    from monitoring import services as monitoring_services
+def test_a_failed_run_raises_a_monitoring_alert_through_the_job_failed_signal(demo_pipeline, no_enqueue):
+    from monitoring.models import Alert
 
-    raised = []
-    monkeypatch.setattr(monitoring_services, "alert_raise", lambda **kw: raised.append(kw), raising=False)
     steps = [dict(s) for s in demo_pipeline.steps]
     steps[3] = {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.999}}
     services.pipeline_update(pipeline=demo_pipeline, steps=steps)
     run = execute(services.pipeline_run_start(pipeline=demo_pipeline))
     assert run.status == "failed"
-    assert len(raised) == 1 and raised[0]["subject"] == f"pipeline_run.{run.pk}" and "evaluate" in raised[0]["title"]
+    alert = Alert.objects.get(subject=f"pipeline_run.{run.pk}")
+    assert alert.status == "open" and alert.alert_type == "job" and "evaluate" in alert.title
+    assert alert.metadata["pipeline_id"] == demo_pipeline.pk and alert.metadata["failed_step"] == "evaluate"

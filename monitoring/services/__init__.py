@@ -1,0 +1,55 @@
+"""Every write of the monitoring app, and the events that announce them, one module per section:
+health (metric samples and health) · alerts (alert rules and alerts) · anomalies · detection
+(on-demand anomaly detection) · watch (service and job checks) · rollup (rollup and retention).
+
+Events go out on commit of the write they describe (publish_on_commit). Callers use this package
+(`from monitoring import services; services.alert_raise(...)`): it re-exports the public names.
+"""
+
+from ..payloads import alert_payload, chart_point, system_metrics_payload  # noqa: F401
+from .health import (  # noqa: F401
+    HEALTH_COMPONENTS,
+    SAMPLE_FIELDS,
+    health_evaluate_host,
+    health_update,
+    metric_sample_record,
+    metrics_collect,
+    serving_figures,
+)
+from .alerts import (  # noqa: F401
+    Conflict,
+    RULE_FIELDS,
+    alert_acknowledge,
+    alert_condition_clear,
+    alert_raise,
+    alert_resolve,
+    alert_rule_create,
+    alert_rule_set_enabled,
+    alert_rule_update,
+    alert_rules_check_metrics,
+    alert_rules_check_system,
+    alert_rules_install_defaults,
+)
+from .anomalies import (  # noqa: F401
+    anomalies_check_sample,
+    anomaly_record,
+)
+from .detection import (  # noqa: F401
+    NUMERIC_TYPES,
+    anomaly_detection_run,
+    anomaly_detection_scores,
+    anomaly_detection_start,
+    anomaly_detections_reap_stale,
+    dataset_numeric_columns,
+)
+from .watch import (  # noqa: F401
+    job_failed_alert,
+    jobs_check,
+    monitoring_check,
+    services_check,
+    workers_check,
+)
+from .rollup import (  # noqa: F401
+    AVERAGED,
+    metrics_rollup,
+)

@@ -1,0 +1,263 @@
+"""Alert rules and alerts: raising, repeating, clearing, acknowledging and resolving them."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from mlops_dashboard.activity import activity_record
+from mlops_dashboard.events import catalog, publish_on_commit
+
+from .. import defaults, state
+from ..models import METRICS, PRIORITY_RANK, SYSTEM_METRICS, Alert, AlertRule, Priority
+from ..payloads import alert_payload
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The request is valid but the object's state does not allow it (the API answers 409)."""
+
+
+# =================================================================================================
+# Alert rules and alerts
+# =================================================================================================
+
+
+def _announce_alert(alert: Alert) -> None:
+    publish_on_commit(catalog.SystemAlert(alert=alert_payload(alert)))
+
+
+def alert_rules_install_defaults() -> int:
+    """Create the default rules that are missing (a fresh or flushed database). Returns how many."""
+    return defaults.install(AlertRule)
+
+
+def _rule_for(rule_kind: str) -> tuple[AlertRule | None, bool]:
+    """(the first enabled rule of this kind, whether any rule of the kind exists)."""
+    rules = list(AlertRule.objects.filter(kind=rule_kind).order_by("id"))
+    enabled = next((r for r in rules if r.enabled), None)
+    return enabled, bool(rules)
+
+
+def alert_raise(*, rule_kind: str, subject: str, title: str, message: str = "", priority: str | None = None,
+                alert_type: str | None = None, source: str = "", value: float | None = None,
+                suggested_actions: list[str] | None = None, metadata: dict | None = None,
+                rule: AlertRule | None = None) -> Alert | None:
+    """Open an alert about `subject` under the rule of `rule_kind` (one of AlertRule.Kind), or repeat it.
+
+    - At most one unresolved alert exists per (rule, subject): a repeat while one is open or
+      acknowledged updates it (message, value, occurrences, last_seen_at, and a higher priority) and
+      publishes nothing; otherwise a new alert opens and `system_alert` is published on commit.
+    - The rule is the first enabled AlertRule of that kind (or `rule`); its priority and suggested
+      actions are the defaults. When rules of that kind exist but all are disabled, nothing is raised
+      and None is returned. A kind without any rule still raises (deduplicated by kind and subject).
+    """
+    if rule is None:
+        if rule_kind not in AlertRule.Kind.values:
+            raise ValidationError({"rule_kind": f"{rule_kind!r} is not an alert rule kind."})
+        rule, exists = _rule_for(rule_kind)
+        if rule is None and exists:
+            return None
+    elif not rule.enabled:
+        return None
+    rule_key = rule.slug if rule else f"kind:{rule_kind}"
+    priority = priority or (rule.priority if rule else Priority.MEDIUM)
+    actions = list(suggested_actions if suggested_actions is not None else (rule.suggested_actions if rule else []))
+    now = timezone.now()
+    fields = {
+        "title": title[:200], "message": message, "priority": priority, "source": source[:200], "value": value,
+        "suggested_actions": actions, "metadata": metadata or {}, "alert_type": (alert_type or rule_kind)[:32],
+    }
+    with transaction.atomic():
+        existing = _unresolved(rule_key, subject)
+        if existing is not None:
+            return _alert_repeat(existing, fields, now)
+        alert = Alert(rule=rule, rule_key=rule_key, subject=subject[:200], last_seen_at=now, **fields)
+        alert.full_clean(validate_constraints=False)
+        try:
+            with transaction.atomic():
+                alert.save()
+        except IntegrityError:  # another process opened it between our read and our write
+            existing = _unresolved(rule_key, subject)
+            if existing is None:
+                raise
+            return _alert_repeat(existing, fields, now)
+        _announce_alert(alert)
+        activity_record(
+            title=f"Alert: {alert.title}", action_type="alert", status="open", description=message[:1000],
+            severity_level={"critical": "critical", "high": "error", "medium": "warning"}.get(priority, "info"),
+            metadata={"alert_id": alert.pk, "subject": alert.subject, "rule": rule_key},
+        )
+    return alert
+
+
+def _unresolved(rule_key: str, subject: str) -> Alert | None:
+    return (Alert.objects.select_for_update().filter(rule_key=rule_key, subject=subject[:200])
+            .exclude(status=Alert.Status.RESOLVED).first())
+
+
+def _alert_repeat(alert: Alert, fields: dict, now) -> Alert:
+    alert.message = fields["message"] or alert.message
+    alert.value = fields["value"]
+    alert.occurrences += 1
+    alert.last_seen_at = now
+    if PRIORITY_RANK.get(fields["priority"], 0) > PRIORITY_RANK.get(alert.priority, 0):
+        alert.priority = fields["priority"]
+    alert.save(update_fields=["message", "value", "occurrences", "last_seen_at", "priority"])
+    return alert
+
+
+def alert_condition_clear(*, subject: str, rule_kind: str | None = None, rule: AlertRule | None = None,
+                          message: str = "The condition cleared.") -> Alert | None:
+    """Resolve automatically the unresolved alert of (rule, subject), if any; `system_alert` on commit."""
+    if rule is not None:
+        keys = [rule.slug]
+    else:
+        keys = [r.slug for r in AlertRule.objects.filter(kind=rule_kind)] + [f"kind:{rule_kind}"]
+    alert = Alert.objects.filter(rule_key__in=keys, subject=subject[:200]).exclude(status=Alert.Status.RESOLVED).first()
+    if alert is None:
+        return None
+    return _alert_resolve(alert, user=None, note=message, auto=True)
+
+
+def alert_acknowledge(*, alert: Alert, user) -> Alert:
+    with transaction.atomic():
+        updated = Alert.objects.filter(pk=alert.pk, status=Alert.Status.OPEN).update(
+            status=Alert.Status.ACKNOWLEDGED, acknowledged_by=user, acknowledged_at=timezone.now())
+        alert.refresh_from_db()
+        if not updated:
+            raise Conflict(f"The alert is {alert.status}; only an open alert can be acknowledged.")
+        _announce_alert(alert)
+        activity_record(title=f"Alert acknowledged: {alert.title}", action_type="alert_acknowledge", user=user,
+                        metadata={"alert_id": alert.pk})
+    return alert
+
+
+def alert_resolve(*, alert: Alert, user, note: str = "") -> Alert:
+    return _alert_resolve(alert, user=user, note=note, auto=False)
+
+
+def _alert_resolve(alert: Alert, *, user, note: str, auto: bool) -> Alert:
+    with transaction.atomic():
+        updated = Alert.objects.filter(pk=alert.pk).exclude(status=Alert.Status.RESOLVED).update(
+            status=Alert.Status.RESOLVED, resolved_by=user if getattr(user, "is_authenticated", False) else None,
+            resolved_at=timezone.now(), auto_resolved=auto, resolution_note=note[:500])
+        alert.refresh_from_db()
+        if not updated:
+            raise Conflict("The alert is already resolved.")
+        _announce_alert(alert)
+        activity_record(
+            title=f"Alert {'cleared' if auto else 'resolved'}: {alert.title}", action_type="alert_resolve",
+            user=user, description=note[:500], severity_level="success",
+            metadata={"alert_id": alert.pk, "auto": auto},
+        )
+        if alert.rule_key and alert.subject.startswith("worker:") and not auto:
+            # Resolving "worker missing" by hand means it is gone for good: stop expecting it.
+            name = alert.subject.removeprefix("worker:")
+            transaction.on_commit(lambda: _safe(state.worker_forget, name))
+    return alert
+
+
+def _safe(fn, *args):
+    try:
+        fn(*args)
+    except Exception:
+        logger.warning("%s failed", getattr(fn, "__name__", fn), exc_info=True)
+
+
+RULE_FIELDS = ("name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority", "enabled",
+               "description", "suggested_actions")
+
+
+def alert_rule_create(*, user=None, slug: str = "", **fields) -> AlertRule:
+    from django.utils.text import slugify
+
+    unknown = set(fields) - set(RULE_FIELDS)
+    if unknown:
+        raise ValidationError({f: "Unknown field." for f in unknown})
+    base = slugify(slug or fields.get("name", ""))[:56] or "rule"
+    candidate, n = base, 1
+    while AlertRule.objects.filter(slug=candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    rule = AlertRule(slug=candidate, **fields)
+    rule.full_clean()
+    with transaction.atomic():
+        rule.save()
+        activity_record(title=f"Alert rule created: {rule.name}", action_type="alert_rule", user=user,
+                        description=rule.condition, metadata={"rule_id": rule.pk})
+    return rule
+
+
+def alert_rule_update(*, rule: AlertRule, user=None, **fields) -> AlertRule:
+    unknown = set(fields) - set(RULE_FIELDS)
+    if unknown:
+        raise ValidationError({f: "Unknown field." for f in unknown})
+    was_enabled = rule.enabled
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    rule.full_clean()
+    with transaction.atomic():
+        rule.save()
+        verb = "updated"
+        if was_enabled != rule.enabled:
+            verb = "enabled" if rule.enabled else "disabled"
+        activity_record(title=f"Alert rule {verb}: {rule.name}", action_type="alert_rule", user=user,
+                        description=rule.condition, metadata={"rule_id": rule.pk, "enabled": rule.enabled})
+        if was_enabled and not rule.enabled:
+            for alert in Alert.objects.filter(rule=rule).exclude(status=Alert.Status.RESOLVED):
+                _alert_resolve(alert, user=user, note="Its rule was disabled.", auto=True)
+    return rule
+
+
+def alert_rule_set_enabled(*, rule: AlertRule, enabled: bool, user=None) -> AlertRule:
+    return alert_rule_update(rule=rule, user=user, enabled=enabled)
+
+
+def _metric_text(metric: str, value) -> str:
+    label, unit = METRICS.get(metric, (metric, ""))
+    if value is None:
+        return f"{label} unknown"
+    return f"{label} {float(value):,.1f}{unit}"
+
+
+def _check_metric_rules(rules, *, subject_for, values: dict, source: str, open_alerts: dict | None) -> None:
+    now = time.time()
+    for rule in rules:
+        if rule.metric not in values:
+            continue
+        subject = subject_for(rule)
+        value = values.get(rule.metric)
+        if rule.holds(value):
+            since = state.condition_since(rule.slug, subject, now)
+            held = now - since
+            if held >= rule.duration_seconds:
+                alert_raise(rule=rule, rule_kind=rule.kind, subject=subject, title=f"{rule.name} on {subject}",
+                            message=f"{_metric_text(rule.metric, value)} — {rule.condition} (held {held:.0f} s).",
+                            value=float(value), source=source, alert_type="resource",
+                            metadata={"metric": rule.metric, "held_seconds": round(held, 1)})
+        else:
+            state.condition_clear(rule.slug, subject)
+            if open_alerts is None or (rule.slug, subject) in open_alerts:
+                alert_condition_clear(rule=rule, subject=subject,
+                                      message=f"{_metric_text(rule.metric, value)}: back within {rule.condition}.")
+
+
+def alert_rules_check_metrics(*, host: str, values: dict, open_alerts: dict | None = None) -> None:
+    """Metric rules about one host (CPU, memory, disk, load, network): alert when the condition has
+    held for the rule's duration, resolve automatically when it no longer holds."""
+    rules = [r for r in AlertRule.objects.filter(kind=AlertRule.Kind.METRIC, enabled=True)
+             if r.metric not in SYSTEM_METRICS]
+    _check_metric_rules(rules, subject_for=lambda r: host, values=values, source=host, open_alerts=open_alerts)
+
+
+def alert_rules_check_system(*, values: dict) -> None:
+    """Metric rules about the whole system (API latency, sockets, predictions, accuracy): subject "system"."""
+    rules = [r for r in AlertRule.objects.filter(kind=AlertRule.Kind.METRIC, enabled=True)
+             if r.metric in SYSTEM_METRICS]
+    _check_metric_rules(rules, subject_for=lambda r: "system", values=values, source="system", open_alerts=None)

@@ -1,0 +1,159 @@
+"""On-demand anomaly detection: an IsolationForest over a ready dataset, run by a worker."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from datasets import selectors as dataset_selectors
+from mlops_dashboard import jobs
+from mlops_dashboard.activity import activity_record
+from mlops_dashboard.jobs import JobStatus
+
+from .. import anomaly as scoring
+from ..models import Anomaly, AnomalyDetection
+from .anomalies import anomaly_record
+
+logger = logging.getLogger(__name__)
+
+
+NUMERIC_TYPES = ("numeric", "boolean")
+
+
+def dataset_numeric_columns(dataset) -> tuple[list[str], set[str]]:
+    """(numeric or boolean columns, those that look like identifiers) from the dataset's profile."""
+    profiles = (dataset.profile or {}).get("column_profiles") or []
+    numeric = [p["name"] for p in profiles if p.get("type") in NUMERIC_TYPES]
+    identifiers = {p["name"] for p in profiles if p.get("looks_like_identifier")}
+    return numeric, identifiers
+
+
+def anomaly_detection_start(*, dataset, contamination: float = 0.05, columns: list[str] | None = None,
+                            user=None) -> AnomalyDetection:
+    """Queue an IsolationForest over a ready dataset; the worker publishes `anomaly_detected`."""
+    if not dataset_selectors.dataset_is_ready(dataset):
+        raise ValidationError({"dataset": f"The dataset is {dataset.status}; anomaly detection runs on ready "
+                                          "datasets only."})
+    columns = list(dict.fromkeys(columns or []))
+    numeric, _ = dataset_numeric_columns(dataset)
+    if columns:
+        unknown = [c for c in columns if c not in (dataset.column_names or [])]
+        if unknown:
+            raise ValidationError({"columns": f"Not columns of {dataset.name}: {', '.join(unknown)}."})
+        if numeric:
+            not_numeric = [c for c in columns if c not in numeric]
+            if not_numeric:
+                raise ValidationError({"columns": f"Not numeric: {', '.join(not_numeric)}."})
+    elif dataset.profile and not numeric:
+        raise ValidationError({"dataset": f"{dataset.name} has no numeric column to score."})
+    detection = AnomalyDetection(dataset=dataset, dataset_name=dataset.name, contamination=contamination,
+                                 columns=columns, created_by=user if getattr(user, "is_authenticated", False) else None)
+    detection.full_clean()
+    with transaction.atomic():
+        detection.save()
+        activity_record(title=f"Anomaly detection started: {dataset.name}", action_type="anomaly_detection",
+                        user=user, status="queued",
+                        description=f"IsolationForest, contamination {contamination:g}"
+                                    + (f", columns {', '.join(columns)}" if columns else ""),
+                        metadata={"detection_id": detection.pk, "dataset_id": dataset.pk})
+        from ..tasks import anomaly_detection_run as task
+
+        pk = detection.pk
+        transaction.on_commit(lambda: task.delay(pk))
+    return detection
+
+
+def anomaly_detection_run(*, detection_id: int) -> AnomalyDetection | None:
+    """Score every row (in a worker); once, even when the task is delivered twice."""
+    from .. import isolation
+
+    if not jobs.claim(AnomalyDetection, detection_id):
+        logger.info("anomaly detection %s already claimed or ended; skipped", detection_id)
+        return None
+    detection = AnomalyDetection.objects.select_related("dataset").get(pk=detection_id)
+    dataset = detection.dataset
+    with jobs.heartbeat(AnomalyDetection, detection_id):
+        try:
+            _, identifiers = dataset_numeric_columns(dataset)
+            result = isolation.detect(
+                dataset.file.path, contamination=detection.contamination, columns=detection.columns or None,
+                exclude=identifiers, encoding=dataset.encoding or "utf-8", delimiter=dataset.delimiter or ",",
+                top=50,
+            )
+        except isolation.DetectionError as exc:
+            return _detection_fail(detection, str(exc))
+        except Exception as exc:
+            logger.exception("anomaly detection %s failed", detection_id)
+            return _detection_fail(detection, f"{type(exc).__name__}: {exc}"[:2000])
+    return _detection_complete(detection, result)
+
+
+def _scores_bytes(scores) -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, scores.astype("float32"), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _detection_complete(detection: AnomalyDetection, result) -> AnomalyDetection | None:
+    name = default_storage.save(f"anomaly/{detection.pk}-{int(time.time())}.npy", ContentFile(_scores_bytes(result.scores)))
+    share = round(result.share_flagged, 6)
+    severity = scoring.share_severity(share)
+    with transaction.atomic():
+        if not jobs.finish(AnomalyDetection, detection.pk, status=JobStatus.SUCCEEDED, progress=100.0,
+                           columns_used=result.columns, n_rows=result.n_rows, n_flagged=result.n_flagged,
+                           share_flagged=share, max_score=round(result.max_score, 6),
+                           threshold=round(result.threshold, 6), scores_file=name, top_rows=result.top_rows):
+            transaction.on_commit(lambda: default_storage.delete(name))
+            return None
+        detection.refresh_from_db()
+        anomaly_record(
+            source=Anomaly.Source.DATASET, entity=detection.dataset_name, metric="isolation_forest", value=share,
+            score=detection.max_score, severity=severity, detection=detection,
+            details={"rows": result.n_rows, "flagged": result.n_flagged, "contamination": detection.contamination,
+                     "columns": result.columns, "threshold": detection.threshold},
+        )
+        activity_record(
+            title=f"Anomaly detection finished: {detection.dataset_name}", action_type="anomaly_detection",
+            user=detection.created_by, duration=detection.duration, severity_level="success",
+            description=f"{result.n_flagged:,} of {result.n_rows:,} rows flagged ({share:.1%}).",
+            metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
+        )
+    return detection
+
+
+def _detection_fail(detection: AnomalyDetection, error: str) -> AnomalyDetection:
+    with transaction.atomic():
+        if jobs.finish(AnomalyDetection, detection.pk, status=JobStatus.FAILED, error=error):
+            detection.refresh_from_db()
+            activity_record(
+                title=f"Anomaly detection failed: {detection.dataset_name}", action_type="anomaly_detection",
+                user=detection.created_by, status="failed", severity_level="error", description=error[:500],
+                metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
+            )
+    return detection
+
+
+def anomaly_detection_scores(*, detection: AnomalyDetection):
+    """Every row's score (a float32 numpy array), or None before it has finished."""
+    import numpy as np
+
+    if not detection.scores_file:
+        return None
+    with default_storage.open(detection.scores_file.name, "rb") as f:
+        return np.load(io.BytesIO(f.read()), allow_pickle=False)
+
+
+def anomaly_detections_reap_stale() -> int:
+    count = 0
+    for detection in jobs.stale(AnomalyDetection):
+        _detection_fail(detection, "The worker running this detection stopped (worker lost).")
+        count += 1
+    return count
