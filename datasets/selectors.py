@@ -99,6 +99,17 @@ def _column_profiles(dataset: Dataset) -> list[ColumnProfile]:
     return profile.column_profiles if profile else []
 
 
+NUMERIC_TYPES = ("numeric", "boolean")
+
+
+def dataset_numeric_columns(dataset: Dataset) -> tuple[list[str], set[str]]:
+    """(numeric or boolean columns, those that look like identifiers) from the dataset's profile."""
+    profiles = _column_profiles(dataset)
+    numeric = [p.name for p in profiles if p.type in NUMERIC_TYPES]
+    identifiers = {p.name for p in profiles if p.looks_like_identifier}
+    return numeric, identifiers
+
+
 def dataset_summary(dataset: Dataset) -> dict:
     """The stat cards of a ready dataset."""
     profile = dataset_profile(dataset) or DatasetProfile(rows=dataset.row_count or 0,

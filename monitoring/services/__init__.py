@@ -35,12 +35,10 @@ from .anomalies import (  # noqa: F401
     anomaly_record,
 )
 from .detection import (  # noqa: F401
-    NUMERIC_TYPES,
     anomaly_detection_run,
     anomaly_detection_scores,
     anomaly_detection_start,
     anomaly_detections_reap_stale,
-    dataset_numeric_columns,
 )
 from .watch import (  # noqa: F401
     job_failed_alert,

@@ -23,17 +23,6 @@ from .anomalies import anomaly_record
 logger = logging.getLogger(__name__)
 
 
-NUMERIC_TYPES = ("numeric", "boolean")
-
-
-def dataset_numeric_columns(dataset) -> tuple[list[str], set[str]]:
-    """(numeric or boolean columns, those that look like identifiers) from the dataset's profile."""
-    profiles = (dataset.profile or {}).get("column_profiles") or []
-    numeric = [p["name"] for p in profiles if p.get("type") in NUMERIC_TYPES]
-    identifiers = {p["name"] for p in profiles if p.get("looks_like_identifier")}
-    return numeric, identifiers
-
-
 def anomaly_detection_start(*, dataset, contamination: float = 0.05, columns: list[str] | None = None,
                             user=None) -> AnomalyDetection:
     """Queue an IsolationForest over a ready dataset; the worker publishes `anomaly_detected`."""
@@ -41,7 +30,7 @@ def anomaly_detection_start(*, dataset, contamination: float = 0.05, columns: li
         raise ValidationError({"dataset": f"The dataset is {dataset.status}; anomaly detection runs on ready "
                                           "datasets only."})
     columns = list(dict.fromkeys(columns or []))
-    numeric, _ = dataset_numeric_columns(dataset)
+    numeric, _ = dataset_selectors.dataset_numeric_columns(dataset)
     if columns:
         unknown = [c for c in columns if c not in (dataset.column_names or [])]
         if unknown:
@@ -80,7 +69,7 @@ def anomaly_detection_run(*, detection_id: int) -> AnomalyDetection | None:
     dataset = detection.dataset
     with jobs.heartbeat(AnomalyDetection, detection_id):
         try:
-            _, identifiers = dataset_numeric_columns(dataset)
+            _, identifiers = dataset_selectors.dataset_numeric_columns(dataset)
             result = isolation.detect(
                 dataset.file.path, contamination=detection.contamination, columns=detection.columns or None,
                 exclude=identifiers, encoding=dataset.encoding or "utf-8", delimiter=dataset.delimiter or ",",
