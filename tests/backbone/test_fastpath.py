@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
@@ -105,6 +106,12 @@ def test_the_bus_publishes_the_layers_live_event_message(redis_client):
     logged_id, _, text = bus.read_after(event_id - 1).events[0]
     assert logged_id == event_id
     assert message == layer.relay_message(event_id, text)
+
+
+@pytest.mark.parametrize("option", [{"serializer_format": "json"}, {"symmetric_encryption_keys": ["k"]}])
+def test_the_layer_refuses_a_serializer_the_bus_does_not_speak(option):
+    with pytest.raises(ImproperlyConfigured, match="plain msgpack"):
+        layer.EventsChannelLayer(hosts=[settings.REDIS_URL], **option)
 
 
 def test_a_relay_that_raises_sends_its_socket_the_queued_path_and_delays_no_other(faulty_server, token):
