@@ -11,8 +11,9 @@ module's.
    `PubSubLayer` hands each one to its subclass (events/layer.py) instead, which offers live events
    to the direct relay, bounds the backlog and resyncs after the subscription comes back.
 
-What the writer needs is checked once, at start-up (`enabled()`, called by asgi.py): if an upgraded
+What both need is checked once, at start-up (`enabled()`, called by asgi.py): if an upgraded
 dependency lacks any of it, one warning is logged and every socket takes the queued (ASGI) path.
+A relay that raises later costs only its own socket the fast path (events/layer.py, `fan_out`).
 """
 
 from __future__ import annotations
