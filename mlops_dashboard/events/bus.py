@@ -5,9 +5,9 @@ the event to the bounded log, and PUBLISH it to each topic's channel-layer group
 the script as one step, the order of ids is the order in which every subscriber receives events,
 across any number of publishing processes, and a reader of the log never sees id N+1 without N.
 
-The published message is exactly what `channels_redis`' pub/sub layer would send for
-`group_send(topic, {"type": "event.forward", ...})`, so `EventsConsumer` receives it as a normal
-group message. The JSON text is built once here and relayed verbatim to every socket.
+The published message is the layer's live-event message (events/layer.py: its wire format, its
+group channels), so `EventsConsumer` receives it as a normal group message. The JSON text is built
+once here and relayed verbatim to every socket.
 
 Ids are seeded from the Redis clock (microseconds) when the sequence key is missing, so that they
 keep rising even after Redis restarts empty; `floor` remembers the seed, below which the log knows
@@ -31,10 +31,12 @@ import redis.asyncio as aredis
 from django.conf import settings
 from django.db import transaction
 
+from . import layer
 from .catalog import REGISTRY, Event, EventError, is_connection_event
 
 logger = logging.getLogger(__name__)
 
+# ARGV: log size, the JSON's head and tail (around the id), then each topic and its group's channel.
 PUBLISH_LUA = """
 local seq = redis.call('GET', KEYS[1])
 if not seq then
@@ -46,15 +48,18 @@ end
 local id = redis.call('INCR', KEYS[1])
 local sid = string.format('%d', id)
 local text = ARGV[2] .. sid .. ARGV[3]
-local topics = {}
-for i = 5, #ARGV do topics[#topics + 1] = ARGV[i] end
+local topics, channels = {}, {}
+for i = 4, #ARGV, 2 do
+  topics[#topics + 1] = ARGV[i]
+  channels[#channels + 1] = ARGV[i + 1]
+end
 redis.call('ZADD', KEYS[2], id, table.concat(topics, ' ') .. '\\t' .. text)
 local size = tonumber(ARGV[1])
 local n = redis.call('ZCARD', KEYS[2])
 if n > size then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - size - 1) end
-local msg = cmsgpack.pack({type = 'event.forward', id = id, text = text})
-for _, topic in ipairs(topics) do
-  redis.call('PUBLISH', ARGV[4] .. '__group__' .. topic, msg)
+local msg = """ + layer.RELAY_MESSAGE_LUA + """
+for _, channel in ipairs(channels) do
+  redis.call('PUBLISH', channel, msg)
 end
 return sid
 """
@@ -71,6 +76,11 @@ def keys() -> tuple[str, str, str]:
 
 def layer_prefix() -> str:
     return settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
+
+
+def _topics_and_channels(topics: list[str]) -> list[str]:
+    prefix = layer_prefix()
+    return [item for topic in topics for item in (topic, layer.group_channel(prefix, topic))]
 
 
 def now_iso() -> str:
@@ -154,7 +164,7 @@ os.register_at_fork(after_in_child=reset_clients)
 
 
 def _script_args(head: str, tail: str, topics: list[str]) -> list:
-    return [settings.EVENT_LOG_SIZE, head, tail, layer_prefix(), *topics]
+    return [settings.EVENT_LOG_SIZE, head, tail, *_topics_and_channels(topics)]
 
 
 # Redis unreachable (restarting, failing over): worth retrying. Anything else is not.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import json
 import re
 import time
@@ -19,17 +18,17 @@ from urllib.parse import parse_qs
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from .. import runtime
 from . import bus
 from .catalog import Error, Pong
+from .fastpath import FrameWriter, server_send, text_frame
+from .layer import RELAY
 
 OBJECT_TOPIC = re.compile(
     r"^(pipeline|pipeline_run|training_job|dataset|processing_job|model)\.[1-9][0-9]{0,17}$"
 )
-RELAY = "event.forward"
 # When the first live event arrives, or this long after connecting, re-read the log once: a
 # SUBSCRIBE travels on another Redis connection than the replay read and could land after it.
 CATCHUP_DELAY = 1.0
@@ -40,103 +39,13 @@ SLOW_CLOSE_CODE = 1013
 REPLAY_PAGE = 2000
 
 
-# Garbage collection in a process that fans events out to many sockets. With CPython's default
-# thresholds, the objects in flight during each fan-out keep getting promoted to the oldest
-# generation, so a full collection (200-300 ms at 1,000 sockets on a 2-core machine, every few
-# seconds under load) stalls every socket. A larger first threshold lets those objects die young,
-# and freezing what exists when serving starts (Django, the app: ~190k objects) takes about a third
-# off the full collections that remain. Closed sockets' cyclic garbage is still collected, later.
-GC_THRESHOLDS = (10_000, 10, 10)
-_gc_tuned = False
-
-
-def _tune_gc_for_fanout():
-    global _gc_tuned
-    if not _gc_tuned:
-        _gc_tuned = True
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
-
-
-class _FrameWriter:
-    """Relayed events written as ready-made frames straight to the connection's transport.
-
-    The ASGI path costs every socket a task wake-up, a UTF-8 encode and a frame build per event:
-    about 25 us, so 12 ms of one core for an event to 500 sockets, which kept a busy server's
-    loop behind under bursts. The frame of an event is the same bytes for every socket (server
-    frames are unmasked; per-message deflate is off in `make run`), so it is built once per event
-    (`_text_frame`) and each socket costs one `transport.write`.
-
-    Only for uvicorn's websockets-sansio protocol without extensions; anything else (another server
-    or protocol, deflate on) keeps the ASGI path, as does a socket that is not plainly open and
-    writable at that moment (flow control paused, closing): its events queue and its pump sends
-    them, so the backlog limit still applies to a socket that stops reading.
-    """
-
-    __slots__ = ("protocol", "conn", "transport")
-
-    def __init__(self, protocol):
-        self.protocol = protocol
-        self.conn = protocol.conn
-        self.transport = protocol.transport
-
-    @classmethod
-    def of(cls, send) -> _FrameWriter | None:
-        protocol = getattr(send, "__self__", None)
-        if _SansIOProtocol is None or type(protocol) is not _SansIOProtocol:
-            return None
-        if getattr(protocol.conn, "extensions", None) != [] or getattr(protocol, "transport", None) is None:
-            return None
-        return cls(protocol)
-
-    def ready(self) -> bool:
-        protocol = self.protocol
-        return (protocol.writable.is_set() and not protocol.close_sent and self.conn.state is _OPEN
-                and not self.conn.expect_continuation_frame and not self.transport.is_closing())
-
-    def write(self, frame: bytes) -> None:
-        self.transport.write(frame)
-
-
-try:
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol as _SansIOProtocol
-    from websockets.frames import Frame, Opcode
-    from websockets.protocol import State
-
-    _OPEN = State.OPEN
-except ImportError:  # pragma: no cover - another server: the ASGI path
-    _SansIOProtocol = None
-
-_last_frame: tuple[int, bytes] = (0, b"")
-
-
-def _text_frame(message) -> bytes:
-    """The event's text frame, built once for all the sockets of this process (the layer offers an
-    event to every local consumer in turn, so one cached frame serves the whole fan-out)."""
-    global _last_frame
-    event_id = message["id"]
-    if _last_frame[0] != event_id:
-        _last_frame = (event_id, Frame(Opcode.TEXT, message["text"].encode()).serialize(mask=False))
-    return _last_frame[1]
-
-
-def _unwrap_session_send(send):
-    """The server's own send, under Channels' session wrapper (which only acts on HTTP responses
-    and the handshake): relayed frames skip its per-message session checks."""
-    owner = getattr(send, "__self__", None)
-    if isinstance(owner, InstanceSessionWrapper):
-        return owner.real_send
-    return send
-
-
 class EventsConsumer(AsyncWebsocketConsumer):
     user_id: int | None = None
     counted = False  # this socket is in the process's open-connection count (monitoring)
     fell_behind = False  # closed by the channel layer's backlog limit (see events/layer.py)
     catchup_pending = False
     catchup_task: asyncio.Task | None = None
-    _writer: _FrameWriter | None = None
+    _writer: FrameWriter | None = None
     _holding = 0  # messages taken by a pump and not yet handled
 
     async def __call__(self, scope, receive, send):
@@ -148,7 +57,6 @@ class EventsConsumer(AsyncWebsocketConsumer):
         the channel layer) awaits its next message, and a lock keeps handlers strictly one at a
         time, as before.
         """
-        _tune_gc_for_fanout()
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is None:
@@ -156,7 +64,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
-        self._relay_send = _unwrap_session_send(send)
+        self._relay_send = server_send(send)
         self._lock = lock = asyncio.Lock()
         pumps = [asyncio.ensure_future(self._pump(source, lock)) for source in (receive, self.channel_receive)]
         self._pumps = pumps
@@ -164,7 +72,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if handlers is not None:
             handlers[self.channel_name] = self._fell_behind
         relays = getattr(self.channel_layer, "relays", None)
-        self._writer = _FrameWriter.of(self._relay_send) if relays is not None else None
+        self._writer = FrameWriter.of(self._relay_send) if relays is not None else None
         if self._writer is not None:
             relays[self.channel_name] = self._relay_now
         try:
@@ -349,15 +257,17 @@ class EventsConsumer(AsyncWebsocketConsumer):
         for this socket. Delivers a live event here and now when this consumer is idle (no handler
         running: no replay, catch-up, connect or reply in progress) and the socket is writable;
         otherwise returns False and the event goes through the queue and `event_forward`.
-        (`_holding` covers the lock too: a handler runs only while its pump holds its message.)"""
+        (`_holding` covers the lock too: a handler runs only while its pump holds its message.)
+        Should it raise, the layer queues the event and drops this relay: `last_sent` moves only
+        once the frame is written."""
         if message.get("type") != RELAY or self._holding or self.catchup_pending or self.fell_behind:
             return False
         if not self._writer.ready():
             return False
         event_id = message["id"]
         if event_id > self.last_sent:
+            self._writer.write(text_frame(event_id, message["text"]))
             self.last_sent = event_id
-            self._writer.write(_text_frame(message))
         return True
 
     async def event_forward(self, message):

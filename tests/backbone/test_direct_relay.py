@@ -1,7 +1,7 @@
 """On the server `make run` starts (uvicorn, websockets-sansio, no per-message deflate), a socket
-takes the direct relay: its live events are written as one prebuilt frame (events/consumer.py,
-`_FrameWriter`). Should a uvicorn or websockets upgrade change what that relies on, the consumer
-silently keeps the slower ASGI path; this test says so instead."""
+takes the direct relay: its live events are written as one prebuilt frame (events/fastpath.py,
+`FrameWriter`). Should a uvicorn or websockets upgrade change what that relies on, the server logs
+one warning at start-up and keeps the slower ASGI path; this test fails instead."""
 
 from __future__ import annotations
 
