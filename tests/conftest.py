@@ -17,6 +17,7 @@ from tests import events as event_record
 from tests import procs
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
     """The check that every catalog event type was sent and checked runs after every other test."""
     items.sort(key=lambda item: item.name == event_record.COVERAGE_TEST)

@@ -3,7 +3,7 @@ sent by the product in some test and checked there, field by field.
 
 "Sent" is what reached the bus log (read by the `events` fixture) or a test's socket (`Socket.recv`).
 "Checked" is what a test asserted on with `expect`: an event of the type whose fields have the given
-values. The last test of a whole-suite run (tests/backbone/test_event_coverage.py) names every type
+values. The last test of a whole-suite run (test_event_coverage.py) names every type
 that was not both.
 """
 
