@@ -1,4 +1,5 @@
-"""Shared fixtures: users, the test run's Redis, and real server/worker processes."""
+"""Shared fixtures: users, the test run's Redis, the events a test published, and real server/worker
+processes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,19 @@ import redis
 from django.conf import settings
 from websockets.sync.client import connect as ws_connect
 
+from tests import events as event_record
 from tests import procs
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The check that every catalog event type was sent and checked runs after every other test."""
+    items.sort(key=lambda item: item.name == event_record.COVERAGE_TEST)
+
+
+def pytest_deselected(items):
+    if items:
+        event_record.deselected = True
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,18 +52,34 @@ def redis_client(_isolated_redis):
 
 
 @pytest.fixture
-def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="alice-pass-123")
+def user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="alice")
 
 
 @pytest.fixture
-def other_user(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password="bob-pass-123")
+def other_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="bob")
 
 
 @pytest.fixture
-def staff_user(django_user_model):
-    return django_user_model.objects.create_superuser(username="root", password="root-pass-123")
+def staff_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="root", staff=True)
+
+
+@pytest.fixture
+def events(redis_client):
+    """events(*types) -> events published since the fixture was set up, oldest first (the bus log);
+    events.expect(type, **fields) -> the last such event with these field values, or a failure."""
+    log = event_record.EventLog()
+    yield log
+    with contextlib.suppress(redis.RedisError):
+        log()  # what the test's actions sent counts as sent, even when the test read none of it
 
 
 def session_cookie(client, user) -> str:
@@ -106,7 +135,9 @@ class Socket:
         self.conn.send(data if isinstance(data, str) else json.dumps(data))
 
     def recv(self, timeout: float = 5) -> dict:
-        return json.loads(self.conn.recv(timeout=timeout))
+        event = json.loads(self.conn.recv(timeout=timeout))
+        event_record.saw([event])
+        return event
 
     def recv_until(self, predicate, timeout: float = 10) -> list[dict]:
         """Receive until an event matches; returns everything received, the match last."""
@@ -122,6 +153,11 @@ class Socket:
             got.append(event)
             if predicate(event):
                 return got
+
+    def expect(self, type_: str, /, timeout: float = 10, **fields) -> dict:
+        """Receive until an event of this type with these field values arrives, and return it."""
+        got = self.recv_until(lambda e: event_record.matches(e, type_, fields), timeout=timeout)
+        return event_record.expect(got[-1:], type_, **fields)
 
     def no_message(self, timeout: float = 0.5) -> bool:
         try:

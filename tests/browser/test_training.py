@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.training.conftest import clean_prediction_counters, ready_dataset_factory, titanic_instances  # noqa: F401
+from tests.factories import DatasetFactory
+from tests.training.conftest import clean_prediction_counters, titanic_instances  # noqa: F401
 from training import services
 from training.models import ModelVersion, TrainingJob
 
@@ -24,7 +25,7 @@ def datasets(transactional_db, tmp_path):
     df["label"] = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(scale=0.5, size=len(df)) > 0).astype(int)
     slow = tmp_path / "slow.csv"
     df.to_csv(slow, index=False)
-    factory = ready_dataset_factory()
+    factory = DatasetFactory
     return {
         "titanic": factory(csv="titanic.csv", target_column="survived"),
         "penguins": factory(csv="penguins.csv", target_column="species"),

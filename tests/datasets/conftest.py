@@ -2,15 +2,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def shared_csv(name: str) -> Path:
-    """A real public CSV from ../shared/data (titanic, penguins), beside the repository."""
-    for root in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if (root / name).exists():
-            return root / name
-    raise FileNotFoundError(f"{name} not found in ../shared/data")
+from tests.data import shared_csv
 
 
 @pytest.fixture

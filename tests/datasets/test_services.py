@@ -6,7 +6,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from datasets import selectors, services
 from datasets.models import Dataset, ProcessingJob
-from mlops_dashboard.events import bus
 
 pytestmark = pytest.mark.django_db
 
@@ -43,38 +42,31 @@ def test_titanic_becomes_ready_with_profile_quality_and_preview(user, titanic_pa
 
 
 def test_ingest_publishes_validation_quality_and_processed_events_in_order(
-    user, penguins_path, django_capture_on_commit_callbacks
+    user, penguins_path, django_capture_on_commit_callbacks, events
 ):
     dataset = services.dataset_create_from_upload(
         user=user, uploaded_file=SimpleUploadedFile("penguins.csv", penguins_path.read_bytes())
     )
-    start = bus.latest_id()
     with django_capture_on_commit_callbacks(execute=True):  # the events go out on commit
         services.dataset_ingest(dataset_id=dataset.pk)
-    events = [e for e in _events_after(start) if e.get("dataset_id") == dataset.pk]
-    types = [e["type"] for e in events]
+    sent = [e for e in events() if e.get("dataset_id") == dataset.pk]
+    types = [e["type"] for e in sent]
     assert types.index("file_validated") < types.index("quality_assessment") < types.index("dataset_processed")
-    validated = events[types.index("file_validated")]
-    assert validated["status"] == "success" and validated["rows"] == 344 and validated["columns"] == 7
-    assert validated["filename"] == "penguins.csv" and validated["file_size"] > 0
-    processed = events[types.index("dataset_processed")]
-    assert processed["status"] == "ready" and processed["data"]["rows"] == 344
+    validated = events.expect("file_validated", dataset_id=dataset.pk, status="success", rows=344, columns=7,
+                              filename="penguins.csv")
+    assert validated["file_size"] > 0
+    events.expect("dataset_processed", dataset_id=dataset.pk, status="ready", data={"rows": 344})
+    events.expect("quality_assessment", dataset_id=dataset.pk,
+                  quality_score=Dataset.objects.get(pk=dataset.pk).quality_score)
 
 
-def _events_after(start):
-    import json
-
-    return [json.loads(t) for _, _, t in bus.read_after(start).events]
-
-
-def test_invalid_file_ends_invalid_with_its_errors(user, django_capture_on_commit_callbacks):
+def test_invalid_file_ends_invalid_with_its_errors(user, django_capture_on_commit_callbacks, events):
     dataset = services.dataset_create_from_upload(user=user, uploaded_file=SimpleUploadedFile("x.csv", b"a,b\n1,2,3\n"))
-    start = bus.latest_id()
     with django_capture_on_commit_callbacks(execute=True):
         services.dataset_ingest(dataset_id=dataset.pk)
     dataset.refresh_from_db()
     assert dataset.status == Dataset.Status.INVALID and dataset.errors
-    validated = [e for e in _events_after(start) if e["type"] == "file_validated"][0]
+    validated = [e for e in events() if e["type"] == "file_validated"][0]
     assert validated["status"] == "error" and validated["error"]
 
 
@@ -92,20 +84,23 @@ def test_ingest_runs_once_even_if_delivered_twice(user, penguins_path):
     assert dataset.profiling_time == profiled and dataset.status == Dataset.Status.READY
 
 
-def test_update_checks_the_target_column(user, penguins_path):
+def test_update_checks_the_target_column(user, penguins_path, django_capture_on_commit_callbacks, events):
     dataset = make(user, penguins_path)
     with pytest.raises(ValidationError):
         services.dataset_update(dataset=dataset, target_column="no_such_column")
-    services.dataset_update(dataset=dataset, name="Penguins", target_column="species")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.dataset_update(dataset=dataset, name="Penguins", target_column="species")
     dataset.refresh_from_db()
     assert dataset.name == "Penguins" and dataset.target_column == "species"
+    events.expect("dataset_updated", dataset_id=dataset.pk, name="Penguins", status="ready")
 
 
-def test_delete_removes_the_row_and_the_file(user, penguins_path, django_capture_on_commit_callbacks):
+def test_delete_removes_the_row_and_the_file(user, penguins_path, django_capture_on_commit_callbacks, events):
     dataset = make(user, penguins_path)
-    path = dataset.file.path
+    path, dataset_id = dataset.file.path, dataset.pk
     with django_capture_on_commit_callbacks(execute=True):
         services.dataset_delete(dataset=dataset)
+    events.expect("dataset_deleted", dataset_id=dataset_id, name="penguins")
     assert not Dataset.objects.filter(pk=dataset.pk).exists()
     import os
 

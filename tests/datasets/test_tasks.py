@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from datasets.models import Dataset, ProcessingJob
+from tests import events as event_record
 from tests import procs
 from tests.conftest import session_cookie
 
@@ -40,9 +41,10 @@ def test_upload_through_the_server_streams_progress_then_validation_and_profile(
     events = sock.recv_until(lambda e: e["type"] == "dataset_processed" and e["dataset_id"] == dataset_id, timeout=60)
     types = [e["type"] for e in events]
     progress = [e for e in events if e["type"] == "upload_progress"]
-    assert progress and progress[-1]["progress_percent"] == 100.0
-    assert progress[-1]["filename"] == "titanic.csv" and progress[-1]["bytes_uploaded"] == progress[-1]["total_bytes"]
+    last = event_record.expect(progress[-1:], "upload_progress", filename="titanic.csv", progress_percent=100.0)
+    assert last["bytes_uploaded"] == last["total_bytes"]
     assert types.index("dataset_created") < types.index("file_validated") < types.index("quality_assessment")
+    event_record.expect(events, "dataset_created", dataset_id=dataset_id, name="Titanic")
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
     assert events[-1]["status"] == "ready"
     assert Dataset.objects.get(pk=dataset_id).status == "ready"
@@ -115,10 +117,11 @@ def test_processing_job_runs_in_the_worker_with_progress_and_completion(worker, 
     events = sock.recv_until(lambda e: e["type"] == "job_completed" and e["job_id"] == job_id, timeout=60)
     progress = [e for e in events if e["type"] == "job_progress" and e["job_id"] == job_id]
     assert progress[0]["status"] == "queued" and any(e["status"] == "running" for e in progress)
+    event_record.expect(progress, "job_progress", job_id=job_id, dataset_id=dataset_id, status="running")
     values = [e["progress"] for e in progress]
     assert values == sorted(values)
-    done = events[-1]
-    assert done["status"] == "succeeded" and done["duration"] >= 0
+    done = event_record.expect(events[-1:], "job_completed", job_id=job_id, dataset_id=dataset_id, status="succeeded")
+    assert done["duration"] >= 0
     outputs = done["result"]["outputs"]
     assert [o["label"] for o in outputs] == ["train", "test"]
     assert all(Dataset.objects.get(pk=o["dataset_id"]).status == "ready" for o in outputs)

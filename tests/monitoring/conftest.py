@@ -1,15 +1,12 @@
-"""Fixtures of the monitoring tests: default alert rules, a clean monitoring state in Redis, the
-events published during a test, ready datasets, and samples fed through the real services."""
+"""Fixtures of the monitoring tests: default alert rules, a clean monitoring state in Redis, ready
+datasets, and samples fed through the real services."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 from django.conf import settings
 
-from mlops_dashboard.events import bus
-from tests.datasets.conftest import shared_csv
+from tests.data import shared_csv
 
 # Environment of the server and worker processes a monitoring test starts: monitoring on, fast.
 FAST = {"MONITORING_ENABLED": "1", "MONITORING_INTERVAL": "1", "MONITORING_CHECK_INTERVAL": "1",
@@ -38,17 +35,6 @@ def rules(db):
     services.alert_rules_install_defaults()
     return {rule.slug: rule for rule in AlertRule.objects.all()}
 
-
-@pytest.fixture
-def events(redis_client):
-    """events(*types) -> events published since the fixture was set up, oldest first (from the bus log)."""
-    start = bus.latest_id()
-
-    def _events(*types: str) -> list[dict]:
-        out = [json.loads(text) for _, _, text in bus.read_after(start, 10_000).events]
-        return [e for e in out if not types or e["type"] in types]
-
-    return _events
 
 
 @pytest.fixture

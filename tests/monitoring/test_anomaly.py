@@ -51,8 +51,8 @@ def test_a_spike_in_a_streamed_series_is_found_announced_and_alerted(feed, event
     assert (item.source, item.entity, item.metric, item.value) == ("metrics", "h1", "cpu_percent", 99.0)
     assert item.severity in ("high", "critical") and item.score > 12 and abs(item.baseline - 50) < 1
     [event] = events("anomaly_detected")
-    assert event["anomaly_id"] == item.pk and event["severity"] == item.severity and event["source"] == "metrics"
-    assert event["entity"] == "h1" and event["metric"] == "cpu_percent" and event["anomaly_score"] == item.score
+    events.expect("anomaly_detected", anomaly_id=item.pk, severity=item.severity, source="metrics", entity="h1",
+                  metric="cpu_percent", anomaly_score=item.score)
     alert = Alert.objects.get(rule=rules["severe-anomaly"])
     assert alert.subject == "h1:cpu_percent" and item.alert == alert and alert.alert_type == "anomaly"
 

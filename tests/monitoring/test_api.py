@@ -34,6 +34,10 @@ def test_system_answers_the_last_system_metrics_of_each_host_and_the_health(api,
             if field not in ("type", "id", "timestamp"):
                 assert by_host[host][field] == value, field
         assert by_host[host]["stale"] is False
+    events.expect("system_metrics", host="h1", cpu_percent=85.0, current_health="warning")
+    events.expect("performance_metrics", cpu_usage=10.0, memory_usage=40.0, disk_usage=50.0)
+    events.expect("chart_data", resource={"host": "h2", "cpu": 10.0, "memory": 40.0},
+                  network={"host": "h2", "sent_rate": 1000.0, "recv_rate": 2000.0})
 
 
 def test_metrics_series_and_bad_queries(api, feed):
@@ -55,6 +59,7 @@ def test_activity_pages_and_filters_with_the_event_payload(api, user, other_user
     assert [a["title"] for a in api.get("/api/activity/?user=bob").json()["results"]] == ["three", "two"]
     assert [a["title"] for a in api.get(f"/api/activity/?user={user.pk}&action_type=upload").json()["results"]] == ["one"]
     published = {e["activity"]["id"]: e["activity"] for e in events("activity_update")}
+    events.expect("activity_update", activity={"title": "three", "action_type": "upload", "user": "bob"})
     for item in api.get("/api/activity/").json()["results"]:
         if item["id"] in published:
             assert item == published[item["id"]]

@@ -44,6 +44,11 @@ def test_component_health_is_published_when_a_status_changes(monkeypatch, events
     health = [(e["previous_health"], e["current_health"]) for e in events("health_change")]
     assert health == [("healthy", "critical"), ("critical", "healthy")]
     assert "Redis is critical" in events("health_change")[0]["reason"]
+    events.expect("component_health", component="redis", status="healthy", metrics={"previous": "critical"})
+    events.expect("health_change", previous_health="critical", current_health="healthy")
+    events.expect("service_health", services=[{"name": name, "status": "healthy"} for name in checks.SERVICES])
+    events.expect("integration_status",
+                  integrations=[{"name": name, "status": "healthy"} for name in checks.INTEGRATIONS])
 
 
 def test_the_services_api_answers_the_last_check(client, user, monkeypatch):

@@ -1,16 +1,13 @@
 """Fixtures of the pipelines tests: the ready breast-cancer demo dataset (made as datasets.demo
 makes it, then validated and profiled in-process), a big generated dataset for long trainings,
-the demo pipeline, and the bus log as a list of events."""
+and the demo pipeline."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_dashboard.events import bus
 from pipelines import demo
 
 
@@ -76,17 +73,6 @@ def no_enqueue(monkeypatch):
     monkeypatch.setattr(services, "_run_enqueue", lambda *, run_id: sent.append(run_id))
     return sent
 
-
-@pytest.fixture
-def events(redis_client):
-    """events(*types) -> events published since the fixture was set up, oldest first (the bus log)."""
-    start = bus.latest_id()
-
-    def _events(*types: str) -> list[dict]:
-        out = [json.loads(text) for _, _, text in bus.read_after(start, 10_000).events]
-        return [e for e in out if not types or e["type"] in types]
-
-    return _events
 
 
 def token_for(user) -> str:

@@ -47,6 +47,7 @@ def test_create_checks_and_fills_in_the_steps_and_announces_it(breast_cancer, ev
     train = pipeline.steps[0]["options"]
     assert train["target_column"] == "target" and train["epochs"] == 10  # defaults: the dataset's target, 10 epochs
     assert [e["type"] for e in events("pipeline_created")] == ["pipeline_created"]
+    events.expect("pipeline_created", pipeline_id=pipeline.pk, name="p1")
     assert Activity.objects.filter(action_type="pipeline_create", metadata__pipeline_id=pipeline.pk).exists()
 
 
@@ -91,7 +92,7 @@ def test_a_dataset_not_profiled_yet_gets_its_columns_checked_when_it_runs(breast
     assert pipeline.steps[2]["options"]["target_column"] == "target"
 
 
-def test_schedule_creates_updates_and_deletes_its_periodic_task(breast_cancer):
+def test_schedule_creates_updates_and_deletes_its_periodic_task(breast_cancer, events):
     with pytest.raises(ValidationError) as caught:
         services.pipeline_create(name="s", dataset=breast_cancer, steps=demo.STEPS, schedule="61 * * * *")
     assert "schedule" in caught.value.message_dict and not PeriodicTask.objects.filter(task=services.SCHEDULED_TASK).exists()
@@ -105,13 +106,16 @@ def test_schedule_creates_updates_and_deletes_its_periodic_task(breast_cancer):
     task.refresh_from_db()
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("*/15", "2", "1-5")
     assert CrontabSchedule.objects.filter(minute="0", hour="3").count() == 0  # the old one, unused, is gone
+    events.expect("pipeline_updated", pipeline_id=pipeline.pk, name="s")
 
     services.pipeline_update(pipeline=pipeline, schedule="")
     assert not PeriodicTask.objects.filter(pk=task.pk).exists()
     services.pipeline_update(pipeline=pipeline, schedule="5 * * * *")
     task = PeriodicTask.objects.get(task=services.SCHEDULED_TASK)
+    pipeline_id = pipeline.pk
     services.pipeline_delete(pipeline=pipeline)
     assert not PeriodicTask.objects.filter(pk=task.pk).exists()
+    events.expect("pipeline_deleted", pipeline_id=pipeline_id, name="s")
 
 
 def test_the_scheduled_task_starts_a_run(breast_cancer, no_enqueue):
@@ -167,6 +171,10 @@ def test_the_demo_pipeline_runs_every_step_and_deploys(demo_pipeline, no_enqueue
     assert {(e["step_index"], e["status"]) for e in step_events} >= {(i, s) for i in range(5) for s in ("running", "succeeded")}
     assert any("Epoch" in line for e in step_events if e["step_index"] == 2 for line in e["log"])
     assert Activity.objects.filter(action_type="pipeline_run", metadata__run_id=run.pk).count() == 2
+    events.expect("pipeline_status", pipeline_id=demo_pipeline.pk, run_id=run.pk, status="succeeded")
+    events.expect("pipeline_progress", pipeline_id=demo_pipeline.pk, run_id=run.pk, progress=100.0, total_steps=5)
+    events.expect("pipeline_step", run_id=run.pk, step_index=4, kind="deploy_model", status="succeeded")
+    events.expect("pipeline_completed", pipeline_id=demo_pipeline.pk, run_id=run.pk, status="succeeded")
 
 
 def test_a_failing_gate_fails_the_run_and_skips_deploy(demo_pipeline, no_enqueue, events):
@@ -180,6 +188,7 @@ def test_a_failing_gate_fails_the_run_and_skips_deploy(demo_pipeline, no_enqueue
     assert not ModelVersion.objects.filter(status="active").exists()
     failed = [e for e in events("pipeline_failed") if e["run_id"] == run.pk]
     assert len(failed) == 1 and failed[0]["failed_step"] == "evaluate" and "accuracy" in failed[0]["error"]
+    events.expect("pipeline_failed", pipeline_id=demo_pipeline.pk, run_id=run.pk, failed_step="evaluate")
 
 
 def test_an_error_metric_passes_when_at_most_the_threshold(demo_pipeline, no_enqueue):

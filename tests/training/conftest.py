@@ -1,24 +1,17 @@
 """Fixtures of the training tests: ready datasets (real CSVs copied into MEDIA_ROOT), a bigger
-generated CSV for long trainings, trained model versions, and the bus log as a list of events."""
+generated CSV for long trainings, and trained model versions."""
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
-import factory
 import numpy as np
 import pandas as pd
 import pytest
 from django.conf import settings
-from django.core.files import File
-from django.core.files.storage import default_storage
 from threadpoolctl import threadpool_limits
 
-from mlops_dashboard.events import bus
-
-DATA = Path("/work/shared/data")
+from tests.data import shared_csv as csv_source
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -37,62 +30,12 @@ def _one_thread_per_training():
         yield
 
 
-def csv_source(csv_name: str | Path) -> Path:
-    path = Path(csv_name)
-    return path if path.is_absolute() else DATA / path
-
-
-def _store(csv_name) -> str:
-    with open(csv_source(csv_name), "rb") as f:
-        return default_storage.save("datasets/test.csv", File(f))
-
-
-def _header(csv_name) -> list[str]:
-    with open(csv_source(csv_name), newline="", encoding="utf-8") as f:
-        return next(csv.reader(f))
-
-
-def _rows(csv_name) -> int:
-    with open(csv_source(csv_name), "rb") as f:
-        return sum(1 for _ in f) - 1
-
-
-def ready_dataset_factory():
-    """A factory_boy factory of ready datasets (built on first use: it needs Django's models loaded)."""
-    global _ReadyDatasetFactory
-    if _ReadyDatasetFactory is not None:
-        return _ReadyDatasetFactory
-
-    class ReadyDatasetFactory(factory.django.DjangoModelFactory):
-        """A dataset as the datasets app leaves it once validated and profiled: status ready."""
-
-        class Meta:
-            model = "datasets.Dataset"
-
-        class Params:
-            csv = "titanic.csv"
-
-        name = factory.LazyAttribute(lambda o: Path(o.csv).stem)
-        file = factory.LazyAttribute(lambda o: _store(o.csv))
-        original_filename = factory.LazyAttribute(lambda o: Path(o.csv).name)
-        file_size = factory.LazyAttribute(lambda o: csv_source(o.csv).stat().st_size)
-        status = "ready"
-        encoding = "utf-8"
-        delimiter = ","
-        column_names = factory.LazyAttribute(lambda o: _header(o.csv))
-        column_count = factory.LazyAttribute(lambda o: len(_header(o.csv)))
-        row_count = factory.LazyAttribute(lambda o: _rows(o.csv))
-
-    _ReadyDatasetFactory = ReadyDatasetFactory
-    return ReadyDatasetFactory
-
-
-_ReadyDatasetFactory = None
-
-
 @pytest.fixture
 def make_dataset(db):
-    return ready_dataset_factory()
+    """make_dataset(csv="titanic.csv", **fields) -> a ready Dataset over that CSV."""
+    from tests.factories import DatasetFactory
+
+    return DatasetFactory
 
 
 @pytest.fixture
@@ -153,17 +96,6 @@ def train_version(user):
     return _train
 
 
-@pytest.fixture
-def events(redis_client):
-    """events() -> every event published since the fixture was set up, oldest first (from the bus log)."""
-    start = bus.latest_id()
-
-    def _events(*types: str) -> list[dict]:
-        out = [json.loads(text) for _, _, text in bus.read_after(start, 10_000).events]
-        return [e for e in out if not types or e["type"] in types]
-
-    return _events
-
 
 @pytest.fixture
 def clean_prediction_counters(redis_client):
@@ -184,7 +116,7 @@ def enqueued(callbacks) -> int:
 
 def titanic_instances(version, n: int | None = None) -> tuple[list[dict], list]:
     """Rows of titanic.csv as prediction instances (schema columns only, NaN → None) and their labels."""
-    df = pd.read_csv(DATA / "titanic.csv")
+    df = pd.read_csv(csv_source("titanic.csv"))
     if n is not None:
         df = df.head(n)
     names = [c["name"] for c in version.feature_schema]

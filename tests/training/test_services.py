@@ -104,13 +104,14 @@ def test_run_trains_registers_a_version_and_publishes_in_order(titanic, events):
     sent = events("training_started", "training_progress", "training_completed", "training_failed")
     types = [e["type"] for e in sent]
     assert types[0] == "training_started" and types[-1] == "training_completed" and "training_failed" not in types
+    events.expect("training_started", job_id=job.pk, model_name="titanic-mlp", dataset_id=titanic.pk, total_epochs=6)
     progress = [e for e in sent if e["type"] == "training_progress"]
     assert progress[0]["stage"] == "data_preparation"
     # Coalesced (these epochs take milliseconds): epochs only go up, and the last event has the last one.
     epochs = [e["current_epoch"] for e in progress]
     assert epochs == sorted(epochs) and epochs[-1] == 6 and progress[-1]["current_loss"] > 0
-    done = sent[-1]
-    assert done["job_id"] == job.pk and done["model_id"] == version.pk and done["total_epochs"] == 6
+    events.expect("training_progress", job_id=job.pk, current_epoch=6, total_epochs=6)
+    done = events.expect("training_completed", job_id=job.pk, model_id=version.pk, total_epochs=6)
     assert done["model_size"] == version.artifact_size and done["validation_score"] == pytest.approx(job.validation_score)
 
 
@@ -247,8 +248,8 @@ def test_a_target_the_trainer_refuses_fails_with_its_code_and_suggestions(make_d
     job.refresh_from_db()
     assert job.status == "failed" and job.error_code == "INVALID_TARGET" and "single value" in job.error
     assert job.suggestions and job.stage_failed == "data_preparation"
-    failed = events("training_failed")[-1]
-    assert failed["error_code"] == "INVALID_TARGET" and failed["suggestions"] == job.suggestions
+    events.expect("training_failed", job_id=job.pk, error_code="INVALID_TARGET", suggestions=job.suggestions,
+                  stage_failed="data_preparation")
 
 
 def test_data_without_usable_features_fails_with_invalid_data(make_dataset, write_csv):
@@ -313,11 +314,14 @@ def test_deploy_then_rollback(titanic, train_version, user, events):
     deployed = events("model_deployed")
     assert [(e["model_id"], e["model_version"]) for e in deployed] == [(v1.pk, 1), (v2.pk, 2), (v1.pk, 1)]
     assert "rolled back to v1" in deployed[-1]["message"]
+    events.expect("model_deployed", model_id=v2.pk, model_name="survival", model_version=2)
     changes = [(e["model_id"], e["status"]) for e in events("model_status_change")]
     assert changes == [(v1.pk, "active"), (v2.pk, "active"), (v1.pk, "inactive"), (v1.pk, "active"), (v2.pk, "inactive")]
+    events.expect("model_status_change", model_id=v2.pk, status="inactive")
     feed = [e["activity"]["title"] for e in events("activity_update")]
     assert feed[-3:] == ["Model deployed: survival v1", "Model deployed: survival v2", "Model rolled back: survival v1"]
     assert "Training completed: survival v2" in feed
+    events.expect("activity_update", activity={"title": "Model rolled back: survival v1", "user": "alice"})
 
 
 def test_a_tampered_artifact_is_never_deployed_nor_loaded(titanic, train_version, events):
@@ -366,6 +370,7 @@ def test_milestones(titanic, train_version, events, clean_prediction_counters):
     assert all(e["model_id"] == version.pk and e["model_name"] == version.name for e in sent)
     assert sent[-1]["model_predictions"] == 1110 and sent[-1]["predictions_per_minute"] > 0
     assert "1,000 predictions" in sent[-1]["message"]
+    events.expect("prediction_volume", model_id=version.pk, total_predictions=1110, milestone_reached=1000)
     assert ModelVersion.objects.get(pk=version.pk).prediction_count == 1110
 
 

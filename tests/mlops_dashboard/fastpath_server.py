@@ -8,7 +8,7 @@ test_fastpath.py. `FASTPATH_FAULT` chooses it:
 Every direct write is reported on stdout (`direct write to <port>`; `direct write failed for
 <port>`), so the test can see which path each socket took.
 
-    python -m tests.backbone.fastpath_server mlops_dashboard.asgi:application --port ...
+    python -m tests.mlops_dashboard.fastpath_server mlops_dashboard.asgi:application --port ...
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def trace_direct_writes(fail_port: int | None) -> None:
         port = self.transport.get_extra_info("peername")[1]
         if port == fail_port:
             print(f"direct write failed for {port}", flush=True)
-            raise RuntimeError("injected by tests/backbone/fastpath_server.py")
+            raise RuntimeError("injected by tests/mlops_dashboard/fastpath_server.py")
         print(f"direct write to {port}", flush=True)
         write(self, frame)
 

@@ -4,6 +4,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from mlops_dashboard.events import catalog, publish
+from tests import events as event_record
 from tests.conftest import session_cookie
 
 
@@ -13,8 +14,7 @@ def created(n: int) -> catalog.Event:
 
 def test_anonymous_socket_is_told_to_log_in_and_closed(open_socket):
     sock = open_socket()
-    event = sock.recv()
-    assert event["type"] == "error" and event["code"] == "unauthorized"
+    event_record.expect([sock.recv()], "error", code="unauthorized")
     with pytest.raises(Exception):
         sock.recv(timeout=2)
     assert sock.conn.close_code == 4401
@@ -30,8 +30,7 @@ def test_foreign_origin_is_refused(open_socket, client, user):
 def test_ping_answers_pong_with_the_clients_timestamp(open_socket, client, user):
     sock = open_socket(cookie=session_cookie(client, user))
     sock.send({"type": "ping", "ts": 1234.5})
-    pong = sock.recv()
-    assert pong["type"] == "pong" and pong["ts"] == 1234.5
+    pong = event_record.expect([sock.recv()], "pong", ts=1234.5)
     assert pong["server_ts"] > 1.7e12 and pong["timestamp"].endswith("Z")
 
 

@@ -1,0 +1,251 @@
+"""factory_boy factories: one per model of our apps, each making a row as its app leaves it.
+
+Rows are written straight to the database, without the services: no event, no task, no activity.
+A test about what a service does calls the service; these make the state a test starts from.
+Import it once Django is set up (inside fixtures and tests): factory_boy looks models up by label
+when the module is loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import factory
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from tests.data import shared_csv
+
+def _store(csv_name) -> str:
+    with open(shared_csv(csv_name), "rb") as f:
+        return default_storage.save("datasets/test.csv", File(f))
+
+
+def _header(csv_name) -> list[str]:
+    with open(shared_csv(csv_name), newline="", encoding="utf-8") as f:
+        return next(csv.reader(f))
+
+
+def _rows(csv_name) -> int:
+    with open(shared_csv(csv_name), "rb") as f:
+        return sum(1 for _ in f) - 1
+
+
+# --- users ------------------------------------------------------------------------------------------
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A user who can log in with `password` (default: "<username>-pass-123"); `staff=True` makes a
+    superuser, as `createsuperuser` does."""
+
+    class Meta:
+        model = "auth.User"
+
+    class Params:
+        staff = factory.Trait(is_staff=True, is_superuser=True)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.LazyAttribute(lambda o: f"{o.username}-pass-123")
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        return cls._get_manager(model_class).create_user(*args, **kwargs)  # hashes the password
+
+
+# --- datasets ---------------------------------------------------------------------------------------
+
+
+class DatasetFactory(factory.django.DjangoModelFactory):
+    """A dataset as the datasets app leaves it once validated and profiled (status ready), over a real
+    CSV (`csv`: a name in ../shared/data or an absolute path) copied into MEDIA_ROOT."""
+
+    class Meta:
+        model = "datasets.Dataset"
+
+    class Params:
+        csv = "titanic.csv"
+
+    name = factory.LazyAttribute(lambda o: Path(o.csv).stem)
+    file = factory.LazyAttribute(lambda o: _store(o.csv))
+    original_filename = factory.LazyAttribute(lambda o: Path(o.csv).name)
+    file_size = factory.LazyAttribute(lambda o: shared_csv(o.csv).stat().st_size)
+    status = "ready"
+    encoding = "utf-8"
+    delimiter = ","
+    column_names = factory.LazyAttribute(lambda o: _header(o.csv))
+    column_count = factory.LazyAttribute(lambda o: len(_header(o.csv)))
+    row_count = factory.LazyAttribute(lambda o: _rows(o.csv))
+
+
+class ProcessingJobFactory(factory.django.DjangoModelFactory):
+    """A processing job over a ready dataset, queued."""
+
+    class Meta:
+        model = "datasets.ProcessingJob"
+
+    dataset = factory.SubFactory(DatasetFactory)
+    operation = "clean"
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+
+class TrainingJobFactory(factory.django.DjangoModelFactory):
+    """A training job over a ready dataset (titanic, target `survived`), queued."""
+
+    class Meta:
+        model = "training.TrainingJob"
+
+    dataset = factory.SubFactory(DatasetFactory, target_column="survived")
+    dataset_name = factory.SelfAttribute("dataset.name")
+    name = factory.LazyAttribute(lambda o: f"{o.dataset.name}-{o.algorithm}")
+    target_column = factory.LazyAttribute(lambda o: o.dataset.target_column or "survived")
+    algorithm = "sgd"
+    epochs = 5
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    """A registered model version, inactive, without an artifact: a row to list, not a model to serve
+    (the `train_version` fixture trains one that predicts)."""
+
+    class Meta:
+        model = "training.ModelVersion"
+
+    name = "titanic-sgd"
+    version = factory.Sequence(lambda n: n + 1)
+    algorithm = "sgd"
+    task = "classification"
+    target_column = "survived"
+    validation_score = 0.8
+    final_accuracy = 0.8
+
+
+class DeploymentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "training.Deployment"
+
+    model_version = factory.SubFactory(ModelVersionFactory, status="active")
+    action = "deploy"
+
+
+# --- pipelines --------------------------------------------------------------------------------------
+
+
+class PipelineFactory(factory.django.DjangoModelFactory):
+    """A pipeline over a ready dataset (titanic) that validates it and trains a linear model."""
+
+    class Meta:
+        model = "pipelines.Pipeline"
+
+    name = factory.Sequence(lambda n: f"pipeline {n}")
+    dataset = factory.SubFactory(DatasetFactory, target_column="survived")
+    steps = factory.LazyFunction(lambda: [
+        {"kind": "validate_dataset", "options": {}},
+        {"kind": "train_model", "options": {"algorithm": "sgd", "target_column": "survived", "epochs": 3}},
+    ])
+
+
+class PipelineRunFactory(factory.django.DjangoModelFactory):
+    """A run of a pipeline, queued, with the pipeline's steps and dataset."""
+
+    class Meta:
+        model = "pipelines.PipelineRun"
+
+    pipeline = factory.SubFactory(PipelineFactory)
+    dataset = factory.SelfAttribute("pipeline.dataset")
+    steps = factory.SelfAttribute("pipeline.steps")
+
+
+class StepRunFactory(factory.django.DjangoModelFactory):
+    """The first step of a run, queued."""
+
+    class Meta:
+        model = "pipelines.StepRun"
+
+    run = factory.SubFactory(PipelineRunFactory)
+    index = 0
+    kind = factory.LazyAttribute(lambda o: o.run.steps[o.index]["kind"])
+    options = factory.LazyAttribute(lambda o: o.run.steps[o.index].get("options", {}))
+
+
+# --- monitoring -------------------------------------------------------------------------------------
+
+
+class ActivityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "mlops_dashboard.Activity"
+
+    title = "Dataset uploaded"
+    description = "titanic.csv"
+    action_type = "upload"
+
+
+class MetricSampleFactory(factory.django.DjangoModelFactory):
+    """A raw sample of a calm host, taken now."""
+
+    class Meta:
+        model = "monitoring.MetricSample"
+
+    host = "h1"
+    role = "worker"
+    timestamp = factory.LazyFunction(timezone.now)
+    cpu_percent = 20.0
+    memory_percent = 40.0
+    disk_percent = 50.0
+    active_connections = 1
+    api_response_time_ms = 20.0
+
+
+class AlertRuleFactory(factory.django.DjangoModelFactory):
+    """A metric rule: CPU above 90 % for a minute."""
+
+    class Meta:
+        model = "monitoring.AlertRule"
+
+    slug = factory.Sequence(lambda n: f"rule-{n}")
+    name = "CPU high"
+    metric = "cpu_percent"
+    comparison = "gt"
+    threshold = 90.0
+    duration_seconds = 60
+
+
+class AlertFactory(factory.django.DjangoModelFactory):
+    """An open alert of its rule on host h1."""
+
+    class Meta:
+        model = "monitoring.Alert"
+
+    rule = factory.SubFactory(AlertRuleFactory)
+    rule_key = factory.SelfAttribute("rule.slug")
+    subject = "h1"
+    title = factory.LazyAttribute(lambda o: f"{o.rule.name} on {o.subject}")
+    priority = factory.SelfAttribute("rule.priority")
+    source = factory.SelfAttribute("subject")
+
+
+class AnomalyDetectionFactory(factory.django.DjangoModelFactory):
+    """An isolation-forest detection over a ready dataset, queued."""
+
+    class Meta:
+        model = "monitoring.AnomalyDetection"
+
+    dataset = factory.SubFactory(DatasetFactory)
+    dataset_name = factory.SelfAttribute("dataset.name")
+
+
+class AnomalyFactory(factory.django.DjangoModelFactory):
+    """A CPU spike found on host h1."""
+
+    class Meta:
+        model = "monitoring.Anomaly"
+
+    source = "metrics"
+    entity = "h1"
+    metric = "cpu_percent"
+    value = 99.0
+    score = 8.0
+    severity = "high"
+    baseline = 20.0
