@@ -54,7 +54,6 @@ SUGGESTIONS = {
 }
 
 
-
 class JobGone(Exception):
     """The job's row is no longer running (reaped or ended elsewhere): stop working on it."""
 
