@@ -8,8 +8,67 @@ from django.shortcuts import get_object_or_404
 
 from mlops_dashboard.jobs import ACTIVE
 
+from . import operations
 from .models import Dataset, ProcessingJob
 from .profiling import ColumnProfile, DatasetProfile, Histogram, QualityReport
+
+# --- what other apps read of datasets (pipelines) ----------------------------------------------------
+
+OPERATIONS = operations.OPERATIONS
+MISSING_STRATEGIES = operations.MISSING_STRATEGIES
+SCALE_METHODS = operations.SCALE_METHODS
+ProcessingOptionsError = operations.OptionsError
+
+
+def processing_options_clean(operation: str, options, *, columns: list[str], target_column: str = "") -> dict:
+    """A processing operation's options, checked and completed; ProcessingOptionsError when invalid."""
+    return operations.clean_options(operation, options, columns=columns, target_column=target_column)
+
+
+def dataset_get(pk: int | None) -> Dataset | None:
+    return Dataset.objects.filter(pk=pk or 0).first()
+
+
+def dataset_exists(pk: int | None) -> bool:
+    return Dataset.objects.filter(pk=pk or 0).exists()
+
+
+def dataset_is_ready(dataset: Dataset) -> bool:
+    return dataset.status == Dataset.Status.READY
+
+
+def datasets_all():
+    """Every dataset (a queryset: API fields that take a dataset id choose from it)."""
+    return Dataset.objects.all()
+
+
+def datasets_usable() -> list[dict]:
+    """Datasets other than invalid ones, by name: id, name, status, column_names, target_column."""
+    return list(Dataset.objects.exclude(status=Dataset.Status.INVALID).order_by("name", "-id").values(
+        "id", "name", "status", "column_names", "target_column"))
+
+
+def datasets_ready():
+    """Ready datasets, newest first (a queryset)."""
+    return Dataset.objects.filter(status=Dataset.Status.READY).order_by("-created_at", "-id")
+
+
+def dataset_by_name(name: str) -> Dataset | None:
+    """The oldest dataset with this name."""
+    return Dataset.objects.filter(name=name).order_by("id").first()
+
+
+def processing_job_get(pk: int) -> ProcessingJob:
+    return ProcessingJob.objects.get(pk=pk)
+
+
+def processing_job_progress(pk: int) -> tuple[float, str] | None:
+    """(percent, current step) of a processing job, or None when it is gone."""
+    row = ProcessingJob.objects.filter(pk=pk).values("progress", "current_step").first()
+    return (row["progress"], row["current_step"]) if row else None
+
+
+# --- the datasets pages ------------------------------------------------------------------------------
 
 LIST_LIMIT = 500
 JOB_LIMIT = 50

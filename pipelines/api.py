@@ -15,7 +15,7 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from datasets.models import Dataset
+from datasets import selectors as datasets_selectors
 
 from . import services
 from . import steps as step_kinds
@@ -112,7 +112,7 @@ class StepSerializer(serializers.Serializer):
 
 class PipelineSerializer(serializers.ModelSerializer):
     dataset = serializers.PrimaryKeyRelatedField(
-        queryset=Dataset.objects.all(),
+        queryset=datasets_selectors.datasets_all(),
         error_messages={
             "does_not_exist": "Dataset {pk_value} does not exist.",
             "incorrect_type": "A dataset is given by its integer id, not {data_type}.",

@@ -5,6 +5,11 @@ The dataset may still be validating when this runs (bootstrap loads it a moment 
 steps name its known columns, and a run waits for the dataset to be ready before its first step.
 """
 
+from datasets import selectors as datasets_selectors
+
+from . import services
+from .models import Pipeline
+
 NAME = "Breast cancer demo pipeline"
 DATASET = "Breast cancer (demo)"
 MODEL_NAME = "breast-cancer-pipeline"
@@ -22,14 +27,9 @@ STEPS = [
 
 def load(stdout=None):
     """Create the demo pipeline once (idempotent); returns it, or None when it exists or can't be made."""
-    from datasets.models import Dataset
-
-    from . import services
-    from .models import Pipeline
-
     if Pipeline.objects.filter(name=NAME).exists():
         return None
-    dataset = Dataset.objects.filter(name=DATASET).order_by("id").first()
+    dataset = datasets_selectors.dataset_by_name(DATASET)
     if dataset is None:
         if stdout is not None:
             stdout.write(f"No demo pipeline: the dataset {DATASET!r} is missing.\n")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db.models import OuterRef, Subquery
 
-from datasets.models import Dataset
+from datasets import selectors as datasets_selectors
+from training import selectors as training_selectors
 
 from . import steps as step_kinds
 from .models import Pipeline, PipelineRun
@@ -26,29 +27,23 @@ def pipeline_runs_recent(*, pipeline: Pipeline, limit: int = 50) -> list[Pipelin
 
 def datasets_for_editor() -> list[dict]:
     """The datasets a pipeline may start from, with what the step editor needs to know of each."""
-    rows = Dataset.objects.exclude(status=Dataset.Status.INVALID).order_by("name", "-id").values(
-        "id", "name", "status", "column_names", "target_column"
-    )
     return [
         {"id": r["id"], "name": r["name"], "status": r["status"], "columns": r["column_names"] or [],
          "target": r["target_column"] or ""}
-        for r in rows
+        for r in datasets_selectors.datasets_usable()
     ]
 
 
 def editor_config() -> dict:
     """Static choices of the step editor (kinds, metrics, operations, algorithms)."""
-    from datasets import operations
-    from training.models import ALGORITHMS
-
     return {
         "kinds": [{"value": k, "label": step_kinds.KIND_LABELS[k]} for k in step_kinds.KINDS],
         "metrics": list(step_kinds.METRICS),
         "error_metrics": list(step_kinds.ERROR_METRICS),
-        "operations": list(operations.OPERATIONS),
-        "missing_strategies": list(operations.MISSING_STRATEGIES),
-        "scale_methods": list(operations.SCALE_METHODS),
-        "algorithms": list(ALGORITHMS),
+        "operations": list(datasets_selectors.OPERATIONS),
+        "missing_strategies": list(datasets_selectors.MISSING_STRATEGIES),
+        "scale_methods": list(datasets_selectors.SCALE_METHODS),
+        "algorithms": list(training_selectors.algorithm_names()),
         "tasks": list(step_kinds.TASKS),
         "max_epochs": step_kinds.MAX_EPOCHS,
     }

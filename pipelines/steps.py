@@ -13,7 +13,8 @@ dataset's columns are the ones every step sees.
 
 from __future__ import annotations
 
-from datasets import operations
+from datasets import selectors as datasets_selectors
+from training import selectors as training_selectors
 
 VALIDATE_DATASET = "validate_dataset"
 PROCESS_DATASET = "process_dataset"
@@ -47,12 +48,6 @@ class StepsError(ValueError):
     def __init__(self, messages: list[str]):
         super().__init__("; ".join(messages))
         self.messages = messages
-
-
-def _algorithms() -> tuple[str, ...]:
-    from training.models import ALGORITHMS
-
-    return ALGORITHMS
 
 
 def _is_number(value) -> bool:
@@ -98,8 +93,8 @@ def _validate_dataset(options, add, ctx) -> dict:
 def _process_dataset(options, add, ctx) -> dict:
     # Either {"operation": "clean", "options": {...}} or the operation's options beside "operation".
     operation = options.get("operation")
-    if operation not in operations.OPERATIONS:
-        add(f"operation must be one of {', '.join(operations.OPERATIONS)}")
+    if operation not in datasets_selectors.OPERATIONS:
+        add(f"operation must be one of {', '.join(datasets_selectors.OPERATIONS)}")
         return {"operation": operation, "options": {}}
     if "options" in options:
         _unknown(options, {"operation", "options"}, add)
@@ -113,8 +108,8 @@ def _process_dataset(options, add, ctx) -> dict:
         referenced = inner.get("columns") if isinstance(inner, dict) else None
         columns = list(referenced) if isinstance(referenced, list) else []
     try:
-        cleaned = operations.clean_options(operation, inner, columns=columns, target_column=ctx["target"])
-    except operations.OptionsError as exc:
+        cleaned = datasets_selectors.processing_options_clean(operation, inner, columns=columns, target_column=ctx["target"])
+    except datasets_selectors.ProcessingOptionsError as exc:
         for key, message in exc.errors.items():
             add(f"{key}: {message}")
         return {"operation": operation, "options": inner if isinstance(inner, dict) else {}}
@@ -125,7 +120,7 @@ def _train_model(options, add, ctx) -> dict:
     allowed = {"algorithm", "target_column", "epochs", "task", "test_size", "name"}
     _unknown(options, allowed, add)
     out = {}
-    algorithms = _algorithms()
+    algorithms = training_selectors.algorithm_names()
     algorithm = options.get("algorithm")
     if algorithm not in algorithms:
         add(f"algorithm must be one of {', '.join(algorithms)}")

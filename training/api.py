@@ -14,7 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from datasets.models import Dataset
+from datasets import selectors as datasets_selectors
 
 from . import services
 from .models import ALGORITHMS, MAX_EPOCHS, Deployment, ModelVersion, TrainingJob, validate_model_name
@@ -86,7 +86,7 @@ class TrainingJobDetailSerializer(TrainingJobSerializer):
 
 class TrainingJobCreateSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(
-        queryset=Dataset.objects.all(),
+        queryset=datasets_selectors.datasets_all(),
         error_messages={
             "does_not_exist": "Dataset {pk_value} does not exist.",
             "incorrect_type": "A dataset is given by its integer id, not {data_type}.",
@@ -108,7 +108,7 @@ class TrainingJobCreateSerializer(serializers.Serializer):
                                  help_text='Model name; "<dataset>-<algorithm>" by default.')
 
     def validate_dataset(self, dataset):
-        if dataset.status != Dataset.Status.READY:
+        if not datasets_selectors.dataset_is_ready(dataset):
             raise serializers.ValidationError(
                 f"Dataset {dataset.pk} ({dataset.name}) is not ready: its status is {dataset.status}. "
                 "Only ready (validated and profiled) datasets can be trained on.",

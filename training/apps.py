@@ -16,5 +16,6 @@ class TrainingConfig(AppConfig):
             step_text=selectors.training_job_step_text, progress_fields=("progress", "stage", "current_epoch", "message"),
             failed_rule="training_failed", defer=("history",), row=selectors.training_job_row,
             failure_metadata=selectors.training_job_failure_metadata,
-            reaper="training.services.training_jobs_reap_stale", resender="training.services.training_jobs_resend",
+            reaper="training.services.jobs.training_jobs_reap_stale",
+            resender="training.services.jobs.training_jobs_resend",
         ))

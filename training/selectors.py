@@ -6,14 +6,42 @@ from itertools import groupby
 
 from django.db.models import Sum
 
-from datasets.models import Dataset
+from datasets import selectors as datasets_selectors
 
-from .models import ModelVersion, TrainingJob
+from .models import ALGORITHMS, ModelVersion, TrainingJob
+
+# --- what other apps read of training (pipelines) ----------------------------------------------------
+
+
+def algorithm_names() -> tuple[str, ...]:
+    return ALGORITHMS
+
+
+def training_job_get(pk: int) -> TrainingJob:
+    return TrainingJob.objects.get(pk=pk)
+
+
+def training_job_progress(pk: int) -> tuple[float, str] | None:
+    """(percent, message) of a training job, or None when it is gone."""
+    row = TrainingJob.objects.filter(pk=pk).values("progress", "message").first()
+    return (row["progress"], row["message"]) if row else None
+
+
+def model_version_get(pk: int | None) -> ModelVersion | None:
+    return ModelVersion.objects.filter(pk=pk or 0).first()
+
+
+def model_version_of_job(job: TrainingJob) -> ModelVersion | None:
+    """The model version a succeeded training job registered."""
+    return ModelVersion.objects.filter(training_job=job).first()
+
+
+# --- the training pages ------------------------------------------------------------------------------
 
 
 def datasets_ready_for_training() -> list[dict]:
     """Ready datasets with their columns, for the Training page's form (newest first)."""
-    rows = Dataset.objects.filter(status=Dataset.Status.READY).order_by("-created_at", "-id")
+    rows = datasets_selectors.datasets_ready()
     return [
         {
             "id": d.pk,

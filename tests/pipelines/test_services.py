@@ -264,16 +264,6 @@ def test_the_reaper_fails_a_stale_run_naming_its_step(demo_pipeline, no_enqueue,
     assert services.pipeline_runs_reap_stale() == 0
 
 
-def test_detect_anomalies_without_a_monitoring_service_fails_clearly(breast_cancer, no_enqueue, monkeypatch):
-    monkeypatch.setattr(services, "anomaly_service", lambda: None)
-    pipeline = services.pipeline_create(name="anomalies", dataset=breast_cancer,
-                                        steps=[{"kind": "detect_anomalies", "options": {"contamination": 0.1}}])
-    run = execute(services.pipeline_run_start(pipeline=pipeline))
-    assert run.status == "failed" and run.failed_step == "detect_anomalies"
-    assert "Anomaly detection is not available" in run.error
-
-
-@pytest.mark.skipif(services.anomaly_service() is None, reason="the monitoring app has no anomaly detection service")
 def test_detect_anomalies_runs_the_monitoring_apps_detection(breast_cancer, no_enqueue):
     pipeline = services.pipeline_create(name="anomalies", dataset=breast_cancer, steps=[
         {"kind": "detect_anomalies", "options": {"contamination": 0.1, "columns": ["mean_radius", "mean_area"]}}])

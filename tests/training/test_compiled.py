@@ -1,4 +1,4 @@
-"""The compiled preprocessor (training/compiled.py): the prediction API's numbers must be exactly
+"""The compiled preprocessor (training/trainer/compiled.py): the prediction API's numbers must be exactly
 sklearn's, for every algorithm, every row of the real CSVs and the awkward values a client sends."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from training import trainer
-from training.compiled import compile_preprocessor
-from training.trainer import _coerce_frame, predict, train
+from training.trainer import predict, train
+from training.trainer.compiled import compile_preprocessor
+from training.trainer.features import _coerce_frame, _py
 
 DATA = "/work/shared/data"
 CASES = [
@@ -77,10 +78,10 @@ def test_the_compiled_preprocessor_gives_sklearns_numbers(csv_path, target, algo
 
     # and the API's answer equals the whole sklearn pipeline's
     out = predict(pipeline, instances, schema)
-    assert out["predictions"] == [trainer._py(p) for p in pipeline.predict(frame)]
+    assert out["predictions"] == [_py(p) for p in pipeline.predict(frame)]
     if "probabilities" in out:
         want = pipeline.predict_proba(frame)
-        have = np.array([[row[str(trainer._py(c))] for c in pipeline.classes_] for row in out["probabilities"]])
+        have = np.array([[row[str(_py(c))] for c in pipeline.classes_] for row in out["probabilities"]])
         np.testing.assert_allclose(have, want, rtol=0, atol=1e-12)
 
 

@@ -202,7 +202,7 @@ def test_cancelling_a_running_job_stops_it_before_the_next_epoch(titanic, events
     """The cancel lands while epoch 3 is reported: epoch 4 never starts. (These epochs last a few
     milliseconds, less than CANCEL_CHECK_INTERVAL: every epoch is checked when it is 0, as it is
     for epochs longer than the interval.)"""
-    monkeypatch.setattr(services, "CANCEL_CHECK_INTERVAL", 0)
+    monkeypatch.setattr(services.jobs, "CANCEL_CHECK_INTERVAL", 0)
     record = services.ProgressRecorder.__call__
 
     def cancel_at_epoch_3(self, update):
@@ -237,7 +237,7 @@ def test_millisecond_epochs_are_cancelled_within_the_check_interval(titanic, mon
     assert job.status == "cancelled" and 3 <= len(job.history) < 500
     assert job.finished_at and time.monotonic() - cancelled_at[0] < 5
     durations = sum(h["duration"] for h in job.history[3:])
-    assert durations <= services.CANCEL_CHECK_INTERVAL + 0.5  # the epochs run after the cancel landed
+    assert durations <= services.jobs.CANCEL_CHECK_INTERVAL + 0.5  # the epochs run after the cancel landed
 
 
 def test_a_target_the_trainer_refuses_fails_with_its_code_and_suggestions(make_dataset, write_csv, events):
@@ -286,7 +286,7 @@ def test_the_reaper_fails_jobs_whose_worker_died(titanic, events):
     late = _running(titanic, started_ago=4000, time_limit=3600)
     stopping = _running(titanic, started_ago=60, cancel_requested=True)
     alive = _running(titanic, started_ago=2)
-    assert jobs.reap_all()["training.services.training_jobs_reap_stale"] == 3
+    assert jobs.reap_all()["training.services.jobs.training_jobs_reap_stale"] == 3
     status = dict(TrainingJob.objects.values_list("pk", "error_code"))
     assert status == {lost.pk: "WORKER_LOST", late.pk: "TIMEOUT", stopping.pk: "CANCELLED", alive.pk: ""}
     assert TrainingJob.objects.get(pk=stopping.pk).status == "cancelled"
@@ -397,6 +397,6 @@ def test_the_model_cache_follows_the_deployed_version(titanic, train_version):
     instances, _ = titanic_instances(v1, 3)
     services.model_version_predict(version=v1, instances=instances)
     services.model_version_predict(version=v2, instances=instances)
-    assert (v1.pk, v1.artifact_sha256) in services._models and (v2.pk, v2.artifact_sha256) in services._models
+    assert (v1.pk, v1.artifact_sha256) in services.serving._models and (v2.pk, v2.artifact_sha256) in services.serving._models
     assert services.model_version_load(version=v1) is services.model_version_load(version=v1)
     assert services.model_version_load(version=v1) is not services.model_version_load(version=v2)

@@ -1,4 +1,4 @@
-"""Tests for training/trainer.py: real CSVs, real scikit-learn, no Django.
+"""Tests for training/trainer/: real CSVs, real scikit-learn, no Django.
 
 Run: cd /work/main && .venv/bin/python -m pytest tests/training -p no:django -q
 """
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import trainer as trainer_module
+from training.trainer import fitting
 from training.trainer import (
     ALGORITHMS,
     STAGES,
@@ -163,7 +163,7 @@ def test_progress_updates(algorithm):
     assert all(0.0 <= a <= 1.0 for a in accs)
     etas = [u.estimated_time_remaining for u in epoch_updates]
     assert all(e is not None and e >= 0 for e in etas)
-    assert etas[-1] == pytest.approx(trainer_module.TAIL_SECONDS)
+    assert etas[-1] == pytest.approx(fitting.TAIL_SECONDS)
     assert etas[0] > etas[-1]
     assert all(u.message for u in updates)
 
@@ -320,7 +320,7 @@ def test_memory_error_is_mapped(monkeypatch):
     def boom(*a, **kw):
         raise MemoryError()
 
-    monkeypatch.setattr(trainer_module.pd, "read_csv", boom)
+    monkeypatch.setattr(fitting.pd, "read_csv", boom)
     with pytest.raises(TrainingError) as exc:
         _train(TITANIC, "survived")
     assert exc.value.code == "MEMORY_ERROR"
@@ -432,7 +432,7 @@ def test_artifact_round_trip_classifier(titanic_rf):
 def test_the_forest_fast_path_matches_sklearn(titanic_rf):
     """predict() computes a random forest's probabilities itself (no joblib per tree): the same
     numbers as sklearn's predict and predict_proba, for every row of titanic, with an odd row out."""
-    from training.trainer import _coerce_frame
+    from training.trainer.features import _coerce_frame
 
     result = titanic_rf
     instances = _rows_as_instances(TITANIC, result.feature_schema)
@@ -538,7 +538,7 @@ def test_incremental_oob_matches_sklearn(task):
         X, y = make_regression(n_samples=300, n_features=6, noise=5.0, random_state=0)
         forest = RandomForestRegressor(n_estimators=0, warm_start=True, random_state=3)
     rows = np.arange(len(y))
-    acc = trainer_module._OOBAccumulator(task, len(y), rows)
+    acc = fitting._OOBAccumulator(task, len(y), rows)
     for epoch in (1, 2, 3):
         forest.set_params(n_estimators=10 * epoch)
         forest.fit(X, y)

@@ -8,9 +8,9 @@ per loaded model and applies them with the same floating-point operations, in th
 the output is identical (checked against sklearn when it is compiled, and by the tests); anything
 it does not know how to reproduce exactly stays on sklearn's path:
 
-- a preprocessor other than the one `trainer._build_preprocessor` builds (numeric and categorical
+- a preprocessor other than the one `features._build_preprocessor` builds (numeric and categorical
   columns; datetime columns use sklearn);
-- per request, a value the fast path does not coerce exactly as `trainer._coerce_frame` would (a
+- per request, a value the fast path does not coerce exactly as `features._coerce_frame` would (a
   numeric column given as a string, an integer too large for a float).
 """
 
@@ -27,7 +27,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .trainer import _coerce_frame, _coerce_value
+from .features import _coerce_frame, _coerce_value
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class _Categorical:
         X = np.zeros((len(instances), self.width), dtype=np.float64)
         for i, inst in enumerate(instances):
             for k, j in enumerate(self.kept):
-                # What trainer._coerce_frame does to each value of a categorical or boolean column.
+                # What features._coerce_frame does to each value of a categorical or boolean column.
                 value = _coerce_value(inst.get(self.columns[j]), self.types[j])
                 if _is_nan(value):
                     value = self.fill[j]
@@ -143,7 +143,7 @@ class CompiledPreprocessor:
 
 
 def compile_preprocessor(preprocessor: Any, schema: list[dict[str, Any]]) -> CompiledPreprocessor | None:
-    """A CompiledPreprocessor for a fitted preprocessor built by `trainer._build_preprocessor`, or
+    """A CompiledPreprocessor for a fitted preprocessor built by `features._build_preprocessor`, or
     None when it has anything else (datetime columns, another layout, another sklearn)."""
     try:
         compiled = _compile(preprocessor, schema)

@@ -1,13 +1,7 @@
-"""Pure-Python model training loop (scikit-learn), independent of Django.
+"""Training: load a CSV, check the target, split, fit epoch by epoch while reporting progress,
+evaluate on the held-out rows and package the fitted Pipeline(preprocessor, model) as the artifact.
 
-The Celery task calls :func:`train`; the prediction API uses
-:func:`load_artifact`, :func:`check_instances` and :func:`predict`.
-
-Nothing in this module imports Django, so it can be unit-tested and
-benchmarked on its own.  The serialized artifact is a fitted
-``sklearn.pipeline.Pipeline(preprocessor, model)``; it references two small
-classes defined here (:class:`DatetimeFeatures`, :class:`ScaledTargetRegressor`),
-so loading an artifact requires ``training.trainer`` to be importable.
+No Django here: :func:`train` is tested and benchmarked on its own.
 """
 
 from __future__ import annotations
@@ -17,25 +11,21 @@ import difflib
 import hashlib
 import io
 import math
-import re
-import threading
 import time
-import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, is_classifier
-from sklearn.compose import ColumnTransformer
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import SGDClassifier, SGDRegressor
 from sklearn.metrics import (
     accuracy_score,
@@ -51,30 +41,18 @@ from sklearn.metrics import (
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-__all__ = [
-    "ALGORITHMS",
-    "STAGES",
-    "TASKS",
-    "ArtifactIntegrityError",
-    "DatetimeFeatures",
-    "InvalidInputError",
-    "ProgressUpdate",
-    "ScaledTargetRegressor",
-    "TrainingCancelled",
-    "TrainingError",
-    "TrainingResult",
-    "check_instances",
-    "infer_task",
-    "load_artifact",
-    "predict",
-    "train",
-]
-
-# --------------------------------------------------------------------------
-# Constants
-# --------------------------------------------------------------------------
+from .errors import TrainingCancelled, TrainingError
+from .features import (
+    _build_preprocessor,
+    _coerce_frame,
+    _describe_columns,
+    _float,
+    _is_bool_series,
+    _is_integral,
+    _py,
+    infer_task,
+)
 
 ALGORITHMS = ("sgd", "mlp", "random_forest", "gradient_boosting")
 TASKS = ("classification", "regression")
@@ -91,86 +69,11 @@ STAGE_PROGRESS = {
 TRAINING_SPAN = (20.0, 90.0)
 
 MAX_CLASSES = 100
-MAX_CLASSIFICATION_INT_VALUES = 20  # integer targets with <= this many values -> classification
-MAX_CATEGORIES = 50  # one-hot columns per categorical feature (rest -> "infrequent")
-MAX_SCHEMA_VALUES = 50  # allowed values listed per categorical feature in the schema
 MIN_ROWS = 10
 TREES_PER_EPOCH = 10  # random_forest
 BOOST_ITERS_PER_EPOCH = 10  # gradient_boosting
 EVAL_SAMPLE = 20_000  # rows used for per-epoch loss / live accuracy
 TAIL_SECONDS = 1.0  # rough constant added to the ETA for validation + finalization
-
-_ID_NAME_RE = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^(id|uuid|guid|index|unnamed: ?\d+)", re.I)
-_ISO_DATE_RE = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$")
-_TRUE_STRINGS = {"true", "t", "yes", "y", "1"}
-_FALSE_STRINGS = {"false", "f", "no", "n", "0"}
-
-
-# --------------------------------------------------------------------------
-# Exceptions
-# --------------------------------------------------------------------------
-
-
-class TrainingError(Exception):
-    """A training failure that can be shown to the user.
-
-    ``code`` is a stable machine-readable string, ``message`` a human sentence
-    and ``suggestions`` a list of human hints on how to fix it.
-    """
-
-    default_code = "TRAINING_ERROR"
-
-    def __init__(self, message: str, *, code: str | None = None, suggestions: list[str] | None = None):
-        super().__init__(message)
-        self.code = code or self.default_code
-        self.message = message
-        self.suggestions = list(suggestions or [])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "suggestions": list(self.suggestions)}
-
-    def __repr__(self) -> str:  # pragma: no cover - cosmetic
-        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
-
-
-class TrainingCancelled(TrainingError):
-    """Raised when ``should_stop()`` returned True."""
-
-    default_code = "CANCELLED"
-
-    def __init__(self, message: str = "Training was cancelled.", *, code: str | None = None,
-                 suggestions: list[str] | None = None):
-        super().__init__(message, code=code or "CANCELLED", suggestions=suggestions)
-
-
-class ArtifactIntegrityError(TrainingError):
-    """The artifact bytes do not match the recorded sha256."""
-
-    default_code = "ARTIFACT_INTEGRITY"
-
-
-class InvalidInputError(TrainingError):
-    """Prediction instances do not match the feature schema; ``errors`` lists why."""
-
-    default_code = "INVALID_INPUT"
-
-    def __init__(self, errors: list[str], message: str | None = None):
-        self.errors = list(errors)
-        super().__init__(
-            message or f"{len(self.errors)} problem(s) with the prediction input.",
-            code="INVALID_INPUT",
-            suggestions=self.errors[:20],
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d["errors"] = list(self.errors)
-        return d
-
-
-# --------------------------------------------------------------------------
-# Data classes
-# --------------------------------------------------------------------------
 
 
 @dataclass
@@ -216,45 +119,11 @@ class TrainingResult:
                 if f.name not in ("artifact_bytes", "pipeline")}
 
 
-# --------------------------------------------------------------------------
-# Picklable helpers that end up inside the artifact
-# --------------------------------------------------------------------------
-
-
-class DatetimeFeatures(TransformerMixin, BaseEstimator):
-    """Turn date/time columns into numeric features (epoch days, year, month, day, weekday, hour)."""
-
-    _PARTS = ("epoch_days", "year", "month", "day", "day_of_week", "hour")
-
-    def fit(self, X, y=None):
-        frame = pd.DataFrame(X)
-        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
-        self.n_features_in_ = frame.shape[1]
-        return self
-
-    def transform(self, X):
-        frame = pd.DataFrame(X)
-        out = []
-        for col in frame.columns:
-            ts = pd.to_datetime(frame[col], errors="coerce", utc=True, format="ISO8601")
-            valid = ts.notna().to_numpy()
-            epoch = np.full(len(ts), np.nan)
-            if valid.any():
-                epoch[valid] = (ts[valid] - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(days=1)
-            out.append(epoch)
-            for part in ("year", "month", "day", "day_of_week", "hour"):
-                out.append(getattr(ts.dt, part).astype(float).to_numpy())
-        if not out:
-            return np.empty((len(frame), 0))
-        return np.column_stack(out).astype(float)
-
-    def get_feature_names_out(self, input_features=None):
-        names = input_features if input_features is not None else self.feature_names_in_
-        return np.asarray([f"{c}_{p}" for c in names for p in self._PARTS], dtype=object)
-
-
 class ScaledTargetRegressor(RegressorMixin, BaseEstimator):
     """Wrap a regressor trained on a standardised target; predicts in original units."""
+
+    # Stored artifacts pickle this class under the path it had before the trainer became a package.
+    __module__ = "training.trainer"
 
     def __init__(self, regressor=None, y_mean: float = 0.0, y_scale: float = 1.0):
         self.regressor = regressor
@@ -273,239 +142,6 @@ class ScaledTargetRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return np.asarray(self.regressor.predict(X), dtype=float) * self.y_scale + self.y_mean
-
-
-# --------------------------------------------------------------------------
-# Small utilities
-# --------------------------------------------------------------------------
-
-
-def _py(value: Any) -> Any:
-    """Convert numpy / pandas scalars to plain JSON-friendly Python values."""
-    if value is None:
-        return None
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (pd.Timestamp,)):
-        return value.isoformat()
-    return value
-
-
-def _float(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    try:
-        return bool(pd.isna(value)) if np.isscalar(value) else False
-    except (TypeError, ValueError):
-        return False
-
-
-def _is_bool_series(s: pd.Series) -> bool:
-    if pd.api.types.is_bool_dtype(s):
-        return True
-    if pd.api.types.is_object_dtype(s):
-        non_null = s.dropna()
-        return len(non_null) > 0 and all(isinstance(v, (bool, np.bool_)) for v in non_null)
-    return False
-
-
-def _is_integral(s: pd.Series) -> bool:
-    if pd.api.types.is_integer_dtype(s):
-        return True
-    if pd.api.types.is_float_dtype(s):
-        vals = s.dropna().to_numpy(dtype=float)
-        return len(vals) > 0 and bool(np.all(np.isfinite(vals))) and bool(np.all(vals == np.round(vals)))
-    return False
-
-
-def infer_task(target: pd.Series) -> str:
-    """Guess ``"classification"`` or ``"regression"`` from the (non-missing) target values.
-
-    Non-numeric, boolean, or integer-valued with at most 20 distinct values
-    -> classification; otherwise regression.
-    """
-    s = target.dropna()
-    if _is_bool_series(s) or not pd.api.types.is_numeric_dtype(s):
-        return "classification"
-    if _is_integral(s) and s.nunique() <= MAX_CLASSIFICATION_INT_VALUES:
-        return "classification"
-    return "regression"
-
-
-def _looks_datetime(s: pd.Series) -> bool:
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return True
-    if not (pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)):
-        return False
-    sample = s.dropna()
-    if len(sample) == 0:
-        return False
-    sample = sample.sample(min(len(sample), 500), random_state=0) if len(sample) > 500 else sample
-    matches = sample.map(lambda v: isinstance(v, str) and bool(_ISO_DATE_RE.match(v)))
-    return float(matches.mean()) >= 0.95
-
-
-def _leaks_target(s: pd.Series, y: np.ndarray, task: str) -> bool:
-    """True if the column is just a re-encoding of the target (e.g. titanic's ``alive`` vs ``survived``)."""
-    if s.isna().any():
-        return False
-    if task == "classification":
-        if s.nunique() != len(np.unique(y)):
-            return False
-        pairs = pd.DataFrame({"x": s.astype(str).to_numpy(), "y": pd.Series(y).astype(str).to_numpy()})
-        return bool(pairs.groupby("x")["y"].nunique().max() == 1 and pairs.groupby("y")["x"].nunique().max() == 1)
-    if pd.api.types.is_numeric_dtype(s) and not _is_bool_series(s):
-        x = s.to_numpy(dtype=float)
-        if np.std(x) == 0 or np.std(y) == 0:
-            return False
-        return bool(abs(np.corrcoef(x, y)[0, 1]) >= 0.99999)
-    return False
-
-
-def _describe_columns(df: pd.DataFrame, target_column: str, y: np.ndarray | None = None,
-                      task: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Decide the type of each input column; returns (feature_schema, dropped_columns)."""
-    schema: list[dict[str, Any]] = []
-    dropped: list[dict[str, str]] = []
-    n_rows = len(df)
-    for name in df.columns:
-        if name == target_column:
-            continue
-        s = df[name]
-        non_null = s.dropna()
-        n_non_null = len(non_null)
-        if n_non_null == 0:
-            dropped.append({"name": str(name), "reason": "all values are missing"})
-            continue
-        n_unique = int(non_null.nunique())
-        if y is not None and _leaks_target(s, y, task):
-            dropped.append({"name": str(name), "reason": f"duplicates the target {target_column!r} (leakage)"})
-            continue
-        if _is_bool_series(s):
-            schema.append({"name": str(name), "type": "boolean", "required": True})
-            continue
-        if pd.api.types.is_numeric_dtype(s):
-            if (
-                pd.api.types.is_integer_dtype(s)
-                and n_rows >= 20
-                and n_unique == n_rows
-                and (
-                    _ID_NAME_RE.search(str(name))
-                    or (int(non_null.max()) - int(non_null.min()) + 1) <= int(1.1 * n_rows) + 1
-                )
-            ):
-                dropped.append({"name": str(name), "reason": "looks like an identifier (unique integers)"})
-                continue
-            schema.append({"name": str(name), "type": "numeric", "required": True})
-            continue
-        if _looks_datetime(s):
-            schema.append({"name": str(name), "type": "datetime", "required": True})
-            continue
-        # string-like / object / categorical
-        if n_non_null >= 20 and n_unique == n_non_null:
-            dropped.append({"name": str(name), "reason": "looks like an identifier (every value is unique)"})
-            continue
-        if n_unique > MAX_CATEGORIES and n_unique > 0.5 * n_non_null:
-            dropped.append({"name": str(name),
-                            "reason": f"free text / too many distinct values ({n_unique} of {n_non_null} rows)"})
-            continue
-        counts = non_null.astype(str).value_counts()
-        schema.append({
-            "name": str(name),
-            "type": "categorical",
-            "required": True,
-            "allowed_values": [str(v) for v in counts.index[:MAX_SCHEMA_VALUES]],
-        })
-    return schema, dropped
-
-
-def _coerce_value(value: Any, col_type: str) -> Any:
-    if _is_missing(value):
-        return np.nan
-    if col_type == "boolean":
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value)
-        if isinstance(value, (int, float, np.integer, np.floating)):
-            return bool(value)
-        text = str(value).strip().lower()
-        if text in _TRUE_STRINGS:
-            return True
-        if text in _FALSE_STRINGS:
-            return False
-        return np.nan
-    if col_type == "categorical":
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            # a CSV column read as strings keeps "3", not "3.0"
-            return str(int(value))
-        return str(value)
-    return value  # datetime / text: raw
-
-
-def _coerce_frame(df: pd.DataFrame, schema: list[dict[str, Any]]) -> pd.DataFrame:
-    """Make column dtypes consistent between training and prediction."""
-    out = {}
-    for col in schema:
-        name, col_type = col["name"], col["type"]
-        s = df[name] if name in df.columns else pd.Series([np.nan] * len(df), index=df.index)
-        if col_type == "numeric":
-            out[name] = pd.to_numeric(s, errors="coerce").astype(float)
-        elif col_type == "datetime":
-            out[name] = s.astype(object).where(s.notna(), np.nan)
-        elif col_type == "categorical" and pd.api.types.is_string_dtype(s) and not pd.api.types.is_object_dtype(s):
-            # fast path for CSV string columns (training): already strings
-            out[name] = s.astype(object).where(s.notna(), np.nan)
-        elif col_type == "boolean" and pd.api.types.is_bool_dtype(s):
-            out[name] = s.astype(object)
-        else:
-            values = [_coerce_value(v, col_type) for v in s.astype(object).tolist()]
-            out[name] = pd.Series(values, index=df.index, dtype=object)
-    return pd.DataFrame(out, index=df.index)
-
-
-def _build_preprocessor(schema: list[dict[str, Any]], dense: bool) -> ColumnTransformer:
-    numeric = [c["name"] for c in schema if c["type"] == "numeric"]
-    categorical = [c["name"] for c in schema if c["type"] in ("categorical", "boolean")]
-    datetimes = [c["name"] for c in schema if c["type"] == "datetime"]
-    transformers = []
-    if numeric:
-        transformers.append((
-            "numeric",
-            Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
-            numeric,
-        ))
-    if categorical:
-        transformers.append((
-            "categorical",
-            Pipeline([
-                ("impute", SimpleImputer(strategy="most_frequent")),
-                ("onehot", OneHotEncoder(handle_unknown="ignore", max_categories=MAX_CATEGORIES,
-                                         sparse_output=not dense)),
-            ]),
-            categorical,
-        ))
-    if datetimes:
-        transformers.append((
-            "datetime",
-            Pipeline([
-                ("expand", DatetimeFeatures()),
-                ("impute", SimpleImputer(strategy="median")),
-                ("scale", StandardScaler()),
-            ]),
-            datetimes,
-        ))
-    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0 if dense else 0.3)
 
 
 def _make_model(algorithm: str, task: str, random_state: int):
@@ -539,11 +175,6 @@ def _nearest(name: str, options: list[str]) -> list[str]:
     if name.lower().strip() in lowered:
         return [lowered[name.lower().strip()]]
     return difflib.get_close_matches(name, options, n=3, cutoff=0.6)
-
-
-# --------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------
 
 
 class _Reporter:
@@ -941,174 +572,3 @@ def _train(*, csv_path, target_column, task, algorithm, epochs, test_size, rando
         dropped_columns=dropped,
         pipeline=pipeline,
     )
-
-
-# --------------------------------------------------------------------------
-# Artifact loading and prediction
-# --------------------------------------------------------------------------
-
-
-def load_artifact(data: bytes, expected_sha256: str):
-    """Verify ``sha256(data) == expected_sha256`` and joblib-load the fitted Pipeline.
-
-    Only call this on artifacts this application produced: joblib/pickle
-    executes code on load, the hash check guards against corruption and
-    tampering of stored files, not against untrusted uploads.
-    """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ArtifactIntegrityError("Artifact data must be bytes.")
-    data = bytes(data)
-    actual = hashlib.sha256(data).hexdigest()
-    if not expected_sha256 or actual.lower() != str(expected_sha256).strip().lower():
-        raise ArtifactIntegrityError(
-            "Model artifact checksum mismatch: the stored file is corrupted or was modified.",
-            suggestions=["Retrain the model to regenerate the artifact."],
-        )
-    return joblib.load(io.BytesIO(data))
-
-
-def _type_error(col_type: str, value: Any) -> str | None:
-    """Return the expected-type phrase if ``value`` does not fit ``col_type``."""
-    if _is_missing(value):
-        return None
-    if col_type == "numeric":
-        if isinstance(value, (bool, np.bool_)):
-            return "a number"
-        if isinstance(value, (int, float, np.integer, np.floating)):
-            return None if not (isinstance(value, float) and math.isinf(value)) else "a finite number"
-        if isinstance(value, str):
-            try:
-                f = float(value.strip())
-            except ValueError:
-                return "a number"
-            return None if math.isfinite(f) or math.isnan(f) else "a finite number"
-        return "a number"
-    if col_type == "boolean":
-        if isinstance(value, (bool, np.bool_)):
-            return None
-        if isinstance(value, (int, np.integer)) and value in (0, 1):
-            return None
-        if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS | _FALSE_STRINGS:
-            return None
-        return "a boolean (true/false)"
-    if col_type == "categorical":
-        if isinstance(value, (str, bool, int, float, np.generic)):
-            return None
-        return "a string"
-    if col_type == "datetime":
-        if isinstance(value, str) and not pd.isna(pd.to_datetime(value, errors="coerce", utc=True,
-                                                                   format="ISO8601")):
-            return None
-        return "an ISO 8601 date/time string (e.g. '2024-01-31')"
-    if col_type == "text":
-        return None if isinstance(value, str) else "a string"
-    return None
-
-
-def check_instances(instances: Any, feature_schema: list[dict[str, Any]]) -> list[str]:
-    """Human-readable problems with prediction ``instances`` (empty list = OK).
-
-    Reports missing, unexpected and mistyped columns per instance index.
-    ``None`` is always accepted as a value (it is imputed).
-    """
-    if not isinstance(instances, (list, tuple)):
-        return ["instances must be a list of objects"]
-    if len(instances) == 0:
-        return ["instances must contain at least one object"]
-    expected = [c["name"] for c in feature_schema]
-    types = {c["name"]: c["type"] for c in feature_schema}
-    expected_set = set(expected)
-    errors: list[str] = []
-    for i, inst in enumerate(instances):
-        if not isinstance(inst, dict):
-            errors.append(f"instance {i}: expected an object mapping column names to values, "
-                          f"got {type(inst).__name__}")
-            continue
-        for name in expected:
-            if name not in inst:
-                errors.append(f"instance {i}: missing column {name!r}")
-        for name in inst:
-            if name not in expected_set:
-                errors.append(f"instance {i}: unexpected column {name!r}")
-        for name in expected:
-            if name in inst:
-                problem = _type_error(types[name], inst[name])
-                if problem:
-                    errors.append(f"instance {i}: column {name!r} must be {problem}, got {inst[name]!r}")
-    return errors
-
-
-def _forest_proba(forest: RandomForestClassifier, X) -> np.ndarray:
-    """The forest's predict_proba: the mean of its trees' (sklearn's _accumulate_prediction), in one
-    loop. sklearn dispatches every tree through joblib, with a config and warnings context each,
-    which costs more than the tree itself for a small request."""
-    X = forest._validate_X_predict(X)
-    proba = np.zeros((X.shape[0], forest.n_classes_), dtype=np.float64)
-    for tree in forest.estimators_:
-        proba += tree.predict_proba(X, check_input=False)
-    proba /= len(forest.estimators_)
-    return proba
-
-
-_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loaded Pipeline -> CompiledPreprocessor | None
-_compiled_lock = threading.Lock()
-
-
-def _compiled_preprocessor(pipeline: Pipeline, feature_schema: list[dict[str, Any]]):
-    try:
-        return _compiled[pipeline]
-    except KeyError:
-        pass
-    from .compiled import compile_preprocessor
-
-    compiled = compile_preprocessor(pipeline.steps[0][1], feature_schema)
-    with _compiled_lock:
-        _compiled[pipeline] = compiled
-    return compiled
-
-
-def predict(model, instances: list[dict[str, Any]], feature_schema: list[dict[str, Any]]) -> dict[str, Any]:
-    """Predict for a list of dict instances.
-
-    Returns ``{"predictions": [...]}`` plus, for classifiers,
-    ``"probabilities": [{str(class): p, ...}, ...]``; all values are plain
-    Python (JSON-serialisable).  Raises :class:`InvalidInputError` if
-    :func:`check_instances` finds problems.
-    """
-    errors = check_instances(instances, feature_schema)
-    if errors:
-        raise InvalidInputError(errors)
-    X = None
-    if isinstance(model, Pipeline) and len(model.steps) == 2:
-        # The fitted preprocessor as plain numpy (training/compiled.py): same numbers, a fraction
-        # of the CPU. None for a preprocessor or a value it leaves to sklearn.
-        compiled = _compiled_preprocessor(model, feature_schema)
-        if compiled is not None:
-            X = compiled.transform(instances)
-            if X is not None:
-                model = model[-1]
-    if X is None:
-        frame = pd.DataFrame([{c["name"]: inst.get(c["name"]) for c in feature_schema} for inst in instances],
-                             columns=[c["name"] for c in feature_schema])
-        X = _coerce_frame(frame, feature_schema)
-        # Preprocess once: Pipeline.predict and .predict_proba would each run the whole preprocessor
-        # again, which is most of the cost of a small request.
-        if isinstance(model, Pipeline) and len(model.steps) > 1:
-            X, model = model[:-1].transform(X), model[-1]
-    proba = None
-    if isinstance(model, RandomForestClassifier) and model.n_outputs_ == 1:
-        # What RandomForestClassifier.predict does (the argmax of predict_proba), computed once
-        # and without joblib's per-tree dispatch: for one row of a 400-tree forest, 5x faster.
-        proba = _forest_proba(model, X)
-        preds = model.classes_.take(np.argmax(proba, axis=1), axis=0)
-    else:
-        preds = model.predict(X)
-    out: dict[str, Any] = {"predictions": [_py(p) for p in preds]}
-    if is_classifier(model) and hasattr(model, "predict_proba"):
-        if proba is None:
-            proba = model.predict_proba(X)
-        labels = [str(_py(c)) for c in model.classes_]
-        out["probabilities"] = [
-            {label: float(p) for label, p in zip(labels, row)} for row in np.asarray(proba, dtype=float)
-        ]
-    return out

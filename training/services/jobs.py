@@ -1,36 +1,32 @@
-"""Every write of the training app: start, run, cancel and reap training jobs; register, deploy and
-serve model versions, and count their predictions.
+"""Training jobs: start, run (in a Celery worker, reporting progress), cancel, reap and resend.
 
-Events go out on commit of the write they describe (publish_on_commit), so a client that reacts by
-reading the API sees the new state. `training.trainer` (scikit-learn, pandas) is imported where it
-is used, so that importing this module (every Django process does, for the reaper) stays cheap.
+A succeeded job registers its model version (`registry`). `training.trainer` (scikit-learn, pandas)
+is imported where it is used, so that importing this module (every Django process does, for the
+reaper) stays cheap.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import typing
-from collections import OrderedDict
-from datetime import UTC
 
-import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, Sum
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from datasets.models import Dataset
+from datasets import selectors as datasets_selectors
 from mlops_dashboard.activity import activity_record_quietly
-from mlops_dashboard.events import bus, catalog, publish_on_commit
+from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, stale
 
-from .models import STAGES, Deployment, ModelVersion, TrainingJob, artifact_path
+from ..models import STAGES, ModelVersion, TrainingJob, artifact_path
+from .errors import Conflict
+from .registry import model_version_register
 
 logger = logging.getLogger(__name__)
 
@@ -58,28 +54,18 @@ SUGGESTIONS = {
 }
 
 
-
-class Conflict(Exception):
-    """The request is valid but the object's state does not allow it (the API answers 409)."""
-
-
 class JobGone(Exception):
     """The job's row is no longer running (reaped or ended elsewhere): stop working on it."""
 
 
-# =================================================================================================
-# Training jobs
-# =================================================================================================
-
-
-def training_job_default_name(*, dataset: Dataset, algorithm: str) -> str:
+def training_job_default_name(*, dataset, algorithm: str) -> str:
     base = (dataset.name or f"dataset-{dataset.pk}").replace("/", "-").replace("\\", "-").strip() or "model"
     return f"{base[:180]}-{algorithm}"
 
 
 def training_job_start(
     *,
-    dataset: Dataset,
+    dataset,
     target_column: str,
     algorithm: str,
     epochs: int,
@@ -93,7 +79,7 @@ def training_job_start(
 
     With enqueue=False the caller runs it itself (training_job_run), e.g. inside its own task.
     """
-    if dataset.status != Dataset.Status.READY:
+    if not datasets_selectors.dataset_is_ready(dataset):
         raise ValidationError(
             {"dataset": f"Dataset {dataset.name!r} is not ready (status: {dataset.status}); only ready datasets can be trained on."}
         )
@@ -124,7 +110,7 @@ def training_job_start(
 
 
 def _training_job_enqueue(*, job_id: int) -> None:
-    from .tasks import training_job_run as task
+    from ..tasks import training_job_run as task
 
     job = TrainingJob.objects.only("soft_time_limit", "time_limit").get(pk=job_id)
     try:
@@ -166,11 +152,11 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
         return None
     job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
     dataset = job.dataset
-    if dataset is None or dataset.status != Dataset.Status.READY or not dataset.file \
+    if dataset is None or not datasets_selectors.dataset_is_ready(dataset) or not dataset.file \
             or not default_storage.exists(dataset.file.name):
         if dataset is None:
             state = "was deleted"
-        elif dataset.status != Dataset.Status.READY:
+        elif not datasets_selectors.dataset_is_ready(dataset):
             state = f"is {dataset.status}"
         else:
             state = "has lost its file"
@@ -190,7 +176,7 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
                            error=f"Training took longer than its time limit ({job.soft_time_limit} s).")
         return None
     except Exception as exc:
-        from . import trainer
+        from .. import trainer
 
         if isinstance(exc, trainer.TrainingCancelled):
             _training_job_fail(job_id=job_id, code="CANCELLED", recorder=recorder, status=JobStatus.CANCELLED,
@@ -209,7 +195,7 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
 def _train(job: TrainingJob, recorder: ProgressRecorder):
     from threadpoolctl import threadpool_limits
 
-    from . import trainer
+    from .. import trainer
 
     with heartbeat(TrainingJob, job.pk), threadpool_limits(limits=settings.TRAINING_THREADS):
         return trainer.train(
@@ -346,7 +332,7 @@ def _training_job_complete(*, job: TrainingJob, result) -> ModelVersion | None:
                         message=message[:500],
                     ):
                         raise JobGone(job.pk)
-                    version = _model_version_register(job=job, result=result, artifact_name=artifact_name)
+                    version = model_version_register(job=job, result=result, artifact_name=artifact_name)
                     publish_on_commit(
                         catalog.TrainingCompleted(
                             job_id=job.pk,
@@ -464,299 +450,3 @@ def training_jobs_resend(cutoff) -> int:
         logger.warning("training job %s: still queued with no message in the broker; sent again", job_id)
         _training_job_enqueue(job_id=job_id)
     return len(ids)
-
-
-# =================================================================================================
-# Model registry and deployment
-# =================================================================================================
-
-
-def _model_version_register(*, job: TrainingJob, result, artifact_name: str) -> ModelVersion:
-    latest = ModelVersion.objects.filter(name=job.name).aggregate(v=Max("version"))["v"] or 0
-    version = ModelVersion(
-        name=job.name,
-        version=latest + 1,
-        status=ModelVersion.Status.INACTIVE,
-        algorithm=result.algorithm,
-        task=result.task,
-        target_column=result.target_column or job.target_column,
-        metrics=result.metrics,
-        final_accuracy=result.final_accuracy,
-        validation_score=result.validation_score,
-        feature_schema=result.feature_schema,
-        classes=result.classes,
-        dropped_columns=result.dropped_columns,
-        n_train=result.n_train,
-        n_test=result.n_test,
-        training_time=result.training_time,
-        dataset_id=job.dataset_id,
-        training_job=job,
-        artifact_sha256=result.artifact_sha256,
-        artifact_size=result.model_size,
-    )
-    version.artifact.name = artifact_name
-    # Field checks only: the (name, version) constraint is the database's to enforce. Checked here,
-    # a version committed by a concurrent job of the same name after our Max() was a
-    # ValidationError that failed the job; from the database it is an IntegrityError, and
-    # _training_job_complete takes the next number.
-    version.full_clean(validate_unique=False, validate_constraints=False)
-    version.save()
-    return version
-
-
-def _status_event(version: ModelVersion, status: str) -> catalog.ModelStatusChange:
-    return catalog.ModelStatusChange(
-        model_id=version.pk,
-        status=status,
-        health_score={"active": 1.0, "inactive": None, "error": 0.0, "training": None}[status],
-        last_prediction=version.last_prediction_at.isoformat() if version.last_prediction_at else None,
-    )
-
-
-def _artifact_intact(version: ModelVersion) -> bool:
-    import hashlib
-
-    digest = hashlib.sha256()
-    try:
-        with default_storage.open(version.artifact.name, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError:
-        return False
-    return digest.hexdigest() == version.artifact_sha256
-
-
-def model_version_deploy(*, version: ModelVersion, user=None) -> Deployment | None:
-    """Make this version the one serving its name; the one serving before goes inactive.
-
-    Deploying the version that already serves changes nothing (returns None). Deploying an older
-    version than the serving one is recorded as a rollback.
-    """
-    if not _artifact_intact(version):
-        model_version_mark_error(version=version, reason="artifact missing or checksum mismatch")
-        raise Conflict(f"{version.label} cannot be deployed: its artifact is missing or does not match its checksum.")
-    with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        if version.status == ModelVersion.Status.ERROR:
-            raise Conflict(f"{version.label} is in error and cannot be deployed; train a new version.")
-        if version.status == ModelVersion.Status.ACTIVE:
-            return None
-        previous = ModelVersion.objects.select_for_update().filter(name=version.name, status=ModelVersion.Status.ACTIVE).first()
-        now = timezone.now()
-        if previous is not None:
-            previous.status = ModelVersion.Status.INACTIVE
-            previous.save(update_fields=["status"])
-        version.status = ModelVersion.Status.ACTIVE
-        version.deployed_at = now
-        version.full_clean()
-        version.save(update_fields=["status", "deployed_at"])
-        rollback = previous is not None and version.version < previous.version
-        deployment = Deployment(
-            model_version=version,
-            previous=previous,
-            action=Deployment.Action.ROLLBACK if rollback else Deployment.Action.DEPLOY,
-            deployed_by=user if getattr(user, "is_authenticated", False) else None,
-        )
-        deployment.full_clean()
-        deployment.save()
-        verb = "rolled back to" if rollback else "deployed"
-        replaced = f", replacing v{previous.version}" if previous is not None else ""
-        publish_on_commit(
-            catalog.ModelDeployed(
-                model_id=version.pk,
-                model_name=version.name,
-                model_version=version.version,
-                model_accuracy=version.validation_score,
-                deployment_timestamp=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                message=f"{version.name}: {verb} v{version.version}{replaced}.",
-            )
-        )
-        publish_on_commit(_status_event(version, ModelVersion.Status.ACTIVE))
-        if previous is not None:
-            publish_on_commit(_status_event(previous, ModelVersion.Status.INACTIVE))
-        activity_record_quietly(title=f"Model {'rolled back' if rollback else 'deployed'}: {version.label}",
-                  action_type="model_rollback" if rollback else "model_deploy", user=deployment.deployed_by,
-                  severity_level="success", description=f"{version.name}: {verb} v{version.version}{replaced}.",
-                  metadata={"model_id": version.pk, "previous_id": previous.pk if previous else None})
-    return deployment
-
-
-def model_version_mark_error(*, version: ModelVersion, reason: str) -> bool:
-    """A version whose artifact cannot be trusted stops serving (status error)."""
-    with transaction.atomic():
-        changed = ModelVersion.objects.filter(pk=version.pk).exclude(status=ModelVersion.Status.ERROR).update(
-            status=ModelVersion.Status.ERROR
-        )
-        if changed:
-            logger.error("model version %s marked error: %s", version.pk, reason)
-            version.status = ModelVersion.Status.ERROR
-            publish_on_commit(_status_event(version, ModelVersion.Status.ERROR))
-    _forget_model(version.pk)
-    return bool(changed)
-
-
-# =================================================================================================
-# Predictions
-# =================================================================================================
-
-MAX_PREDICTION_INSTANCES = 10_000
-MILESTONES = (100, 500, 1_000, 5_000, 10_000)
-MILESTONE_STEP = 10_000  # after the last milestone: every 10,000
-VOLUME_INTERVAL = 10  # seconds between prediction_volume events of one version while traffic flows
-RATE_SLOT = 10  # seconds per bucket of the per-minute rate
-MODEL_CACHE_SIZE = 8
-
-_models: OrderedDict[tuple[int, str], object] = OrderedDict()
-_models_lock = threading.Lock()
-
-
-class ArtifactError(Exception):
-    """A version's artifact is missing or does not match its checksum (the version is now error)."""
-
-
-def _forget_model(version_id: int) -> None:
-    with _models_lock:
-        for key in [k for k in _models if k[0] == version_id]:
-            del _models[key]
-
-
-def model_version_load(*, version: ModelVersion):
-    """The version's fitted pipeline, cached per process by (version id, sha256).
-
-    The bytes are checked against the stored sha256 before they are unpickled, on every load.
-    """
-    from . import trainer
-
-    key = (version.pk, version.artifact_sha256)
-    with _models_lock:
-        model = _models.get(key)
-        if model is not None:
-            _models.move_to_end(key)
-            return model
-    try:
-        with default_storage.open(version.artifact.name, "rb") as f:
-            data = f.read()
-        model = trainer.load_artifact(data, version.artifact_sha256)
-    except (OSError, trainer.ArtifactIntegrityError) as exc:
-        model_version_mark_error(version=version, reason=str(exc))
-        raise ArtifactError(f"{version.label} cannot serve: its artifact is missing or does not match its checksum.") from exc
-    with _models_lock:
-        _models[key] = model
-        while len(_models) > MODEL_CACHE_SIZE:
-            _models.popitem(last=False)
-    return model
-
-
-def model_version_predict(*, version: ModelVersion, instances: list) -> dict:
-    """Predict with a version and count the predictions. Raises trainer.InvalidInputError when the
-    instances do not match the version's feature schema, ArtifactError when it cannot serve."""
-    from . import trainer
-
-    if version.status == ModelVersion.Status.ERROR:
-        raise ArtifactError(f"{version.label} is in error and cannot serve predictions.")
-    model = model_version_load(version=version)
-    result = trainer.predict(model, instances, version.feature_schema)  # checks the instances first
-    model_version_record_predictions(version=version, count=len(instances))
-    return result
-
-
-def model_version_record_predictions(*, version: ModelVersion, count: int) -> int:
-    """Add `count` predictions to the version's total (atomically, whatever the number of server
-    processes) and publish prediction_volume at milestones or every 10 s. Returns the new total."""
-    now = timezone.now()
-    total = _add_predictions(version.pk, count, now)
-    version.prediction_count, version.last_prediction_at = total, now
-    event = _prediction_volume_event(version=version, count=count, version_total=total)
-    if event is not None:
-        publish_on_commit(event)
-    return total
-
-
-def _add_predictions(pk: int, count: int, now) -> int:
-    """Add to a version's prediction count and return its new total, in one statement.
-
-    Every concurrent prediction of a model updates this one row, so it is a single UPDATE ...
-    RETURNING (PostgreSQL, and SQLite since 3.35): the row lock lasts one statement, with no
-    round trip while it is held. An UPDATE then a SELECT in a transaction held it across both,
-    and under load the predictions queued on it. (The ORM's update() cannot return values.)"""
-    table = connection.ops.quote_name(ModelVersion._meta.db_table)
-    count_col = connection.ops.quote_name("prediction_count")
-    at_col = connection.ops.quote_name("last_prediction_at")
-    pk_col = connection.ops.quote_name(ModelVersion._meta.pk.column)
-    field = ModelVersion._meta.get_field("last_prediction_at")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {count_col} = {count_col} + %s, {at_col} = %s WHERE {pk_col} = %s RETURNING {count_col}",
-            [count, field.get_db_prep_value(now, connection), pk],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise ModelVersion.DoesNotExist(f"model version {pk} no longer exists")
-    return int(row[0])
-
-
-def milestone_between(old: int, new: int) -> int | None:
-    """The largest milestone m with old < m <= new, if any."""
-    reached = None
-    for m in MILESTONES:
-        if old < m <= new:
-            reached = m
-    if new >= MILESTONES[-1] + MILESTONE_STEP:
-        m = (new // MILESTONE_STEP) * MILESTONE_STEP
-        if old < m <= new:
-            reached = m
-    return reached
-
-
-def _redis_key(*parts) -> str:
-    return ":".join([settings.REDIS_KEY_PREFIX, "training", *map(str, parts)])
-
-
-def _prediction_volume_event(*, version: ModelVersion, count: int, version_total: int):
-    now = time.time()
-    slot = int(now // RATE_SLOT)
-    try:
-        client = bus.sync_client()
-        pipe = client.pipeline(transaction=False)
-        pipe.incrby(_redis_key("predictions", "total"), count)
-        pipe.expire(_redis_key("predictions", "total"), 86_400)  # idle a day: re-seeded from the database
-        pipe.incrby(_redis_key("predictions", "rate", slot), count)
-        pipe.expire(_redis_key("predictions", "rate", slot), RATE_SLOT * 8)
-        pipe.set(_redis_key("predictions", "gate", version.pk), 1, nx=True, ex=VOLUME_INTERVAL)
-        redis_total, _, _, _, gate_open = pipe.execute()
-        # The milestone is one of the system's total; Redis' INCRBY orders concurrent requests
-        # across processes, so exactly one request crosses each milestone. Its counter is seeded
-        # from the database when Redis lost it (first use, or a restart).
-        if redis_total == count:
-            seeded = _all_models_total()
-            client.incrby(_redis_key("predictions", "total"), max(0, seeded - count))
-            milestone = milestone_between(seeded - count, seeded)
-            redis_total = seeded
-        else:
-            milestone = milestone_between(redis_total - count, redis_total)
-        if milestone is None and not gate_open:
-            return None
-        buckets = client.mget([_redis_key("predictions", "rate", s) for s in range(slot - 5, slot + 1)])
-    except redis.RedisError as exc:
-        logger.warning("prediction volume not tracked: %s", exc)
-        return None
-    window = 5 * RATE_SLOT + (now - slot * RATE_SLOT)
-    per_minute = round(sum(int(b or 0) for b in buckets) * 60.0 / max(window, 1.0), 2)
-    total = _all_models_total()  # the database's: what the API and the pages show
-    if milestone is not None:
-        message = f"{milestone:,} predictions served ({version.label} now at {version_total:,})."
-    else:
-        message = f"{total:,} predictions served; {per_minute:,.0f} per minute."
-    return catalog.PredictionVolume(
-        total_predictions=int(total),
-        predictions_per_minute=float(per_minute),
-        milestone_reached=milestone,
-        message=message,
-        model_id=version.pk,
-        model_name=version.name,
-        model_predictions=int(version_total),
-    )
-
-
-def _all_models_total() -> int:
-    return int(ModelVersion.objects.aggregate(n=Sum("prediction_count"))["n"] or 0)

@@ -1,0 +1,67 @@
+"""Every write of the training app, in three rooms:
+
+- ``jobs``: start, run, cancel, reap and resend training jobs;
+- ``registry``: register, deploy and roll back model versions;
+- ``serving``: load a version's model, predict, count predictions, mark an untrustworthy version error.
+
+Events go out on commit of the write they describe (publish_on_commit), so a client that reacts by
+reading the API sees the new state. The public names are re-exported here: `from training.services
+import training_job_start` and `services.model_version_predict(...)` work as before.
+"""
+
+from .errors import ArtifactError, Conflict
+from .jobs import (
+    ERROR_CODES,
+    STAGE_LABELS,
+    SUGGESTIONS,
+    JobGone,
+    ProgressRecorder,
+    training_job_cancel,
+    training_job_default_name,
+    training_job_run,
+    training_job_start,
+    training_jobs_reap_stale,
+    training_jobs_resend,
+)
+from .registry import model_version_deploy
+from .serving import (
+    MAX_PREDICTION_INSTANCES,
+    MILESTONE_STEP,
+    MILESTONES,
+    MODEL_CACHE_SIZE,
+    RATE_SLOT,
+    VOLUME_INTERVAL,
+    milestone_between,
+    model_version_load,
+    model_version_mark_error,
+    model_version_predict,
+    model_version_record_predictions,
+)
+
+__all__ = [
+    "ERROR_CODES",
+    "MAX_PREDICTION_INSTANCES",
+    "MILESTONES",
+    "MILESTONE_STEP",
+    "MODEL_CACHE_SIZE",
+    "RATE_SLOT",
+    "STAGE_LABELS",
+    "SUGGESTIONS",
+    "VOLUME_INTERVAL",
+    "ArtifactError",
+    "Conflict",
+    "JobGone",
+    "ProgressRecorder",
+    "milestone_between",
+    "model_version_deploy",
+    "model_version_load",
+    "model_version_mark_error",
+    "model_version_predict",
+    "model_version_record_predictions",
+    "training_job_cancel",
+    "training_job_default_name",
+    "training_job_run",
+    "training_job_start",
+    "training_jobs_reap_stale",
+    "training_jobs_resend",
+]

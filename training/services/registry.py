@@ -1,0 +1,122 @@
+"""The model registry: register the version a training job produced, deploy it (or roll back to an
+older one), and mark a version whose artifact cannot be trusted as error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from mlops_dashboard.activity import activity_record_quietly
+from mlops_dashboard.events import catalog, publish_on_commit
+
+from ..models import Deployment, ModelVersion, TrainingJob
+from .errors import Conflict
+from .serving import model_status_event, model_version_mark_error
+
+logger = logging.getLogger(__name__)
+
+
+def model_version_register(*, job: TrainingJob, result, artifact_name: str) -> ModelVersion:
+    latest = ModelVersion.objects.filter(name=job.name).aggregate(v=Max("version"))["v"] or 0
+    version = ModelVersion(
+        name=job.name,
+        version=latest + 1,
+        status=ModelVersion.Status.INACTIVE,
+        algorithm=result.algorithm,
+        task=result.task,
+        target_column=result.target_column or job.target_column,
+        metrics=result.metrics,
+        final_accuracy=result.final_accuracy,
+        validation_score=result.validation_score,
+        feature_schema=result.feature_schema,
+        classes=result.classes,
+        dropped_columns=result.dropped_columns,
+        n_train=result.n_train,
+        n_test=result.n_test,
+        training_time=result.training_time,
+        dataset_id=job.dataset_id,
+        training_job=job,
+        artifact_sha256=result.artifact_sha256,
+        artifact_size=result.model_size,
+    )
+    version.artifact.name = artifact_name
+    # Field checks only: the (name, version) constraint is the database's to enforce. Checked here,
+    # a version committed by a concurrent job of the same name after our Max() was a
+    # ValidationError that failed the job; from the database it is an IntegrityError, and
+    # _training_job_complete takes the next number.
+    version.full_clean(validate_unique=False, validate_constraints=False)
+    version.save()
+    return version
+
+
+def _artifact_intact(version: ModelVersion) -> bool:
+    digest = hashlib.sha256()
+    try:
+        with default_storage.open(version.artifact.name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == version.artifact_sha256
+
+
+def model_version_deploy(*, version: ModelVersion, user=None) -> Deployment | None:
+    """Make this version the one serving its name; the one serving before goes inactive.
+
+    Deploying the version that already serves changes nothing (returns None). Deploying an older
+    version than the serving one is recorded as a rollback.
+    """
+    if not _artifact_intact(version):
+        model_version_mark_error(version=version, reason="artifact missing or checksum mismatch")
+        raise Conflict(f"{version.label} cannot be deployed: its artifact is missing or does not match its checksum.")
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.status == ModelVersion.Status.ERROR:
+            raise Conflict(f"{version.label} is in error and cannot be deployed; train a new version.")
+        if version.status == ModelVersion.Status.ACTIVE:
+            return None
+        previous = ModelVersion.objects.select_for_update().filter(name=version.name, status=ModelVersion.Status.ACTIVE).first()
+        now = timezone.now()
+        if previous is not None:
+            previous.status = ModelVersion.Status.INACTIVE
+            previous.save(update_fields=["status"])
+        version.status = ModelVersion.Status.ACTIVE
+        version.deployed_at = now
+        version.full_clean()
+        version.save(update_fields=["status", "deployed_at"])
+        rollback = previous is not None and version.version < previous.version
+        deployment = Deployment(
+            model_version=version,
+            previous=previous,
+            action=Deployment.Action.ROLLBACK if rollback else Deployment.Action.DEPLOY,
+            deployed_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        deployment.full_clean()
+        deployment.save()
+        verb = "rolled back to" if rollback else "deployed"
+        replaced = f", replacing v{previous.version}" if previous is not None else ""
+        publish_on_commit(
+            catalog.ModelDeployed(
+                model_id=version.pk,
+                model_name=version.name,
+                model_version=version.version,
+                model_accuracy=version.validation_score,
+                deployment_timestamp=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                message=f"{version.name}: {verb} v{version.version}{replaced}.",
+            )
+        )
+        publish_on_commit(model_status_event(version, ModelVersion.Status.ACTIVE))
+        if previous is not None:
+            publish_on_commit(model_status_event(previous, ModelVersion.Status.INACTIVE))
+        activity_record_quietly(title=f"Model {'rolled back' if rollback else 'deployed'}: {version.label}",
+                  action_type="model_rollback" if rollback else "model_deploy", user=deployment.deployed_by,
+                  severity_level="success", description=f"{version.name}: {verb} v{version.version}{replaced}.",
+                  metadata={"model_id": version.pk, "previous_id": previous.pk if previous else None})
+    return deployment

@@ -1,0 +1,205 @@
+"""Serving: load a version's fitted pipeline (cached per process, checked against its sha256),
+predict with it, and count its predictions (milestones, per-minute rate, volume events).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+import redis
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from mlops_dashboard.events import bus, catalog, publish_on_commit
+
+from ..models import ModelVersion
+from .errors import ArtifactError
+
+logger = logging.getLogger(__name__)
+
+MAX_PREDICTION_INSTANCES = 10_000
+MILESTONES = (100, 500, 1_000, 5_000, 10_000)
+MILESTONE_STEP = 10_000  # after the last milestone: every 10,000
+VOLUME_INTERVAL = 10  # seconds between prediction_volume events of one version while traffic flows
+RATE_SLOT = 10  # seconds per bucket of the per-minute rate
+MODEL_CACHE_SIZE = 8
+
+_models: OrderedDict[tuple[int, str], object] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def forget_model(version_id: int) -> None:
+    with _models_lock:
+        for key in [k for k in _models if k[0] == version_id]:
+            del _models[key]
+
+
+def model_status_event(version: ModelVersion, status: str) -> catalog.ModelStatusChange:
+    return catalog.ModelStatusChange(
+        model_id=version.pk,
+        status=status,
+        health_score={"active": 1.0, "inactive": None, "error": 0.0, "training": None}[status],
+        last_prediction=version.last_prediction_at.isoformat() if version.last_prediction_at else None,
+    )
+
+
+def model_version_mark_error(*, version: ModelVersion, reason: str) -> bool:
+    """A version whose artifact cannot be trusted stops serving (status error)."""
+    with transaction.atomic():
+        changed = ModelVersion.objects.filter(pk=version.pk).exclude(status=ModelVersion.Status.ERROR).update(
+            status=ModelVersion.Status.ERROR
+        )
+        if changed:
+            logger.error("model version %s marked error: %s", version.pk, reason)
+            version.status = ModelVersion.Status.ERROR
+            publish_on_commit(model_status_event(version, ModelVersion.Status.ERROR))
+    forget_model(version.pk)
+    return bool(changed)
+
+
+def model_version_load(*, version: ModelVersion):
+    """The version's fitted pipeline, cached per process by (version id, sha256).
+
+    The bytes are checked against the stored sha256 before they are unpickled, on every load.
+    """
+    from .. import trainer
+
+    key = (version.pk, version.artifact_sha256)
+    with _models_lock:
+        model = _models.get(key)
+        if model is not None:
+            _models.move_to_end(key)
+            return model
+    try:
+        with default_storage.open(version.artifact.name, "rb") as f:
+            data = f.read()
+        model = trainer.load_artifact(data, version.artifact_sha256)
+    except (OSError, trainer.ArtifactIntegrityError) as exc:
+        model_version_mark_error(version=version, reason=str(exc))
+        raise ArtifactError(f"{version.label} cannot serve: its artifact is missing or does not match its checksum.") from exc
+    with _models_lock:
+        _models[key] = model
+        while len(_models) > MODEL_CACHE_SIZE:
+            _models.popitem(last=False)
+    return model
+
+
+def model_version_predict(*, version: ModelVersion, instances: list) -> dict:
+    """Predict with a version and count the predictions. Raises trainer.InvalidInputError when the
+    instances do not match the version's feature schema, ArtifactError when it cannot serve."""
+    from .. import trainer
+
+    if version.status == ModelVersion.Status.ERROR:
+        raise ArtifactError(f"{version.label} is in error and cannot serve predictions.")
+    model = model_version_load(version=version)
+    result = trainer.predict(model, instances, version.feature_schema)  # checks the instances first
+    model_version_record_predictions(version=version, count=len(instances))
+    return result
+
+
+def model_version_record_predictions(*, version: ModelVersion, count: int) -> int:
+    """Add `count` predictions to the version's total (atomically, whatever the number of server
+    processes) and publish prediction_volume at milestones or every 10 s. Returns the new total."""
+    now = timezone.now()
+    total = _add_predictions(version.pk, count, now)
+    version.prediction_count, version.last_prediction_at = total, now
+    event = _prediction_volume_event(version=version, count=count, version_total=total)
+    if event is not None:
+        publish_on_commit(event)
+    return total
+
+
+def _add_predictions(pk: int, count: int, now) -> int:
+    """Add to a version's prediction count and return its new total, in one statement.
+
+    Every concurrent prediction of a model updates this one row, so it is a single UPDATE ...
+    RETURNING (PostgreSQL, and SQLite since 3.35): the row lock lasts one statement, with no
+    round trip while it is held. An UPDATE then a SELECT in a transaction held it across both,
+    and under load the predictions queued on it. (The ORM's update() cannot return values.)"""
+    table = connection.ops.quote_name(ModelVersion._meta.db_table)
+    count_col = connection.ops.quote_name("prediction_count")
+    at_col = connection.ops.quote_name("last_prediction_at")
+    pk_col = connection.ops.quote_name(ModelVersion._meta.pk.column)
+    field = ModelVersion._meta.get_field("last_prediction_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {count_col} = {count_col} + %s, {at_col} = %s WHERE {pk_col} = %s RETURNING {count_col}",
+            [count, field.get_db_prep_value(now, connection), pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise ModelVersion.DoesNotExist(f"model version {pk} no longer exists")
+    return int(row[0])
+
+
+def milestone_between(old: int, new: int) -> int | None:
+    """The largest milestone m with old < m <= new, if any."""
+    reached = None
+    for m in MILESTONES:
+        if old < m <= new:
+            reached = m
+    if new >= MILESTONES[-1] + MILESTONE_STEP:
+        m = (new // MILESTONE_STEP) * MILESTONE_STEP
+        if old < m <= new:
+            reached = m
+    return reached
+
+
+def _redis_key(*parts) -> str:
+    return ":".join([settings.REDIS_KEY_PREFIX, "training", *map(str, parts)])
+
+
+def _prediction_volume_event(*, version: ModelVersion, count: int, version_total: int):
+    now = time.time()
+    slot = int(now // RATE_SLOT)
+    try:
+        client = bus.sync_client()
+        pipe = client.pipeline(transaction=False)
+        pipe.incrby(_redis_key("predictions", "total"), count)
+        pipe.expire(_redis_key("predictions", "total"), 86_400)  # idle a day: re-seeded from the database
+        pipe.incrby(_redis_key("predictions", "rate", slot), count)
+        pipe.expire(_redis_key("predictions", "rate", slot), RATE_SLOT * 8)
+        pipe.set(_redis_key("predictions", "gate", version.pk), 1, nx=True, ex=VOLUME_INTERVAL)
+        redis_total, _, _, _, gate_open = pipe.execute()
+        # The milestone is one of the system's total; Redis' INCRBY orders concurrent requests
+        # across processes, so exactly one request crosses each milestone. Its counter is seeded
+        # from the database when Redis lost it (first use, or a restart).
+        if redis_total == count:
+            seeded = _all_models_total()
+            client.incrby(_redis_key("predictions", "total"), max(0, seeded - count))
+            milestone = milestone_between(seeded - count, seeded)
+            redis_total = seeded
+        else:
+            milestone = milestone_between(redis_total - count, redis_total)
+        if milestone is None and not gate_open:
+            return None
+        buckets = client.mget([_redis_key("predictions", "rate", s) for s in range(slot - 5, slot + 1)])
+    except redis.RedisError as exc:
+        logger.warning("prediction volume not tracked: %s", exc)
+        return None
+    window = 5 * RATE_SLOT + (now - slot * RATE_SLOT)
+    per_minute = round(sum(int(b or 0) for b in buckets) * 60.0 / max(window, 1.0), 2)
+    total = _all_models_total()  # the database's: what the API and the pages show
+    if milestone is not None:
+        message = f"{milestone:,} predictions served ({version.label} now at {version_total:,})."
+    else:
+        message = f"{total:,} predictions served; {per_minute:,.0f} per minute."
+    return catalog.PredictionVolume(
+        total_predictions=int(total),
+        predictions_per_minute=float(per_minute),
+        milestone_reached=milestone,
+        message=message,
+        model_id=version.pk,
+        model_name=version.name,
+        model_predictions=int(version_total),
+    )
+
+
+def _all_models_total() -> int:
+    return int(ModelVersion.objects.aggregate(n=Sum("prediction_count"))["n"] or 0)
