@@ -14,6 +14,6 @@ class DatasetsConfig(AppConfig):
             key="processing_job", model=self.get_model("ProcessingJob"), label=selectors.processing_job_label,
             step_text=selectors.processing_job_step_text, progress_fields=("progress", "current_step"),
             failed_rule="job_failed", select_related=("dataset",), row=selectors.processing_job_row,
-            reaper="datasets.services.reap_stale_datasets_and_jobs",
-            resender="datasets.services.resend_lost_ingests_and_jobs",
+            reaper="datasets.services.datasets_reap_stale",
+            resender="datasets.services.datasets_resend_lost",
         ))

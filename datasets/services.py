@@ -380,7 +380,7 @@ def _end_job(job: ProcessingJob, status: str, *, result=None, error: str = ""):
             )
 
 
-def resend_lost_ingests_and_jobs(cutoff) -> int:
+def datasets_resend_lost(cutoff) -> int:
     """Uploads never picked up for validation and queued processing jobs whose broker message was
     lost: enqueue them again (see jobs.resend_lost)."""
     from .tasks import dataset_ingest, processing_job_run
@@ -398,7 +398,7 @@ def resend_lost_ingests_and_jobs(cutoff) -> int:
     return len(lost) + len(queued)
 
 
-def reap_stale_datasets_and_jobs() -> int:
+def datasets_reap_stale() -> int:
     """Datasets and processing jobs whose worker died end invalid / failed (never stuck)."""
     count = 0
     for dataset in jobs.stale(Dataset, statuses=(Status.VALIDATING, Status.PROFILING)).filter(

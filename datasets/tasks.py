@@ -3,7 +3,7 @@ from celery import shared_task
 from . import services
 
 
-@shared_task(name="datasets.ingest", ignore_result=True)
+@shared_task(name="datasets.dataset_ingest", ignore_result=True)
 def dataset_ingest(dataset_id: int) -> None:
     services.dataset_ingest(dataset_id=dataset_id)
 

@@ -185,10 +185,10 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Jobs whose worker died (SIGKILL, OOM, lost machine) end `failed` within a minute.
-    "reap-stale-jobs": {"task": "jobs.reap_stale", "schedule": env.float("REAPER_INTERVAL", default=10.0)},
+    "reap-stale-jobs": {"task": "mlops_dashboard.jobs_recover", "schedule": env.float("REAPER_INTERVAL", default=10.0)},
     # Queued pipeline runs whose slot freed while no run ended (or whose message was lost) start.
     "kick-queued-pipeline-runs": {
-        "task": "pipelines.runs_kick", "schedule": env.float("PIPELINE_KICK_INTERVAL", default=30.0),
+        "task": "pipelines.pipeline_runs_kick", "schedule": env.float("PIPELINE_KICK_INTERVAL", default=30.0),
     },
 }
 CELERY_TIMEZONE = "UTC"
@@ -251,11 +251,11 @@ MONITORING_STALL_DEFAULT_INTERVAL = env.int("MONITORING_STALL_DEFAULT_INTERVAL",
 CELERY_BEAT_SCHEDULE.update(
     {
         # Each is a no-op while MONITORING_ENABLED is false (rollup always runs).
-        "monitoring-collect": {"task": "monitoring.collect", "schedule": float(MONITORING_INTERVAL),
+        "monitoring-collect": {"task": "monitoring.metrics_collect", "schedule": float(MONITORING_INTERVAL),
                                "options": {"expires": MONITORING_INTERVAL}},
-        "monitoring-check": {"task": "monitoring.check", "schedule": float(MONITORING_INTERVAL),
+        "monitoring-check": {"task": "monitoring.monitoring_check", "schedule": float(MONITORING_INTERVAL),
                              "options": {"expires": MONITORING_INTERVAL}},
-        "monitoring-rollup": {"task": "monitoring.rollup", "schedule": float(MONITORING_ROLLUP_INTERVAL)},
+        "monitoring-rollup": {"task": "monitoring.metrics_rollup", "schedule": float(MONITORING_ROLLUP_INTERVAL)},
     }
 )
 

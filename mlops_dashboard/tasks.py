@@ -20,14 +20,14 @@ def test_activity(username: str, via: str) -> ActivityUpdate:
     )
 
 
-@shared_task(name="events.publish_test_event")
+@shared_task(name="mlops_dashboard.publish_test_event")
 def publish_test_event(username: str) -> int | None:
     """Publish a test event from inside a worker: proves worker → Redis → socket end to end."""
     return publish(test_activity(username, "a Celery worker"))
 
 
-@shared_task(name="jobs.reap_stale", ignore_result=True)
-def reap_stale_jobs() -> dict:
+@shared_task(name="mlops_dashboard.jobs_recover", ignore_result=True)
+def jobs_recover() -> dict:
     """Fail every job, run or dataset whose worker stopped sending heartbeats, and send again the
     queued ones whose broker message was lost (run by beat)."""
     from .jobs import reap_all, resend_lost

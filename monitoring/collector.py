@@ -9,7 +9,7 @@ Every MONITORING_INTERVAL seconds, aligned on the clock so that the processes of
    store it, evaluate health, anomalies and metric rules, publish system_metrics & co.;
 3. run the service and job checks when they are due (also lock-throttled; beat runs them too, so
    they go on when no worker is left, and when beat is down).
-Beat's `monitoring.collect` takes a host's sample through the same lock, so samples keep coming if
+Beat's `monitoring.metrics_collect` takes a host's sample through the same lock, so samples keep coming if
 a thread dies. A tick's failure is logged and the next tick tries again.
 """
 

@@ -7,8 +7,8 @@ from django.conf import settings
 from . import services, state
 
 
-@shared_task(name="monitoring.collect", ignore_result=True)
-def collect() -> bool:
+@shared_task(name="monitoring.metrics_collect", ignore_result=True)
+def metrics_collect() -> bool:
     """Take the sample of the host this worker runs on, unless its collector thread just did."""
     if not settings.MONITORING_ENABLED:
         return False
@@ -16,8 +16,8 @@ def collect() -> bool:
     return services.metrics_collect(role="worker") is not None
 
 
-@shared_task(name="monitoring.check", ignore_result=True)
-def check() -> dict:
+@shared_task(name="monitoring.monitoring_check", ignore_result=True)
+def monitoring_check() -> dict:
     """Service, worker, job and system-metric checks (each throttled to its interval)."""
     if not settings.MONITORING_ENABLED:
         return {}
@@ -25,8 +25,8 @@ def check() -> dict:
     return {name: bool(result) for name, result in services.monitoring_check().items()}
 
 
-@shared_task(name="monitoring.rollup", ignore_result=True)
-def rollup() -> dict:
+@shared_task(name="monitoring.metrics_rollup", ignore_result=True)
+def metrics_rollup() -> dict:
     """Per-minute averages of raw samples, then retention."""
     return services.metrics_rollup()
 

@@ -1,7 +1,7 @@
 """Every write of the pipelines app: define pipelines (with their cron schedule), start, execute,
 cancel, retry and reap runs, and the events that announce them.
 
-Execution: one Celery task per run (`pipelines.run_execute`) claims the run (a second delivery
+Execution: one Celery task per run (`pipelines.pipeline_run_execute`) claims the run (a second delivery
 does nothing), beats while it runs, and executes the steps in order (`pipelines.execution`) by
 calling the other apps' real services. Cancel sets the run's flag and cancels the current inner job
 with that job's own cancel service, so the step stops as the job's own cancel does.
@@ -9,7 +9,7 @@ with that job's own cancel service, so the step stops as the job's own cancel do
 Runs of one pipeline are limited to `max_concurrent_runs`: a run over the limit waits `queued`;
 `pipeline_runs_dispatch` (serialized by a lock on the pipeline row) hands the oldest queued runs to
 workers when a slot is free. It is called when a run is created and when one ends, and by beat
-(`pipelines.runs_kick`) as a safety net.
+(`pipelines.pipeline_runs_kick`) as a safety net.
 """
 
 from __future__ import annotations
@@ -341,10 +341,10 @@ def pipeline_runs_dispatch(*, pipeline_id: int) -> list[int]:
 
 
 def _run_enqueue(*, run_id: int) -> None:
-    from .tasks import run_execute
+    from .tasks import pipeline_run_execute
 
     try:
-        run_execute.apply_async(args=[run_id], soft_time_limit=settings.PIPELINE_SOFT_TIME_LIMIT,
+        pipeline_run_execute.apply_async(args=[run_id], soft_time_limit=settings.PIPELINE_SOFT_TIME_LIMIT,
                                 time_limit=settings.PIPELINE_HARD_TIME_LIMIT)
     except Exception:  # the broker is down: the run stays queued and beat's kick sends it again
         logger.exception("could not enqueue pipeline run %s", run_id)

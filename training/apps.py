@@ -17,5 +17,5 @@ class TrainingConfig(AppConfig):
             failed_rule="training_failed", defer=("history",), row=selectors.training_job_row,
             failure_metadata=selectors.training_job_failure_metadata,
             reaper="training.services.jobs.training_jobs_reap_stale",
-            resender="training.services.jobs.training_jobs_resend",
+            resender="training.services.jobs.training_jobs_resend_lost",
         ))

@@ -197,7 +197,7 @@ def test_reaper_fails_jobs_and_datasets_whose_worker_died(user, penguins_path):
     ProcessingJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=old, started_at=old)
     stuck = services.dataset_create_from_upload(user=user, uploaded_file=SimpleUploadedFile("y.csv", b"a\n1\n"))
     Dataset.objects.filter(pk=stuck.pk).update(status="profiling", heartbeat_at=old)
-    assert services.reap_stale_datasets_and_jobs() == 2
+    assert services.datasets_reap_stale() == 2
     job.refresh_from_db()
     stuck.refresh_from_db()
     assert job.status == "failed" and "worker" in job.error

@@ -66,7 +66,7 @@ def test_beat_and_a_worker_collect_samples_that_arrive_on_a_real_socket(server, 
     from django_celery_beat.models import PeriodicTask
 
     task = PeriodicTask.objects.get(name="monitoring-collect")
-    assert task.interval.every == 1 and task.task == "monitoring.collect"
+    assert task.interval.every == 1 and task.task == "monitoring.metrics_collect"
 
 
 def test_an_asgi_server_reports_its_sockets_and_ping_round_trips(client, user, rules, transactional_db):

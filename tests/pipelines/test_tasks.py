@@ -212,7 +212,7 @@ def test_a_run_delivered_twice_executes_once(worker, client, user, demo_pipeline
     from training.models import Deployment
 
     run_id = run_pipeline(client, user, demo_pipeline)
-    tasks.run_execute.delay(run_id)  # delivered again while the first runs
+    tasks.pipeline_run_execute.delay(run_id)  # delivered again while the first runs
     run = wait_run(run_id, lambda r: r.is_terminal)
     assert run.status == "succeeded" and run.attempts == 1
     procs.wait_for(lambda: f"pipeline run {run_id}: already claimed" in worker.output(), timeout=30,

@@ -21,7 +21,7 @@ from .jobs import (
     training_job_run,
     training_job_start,
     training_jobs_reap_stale,
-    training_jobs_resend,
+    training_jobs_resend_lost,
 )
 from .registry import model_version_deploy
 from .serving import (
@@ -63,5 +63,5 @@ __all__ = [
     "training_job_run",
     "training_job_start",
     "training_jobs_reap_stale",
-    "training_jobs_resend",
+    "training_jobs_resend_lost",
 ]

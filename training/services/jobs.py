@@ -426,7 +426,7 @@ def _user(user_id):
 
 
 def training_jobs_reap_stale() -> int:
-    """Fail running jobs whose worker stopped beating (run by beat through jobs.reap_stale)."""
+    """Fail running jobs whose worker stopped beating (run by beat through mlops_dashboard.jobs_recover)."""
     reaped = 0
     now = timezone.now()
     for job in stale(TrainingJob).only("id", "started_at", "time_limit", "cancel_requested"):
@@ -443,7 +443,7 @@ def training_jobs_reap_stale() -> int:
     return reaped
 
 
-def training_jobs_resend(cutoff) -> int:
+def training_jobs_resend_lost(cutoff) -> int:
     """Queued jobs whose broker message was lost: enqueue them again (see jobs.resend_lost)."""
     ids = list(TrainingJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
     for job_id in ids:
