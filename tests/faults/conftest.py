@@ -220,7 +220,7 @@ class PrivateRedis:
              "--dir", str(self.dir), "--maxmemory-policy", "noeviction", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        procs.wait_for(lambda: redis_local.answers(self.url), timeout=10, message="redis-server to answer")
+        procs.wait_for(lambda: redis_local.answers(self.url), timeout=60, message="redis-server to answer")
         return self
 
     def client(self) -> redis.Redis:
