@@ -35,7 +35,7 @@ def test_rows_whose_message_was_lost_are_sent_again_and_run_once(live_worker_pro
                                                  epochs=3, created_by=user, enqueue=False)
 
     worker = stack.worker(beat=True, REAPER_INTERVAL=2)
-    procs.wait_for(lambda: TrainingJob.objects.get(pk=lost_job.pk).status == "succeeded", timeout=90,
+    procs.wait_for(lambda: TrainingJob.objects.get(pk=lost_job.pk).status == "succeeded", timeout=180,
                    message="the lost training job to be sent again and succeed")
     procs.wait_for(lambda: Dataset.objects.get(pk=lost_upload.pk).status == "ready", timeout=60,
                    message="the lost upload to be validated and profiled")

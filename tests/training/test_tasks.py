@@ -105,7 +105,7 @@ def test_cancel_stops_a_running_job_within_one_epoch(server, worker, client, use
     sock = open_socket(cookie=session_cookie(client, user))
     job = services.training_job_start(dataset=big_dataset, target_column="label", algorithm="mlp", epochs=200)
     got = sock.recv_until(lambda e: e["type"] == "training_progress" and e["job_id"] == job.pk
-                          and e["current_epoch"] >= 3, timeout=90)
+                          and e["current_epoch"] >= 3, timeout=180)
     # Epochs here are longer than the coalescing interval: one training_progress per epoch.
     epochs = [e["current_epoch"] for e in got if e["type"] == "training_progress" and e["stage"] == "model_training"]
     assert epochs == list(range(epochs[0], epochs[-1] + 1)) and epochs[-1] >= 3
