@@ -134,12 +134,12 @@ class Socket:
     def send(self, data):
         self.conn.send(data if isinstance(data, str) else json.dumps(data))
 
-    def recv(self, timeout: float = 5) -> dict:
+    def recv(self, timeout: float = 60) -> dict:
         event = json.loads(self.conn.recv(timeout=timeout))
         event_record.saw([event])
         return event
 
-    def recv_until(self, predicate, timeout: float = 10) -> list[dict]:
+    def recv_until(self, predicate, timeout: float = 60) -> list[dict]:
         """Receive until an event matches; returns everything received, the match last."""
         import time
 

@@ -60,7 +60,7 @@ def open_page(browser, client):
         if overrides:
             context.add_init_script(f"window.__realtimeTestOverrides = {json.dumps(overrides)};")
         page = context.new_page()
-        page.set_default_timeout(10_000)
+        page.set_default_timeout(30_000)
         page.console_errors = []
         page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
         page.on("pageerror", lambda e: page.console_errors.append(str(e)))

@@ -99,7 +99,7 @@ def test_dashboard_shows_a_metric_update_and_an_alert_toast(server, open_page, u
     expect(training.locator(".progress")).to_have_attribute("aria-valuenow", "55")
     publish(catalog.JobCompleted(job_id=77, dataset_id=4, status="succeeded", duration=2.0, result={}))
     expect(job.locator(".badge")).to_have_text("Succeeded")
-    expect(job).to_have_count(0, timeout=10_000)  # leaves the list once done
+    expect(job).to_have_count(0, timeout=60_000)  # leaves the list once done
     assert not page.console_errors
 
 

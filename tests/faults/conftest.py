@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -33,14 +35,23 @@ from tests.training.conftest import (  # noqa: F401 - fixtures, used by name
 class Follower:
     """A program's socket that behaves like the browser client (static/js/realtime.js): after any
     drop it reconnects (to the next URL in turn) with `last_event_id`, and it keeps every event and
-    every `error` it receives, in order of receipt."""
+    every `error` it receives, in order of receipt. With `ping_every` (seconds), each connection
+    also sends pings that often from a thread of its own, as busily as the test wants; clearing
+    `reading` makes it stop reading (pings go on) until it is set again. `rcvbuf` (bytes) fixes the
+    TCP receive buffer, so a pause in reading soon holds up the server, whatever the kernel's tuning."""
 
-    def __init__(self, urls: list[str], token: str, topics: list[str] = ()):
+    def __init__(self, urls: list[str], token: str, topics: list[str] = (), ping_every: float | None = None,
+                 rcvbuf: int | None = None):
         self.urls = urls
         self.token = token
         self.topics = list(topics)
+        self.ping_every = ping_every
+        self.rcvbuf = rcvbuf
         self.events: list[dict] = []
         self.errors: list[dict] = []
+        self.pongs: list[int] = []  # for each pong: how many events had arrived before it
+        self.reading = threading.Event()
+        self.reading.set()
         self.connections: list[str] = []  # the URL of every successful (re)connection
         self.close_codes: list[int | None] = []
         self.last_event_id = 0
@@ -48,7 +59,7 @@ class Follower:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._connected = threading.Event()
 
-    def start(self, timeout: float = 10) -> Follower:
+    def start(self, timeout: float = 60) -> Follower:
         self._thread.start()
         if not self._connected.wait(timeout):
             raise AssertionError(f"could not connect to {self.urls}")
@@ -64,14 +75,21 @@ class Follower:
             url = self.urls[turn % len(self.urls)]
             turn += 1
             full = url + (f"?last_event_id={self.last_event_id}" if self.last_event_id else "")
+            options = {}
+            if self.ping_every is not None:
+                options["ping_interval"] = None  # its own pings stand in for the library's keepalive
             try:
-                with connect(full, additional_headers={"Authorization": f"Token {self.token}"}, open_timeout=3,
-                             max_size=2**22) as ws:
+                if self.rcvbuf is not None:
+                    options["sock"] = self._socket(url)
+                with connect(full, additional_headers={"Authorization": f"Token {self.token}"}, open_timeout=30,
+                             max_size=2**22, **options) as ws:
                     if self.topics:
                         ws.send(json.dumps({"type": "subscribe", "topics": self.topics}))
                     self.connections.append(url)
                     self._connected.set()
                     turn -= 1  # stay on a server that answers
+                    if self.ping_every is not None:
+                        threading.Thread(target=self._ping, args=(ws,), daemon=True).start()
                     self._read(ws)
             except ConnectionClosed as exc:
                 self.close_codes.append(exc.rcvd.code if exc.rcvd else None)
@@ -79,13 +97,37 @@ class Follower:
                 self.close_codes.append(type(exc).__name__)
             self._stop.wait(0.2)
 
+    def _socket(self, url: str) -> socket.socket:
+        address = urlsplit(url)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)  # before connecting: sets the window
+        sock.settimeout(30)
+        try:
+            sock.connect((address.hostname, address.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _ping(self, ws):
+        """Until this connection closes (or the follower stops)."""
+        while not self._stop.wait(self.ping_every):
+            try:
+                ws.send(json.dumps({"type": "ping", "ts": time.time()}))
+            except ConnectionClosed:
+                return
+
     def _read(self, ws):
         while not self._stop.is_set():
+            if not self.reading.wait(0.5):
+                continue
             try:
                 event = json.loads(ws.recv(timeout=0.5))
             except TimeoutError:
                 continue
-            if event["type"] == "error":
+            if event["type"] == "pong":
+                self.pongs.append(len(self.events))
+            elif event["type"] == "error":
                 self.errors.append(event)
                 if event.get("code") == "replay_gap" and event.get("latest_id"):
                     self.last_event_id = max(self.last_event_id, event["latest_id"])
@@ -146,11 +188,12 @@ def token(transactional_db, user) -> str:
 
 @pytest.fixture
 def follow(token):
-    """follow(*urls, topics=...) -> a started Follower for the test's user, stopped after the test."""
+    """follow(*urls, topics=..., ping_every=..., rcvbuf=...) -> a started Follower for the test's user,
+    stopped after the test."""
     started = []
 
-    def _follow(*urls: str, topics=()):
-        follower = Follower(list(urls), token, list(topics)).start()
+    def _follow(*urls: str, topics=(), ping_every: float | None = None, rcvbuf: int | None = None):
+        follower = Follower(list(urls), token, list(topics), ping_every, rcvbuf).start()
         started.append(follower)
         return follower
 
@@ -177,7 +220,7 @@ class PrivateRedis:
              "--dir", str(self.dir), "--maxmemory-policy", "noeviction", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        procs.wait_for(lambda: redis_local.answers(self.url), timeout=10, message="redis-server to answer")
+        procs.wait_for(lambda: redis_local.answers(self.url), timeout=60, message="redis-server to answer")
         return self
 
     def client(self) -> redis.Redis:

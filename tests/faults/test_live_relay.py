@@ -4,13 +4,10 @@ is doing meanwhile: answering its own pings, replaying after a reconnect, or not
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-
-from websockets.sync.client import connect
-
 from mlops_dashboard.events import catalog, publish
+from tests import procs
+
+BACKLOG = 100  # the server's WS_MAX_BACKLOG: small, so a socket that stops reading is soon closed
 
 
 def activity(n: int) -> catalog.ActivityUpdate:
@@ -20,29 +17,35 @@ def activity(n: int) -> catalog.ActivityUpdate:
     })
 
 
-def test_a_socket_busy_with_its_own_pings_gets_every_event_once_in_order(stack, token):
-    server = stack.server()
-    events, pongs, done = [], [], threading.Event()
-    with connect(server.ws_url, additional_headers={"Authorization": f"Token {token}"}, max_size=2**22) as ws:
-        def pinger():
-            # Each ping holds the consumer's handler while its pong is sent; live events arriving
-            # then must wait their turn behind it (and behind each other).
-            while not done.is_set():
-                ws.send(json.dumps({"type": "ping", "ts": time.time()}))
-                time.sleep(0.0005)
+def test_a_socket_busy_with_its_own_pings_gets_every_event_once_in_order(stack, follow, settings):
+    """Each ping holds the consumer's handler while its pong is sent; live events arriving then must
+    wait their turn behind it (and behind each other). The socket also stops reading for a while, so
+    the backlog limit closes it (1013), as it may close any reader slower than a burst: like the
+    browser client, it reconnects with its last id and the replay (with live events still pouring in,
+    where a direct relay must not cut in either) completes the sequence. Every event once, in order."""
+    settings.EVENT_LOG_SIZE = 100_000  # this process publishes: keep every event for the replays
+    server = stack.server(WS_MAX_BACKLOG=BACKLOG)
+    follower = follow(server.ws_url, ping_every=0.0005, rcvbuf=16 * 1024)
+    procs.wait_for(lambda: follower.pongs, timeout=60, message="the first pong")
 
-        thread = threading.Thread(target=pinger, daemon=True)
-        thread.start()
-        time.sleep(0.3)
-        ids = [publish(activity(n)) for n in range(3000)]
-        deadline = time.monotonic() + 60
-        while (not events or events[-1] < ids[-1]) and time.monotonic() < deadline:
-            message = json.loads(ws.recv(timeout=30))
-            if message["type"] == "pong":
-                pongs.append(message)
-            elif message.get("id") is not None:
-                events.append(message["id"])
-        done.set()
-        thread.join(timeout=5)
-    assert len(pongs) > 100, "the pings must interleave with the events for this test to mean anything"
-    assert [i for i in events if i >= ids[0]] == ids
+    def pour(count: int) -> list[int]:
+        return [publish(activity(n)) for n in range(count)]
+
+    ids = pour(1000)
+    follower.reading.clear()  # busy with its pings, it reads nothing: the server closes it
+    while "events behind" not in server.output():
+        assert len(ids) < 50_000, f"the backlog limit never closed the socket that stopped reading: {follower}"
+        ids += pour(BACKLOG)
+    follower.reading.set()
+    ids += pour(3000)  # while it reconnects and replays
+    follower.wait_for(lambda e: e["id"] == ids[-1], timeout=180, message="the last event")
+    follower.stop()
+
+    received = [i for i in follower.ids if i >= ids[0]]
+    assert received == ids, (f"{len(set(ids) - set(received))} missing, {len(received) - len(set(received))} "
+                             f"duplicated, in order: {received == sorted(received)}; {follower}")
+    assert 1013 in follower.close_codes or None in follower.close_codes, f"never closed: {follower}"
+    assert set(follower.close_codes) <= {1013, None}, f"dropped other than by the backlog limit: {follower}"
+    first = len(follower.ids) - len(received)
+    interleaved = [p for p in follower.pongs if first < p < len(follower.ids)]
+    assert len(interleaved) > 100, "the pings must interleave with the events for this test to mean anything"

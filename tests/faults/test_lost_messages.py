@@ -35,13 +35,13 @@ def test_rows_whose_message_was_lost_are_sent_again_and_run_once(live_worker_pro
                                                  epochs=3, created_by=user, enqueue=False)
 
     worker = stack.worker(beat=True, REAPER_INTERVAL=2)
-    procs.wait_for(lambda: TrainingJob.objects.get(pk=lost_job.pk).status == "succeeded", timeout=90,
+    procs.wait_for(lambda: TrainingJob.objects.get(pk=lost_job.pk).status == "succeeded", timeout=180,
                    message="the lost training job to be sent again and succeed")
     procs.wait_for(lambda: Dataset.objects.get(pk=lost_upload.pk).status == "ready", timeout=60,
                    message="the lost upload to be validated and profiled")
     procs.wait_for(lambda: ProcessingJob.objects.get(pk=lost_processing.pk).is_terminal, timeout=60,
                    message="the lost processing job to be sent again")
-    procs.wait_for(lambda: worker.output().count("sent again") >= 3, timeout=10, message="the resends logged")
+    procs.wait_for(lambda: worker.output().count("sent again") >= 3, timeout=60, message="the resends logged")
 
     job = ProcessingJob.objects.get(pk=lost_processing.pk)
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
@@ -49,6 +49,6 @@ def test_rows_whose_message_was_lost_are_sent_again_and_run_once(live_worker_pro
     assert ModelVersion.objects.filter(training_job_id=lost_job.pk).count() == 1
     assert Dataset.objects.filter(parent_id=titanic.pk).count() == 2
     # Several reaper rounds later: queued for less than two minutes is not lost, only waiting.
-    procs.wait_for(lambda: worker.output().count("mlops_dashboard.jobs_recover") >= 6, timeout=30, message="more reaper rounds")
+    procs.wait_for(lambda: worker.output().count("mlops_dashboard.jobs_recover") >= 6, timeout=120, message="more reaper rounds")
     assert TrainingJob.objects.get(pk=fresh.pk).status == "queued"
     assert f"training job {fresh.pk}: still queued" not in worker.output()

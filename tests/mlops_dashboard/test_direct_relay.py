@@ -31,7 +31,7 @@ def in_process_server(transactional_db):
     ))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    procs.wait_for(lambda: server.started, timeout=20, message="the in-process uvicorn to start")
+    procs.wait_for(lambda: server.started, timeout=60, message="the in-process uvicorn to start")
     yield f"ws://127.0.0.1:{port}/ws/"
     server.should_exit = True
     thread.join(timeout=10)
@@ -41,15 +41,15 @@ def test_a_socket_on_the_shipped_server_takes_the_direct_relay(in_process_server
     token = Token.objects.create(user=user).key
     relays = get_channel_layer().relays
     with connect(in_process_server, additional_headers={"Authorization": f"Token {token}"}) as ws:
-        procs.wait_for(lambda: len(relays) == 1, timeout=10, message="the consumer's direct relay")
+        procs.wait_for(lambda: len(relays) == 1, timeout=60, message="the consumer's direct relay")
         ids = [publish(catalog.ActivityUpdate(activity={
             "id": None, "title": f"direct {n}", "description": "", "user": "tests", "action_type": "test",
             "status": "info", "severity_level": "info", "duration": None, "metadata": {"n": n},
         })) for n in range(20)]
         got = []
         while not got or got[-1] < ids[-1]:
-            event = json.loads(ws.recv(timeout=10))
+            event = json.loads(ws.recv(timeout=60))
             if event.get("id") is not None:
                 got.append(event["id"])
         assert [i for i in got if i >= ids[0]] == ids
-    procs.wait_for(lambda: not relays, timeout=10, message="the relay to be dropped with its socket")
+    procs.wait_for(lambda: not relays, timeout=60, message="the relay to be dropped with its socket")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -222,22 +221,24 @@ def test_cancelling_a_running_job_stops_it_before_the_next_epoch(titanic, events
 
 def test_millisecond_epochs_are_cancelled_within_the_check_interval(titanic, monkeypatch):
     record = services.ProgressRecorder.__call__
-    cancelled_at = []
+    cancelled = []
 
     def cancel_at_epoch_3(self, update):
         record(self, update)
         if update.stage == "model_training" and update.current_epoch == 3:
             services.training_job_cancel(job=TrainingJob.objects.get(pk=self.job_id))
-            cancelled_at.append(time.monotonic())
+            cancelled.append(update.current_epoch)
 
     monkeypatch.setattr(services.ProgressRecorder, "__call__", cancel_at_epoch_3)
     job = start(titanic, algorithm="sgd", epochs=500)
     services.training_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "cancelled" and 3 <= len(job.history) < 500
-    assert job.finished_at and time.monotonic() - cancelled_at[0] < 5
-    durations = sum(h["duration"] for h in job.history[3:])
-    assert durations <= services.jobs.CANCEL_CHECK_INTERVAL + 0.5  # the epochs run after the cancel landed
+    assert job.finished_at and cancelled
+    # Epochs after the cancel start without reading the row only within the interval of the last
+    # read, so all of them but the last (however long it took) fit in it.
+    durations = sum(h["duration"] for h in job.history[3:-1])
+    assert durations <= services.jobs.CANCEL_CHECK_INTERVAL
 
 
 def test_a_target_the_trainer_refuses_fails_with_its_code_and_suggestions(make_dataset, write_csv, events):
