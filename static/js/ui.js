@@ -295,6 +295,12 @@ export function parseFragment(html) {
   return template.content.firstElementChild;
 }
 
+// Whether a dialog or a <details> is open is the user's state, not the server's.
+const USER_OPENED = new Set(["DIALOG", "DETAILS"]);
+function keepUserState(attribute, element) {
+  return !(attribute === "open" && USER_OPENED.has(element.tagName));
+}
+
 /**
  * Morph `target` into the element rendered in `html` (idiomorph keeps focus, scroll and open
  * details where the markup allows). Without a target, the new element is returned for the caller
@@ -304,7 +310,7 @@ export function morph(target, html) {
   const fresh = typeof html === "string" ? parseFragment(html) : html;
   if (!fresh) return null;
   if (!target) return fresh;
-  Idiomorph.morph(target, fresh, { morphStyle: "outerHTML" });
+  Idiomorph.morph(target, fresh, { morphStyle: "outerHTML", callbacks: { beforeAttributeUpdated: keepUserState } });
   return target.isConnected ? target : null;
 }
 
