@@ -261,7 +261,7 @@ export async function getJSON(url) {
   return sendJSON(url, { method: "GET" });
 }
 
-/** POST JSON with the session cookie and the CSRF token; returns {ok, status, body}. */
+/** POST (or, with `method`, PUT / PATCH / DELETE) JSON with the session cookie and the CSRF token; returns {ok, status, body}. */
 export async function postJSON(url, data, { method = "POST" } = {}) {
   return sendJSON(url, {
     method,

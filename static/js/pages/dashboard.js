@@ -9,7 +9,7 @@
 //   job_* / training_* / pipeline_* → running jobs with progress bars
 
 import { realtime } from "../realtime.js";
-import { formatPercent, liveFragments, refreshRelativeTimes, relativeTime, setProgress, setStatusBadge, setText } from "../ui.js";
+import { formatPercent, getJSON, liveFragments, refreshRelativeTimes, relativeTime, setProgress, setStatusBadge, setText } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("dashboard-data")?.textContent || "{}");
 const thresholds = data.thresholds || {};
@@ -147,8 +147,8 @@ async function refreshAlertCounts() {
     const url = new URL(data.api.alerts, location.origin);
     url.searchParams.set("status", status);
     url.searchParams.set("limit", "1");
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    return response.ok ? (await response.json()).count : null;
+    const { ok, body } = await getJSON(url);
+    return ok ? body.count : null;
   };
   const [open, acknowledged] = await Promise.all([get("open"), get("acknowledged")]);
   if (open != null) setText($("alert-count"), String(open));

@@ -4,7 +4,7 @@
 // that region in by id (the whole page when the dataset's status changes), morphed by ui.js.
 
 import { realtime } from "../realtime.js";
-import { csrfToken, insertNewestFirst, liveFragments, morph, postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
+import { insertNewestFirst, liveFragments, morph, postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
 
 const $ = (id) => document.getElementById(id);
 const BUSY = new Set(["validating", "profiling"]);
@@ -21,20 +21,8 @@ function page() {
 
 // --- fetch helpers --------------------------------------------------------------------------------------
 
-async function send(method, url, body) {
-  const response = await fetch(url, {
-    method,
-    credentials: "same-origin",
-    headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let json = null;
-  try {
-    json = await response.json();
-  } catch {
-    /* 204, or not JSON */
-  }
-  return { ok: response.ok, status: response.status, body: json };
+function send(method, url, body) {
+  return postJSON(url, body, { method });
 }
 
 /** Problem details → {title, lines}: `detail`, then each entry of `errors` (field: message). */

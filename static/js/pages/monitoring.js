@@ -3,7 +3,7 @@
 // health badge (health_change). Chart.js is the vendored UMD build (window.Chart).
 
 import { realtime } from "../realtime.js";
-import { formatBytes, formatTime, liveFragments, postJSON, refreshRelativeTimes, setStatusBadge, setText, toast } from "../ui.js";
+import { formatBytes, formatTime, getJSON, liveFragments, postJSON, refreshRelativeTimes, setStatusBadge, setText, toast } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("monitoring-data")?.textContent || "{}");
 const WINDOW_MS = (data.minutes || 60) * 60 * 1000;
@@ -143,9 +143,8 @@ function redraw() {
 async function loadHistory() {
   const url = new URL(data.api.metrics, location.origin);
   url.searchParams.set("minutes", String(data.minutes || 60));
-  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  const body = await response.json();
+  const { ok, status, body } = await getJSON(url);
+  if (!ok) throw new Error(`HTTP ${status}`);
   for (const [host, series] of Object.entries(body.hosts || {})) {
     series.t.forEach((t, i) => {
       const row = (field) => series[field]?.[i] ?? null;

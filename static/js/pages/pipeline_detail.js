@@ -2,7 +2,7 @@
 // from pipeline_status / pipeline_progress / pipeline_completed / pipeline_failed.
 
 import { realtime } from "../realtime.js";
-import { csrfToken, liveFragments, postJSON, setText, toast } from "../ui.js";
+import { liveFragments, postJSON, setText, toast } from "../ui.js";
 import { createEditor } from "./pipeline_editor.js";
 
 const data = JSON.parse(document.getElementById("pipeline-data").textContent);
@@ -71,19 +71,9 @@ $("run-pipeline").addEventListener("click", async () => {
 
 $("delete-pipeline").addEventListener("click", async () => {
   if (!window.confirm(`Delete the pipeline "${data.pipeline.name}" and its run history?`)) return;
-  const response = await fetch(data.api.pipeline, {
-    method: "DELETE",
-    credentials: "same-origin",
-    headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
-  });
-  if (response.ok) return location.assign(data.api.index);
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    /* no body */
-  }
-  toast({ kind: "error", title: "Could not delete", message: body?.detail || `HTTP ${response.status}` });
+  const { ok, status, body } = await postJSON(data.api.pipeline, undefined, { method: "DELETE" });
+  if (ok) return location.assign(data.api.index);
+  toast({ kind: "error", title: "Could not delete", message: body?.detail || `HTTP ${status}` });
 });
 
 const editCard = $("edit-card");
