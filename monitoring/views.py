@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
 from .forms import AlertRuleForm
-from .models import METRICS, AlertRule
+from .models import METRICS, Alert, AlertRule, Anomaly
 
 
 def _api_urls() -> dict:
@@ -33,6 +33,7 @@ def dashboard(request):
         "thresholds": settings.MONITORING_THRESHOLDS,
         "page_data": {
             "api": _api_urls(),
+            "alertItemUrl": reverse("monitoring:alert-item", args=[0]),
             "thresholds": {k: list(v) for k, v in settings.MONITORING_THRESHOLDS.items()},
             "predictionsTotal": summary["predictions_total"],
             "predictionsPerMinute": summary["predictions_per_minute"],
@@ -80,6 +81,8 @@ def _index_context(request, form=None, editing=None) -> dict:
         "page_data": {
             "api": _api_urls(),
             "minutes": 60,
+            "alertRowUrl": reverse("monitoring:alert-row", args=[0]),
+            "anomalyRowUrl": reverse("monitoring:anomaly-row", args=[0]),
             "interval": settings.MONITORING_INTERVAL,
             "metrics": {k: {"label": v[0], "unit": v[1]} for k, v in METRICS.items()},
             "thresholds": {k: list(v) for k, v in settings.MONITORING_THRESHOLDS.items()},
@@ -148,3 +151,33 @@ def rule_toggle(request, pk: int):
     services.alert_rule_set_enabled(rule=rule, enabled=not rule.enabled, user=request.user)
     messages.success(request, f"Alert rule “{rule.name}” {'enabled' if rule.enabled else 'disabled'}.")
     return redirect(reverse("monitoring:index") + "#rules")
+
+
+@require_GET
+def dataset_anomalies_result(request, dataset_id: int):
+    """The result of a dataset's latest anomaly detection (a fragment for static/js/pages/dataset_anomalies.js)."""
+    try:
+        limit = min(50, max(1, int(request.GET.get("limit", 20))))
+    except ValueError:
+        limit = 20
+    detection = selectors.dataset_anomaly_detection_latest(dataset=dataset_id)
+    return render(request, "monitoring/includes/dataset_anomalies_result.html", {"detection": detection, "limit": limit})
+
+
+@require_GET
+def alert_row(request, pk: int):
+    """One row of the Monitoring page's alerts table (a fragment for static/js/pages/monitoring.js)."""
+    alert = get_object_or_404(Alert.objects.select_related("acknowledged_by", "resolved_by"), pk=pk)
+    return render(request, "monitoring/includes/alert_row.html", {"alert": alert})
+
+
+@require_GET
+def alert_item(request, pk: int):
+    """One alert of the dashboard's compact list (a fragment for static/js/pages/dashboard.js)."""
+    return render(request, "monitoring/includes/alert_item.html", {"alert": get_object_or_404(Alert, pk=pk)})
+
+
+@require_GET
+def anomaly_row(request, pk: int):
+    """One row of the Monitoring page's anomalies table (a fragment for static/js/pages/monitoring.js)."""
+    return render(request, "monitoring/includes/anomaly_row.html", {"anomaly": get_object_or_404(Anomaly, pk=pk)})

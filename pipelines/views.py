@@ -1,7 +1,9 @@
-"""Pages of the pipelines app: the list (with the step editor), one pipeline, one run."""
+"""Pages of the pipelines app: the list (with the step editor), one pipeline, one run, and the run row
+fragment that live updates morph into a pipeline's run history."""
 
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.views.decorators.http import require_GET
 
 from . import selectors
 from . import steps as step_kinds
@@ -57,9 +59,17 @@ def detail(request, pk: int):
                 "runs": reverse("pipeline-run-list") + f"?pipeline={pipeline.pk}",
                 "index": reverse("pipelines:index"),
             },
+            "runRowUrl": reverse("pipelines:run-row", args=[0]),
         },
     }
     return render(request, "pipelines/detail.html", context)
+
+
+@require_GET
+def run_row(request, pk: int):
+    """One row of a pipeline's run history (a fragment for static/js/pages/pipeline_detail.js)."""
+    run = get_object_or_404(PipelineRun, pk=pk)
+    return render(request, "pipelines/_run_row.html", {"run": run})
 
 
 def run_detail(request, pk: int):

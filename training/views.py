@@ -42,7 +42,7 @@ def index(request):
             "datasets": datasets,
             "selected": {"dataset": values.get("dataset", ""), "target_column": values.get("target_column", "")},
             "api": {"jobs": reverse("training-job-list")},
-            "algorithms": ALGORITHM_LABELS,
+            "rowUrl": reverse("training:job-row", args=[0]),
         },
     }
     return render(request, "training/index.html", context, status=status)
@@ -89,6 +89,12 @@ def job_detail(request, pk: int):
     return render(request, "training/job_detail.html", context)
 
 
+def job_row(request, pk: int):
+    """One row of the training jobs table (a fragment for static/js/pages/training.js)."""
+    job = get_object_or_404(TrainingJob.objects.select_related("model_version").defer("history"), pk=pk)
+    return render(request, "training/_job_row.html", {"job": job})
+
+
 def models_index(request):
     """The model registry: versions grouped by name, status dots, deploy and rollback."""
     groups = selectors.model_groups()
@@ -98,6 +104,13 @@ def models_index(request):
         "total_predictions": sum(g["prediction_total"] for g in groups),
         "serving": sum(1 for g in groups if g["active"]),
         "version_count": sum(len(g["versions"]) for g in groups),
-        "page_data": {"api": {"models": reverse("model-version-list")}},
+        "page_data": {"api": {"models": reverse("model-version-list")}, "groupUrl": reverse("training:model-group", args=[0])},
     }
     return render(request, "training/models.html", context)
+
+
+def model_group(request, pk: int):
+    """The registry card of the model version's name, with every version (a fragment for static/js/pages/models.js)."""
+    version = get_object_or_404(ModelVersion, pk=pk)
+    group = next(g for g in selectors.model_groups() if g["name"] == version.name)
+    return render(request, "training/_model_group.html", {"group": group})

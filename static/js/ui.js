@@ -1,4 +1,7 @@
-// Small DOM helpers shared by every page: toasts, the connection indicator, badges, progress bars.
+// Small DOM helpers shared by every page: toasts, the connection indicator, badges, progress bars,
+// formatting (times, bytes), fetch with CSRF, and morphing server-rendered fragments into the page.
+
+import { Idiomorph } from "../vendor/idiomorph/idiomorph.esm.js";
 
 const TOAST_TIMEOUT_MS = 5000;
 const MAX_TOASTS = 5;
@@ -199,6 +202,48 @@ export function formatPercent(value, digits = 1) {
   return `${(n <= 1 ? n * 100 : n).toFixed(digits)}%`;
 }
 
+const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const RELATIVE_UNITS = [
+  ["day", 86400],
+  ["hour", 3600],
+  ["minute", 60],
+];
+
+/** "just now", "3 minutes ago", "yesterday": how long ago `date` (a Date or an ISO string) was. */
+export function relativeTime(date, now = Date.now()) {
+  const t = date instanceof Date ? date.getTime() : Date.parse(date);
+  if (Number.isNaN(t)) return "—";
+  const s = Math.max(0, Math.round((now - t) / 1000));
+  if (s < 45) return "just now";
+  for (const [unit, size] of RELATIVE_UNITS) {
+    if (s >= size) return RELATIVE.format(-Math.round(s / size), unit);
+  }
+  return RELATIVE.format(-1, "minute");
+}
+
+/** Refresh every `<time data-relative datetime=...>` under `root`. */
+export function refreshRelativeTimes(root = document) {
+  for (const el of root.querySelectorAll("time[data-relative]")) {
+    if (el.dateTime) setText(el, relativeTime(el.dateTime));
+  }
+}
+
+/** 1536 → "1.5 KB"; with `perSecond`, "1.5 KB/s". */
+export function formatBytes(bytes, { perSecond = false } = {}) {
+  const suffix = perSecond ? "/s" : "";
+  if (bytes == null || Number.isNaN(Number(bytes))) return "—";
+  const n = Number(bytes);
+  if (Math.abs(n) < 1024) return `${Math.round(n)} B${suffix}`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = n / 1024;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(Math.abs(value) < 100 || perSecond ? 1 : 0)} ${units[unit]}${suffix}`;
+}
+
 export function setText(el, text) {
   if (el && el.textContent !== text) el.textContent = text;
 }
@@ -211,13 +256,26 @@ export function csrfToken() {
   return document.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
 }
 
-/** POST JSON with the session cookie and the CSRF token; returns {ok, status, body}. */
-export async function postJSON(url, data) {
-  const response = await fetch(url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+/** GET JSON with the session cookie; returns {ok, status, body}. */
+export async function getJSON(url) {
+  return sendJSON(url, { method: "GET" });
+}
+
+/** POST (or, with `method`, PUT / PATCH / DELETE) JSON with the session cookie and the CSRF token; returns {ok, status, body}. */
+export async function postJSON(url, data, { method = "POST" } = {}) {
+  return sendJSON(url, {
+    method,
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
     body: data === undefined ? undefined : JSON.stringify(data),
+  });
+}
+
+async function sendJSON(url, { method, headers = {}, body: payload }) {
+  const response = await fetch(url, {
+    method,
+    credentials: "same-origin",
+    headers: { Accept: "application/json", ...headers },
+    body: payload,
   });
   let body = null;
   try {
@@ -226,4 +284,110 @@ export async function postJSON(url, data) {
     /* no JSON body */
   }
   return { ok: response.ok, status: response.status, body };
+}
+
+// --- server-rendered fragments ----------------------------------------------------------------------
+
+/** Parse one element of server-rendered HTML (a table row, a list item, a card). */
+export function parseFragment(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html.trim();
+  return template.content.firstElementChild;
+}
+
+// Whether a dialog or a <details> is open is the user's state, not the server's.
+const USER_OPENED = new Set(["DIALOG", "DETAILS"]);
+function keepUserState(attribute, element) {
+  return !(attribute === "open" && USER_OPENED.has(element.tagName));
+}
+
+/**
+ * Morph `target` into the element rendered in `html` (idiomorph keeps focus, scroll and open
+ * details where the markup allows). Without a target, the new element is returned for the caller
+ * to place. Returns the element now in the page, or null when the HTML holds no element.
+ */
+export function morph(target, html) {
+  const fresh = typeof html === "string" ? parseFragment(html) : html;
+  if (!fresh) return null;
+  if (!target) return fresh;
+  Idiomorph.morph(target, fresh, { morphStyle: "outerHTML", callbacks: { beforeAttributeUpdated: keepUserState } });
+  return target.isConnected ? target : null;
+}
+
+/** Restart the "is-new" highlight of an element (a row inserted or changed live). */
+export function flash(el) {
+  el.classList.remove("is-new");
+  void el.offsetWidth; // restart the animation
+  el.classList.add("is-new");
+  setTimeout(() => el.classList.remove("is-new"), 1400);
+}
+
+/** Insert `row` into `tbody` newest first: before the first row whose `key` data attribute is smaller. */
+export function insertNewestFirst(tbody, row, key) {
+  const id = Number(row.dataset[key]);
+  const next = [...tbody.rows].find((r) => Number(r.dataset[key]) < id);
+  tbody.insertBefore(row, next || null);
+}
+
+async function fetchFragment(url) {
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+  if (!response.ok) return { status: response.status, element: null };
+  return { status: response.status, element: parseFragment(await response.text()) };
+}
+
+/**
+ * Fetch a fragment view (a Django view rendering one include) and morph it into `target`, or,
+ * when the page does not show it yet, hand it to `place(element)`. Returns the element, or null
+ * when the server answered with an error.
+ */
+export async function refreshFragment(url, target, place = null) {
+  const { element } = await fetchFragment(url);
+  if (!element) return null;
+  if (target?.isConnected) return morph(target, element);
+  place?.(element);
+  return element;
+}
+
+/**
+ * A live list of server-rendered items (table rows, cards) keyed by id:
+ *   const runs = liveFragments({ url: (id) => `/pipelines/runs/${id}/row/`, find: (id) => ..., place: (el) => ... });
+ *   runs.refresh(id);   // on any event about item `id`
+ * Each refresh fetches the item's fragment and morphs it in (or places it when new; new items are
+ * highlighted). A 404 means the item is gone or no longer visible: `gone(id, element)`. Events that
+ * arrive while a fetch is in flight coalesce into one more fetch, so the page ends on the latest state.
+ * `onUpdate(element, id)` runs after each change.
+ */
+export function liveFragments({ url, find, place, gone = (id, el) => el?.remove(), onUpdate = null }) {
+  const inFlight = new Map(); // id → whether another refresh was asked for meanwhile
+  async function update(id, { highlight = false } = {}) {
+    const { status, element } = await fetchFragment(url(id));
+    const current = find(id);
+    if (status === 404) return gone(id, current);
+    if (!element) return;
+    let el = element;
+    if (current?.isConnected) el = morph(current, element);
+    else place(element);
+    if (!el) return;
+    if (highlight || !current) flash(el);
+    if (el.isConnected) refreshRelativeTimes(el);
+    if (onUpdate) onUpdate(el, id);
+  }
+  async function refresh(id, options) {
+    const key = String(id);
+    if (inFlight.has(key)) {
+      inFlight.set(key, true);
+      return;
+    }
+    inFlight.set(key, false);
+    try {
+      await update(id, options);
+    } catch (err) {
+      console.warn("could not refresh", url(id), err);
+    } finally {
+      const again = inFlight.get(key);
+      inFlight.delete(key);
+      if (again) refresh(id);
+    }
+  }
+  return { refresh };
 }

@@ -12,6 +12,7 @@ import json
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 from tests import procs
 from tests.conftest import session_cookie
@@ -27,6 +28,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+# A generous deadline for every expect(): the machine may be busy (the default is 5 s).
+expect.set_options(timeout=20_000)
 # Reconnect quickly (the production defaults are 1 s doubling to 30 s).
 FAST_RECONNECT = {"backoffBaseMs": 200, "backoffMaxMs": 1000, "maxReconnectAttempts": 60}
 

@@ -187,3 +187,24 @@ def test_upload_errors_are_shown(server, open_page, user):
     expect(page.locator("#upload-error-list")).to_contain_text("file: The submitted file is empty.")
     expect(page.locator("#upload-done")).to_be_hidden()
     assert not Dataset.objects.exists()
+
+
+def test_anomaly_detection_result_is_morphed_in_live(server, worker, open_page, user):
+    from datasets import services
+
+    dataset = services.dataset_create_from_file(path=str(shared_csv("penguins.csv")), name="Penguins", user=user,
+                                                ingest=False)
+    services.dataset_ingest(dataset_id=dataset.pk)
+    page = open_page(server, user, path=f"/datasets/{dataset.pk}/")
+    expect(page.locator("#connection .label")).to_have_text("Live")
+    section = page.locator("#dataset-anomalies")
+    expect(section).to_contain_text("No detection has run on this dataset yet.")
+    page.evaluate("window.__samePage = true")
+    page.fill("#anomaly-contamination", "0.1")
+    section.get_by_role("button", name="Detect anomalies").click()
+    expect(section.locator('[data-field="status"] .badge')).to_have_text("Succeeded", timeout=60_000)
+    expect(section.locator(".anomaly-rows tbody tr")).to_have_count(20)
+    expect(section.locator(".anomalies-summary")).to_contain_text("rows flagged")
+    expect(page.locator("#anomaly-contamination")).to_have_value("0.1")  # the form is not re-rendered
+    assert page.evaluate("window.__samePage === true"), "the page reloaded"
+    assert not page.console_errors, page.console_errors

@@ -102,9 +102,9 @@ def test_deploy_and_roll_back_on_the_models_page_with_live_counts(server, open_p
                                                                   clean_prediction_counters):
     titanic = datasets["titanic"]
 
-    def train(algorithm):
+    def train(algorithm, name="survival"):
         job = services.training_job_start(dataset=titanic, target_column="survived", algorithm=algorithm, epochs=3,
-                                          name="survival", enqueue=False)
+                                          name=name, enqueue=False)
         return services.training_job_run(job_id=job.pk)
 
     v1, v2 = train("sgd"), train("random_forest")
@@ -144,4 +144,12 @@ def test_deploy_and_roll_back_on_the_models_page_with_live_counts(server, open_p
     v3 = train("mlp")
     expect(page.locator(f"#model-{v3.pk} .badge")).to_have_text("Inactive")
     expect(group.locator("tr[data-model-id]")).to_have_count(3)
+    expect(row2.locator(".model-predictions")).to_have_text("150")  # the morphed card keeps the live counts
+
+    # A new name gets a card of its own, first.
+    v4 = train("sgd", name="survival-lite")
+    expect(page.locator(".model-group").first).to_have_attribute("data-model-name", "survival-lite")
+    expect(page.locator(f"#model-{v4.pk} [data-action='deploy']")).to_have_text("Deploy")
+    expect(page.locator("#stat-models")).to_have_text("2")
+    expect(page.locator("#stat-versions")).to_have_text("4")
     assert not page.console_errors

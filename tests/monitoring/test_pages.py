@@ -109,4 +109,36 @@ def test_the_dataset_anomalies_include_renders_its_contract(rf, user, ready_data
     html = render_to_string("monitoring/includes/dataset_anomalies.html", {"dataset": dataset, "user": user})
     assert f'data-dataset-id="{dataset.pk}"' in html and "No detection has run on this dataset yet." in html
     assert 'value="age"' in html and 'value="sex"' not in html  # numeric columns only
-    assert "monitoring/dataset_anomalies.js" in html
+    assert "js/pages/dataset_anomalies.js" in html
+
+
+def test_the_dataset_anomalies_result_fragment_renders_the_latest_detection(client, user, ready_dataset):
+    from monitoring.models import AnomalyDetection
+
+    dataset = ready_dataset("titanic.csv")
+    client.force_login(user)
+    url = f"/monitoring/datasets/{dataset.pk}/anomalies/"
+    html = client.get(url).content.decode()
+    assert html.startswith("<div data-field=\"result\" data-status=\"\">") and "No detection has run" in html
+    AnomalyDetection.objects.create(dataset=dataset, status="succeeded", contamination=0.05, n_rows=891, n_flagged=2,
+                                    share_flagged=2 / 891, max_score=0.7, threshold=0.6, columns_used=["age", "fare"],
+                                    top_rows=[{"row": r, "score": 0.7 - r / 100, "flagged": True,
+                                               "values": {"age": 30 + r, "fare": None}} for r in range(5)])
+    html = client.get(url + "?limit=3").content.decode()
+    assert 'data-status="succeeded"' in html and "<strong>2</strong> of <strong>891</strong>" in html
+    assert html.count("<tr data-row=") == 3 and "<th scope=\"col\">fare</th>" in html
+
+
+def test_the_alert_and_anomaly_fragments_are_the_rows_of_the_pages(client, user, rules):
+    alert = services.alert_raise(rule_kind="worker_missing", subject="worker:w1", title="Worker missing: w1")
+    anomaly = services.anomaly_record(source="metrics", entity="worker-1", metric="memory_percent", value=97.0,
+                                      score=3.0, severity="low", baseline=40.0)
+    client.force_login(user)
+    row = client.get(f"/monitoring/alerts/{alert.pk}/row/").content.decode()
+    assert f'<tr data-alert-id="{alert.pk}" data-status="open">' in row and "Worker missing: w1" in row
+    item = client.get(f"/monitoring/alerts/{alert.pk}/item/").content.decode()
+    assert f'<li class="alert-item" data-alert-id="{alert.pk}"' in item
+    row = client.get(f"/monitoring/anomalies/{anomaly.pk}/row/").content.decode()
+    assert f'<tr data-anomaly-id="{anomaly.pk}">' in row and "memory_percent" in row
+    for path in ("alerts/999999/row/", "alerts/999999/item/", "anomalies/999999/row/"):
+        assert client.get(f"/monitoring/{path}").status_code == 404

@@ -81,3 +81,14 @@ def test_the_admin_creates_pipelines_through_the_service(client, staff_user, bre
     assert ok.status_code == 302, ok.content.decode()[:2000]
     pipeline = Pipeline.objects.get(name="from-admin")
     assert pipeline.periodic_task == PeriodicTask.objects.get(name=f"pipeline-{pipeline.pk}")
+
+
+def test_the_run_row_fragment_is_the_row_of_the_run_history(client, user, demo_pipeline, no_enqueue):
+    run = services.pipeline_run_start(pipeline=demo_pipeline)
+    client.force_login(user)
+    page = client.get(f"/pipelines/{demo_pipeline.pk}/").content.decode()
+    response = client.get(f"/pipelines/runs/{run.pk}/row/")
+    row = response.content.decode().strip()
+    assert response.status_code == 200 and row.startswith(f'<tr data-run-id="{run.pk}" data-status="queued">')
+    assert row in page  # the same markup as the row rendered with the page
+    assert client.get("/pipelines/runs/999999/row/").status_code == 404

@@ -9,7 +9,7 @@
 //   job_* / training_* / pipeline_* → running jobs with progress bars
 
 import { realtime } from "../realtime.js";
-import { formatPercent, setProgress, setStatusBadge, setText } from "../ui.js";
+import { formatPercent, getJSON, liveFragments, refreshRelativeTimes, relativeTime, setProgress, setStatusBadge, setText } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("dashboard-data")?.textContent || "{}");
 const thresholds = data.thresholds || {};
@@ -21,22 +21,6 @@ const $ = (id) => document.getElementById(id);
 const fromTemplate = (id) => $(id).content.firstElementChild.cloneNode(true);
 
 // --- relative times ---------------------------------------------------------------------------------
-
-export function relativeTime(date, now = Date.now()) {
-  const t = date instanceof Date ? date.getTime() : Date.parse(date);
-  if (Number.isNaN(t)) return "—";
-  const s = Math.max(0, Math.round((now - t) / 1000));
-  if (s < 45) return "just now";
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} d ago`;
-}
-
-function refreshRelativeTimes() {
-  for (const el of document.querySelectorAll("time[data-relative]")) {
-    if (el.dateTime) setText(el, relativeTime(el.dateTime));
-  }
-}
 
 // --- levels -------------------------------------------------------------------------------------------
 
@@ -163,46 +147,37 @@ async function refreshAlertCounts() {
     const url = new URL(data.api.alerts, location.origin);
     url.searchParams.set("status", status);
     url.searchParams.set("limit", "1");
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    return response.ok ? (await response.json()).count : null;
+    const { ok, body } = await getJSON(url);
+    return ok ? body.count : null;
   };
   const [open, acknowledged] = await Promise.all([get("open"), get("acknowledged")]);
   if (open != null) setText($("alert-count"), String(open));
   if (acknowledged != null) setText($("alert-ack-count"), String(acknowledged));
 }
 
-export function renderAlertItem(el, alert) {
-  el.dataset.alertId = String(alert.id);
-  el.dataset.priority = alert.priority;
-  el.dataset.status = alert.status;
-  const priority = el.querySelector(".priority");
-  priority.dataset.priority = alert.priority;
-  setText(priority, alert.priority.charAt(0).toUpperCase() + alert.priority.slice(1));
-  setText(el.querySelector(".alert-item__title"), alert.title);
-  const message = alert.message || "";
-  setText(el.querySelector(".alert-item__message"), message.length > 160 ? `${message.slice(0, 159)}…` : message);
-  setStatusBadge(el.querySelector(".badge"), alert.status);
-  const time = el.querySelector("time");
-  time.dateTime = alert.last_seen_at || alert.created_at || new Date().toISOString();
-  setText(time, relativeTime(time.dateTime));
-}
+// Items are rendered by the server (monitoring:alert-item, templates/monitoring/includes/alert_item.html).
+const alertItems = liveFragments({
+  url: (id) => data.alertItemUrl.replace(/\/0\/item\/$/, `/${id}/item/`),
+  find: (id) => $("dash-alerts").querySelector(`[data-alert-id="${id}"]`),
+  place: (item) => {
+    const list = $("dash-alerts");
+    list.prepend(item);
+    while (list.children.length > MAX_ALERTS) list.lastElementChild.remove();
+  },
+  onUpdate: (item) => {
+    if (item.dataset.status === "resolved") item.remove(); // resolved while its fragment was on the way
+    $("alerts-empty").hidden = $("dash-alerts").children.length > 0;
+  },
+});
 
 realtime.on("system_alert", (e) => {
   const alert = e.alert || {};
-  const list = $("dash-alerts");
-  let item = list.querySelector(`[data-alert-id="${alert.id}"]`);
   if (alert.status === "resolved") {
-    item?.remove();
-  } else {
-    if (!item) {
-      item = fromTemplate("alert-template");
-      list.prepend(item);
-      item.classList.add("is-new");
-    }
-    renderAlertItem(item, alert);
-    while (list.children.length > MAX_ALERTS) list.lastElementChild.remove();
+    $("dash-alerts").querySelector(`[data-alert-id="${alert.id}"]`)?.remove();
+    $("alerts-empty").hidden = $("dash-alerts").children.length > 0;
+  } else if (alert.id != null) {
+    alertItems.refresh(alert.id);
   }
-  $("alerts-empty").hidden = list.children.length > 0;
   clearTimeout(countTimer);
   countTimer = setTimeout(refreshAlertCounts, 250);
 });

@@ -3,26 +3,13 @@
 // (datasets:row), so a row inserted live looks exactly like one rendered with the page.
 
 import { realtime } from "../realtime.js";
-import { csrfToken, setProgress, setStatusBadge, setText, toast } from "../ui.js";
+import { csrfToken, formatBytes, insertNewestFirst, liveFragments, morph, setProgress, setStatusBadge, setText, toast } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("datasets-data").textContent);
 const $ = (id) => document.getElementById(id);
 const rows = $("dataset-rows");
 
 // --- formatting ---------------------------------------------------------------------------------------
-
-export function formatBytes(bytes) {
-  const n = Number(bytes) || 0;
-  if (n < 1024) return `${n} B`;
-  const units = ["KB", "MB", "GB", "TB"];
-  let value = n / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(value < 100 ? 1 : 0)} ${units[unit]}`;
-}
 
 function formatSeconds(s) {
   if (!Number.isFinite(s) || s < 0) return "";
@@ -297,67 +284,18 @@ function applyFilter(row) {
 
 filter.addEventListener("input", () => applyFilter());
 
-function parseRow(html) {
-  const template = document.createElement("template");
-  template.innerHTML = html.trim();
-  return template.content.querySelector("tr");
-}
-
-function flash(row) {
-  row.classList.remove("is-new");
-  void row.offsetWidth; // restart the animation
-  row.classList.add("is-new");
-  setTimeout(() => row.classList.remove("is-new"), 1400);
-}
-
-function place(row) {
-  // Newest first: before the first row with a smaller id.
-  const id = Number(row.dataset.datasetId);
-  const next = [...rows.rows].find((r) => Number(r.dataset.datasetId) < id);
-  rows.insertBefore(row, next || null);
-}
-
-const inflight = new Map(); // id → promise, so a burst of events fetches a row once at a time
-const again = new Set(); // ids whose row changed again while being fetched
-
-async function fetchRow(id) {
-  const response = await fetch(rowUrl(id), { credentials: "same-origin", headers: { Accept: "text/html" } });
-  if (response.status === 404) return null;
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  return parseRow(await response.text());
-}
-
-/** Insert or refresh the row of a dataset from the server; removes it if the dataset is gone. */
-function ensureRow(id, { highlight = false } = {}) {
-  if (inflight.has(id)) {
-    again.add(id);
-    return inflight.get(id);
-  }
-  const job = (async () => {
-    try {
-      const fresh = await fetchRow(id);
-      const current = rowFor(id);
-      if (!fresh) {
-        current?.remove();
-      } else if (current) {
-        current.replaceWith(fresh);
-        if (highlight) flash(fresh);
-      } else {
-        place(fresh);
-        flash(fresh);
-      }
-      if (fresh) applyFilter(fresh);
-      else updateCount();
-    } catch (err) {
-      console.warn("could not refresh dataset row", id, err);
-    } finally {
-      inflight.delete(id);
-      if (again.delete(id)) ensureRow(id);
-    }
-  })();
-  inflight.set(id, job);
-  return job;
-}
+// Rows are rendered by the server (datasets:row, templates/datasets/_dataset_row.html) and morphed in.
+const datasetRows = liveFragments({
+  url: rowUrl,
+  find: rowFor,
+  place: (row) => insertNewestFirst(rows, row, "datasetId"),
+  gone: (id, row) => {
+    row?.remove();
+    updateCount();
+  },
+  onUpdate: (row) => applyFilter(row),
+});
+const ensureRow = datasetRows.refresh;
 
 function onDatasetChange(event) {
   const row = rowFor(event.dataset_id);
@@ -389,7 +327,7 @@ realtime.onResync(async () => {
     if (!response.ok) return;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
     const fresh = doc.getElementById("dataset-rows");
-    if (fresh) rows.replaceChildren(...fresh.children);
+    if (fresh) morph(rows, document.importNode(fresh, true));
     applyFilter();
   } catch (err) {
     console.warn("resync failed", err);

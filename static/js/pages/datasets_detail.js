@@ -1,10 +1,10 @@
 // One dataset: actions (edit, re-profile, delete), per-column histograms (Chart.js, loaded before this
 // module as a classic script), the processing-jobs form, and live updates from this dataset's topic.
 // The server renders every region; when an event says one changed, the page fetches itself and swaps
-// that region in by id (the whole page when the dataset's status changes).
+// that region in by id (the whole page when the dataset's status changes), morphed by ui.js.
 
 import { realtime } from "../realtime.js";
-import { csrfToken, postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
+import { insertNewestFirst, liveFragments, morph, postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
 
 const $ = (id) => document.getElementById(id);
 const BUSY = new Set(["validating", "profiling"]);
@@ -21,20 +21,8 @@ function page() {
 
 // --- fetch helpers --------------------------------------------------------------------------------------
 
-async function send(method, url, body) {
-  const response = await fetch(url, {
-    method,
-    credentials: "same-origin",
-    headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let json = null;
-  try {
-    json = await response.json();
-  } catch {
-    /* 204, or not JSON */
-  }
-  return { ok: response.ok, status: response.status, body: json };
+function send(method, url, body) {
+  return postJSON(url, body, { method });
 }
 
 /** Problem details → {title, lines}: `detail`, then each entry of `errors` (field: message). */
@@ -104,8 +92,13 @@ function swap(id, doc) {
   const current = $(id);
   const fresh = doc.getElementById(id);
   if (!current || !fresh) return;
-  // Keep an open job form's state: its section is not part of the job list regions.
-  current.replaceWith(document.importNode(fresh, true));
+  // Charts in the region are drawn again on its new canvases (mount), after the morph.
+  charts = charts.filter((c) => {
+    if (!current.contains(c.canvas)) return true;
+    c.destroy();
+    return false;
+  });
+  morph(current, document.importNode(fresh, true));
 }
 
 function markDeleted() {
@@ -286,47 +279,17 @@ function updateJobCount() {
   if (empty) empty.hidden = n > 0;
 }
 
-function flash(row) {
-  row.classList.remove("is-new");
-  void row.offsetWidth;
-  row.classList.add("is-new");
-  setTimeout(() => row.classList.remove("is-new"), 1400);
-}
-
-const jobFetches = new Map(); // job id → the fetch of its row in flight
-const jobAgain = new Set(); // jobs that changed again meanwhile: fetch once more after
-
-/** Insert or replace a job's row with the server's rendering of it. */
-function ensureJobRow(id, { highlight = false } = {}) {
-  if (jobFetches.has(id)) {
-    jobAgain.add(id);
-    return jobFetches.get(id);
-  }
-  const work = (async () => {
-    try {
-      const response = await fetch(data.jobRowUrl.replace(/\/0\/row\/$/, `/${id}/row/`), { credentials: "same-origin" });
-      if (!response.ok) return;
-      const template = document.createElement("template");
-      template.innerHTML = (await response.text()).trim();
-      const fresh = template.content.querySelector("tr");
-      const tbody = $("job-rows");
-      if (!fresh || !tbody) return;
-      const current = jobRow(id);
-      if (current) current.replaceWith(fresh);
-      else {
-        const next = [...tbody.rows].find((r) => Number(r.dataset.jobId) < id);
-        tbody.insertBefore(fresh, next || null);
-      }
-      if (highlight || !current) flash(fresh);
-      updateJobCount();
-    } finally {
-      jobFetches.delete(id);
-      if (jobAgain.delete(id)) ensureJobRow(id);
-    }
-  })();
-  jobFetches.set(id, work);
-  return work;
-}
+// Job rows are rendered by the server (datasets:job-row, templates/datasets/_job_row.html) and morphed in.
+const jobRows = liveFragments({
+  url: (id) => data.jobRowUrl.replace(/\/0\/row\/$/, `/${id}/row/`),
+  find: jobRow,
+  place: (row) => {
+    const tbody = $("job-rows");
+    if (tbody) insertNewestFirst(tbody, row, "jobId");
+  },
+  onUpdate: updateJobCount,
+});
+const ensureJobRow = jobRows.refresh;
 
 function applyJobProgress(event) {
   const row = jobRow(event.job_id);

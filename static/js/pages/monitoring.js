@@ -3,7 +3,7 @@
 // health badge (health_change). Chart.js is the vendored UMD build (window.Chart).
 
 import { realtime } from "../realtime.js";
-import { formatTime, postJSON, setStatusBadge, setText, toast } from "../ui.js";
+import { formatBytes, formatTime, getJSON, liveFragments, postJSON, refreshRelativeTimes, setStatusBadge, setText, toast } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("monitoring-data")?.textContent || "{}");
 const WINDOW_MS = (data.minutes || 60) * 60 * 1000;
@@ -12,30 +12,6 @@ const PALETTE = ["#4f46e5", "#12b76a", "#f79009", "#2e90fa", "#f04438", "#7a5af8
 const $ = (id) => document.getElementById(id);
 
 // --- formatting -----------------------------------------------------------------------------------------
-
-export function formatBytesRate(value) {
-  if (value == null || Number.isNaN(Number(value))) return "—";
-  let v = Number(value);
-  for (const unit of ["B/s", "KB/s", "MB/s", "GB/s"]) {
-    if (Math.abs(v) < 1024 || unit === "GB/s") return unit === "B/s" ? `${Math.round(v)} ${unit}` : `${v.toFixed(1)} ${unit}`;
-    v /= 1024;
-  }
-  return "—";
-}
-
-function relativeTime(iso) {
-  const t = Date.parse(iso);
-  if (Number.isNaN(t)) return "—";
-  const s = Math.max(0, Math.round((Date.now() - t) / 1000));
-  if (s < 45) return "just now";
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} d ago`;
-}
-
-function refreshRelativeTimes() {
-  for (const el of document.querySelectorAll("time[data-relative]")) if (el.dateTime) setText(el, relativeTime(el.dateTime));
-}
 
 // --- charts -----------------------------------------------------------------------------------------------
 
@@ -59,7 +35,7 @@ function colorFor(key) {
 
 function formatValue(spec, v) {
   if (v == null) return "—";
-  if (spec.unit === "B/s") return formatBytesRate(v);
+  if (spec.unit === "B/s") return formatBytes(v, { perSecond: true });
   if (spec.unit === "%") return `${Number(v).toFixed(1)}%`;
   if (spec.unit === "ms") return `${Math.round(v)} ms`;
   return `${Number(v).toLocaleString(undefined, { maximumFractionDigits: 1 })}${spec.unit === "/min" ? "" : spec.unit}`;
@@ -167,9 +143,8 @@ function redraw() {
 async function loadHistory() {
   const url = new URL(data.api.metrics, location.origin);
   url.searchParams.set("minutes", String(data.minutes || 60));
-  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  const body = await response.json();
+  const { ok, status, body } = await getJSON(url);
+  if (!ok) throw new Error(`HTTP ${status}`);
   for (const [host, series] of Object.entries(body.hosts || {})) {
     series.t.forEach((t, i) => {
       const row = (field) => series[field]?.[i] ?? null;
@@ -217,37 +192,7 @@ realtime.on("health_change", (e) => {
   setStatusBadge(wrap.querySelector(".badge"), e.current_health, `Health: ${e.current_health}`);
 });
 
-// --- alerts -------------------------------------------------------------------------------------------------
-
-function priorityLabel(p) {
-  return p ? p.charAt(0).toUpperCase() + p.slice(1) : "";
-}
-
-export function renderAlertRow(row, alert) {
-  row.dataset.alertId = String(alert.id);
-  row.dataset.status = alert.status;
-  const priority = row.querySelector(".priority");
-  priority.dataset.priority = alert.priority;
-  setText(priority, priorityLabel(alert.priority));
-  setText(row.querySelector('[data-field="title"]'), alert.title || "");
-  setText(row.querySelector('[data-field="message"]'), alert.message || "");
-  const advice = row.querySelector('[data-field="advice"]');
-  const first = (alert.suggested_actions || [])[0];
-  advice.hidden = !first;
-  setText(advice, first ? `→ ${first}` : "");
-  setText(row.querySelector('[data-field="subject"]'), alert.subject || alert.source || "");
-  setStatusBadge(row.querySelector(".badge"), alert.status);
-  const who = alert.resolved_by ? `by ${alert.resolved_by}` : alert.auto_resolved ? "automatically"
-    : alert.acknowledged_by ? `by ${alert.acknowledged_by}` : "";
-  setText(row.querySelector('[data-field="who"]'), who);
-  const time = row.querySelector('[data-field="last_seen"]');
-  time.dateTime = alert.last_seen_at || alert.created_at || new Date().toISOString();
-  setText(time, relativeTime(time.dateTime));
-  setText(row.querySelector('[data-field="occurrences"]'), alert.occurrences > 1 ? `×${alert.occurrences}` : "");
-  const actions = new Set(alert.actions || []);
-  row.querySelector('[data-action="acknowledge"]').hidden = !actions.has("acknowledge");
-  row.querySelector('[data-action="resolve"]').hidden = !actions.has("resolve");
-}
+// --- alerts and anomalies: rows rendered by the server (monitoring:alert-row, monitoring:anomaly-row) ----------
 
 function updateOpenCount() {
   const n = document.querySelectorAll('#alert-rows tr:not([data-status="resolved"])').length;
@@ -255,34 +200,29 @@ function updateOpenCount() {
   $("alerts-empty").hidden = document.querySelectorAll("#alert-rows tr").length > 0;
 }
 
-function upsertAlert(alert) {
-  const body = $("alert-rows");
-  let row = body.querySelector(`tr[data-alert-id="${alert.id}"]`);
-  if (!row) {
-    row = $("alert-row-template").content.firstElementChild.cloneNode(true);
-    row.classList.add("is-new");
-    body.prepend(row);
-  }
-  renderAlertRow(row, alert);
-  updateOpenCount();
-  return row;
-}
+const fragmentUrl = (template, id) => template.replace(/\/0\/row\/$/, `/${id}/row/`);
+
+const alertRows = liveFragments({
+  url: (id) => fragmentUrl(data.alertRowUrl, id),
+  find: (id) => $("alert-rows").querySelector(`tr[data-alert-id="${id}"]`),
+  place: (row) => $("alert-rows").prepend(row),
+  onUpdate: updateOpenCount,
+});
 
 realtime.on("system_alert", (e) => {
-  if (e.alert && e.alert.id != null) upsertAlert(e.alert);
+  if (e.alert && e.alert.id != null) alertRows.refresh(e.alert.id);
 });
 
 $("alert-rows")?.addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-action]");
   if (!button) return;
-  const row = button.closest("tr");
-  const id = row.dataset.alertId;
+  const id = button.closest("tr").dataset.alertId;
   const action = button.dataset.action;
   const url = data.api[action].replace(/\/0\/(acknowledge|resolve)\/$/, `/${id}/$1/`);
   button.disabled = true;
   try {
     const { ok, status, body } = await postJSON(url, action === "resolve" ? { note: "" } : undefined);
-    if (ok) upsertAlert(body);
+    if (ok) alertRows.refresh(id);
     else toast({ kind: status === 409 ? "warning" : "error", title: `Could not ${action}`, message: body?.detail || `HTTP ${status}` });
   } catch (err) {
     toast({ kind: "error", title: `Could not ${action}`, message: String(err) });
@@ -291,30 +231,19 @@ $("alert-rows")?.addEventListener("click", async (event) => {
   }
 });
 
-// --- anomalies -------------------------------------------------------------------------------------------
+const anomalyRows = liveFragments({
+  url: (id) => fragmentUrl(data.anomalyRowUrl, id),
+  find: (id) => $("anomaly-rows").querySelector(`tr[data-anomaly-id="${id}"]`),
+  place: (row) => {
+    const body = $("anomaly-rows");
+    body.prepend(row);
+    while (body.children.length > MAX_ANOMALIES) body.lastElementChild.remove();
+    $("anomalies-empty").hidden = true;
+  },
+});
 
 realtime.on("anomaly_detected", (e) => {
-  const body = $("anomaly-rows");
-  if (e.anomaly_id != null && body.querySelector(`tr[data-anomaly-id="${e.anomaly_id}"]`)) return;
-  const row = $("anomaly-row-template").content.firstElementChild.cloneNode(true);
-  row.dataset.anomalyId = e.anomaly_id ?? "";
-  const time = row.querySelector("time");
-  time.dateTime = e.timestamp;
-  setText(time, relativeTime(e.timestamp));
-  const severity = row.querySelector('[data-field="severity"]');
-  severity.dataset.severity = e.severity;
-  setText(severity, e.severity);
-  setText(row.querySelector('[data-field="entity"]'), e.entity);
-  setText(row.querySelector('[data-field="source"]'), e.source);
-  setText(row.querySelector('[data-field="metric"]'), e.metric);
-  setText(row.querySelector('[data-field="value"]'), e.value == null ? "—"
-    : e.source === "dataset" ? `${(e.value * 100).toFixed(1)}% flagged` : Number(e.value).toFixed(2));
-  setText(row.querySelector('[data-field="baseline"]'), e.baseline == null ? "—" : Number(e.baseline).toFixed(2));
-  setText(row.querySelector('[data-field="score"]'), Number(e.anomaly_score).toFixed(2));
-  row.classList.add("is-new");
-  body.prepend(row);
-  while (body.children.length > MAX_ANOMALIES) body.lastElementChild.remove();
-  $("anomalies-empty").hidden = true;
+  if (e.anomaly_id != null) anomalyRows.refresh(e.anomaly_id);
 });
 
 // --- rule form: show the metric fields for metric rules only ------------------------------------------------

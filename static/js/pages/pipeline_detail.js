@@ -2,7 +2,7 @@
 // from pipeline_status / pipeline_progress / pipeline_completed / pipeline_failed.
 
 import { realtime } from "../realtime.js";
-import { csrfToken, humanize, postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
+import { liveFragments, postJSON, setText, toast } from "../ui.js";
 import { createEditor } from "./pipeline_editor.js";
 
 const data = JSON.parse(document.getElementById("pipeline-data").textContent);
@@ -12,86 +12,37 @@ const tbody = $("runs-table").querySelector("tbody");
 const ACTIVE = new Set(["queued", "running"]);
 
 // --- the run history --------------------------------------------------------------------------------
+// Rows are rendered by the server (pipelines:run-row, templates/pipelines/_run_row.html) and morphed in.
 
 function runRow(runId) {
   return tbody.querySelector(`tr[data-run-id="${runId}"]`);
 }
 
-function newRow(run) {
-  const tr = document.createElement("tr");
-  tr.dataset.runId = String(run.id);
-  tr.innerHTML =
-    '<td><a class="run-link"></a></td><td data-run-status><span class="badge"></span><span class="run-message" data-run-message></span></td>' +
-    '<td class="runs-table__progress" data-run-progress><div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-label="Run progress">' +
-    '<span class="progress__track"><span class="progress__fill" style="width:0%"></span></span><span class="progress__value">0%</span></div></td>' +
-    '<td data-run-trigger></td><td class="num"><time></time></td><td class="num" data-run-duration>—</td>';
-  const link = tr.querySelector("a");
-  link.href = `/pipelines/runs/${run.id}/`;
-  link.textContent = `#${run.id}`;
-  setText(tr.querySelector("[data-run-trigger]"), humanize(run.trigger || "manual") + (run.retry_of ? ` of #${run.retry_of}` : ""));
-  const created = new Date(run.created_at || Date.now());
-  const time = tr.querySelector("time");
-  time.dateTime = created.toISOString();
-  time.textContent = created.toLocaleString();
-  tbody.prepend(tr);
-  $("runs-table").closest(".table-wrap").hidden = false;
-  $("runs-empty").hidden = true;
-  return tr;
+function tickDuration(tr) {
+  const cell = tr.querySelector("[data-run-duration]");
+  if (tr.dataset.status === "running" && cell?.dataset.started && !cell.dataset.finished) {
+    setText(cell, `${((Date.now() - Date.parse(cell.dataset.started)) / 1000).toFixed(1)} s`);
+  }
 }
 
-function updateRow(run) {
-  const tr = runRow(run.id) || newRow(run);
-  tr.dataset.status = run.status;
-  setStatusBadge(tr.querySelector("[data-run-status] .badge"), run.status);
-  if (run.progress != null) setProgress(tr.querySelector(".progress"), run.progress, run.status);
-  else tr.querySelector(".progress").dataset.status = run.status;
-  if (run.message != null) {
-    setText(tr.querySelector("[data-run-message]"), run.message);
-    tr.querySelector("[data-run-message]").title = run.message;
-  }
-  const cell = tr.querySelector("[data-run-duration]");
-  if (run.started_at !== undefined) cell.dataset.started = run.started_at || "";
-  if (run.finished_at !== undefined) cell.dataset.finished = run.finished_at || "";
-  if (run.duration != null) setText(cell, `${Number(run.duration).toFixed(1)} s`);
-}
+const runs = liveFragments({
+  url: (id) => data.runRowUrl.replace(/\/0\/row\/$/, `/${id}/row/`),
+  find: runRow,
+  place: (tr) => {
+    tbody.prepend(tr);
+    $("runs-table").closest(".table-wrap").hidden = false;
+    $("runs-empty").hidden = true;
+  },
+  onUpdate: tickDuration,
+});
 
 // Durations of running runs tick locally between events.
-setInterval(() => {
-  for (const tr of tbody.querySelectorAll("tr[data-status='running']")) {
-    const cell = tr.querySelector("[data-run-duration]");
-    if (cell.dataset.started && !cell.dataset.finished) {
-      setText(cell, `${((Date.now() - Date.parse(cell.dataset.started)) / 1000).toFixed(1)} s`);
-    }
-  }
-}, 1000);
-
-async function refreshRun(runId) {
-  const response = await fetch(`/api/pipeline-runs/${runId}/`, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (response.ok) updateRow(await response.json());
-}
+setInterval(() => tbody.querySelectorAll("tr[data-status='running']").forEach(tickDuration), 1000);
 
 const mine = (e) => e.pipeline_id === pipelineId;
 realtime.subscribe([`pipeline.${pipelineId}`]);
-realtime.on("pipeline_status", (e) => {
-  if (!mine(e)) return;
-  const d = e.data || {};
-  const tr = runRow(e.run_id);
-  if (!tr) updateRow({ id: e.run_id, status: e.status, trigger: d.trigger, retry_of: d.retry_of, progress: d.progress, created_at: e.timestamp });
-  else updateRow({ id: e.run_id, status: e.status, progress: ACTIVE.has(e.status) ? d.progress : undefined });
-  if (e.status === "running" && tr) tr.querySelector("[data-run-duration]").dataset.started ||= e.timestamp;
-  if (e.status === "running" && !tr) runRow(e.run_id).querySelector("[data-run-duration]").dataset.started = e.timestamp;
-  if (!ACTIVE.has(e.status)) refreshRun(e.run_id);
-});
-realtime.on("pipeline_progress", (e) => {
-  if (!mine(e)) return;
-  const tr = runRow(e.run_id);
-  if (!tr) return void refreshRun(e.run_id);
-  if (tr.dataset.status === "queued") updateRow({ id: e.run_id, status: "running" });
-  setProgress(tr.querySelector(".progress"), e.progress, e.status);
-  setText(tr.querySelector("[data-run-message]"), `Step ${e.step_index + 1} of ${e.total_steps}: ${humanize(e.current_step)}`);
-});
-for (const type of ["pipeline_completed", "pipeline_failed"]) {
-  realtime.on(type, (e) => mine(e) && refreshRun(e.run_id));
+for (const type of ["pipeline_status", "pipeline_progress", "pipeline_completed", "pipeline_failed"]) {
+  realtime.on(type, (e) => mine(e) && runs.refresh(e.run_id));
 }
 realtime.on("pipeline_updated", (e) => {
   if (mine(e)) toast({ kind: "info", title: "Pipeline changed", message: "Reload to see its new definition." });
@@ -100,7 +51,7 @@ realtime.on("pipeline_deleted", (e) => {
   if (mine(e)) location.assign(data.api.index);
 });
 realtime.onResync(() => {
-  for (const tr of tbody.querySelectorAll("tr")) if (ACTIVE.has(tr.dataset.status)) refreshRun(tr.dataset.runId);
+  for (const tr of tbody.querySelectorAll("tr")) if (ACTIVE.has(tr.dataset.status)) runs.refresh(tr.dataset.runId);
 });
 
 // --- buttons --------------------------------------------------------------------------------------------
@@ -114,25 +65,15 @@ $("run-pipeline").addEventListener("click", async () => {
     toast({ kind: "error", title: "Could not start the run", message: body?.detail || "The run could not be started." });
     return;
   }
-  updateRow(body);
+  runs.refresh(body.id);
   toast({ kind: "success", title: `Run #${body.id} queued`, message: "Open it to follow each step." });
 });
 
 $("delete-pipeline").addEventListener("click", async () => {
   if (!window.confirm(`Delete the pipeline "${data.pipeline.name}" and its run history?`)) return;
-  const response = await fetch(data.api.pipeline, {
-    method: "DELETE",
-    credentials: "same-origin",
-    headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
-  });
-  if (response.ok) return location.assign(data.api.index);
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    /* no body */
-  }
-  toast({ kind: "error", title: "Could not delete", message: body?.detail || `HTTP ${response.status}` });
+  const { ok, status, body } = await postJSON(data.api.pipeline, undefined, { method: "DELETE" });
+  if (ok) return location.assign(data.api.index);
+  toast({ kind: "error", title: "Could not delete", message: body?.detail || `HTTP ${status}` });
 });
 
 const editCard = $("edit-card");

@@ -3,7 +3,7 @@
 // API (POST to create, PUT to edit). Errors come back naming the step ("steps[2] (train_model): ...")
 // and are shown on that step's card.
 
-import { csrfToken } from "../ui.js";
+import { postJSON } from "../ui.js";
 
 const OPTIONAL = true;
 
@@ -329,19 +329,8 @@ export function createEditor(form, { config, datasets, pipeline, onSaved }) {
     const method = pipeline ? "PUT" : "POST";
     const url = pipeline ? `/api/pipelines/${pipeline.id}/` : "/api/pipelines/";
     try {
-      const response = await fetch(url, {
-        method,
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
-        body: JSON.stringify(payload()),
-      });
-      let body = null;
-      try {
-        body = await response.json();
-      } catch {
-        /* no body */
-      }
-      if (!response.ok) {
+      const { ok, body } = await postJSON(url, payload(), { method });
+      if (!ok) {
         showErrors(body);
         return;
       }

@@ -4,7 +4,7 @@
 // (it cannot be left from the page), so events are filtered by run id.
 
 import { realtime } from "../realtime.js";
-import { humanize, postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
+import { getJSON, humanize, postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("run-data").textContent);
 const run = data.run;
@@ -121,9 +121,8 @@ setInterval(() => {
 
 // Reload everything from the API (when the run ends, or after a replay gap).
 async function refresh() {
-  const response = await fetch(data.api.run, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (!response.ok) return;
-  const body = await response.json();
+  const { ok, body } = await getJSON(data.api.run);
+  if (!ok) return;
   setStatus(body.status, body.message);
   setProgress($("run-progress").querySelector(".progress"), body.progress, body.status);
   if (body.duration != null) $("run-duration").innerHTML = `${Number(body.duration).toFixed(1)}<small> s</small>`;

@@ -3,23 +3,9 @@
 // (the celery component of service_health), and each host's last sample (system_metrics).
 
 import { realtime } from "../realtime.js";
-import { setStatusBadge, setText } from "../ui.js";
+import { refreshRelativeTimes, relativeTime, setStatusBadge, setText } from "../ui.js";
 
 const $ = (id) => document.getElementById(id);
-
-function relativeTime(iso) {
-  const t = Date.parse(iso);
-  if (Number.isNaN(t)) return "—";
-  const s = Math.max(0, Math.round((Date.now() - t) / 1000));
-  if (s < 10) return "just now";
-  if (s < 90) return `${s} s ago`;
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  return `${Math.round(s / 3600)} h ago`;
-}
-
-function refreshRelativeTimes() {
-  for (const el of document.querySelectorAll("time[data-relative]")) if (el.dateTime) setText(el, relativeTime(el.dateTime));
-}
 
 function formatMs(v) {
   return v == null ? "—" : `${Math.round(v).toLocaleString()} ms`;

@@ -1,13 +1,11 @@
 // Training page: the form's target-column select follows the chosen dataset, and the jobs table
-// follows training events live (rows for jobs started elsewhere are added from the API).
+// follows training events live.
 
 import { realtime } from "../realtime.js";
-import { postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
+import { insertNewestFirst, liveFragments, postJSON, setText, toast } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("training-data").textContent);
 const rows = document.getElementById("job-rows");
-const template = document.getElementById("job-row-template");
-const ACTIVE = new Set(["queued", "running"]);
 
 // --- the form -------------------------------------------------------------------------------------
 
@@ -42,99 +40,20 @@ function updateCount() {
   setText(document.getElementById("job-count"), `${n} recent`);
 }
 
-function setStatus(row, status) {
-  row.dataset.status = status;
-  setStatusBadge(row.querySelector(".badge"), status);
-  const bar = row.querySelector(".progress");
-  bar.dataset.status = status;
-  const cancel = row.querySelector('[data-action="cancel"]');
-  if (cancel && !ACTIVE.has(status)) cancel.remove();
-}
-
-function fmt(value, digits = 3) {
-  return value == null || Number.isNaN(Number(value)) ? "—" : Number(value).toFixed(digits);
-}
-
-function rowFromJob(job) {
-  const row = template.content.firstElementChild.cloneNode(true);
-  row.dataset.jobId = String(job.id);
-  const link = row.querySelector(".job-link");
-  link.href = job.url;
-  link.textContent = `#${job.id} ${job.name}`;
-  const algorithm = data.algorithms[job.algorithm] || job.algorithm;
-  setText(row.querySelector(".job-meta"), [job.dataset_name, algorithm, job.task].filter(Boolean).join(" · "));
-  setText(row.querySelector(".job-epoch"), `Epoch ${job.current_epoch} / ${job.total_epochs}`);
-  setText(row.querySelector(".job-score"), fmt(job.validation_score ?? job.live_accuracy));
-  setProgress(row.querySelector(".progress"), job.progress, job.status);
-  setStatus(row, job.status);
-  return row;
-}
-
-const fetching = new Map(); // job id → promise of its row
-
-async function ensureRow(jobId) {
-  const existing = rowFor(jobId);
-  if (existing) return existing;
-  if (!fetching.has(jobId)) {
-    fetching.set(
-      jobId,
-      fetch(`${data.api.jobs}${jobId}/`, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then((r) => (r.ok ? r.json() : null))
-        .then((job) => {
-          if (!job) return null;
-          const row = rowFor(jobId) || rowFromJob(job);
-          if (!row.isConnected) {
-            // Newest first: after any row with a larger id.
-            const after = [...rows.rows].find((r) => Number(r.dataset.jobId) < job.id);
-            rows.insertBefore(row, after || null);
-            row.classList.add("is-new");
-            updateCount();
-          }
-          return row;
-        })
-        .finally(() => fetching.delete(jobId)),
-    );
-  }
-  return fetching.get(jobId);
-}
-
-realtime.on("training_started", async (e) => {
-  const row = await ensureRow(e.job_id);
-  if (row && row.dataset.status === "queued") setStatus(row, "running");
+// Rows are rendered by the server (training:job-row, templates/training/_job_row.html) and morphed in;
+// a job started elsewhere gets its row, newest first.
+const jobs = liveFragments({
+  url: (jobId) => data.rowUrl.replace(/\/0\/row\/$/, `/${jobId}/row/`),
+  find: rowFor,
+  place: (row) => {
+    insertNewestFirst(rows, row, "jobId");
+    updateCount();
+  },
 });
 
-realtime.on("training_progress", async (e) => {
-  const row = await ensureRow(e.job_id);
-  if (!row || !ACTIVE.has(row.dataset.status)) return;
-  if (row.dataset.status !== "running") setStatus(row, "running");
-  setProgress(row.querySelector(".progress"), e.progress, "running");
-  setText(row.querySelector(".job-epoch"), `Epoch ${e.current_epoch} / ${e.total_epochs}`);
-  if (e.live_accuracy != null) setText(row.querySelector(".job-score"), fmt(e.live_accuracy));
-});
-
-realtime.on("training_completed", async (e) => {
-  const row = await ensureRow(e.job_id);
-  if (!row) return;
-  setStatus(row, "succeeded");
-  setProgress(row.querySelector(".progress"), 100, "succeeded");
-  setText(row.querySelector(".job-epoch"), `Epoch ${e.total_epochs} / ${e.total_epochs}`);
-  setText(row.querySelector(".job-score"), fmt(e.validation_score));
-  const actions = row.querySelector(".job-actions");
-  const link = document.createElement("a");
-  link.className = "btn btn--ghost btn--sm";
-  link.href = `/training/models/#model-${e.model_id}`;
-  link.textContent = "Model";
-  actions.replaceChildren(link);
-});
-
-realtime.on("training_failed", async (e) => {
-  const row = await ensureRow(e.job_id);
-  if (!row) return;
-  const status = e.error_code === "CANCELLED" ? "cancelled" : "failed";
-  setStatus(row, status);
-  setProgress(row.querySelector(".progress"), e.progress_when_failed, status);
-  row.title = e.error;
-});
+for (const type of ["training_started", "training_progress", "training_completed", "training_failed"]) {
+  realtime.on(type, (e) => jobs.refresh(e.job_id));
+}
 
 // Cancel buttons (one handler for every row, present and future).
 rows.addEventListener("click", async (event) => {
@@ -149,7 +68,7 @@ rows.addEventListener("click", async (event) => {
     return;
   }
   setText(button, "Cancelling…");
-  if (body.status === "cancelled") setStatus(row, "cancelled");
+  jobs.refresh(row.dataset.jobId);
 });
 
 // After a replay gap, the table is reloaded with the page (it is server-rendered).

@@ -2,7 +2,7 @@
 // drawn from the stored epoch history on load. Chart.js is the classic script loaded before this one.
 
 import { realtime } from "../realtime.js";
-import { postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
+import { getJSON, postJSON, setProgress, setStatusBadge, setText, toast } from "../ui.js";
 
 const job = JSON.parse(document.getElementById("job-data").textContent);
 const $ = (id) => document.getElementById(id);
@@ -108,10 +108,9 @@ function onProgress(e) {
 
 let refreshing = null;
 function refresh() {
-  refreshing ??= fetch(job.api.job, { credentials: "same-origin", headers: { Accept: "application/json" } })
-    .then((r) => (r.ok ? r.json() : null))
-    .then((body) => {
-      if (body) render(body);
+  refreshing ??= getJSON(job.api.job)
+    .then(({ ok, body }) => {
+      if (ok) render(body);
     })
     .finally(() => {
       refreshing = null;
