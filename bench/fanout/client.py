@@ -142,7 +142,7 @@ async def main():
     state = ClientState()
     proc = psutil.Process()
 
-    async def handle(cmd: dict) -> dict:
+    async def handle(cmd: dict) -> dict | None:
         kind = cmd["cmd"]
         if kind == "open":
             return await _client_open(state, cmd)

@@ -68,7 +68,7 @@ async def main():
             inflight.add(task)
             task.add_done_callback(inflight.discard)
 
-    async def handle(cmd: dict) -> dict:
+    async def handle(cmd: dict) -> dict | None:
         nonlocal clients, generator
         if cmd["cmd"] == "start":
             clients = [KeepAliveClient(u, cmd["token"]) for u in cmd["urls"]]

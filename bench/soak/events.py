@@ -195,7 +195,7 @@ def _check(state: SocketsState, cmd: dict) -> dict:
 async def main():
     state = SocketsState()
 
-    async def handle(cmd: dict) -> dict:
+    async def handle(cmd: dict) -> dict | None:
         if cmd["cmd"] == "open":
             return await _open(state, cmd)
         if cmd["cmd"] == "drained":  # sockets that have not yet received event `last`
