@@ -1,25 +1,21 @@
 """A private, real stack for benchmarks: database, Redis namespace, ASGI servers, Celery workers.
 
 Everything runs on 127.0.0.1, each child in its own process group with its output in a log file
-under one temporary directory, and `Stack.close()` undoes it all: children stopped (SIGTERM, then
-SIGKILL), the database dropped (PostgreSQL) or deleted (SQLite), every Redis key with the stack's
-prefix deleted. The ASGI servers are `bench.event_latency.Server`, started as `make run` starts
-them (scripts/run_stack.py).
+under one temporary directory (the processes are the tests' harness, `tests/procs.py`), and
+`Stack.close()` undoes it all: children stopped (SIGTERM, then SIGKILL), the database dropped
+(PostgreSQL) or deleted (SQLite), every Redis key with the stack's prefix deleted. Servers and
+workers start as `make run` starts them (scripts/run_stack.py).
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,9 +23,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.event_latency import DEFAULT_UVICORN_FLAGS, Child, Server, _kill_group, log  # noqa: E402
+from tests import procs  # noqa: E402
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def log(msg: str):
+    print(msg, flush=True)
+
+
+def raise_open_files_limit(want: int = 20_000) -> int:
+    """Thousands of sockets need as many descriptors in the servers and in the clients."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def postgres_answers(timeout: float = 1.0) -> bool:
@@ -40,151 +51,51 @@ def postgres_answers(timeout: float = 1.0) -> bool:
         return False
 
 
-def tree(ps) -> list:
-    """A process and all its descendants (psutil), skipping any that exited meanwhile."""
-    import psutil
-
-    try:
-        return [ps, *ps.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def tree_rss_mb(ps) -> float:
-    import psutil
-
-    total = 0
-    for p in tree(ps):
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / 2**20
-
-
-def tree_cpu(ps) -> float:
-    """CPU seconds (user + system) of a process and its live descendants."""
-    import psutil
-
-    total = 0.0
-    for p in tree(ps):
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-class Worker:
-    """A Celery worker (prefork pool), optionally with beat embedded (-B)."""
-
-    def __init__(self, index: int, env: dict, logdir: Path, concurrency: int, beat: bool):
-        self.name = f"worker{index}"
-        self.env = env
-        self.log_path = logdir / f"{self.name}.log"
-        self.cmd = [sys.executable, "-m", "celery", "-A", "mlops_dashboard", "worker", "-l", "info", "-P", "prefork",
-                    "-c", str(concurrency), "-n", f"load{index}-{os.getpid()}@%h"]
-        if beat:
-            self.cmd += ["-B", "-s", str(logdir / f"beat-schedule-{index}")]
-        self.proc = None
-
-    def start(self, timeout: float = 90):
-        import psutil
-
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while " ready." not in self.output():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start:\n{self.output()[-3000:]}")
-            time.sleep(0.2)
-        self.ps = psutil.Process(self.proc.pid)
-        return self
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def rss_mb(self) -> float:
-        return tree_rss_mb(self.ps)
-
-    def cpu(self) -> float:
-        return tree_cpu(self.ps)
-
-    def stop(self, timeout: float = 20):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown: the pool and embedded beat too
-                self.proc.wait(timeout=timeout)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                _kill_group(self.proc)
-        # The process group outlives its leader when a pool child lingers: make sure it is gone.
-        _kill_group(self.proc)
-        self.log.close()
-
-
-class Helper(Child):
-    """`bench.event_latency.Child` for any script: a helper process driven by JSON lines."""
-
-    def __init__(self, script: Path, role: str, env: dict, errlog: Path):
-        import psutil
-
-        self.errlog = open(errlog, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), "--role", role], cwd=ROOT, env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.errlog, text=True, bufsize=1, start_new_session=True,
-        )
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.ps = psutil.Process(self.proc.pid)
+def private_env(tmp: Path, prefix: str, redis_db: int, **settings) -> dict:
+    """This environment, with a private database file, media directory, Redis database and key prefix
+    (all under `tmp` or named by `prefix`), as `make run` sets it otherwise (DJANGO_DEBUG=false)."""
+    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
+    env = dict(os.environ)
+    for name in ("DJANGO_ALLOW_ASYNC_UNSAFE", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "MONITORING_ENABLED",
+                 "MONITORING_COLLECTOR_ROLE", "DATABASE_URL"):
+        env.pop(name, None)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "mlops_dashboard.settings",
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "REDIS_URL": urlunsplit((parts.scheme, parts.netloc, f"/{redis_db}", "", "")),
+        "REDIS_KEY_PREFIX": prefix,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(32),
+        "MEDIA_ROOT": str(tmp / "media"),
+        "PYTHONUNBUFFERED": "1",
+        **{k: str(v) for k, v in settings.items()},
+    })
+    return env
 
 
 class Stack:
-    """Database, Redis namespace, servers and workers of one benchmark run.
+    """Database, Redis namespace, servers, workers and helper processes of one benchmark run.
 
     `name` names the database (`mlops_<name>_<pid>`), the key prefix (`<name>-<pid>`) and the temp dir.
+    PostgreSQL is used when one answers on 127.0.0.1:5432 and `postgres` is true, else SQLite.
     """
 
-    def __init__(self, name: str, *, redis_db: int, keep: bool = False, **settings):
+    def __init__(self, name: str, *, redis_db: int, keep: bool = False, postgres: bool = True, **settings):
         self.name, self.keep = name, keep
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{name}-bench-"))
         self.prefix = f"{name}-{os.getpid()}"
-        parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
-        self.redis_url = urlunsplit((parts.scheme, parts.netloc, f"/{redis_db}", "", ""))
+        self.env = private_env(self.tmp, self.prefix, redis_db, **settings)
+        self.redis_url = self.env["REDIS_URL"]
         self.pg_name = None
-        if postgres_answers():
+        if postgres and postgres_answers():
             self.pg_name = f"mlops_{name}_{os.getpid()}"
-            self.database_url = f"postgres://postgres@{PG_HOST}:{PG_PORT}/{self.pg_name}"
+            self.env["DATABASE_URL"] = f"postgres://postgres@{PG_HOST}:{PG_PORT}/{self.pg_name}"
             self.database = f"PostgreSQL ({self.pg_name})"
         else:
-            self.database_url = f"sqlite:///{self.tmp / 'db.sqlite3'}"
             self.database = "SQLite (temporary file)"
-        self.env = dict(os.environ)
-        for name_ in ("DJANGO_ALLOW_ASYNC_UNSAFE", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "MONITORING_ENABLED",
-                      "MONITORING_COLLECTOR_ROLE", "DATABASE_URL"):
-            self.env.pop(name_, None)
-        self.env.update({
-            "DJANGO_SETTINGS_MODULE": "mlops_dashboard.settings",
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis_url,
-            "REDIS_KEY_PREFIX": self.prefix,
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(32),
-            "MEDIA_ROOT": str(self.tmp / "media"),
-            "PYTHONUNBUFFERED": "1",
-            **{k: str(v) for k, v in settings.items()},
-        })
-        self.servers: list[Server] = []
-        self.workers: list[Worker] = []
-        self.helpers: list[Helper] = []
+        self.servers: list[procs.Server] = []
+        self.workers: list[procs.Worker] = []
+        self.helpers: list[procs.Helper] = []
         self.db_created = False
 
     # --- database ------------------------------------------------------------------------------
@@ -231,32 +142,40 @@ class Stack:
 
     # --- processes -----------------------------------------------------------------------------
 
-    def start_servers(self, n: int, uvicorn_flags: str = DEFAULT_UVICORN_FLAGS) -> list[Server]:
-        # As `make run` starts its web processes: the workers on this machine sample its metrics.
-        env = dict(self.env, MONITORING_COLLECTOR_ROLE="worker")
+    def server(self, kind: str = "uvicorn", *, nice: int = 0, **kwargs) -> procs.Server:
+        """Start an ASGI server as `make run` does: the workers on this machine sample its metrics.
+        `kwargs`: the Server's `app` and `uvicorn_flags`, and settings for this server only."""
+        port = procs.free_port()
+        kwargs.setdefault("MONITORING_COLLECTOR_ROLE", "worker")
+        server = procs.Server(port, kind, env=self.env, log_dir=self.tmp, name=f"server-{kind}-{port}", nice=nice,
+                              **kwargs)
+        self.servers.append(server)
+        return server.start()
+
+    def stop_server(self, server: procs.Server):
+        server.stop()
+        self.servers.remove(server)
+
+    def start_servers(self, n: int) -> list[procs.Server]:
         for _ in range(n):
-            server = Server("uvicorn", "mlops_dashboard.asgi:application", env, self.tmp, uvicorn_flags)
-            self.servers.append(server)
-            server.start()
+            self.server()
         return self.servers
 
-    def start_workers(self, n: int, concurrency: int, beat_in_first: bool = True) -> list[Worker]:
-        for i in range(n):
-            worker = Worker(i + 1, self.env, self.tmp, concurrency, beat=beat_in_first and i == 0)
+    def start_workers(self, n: int, concurrency: int, beat_in_first: bool = True) -> list[procs.Worker]:
+        for i in range(1, n + 1):
+            worker = procs.Worker(concurrency, beat=beat_in_first and i == 1, env=self.env, log_dir=self.tmp,
+                                  name=f"worker{i}", hostname=f"{self.name}{i}-{os.getpid()}@%h", lean=False)
             self.workers.append(worker)
-            worker.start()
+            worker.start(timeout=90)
         return self.workers
 
-    def helper(self, script: Path, role: str, index: int = 0) -> Helper:
-        h = Helper(script, role, self.env, self.tmp / f"{role}{index}.err")
+    def helper(self, script: Path, role: str, index: int = 0, nice: int = 0) -> procs.Helper:
+        h = procs.Helper(script, role, env=self.env, log_dir=self.tmp, name=f"{role}{index}", nice=nice)
         self.helpers.append(h)
-        return h
-
-    def logs(self) -> list[Path]:
-        return sorted(self.tmp.glob("*.log")) + sorted(self.tmp.glob("*.err"))
+        return h.start()
 
     def show_logs(self, lines: int = 25):
-        for path in self.logs():
+        for path in sorted(self.tmp.glob("*.log")):
             text = path.read_text(errors="replace").splitlines()
             if text:
                 log(f"\n----- {path.name} (last {lines} of {len(text):,} lines) -----")
@@ -282,9 +201,8 @@ class Stack:
                 try:
                     proc.stop()
                 except Exception as exc:  # noqa: BLE001 - go on tearing down the rest
-                    log(f"cleanup: {proc!r} not stopped cleanly: {exc!r}")
-                    if getattr(proc, "proc", None) is not None:
-                        _kill_group(proc.proc)
+                    log(f"cleanup: {proc.name} not stopped cleanly: {exc!r}")
+                    proc.kill()
         try:
             self.drop_database()
         except Exception as exc:  # noqa: BLE001

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import statistics
 import sys
@@ -32,29 +31,19 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._stack import private_env  # noqa: E402
+
 TMP = Path(tempfile.mkdtemp(prefix="predict-bench-"))
 PREFIX = f"bench-{os.getpid()}"
-_parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-os.environ.update(
-    {
-        "DJANGO_SETTINGS_MODULE": "mlops_dashboard.settings",
-        "DATABASE_URL": f"sqlite:///{TMP / 'bench.sqlite3'}",
-        "REDIS_URL": urlunsplit((_parts.scheme, _parts.netloc, "/14", "", "")),
-        "REDIS_KEY_PREFIX": PREFIX,
-        "MEDIA_ROOT": str(TMP / "media"),
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(32),
-        "LOG_LEVEL": "WARNING",
-    }
-)
-for _name in ("CELERY_BROKER_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"):
-    os.environ.pop(_name, None)
+# A private database file, media directory, Redis database and key prefix (bench/_stack.py).
+_env = private_env(TMP, PREFIX, redis_db=14, LOG_LEVEL="WARNING")
+os.environ.clear()
+os.environ.update(_env)
 
 MODEL = "titanic-bench"
 BATCH = 1_000

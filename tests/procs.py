@@ -1,25 +1,34 @@
-"""Real processes for tests that cross a process boundary: ASGI servers and Celery workers.
+"""Real processes for tests and benchmarks that cross a process boundary: ASGI servers, Celery workers
+and helper processes driven by JSON lines.
 
-Each child gets the test run's environment (database, Redis URL, key prefix), its output goes to a
-log file under .run/ (shown when it fails to start), and it can be stopped, SIGKILLed or restarted.
+Each child runs in its own process group with its output in a log file, and can be stopped,
+SIGKILLed or restarted. A test's children get the test run's environment (database, Redis URL, key
+prefix) and log under .run/ (shown when one fails to start); a benchmark passes the whole
+environment (`env=`) and a directory of its own (`log_dir=`), which holds one log per `name`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
+# uvicorn as `make run` starts it (scripts/run_stack.py): per-message compression off.
+UVICORN_FLAGS = "--loop uvloop --http httptools --ws websockets-sansio --ws-per-message-deflate false"
 
 
 def free_port() -> int:
@@ -30,6 +39,8 @@ def free_port() -> int:
 
 def database_url() -> str:
     """The URL of the database the tests are using now (the test database, once created)."""
+    from django.db import connection
+
     s = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{s['NAME']}"
@@ -55,14 +66,79 @@ def child_env(**extra) -> dict:
     return env
 
 
+def niceness(nice: int):
+    """A preexec_fn running a child at this scheduling priority (its threads inherit it), or None.
+
+    With autogroup scheduling (Linux' default on desktops and many VMs) CPU time is shared between
+    sessions first, and each child here starts its own session, so the session's autogroup gets the
+    niceness too; otherwise it would change nothing against other users' processes.
+    """
+    if not nice:
+        return None
+
+    def apply():
+        os.nice(nice)
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(nice))
+        except OSError:
+            pass
+
+    return apply
+
+
+def tree(ps) -> list:
+    """A process and all its descendants (psutil), skipping any that exited meanwhile."""
+    import psutil
+
+    try:
+        return [ps, *ps.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_cpu(ps) -> float:
+    """CPU seconds (user + system) of a process and its live descendants."""
+    import psutil
+
+    total = 0.0
+    for p in tree(ps):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def tree_rss_mb(ps) -> float:
+    import psutil
+
+    total = 0
+    for p in tree(ps):
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
 class Proc:
     name = "proc"
 
-    def __init__(self, **env):
-        self.extra_env = env
+    def __init__(self, *, env: dict | None = None, log_dir: Path | None = None, name: str | None = None,
+                 nice: int = 0, **extra_env):
+        self.base_env = env
+        self.extra_env = extra_env
+        self.nice = nice
         self.proc: subprocess.Popen | None = None
-        RUN_DIR.mkdir(exist_ok=True)
-        self.log_path = RUN_DIR / f"{self.name}-{os.getpid()}-{id(self)}.log"
+        self.log = None
+        self.name = name or type(self).name
+        if log_dir is None:
+            RUN_DIR.mkdir(exist_ok=True)
+            self.log_path = RUN_DIR / f"{self.name}-{os.getpid()}-{id(self)}.log"
+        else:
+            self.log_path = Path(log_dir) / f"{self.name}.log"
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -70,12 +146,22 @@ class Proc:
     def wait_ready(self, timeout: float):
         raise NotImplementedError
 
+    def environment(self) -> dict:
+        if self.base_env is None:
+            return child_env(**self.extra_env)
+        return {**self.base_env, **{k: str(v) for k, v in self.extra_env.items()}}
+
+    def streams(self) -> dict:
+        """Where the child's standard streams go (Popen arguments)."""
+        return {"stdout": self.log, "stderr": subprocess.STDOUT}
+
     def start(self, timeout: float = 60):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.command(), cwd=ROOT, env=child_env(**self.extra_env), stdout=self.log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            self.command(), cwd=ROOT, env=self.environment(), start_new_session=True,
+            preexec_fn=niceness(self.nice), **self.streams(),
         )
+        self.__dict__.pop("ps", None)
         try:
             self.wait_ready(timeout)
         except Exception:
@@ -92,6 +178,19 @@ class Proc:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @cached_property
+    def ps(self):
+        import psutil
+
+        return psutil.Process(self.proc.pid)
+
+    def cpu(self) -> float:
+        """CPU seconds of the process and its children (a worker's pool and beat)."""
+        return tree_cpu(self.ps)
+
+    def rss_mb(self) -> float:
+        return tree_rss_mb(self.ps)
+
     def _signal_group(self, sig):
         try:
             os.killpg(self.proc.pid, sig)
@@ -102,28 +201,36 @@ class Proc:
         """SIGKILL the whole process group, as a crash or the OOM killer would."""
         if self.proc is not None:
             self._signal_group(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
 
     def stop(self, timeout: float = 15):
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        self._signal_group(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.log.close()
+        if self.proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # The process group outlives its leader when a child lingers (a pool process): end it too.
+        self.kill()
+        if self.log is not None:
+            self.log.close()
 
 
 class Server(Proc):
-    """A real ASGI server process: uvicorn (default) or daphne."""
+    """A real ASGI server process: uvicorn (default) or daphne, serving our app unless told `app`."""
 
     name = "server"
 
-    def __init__(self, port: int | None = None, kind: str = "uvicorn", **env):
-        super().__init__(**env)
+    def __init__(self, port: int | None = None, kind: str = "uvicorn", *,
+                 app: str = "mlops_dashboard.asgi:application", uvicorn_flags: str = UVICORN_FLAGS, **kwargs):
         self.port = port or free_port()
-        self.kind = kind
+        self.kind, self.app, self.uvicorn_flags = kind, app, uvicorn_flags
+        super().__init__(**kwargs)
 
     @property
     def url(self) -> str:
@@ -135,12 +242,15 @@ class Server(Proc):
 
     def command(self):
         if self.kind == "daphne":
-            return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mlops_dashboard.asgi:application"]
+            return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app]
         return [
-            sys.executable, "-m", "uvicorn", "mlops_dashboard.asgi:application", "--host", "127.0.0.1",
-            "--port", str(self.port), "--lifespan", "off", "--no-access-log", "--ws-max-size", "1048576",
-            "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+            sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port),
+            "--lifespan", "off", "--no-access-log", "--ws-max-size", "1048576", *self.uvicorn_flags.split(),
         ]
+
+    @property
+    def flags(self) -> str:
+        return " ".join(self.command()[3:]) if self.kind == "daphne" else self.uvicorn_flags
 
     def wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
@@ -154,28 +264,53 @@ class Server(Proc):
                 time.sleep(0.1)
         raise TimeoutError
 
+    def runqueue_wait(self) -> float:
+        """Seconds the server's threads spent runnable but waiting for a CPU (Linux schedstat)."""
+        total = 0.0
+        try:
+            for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+                with open(f"/proc/{self.proc.pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1]) / 1e9
+        except OSError:
+            pass
+        return total
+
+    def tracebacks(self) -> int:
+        return self.output().count("Traceback (most recent call last)")
+
+    def problems(self) -> list[str]:
+        pat = re.compile(r"Traceback|Too many connections|ERROR|CRITICAL|Exception|Task was destroyed")
+        return [line for line in self.output().splitlines() if pat.search(line)]
+
 
 class Worker(Proc):
-    """A real Celery worker (prefork pool), optionally with beat embedded."""
+    """A real Celery worker (prefork pool), optionally with beat embedded.
+
+    `lean` (tests) starts it without gossip and mingle; a benchmark starts it as `make run` does.
+    """
 
     name = "worker"
     counter = 0
 
-    def __init__(self, concurrency: int = 2, beat: bool = False, queues: str | None = None, **env):
-        super().__init__(**env)
+    def __init__(self, concurrency: int = 2, beat: bool = False, queues: str | None = None, *,
+                 hostname: str | None = None, lean: bool = True, **kwargs):
+        super().__init__(**kwargs)
         Worker.counter += 1
-        self.hostname = f"test{Worker.counter}-{os.getpid()}@localhost"
+        self.hostname = hostname or f"test{Worker.counter}-{os.getpid()}@localhost"
         self.concurrency = concurrency
         self.beat = beat
         self.queues = queues
+        self.lean = lean
 
     def command(self):
         cmd = [
             sys.executable, "-m", "celery", "-A", "mlops_dashboard", "worker", "-l", "info", "-P", "prefork",
-            "-c", str(self.concurrency), "-n", self.hostname, "--without-gossip", "--without-mingle",
+            "-c", str(self.concurrency), "-n", self.hostname,
         ]
+        if self.lean:
+            cmd += ["--without-gossip", "--without-mingle"]
         if self.beat:
-            cmd += ["-B", "-s", str(RUN_DIR / f"beat-{os.getpid()}-{id(self)}")]
+            cmd += ["-B", "-s", str(self.log_path.with_name(f"{self.log_path.stem}-beat-schedule"))]
         if self.queues:
             cmd += ["-Q", self.queues]
         return cmd
@@ -208,6 +343,61 @@ class Worker(Proc):
             return [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
+
+
+class Helper(Proc):
+    """`script --role <role>`, driven by JSON lines: a command a line on its stdin, an answer a line
+    on its stdout (`{"error": ...}` when the command failed); its stderr goes to the log."""
+
+    name = "helper"
+
+    def __init__(self, script: Path, role: str, **kwargs):
+        super().__init__(**kwargs)
+        self.script, self.role = Path(script), role
+        self.lines: queue.Queue = queue.Queue()
+
+    def command(self):
+        return [sys.executable, str(self.script), "--role", self.role]
+
+    def streams(self) -> dict:
+        return {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": self.log, "text": True, "bufsize": 1}
+
+    def wait_ready(self, timeout):
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def send(self, obj):
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def recv(self, timeout: float = 120) -> dict:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"{self.name} (pid {self.proc.pid}) did not answer in {timeout} s") from None
+        if line is None:
+            raise RuntimeError(f"{self.name} (pid {self.proc.pid}) exited (see {self.log_path.name})")
+        out = json.loads(line)
+        if "error" in out:
+            raise RuntimeError(f"{self.name} (pid {self.proc.pid}): {out['error']}")
+        return out
+
+    def call(self, obj, timeout: float = 120) -> dict:
+        self.send(obj)
+        return self.recv(timeout)
+
+    def stop(self, timeout: float = 10):
+        if self.alive():
+            try:
+                self.send({"cmd": "quit"})
+                self.proc.wait(timeout=timeout)
+            except Exception:  # noqa: BLE001 - it is killed below
+                pass
+        super().stop(timeout)
 
 
 def wait_idle(worker: Worker, timeout: float = 60) -> None:
