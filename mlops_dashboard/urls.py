@@ -24,6 +24,7 @@ api_urlpatterns = [
 urlpatterns = [
     path("", monitoring_views.dashboard, name="dashboard"),
     path("live/", views.live_events, name="live-events"),
+    path("activity/", views.activity_feed, name="activity-feed"),
     path("health/", views.health, name="health"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

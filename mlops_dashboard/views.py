@@ -6,6 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from .activity import activities_recent
 from .health import run_checks
 
 
@@ -21,3 +22,9 @@ def health(request):
     checks = run_checks()
     healthy = all(c["status"] == "ok" for c in checks.values())
     return JsonResponse({"status": "ok" if healthy else "down", "checks": checks}, status=200 if healthy else 503)
+
+
+@require_GET
+def activity_feed(request):
+    """The dashboard's recent activity (a fragment for static/js/pages/dashboard.js)."""
+    return render(request, "includes/activity_list.html", {"activities": activities_recent(limit=12)})

@@ -213,14 +213,29 @@ def running_jobs(*, limit: int = 20) -> list[dict]:
         if kind.row is None:
             continue
         try:
-            for job in kind.rows(status__in=list(jobs.ACTIVE))[:limit]:
-                row = kind.row(job)
-                out.append({**row, "key": f"{row['kind']}-{job.pk}", "id": job.pk, "status": job.status,
-                            "progress": job.progress, "step": kind.step_text(job), "created_at": job.created_at})
+            out.extend(_job_row(kind, job) for job in kind.rows(status__in=list(jobs.ACTIVE))[:limit])
         except DatabaseError:
             logger.warning("running %s rows unavailable", kind.key, exc_info=True)
     out.sort(key=lambda j: j["created_at"], reverse=True)
     return out[:limit]
+
+
+def _job_row(kind, job) -> dict:
+    row = kind.row(job)
+    return {**row, "key": f"{row['kind']}-{job.pk}", "id": job.pk, "status": job.status,
+            "progress": job.progress, "step": kind.step_text(job), "created_at": job.created_at}
+
+
+def job_row(*, kind: str, pk: int) -> dict | None:
+    """One job's dashboard row, in any state (a finished job's row shows how it ended): `kind` is the
+    row's kind ("processing", "training", "pipeline"). None when there is no such job."""
+    for job_kind in jobs.kinds():
+        if job_kind.row is None:
+            continue
+        job = job_kind.rows(pk=pk).first()
+        if job is not None and job_kind.row(job)["kind"] == kind:
+            return _job_row(job_kind, job)
+    return None
 
 
 def dashboard_summary() -> dict:

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -34,29 +35,18 @@ def dashboard(request):
         "page_data": {
             "api": _api_urls(),
             "alertItemUrl": reverse("monitoring:alert-item", args=[0]),
+            "hostsUrl": reverse("monitoring:hosts"),
+            "activityUrl": reverse("activity-feed"),
+            "jobItemUrl": reverse("monitoring:job-item", args=["kind", 0]),
             "thresholds": {k: list(v) for k, v in settings.MONITORING_THRESHOLDS.items()},
             "predictionsTotal": summary["predictions_total"],
             "predictionsPerMinute": summary["predictions_per_minute"],
             "model": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in summary["model"].items()}
             if summary["model"] else None,
             "health": summary["health"].get("level"),
-            "jobUrls": {
-                "processing": reverse("datasets:detail", args=[0]),
-                "training": _maybe_reverse("training:job-detail", 0),
-                "pipeline": _maybe_reverse("pipelines:run-detail", 0),
-            },
         },
     }
     return render(request, "dashboard.html", context)
-
-
-def _maybe_reverse(name, *args) -> str:
-    from django.urls import NoReverseMatch
-
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:
-        return ""
 
 
 def _index_context(request, form=None, editing=None) -> dict:
@@ -97,7 +87,7 @@ def index(request):
 
 @require_GET
 def system(request):
-    result = selectors.services_latest() or {"services": [], "integrations": [], "workers": [], "checked_at": None}
+    result = _services_latest()
     context = {
         "nav": "system",
         "services": result.get("services", []),
@@ -106,7 +96,13 @@ def system(request):
         "checked_at": result.get("checked_at"),
         "health": selectors.health_current(),
         "hosts": selectors.latest_metrics(),
-        "page_data": {"api": _api_urls(), "interval": settings.MONITORING_CHECK_INTERVAL},
+        "page_data": {
+            "api": _api_urls(),
+            "interval": settings.MONITORING_CHECK_INTERVAL,
+            "hostsUrl": reverse("monitoring:hosts"),
+            "componentsUrl": reverse("monitoring:system-components", args=["group"]),
+            "workersUrl": reverse("monitoring:system-workers"),
+        },
     }
     return render(request, "monitoring/system.html", context)
 
@@ -181,3 +177,37 @@ def alert_item(request, pk: int):
 def anomaly_row(request, pk: int):
     """One row of the Monitoring page's anomalies table (a fragment for static/js/pages/monitoring.js)."""
     return render(request, "monitoring/includes/anomaly_row.html", {"anomaly": get_object_or_404(Anomaly, pk=pk)})
+
+
+@require_GET
+def hosts(request):
+    """Each host's bars (a fragment for the dashboard's and the System page's system_metrics)."""
+    return render(request, "monitoring/includes/host_list.html", {"hosts": selectors.latest_metrics()})
+
+
+@require_GET
+def job_item(request, kind: str, pk: int):
+    """One job of the dashboard's running jobs, in any state (a fragment for static/js/pages/dashboard.js)."""
+    job = selectors.job_row(kind=kind, pk=pk)
+    if job is None:
+        raise Http404("No such job.")
+    return render(request, "monitoring/includes/job_item.html", {"job": job})
+
+
+def _services_latest() -> dict:
+    return selectors.services_latest() or {"services": [], "integrations": [], "workers": [], "checked_at": None}
+
+
+@require_GET
+def system_components(request, group: str):
+    """The rows of the System page's services or integrations table (a fragment for static/js/pages/system.js)."""
+    if group not in ("services", "integrations"):
+        raise Http404("No such group.")
+    context = {"group": group, "components": _services_latest().get(group, [])}
+    return render(request, "monitoring/includes/component_rows.html", context)
+
+
+@require_GET
+def system_workers(request):
+    """The System page's Celery workers (a fragment for static/js/pages/system.js)."""
+    return render(request, "monitoring/includes/worker_list.html", {"workers": _services_latest().get("workers", [])})

@@ -391,3 +391,13 @@ export function liveFragments({ url, find, place, gone = (id, el) => el?.remove(
   }
   return { refresh };
 }
+
+/**
+ * One element the server renders whole (a list, a table body), found by its id: returns
+ * `refresh()`, which fetches `url` and morphs the answer into the element. Calls during a fetch
+ * coalesce into one more fetch. `onUpdate(element)` runs after each change.
+ */
+export function liveElement(url, id, onUpdate = null) {
+  const element = liveFragments({ url: () => url, find: () => document.getElementById(id), place: () => {}, gone: () => {}, onUpdate });
+  return () => element.refresh(id);
+}

@@ -8,7 +8,9 @@ from playwright.sync_api import expect
 
 from mlops_dashboard.events import catalog, publish
 from mlops_dashboard.activity import activity_record
+from datasets.models import ProcessingJob
 from monitoring import services
+from tests.factories import ProcessingJobFactory, TrainingJobFactory
 
 pytestmark = pytest.mark.browser
 
@@ -83,23 +85,35 @@ def test_dashboard_shows_a_metric_update_and_an_alert_toast(server, open_page, u
     expect(item).to_have_count(0)
     expect(page.locator("#alerts-empty")).to_be_visible()
 
-    # Activity and running jobs.
+    # Activity and running jobs: on each event the page fetches the server's fragment and morphs it in.
     activity_record(title="Dataset uploaded: churn", action_type="upload", user=user)
     expect(page.locator("#dash-activity .activity").first).to_contain_text("Dataset uploaded: churn")
-    publish(catalog.JobProgress(job_id=77, dataset_id=4, progress=40.0, status="running", current_step="scaling"))
-    job = page.locator('#dash-jobs [data-job-key="processing-77"]')
-    expect(job).to_contain_text("scaling")
-    expect(job.locator(".progress")).to_have_attribute("aria-valuenow", "40")
-    publish(catalog.TrainingStarted(job_id=5, model_name="churn-rf", dataset_id=4, total_epochs=10))
-    publish(catalog.TrainingProgress(job_id=5, progress=55.0, stage="model_training", current_stage="Epoch 5 of 10",
-                                     estimated_time_remaining=3.0, current_epoch=5, total_epochs=10,
-                                     current_loss=0.4, live_accuracy=0.8, message="Epoch 5 of 10"))
-    training = page.locator('#dash-jobs [data-job-key="training-5"]')
-    expect(training).to_contain_text("Training · churn-rf")
-    expect(training.locator(".progress")).to_have_attribute("aria-valuenow", "55")
-    publish(catalog.JobCompleted(job_id=77, dataset_id=4, status="succeeded", duration=2.0, result={}))
-    expect(job.locator(".badge")).to_have_text("Succeeded")
-    expect(job).to_have_count(0, timeout=60_000)  # leaves the list once done
+    expect(page.locator("#dash-activity .activity").first.locator(".activity__user")).to_have_text(user.get_username())
+    job = ProcessingJobFactory(status="running", progress=40, current_step="scaling")
+    publish(catalog.JobProgress(job_id=job.pk, dataset_id=job.dataset_id, progress=40.0, status="running",
+                                current_step="scaling"))
+    row = page.locator(f'#dash-jobs [data-job-key="processing-{job.pk}"]')
+    expect(row).to_contain_text("scaling")
+    expect(row.locator(".progress")).to_have_attribute("aria-valuenow", "40")
+    expect(page.locator("#jobs-empty")).to_be_hidden()
+    ProcessingJob.objects.filter(pk=job.pk).update(progress=70, current_step="encoding")
+    publish(catalog.JobProgress(job_id=job.pk, dataset_id=job.dataset_id, progress=70.0, status="running",
+                                current_step="encoding"))
+    expect(row.locator(".progress")).to_have_attribute("aria-valuenow", "70")
+    expect(row).to_contain_text("encoding")
+    training = TrainingJobFactory(name="churn-rf", status="running", progress=55, message="Epoch 5 of 10")
+    publish(catalog.TrainingProgress(job_id=training.pk, progress=55.0, stage="model_training",
+                                     current_stage="Epoch 5 of 10", estimated_time_remaining=3.0, current_epoch=5,
+                                     total_epochs=10, current_loss=0.4, live_accuracy=0.8, message="Epoch 5 of 10"))
+    training_row = page.locator(f'#dash-jobs [data-job-key="training-{training.pk}"]')
+    expect(training_row).to_contain_text("Training · churn-rf")
+    expect(training_row).to_contain_text("Epoch 5 of 10")
+    expect(training_row.locator(".progress")).to_have_attribute("aria-valuenow", "55")
+    ProcessingJob.objects.filter(pk=job.pk).update(status="succeeded", progress=100)
+    publish(catalog.JobCompleted(job_id=job.pk, dataset_id=job.dataset_id, status="succeeded", duration=2.0, result={}))
+    expect(row.locator(".badge")).to_have_text("Succeeded")
+    expect(row).to_have_count(0, timeout=60_000)  # leaves the list once done
+    expect(training_row).to_have_count(1)
     assert not page.console_errors
 
 

@@ -142,3 +142,41 @@ def test_the_alert_and_anomaly_fragments_are_the_rows_of_the_pages(client, user,
     assert f'<tr data-anomaly-id="{anomaly.pk}">' in row and "memory_percent" in row
     for path in ("alerts/999999/row/", "alerts/999999/item/", "anomalies/999999/row/"):
         assert client.get(f"/monitoring/{path}").status_code == 404
+
+
+def test_the_dashboard_and_system_widgets_are_fragments_the_pages_morph_in(client, user, feed, ready_dataset):
+    from datasets.models import ProcessingJob
+
+    job = ProcessingJob.objects.create(dataset=ready_dataset("penguins.csv"), operation="clean", status="running",
+                                       progress=42, current_step="dropping duplicates")
+    feed("worker-1", cpu_percent=91, memory_percent=50, disk_percent=30)
+    fragments = ("/activity/", "/monitoring/hosts/", f"/monitoring/jobs/processing/{job.pk}/item/",
+                 "/monitoring/system/services/rows/", "/monitoring/system/integrations/rows/",
+                 "/monitoring/system/workers/")
+    for url in fragments:
+        assert client.get(url).status_code == 302  # login required
+    client.force_login(user)
+    dashboard = client.get("/").content.decode()
+    hosts = client.get("/monitoring/hosts/").content.decode()
+    assert hosts.startswith('<ul class="hosts" id="hosts">') and 'data-host="worker-1"' in hosts
+    assert hosts in dashboard  # the same include renders the page and the fragment
+    activity = client.get("/activity/").content.decode()
+    assert activity.startswith('<ul class="activity-list" id="dash-activity">') and "logged in" in activity
+
+    item = client.get(f"/monitoring/jobs/processing/{job.pk}/item/").content.decode()
+    assert item.startswith(f'<li class="job-item" data-job-key="processing-{job.pk}" data-kind="processing" '
+                           'data-status="running">')
+    assert item in dashboard and "dropping duplicates" in item and 'aria-valuenow="42"' in item
+    ProcessingJob.objects.filter(pk=job.pk).update(status="succeeded", progress=100)
+    item = client.get(f"/monitoring/jobs/processing/{job.pk}/item/").content.decode()
+    assert 'data-status="succeeded"' in item and 'aria-valuenow="100"' in item  # a finished job shows how it ended
+    for url in (f"/monitoring/jobs/training/{job.pk}/item/", "/monitoring/jobs/processing/999999/item/",
+                "/monitoring/system/nothing/rows/"):
+        assert client.get(url).status_code == 404
+
+    services_rows = client.get("/monitoring/system/services/rows/").content.decode()
+    assert services_rows.startswith('<tbody id="service-rows">') and 'data-component="database"' in services_rows
+    integrations = client.get("/monitoring/system/integrations/rows/").content.decode()
+    assert integrations.startswith('<tbody id="integration-rows">') and 'data-component="broker"' in integrations
+    workers = client.get("/monitoring/system/workers/").content.decode()
+    assert workers.startswith('<div class="workers" id="workers">')

@@ -1,5 +1,8 @@
 // The dashboard home: maps events to the cards the server rendered from the database.
 //
+// Hosts, recent activity and running jobs are rendered by the server: on their events the page
+// fetches the fragment (monitoring:hosts, activity-feed, monitoring:job-item) and morphs it in.
+//
 //   system_metrics        → host CPU/memory/disk bars, open sockets
 //   health_change         → health badge (with a pulse) and its reason
 //   prediction_volume     → prediction counter and its trend arrow
@@ -9,68 +12,34 @@
 //   job_* / training_* / pipeline_* → running jobs with progress bars
 
 import { realtime } from "../realtime.js";
-import { formatPercent, getJSON, liveFragments, refreshRelativeTimes, relativeTime, setProgress, setStatusBadge, setText } from "../ui.js";
+import { flash, formatPercent, getJSON, liveElement, liveFragments, refreshRelativeTimes, relativeTime, setStatusBadge, setText } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("dashboard-data")?.textContent || "{}");
-const thresholds = data.thresholds || {};
-const MAX_ACTIVITY = 12;
 const MAX_ALERTS = 8;
 const DONE_JOB_LINGER_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
-const fromTemplate = (id) => $(id).content.firstElementChild.cloneNode(true);
-
-// --- relative times ---------------------------------------------------------------------------------
-
-// --- levels -------------------------------------------------------------------------------------------
-
-export function levelFor(metric, value) {
-  const limits = thresholds[metric];
-  if (!limits || value == null) return "healthy";
-  if (value >= limits[1]) return "critical";
-  if (value >= limits[0]) return "warning";
-  return "healthy";
-}
-
-function setMeter(meter, value) {
-  if (!meter) return;
-  const v = Math.max(0, Math.min(100, Number(value) || 0));
-  meter.dataset.level = levelFor(meter.dataset.metric, value);
-  const track = meter.querySelector(".meter__track");
-  track?.setAttribute("aria-valuenow", String(Math.round(v)));
-  const fill = meter.querySelector(".meter__fill");
-  if (fill) fill.style.width = `${v.toFixed(1)}%`;
-  setText(meter.querySelector(".meter__value"), value == null ? "—" : `${Math.round(value)}%`);
-}
+const JOB_DONE = new Set(["succeeded", "failed", "cancelled"]);
 
 // --- hosts -------------------------------------------------------------------------------------------
 
-function hostRow(host) {
-  const list = $("hosts");
-  let row = [...list.children].find((el) => el.dataset.host === host);
-  if (!row) {
-    row = fromTemplate("host-template");
-    row.dataset.host = host;
-    setText(row.querySelector(".host__name"), host);
-    const rows = [...list.children];
-    const after = rows.find((el) => el.dataset.host > host);
-    list.insertBefore(row, after || null);
-    $("hosts-empty").hidden = true;
+const updatedHosts = new Set();
+
+// Rows are rendered by the server (monitoring/includes/host_list.html).
+const refreshHosts = liveElement(data.hostsUrl, "hosts", (list) => {
+  for (const row of list.children) {
+    if (!updatedHosts.has(row.dataset.host)) continue;
+    row.classList.remove("is-updated");
+    void row.offsetWidth; // restart the flash animation
+    row.classList.add("is-updated");
   }
-  return row;
-}
+  updatedHosts.clear();
+  $("hosts-empty").hidden = list.children.length > 0;
+});
 
 realtime.on("system_metrics", (e) => {
-  const row = hostRow(e.host);
-  delete row.dataset.stale;
-  row.querySelector(".host__stale").hidden = true;
-  setText(row.querySelector(".host__role"), e.role || "");
-  for (const metric of ["cpu_percent", "memory_percent", "disk_percent"]) {
-    setMeter(row.querySelector(`.meter[data-metric="${metric}"]`), e[metric]);
-  }
-  row.classList.remove("is-updated");
-  void row.offsetWidth; // restart the flash animation
-  row.classList.add("is-updated");
+  updatedHosts.add(e.host);
+  refreshHosts();
   setText($("socket-count"), String(e.active_connections ?? 0));
   if (e.predictions_per_minute != null) setRate(e.predictions_per_minute);
   const card = $("health-card");
@@ -184,120 +153,68 @@ realtime.on("system_alert", (e) => {
 
 // --- activity -------------------------------------------------------------------------------------------
 
+const activityIds = (list) => new Set([...list.children].map((item) => item.dataset.activityId));
+let shownActivity = activityIds($("dash-activity"));
+
+// The feed is rendered by the server (includes/activity_list.html); new lines are highlighted.
+const refreshActivity = liveElement(data.activityUrl, "dash-activity", (list) => {
+  for (const item of list.children) if (!shownActivity.has(item.dataset.activityId)) flash(item);
+  shownActivity = activityIds(list);
+  $("activity-empty").hidden = list.children.length > 0;
+});
+
 realtime.on("activity_update", (e) => {
   const a = e.activity || {};
-  if (a.action_type === "test") return;
-  const list = $("dash-activity");
-  if (a.id != null && list.querySelector(`[data-activity-id="${a.id}"]`)) return;
-  const item = fromTemplate("activity-template");
-  item.dataset.activityId = a.id ?? "";
-  item.dataset.severity = a.severity_level || "info";
-  item.dataset.action = a.action_type || "";
-  setText(item.querySelector(".activity__title"), a.title || "");
-  setText(item.querySelector(".activity__user"), a.user || "system");
-  const time = item.querySelector("time");
-  time.dateTime = a.created_at || e.timestamp;
-  setText(time, relativeTime(time.dateTime));
-  item.classList.add("is-new");
-  list.prepend(item);
-  while (list.children.length > MAX_ACTIVITY) list.lastElementChild.remove();
-  $("activity-empty").hidden = true;
+  if (a.action_type === "test" || shownActivity.has(String(a.id))) return;
+  refreshActivity();
 });
 
 // --- running jobs -----------------------------------------------------------------------------------------
 
-function jobUrl(kind, id) {
-  const pattern = data.jobUrls?.[kind];
-  return pattern ? pattern.replace(/\/0\/$/, `/${id}/`) : "#";
+const removeTimers = new Map();
+
+function jobsEmpty() {
+  $("jobs-empty").hidden = $("dash-jobs").children.length > 0;
 }
 
-function jobRow(kind, id, { title, url } = {}) {
-  const key = `${kind}-${id}`;
-  const list = $("dash-jobs");
-  let row = list.querySelector(`[data-job-key="${key}"]`);
-  if (!row) {
-    row = fromTemplate("job-template");
-    row.dataset.jobKey = key;
-    row.dataset.kind = kind;
-    setText(row.querySelector(".job-item__kind"), kind.charAt(0).toUpperCase() + kind.slice(1));
-    setText(row.querySelector(".job-item__title"), title || `${kind} #${id}`);
-    row.querySelector(".job-item__title").href = url || "#";
-    row.classList.add("is-new");
-    list.prepend(row);
-    $("jobs-empty").hidden = true;
-  } else if (title && row.dataset.titled !== "true") {
-    setText(row.querySelector(".job-item__title"), title);
-  }
-  if (title) row.dataset.titled = "true";
-  clearTimeout(row._removeTimer);
-  return row;
+// Rows are rendered by the server (monitoring:job-item, monitoring/includes/job_item.html), keyed
+// "<kind>-<id>"; a finished job shows how it ended for a few seconds, then leaves.
+const jobItems = liveFragments({
+  url: (key) => {
+    const [kind, id] = key.split("-");
+    return data.jobItemUrl.replace("/kind/0/", `/${kind}/${id}/`);
+  },
+  find: (key) => $("dash-jobs").querySelector(`[data-job-key="${key}"]`),
+  place: (item) => $("dash-jobs").prepend(item),
+  gone: (key, item) => {
+    item?.remove();
+    jobsEmpty();
+  },
+  onUpdate: (item, key) => {
+    clearTimeout(removeTimers.get(key));
+    if (JOB_DONE.has(item.dataset.status)) {
+      item.classList.add("is-done");
+      removeTimers.set(key, setTimeout(() => {
+        removeTimers.delete(key);
+        item.remove();
+        jobsEmpty();
+      }, DONE_JOB_LINGER_MS));
+    }
+    jobsEmpty();
+  },
+});
+
+const refreshJob = (kind, id) => jobItems.refresh(`${kind}-${id}`);
+
+for (const type of ["job_progress", "job_completed"]) realtime.on(type, (e) => refreshJob("processing", e.job_id));
+for (const type of ["training_started", "training_progress", "training_completed", "training_failed"]) {
+  realtime.on(type, (e) => refreshJob("training", e.job_id));
 }
-
-function updateJob(row, { status, progress, step }) {
-  if (status) setStatusBadge(row.querySelector(".badge"), status);
-  if (progress != null || status) setProgress(row.querySelector(".progress"), progress ?? readProgress(row), status);
-  if (step != null) setText(row.querySelector(".job-item__step"), String(step));
+for (const type of ["pipeline_progress", "pipeline_completed", "pipeline_failed"]) {
+  realtime.on(type, (e) => refreshJob("pipeline", e.run_id));
 }
-
-function readProgress(row) {
-  return Number(row.querySelector(".progress")?.getAttribute("aria-valuenow")) || 0;
-}
-
-function finishJob(row, status, step) {
-  updateJob(row, { status, progress: status === "succeeded" ? 100 : null, step });
-  row.classList.add("is-done");
-  row._removeTimer = setTimeout(() => {
-    row.remove();
-    $("jobs-empty").hidden = $("dash-jobs").children.length > 0;
-  }, DONE_JOB_LINGER_MS);
-}
-
-realtime.on("job_progress", (e) => {
-  const row = jobRow("processing", e.job_id, { title: `Processing job #${e.job_id}`, url: jobUrl("processing", e.dataset_id) });
-  updateJob(row, { status: e.status, progress: e.progress, step: e.current_step });
-});
-realtime.on("job_completed", (e) => {
-  const row = jobRow("processing", e.job_id, { title: `Processing job #${e.job_id}`, url: jobUrl("processing", e.dataset_id) });
-  finishJob(row, e.status, e.error || e.status);
-});
-
-realtime.on("training_started", (e) => {
-  const row = jobRow("training", e.job_id, { title: `Training · ${e.model_name}`, url: jobUrl("training", e.job_id) });
-  updateJob(row, { status: "running", progress: 0, step: `0 of ${e.total_epochs} epochs` });
-});
-realtime.on("training_progress", (e) => {
-  const row = jobRow("training", e.job_id, { url: jobUrl("training", e.job_id) });
-  updateJob(row, { status: "running", progress: e.progress, step: e.message || e.current_stage });
-});
-realtime.on("training_completed", (e) => {
-  const row = jobRow("training", e.job_id, { url: jobUrl("training", e.job_id) });
-  finishJob(row, "succeeded", e.message);
-});
-realtime.on("training_failed", (e) => {
-  const row = jobRow("training", e.job_id, { url: jobUrl("training", e.job_id) });
-  finishJob(row, e.error_code === "CANCELLED" ? "cancelled" : "failed", e.error);
-});
-
 realtime.on("pipeline_status", (e) => {
-  if (e.status !== "queued" && e.status !== "running") return;
-  const row = jobRow("pipeline", e.run_id, { title: `Pipeline run #${e.run_id}`, url: jobUrl("pipeline", e.run_id) });
-  updateJob(row, { status: e.status });
-});
-realtime.on("pipeline_progress", (e) => {
-  const row = jobRow("pipeline", e.run_id, { title: `Pipeline run #${e.run_id}`, url: jobUrl("pipeline", e.run_id) });
-  updateJob(row, {
-    status: e.status,
-    progress: e.progress,
-    step: `Step ${Math.min(e.step_index + 1, e.total_steps)} of ${e.total_steps}: ${e.current_step}`,
-  });
-});
-realtime.on("pipeline_completed", (e) => {
-  const row = jobRow("pipeline", e.run_id, { title: `Pipeline run #${e.run_id}`, url: jobUrl("pipeline", e.run_id) });
-  finishJob(row, e.status, e.message);
-});
-realtime.on("pipeline_failed", (e) => {
-  const row = jobRow("pipeline", e.run_id, { title: `Pipeline run #${e.run_id}`, url: jobUrl("pipeline", e.run_id) });
-  finishJob(row, "failed", `Failed at ${e.failed_step}: ${e.error}`);
+  if (e.status === "queued" || e.status === "running") refreshJob("pipeline", e.run_id);
 });
 
 refreshRelativeTimes();
