@@ -150,6 +150,47 @@ def test_dashboard_first_load_shows_running_jobs_and_open_alerts_from_the_databa
     assert not page.console_errors
 
 
+def system_result(database="healthy", broker="healthy", workers=()):
+    from monitoring.checks import component
+
+    workers = [{"name": name, "queues": ["default"], "active": active, "active_count": len(active), "concurrency": 2}
+               for name, active in workers]
+    return {"services": [component("database", database, 1.0, "sqlite"),
+                         component("celery", "healthy", 2.0, f"{len(workers)} workers", workers=workers)],
+            "integrations": [component("broker", broker, 1.0, "redis")], "workers": workers, "checked_at": None}
+
+
+def test_system_page_morphs_in_components_and_workers_on_their_events(server, open_page, user):
+    from monitoring import state
+
+    state.services_set(system_result(workers=[("celery@w1", [])]))
+    page = open_page(server, user, path="/monitoring/system/")
+    expect(indicator(page)).to_have_text("Live")
+    database = page.locator('#service-rows tr[data-component="database"]')
+    expect(database.locator(".badge")).to_have_text("Healthy")
+    expect(page.locator('#workers [data-worker="celery@w1"]')).to_contain_text("Idle")
+    expect(page.locator("#worker-count")).to_have_text("1")
+
+    # service_health: the services table and the workers are fetched again and morphed in.
+    task = {"id": "t-1", "name": "training.training_job_run", "runtime_s": 12.0}
+    result = system_result(database="down", workers=[("celery@w1", [task]), ("celery@w2", [])])
+    state.services_set(result)
+    publish(catalog.ServiceHealth(services=result["services"]))
+    expect(database).to_have_attribute("data-status", "down")
+    expect(database.locator(".badge")).to_have_text("Down")
+    expect(database).to_have_class(re.compile(r"is-changed"))
+    expect(page.locator('#workers [data-worker="celery@w1"] [data-field="tasks"]')).to_contain_text("training.training_job_run")
+    expect(page.locator('#workers [data-worker="celery@w2"]')).to_contain_text("0 active of 2 slots")
+    expect(page.locator("#worker-count")).to_have_text("2")
+
+    # component_health of an integration: its table is fetched again.
+    result = system_result(database="down", broker="critical", workers=[("celery@w2", [])])
+    state.services_set(result)
+    publish(catalog.ComponentHealth(component="broker", status="critical", metrics={"label": "Task broker"}))
+    expect(page.locator('#integration-rows tr[data-component="broker"] .badge')).to_have_text("Critical")
+    assert not page.console_errors
+
+
 def test_monitoring_page_charts_history_and_live_points_and_alert_buttons(server, open_page, user, rules):
     for cpu in (10.0, 20.0, 30.0):
         sample(cpu_percent=cpu)
