@@ -398,6 +398,7 @@ export function liveFragments({ url, find, place, gone = (id, el) => el?.remove(
  * coalesce into one more fetch. `onUpdate(element)` runs after each change.
  */
 export function liveElement(url, id, onUpdate = null) {
-  const element = liveFragments({ url: () => url, find: () => document.getElementById(id), place: () => {}, gone: () => {}, onUpdate });
+  const find = () => document.getElementById(id);
+  const element = liveFragments({ url: () => url, find, place: () => {}, gone: () => {}, onUpdate });
   return () => element.refresh(id);
 }

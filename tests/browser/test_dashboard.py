@@ -179,7 +179,8 @@ def test_system_page_morphs_in_components_and_workers_on_their_events(server, op
     expect(database).to_have_attribute("data-status", "down")
     expect(database.locator(".badge")).to_have_text("Down")
     expect(database).to_have_class(re.compile(r"is-changed"))
-    expect(page.locator('#workers [data-worker="celery@w1"] [data-field="tasks"]')).to_contain_text("training.training_job_run")
+    tasks = page.locator('#workers [data-worker="celery@w1"] [data-field="tasks"]')
+    expect(tasks).to_contain_text("training.training_job_run")
     expect(page.locator('#workers [data-worker="celery@w2"]')).to_contain_text("0 active of 2 slots")
     expect(page.locator("#worker-count")).to_have_text("2")
 

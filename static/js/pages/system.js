@@ -29,7 +29,8 @@ function noteStatuses(body, { highlight }) {
 
 function componentTable(group, id) {
   noteStatuses($(id), { highlight: false });
-  return liveElement(data.componentsUrl.replace("/group/", `/${group}/`), id, (body) => noteStatuses(body, { highlight: true }));
+  const url = data.componentsUrl.replace("/group/", `/${group}/`);
+  return liveElement(url, id, (body) => noteStatuses(body, { highlight: true }));
 }
 
 const refreshServices = componentTable("services", "service-rows");
