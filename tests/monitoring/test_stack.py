@@ -4,6 +4,8 @@ trips; the on-demand IsolationForest runs in a real worker on titanic.csv."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.template.loader import render_to_string
 
@@ -56,12 +58,14 @@ def test_beat_and_a_worker_collect_samples_that_arrive_on_a_real_socket(server, 
     assert {s["name"] for s in health["services"]} == {"database", "redis", "channel_layer", "celery",
                                                        "socket_server", "model_serving"}
 
-    samples = procs.wait_for(lambda: MetricSample.objects.filter(host="beat-host", resolution="raw").count() >= 3,
-                             timeout=60, message="three stored samples")
-    assert samples
-    stamps = list(MetricSample.objects.filter(host="beat-host").order_by("timestamp").values_list("timestamp", flat=True))
-    gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
-    assert min(gaps) >= 0.85  # one sample per host per interval, whoever asks
+    # One sample per host per interval, whoever asks (the collector thread and beat both do): over
+    # any stretch the test times itself, at most one more sample than lock periods (0.9 interval)
+    # began, plus one already under way. A slow machine only takes fewer.
+    raw = MetricSample.objects.filter(host="beat-host", resolution="raw")
+    started, before = time.monotonic(), raw.count()
+    procs.wait_for(lambda: raw.count() >= before + 10, timeout=120, message="ten more stored samples")
+    taken, elapsed = raw.count() - before, time.monotonic() - started
+    assert taken <= elapsed / 0.9 + 2, (taken, elapsed)
 
     from django_celery_beat.models import PeriodicTask
 
