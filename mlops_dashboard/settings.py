@@ -352,6 +352,10 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_BEHIND_PROXY", default=False) else None
+# Debug pages and error mails: Django's filter hides secret-looking names only; these also hide
+# where Redis, the broker, the channel layer and the database live, and their passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mlops_dashboard.error_reports.ServiceSecretsFilter"
+DEFAULT_EXCEPTION_REPORTER = "mlops_dashboard.error_reports.ServiceSecretsReporter"
 
 # SECTION: logging ------------------------------------------------------------------------------
 
