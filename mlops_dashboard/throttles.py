@@ -2,8 +2,14 @@
 user. The counts live in the shared cache (CACHES["default"], Redis), so every server process
 counts against one budget. A 429 is a problem-details body with Retry-After (api_errors.py)."""
 
+import logging
+
 from django.conf import settings
+from redis.exceptions import RedisError
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+
+
+logger = logging.getLogger(__name__)
 
 
 class _SettingRate:
@@ -15,6 +21,13 @@ class _SettingRate:
 
     def get_rate(self):
         return getattr(settings, self.setting) or None
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except (RedisError, OSError):  # the count is away with Redis: serve rather than fail the API
+            logger.warning("API throttle skipped: the cache does not answer", exc_info=True)
+            return True
 
 
 class AnonThrottle(_SettingRate, AnonRateThrottle):

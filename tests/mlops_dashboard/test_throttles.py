@@ -60,6 +60,16 @@ def test_an_empty_rate_turns_a_throttle_off(client, user):
     assert {client.get("/api/events/").status_code for _ in range(30)} == {200}
 
 
+@pytest.mark.django_db
+def test_without_the_cache_requests_are_served_not_failed(client, user):
+    from tests import procs as p
+
+    dead = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{p.free_port()}/0"}}
+    client.force_login(user)
+    with override_settings(CACHES=dead, API_THROTTLE_USER="1/minute"):
+        assert [client.get("/api/events/").status_code for _ in range(3)] == [200] * 3
+
+
 def test_the_count_is_shared_by_every_server_process(transactional_db, client, user):
     """Two real uvicorn processes with 4/minute: 2 calls on one and 2 on the other spend the budget."""
     cookies = {settings.SESSION_COOKIE_NAME: session_cookie(client, user)}
