@@ -127,16 +127,20 @@ rounds = 0  # rounds of real checks this process ran (shown to staff, read by te
 
 def _finish(current: _Round) -> None:
     global _last, _running, rounds
+    checks = None
     try:
         checks = run_checks()
     except Exception as exc:  # run_checks reports failures itself; this is only a last resort
         checks = {name: {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]} for name in CHECKS}
-    with _lock:
-        current.checks, current.finished, current.checked_at = checks, time.monotonic(), time.time()
-        rounds += 1
-        current.number = rounds
-        _last, _running = current, None
-    current.done.set()
+    finally:
+        with _lock:
+            if checks is not None:
+                current.checks, current.finished, current.checked_at = checks, time.monotonic(), time.time()
+                rounds += 1
+                current.number = rounds
+                _last = current
+            _running = None  # whatever happened, the next caller may start a round
+        current.done.set()
 
 
 def checks_cached() -> tuple[dict, float, int]:

@@ -69,7 +69,8 @@ def test_every_stop_signal_stops_everything_run_stack_started(tmp_path, sig):
     started = []
     try:
         # /health/ is 200 once uvicorn serves and the worker answers its ping.
-        procs.wait_for(lambda: serving(proc, port), timeout=START_DEADLINE, interval=1, message="the stack to serve /health/")
+        procs.wait_for(lambda: serving(proc, port), timeout=START_DEADLINE, interval=1,
+                       message="the stack to serve /health/")
         started = procs.tree(psutil.Process(proc.pid))[1:]
         commands = " ".join(" ".join(p.cmdline()) for p in alive(started))
         for part in ("redis-server", "uvicorn", "worker", "beat"):
