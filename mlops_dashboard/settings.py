@@ -284,7 +284,21 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "mlops_dashboard.api_errors.problem_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "mlops_dashboard.throttles.AnonThrottle",
+        "mlops_dashboard.throttles.UserThrottle",
+    ],
+    # Anonymous clients are counted by REMOTE_ADDR (uvicorn already takes it from a local proxy's
+    # X-Forwarded-For): without this, DRF takes the client's own header, and a new value per request
+    # escapes the anonymous rate. Set it to the number of proxies only for a server that doesn't.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
+# API requests per client (DRF's "N/second|minute|hour|day"; empty: no limit), counted in Redis
+# across processes. Anonymous callers can only ask for a token, so a minute's worth is plenty.
+API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="60/minute")
+# A user's pages and scripts together: a dozen open pages refreshing every 1.5 s stay far below;
+# a program predicting faster than 20/s sustained raises it (the benchmarks do).
+API_THROTTLE_USER = env.str("API_THROTTLE_USER", default="1200/minute")
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps Dashboard API",
     "DESCRIPTION": "Datasets, training, models, pipelines and monitoring. Live events: see /ws/.",
@@ -355,6 +369,10 @@ CONTENT_SECURITY_POLICY = {
         "object-src": ["'none'"],
     },
 }
+# Debug pages and error mails: Django's filter hides secret-looking names only; these also hide
+# where Redis, the broker, the channel layer and the database live, and their passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mlops_dashboard.error_reports.ServiceSecretsFilter"
+DEFAULT_EXCEPTION_REPORTER = "mlops_dashboard.error_reports.ServiceSecretsReporter"
 
 # SECTION: logging ------------------------------------------------------------------------------
 
