@@ -3,13 +3,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
-from rest_framework.routers import SimpleRouter
+from .routers import ApiRouter
 
 from monitoring import views as monitoring_views
 
 from . import api, views
 
-router = SimpleRouter(trailing_slash=True)
+router = ApiRouter()
 router.register("activity", api.ActivityViewSet, basename="activity")
 
 api_urlpatterns = [
