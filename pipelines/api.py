@@ -19,7 +19,7 @@ from datasets import selectors as datasets_selectors
 from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField
 from mlops_dashboard.jobs import JobStatus
 
-from . import services
+from . import selectors, services
 from . import steps as step_kinds
 from .models import Pipeline, PipelineRun, StepRun
 
@@ -140,7 +140,10 @@ class PipelineSerializer(serializers.ModelSerializer):
         return pipeline.dataset.name if pipeline.dataset_id and pipeline.dataset else None
 
     def get_last_run(self, pipeline) -> dict | None:
-        run = pipeline.runs.order_by("-created_at", "-id").first()
+        if hasattr(pipeline, "last_run"):  # lists attach it to the page in one query
+            run = pipeline.last_run
+        else:
+            run = pipeline.runs.select_related("pipeline", "created_by").order_by("-created_at", "-id").first()
         return PipelineRunSerializer(run).data if run is not None else None
 
     def get_url(self, pipeline) -> str:
@@ -175,6 +178,14 @@ class PipelineViewSet(viewsets.ModelViewSet):
 
     queryset = Pipeline.objects.select_related("dataset", "created_by")
     serializer_class = PipelineSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return selectors.pipelines_annotated(queryset) if self.action == "list" else queryset
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return None if page is None else selectors.pipelines_attach_last_run(page)
 
     def perform_create(self, serializer):
         try:
