@@ -58,6 +58,9 @@ class EventLogView(APIView):
         )
 
 
+TEST_EVENT = inline_serializer("TestEvent", {"id": serializers.IntegerField(allow_null=True), "via": serializers.CharField()})
+
+
 class TestEventView(APIView):
     """Publish a test event (an `activity_update` of type `test`): staff only, for diagnostics.
 
@@ -68,10 +71,7 @@ class TestEventView(APIView):
 
     @extend_schema(
         request=inline_serializer("TestEventRequest", {"via": serializers.ChoiceField(["server", "worker"], required=False)}),
-        responses={
-            status: inline_serializer("TestEvent", {"id": serializers.IntegerField(allow_null=True), "via": serializers.CharField()})
-            for status in (201, 202)
-        },
+        responses={201: TEST_EVENT, 202: TEST_EVENT},
     )
     def post(self, request):
         if not isinstance(request.data, dict):

@@ -1,6 +1,9 @@
 """List filters as serializers of the query string: one declaration gives the schema's parameters
 and the validation (a filter value that makes no sense is a 400 naming it, never ignored)."""
 
+import re
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 MAX_ID = 10**18 - 1  # ids stay within the database's integer range
@@ -13,6 +16,8 @@ class ChoicesListField(serializers.Field):
         self.choices = list(choices)
         kwargs.setdefault("help_text", f"Comma-separated, any of: {', '.join(self.choices)}.")
         super().__init__(**kwargs)
+        one = "|".join(re.escape(choice) for choice in self.choices)
+        extend_schema_field({"type": "string", "pattern": f"^({one})(,({one}))*$"})(self)
 
     def to_internal_value(self, data):
         values = [value.strip() for value in str(data).split(",") if value.strip()]
