@@ -280,9 +280,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mlops_dashboard.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "mlops_dashboard.api_errors.problem_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "mlops_dashboard.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
         "mlops_dashboard.throttles.AnonThrottle",
@@ -299,6 +299,8 @@ API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="60/minute")
 # A user's pages and scripts together: a dozen open pages refreshing every 1.5 s stay far below;
 # a program predicting faster than 20/s sustained raises it (the benchmarks do).
 API_THROTTLE_USER = env.str("API_THROTTLE_USER", default="1200/minute")
+# The largest page a list endpoint returns (`limit`); larger asks get 400.
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps Dashboard API",
     "DESCRIPTION": "Datasets, training, models, pipelines and monitoring. Live events: see /ws/.",

@@ -3,13 +3,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.routers import SimpleRouter
 
 from monitoring import views as monitoring_views
 
 from . import api, throttles, views
+from .routers import ApiRouter
 
-router = SimpleRouter(trailing_slash=True)
+router = ApiRouter()
 router.register("activity", api.ActivityViewSet, basename="activity")
 
 api_urlpatterns = [
