@@ -184,3 +184,44 @@ def test_predictions_keep_their_own_larger_body_limit(patient_server, transactio
         sock.close()
     assert response.status == 413 and response.json()["detail"] == PREDICT_TOO_LARGE
     assert response.json()["code"] == "too_large"
+
+
+def nginx_blocks(text: str) -> dict[str, dict[str, str]]:
+    """The sample's directives per block, `server > location /` style (its own small grammar)."""
+    import re
+
+    blocks, stack, words = {"": {}}, [], []
+    for token in re.findall(r"[{};]|[^\s{};]+", re.sub(r"#[^\n]*", "", text)):
+        if token == "{":
+            name = " ".join(words)
+            while " > ".join([*stack, name]) in blocks:  # a second `server`: a block of its own
+                name += "'"
+            stack.append(name)
+            blocks[" > ".join(stack)] = {}
+            words = []
+        elif token == "}":
+            stack.pop()
+        elif token == ";":
+            if words:
+                blocks[" > ".join(stack)][words[0]] = " ".join(words[1:])
+            words = []
+        else:
+            words.append(token)
+    return blocks
+
+
+def test_the_nginx_sample_buffers_request_bodies_except_on_the_upload_urls():
+    import re
+    from pathlib import Path
+
+    blocks = nginx_blocks((Path(settings.BASE_DIR) / "docs/deploy/nginx.conf").read_text())
+    https = next(name for name, d in blocks.items() if d.get("listen") == "443 ssl")
+    assert blocks[https]["proxy_request_buffering"] == "on"
+    assert blocks[https]["client_body_timeout"] == f"{settings.WEB_BODY_TIMEOUT:g}s"
+    unbuffered = [name for name, d in blocks.items() if d.get("proxy_request_buffering") == "off"]
+    assert len(unbuffered) == 1
+    pattern = re.compile(unbuffered[0].split("location ~ ", 1)[1])
+    from datasets.upload import UPLOAD_PATHS
+
+    assert all(pattern.search(path) for path in UPLOAD_PATHS)
+    assert not any(pattern.search(path) for path in ("/api/datasets/1/", "/api/pipelines/", "/login/", "/datasets/"))
