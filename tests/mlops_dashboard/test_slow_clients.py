@@ -43,8 +43,8 @@ def token_for(user) -> str:
 
 def trickling_logins(port: int, n: int) -> list:
     """n anonymous clients that announce a 1 MB login form and have sent a few bytes of it."""
-    return [rawhttp.open_request(port, "POST", "/login/", {
-        "Content-Type": "application/x-www-form-urlencoded", "Content-Length": "1000000"}, b"username=") for _ in range(n)]
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Content-Length": "1000000"}
+    return [rawhttp.open_request(port, "POST", "/login/", headers, b"username=") for _ in range(n)]
 
 
 def test_twelve_trickling_clients_hold_no_slot_and_every_other_request_is_answered(patient_server, transactional_db,
