@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Slow clients: how long GET /login/ takes while anonymous clients trickle request bodies.
 
-    .venv/bin/python bench/slow_clients.py [--clients 12] [--requests 30] [--slots 10]
+    .venv/bin/python bench/slow_clients.py [--clients 12] [--length 60000] [--requests 30] [--slots 10]
 
 What runs (real processes, loopback only; under a minute, each request bounded by --timeout):
 - a temporary SQLite database (migrated), a private Redis namespace (bench/_stack.py);
@@ -9,8 +9,9 @@ What runs (real processes, loopback only; under a minute, each request bounded b
   WEB_MAX_CONCURRENT_REQUESTS=--slots (10, the default) and WEB_BODY_TIMEOUT=120 (raised from
   30 s so that the trickling clients outlive the measurement);
 - --requests sequential GET /login/ from one keep-alive client: first alone (the baseline), then
-  while --clients raw-socket clients hold `POST /login/` with `Content-Length: 1000000` open and
-  send one byte of the body every 0.5 s (the attack seen on the running stack).
+  while --clients raw-socket clients hold `POST /login/` with `Content-Length: --length` open and
+  send one byte of the body every 0.5 s (the attack seen on the running stack announced 1,000,000,
+  which is now refused at once: past WEB_ANONYMOUS_MAX_BODY, 64 KiB; 60,000 is let in).
 
 Printed: p50 and max latency without and with the trickling clients, their ratio, and whether the
 trickling clients were all still open (unanswered) at the end. Target: max under 1 s with 12.
@@ -55,11 +56,11 @@ def latencies(url: str, n: int, timeout: float) -> list[float]:
 
 
 class Tricklers:
-    """n anonymous clients announcing a 1 MB login form, sending a byte of it every 0.5 s."""
+    """n anonymous clients announcing a login form of `length` bytes, sending a byte of it every 0.5 s."""
 
-    def __init__(self, port: int, n: int):
+    def __init__(self, port: int, n: int, length: int):
         self.socks = [rawhttp.open_request(port, "POST", "/login/", {
-            "Content-Type": "application/x-www-form-urlencoded", "Content-Length": "1000000"}, b"username=")
+            "Content-Type": "application/x-www-form-urlencoded", "Content-Length": str(length)}, b"username=")
             for _ in range(n)]
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -87,6 +88,7 @@ def fmt(values: list[float]) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=12, help="trickling clients (default 12)")
+    parser.add_argument("--length", type=int, default=60_000, help="Content-Length they announce (default 60000)")
     parser.add_argument("--requests", type=int, default=30, help="GET /login/ per phase (default 30)")
     parser.add_argument("--slots", type=int, default=10, help="WEB_MAX_CONCURRENT_REQUESTS (default 10)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a GET counts as timed out")
@@ -102,7 +104,7 @@ def main():
         log(f"uvicorn on {server.url}: WEB_MAX_CONCURRENT_REQUESTS={args.slots}, WEB_BODY_TIMEOUT=120 (bench setting)")
         latencies(url, 5, args.timeout)  # warm up (templates, static manifest)
         alone = latencies(url, args.requests, args.timeout)
-        tricklers = Tricklers(server.port, args.clients)
+        tricklers = Tricklers(server.port, args.clients, args.length)
         try:
             time.sleep(1.0)  # let the server take them all in before measuring
             crowded = latencies(url, args.requests, args.timeout)
@@ -111,7 +113,7 @@ def main():
             tricklers.close()
         log(f"\nGET /login/, {args.requests} sequential requests per phase")
         log(f"  alone:                                {fmt(alone)}")
-        log(f"  with {args.clients:3d} trickling POST /login/ open: {fmt(crowded)}")
+        log(f"  with {args.clients:3d} trickling POST /login/ open: {fmt(crowded)}   (Content-Length {args.length:,})")
         ratio = statistics.median(crowded) / statistics.median(alone)
         log(f"  ratio (p50 with / without): {ratio:.2f}   timed out: {sum(v >= args.timeout for v in crowded)}")
         log(f"  trickling clients still open (unanswered) at the end: {still_open} of {args.clients}")

@@ -6,8 +6,9 @@ bodies no longer stall everyone else. What is refused here is refused before Dja
 - a request with a body to a view that needs a login, carrying no credentials at all (no session
   cookie, no Authorization header): 401 under /api/, the login redirect for pages, body unread;
 - a body larger than its limit (DATA_UPLOAD_MAX_MEMORY_SIZE, or a URL's own limit registered by its
-  app with `register_body_limit`): 413, by Content-Length before reading, else as it streams in.
-  DRF parsers read the stream themselves, so Django's own limit never applied to JSON bodies;
+  app with `register_body_limit`; WEB_ANONYMOUS_MAX_BODY without credentials, since bodies are held
+  in memory and anonymous clients are many): 413, by Content-Length before reading, else as it
+  streams in. DRF parsers read the stream themselves, so Django's own limit never applied to JSON;
 - a body that has not fully arrived within WEB_BODY_TIMEOUT seconds: 408, connection closed.
 Uploads take another path (asgi.py, datasets/upload.py): they stream into Django while being
 counted, and use the helpers at the end of this module for their refusals.
@@ -41,6 +42,11 @@ def default_body_limit() -> tuple[int, str]:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     return limit, (f"The request body is larger than the {limit / 2**20:g} MiB limit "
                    "(DATA_UPLOAD_MAX_MEMORY_SIZE).")
+
+
+def anonymous_too_large() -> str:
+    return (f"A request without credentials may send at most {settings.WEB_ANONYMOUS_MAX_BODY:,} bytes "
+            "(WEB_ANONYMOUS_MAX_BODY).")
 
 
 @dataclass(frozen=True)
@@ -143,8 +149,11 @@ class RequestBodies:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         route = route_for(path_info(scope))
-        if route.login_required and has_body(scope) and not carries_credentials(scope):
-            return await refuse_anonymous(scope, send)
+        if not carries_credentials(scope):
+            if route.login_required and has_body(scope):
+                return await refuse_anonymous(scope, send)
+            if route.max_body > settings.WEB_ANONYMOUS_MAX_BODY:  # the login forms: a few hundred bytes
+                route = Route(False, settings.WEB_ANONYMOUS_MAX_BODY, anonymous_too_large())
         declared = content_length(scope)
         if declared is not None and declared > route.max_body:
             return await send_problem(scope, send, 413, route.too_large, code="too_large")

@@ -68,6 +68,9 @@ WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=30.0)
 # The largest request body outside uploads and the URLs that register their own limit (predictions):
 # 413 past it, JSON bodies for DRF included (Django's own check never sees those).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# The largest body of a request without credentials (login forms): bodies are held in memory until
+# whole, and anonymous clients can open many connections.
+WEB_ANONYMOUS_MAX_BODY = env.int("WEB_ANONYMOUS_MAX_BODY", default=65_536)
 
 ROOT_URLCONF = "mlops_dashboard.urls"
 ASGI_APPLICATION = "mlops_dashboard.asgi.application"
