@@ -63,6 +63,15 @@ MIDDLEWARE = [
 # Requests of one server process at work in Django at once (the rest wait in the event loop; see
 # middleware.RequestSlots, applied in asgi.py).
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=10)
+# A request body (not an upload's) must arrive whole within this many seconds, else 408; an upload's
+# body must not pause longer than this. Read before the request takes a slot (request_bodies.py).
+WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=30.0)
+# The largest request body outside uploads and the URLs that register their own limit (predictions):
+# 413 past it, JSON bodies for DRF included (Django's own check never sees those).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# The largest body of a request without credentials (login forms): bodies are held in memory until
+# whole, and anonymous clients can open many connections.
+WEB_ANONYMOUS_MAX_BODY = env.int("WEB_ANONYMOUS_MAX_BODY", default=65_536)
 
 ROOT_URLCONF = "mlops_dashboard.urls"
 ASGI_APPLICATION = "mlops_dashboard.asgi.application"
@@ -162,6 +171,8 @@ EVENT_PUBLISH_RETRY_SECONDS = env.float("EVENT_PUBLISH_RETRY_SECONDS", default=1
 # Enforced while the body streams in (datasets/upload.py) and again on the stored file.
 DATASET_MAX_UPLOAD_MB = env.int("DATASET_MAX_UPLOAD_MB", default=512)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads go to a temporary file, not memory
+# Uploads of one user streaming at once, across every server process (a Redis lease each); past it, 429.
+UPLOADS_PER_USER = env.int("UPLOADS_PER_USER", default=3)
 
 # SECTION: celery -------------------------------------------------------------------------------
 

@@ -21,8 +21,11 @@ from mlops_dashboard.jobs import JobStatus
 from . import services
 from .models import ALGORITHMS, MAX_EPOCHS, Deployment, ModelVersion, TrainingJob, validate_model_name
 
-# A JSON body larger than this is refused before it is parsed (10,000 wide rows fit).
+# A JSON body larger than this is refused before it is read (10,000 wide rows fit): by the ASGI
+# layer (registered in apps.py), and here for callers that skip it (the test client).
 MAX_PREDICT_BODY = 32 * 1024 * 1024
+PREDICT_TOO_LARGE = f"The request body is larger than {MAX_PREDICT_BODY // (1024 * 1024)} MiB; send smaller batches."
+PREDICT_URL_NAMES = ("model-version-predict", "model-predict-by-name")
 
 
 class ConflictError(exceptions.APIException):
@@ -249,7 +252,7 @@ class TrainingJobViewSet(FilteredListMixin, mixins.CreateModelMixin, mixins.List
 def _read_instances(request) -> list:
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > MAX_PREDICT_BODY:
-        raise PayloadTooLarge(f"The request body is larger than {MAX_PREDICT_BODY // (1024 * 1024)} MiB; send smaller batches.")
+        raise PayloadTooLarge(PREDICT_TOO_LARGE)
     try:
         data = request.data
     except RawPostDataException:  # pragma: no cover - the body was consumed elsewhere
