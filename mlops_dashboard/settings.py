@@ -210,7 +210,9 @@ TRAINING_THREADS = env.int("TRAINING_THREADS", default=1)
 # SECTION: pipelines ----------------------------------------------------------------------------
 
 # Runs of one pipeline at a time (a pipeline's own max_concurrent_runs starts from this); more wait queued.
-PIPELINE_MAX_CONCURRENT_RUNS = env.int("PIPELINE_MAX_CONCURRENT_RUNS", default=1)
+PIPELINE_MAX_CONCURRENT_RUNS = env.int("PIPELINE_MAX_CONCURRENT_RUNS", default=1)  # 1-10 (pipelines.models)
+# A pipeline's cron schedule may not fire more often than this (each run holds a worker; 0: no limit).
+PIPELINE_MIN_SCHEDULE_MINUTES = env.int("PIPELINE_MIN_SCHEDULE_MINUTES", default=5)
 # How long a run waits for its input dataset to finish validating/profiling before failing (s).
 PIPELINE_DATASET_WAIT = env.int("PIPELINE_DATASET_WAIT", default=300)
 # Time limits (s) of one whole run; its steps run inside it.
