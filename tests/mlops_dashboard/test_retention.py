@@ -114,9 +114,10 @@ def store(name: str, *, age: timedelta) -> str:
     return stored
 
 
-def test_orphaned_files_older_than_the_grace_period_go(settings):
+def test_orphaned_files_older_than_the_grace_period_go(settings, tmp_path):
     from tests.factories import DatasetFactory
 
+    settings.MEDIA_ROOT = tmp_path  # only this test's files
     settings.RETENTION_ORPHAN_FILES_HOURS = 24
     referenced = DatasetFactory()
     store_age = timedelta(hours=25)
