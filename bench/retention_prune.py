@@ -51,7 +51,8 @@ def main(n: int) -> None:
 
     Activity._base_manager.filter = timed_filter
     began = time.perf_counter()
-    deleted = retention.delete_in_batches(Activity.objects.filter(action_type="bench", created_at__lt=old + timedelta(seconds=1)))
+    rows = Activity.objects.filter(action_type="bench", created_at__lt=old + timedelta(seconds=1))
+    deleted = retention.delete_in_batches(rows)
     elapsed = time.perf_counter() - began
     print(f"{connection.vendor}: {deleted:,} rows in {elapsed:.1f} s ({deleted / elapsed:,.0f} rows/s), "
           f"{len(batches)} batches of {settings.RETENTION_BATCH_SIZE}: longest {max(batches) * 1000:.0f} ms, "

@@ -68,7 +68,8 @@ def test_the_minimum_is_a_setting(api, dataset, settings):
     assert create(api, dataset, schedule="*/5 * * * *").status_code == 201
     settings.PIPELINE_MIN_SCHEDULE_MINUTES = 60
     response = create(api, dataset, name="hourly-ish", schedule="*/30 * * * *")
-    assert "every 30 minutes" in errors(response, "schedule") and "once every 60 minutes" in errors(response, "schedule")
+    text = errors(response, "schedule")
+    assert "every 30 minutes" in text and "once every 60 minutes" in text
     settings.PIPELINE_MIN_SCHEDULE_MINUTES = 0  # no limit
     assert create(api, dataset, name="every-minute", schedule="* * * * *").status_code == 201
 

@@ -44,5 +44,6 @@ class Command(BaseCommand):
         for line in lines:
             cells = [str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths))]
             self.stdout.write("  ".join(cells).rstrip())
+        estimated = any(kind["estimated"] for kind in report["kinds"])
         self.stdout.write(f"\nDatabase: {report['database']}; measured {report['generated_at']}."
-                          + (" ~: PostgreSQL's estimate for a large table." if any(k["estimated"] for k in report["kinds"]) else ""))
+                          + (" ~: PostgreSQL's estimate for a large table." if estimated else ""))
