@@ -222,7 +222,9 @@ TRAINING_THREADS = env.int("TRAINING_THREADS", default=1)
 # SECTION: pipelines ----------------------------------------------------------------------------
 
 # Runs of one pipeline at a time (a pipeline's own max_concurrent_runs starts from this); more wait queued.
-PIPELINE_MAX_CONCURRENT_RUNS = env.int("PIPELINE_MAX_CONCURRENT_RUNS", default=1)
+PIPELINE_MAX_CONCURRENT_RUNS = env.int("PIPELINE_MAX_CONCURRENT_RUNS", default=1)  # 1-10 (pipelines.models)
+# A pipeline's cron schedule may not fire more often than this (each run holds a worker; 0: no limit).
+PIPELINE_MIN_SCHEDULE_MINUTES = env.int("PIPELINE_MIN_SCHEDULE_MINUTES", default=5)
 # How long a run waits for its input dataset to finish validating/profiling before failing (s).
 PIPELINE_DATASET_WAIT = env.int("PIPELINE_DATASET_WAIT", default=300)
 # Time limits (s) of one whole run; its steps run inside it.
@@ -243,7 +245,6 @@ MONITORING_CHECK_INTERVAL = env.int("MONITORING_CHECK_INTERVAL", default=15)  # 
 MONITORING_ROLLUP_INTERVAL = env.int("MONITORING_ROLLUP_INTERVAL", default=60)  # downsample and prune
 MONITORING_RAW_RETENTION_HOURS = env.int("MONITORING_RAW_RETENTION_HOURS", default=24)
 MONITORING_MINUTE_RETENTION_DAYS = env.int("MONITORING_MINUTE_RETENTION_DAYS", default=30)
-MONITORING_ANOMALY_RETENTION_DAYS = env.int("MONITORING_ANOMALY_RETENTION_DAYS", default=30)
 MONITORING_DISK_PATH = env.str("MONITORING_DISK_PATH", default="/")
 # Health levels: (warning, critical) per metric; a level is left only below threshold × (1 - hysteresis).
 MONITORING_THRESHOLDS = {
@@ -270,6 +271,33 @@ CELERY_BEAT_SCHEDULE.update(
         "monitoring-rollup": {"task": "monitoring.metrics_rollup", "schedule": float(MONITORING_ROLLUP_INTERVAL)},
     }
 )
+
+# SECTION: retention -----------------------------------------------------------------------------
+
+# What grows without end is pruned by beat (`mlops_dashboard.retention_prune`): each app prunes its
+# own rows (registered in its apps.py, see mlops_dashboard/retention.py). Days; 0 keeps forever.
+# The feed is for recent work; a quarter covers any review that looks back at it.
+RETENTION_ACTIVITY_DAYS = env.int("RETENTION_ACTIVITY_DAYS", default=90)
+# Resolved alerts only (open and acknowledged ones always stay); a quarter of incident history.
+RETENTION_ALERTS_DAYS = env.int("RETENTION_ALERTS_DAYS", default=90)
+# Finished pipeline runs and their steps (each pipeline's last run always stays).
+RETENTION_PIPELINE_RUNS_DAYS = env.int("RETENTION_PIPELINE_RUNS_DAYS", default=90)
+# Finished jobs' histories: jobs nothing refers to go, the rest lose their per-epoch history.
+RETENTION_JOBS_DAYS = env.int("RETENTION_JOBS_DAYS", default=90)
+# Anomalies and finished anomaly detections with their score files (MONITORING_ANOMALY_RETENTION_DAYS,
+# its former name, still counts): they are about recent behaviour, and score files are large.
+RETENTION_ANOMALIES_DAYS = env.int("RETENTION_ANOMALIES_DAYS",
+                                   default=env.int("MONITORING_ANOMALY_RETENTION_DAYS", default=30))
+# Files under MEDIA_ROOT that no row refers to go once this old (an upload or a job's output being
+# written has no row yet: a day is far beyond the longest of them). 0: never remove them.
+RETENTION_ORPHAN_FILES_HOURS = env.int("RETENTION_ORPHAN_FILES_HOURS", default=24)
+# Rows deleted per statement: short transactions that never lock a table for long.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+# How long the storage report (System page, `manage.py storage_report`) is reused, in seconds.
+STORAGE_REPORT_CACHE_SECONDS = env.int("STORAGE_REPORT_CACHE_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE["retention-prune"] = {
+    "task": "mlops_dashboard.retention_prune", "schedule": env.float("RETENTION_PRUNE_INTERVAL", default=3600.0),
+}
 
 # SECTION: auth ---------------------------------------------------------------------------------
 
