@@ -2,9 +2,9 @@
 when their credentials change (logout, deactivation, password change, a revoked token).
 
 The limit counts live sockets in Redis, one sorted set per user: a member per socket (its channel
-name) scored with the time its lease ends. Each server process renews its own sockets' leases every
-`LEASE_SECONDS / 3`, and a socket that closes removes its member. A server that is SIGKILLed (or
-loses its host) cannot remove its members, so they lapse on their own within `LEASE_SECONDS`: the
+name) scored with the time its lease ends. Each server process renews its own sockets' leases every third
+of `WS_SOCKET_LEASE_SECONDS`, and a socket that closes removes its member. A server that is SIGKILLed (or
+loses its host) cannot remove its members, so they lapse on their own within a lease: the
 count never leaks for good, and a plain per-process counter could not hold across processes.
 
 Closing reaches every server process through the channel layer: each socket joins its user's
@@ -26,7 +26,6 @@ from . import bus, layer
 
 logger = logging.getLogger(__name__)
 
-LEASE_SECONDS = 60  # a socket of a killed server stops counting against its user's limit after this
 ACCOUNT_CLOSE = "account.close"  # the consumer's handler for it is `account_close`
 # Close codes: the credential this socket authenticated with is gone (the client goes to the login
 # page), or it changed (the client reconnects, and the server says whether it still holds).
@@ -88,7 +87,7 @@ async def acquire(user_id: int, channel: str) -> bool:
     """Count this socket against its user's limit; False (not counted) when the user is at it."""
     client = bus.async_client()
     limit = settings.WS_MAX_SOCKETS_PER_USER
-    ok = await client.eval(_ACQUIRE, 1, user_key(user_id), limit, LEASE_SECONDS, channel)
+    ok = await client.eval(_ACQUIRE, 1, user_key(user_id), limit, settings.WS_SOCKET_LEASE_SECONDS, channel)
     if not ok:
         return False
     _live[channel] = user_id
@@ -118,13 +117,14 @@ def _ensure_renewer() -> None:
 
 async def _renew_forever() -> None:
     while True:
-        await asyncio.sleep(LEASE_SECONDS / 3)
+        lease = settings.WS_SOCKET_LEASE_SECONDS
+        await asyncio.sleep(lease / 3)
         live = list(_live.items())
         if not live:
             continue
         try:
             await bus.async_client().eval(
-                _RENEW, len(live), *[user_key(u) for _, u in live], LEASE_SECONDS, *[c for c, _ in live]
+                _RENEW, len(live), *[user_key(u) for _, u in live], lease, *[c for c, _ in live]
             )
         except (redis.RedisError, OSError) as exc:  # the next round tries again; leases outlast two misses
             logger.warning("could not renew %d socket leases: %s", len(live), exc)
