@@ -43,9 +43,12 @@ def _origin_parts(text: str) -> tuple[str, str, int] | None:
     scheme = scheme.lower()
     if not sep or scheme not in _DEFAULT_PORTS or not netloc or "/" in netloc.rstrip("/"):
         return None
-    host, port = split_domain_port(netloc.rstrip("/"))
+    netloc = netloc.rstrip("/")
+    wildcard = "*." if netloc.startswith("*.") else ""  # CSRF_TRUSTED_ORIGINS' subdomains
+    host, port = split_domain_port(netloc.removeprefix(wildcard))
     if not host:
         return None
+    host = wildcard + host
     try:
         return scheme, host, int(port) if port else _DEFAULT_PORTS[scheme]
     except ValueError:
@@ -89,7 +92,7 @@ class SiteOriginValidator:
         if b"origin" not in headers:
             return True
         origin = _origin_parts(headers[b"origin"])
-        if origin is None:
+        if origin is None or origin[1].startswith("*"):
             return False
         for trusted in [*settings.CSRF_TRUSTED_ORIGINS, *settings.ALLOWED_ORIGINS]:
             parts = _origin_parts(trusted)

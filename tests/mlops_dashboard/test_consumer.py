@@ -112,6 +112,8 @@ def test_other_users_topics_are_refused_and_not_delivered(open_socket, client, u
         ('{"type": "subscribe", "topics": ["../../etc"]}', "bad_topic"),
         ('{"type": "subscribe"}', "bad_message"),
         ("x" * (64 * 1024 + 1), "too_large"),
+        ("[" * 5000, "bad_message"),  # json.loads raises RecursionError, not ValueError
+        ('{"type": "ping", "ts": ' + "[" * 100_000 + "}", "too_large"),
     ],
 )
 def test_malformed_messages_get_an_error_and_the_socket_lives_on(open_socket, client, user, message, code):

@@ -52,9 +52,9 @@ def opened():
         yield _open
 
 
-def joined(ws) -> dict:
-    """Ping until the pong: the socket is counted and in its groups."""
-    ws.send(json.dumps({"type": "ping", "ts": 1}))
+def joined(ws, **ping) -> dict:
+    """Ping and read until the pong (or an error): the socket is counted and in its groups."""
+    ws.send(json.dumps({"type": "ping", "ts": 1, **ping}))
     while True:
         event = json.loads(ws.recv(timeout=60))
         if event["type"] in ("pong", "error"):
@@ -142,11 +142,9 @@ def test_one_socket_cannot_move_the_published_ping_p95(start_server, opened, tok
     polite = [opened(server, token) for _ in range(20)]
     loud = opened(server, token)
     for ws in polite:
-        ws.send(json.dumps({"type": "ping", "ts": 1, "rtt": 10}))
-        assert json.loads(ws.recv(timeout=60))["type"] == "pong"
+        assert joined(ws, rtt=10)["type"] == "pong"
     for _ in range(40):  # within its rate limit's burst
-        loud.send(json.dumps({"type": "ping", "ts": 1, "rtt": 100_000}))
-        assert json.loads(loud.recv(timeout=60))["type"] == "pong"
+        assert joined(loud, rtt=100_000)["type"] == "pong"
     stats = procs.wait_for(lambda: (lambda s: s if s["ws_pings"] >= 21 else None)(state.process_stats()),
                            timeout=60, message="the server's report of its sockets' round trips")
     assert stats["ws_response_time_ms"] == 10.0, stats
