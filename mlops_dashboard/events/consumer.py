@@ -92,20 +92,31 @@ class EventsConsumer(AsyncWebsocketConsumer):
             pass
         finally:
             # Every way out (a client's close, a reset, a handler that raised, the backlog limit,
-            # a cancelled task) leaves the groups and gives back the counts.
-            await self._clean_up()
-            if handlers is not None:
-                handlers.pop(self.channel_name, None)
-            if self._writer is not None:
-                relays.pop(self.channel_name, None)
-            # Cancelling the layer's pending receive also unsubscribes this consumer's channel.
-            for task in pumps:
-                task.cancel()
-            for task in pumps:
-                try:
-                    await task
-                except (asyncio.CancelledError, StopConsumer):
-                    pass
+            # a cancelled task) leaves the groups, gives back the counts and drops the channel.
+            try:
+                await self._clean_up()
+            finally:
+                if handlers is not None:
+                    handlers.pop(self.channel_name, None)
+                if self._writer is not None:
+                    relays.pop(self.channel_name, None)
+                for task in pumps:
+                    task.cancel()
+                for task in pumps:
+                    try:
+                        await task
+                    except (asyncio.CancelledError, StopConsumer):
+                        pass
+                    except Exception as exc:  # noqa: BLE001 - the socket is gone either way
+                        logger.debug("a pump ended with %r", exc)
+                # channels_redis unsubscribes a channel only when a pending receive is cancelled; a
+                # pump cancelled while handling a message (an event in flight) would leave it.
+                delete_channel = getattr(self.channel_layer, "delete_channel", None)
+                if delete_channel is not None:
+                    try:
+                        await delete_channel(self.channel_name)
+                    except Exception as exc:  # noqa: BLE001 - Redis gone: it dropped the subscription too
+                        logger.warning("could not drop channel %s: %r", self.channel_name, exc)
         if self.fell_behind:
             await self._close_behind()
 
@@ -344,8 +355,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def websocket_receive(self, message):
         try:
             await super().websocket_receive(message)
-        except (StopConsumer, asyncio.CancelledError):
-            raise
+        except (StopConsumer, asyncio.CancelledError, OSError):
+            raise  # OSError: the socket is gone (uvicorn's ClientDisconnected); nothing to answer
         except Exception as exc:  # noqa: BLE001 - one bad message must not cost the socket
             logger.warning("a client message failed: %r", exc)
             await self._error("server_error", "The message could not be handled; the socket stays open.")
