@@ -51,6 +51,11 @@ def postgres_answers(timeout: float = 1.0) -> bool:
         return False
 
 
+# The benches drive up to 1,000+ sockets as one user, each pinging and subscribing as fast as the
+# bench wants: lift the per-user socket limit and the message rate for the servers they start.
+SOCKET_LIMITS = {"WS_MAX_SOCKETS_PER_USER": "100000", "WS_MESSAGE_RATE": "100000", "WS_MESSAGE_BURST": "100000"}
+
+
 def private_env(tmp: Path, prefix: str, redis_db: int, **settings) -> dict:
     """This environment, with a private database file, media directory, Redis database and key prefix
     (all under `tmp` or named by `prefix`), as `make run` sets it otherwise (DJANGO_DEBUG=false)."""
@@ -68,8 +73,10 @@ def private_env(tmp: Path, prefix: str, redis_db: int, **settings) -> dict:
         "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(32),
         "MEDIA_ROOT": str(tmp / "media"),
         "PYTHONUNBUFFERED": "1",
+        **SOCKET_LIMITS,
         **{k: str(v) for k, v in settings.items()},
     })
+    log("raised for this bench's servers: " + ", ".join(f"{k}={env[k]}" for k in SOCKET_LIMITS))
     return env
 
 

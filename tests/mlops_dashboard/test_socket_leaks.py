@@ -16,7 +16,7 @@ from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from mlops_dashboard.events import bus, sockets
+from mlops_dashboard.events import bus
 from monitoring import state
 from tests import procs
 
@@ -152,6 +152,8 @@ def test_a_thousand_broken_sockets_leave_nothing_behind(transactional_db, user, 
             print("\n".join(server.output().splitlines()[-80:]))
             raise
         from asgiref.sync import async_to_sync
+
+        from mlops_dashboard.events import sockets
 
         assert async_to_sync(sockets.count)(user.pk) == 0
         grown = psutil.Process(pid).memory_info().rss / 2**20 - rss_before

@@ -13,7 +13,6 @@ from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from mlops_dashboard.events import sockets
 from monitoring import state
 from tests import procs
 
@@ -78,6 +77,8 @@ def closed(ws, timeout: float = 60) -> tuple[int | None, str, list[dict]]:
 
 def counted(user_id: int) -> int:
     from asgiref.sync import async_to_sync
+
+    from mlops_dashboard.events import sockets
 
     return async_to_sync(sockets.count)(user_id)
 
