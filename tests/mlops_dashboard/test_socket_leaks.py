@@ -132,7 +132,7 @@ def test_a_thousand_broken_sockets_leave_nothing_behind(transactional_db, user, 
         procs.wait_for(lambda: open_sockets(pid) == 0, timeout=120, message="the server's first report")
         before = subscriptions(redis_client)
         # Warm up (the first sockets import and allocate what every later one reuses), then measure.
-        asyncio.run(_run_all(server, token, 100))
+        asyncio.run(_run_all(server, token, 200))
         procs.wait_for(lambda: open_sockets(pid) == 0, timeout=180, message="the warm-up's sockets to close")
         rss_before = psutil.Process(pid).memory_info().rss / 2**20
 
