@@ -21,3 +21,7 @@ class MlopsDashboardConfig(AppConfig):
             key="sessions", label="Sessions", models=("sessions.Session",),
             pruner="mlops_dashboard.retention.sessions_prune",
         ))
+
+        from .events import sockets
+
+        sockets.connect_signals()  # a socket follows its account (logout, deactivation, password, token)

@@ -20,7 +20,10 @@ MAX_SAMPLES = 2000
 _lock = threading.Lock()
 _connections = 0
 _api_ms: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
-_ws_rtt_ms: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
+# Each socket's last reported round trip (socket -> (when, ms)), most recent last: one figure per
+# socket, so a socket that reports often (or lies) weighs no more than any other in the p95. A
+# closed socket's figure stays for the window (it was measured); at most MAX_SAMPLES sockets.
+_ws_rtt_ms: dict[str, tuple[float, float]] = {}
 
 
 def connection_opened() -> None:
@@ -44,12 +47,16 @@ def record_api_duration(ms: float) -> None:
         _api_ms.append((time.monotonic(), float(ms)))
 
 
-def record_ws_rtt(ms) -> bool:
-    """A browser's last measured ping round trip (sent with its next ping). False if not plausible."""
+def record_ws_rtt(ms, socket: str = "") -> bool:
+    """A socket's last measured ping round trip (sent with its next ping), replacing its previous
+    one. False if not plausible."""
     if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms < 120_000:
         return False
     with _lock:
-        _ws_rtt_ms.append((time.monotonic(), float(ms)))
+        _ws_rtt_ms.pop(socket, None)
+        _ws_rtt_ms[socket] = (time.monotonic(), float(ms))
+        while len(_ws_rtt_ms) > MAX_SAMPLES:
+            del _ws_rtt_ms[next(iter(_ws_rtt_ms))]
     return True
 
 
@@ -57,6 +64,15 @@ def _recent(values: deque, now: float) -> list[float]:
     while values and now - values[0][0] > WINDOW_SECONDS:
         values.popleft()
     return [round(v, 2) for _, v in values]
+
+
+def _recent_per_socket(now: float) -> list[float]:
+    while _ws_rtt_ms:
+        oldest = next(iter(_ws_rtt_ms))
+        if now - _ws_rtt_ms[oldest][0] <= WINDOW_SECONDS:
+            break
+        del _ws_rtt_ms[oldest]
+    return [round(v, 2) for _, v in _ws_rtt_ms.values()]
 
 
 def snapshot() -> dict:
@@ -67,7 +83,7 @@ def snapshot() -> dict:
             "pid": os.getpid(),
             "connections": _connections,
             "api_ms": _recent(_api_ms, now),
-            "ws_rtt_ms": _recent(_ws_rtt_ms, now),
+            "ws_rtt_ms": _recent_per_socket(now),
         }
 
 

@@ -162,6 +162,16 @@ EVENT_LOG_SIZE = env.int("EVENT_LOG_SIZE", default=10_000)
 EVENT_PROGRESS_INTERVAL = env.float("EVENT_PROGRESS_INTERVAL", default=0.25)
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=200)
+# Open sockets per user across every server process (past it: close 4429); 0 for no limit.
+WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=20)
+# Each socket's count is a lease its server renews; a killed server's sockets stop counting after it.
+WS_SOCKET_LEASE_SECONDS = env.float("WS_SOCKET_LEASE_SECONDS", default=60.0)
+# Client messages per second per socket, with a burst: past it an `error`, then close 1008.
+WS_MESSAGE_RATE = env.float("WS_MESSAGE_RATE", default=10.0)
+WS_MESSAGE_BURST = env.int("WS_MESSAGE_BURST", default=50)
+# Origins allowed besides the site's own (ALLOWED_HOSTS at the port it is reached on, and
+# CSRF_TRUSTED_ORIGINS): exact scheme://host[:port], e.g. a separate front-end's.
+ALLOWED_ORIGINS = env.list("DJANGO_ALLOWED_ORIGINS", default=[])
 # While Redis is unreachable (a restart, a failover), a publish retries this long before the event
 # is dropped (the database stays the truth; clients that missed it are told `replay_gap`).
 EVENT_PUBLISH_RETRY_SECONDS = env.float("EVENT_PUBLISH_RETRY_SECONDS", default=10.0)

@@ -1,19 +1,17 @@
 """Socket authentication for programs and the Origin check for browsers."""
 
 from channels.db import database_sync_to_async
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
+from django.http.request import split_domain_port, validate_host
 
 
 @database_sync_to_async
-def _user_for_token(key: str):
+def _token_for_key(key: str):
+    """The API token with this key (its user selected), or None."""
     from rest_framework.authtoken.models import Token
 
-    try:
-        return Token.objects.select_related("user").get(key=key).user
-    except Token.DoesNotExist:
-        return AnonymousUser()
+    return Token.objects.select_related("user").filter(key=key).first()
 
 
 class TokenAuthMiddleware:
@@ -27,25 +25,99 @@ class TokenAuthMiddleware:
             if name == b"authorization":
                 kind, _, key = value.decode("latin1").partition(" ")
                 if kind.lower() == "token" and key.strip():
-                    user = await _user_for_token(key.strip())
-                    if user.is_authenticated and user.is_active:
-                        scope = dict(scope, user=user)
+                    token = await _token_for_key(key.strip())
+                    if token is not None and token.user.is_active:
+                        # The token rides along: revoking it closes this socket (events/sockets.py).
+                        scope = dict(scope, user=token.user, auth_token=token)
                 break
         return await self.inner(scope, receive, send)
 
 
-class BrowserOriginValidator(OriginValidator):
-    """Refuse a handshake whose Origin is not one of ALLOWED_HOSTS.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_parts(text: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin `scheme://host[:port]`, the port defaulted; None if it is
+    not one (including the opaque origin "null")."""
+    scheme, sep, netloc = text.strip().partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS or not netloc or "/" in netloc.rstrip("/"):
+        return None
+    netloc = netloc.rstrip("/")
+    wildcard = "*." if netloc.startswith("*.") else ""  # CSRF_TRUSTED_ORIGINS' subdomains
+    host, port = split_domain_port(netloc.removeprefix(wildcard))
+    if not host:
+        return None
+    host = wildcard + host
+    try:
+        return scheme, host, int(port) if port else _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    """`*.example.com` matches the subdomains (as CSRF_TRUSTED_ORIGINS does); else exactly."""
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
+class SiteOriginValidator:
+    """Refuse a browser's handshake from any origin but the site's own.
+
+    An origin is scheme, host and port. The site's own are: the one the handshake reached, when its
+    host is in ALLOWED_HOSTS (the Host header's host and port, and the scheme the connection came
+    in on, https behind a proxy per SECURE_PROXY_SSL_HEADER: as Django's CSRF check); and, exactly,
+    each of CSRF_TRUSTED_ORIGINS and ALLOWED_ORIGINS (DJANGO_ALLOWED_ORIGINS). So a site on port
+    8000 refuses `http://localhost:9999`, `https://localhost:8000` and `http://evil.example.com`.
 
     Browsers always send Origin on a WebSocket handshake, so cross-site hijacking always carries a
     foreign one; a handshake without Origin comes from a program, which still has to authenticate.
     """
 
-    def valid_origin(self, parsed_origin):
-        if parsed_origin is None:
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        if self.allowed(scope):
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
+
+    @staticmethod
+    def _headers(scope) -> dict[bytes, str]:
+        return {name.lower(): value.decode("latin1") for name, value in scope.get("headers", ())}
+
+    def allowed(self, scope) -> bool:
+        headers = self._headers(scope)
+        if b"origin" not in headers:
             return True
-        return self.validate_origin(parsed_origin)
+        origin = _origin_parts(headers[b"origin"])
+        if origin is None or origin[1].startswith("*"):
+            return False
+        for trusted in [*settings.CSRF_TRUSTED_ORIGINS, *settings.ALLOWED_ORIGINS]:
+            parts = _origin_parts(trusted)
+            if parts and parts[0] == origin[0] and parts[2] == origin[2] and _host_matches(origin[1], parts[1]):
+                return True
+        return origin == self.site_origin(scope, headers)
+
+    @staticmethod
+    def site_origin(scope, headers) -> tuple[str, str, int] | None:
+        """The origin this handshake reached, if its host is one of ALLOWED_HOSTS."""
+        host, port = split_domain_port(headers.get(b"host", ""))
+        if not host or not validate_host(host, settings.ALLOWED_HOSTS):
+            return None
+        secure = scope.get("scheme") == "wss"
+        proxy_header = settings.SECURE_PROXY_SSL_HEADER
+        if proxy_header:
+            name, value = proxy_header
+            forwarded = headers.get(name.removeprefix("HTTP_").replace("_", "-").lower().encode(), "")
+            secure = forwarded.split(",")[0].strip() == value
+        scheme = "https" if secure else "http"
+        try:
+            return scheme, host, int(port) if port else _DEFAULT_PORTS[scheme]
+        except ValueError:
+            return None
 
 
 def origin_validator(app):
-    return BrowserOriginValidator(app, settings.ALLOWED_HOSTS)
+    return SiteOriginValidator(app)

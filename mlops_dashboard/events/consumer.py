@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import re
 import time
 from urllib.parse import parse_qs
@@ -21,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from .. import runtime
-from . import bus
+from . import bus, sockets
 from .catalog import Error, Pong
 from .fastpath import FrameWriter, server_send, text_frame
 from .layer import RELAY
@@ -37,6 +38,10 @@ CATCHUP_DELAY = 1.0
 SLOW_CLOSE_CODE = 1013
 # Replays and catch-ups read the log this many events at a time.
 REPLAY_PAGE = 2000
+# Close code for a socket that keeps sending past its message rate (1008: policy violation).
+RATE_CLOSE_CODE = 1008
+
+logger = logging.getLogger(__name__)
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
@@ -47,6 +52,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
     catchup_task: asyncio.Task | None = None
     _writer: FrameWriter | None = None
     _holding = 0  # messages taken by a pump and not yet handled
+    cleaned_up = False
+    leased = False  # counted against its user's socket limit (events/sockets.py)
+    account_filter: tuple[str | None, str | None] = (None, None)  # (session ref, token ref) it used
 
     async def __call__(self, scope, receive, send):
         """Channels' `AsyncConsumer.__call__` with a cheaper message loop.
@@ -83,18 +91,32 @@ class EventsConsumer(AsyncWebsocketConsumer):
         except StopConsumer:
             pass
         finally:
-            if handlers is not None:
-                handlers.pop(self.channel_name, None)
-            if self._writer is not None:
-                relays.pop(self.channel_name, None)
-            # Cancelling the layer's pending receive also unsubscribes this consumer's channel.
-            for task in pumps:
-                task.cancel()
-            for task in pumps:
-                try:
-                    await task
-                except (asyncio.CancelledError, StopConsumer):
-                    pass
+            # Every way out (a client's close, a reset, a handler that raised, the backlog limit,
+            # a cancelled task) leaves the groups, gives back the counts and drops the channel.
+            try:
+                await self._clean_up()
+            finally:
+                if handlers is not None:
+                    handlers.pop(self.channel_name, None)
+                if self._writer is not None:
+                    relays.pop(self.channel_name, None)
+                for task in pumps:
+                    task.cancel()
+                for task in pumps:
+                    try:
+                        await task
+                    except (asyncio.CancelledError, StopConsumer):
+                        pass
+                    except Exception as exc:  # noqa: BLE001 - the socket is gone either way
+                        logger.debug("a pump ended with %r", exc)
+                # channels_redis unsubscribes a channel only when a pending receive is cancelled; a
+                # pump cancelled while handling a message (an event in flight) would leave it.
+                delete_channel = getattr(self.channel_layer, "delete_channel", None)
+                if delete_channel is not None:
+                    try:
+                        await delete_channel(self.channel_name)
+                    except Exception as exc:  # noqa: BLE001 - Redis gone: it dropped the subscription too
+                        logger.warning("could not drop channel %s: %r", self.channel_name, exc)
         if self.fell_behind:
             await self._close_behind()
 
@@ -106,7 +128,6 @@ class EventsConsumer(AsyncWebsocketConsumer):
             task.cancel()
 
     async def _close_behind(self):
-        await self.disconnect(SLOW_CLOSE_CODE)
         try:
             # A stalled peer never drains the transport: don't wait on it (the server drops the
             # connection when this returns).
@@ -146,14 +167,26 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self._error("unauthorized", "Log in (session cookie or 'Authorization: Token <key>').")
             await self.close(code=4401)
             return
-        self.user_id = user.id
         self.topics: set[str] = set()
+        if not await sockets.acquire(user.id, self.channel_name):
+            limit = settings.WS_MAX_SOCKETS_PER_USER
+            await self.accept()
+            await self._error("too_many_sockets", f"At most {limit} open sockets per user: close one first.")
+            await self.close(code=sockets.TOO_MANY_CODE, reason=f"at most {limit} sockets per user")
+            raise StopConsumer
+        self.leased = True
+        self.user_id = user.id
+        self.account_filter = self._credentials()
+        self.tokens = float(settings.WS_MESSAGE_BURST)
+        self.tokens_at = time.monotonic()
+        self.over_rate = 0
         self.last_sent = 0
         # Where this socket's view of the log starts: its last_event_id, else the log's newest id
         # when it connected (a resync must not send a fresh socket the whole history).
         self.resume_from = 0
         self.catchup_pending = False
         self.catchup_task = None
+        await self.channel_layer.group_add(sockets.account_group(user.id), self.channel_name)
         for topic in ("dashboard", f"user.{user.id}"):
             await self._join(topic)
         await self.accept()
@@ -177,14 +210,52 @@ class EventsConsumer(AsyncWebsocketConsumer):
             self.resume_from = after
             await self._replay(after)
 
+    def _credentials(self) -> tuple[str | None, str | None]:
+        token = self.scope.get("auth_token")
+        if token is not None:
+            return None, sockets.token_ref(token)
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        return (sockets.session_ref(key) if key else None), None
+
     async def disconnect(self, code):
+        await self._clean_up()
+
+    async def _clean_up(self):
+        """Idempotent; each step runs even when an earlier one fails (Redis gone)."""
+        if self.cleaned_up:
+            return
+        self.cleaned_up = True
         if self.counted:
             self.counted = False
             runtime.connection_closed()
         if self.catchup_task is not None:
             self.catchup_task.cancel()
-        for topic in list(getattr(self, "topics", ())):
-            await self.channel_layer.group_discard(topic, self.channel_name)
+        groups = list(getattr(self, "topics", ()))
+        if self.user_id is not None:
+            groups.append(sockets.account_group(self.user_id))
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception as exc:  # noqa: BLE001 - the next group and the lease still go
+                logger.warning("could not leave %s: %r", group, exc)
+        if self.leased:
+            self.leased = False
+            try:
+                await sockets.release(self.channel_name)
+            except Exception as exc:  # noqa: BLE001 - the lease lapses on its own
+                logger.warning("could not release a socket lease: %r", exc)
+
+    async def account_close(self, message):
+        """The user's credentials changed (events/sockets.py): close if it concerns this socket."""
+        session, token = self.account_filter
+        if "session" in message and message["session"] != session:
+            return
+        if "token" in message and message["token"] != token:
+            return
+        await self._error("account_changed", f"Closed: {message.get('reason', 'credentials changed')}.")
+        await self.close(code=int(message.get("code", sockets.REVOKED_CODE)), reason=message.get("reason", ""))
+        raise StopConsumer
 
     async def _join(self, topic: str):
         await self.channel_layer.group_add(topic, self.channel_name)
@@ -281,8 +352,38 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     # --- client messages ------------------------------------------------------------------------
 
+    async def websocket_receive(self, message):
+        try:
+            await super().websocket_receive(message)
+        except (StopConsumer, asyncio.CancelledError, OSError):
+            raise  # OSError: the socket is gone (uvicorn's ClientDisconnected); nothing to answer
+        except Exception as exc:  # noqa: BLE001 - one bad message must not cost the socket
+            logger.warning("a client message failed: %r", exc)
+            await self._error("server_error", "The message could not be handled; the socket stays open.")
+
+    def _within_rate(self) -> bool:
+        """A token bucket: WS_MESSAGE_RATE a second, WS_MESSAGE_BURST at once."""
+        now = time.monotonic()
+        self.tokens = min(float(settings.WS_MESSAGE_BURST), self.tokens + (now - self.tokens_at) * settings.WS_MESSAGE_RATE)
+        self.tokens_at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.over_rate = 0
+            return True
+        self.over_rate += 1
+        return False
+
     async def receive(self, text_data=None, bytes_data=None):
         if self.user_id is None:
+            return
+        if not self._within_rate():
+            # The first message over the rate is told; one that keeps on past another burst is closed.
+            if self.over_rate == 1:
+                await self._error("rate_limited", f"At most {settings.WS_MESSAGE_RATE:g} messages a second "
+                                                  f"(bursts of {settings.WS_MESSAGE_BURST}); slow down or be closed.")
+            elif self.over_rate > settings.WS_MESSAGE_BURST:
+                await self.close(code=RATE_CLOSE_CODE, reason="message rate exceeded")
+                raise StopConsumer
             return
         if text_data is None:
             await self._error("bad_message", "Send JSON text frames, not binary.")
@@ -292,8 +393,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
             return
         try:
             data = json.loads(text_data)
-        except ValueError:
-            await self._error("bad_message", "The message is not valid JSON.")
+        except (ValueError, RecursionError):
+            await self._error("bad_message", "The message is not valid JSON (or nests too deeply).")
             return
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             await self._error("bad_message", 'A message is a JSON object with a "type".')
@@ -301,7 +402,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         kind = data["type"]
         if kind == "ping":
             await self._reply(Pong(ts=data.get("ts"), server_ts=round(time.time() * 1000, 3)))
-            runtime.record_ws_rtt(data.get("rtt"))  # the client's last measured round trip, if any
+            runtime.record_ws_rtt(data.get("rtt"), self.channel_name)  # its last measured round trip, if any
         elif kind in ("subscribe", "unsubscribe"):
             await self._change_topics(kind, data.get("topics"))
         else:

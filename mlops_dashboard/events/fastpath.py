@@ -39,7 +39,7 @@ CONNECTION_NEEDS = ("state", "expect_continuation_frame", "extensions")
 LAYER_NEEDS = (
     (RedisPubSubChannelLayer, ("_get_layer",)),
     (RedisPubSubChannelLayer.__init__, ("_layers", "_args", "_kwargs")),
-    (RedisPubSubLoopLayer, ("_get_group_channel_name",)),
+    (RedisPubSubLoopLayer, ("_get_group_channel_name", "_get_shard")),
     (RedisPubSubLoopLayer.__init__, ("channels", "groups", "channel_layer")),
     (RedisSingleShardConnection, ("_receive_message", "_ensure_redis")),
     (RedisSingleShardConnection.__init__, ("host", "channel_layer", "_redis", "_pubsub")),
@@ -179,6 +179,12 @@ class PubSubLayer(RedisPubSubChannelLayer):
     fan_out: Callable
     resync: Callable
     group_channel: Callable
+
+    async def delete_channel(self, channel: str) -> None:
+        """Drop a consumer's channel and its Redis subscription, if still there (idempotent)."""
+        layer = self._get_layer()
+        if layer.channels.pop(channel, None) is not None:
+            await layer._get_shard(channel).unsubscribe(channel)
 
     def _get_layer(self):
         loop = asyncio.get_running_loop()

@@ -1,5 +1,7 @@
 """The WebSocket endpoint, through a real ASGI server process and a real Redis."""
 
+import json
+
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -112,6 +114,8 @@ def test_other_users_topics_are_refused_and_not_delivered(open_socket, client, u
         ('{"type": "subscribe", "topics": ["../../etc"]}', "bad_topic"),
         ('{"type": "subscribe"}', "bad_message"),
         ("x" * (64 * 1024 + 1), "too_large"),
+        ("[" * 5000, "bad_message"),  # json.loads raises RecursionError, not ValueError
+        ('{"type": "ping", "ts": ' + "[" * 100_000 + "}", "too_large"),
     ],
 )
 def test_malformed_messages_get_an_error_and_the_socket_lives_on(open_socket, client, user, message, code):
@@ -176,3 +180,21 @@ def test_replay_within_the_horizon_of_a_small_log_is_complete(open_socket, clien
 def test_bad_last_event_id_is_an_error(open_socket, client, user):
     sock = open_socket(cookie=session_cookie(client, user), path="/ws/?last_event_id=abc")
     assert sock.recv()["code"] == "bad_message"
+
+
+def test_a_message_that_fails_while_handled_gets_an_error_and_the_socket_lives_on(open_socket, client, user):
+    """A ping whose `ts` nests just deep enough to parse but not to be echoed back (json.dumps
+    raises RecursionError): wherever that depth lies on this build, every message of the sweep is
+    answered (a pong or an error) and the socket stays open. Paced under the message rate limit."""
+    import time
+
+    sock = open_socket(cookie=session_cookie(client, user))
+    answers = set()
+    for depth in range(850, 1001):
+        sock.send('{"type": "ping", "ts": ' + "[" * depth + "]" * depth + "}")
+        text = sock.conn.recv(timeout=60)  # a pong nests as deep as its ts: too deep for this process' parser
+        answers.add("pong" if text.startswith('{"type":"pong"') else json.loads(text)["code"])
+        time.sleep(0.1)
+    sock.send({"type": "ping", "ts": 7})
+    assert sock.recv_until(lambda e: e["type"] == "pong")[-1]["ts"] == 7
+    assert answers <= {"pong", "bad_message", "server_error"} and "pong" in answers

@@ -1,0 +1,209 @@
+"""Open sockets per user: the per-user limit across server processes, and closing a user's sockets
+when their credentials change (logout, deactivation, password change, a revoked token).
+
+The limit counts live sockets in Redis, one sorted set per user: a member per socket (its channel
+name) scored with the time its lease ends. Each server process renews its own sockets' leases every third
+of `WS_SOCKET_LEASE_SECONDS`, and a socket that closes removes its member. A server that is SIGKILLed (or
+loses its host) cannot remove its members, so they lapse on their own within a lease: the
+count never leaks for good, and a plain per-process counter could not hold across processes.
+
+Closing reaches every server process through the channel layer: each socket joins its user's
+`account.<id>` group, and `close_user_sockets` publishes one `account.close` message there (a plain
+Redis PUBLISH, so any process can call it: a request, a worker, a management command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+import msgpack
+import redis
+from django.conf import settings
+
+from . import bus, layer
+
+logger = logging.getLogger(__name__)
+
+ACCOUNT_CLOSE = "account.close"  # the consumer's handler for it is `account_close`
+# Close codes: the credential this socket authenticated with is gone (the client goes to the login
+# page), or it changed (the client reconnects, and the server says whether it still holds).
+REVOKED_CODE = 4401
+CHANGED_CODE = 4001
+TOO_MANY_CODE = 4429
+
+# Keys: the user's set; ARGV: its limit, the lease, the socket. Redis' clock, so hosts may disagree.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local limit = tonumber(ARGV[1])
+if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit and not redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
+return 1
+"""
+# KEYS: users' sets; ARGV: the lease, then one socket per key.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local lease = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + lease, ARGV[i + 1])
+  redis.call('EXPIRE', key, math.ceil(lease) + 1)
+end
+return #KEYS
+"""
+
+
+def user_key(user_id: int) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:ws:user:{user_id}"
+
+
+def account_group(user_id: int) -> str:
+    return f"account.{user_id}"
+
+
+def token_ref(token) -> str:
+    """A socket's handle on the API token it authenticated with (never the key itself)."""
+    return hashlib.sha256(f"token:{token.pk}".encode()).hexdigest()[:24]
+
+
+def session_ref(session_key: str) -> str:
+    return hashlib.sha256(f"session:{session_key}".encode()).hexdigest()[:24]
+
+
+# --- the per-user limit ---------------------------------------------------------------------------
+
+# This process's live sockets (channel name -> user id), whose leases it renews, per event loop.
+_live: dict[str, int] = {}
+_renewers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+async def acquire(user_id: int, channel: str) -> bool:
+    """Count this socket against its user's limit; False (not counted) when the user is at it."""
+    client = bus.async_client()
+    limit = settings.WS_MAX_SOCKETS_PER_USER
+    ok = await client.eval(_ACQUIRE, 1, user_key(user_id), limit, settings.WS_SOCKET_LEASE_SECONDS, channel)
+    if not ok:
+        return False
+    _live[channel] = user_id
+    _ensure_renewer()
+    return True
+
+
+async def release(channel: str) -> None:
+    user_id = _live.pop(channel, None)
+    if user_id is not None:
+        await bus.async_client().zrem(user_key(user_id), channel)
+
+
+async def count(user_id: int) -> int:
+    """The user's sockets counted now, across every process (for tests and the admin)."""
+    client = bus.async_client()
+    await client.zremrangebyscore(user_key(user_id), "-inf", (await client.time())[0])
+    return await client.zcard(user_key(user_id))
+
+
+def _ensure_renewer() -> None:
+    loop = asyncio.get_running_loop()
+    task = _renewers.get(loop)
+    if task is None or task.done():
+        _renewers[loop] = loop.create_task(_renew_forever())
+
+
+async def _renew_forever() -> None:
+    while True:
+        lease = settings.WS_SOCKET_LEASE_SECONDS
+        await asyncio.sleep(lease / 3)
+        live = list(_live.items())
+        if not live:
+            continue
+        try:
+            await bus.async_client().eval(
+                _RENEW, len(live), *[user_key(u) for _, u in live], lease, *[c for c, _ in live]
+            )
+        except (redis.RedisError, OSError) as exc:  # the next round tries again; leases outlast two misses
+            logger.warning("could not renew %d socket leases: %s", len(live), exc)
+
+
+# --- closing a user's sockets -----------------------------------------------------------------------
+
+
+def close_user_sockets(user_id: int, reason: str, *, code: int = REVOKED_CODE, session_key: str | None = None,
+                       token=None) -> None:
+    """Close the user's open sockets in every server process, within moments.
+
+    With `session_key` or `token`, only the sockets that authenticated with that session or token.
+    Best effort: if Redis is down the sockets stay open (as would the sessions' other pages).
+    """
+    message = {"type": ACCOUNT_CLOSE, "code": code, "reason": reason[:120]}
+    if session_key:
+        message["session"] = session_ref(session_key)
+    if token is not None:
+        message["token"] = token_ref(token)
+    channel = layer.group_channel(bus.layer_prefix(), account_group(user_id))
+    try:
+        bus.sync_client().publish(channel, msgpack.packb(message))
+    except redis.RedisError as exc:
+        logger.warning("could not close user %s's sockets (%s): %s", user_id, reason, exc)
+
+
+def _token_model():
+    """The API token model whose deletion closes sockets (one place to repoint)."""
+    from rest_framework.authtoken.models import Token
+
+    return Token
+
+
+def _on_logout(sender, request, user, **kwargs):
+    if user is None:
+        return
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if session_key:
+        close_user_sockets(user.pk, "logged out", session_key=session_key)
+
+
+def _on_user_pre_save(sender, instance, raw=False, update_fields=None, **kwargs):
+    """Remember what the row held, to tell after the save whether the account changed."""
+    if raw or instance.pk is None:
+        return
+    if update_fields is not None and not {"is_active", "password"} & set(update_fields):
+        return
+    before = sender._default_manager.filter(pk=instance.pk).values("is_active", "password").first()
+    instance._socket_account_before = before
+
+
+def _on_user_post_save(sender, instance, created=False, raw=False, **kwargs):
+    before = instance.__dict__.pop("_socket_account_before", None)
+    if created or raw or before is None:
+        return
+    if before["is_active"] and not instance.is_active:
+        close_user_sockets(instance.pk, "account deactivated")
+    elif before["password"] != instance.password:
+        close_user_sockets(instance.pk, "password changed", code=CHANGED_CODE)
+
+
+def _on_user_delete(sender, instance, **kwargs):
+    close_user_sockets(instance.pk, "account deleted")
+
+
+def _on_token_delete(sender, instance, **kwargs):
+    close_user_sockets(instance.user_id, "token revoked", token=instance)
+
+
+def connect_signals() -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.signals import user_logged_out
+    from django.db.models.signals import post_delete, post_save, pre_save
+
+    user_model = get_user_model()
+    uid = "mlops_dashboard.events.sockets"
+    user_logged_out.connect(_on_logout, dispatch_uid=f"{uid}.logout")
+    pre_save.connect(_on_user_pre_save, sender=user_model, dispatch_uid=f"{uid}.user_pre_save")
+    post_save.connect(_on_user_post_save, sender=user_model, dispatch_uid=f"{uid}.user_post_save")
+    post_delete.connect(_on_user_delete, sender=user_model, dispatch_uid=f"{uid}.user_delete")
+    post_delete.connect(_on_token_delete, sender=_token_model(), dispatch_uid=f"{uid}.token_delete")
