@@ -91,6 +91,13 @@ def finish(model, pk, *, status, from_statuses=(JobStatus.RUNNING,), **fields) -
     return updated == 1
 
 
+def advance(model, pk, *, from_statuses, **fields) -> bool:
+    """Write the fields a worker owns, only while the row is still in one of `from_statuses`: False
+    when it was deleted or moved on meanwhile. Never a full save() from a worker: it would undo a
+    user's edit made since the worker read the row, or INSERT a deleted row again."""
+    return model.objects.filter(pk=pk, status__in=list(from_statuses)).update(**fields) == 1
+
+
 @contextlib.contextmanager
 def heartbeat(model, pk, *, field="heartbeat_at", every: float = HEARTBEAT_SECONDS):
     """Touch `field` every few seconds while the block runs, from a thread of its own (a long
