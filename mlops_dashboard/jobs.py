@@ -217,13 +217,12 @@ def broker_queue_empty() -> bool:
     worker holds only the messages it runs, so a row queued for minutes while nothing waits has
     lost its message (Redis restarted without its data, a broker failover)."""
     from celery import current_app
-    from kombu.exceptions import ChannelError
 
     with current_app.connection_for_write() as conn:
-        try:
-            ok = conn.default_channel.queue_declare(queue=current_app.conf.task_default_queue, passive=True)
-        except ChannelError:  # Redis keeps no key for an empty queue
-            return True
+        # Not passive: kombu's Redis transport checks a passive declare with an EXISTS it does not
+        # prefix with `global_keyprefix`, so the queue always looked absent (empty). Declaring the
+        # default queue creates nothing a worker would not.
+        ok = conn.default_channel.queue_declare(queue=current_app.conf.task_default_queue)
         return ok.message_count == 0
 
 
