@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 def model_version_register(*, job: TrainingJob, result, artifact_name: str) -> ModelVersion:
+    # The dataset the job has now: the one it started with may have been deleted while it trained.
+    dataset_id = TrainingJob.objects.filter(pk=job.pk).values_list("dataset_id", flat=True).first()
     latest = ModelVersion.objects.filter(name=job.name).aggregate(v=Max("version"))["v"] or 0
     version = ModelVersion(
         name=job.name,
@@ -41,7 +43,7 @@ def model_version_register(*, job: TrainingJob, result, artifact_name: str) -> M
         n_train=result.n_train,
         n_test=result.n_test,
         training_time=result.training_time,
-        dataset_id=job.dataset_id,
+        dataset_id=dataset_id,
         training_job=job,
         artifact_sha256=result.artifact_sha256,
         artifact_size=result.model_size,
