@@ -302,6 +302,26 @@ def test_the_kick_does_not_send_again_a_run_whose_message_still_waits(unread_que
     assert PipelineRun.objects.get(pk=run.pk).status == "queued"  # a redelivery finds it and claims it once
 
 
+def test_a_step_that_ends_after_its_run_was_reaped_does_not_write_over_it(no_enqueue, monkeypatch):
+    """A worker slow enough to be taken for dead finishes its step after the reaper failed the run:
+    it wrote the step back as succeeded (a failed run with a succeeded step where it failed). Step
+    writes are guarded by the run still running; the worker stops there."""
+    from pipelines import execution
+    from tests.factories import PipelineFactory
+
+    validate = execution.RUNNERS["validate_dataset"]
+
+    def reaped_while_it_validates(ex, step):
+        validate(ex, step)
+        PipelineRun.objects.filter(pk=ex.run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+        assert services.pipeline_runs_reap_stale() == 1
+
+    monkeypatch.setitem(execution.RUNNERS, "validate_dataset", reaped_while_it_validates)
+    run = execute(services.pipeline_run_start(pipeline=PipelineFactory()))
+    assert run.status == "failed" and "stopped responding" in run.error
+    assert statuses(run) == ["failed", "skipped"]
+
+
 def test_the_reaper_fails_a_stale_run_naming_its_step(demo_pipeline, no_enqueue, events):
     run = services.pipeline_run_start(pipeline=demo_pipeline)
     assert jobs.claim(PipelineRun, run.pk)
