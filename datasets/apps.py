@@ -6,9 +6,14 @@ class DatasetsConfig(AppConfig):
     name = "datasets"
 
     def ready(self):
-        from mlops_dashboard import jobs
+        from django.db.models.signals import post_delete
 
-        from . import selectors
+        from mlops_dashboard import jobs, retention
+
+        from . import selectors, signals
+
+        post_delete.connect(signals.delete_dataset_file, sender=self.get_model("Dataset"),
+                            dispatch_uid="datasets.delete_dataset_file")
 
         jobs.register(jobs.JobKind(
             key="processing_job", model=self.get_model("ProcessingJob"), label=selectors.processing_job_label,
@@ -16,4 +21,12 @@ class DatasetsConfig(AppConfig):
             failed_rule="job_failed", select_related=("dataset",), row=selectors.processing_job_row,
             reaper="datasets.services.datasets_reap_stale",
             resender="datasets.services.datasets_resend_lost",
+        ))
+        retention.register(retention.StorageKind(
+            key="datasets", label="Datasets", models=("datasets.Dataset",),
+            directory="datasets", referenced="datasets.services.dataset_files_referenced",
+        ))
+        retention.register(retention.StorageKind(
+            key="processing_jobs", label="Processing jobs", models=("datasets.ProcessingJob",),
+            setting="RETENTION_JOBS_DAYS", pruner="datasets.services.processing_jobs_prune",
         ))

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -126,17 +127,17 @@ def dataset_update(*, dataset: Dataset, name: str | None = None, description: st
 
 
 def dataset_delete(*, dataset: Dataset) -> None:
-    """Delete the row and, once that has committed, its stored file. Work on it is cancelled: its
-    processing jobs go with it (a running one stops at its next step, finding its row gone), and a
-    worker validating or profiling it stops without writing (its writes are guarded)."""
-    name, pk, file_name = dataset.name, dataset.pk, dataset.file.name
+    """Delete the row and, once that has committed, its stored file (signals.delete_dataset_file).
+    Work on it is cancelled: its processing jobs go with it (a running one stops at its next step,
+    finding its row gone), and a worker validating or profiling it stops without writing (its
+    writes are guarded)."""
+    name, pk = dataset.name, dataset.pk
     with transaction.atomic():
         active = dataset.jobs.filter(status__in=list(jobs.ACTIVE)).count()
         dataset.delete()
         activity_record(title=f"Dataset deleted: {name}", action_type="dataset_delete", metadata={"dataset_id": pk},
                         description=f"{active} processing job(s) cancelled." if active else "")
         publish_on_commit(catalog.DatasetDeleted(dataset_id=pk, name=name))
-        transaction.on_commit(lambda: default_storage.delete(file_name))
 
 
 def dataset_reprofile(*, dataset: Dataset) -> Dataset:
@@ -426,3 +427,22 @@ def datasets_reap_stale() -> int:
         _end_job(job, JobStatus.FAILED, error="The worker running this job stopped (worker lost).")
         count += 1
     return count
+
+
+# --- retention (registered in apps.py, run by mlops_dashboard.retention_prune) --------------------
+
+
+def processing_jobs_prune(cutoff) -> int:
+    """Finished processing jobs older than the cutoff (RETENTION_JOBS_DAYS) that no dataset came out
+    of (a job that made a dataset stays: it is that dataset's lineage)."""
+    from mlops_dashboard.retention import delete_in_batches
+
+    return delete_in_batches(
+        ProcessingJob.objects.filter(status__in=list(jobs.TERMINAL), outputs__isnull=True).filter(
+            Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
+        )
+    )
+
+
+def dataset_files_referenced() -> list[str]:
+    return list(Dataset.objects.values_list("file", flat=True))

@@ -59,3 +59,10 @@ def activities_recent(*, limit: int = 12) -> list[Activity]:
 def record_login(sender, request, user, **kwargs):
     """`user_logged_in` handler: a line per login."""
     activity_record(title=f"{user.get_username()} logged in", action_type="login", user=user)
+
+
+def activities_prune(cutoff) -> int:
+    """Feed lines older than the cutoff (RETENTION_ACTIVITY_DAYS), in batches."""
+    from .retention import delete_in_batches
+
+    return delete_in_batches(Activity.objects.filter(created_at__lt=cutoff))

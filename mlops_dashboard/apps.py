@@ -9,6 +9,15 @@ class MlopsDashboardConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_logged_in
 
+        from . import retention
         from .activity import record_login
 
         user_logged_in.connect(record_login, dispatch_uid="mlops_dashboard.record_login")
+        retention.register(retention.StorageKind(
+            key="activity", label="Activity feed", models=("mlops_dashboard.Activity",),
+            setting="RETENTION_ACTIVITY_DAYS", pruner="mlops_dashboard.activity.activities_prune",
+        ))
+        retention.register(retention.StorageKind(
+            key="sessions", label="Sessions", models=("sessions.Session",),
+            pruner="mlops_dashboard.retention.sessions_prune",
+        ))

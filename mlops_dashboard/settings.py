@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "mlops_dashboard.middleware.ApiTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -62,6 +63,15 @@ MIDDLEWARE = [
 # Requests of one server process at work in Django at once (the rest wait in the event loop; see
 # middleware.RequestSlots, applied in asgi.py).
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=10)
+# A request body (not an upload's) must arrive whole within this many seconds, else 408; an upload's
+# body must not pause longer than this. Read before the request takes a slot (request_bodies.py).
+WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=30.0)
+# The largest request body outside uploads and the URLs that register their own limit (predictions):
+# 413 past it, JSON bodies for DRF included (Django's own check never sees those).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# The largest body of a request without credentials (login forms): bodies are held in memory until
+# whole, and anonymous clients can open many connections.
+WEB_ANONYMOUS_MAX_BODY = env.int("WEB_ANONYMOUS_MAX_BODY", default=65_536)
 
 ROOT_URLCONF = "mlops_dashboard.urls"
 ASGI_APPLICATION = "mlops_dashboard.asgi.application"
@@ -161,6 +171,8 @@ EVENT_PUBLISH_RETRY_SECONDS = env.float("EVENT_PUBLISH_RETRY_SECONDS", default=1
 # Enforced while the body streams in (datasets/upload.py) and again on the stored file.
 DATASET_MAX_UPLOAD_MB = env.int("DATASET_MAX_UPLOAD_MB", default=512)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads go to a temporary file, not memory
+# Uploads of one user streaming at once, across every server process (a Redis lease each); past it, 429.
+UPLOADS_PER_USER = env.int("UPLOADS_PER_USER", default=3)
 
 # SECTION: celery -------------------------------------------------------------------------------
 
@@ -210,7 +222,9 @@ TRAINING_THREADS = env.int("TRAINING_THREADS", default=1)
 # SECTION: pipelines ----------------------------------------------------------------------------
 
 # Runs of one pipeline at a time (a pipeline's own max_concurrent_runs starts from this); more wait queued.
-PIPELINE_MAX_CONCURRENT_RUNS = env.int("PIPELINE_MAX_CONCURRENT_RUNS", default=1)
+PIPELINE_MAX_CONCURRENT_RUNS = env.int("PIPELINE_MAX_CONCURRENT_RUNS", default=1)  # 1-10 (pipelines.models)
+# A pipeline's cron schedule may not fire more often than this (each run holds a worker; 0: no limit).
+PIPELINE_MIN_SCHEDULE_MINUTES = env.int("PIPELINE_MIN_SCHEDULE_MINUTES", default=5)
 # How long a run waits for its input dataset to finish validating/profiling before failing (s).
 PIPELINE_DATASET_WAIT = env.int("PIPELINE_DATASET_WAIT", default=300)
 # Time limits (s) of one whole run; its steps run inside it.
@@ -231,7 +245,6 @@ MONITORING_CHECK_INTERVAL = env.int("MONITORING_CHECK_INTERVAL", default=15)  # 
 MONITORING_ROLLUP_INTERVAL = env.int("MONITORING_ROLLUP_INTERVAL", default=60)  # downsample and prune
 MONITORING_RAW_RETENTION_HOURS = env.int("MONITORING_RAW_RETENTION_HOURS", default=24)
 MONITORING_MINUTE_RETENTION_DAYS = env.int("MONITORING_MINUTE_RETENTION_DAYS", default=30)
-MONITORING_ANOMALY_RETENTION_DAYS = env.int("MONITORING_ANOMALY_RETENTION_DAYS", default=30)
 MONITORING_DISK_PATH = env.str("MONITORING_DISK_PATH", default="/")
 # Health levels: (warning, critical) per metric; a level is left only below threshold × (1 - hysteresis).
 MONITORING_THRESHOLDS = {
@@ -259,6 +272,33 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# SECTION: retention -----------------------------------------------------------------------------
+
+# What grows without end is pruned by beat (`mlops_dashboard.retention_prune`): each app prunes its
+# own rows (registered in its apps.py, see mlops_dashboard/retention.py). Days; 0 keeps forever.
+# The feed is for recent work; a quarter covers any review that looks back at it.
+RETENTION_ACTIVITY_DAYS = env.int("RETENTION_ACTIVITY_DAYS", default=90)
+# Resolved alerts only (open and acknowledged ones always stay); a quarter of incident history.
+RETENTION_ALERTS_DAYS = env.int("RETENTION_ALERTS_DAYS", default=90)
+# Finished pipeline runs and their steps (each pipeline's last run always stays).
+RETENTION_PIPELINE_RUNS_DAYS = env.int("RETENTION_PIPELINE_RUNS_DAYS", default=90)
+# Finished jobs' histories: jobs nothing refers to go, the rest lose their per-epoch history.
+RETENTION_JOBS_DAYS = env.int("RETENTION_JOBS_DAYS", default=90)
+# Anomalies and finished anomaly detections with their score files (MONITORING_ANOMALY_RETENTION_DAYS,
+# its former name, still counts): they are about recent behaviour, and score files are large.
+RETENTION_ANOMALIES_DAYS = env.int("RETENTION_ANOMALIES_DAYS",
+                                   default=env.int("MONITORING_ANOMALY_RETENTION_DAYS", default=30))
+# Files under MEDIA_ROOT that no row refers to go once this old (an upload or a job's output being
+# written has no row yet: a day is far beyond the longest of them). 0: never remove them.
+RETENTION_ORPHAN_FILES_HOURS = env.int("RETENTION_ORPHAN_FILES_HOURS", default=24)
+# Rows deleted per statement: short transactions that never lock a table for long.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+# How long the storage report (System page, `manage.py storage_report`) is reused, in seconds.
+STORAGE_REPORT_CACHE_SECONDS = env.int("STORAGE_REPORT_CACHE_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE["retention-prune"] = {
+    "task": "mlops_dashboard.retention_prune", "schedule": env.float("RETENTION_PRUNE_INTERVAL", default=3600.0),
+}
+
 # SECTION: auth ---------------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -279,11 +319,27 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mlops_dashboard.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "mlops_dashboard.api_errors.problem_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "mlops_dashboard.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "mlops_dashboard.throttles.AnonThrottle",
+        "mlops_dashboard.throttles.UserThrottle",
+    ],
+    # Anonymous clients are counted by REMOTE_ADDR (uvicorn already takes it from a local proxy's
+    # X-Forwarded-For): without this, DRF takes the client's own header, and a new value per request
+    # escapes the anonymous rate. Set it to the number of proxies only for a server that doesn't.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
+# API requests per client (DRF's "N/second|minute|hour|day"; empty: no limit), counted in Redis
+# across processes. Anonymous callers can only ask for a token, so a minute's worth is plenty.
+API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="60/minute")
+# A user's pages and scripts together: a dozen open pages refreshing every 1.5 s stay far below;
+# a program predicting faster than 20/s sustained raises it (the benchmarks do).
+API_THROTTLE_USER = env.str("API_THROTTLE_USER", default="1200/minute")
+# The largest page a list endpoint returns (`limit`); larger asks get 400.
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps Dashboard API",
     "DESCRIPTION": "Datasets, training, models, pipelines and monitoring. Live events: see /ws/.",
@@ -338,6 +394,26 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_BEHIND_PROXY", default=False) else None
+# No inline script or style anywhere (page data travels in json_script, widths in pct-N classes): an
+# injected <script> or style= does nothing. 'self' covers same-origin ws:/wss: too (CSP3), checked by
+# tests/browser/test_csp.py.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    },
+}
+# Debug pages and error mails: Django's filter hides secret-looking names only; these also hide
+# where Redis, the broker, the channel layer and the database live, and their passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mlops_dashboard.error_reports.ServiceSecretsFilter"
+DEFAULT_EXCEPTION_REPORTER = "mlops_dashboard.error_reports.ServiceSecretsReporter"
 
 # SECTION: logging ------------------------------------------------------------------------------
 

@@ -33,3 +33,11 @@ def jobs_recover() -> dict:
     from .jobs import reap_all, resend_lost
 
     return {**reap_all(), **resend_lost()}
+
+
+@shared_task(name="mlops_dashboard.retention_prune", ignore_result=True)
+def retention_prune() -> dict:
+    """Delete what is past its retention and the files no row refers to (run by beat, hourly)."""
+    from .retention import prune_all
+
+    return prune_all()

@@ -1,23 +1,27 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
-from rest_framework.routers import SimpleRouter
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.authtoken.views import ObtainAuthToken
 
 from monitoring import views as monitoring_views
 
-from . import api, views
+from . import api, throttles, views
+from .routers import ApiRouter
 
-router = SimpleRouter(trailing_slash=True)
+router = ApiRouter()
 router.register("activity", api.ActivityViewSet, basename="activity")
 
 api_urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    # DRF's view turns throttles off; an anonymous caller guessing passwords is what they are for.
+    path("auth/token/", ObtainAuthToken.as_view(throttle_classes=[throttles.AnonThrottle, throttles.UserThrottle]),
+         name="api-token"),
     path("events/", api.EventLogView.as_view(), name="api-events"),
     path("events/test/", api.TestEventView.as_view(), name="api-events-test"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's init script as a request of its own: no inline script (CSP).
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html"),
+         name="api-docs"),
     *router.urls,
 ]
 

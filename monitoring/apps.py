@@ -23,7 +23,25 @@ class MonitoringConfig(AppConfig):
             resender="monitoring.services.detection.anomaly_detections_resend_lost",
         ))
         jobs.job_failed.connect(signals.job_failed_alert, dispatch_uid="monitoring.job_failed_alert")
+        self._register_retention()
         # An ASGI server process (uvicorn, daphne, ...) runs a collector of its own.
         role = collector.server_process_role()
         if role:
             collector.start(role)
+
+    @staticmethod
+    def _register_retention():
+        from mlops_dashboard.retention import StorageKind, register
+
+        rollup = "monitoring.services.rollup"
+        register(StorageKind(key="metric_samples_raw", label="Host metrics (raw and per-minute)",
+                             models=("monitoring.MetricSample",), setting="MONITORING_RAW_RETENTION_HOURS",
+                             unit="hours", pruner=f"{rollup}.raw_samples_prune"))
+        register(StorageKind(key="metric_samples_minute", label="Host metrics per minute (same table)",
+                             setting="MONITORING_MINUTE_RETENTION_DAYS", pruner=f"{rollup}.minute_samples_prune"))
+        register(StorageKind(key="alerts", label="Alerts (resolved)", models=("monitoring.Alert",),
+                             setting="RETENTION_ALERTS_DAYS", pruner=f"{rollup}.alerts_prune"))
+        register(StorageKind(key="anomalies", label="Anomalies and detections",
+                             models=("monitoring.Anomaly", "monitoring.AnomalyDetection"),
+                             setting="RETENTION_ANOMALIES_DAYS", pruner=f"{rollup}.anomalies_prune",
+                             directory="anomaly", referenced=f"{rollup}.scores_files_referenced"))

@@ -8,6 +8,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from mlops_dashboard.storage import storage_report
+
 from . import selectors, services
 from .forms import AlertRuleForm
 from .models import METRICS, Alert, AlertRule, Anomaly
@@ -96,6 +98,8 @@ def system(request):
         "checked_at": result.get("checked_at"),
         "health": selectors.health_current(),
         "hosts": selectors.latest_metrics(),
+        # Staff only: what each kind of row and file weighs (cached: mlops_dashboard.storage).
+        "storage": storage_report() if request.user.is_staff else None,
         "page_data": {
             "api": _api_urls(),
             "interval": settings.MONITORING_CHECK_INTERVAL,

@@ -6,7 +6,7 @@ class PipelinesConfig(AppConfig):
     name = "pipelines"
 
     def ready(self):
-        from mlops_dashboard import jobs
+        from mlops_dashboard import jobs, retention
 
         from . import selectors
 
@@ -16,4 +16,8 @@ class PipelinesConfig(AppConfig):
             failed_rule="pipeline_failed", select_related=("pipeline",), row=selectors.pipeline_run_row,
             failure_metadata=selectors.pipeline_run_failure_metadata,
             reaper="pipelines.services.pipeline_runs_reap_stale",
+        ))
+        retention.register(retention.StorageKind(
+            key="pipeline_runs", label="Pipeline runs and steps", models=("pipelines.PipelineRun", "pipelines.StepRun"),
+            setting="RETENTION_PIPELINE_RUNS_DAYS", pruner="pipelines.retention.pipeline_runs_prune",
         ))

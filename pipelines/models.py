@@ -18,8 +18,13 @@ from mlops_dashboard.jobs import JobFields
 from . import steps as step_kinds
 
 
+# Runs of one pipeline at once: each holds a worker for up to its time limit, so a pipeline may not
+# take over the workers of every other one.
+MAX_CONCURRENT_RUNS = 10
+
+
 def default_max_concurrent_runs() -> int:
-    return settings.PIPELINE_MAX_CONCURRENT_RUNS
+    return max(1, min(settings.PIPELINE_MAX_CONCURRENT_RUNS, MAX_CONCURRENT_RUNS))
 
 
 class Pipeline(models.Model):
@@ -34,7 +39,7 @@ class Pipeline(models.Model):
     periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
                                          on_delete=models.SET_NULL, related_name="+", editable=False)
     max_concurrent_runs = models.PositiveIntegerField(
-        default=default_max_concurrent_runs, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        default=default_max_concurrent_runs, validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENT_RUNS)],
         help_text="Runs over this limit wait queued until a running one ends.",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -34,6 +34,7 @@ from training import services as training_services
 from . import steps as step_kinds
 from .execution import Execution, context_after, progress_of, step_event
 from .models import Pipeline, PipelineRun, StepRun, StepStatus
+from .schedules import min_gap_minutes
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,17 @@ def validate_schedule(value: str) -> str:
     try:
         crontab_validator(value)
         minute, hour, day_of_month, month_of_year, day_of_week = parts
-        crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
-                day_of_week=day_of_week)
+        cron = crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+                       day_of_week=day_of_week)
     except (ValidationError, ValueError, TypeError) as exc:
         detail = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         raise ValidationError({"schedule": f"{value!r} is not a valid cron expression ({detail})."}) from None
+    least = settings.PIPELINE_MIN_SCHEDULE_MINUTES
+    gap = min_gap_minutes(cron)
+    if least > 0 and gap < least:
+        raise ValidationError({"schedule": f"{value!r} fires as often as every {gap} minute{'s' if gap != 1 else ''}; "
+                                           f"a schedule may fire at most once every {least} minutes "
+                                           "(PIPELINE_MIN_SCHEDULE_MINUTES)."})
     return value
 
 

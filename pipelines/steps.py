@@ -37,7 +37,7 @@ SCORE_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc
 ERROR_METRICS = ("log_loss", "mae", "rmse")
 METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss", "r2", "mae", "rmse")
 TASKS = ("classification", "regression")
-MAX_STEPS = 30
+MAX_STEPS = 20  # a run's steps share one task's time limit and one worker
 MAX_EPOCHS = 500
 DEFAULT_EPOCHS = 10
 

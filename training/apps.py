@@ -7,9 +7,12 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training and models"
 
     def ready(self):
-        from mlops_dashboard import jobs
+        from mlops_dashboard import jobs, request_bodies, retention
 
-        from . import selectors
+        from . import api, selectors
+
+        for url_name in api.PREDICT_URL_NAMES:  # batches of rows: more than the default body limit
+            request_bodies.register_body_limit(url_name, api.MAX_PREDICT_BODY, api.PREDICT_TOO_LARGE)
 
         jobs.register(jobs.JobKind(
             key="training_job", model=self.get_model("TrainingJob"), label=selectors.training_job_label,
@@ -18,4 +21,13 @@ class TrainingConfig(AppConfig):
             failure_metadata=selectors.training_job_failure_metadata,
             reaper="training.services.jobs.training_jobs_reap_stale",
             resender="training.services.jobs.training_jobs_resend_lost",
+        ))
+        retention.register(retention.StorageKind(
+            key="training_jobs", label="Training jobs", models=("training.TrainingJob",),
+            setting="RETENTION_JOBS_DAYS", pruner="training.services.retention.training_jobs_prune",
+        ))
+        retention.register(retention.StorageKind(
+            key="model_versions", label="Model versions",
+            models=("training.ModelVersion", "training.Deployment"),
+            directory="models", referenced="training.services.retention.artifacts_referenced",
         ))

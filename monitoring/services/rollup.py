@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Avg, Count, Max, Min, Q
+from django.db.models import Avg, Count, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from ..models import Anomaly, MetricSample
+from mlops_dashboard.jobs import TERMINAL
+from mlops_dashboard.retention import delete_in_batches
+
+from ..models import Alert, Anomaly, AnomalyDetection, MetricSample
 
 
 AVERAGED = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "net_sent_rate", "net_recv_rate",
@@ -20,7 +23,7 @@ AVERAGED = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "net_sent
 def metrics_rollup(*, now=None) -> dict:
     """Average raw samples into one row per host and complete minute, then delete what is past its
     retention: raw after MONITORING_RAW_RETENTION_HOURS, minutes after MONITORING_MINUTE_RETENTION_DAYS,
-    anomalies after MONITORING_ANOMALY_RETENTION_DAYS. Idempotent (a minute row is written once)."""
+    streaming anomalies after RETENTION_ANOMALIES_DAYS. Idempotent (a minute row is written once)."""
     now = now or timezone.now()
     current_minute = now.replace(second=0, microsecond=0)
     raw = MetricSample.objects.filter(resolution=MetricSample.Resolution.RAW)
@@ -51,12 +54,57 @@ def metrics_rollup(*, now=None) -> dict:
         before = MetricSample.objects.filter(resolution=MetricSample.Resolution.MINUTE).count()
         MetricSample.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
         created = MetricSample.objects.filter(resolution=MetricSample.Resolution.MINUTE).count() - before
-    raw_cutoff = now - timedelta(hours=settings.MONITORING_RAW_RETENTION_HOURS)
-    minute_cutoff = now - timedelta(days=settings.MONITORING_MINUTE_RETENTION_DAYS)
-    anomaly_cutoff = now - timedelta(days=settings.MONITORING_ANOMALY_RETENTION_DAYS)
-    deleted_raw, _ = raw.filter(timestamp__lt=raw_cutoff).delete()
-    deleted_minutes, _ = MetricSample.objects.filter(resolution=MetricSample.Resolution.MINUTE,
-                                                     timestamp__lt=minute_cutoff).delete()
-    deleted_anomalies, _ = Anomaly.objects.filter(detected_at__lt=anomaly_cutoff, detection__isnull=True).delete()
-    return {"minutes_created": created, "raw_deleted": deleted_raw, "minutes_deleted": deleted_minutes,
-            "anomalies_deleted": deleted_anomalies}
+    return {"minutes_created": created, **metrics_retention(now=now)}
+
+
+# --- retention (also run hourly by mlops_dashboard.retention_prune, registered in apps.py) ---------
+
+
+def metrics_retention(*, now) -> dict:
+    """The rollup's share of retention, run every minute: samples and anomalies past their retention
+    (each setting 0: kept forever)."""
+    raw_hours = settings.MONITORING_RAW_RETENTION_HOURS
+    minute_days = settings.MONITORING_MINUTE_RETENTION_DAYS
+    anomaly_days = settings.RETENTION_ANOMALIES_DAYS
+    return {
+        "raw_deleted": raw_samples_prune(now - timedelta(hours=raw_hours)) if raw_hours > 0 else 0,
+        "minutes_deleted": minute_samples_prune(now - timedelta(days=minute_days)) if minute_days > 0 else 0,
+        "anomalies_deleted": metric_anomalies_prune(now - timedelta(days=anomaly_days)) if anomaly_days > 0 else 0,
+    }
+
+
+def raw_samples_prune(cutoff) -> int:
+    return delete_in_batches(MetricSample.objects.filter(resolution=MetricSample.Resolution.RAW, timestamp__lt=cutoff))
+
+
+def minute_samples_prune(cutoff) -> int:
+    return delete_in_batches(MetricSample.objects.filter(resolution=MetricSample.Resolution.MINUTE,
+                                                         timestamp__lt=cutoff))
+
+
+def metric_anomalies_prune(cutoff) -> int:
+    """Streaming anomalies (a detection's anomalies go with their detection)."""
+    return delete_in_batches(Anomaly.objects.filter(detected_at__lt=cutoff, detection__isnull=True))
+
+
+def anomalies_prune(cutoff) -> int:
+    """Streaming anomalies, then finished anomaly detections with their anomalies and score files,
+    except each dataset's latest finished one (the dataset page shows it)."""
+    deleted = metric_anomalies_prune(cutoff)
+    latest = (AnomalyDetection.objects.filter(dataset=OuterRef("dataset"), status__in=list(TERMINAL))
+              .order_by("-created_at", "-id").values("pk")[:1])
+    old = AnomalyDetection.objects.filter(status__in=list(TERMINAL)).filter(
+        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
+    ).exclude(pk=Subquery(latest))
+    return deleted + delete_in_batches(old)
+
+
+def alerts_prune(cutoff) -> int:
+    """Resolved alerts resolved before the cutoff (open and acknowledged ones always stay)."""
+    return delete_in_batches(Alert.objects.filter(status=Alert.Status.RESOLVED).filter(
+        Q(resolved_at__lt=cutoff) | Q(resolved_at__isnull=True, last_seen_at__lt=cutoff)
+    ))
+
+
+def scores_files_referenced() -> list[str]:
+    return list(AnomalyDetection.objects.exclude(scores_file="").values_list("scores_file", flat=True))

@@ -144,7 +144,9 @@ def test_isolation_forest_on_titanic_through_a_real_worker(worker, client, user,
     page = client.get(f"/api/anomaly/detect/{detection_id}/scores/?offset=880&limit=50").json()
     assert len(page["scores"]) == 11
 
-    [event] = [e for e in events("anomaly_detected") if e.get("detection_id") == detection_id]
+    # The worker publishes once its transaction has committed: the row can read succeeded a moment before.
+    [event] = procs.wait_for(lambda: [e for e in events("anomaly_detected") if e.get("detection_id") == detection_id],
+                             timeout=60, message="anomaly_detected")
     assert (event["source"], event["entity"], event["metric"]) == ("dataset", "titanic", "isolation_forest")
     assert event["value"] == pytest.approx(detection.share_flagged) and event["dataset_id"] == dataset.pk
     assert event["anomaly_score"] == pytest.approx(detection.max_score, abs=1e-4)
