@@ -12,6 +12,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
+from django.http import Http404
 from django.utils import timezone
 
 from mlops_dashboard import jobs
@@ -114,19 +115,28 @@ def dataset_update(*, dataset: Dataset, name: str | None = None, description: st
         dataset.target_column = target_column
     dataset.full_clean()
     with transaction.atomic():
-        dataset.save()
+        # Only the fields a user edits: a worker validating or profiling writes the others meanwhile.
+        if not Dataset.objects.filter(pk=dataset.pk).update(
+            name=dataset.name, description=dataset.description, target_column=dataset.target_column,
+            updated_at=timezone.now(),
+        ):
+            raise Http404(f"Dataset {dataset.pk} was deleted.")
+        dataset.refresh_from_db()
         _announce(dataset)
     return dataset
 
 
 def dataset_delete(*, dataset: Dataset) -> None:
-    """Delete the row and, once that has committed, its stored file (signals.delete_dataset_file)."""
-    if dataset.jobs.filter(status__in=list(jobs.ACTIVE)).exists():
-        raise ValidationError("A processing job is still running on this dataset: cancel it first.")
+    """Delete the row and, once that has committed, its stored file (signals.delete_dataset_file).
+    Work on it is cancelled: its processing jobs go with it (a running one stops at its next step,
+    finding its row gone), and a worker validating or profiling it stops without writing (its
+    writes are guarded)."""
     name, pk = dataset.name, dataset.pk
     with transaction.atomic():
+        active = dataset.jobs.filter(status__in=list(jobs.ACTIVE)).count()
         dataset.delete()
-        activity_record(title=f"Dataset deleted: {name}", action_type="dataset_delete", metadata={"dataset_id": pk})
+        activity_record(title=f"Dataset deleted: {name}", action_type="dataset_delete", metadata={"dataset_id": pk},
+                        description=f"{active} processing job(s) cancelled." if active else "")
         publish_on_commit(catalog.DatasetDeleted(dataset_id=pk, name=name))
 
 
@@ -164,6 +174,9 @@ def dataset_ingest(*, dataset_id: int) -> None:
             if _validate(dataset):
                 _profile(dataset)
         except Exception as exc:  # never leave a dataset validating/profiling
+            if not Dataset.objects.filter(pk=dataset_id).exists():  # deleted meanwhile (its file too)
+                logger.info("dataset %s: deleted while it was ingested; stopped", dataset_id)
+                return
             logger.exception("dataset %s: ingest failed", dataset_id)
             _mark_invalid(dataset_id, [f"Processing this file failed unexpectedly ({type(exc).__name__}). "
                                        "Try Re-profile; if it fails again, check the file."])
@@ -171,18 +184,13 @@ def dataset_ingest(*, dataset_id: int) -> None:
 
 def _validate(dataset: Dataset) -> bool:
     result = validation.validate_csv(dataset.file.path, target_column=dataset.target_column or None)
-    dataset.encoding = result.encoding or ""
-    dataset.delimiter = result.delimiter or ""
-    dataset.column_names = result.columns
-    dataset.column_count = len(result.columns) if result.columns else None
-    dataset.row_count = result.rows if result.ok else None
-    dataset.file_size = result.file_size
-    dataset.validation_time = result.validation_time
-    dataset.errors = result.errors
-    dataset.warnings = result.warnings
-    dataset.status = Status.PROFILING if result.ok else Status.INVALID
     with transaction.atomic():
-        dataset.save()
+        if not _write_owned(dataset, Status.VALIDATING, encoding=result.encoding or "", delimiter=result.delimiter or "",
+                            column_names=result.columns, column_count=len(result.columns) if result.columns else None,
+                            row_count=result.rows if result.ok else None, file_size=result.file_size,
+                            validation_time=result.validation_time, errors=result.errors, warnings=result.warnings,
+                            status=Status.PROFILING if result.ok else Status.INVALID):
+            return False
         user_id = dataset.created_by_id
         publish_on_commit(
             catalog.FileValidated(
@@ -222,15 +230,11 @@ def _profile(dataset: Dataset) -> None:
     )
     assessment = profiling.quality(profile)
     preview = profiling.first_rows(dataset.file.path, encoding=dataset.encoding, delimiter=dataset.delimiter, n=50)
-    dataset.profile = profile.to_json()
-    dataset.quality = assessment.to_json()
-    dataset.quality_score = assessment.quality_score
-    dataset.preview = preview
-    dataset.row_count = profile.rows
-    dataset.profiling_time = round(time.perf_counter() - started, 4)
-    dataset.status = Status.READY
     with transaction.atomic():
-        dataset.save()
+        if not _write_owned(dataset, Status.PROFILING, profile=profile.to_json(), quality=assessment.to_json(),
+                            quality_score=assessment.quality_score, preview=preview, row_count=profile.rows,
+                            profiling_time=round(time.perf_counter() - started, 4), status=Status.READY):
+            return
         publish_on_commit(catalog.QualityAssessment(dataset_id=dataset.pk, quality_score=dataset.quality_score,
                                                     stats=dataset.quality))
         publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset.pk, status=Status.READY, data=summary(dataset)))
@@ -239,6 +243,17 @@ def _profile(dataset: Dataset) -> None:
                         duration=dataset.profiling_time, severity_level="success",
                         description=f"Quality score {dataset.quality_score:.1f}",
                         metadata={"dataset_id": dataset.pk, "quality_score": dataset.quality_score})
+
+
+def _write_owned(dataset: Dataset, while_status: str, **fields) -> bool:
+    """Write the worker's own fields while the dataset is still `while_status`, then read the row back (a
+    user's edit of its name, description or target meanwhile is kept). False, and nothing written,
+    when it was deleted or reset meanwhile: the worker stops there."""
+    if not jobs.advance(Dataset, dataset.pk, from_statuses=(while_status,), updated_at=timezone.now(), **fields):
+        logger.info("dataset %s: deleted or no longer %s; its result was dropped", dataset.pk, while_status)
+        return False
+    dataset.refresh_from_db()
+    return True
 
 
 def _mark_invalid(dataset_id: int, errors: list[str]) -> None:
@@ -321,15 +336,16 @@ def processing_job_run(*, job_id: int) -> None:
     def report(percent: float, step: str):
         job.progress = round(percent, 1)
         job.current_step = step
-        ProcessingJob.objects.filter(pk=job_id).update(progress=job.progress, current_step=step,
-                                                       heartbeat_at=timezone.now())
+        if not ProcessingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+                progress=job.progress, current_step=step, heartbeat_at=timezone.now()):
+            raise operations.Cancelled()  # its dataset (and so the job) was deleted, or it was reaped
         _job_progress(job)
 
     def progress(fraction: float, step: str):  # the operation itself is the first 60%
         report(60 * fraction, step)
 
-    def should_stop() -> bool:
-        return ProcessingJob.objects.filter(pk=job_id, cancel_requested=True).exists()
+    def should_stop() -> bool:  # cancelled, or deleted with its dataset
+        return not ProcessingJob.objects.filter(pk=job_id, cancel_requested=False).exists()
 
     with jobs.heartbeat(ProcessingJob, job_id):
         try:

@@ -91,6 +91,13 @@ def finish(model, pk, *, status, from_statuses=(JobStatus.RUNNING,), **fields) -
     return updated == 1
 
 
+def advance(model, pk, *, from_statuses, **fields) -> bool:
+    """Write the fields a worker owns, only while the row is still in one of `from_statuses`: False
+    when it was deleted or moved on meanwhile. Never a full save() from a worker: it would undo a
+    user's edit made since the worker read the row, or INSERT a deleted row again."""
+    return model.objects.filter(pk=pk, status__in=list(from_statuses)).update(**fields) == 1
+
+
 @contextlib.contextmanager
 def heartbeat(model, pk, *, field="heartbeat_at", every: float = HEARTBEAT_SECONDS):
     """Touch `field` every few seconds while the block runs, from a thread of its own (a long
@@ -210,13 +217,12 @@ def broker_queue_empty() -> bool:
     worker holds only the messages it runs, so a row queued for minutes while nothing waits has
     lost its message (Redis restarted without its data, a broker failover)."""
     from celery import current_app
-    from kombu.exceptions import ChannelError
 
     with current_app.connection_for_write() as conn:
-        try:
-            ok = conn.default_channel.queue_declare(queue=current_app.conf.task_default_queue, passive=True)
-        except ChannelError:  # Redis keeps no key for an empty queue
-            return True
+        # Not passive: kombu's Redis transport checks a passive declare with an EXISTS it does not
+        # prefix with `global_keyprefix`, so the queue always looked absent (empty). Declaring the
+        # default queue creates nothing a worker would not.
+        ok = conn.default_channel.queue_declare(queue=current_app.conf.task_default_queue)
         return ok.message_count == 0
 
 

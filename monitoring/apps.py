@@ -15,11 +15,12 @@ class MonitoringConfig(AppConfig):
         post_delete.connect(signals.delete_scores_file, sender="monitoring.AnomalyDetection",
                             dispatch_uid="monitoring.delete_scores_file")
         signals.connect_celery_signals()
-        # On-demand anomaly detections are jobs with a reaper; no alert rule watches them.
+        # On-demand anomaly detections are jobs with a reaper and a resender; no alert rule watches them.
         jobs.register(jobs.JobKind(
             key="anomaly_detection", model=self.get_model("AnomalyDetection"), label=str,
             step_text=lambda detection: detection.status, progress_fields=(),
             reaper="monitoring.services.detection.anomaly_detections_reap_stale",
+            resender="monitoring.services.detection.anomaly_detections_resend_lost",
         ))
         jobs.job_failed.connect(signals.job_failed_alert, dispatch_uid="monitoring.job_failed_alert")
         self._register_retention()

@@ -45,6 +45,10 @@ class StepFailed(Exception):
     """The step cannot succeed; the message says why, for people."""
 
 
+class RunEnded(Exception):
+    """The run was reaped or ended elsewhere while a step ran: its steps are no longer this worker's."""
+
+
 class StepCancelled(Exception):
     """The run was cancelled while this step ran."""
 
@@ -195,7 +199,10 @@ class Execution:
                 return None  # reaped or ended elsewhere
             if self.cancel_requested():
                 return self.end(step, JobStatus.CANCELLED, error="Cancelled by a user.", step_started=False)
-            self.start_step(step)
+            try:
+                self.start_step(step)
+            except RunEnded:
+                return None
             try:
                 RUNNERS[step.kind](self, step)
             except StepCancelled as exc:
@@ -206,8 +213,18 @@ class Execution:
                 logger.exception("pipeline run %s: step %s (%s) failed unexpectedly", self.run.pk, step.index, step.kind)
                 return self.end(step, JobStatus.FAILED,
                                 error=f"The step failed unexpectedly: {type(exc).__name__}: {exc}"[:2000])
-            self.finish_step(step)
+            try:
+                self.finish_step(step)
+            except RunEnded:
+                return None
         return self.end(None, JobStatus.SUCCEEDED)
+
+    def write_step(self, step: StepRun, *fields: str) -> None:
+        """Write these fields of the step while its run is still running (never a bare save(): the
+        reaper may have ended the run, and its steps, meanwhile); RunEnded when it has."""
+        values = {name: getattr(step, StepRun._meta.get_field(name).attname) for name in fields}
+        if not StepRun.objects.filter(pk=step.pk, run__status=JobStatus.RUNNING).update(**values):
+            raise RunEnded(self.run.pk)
 
     def start_step(self, step: StepRun) -> None:
         step.status = StepStatus.RUNNING
@@ -215,7 +232,7 @@ class Execution:
         dataset_id = self.context.get("dataset_id")
         step.input_dataset_id = dataset_id if datasets_selectors.dataset_exists(dataset_id) else None
         with transaction.atomic():
-            step.save(update_fields=["status", "started_at", "input_dataset"])
+            self.write_step(step, "status", "started_at", "input_dataset")
             self.run.current_step = step.index
             self.run.message = f"Step {step.index + 1} of {self.run.total_steps}: {step.label}"
             PipelineRun.objects.filter(pk=self.run.pk).update(current_step=step.index, message=self.run.message)
@@ -230,8 +247,8 @@ class Execution:
         step.finished_at = timezone.now()
         step.progress = 100.0
         with transaction.atomic():
-            step.save(update_fields=["status", "finished_at", "progress", "output_dataset", "model_version",
-                                     "processing_job", "training_job", "metrics", "output"])
+            self.write_step(step, "status", "finished_at", "progress", "output_dataset", "model_version",
+                            "processing_job", "training_job", "metrics", "output")
             self.run.context = dict(self.context)
             PipelineRun.objects.filter(pk=self.run.pk).update(context=self.run.context)
             step_event(step, self.run)

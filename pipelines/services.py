@@ -28,7 +28,7 @@ from datasets import selectors as datasets_selectors
 from datasets import services as datasets_services
 from mlops_dashboard.activity import activity_record
 from mlops_dashboard.events import catalog, publish_on_commit
-from mlops_dashboard.jobs import JobStatus, claim, finish, heartbeat, job_failed_send, stale
+from mlops_dashboard.jobs import JobStatus, broker_queue_empty, claim, finish, heartbeat, job_failed_send, stale
 from training import services as training_services
 
 from . import steps as step_kinds
@@ -358,9 +358,22 @@ def _run_enqueue(*, run_id: int) -> None:
         PipelineRun.objects.filter(pk=run_id, status=JobStatus.QUEUED).update(enqueued_at=None)
 
 
+def _broker_has_waiting_messages() -> bool:
+    """True when messages wait in the broker's queue (or it cannot be read): a run handed to a
+    worker long ago may only be waiting behind them, and sending it again would grow the queue."""
+    try:
+        return not broker_queue_empty()
+    except Exception:
+        logger.warning("could not look at the broker's queue; no run sent again", exc_info=True)
+        return True
+
+
 def pipeline_runs_kick() -> int:
-    """Beat's safety net: dispatch every pipeline with queued runs; resend runs whose message was lost."""
+    """Beat's safety net: dispatch every pipeline with queued runs; resend runs whose message was lost
+    (handed to a worker long ago, still queued, and nothing left waiting in the broker)."""
     stuck = PipelineRun.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=timezone.now() - REENQUEUE_AFTER)
+    if stuck.exists() and _broker_has_waiting_messages():
+        stuck = stuck.none()  # their messages may still be waiting: a worker will get to them
     resent = 0
     for run_id in stuck.values_list("pk", flat=True):
         # claim() makes a duplicate delivery harmless.

@@ -146,3 +146,15 @@ def anomaly_detections_reap_stale() -> int:
         _detection_fail(detection, "The worker running this detection stopped (worker lost).")
         count += 1
     return count
+
+
+def anomaly_detections_resend_lost(cutoff) -> int:
+    """Queued detections whose broker message was lost: enqueue them again (see jobs.resend_lost)."""
+    from ..tasks import anomaly_detection_run
+
+    ids = list(AnomalyDetection.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff)
+               .values_list("pk", flat=True))
+    for pk in ids:
+        logger.warning("anomaly detection %s: still queued with no message in the broker; sent again", pk)
+        anomaly_detection_run.delay(pk)
+    return len(ids)

@@ -180,3 +180,89 @@ def test_a_processing_job_delivered_twice_runs_once(worker, user, titanic_path):
     outputs = Dataset.objects.filter(parent=dataset)
     assert sorted(outputs.values_list("pk", flat=True)) == sorted(o["dataset_id"] for o in job.result["outputs"])
     assert outputs.count() == 2 and Dataset.objects.count() == 3
+
+
+# --- rows stay consistent while a worker holds them -----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slow_csv(tmp_path_factory):
+    """About 116 MB (2,000,000 rows, 10 columns): validating and profiling it take seconds each, long
+    enough to edit or delete the dataset while the worker holds it."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    n = 100_000
+    frame = pd.DataFrame(rng.normal(size=(n, 8)).round(3), columns=[f"f{i}" for i in range(8)])
+    frame["colour"] = rng.choice(["red", "green", "blue"], size=n)
+    frame["label"] = rng.integers(0, 2, size=n)
+    block = frame.to_csv(index=False, header=False)
+    path = tmp_path_factory.mktemp("slow") / "slow.csv"
+    with open(path, "w") as f:
+        f.write(",".join(frame.columns) + "\n")
+        for _ in range(20):
+            f.write(block)
+    return path
+
+
+def ingest_in_the_worker(user, path):
+    from datasets import services
+
+    return services.dataset_create_from_file(path=str(path), name="slow", user=user, target_column="label")
+
+
+def wait_worker_done(worker):
+    procs.wait_for(lambda: not worker.busy(), timeout=180, interval=0.5, message="the worker to finish its tasks")
+
+
+def test_an_edit_made_while_the_worker_profiles_is_kept(worker, client, user, slow_csv):
+    """The worker wrote its whole row back at the end of profiling (save()): a name, description or
+    target set meanwhile was lost. It writes only the fields it owns."""
+    client.force_login(user)
+    dataset = ingest_in_the_worker(user, slow_csv)
+    reached = wait_status(Dataset, dataset.pk, {"profiling", "ready", "invalid"}, timeout=120)
+    assert reached.status == "profiling", (reached.status, reached.errors, worker.output()[-3000:])
+    response = client.patch(f"/api/datasets/{dataset.pk}/", {"name": "renamed", "description": "edited while profiling",
+                            "target_column": "colour"}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "profiling", "profiling ended before the edit: the file is too small"
+    dataset = wait_status(Dataset, dataset.pk, {"ready", "invalid"}, timeout=180)
+    assert dataset.status == "ready", dataset.errors
+    assert (dataset.name, dataset.description, dataset.target_column) == ("renamed", "edited while profiling", "colour")
+    assert dataset.profile and dataset.row_count == 2_000_000
+
+
+@pytest.mark.parametrize("phase", ["validating", "profiling"])
+def test_a_dataset_deleted_while_the_worker_holds_it_stays_deleted(worker, client, user, slow_csv, phase):
+    """The worker's save() found no row to update and INSERTed it again, with the same id. Its
+    writes are now guarded: a deleted dataset stays deleted, and the worker stops quietly."""
+    client.force_login(user)
+    dataset = ingest_in_the_worker(user, slow_csv)
+    procs.wait_for(lambda: Dataset.objects.filter(pk=dataset.pk, status=phase, heartbeat_at__isnull=False).exists(),
+                   timeout=120, message=f"the worker to be {phase} the dataset")
+    assert client.delete(f"/api/datasets/{dataset.pk}/").status_code == 204
+    wait_worker_done(worker)
+    assert not Dataset.objects.filter(pk=dataset.pk).exists()
+    assert f"dataset {dataset.pk}: deleted" in worker.output()
+
+
+def test_deleting_a_dataset_cancels_its_running_processing_job(worker, client, user, slow_csv):
+    """It answered 400 ("cancel it first"). The delete goes through; the job, deleted with its
+    dataset, stops at its next step and writes nothing."""
+    from datasets import services
+
+    client.force_login(user)
+    dataset = services.dataset_create_from_file(path=str(slow_csv), name="slow", user=user, target_column="label",
+                                                ingest=False)
+    services.dataset_ingest(dataset_id=dataset.pk)  # ready, in this process
+    response = client.post(f"/api/datasets/{dataset.pk}/jobs/", {"operation": "clean", "options": {"missing": "fill_mode"}},
+                           content_type="application/json")
+    assert response.status_code == 201, response.content
+    job_id = response.json()["id"]
+    wait_status(ProcessingJob, job_id, {"running"}, timeout=120)
+    response = client.delete(f"/api/datasets/{dataset.pk}/")
+    assert response.status_code == 204, response.content
+    wait_worker_done(worker)
+    assert not Dataset.objects.exists() and not ProcessingJob.objects.exists()
+    assert f"processing job {job_id} failed" not in worker.output()

@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from datasets import services as dataset_services
 from datasets.models import Dataset, ProcessingJob
+from monitoring import services as monitoring_services
+from monitoring.models import AnomalyDetection
 from tests import procs
 from training import services as training_services
 from training.models import ModelVersion, TrainingJob
@@ -28,8 +30,11 @@ def test_rows_whose_message_was_lost_are_sent_again_and_run_once(live_worker_pro
         patch.setattr("datasets.tasks.processing_job_run.delay", lambda *args: None)
         lost_processing = dataset_services.processing_job_create(dataset=titanic, operation="split",
                                                                  options={"test_ratio": 0.25}, user=user)
+        patch.setattr("monitoring.tasks.anomaly_detection_run.delay", lambda *args: None)
+        lost_detection = monitoring_services.anomaly_detection_start(dataset=titanic, user=user)
     long_ago = timezone.now() - timedelta(minutes=5)
-    for model, pk in ((TrainingJob, lost_job.pk), (Dataset, lost_upload.pk), (ProcessingJob, lost_processing.pk)):
+    for model, pk in ((TrainingJob, lost_job.pk), (Dataset, lost_upload.pk), (ProcessingJob, lost_processing.pk),
+                      (AnomalyDetection, lost_detection.pk)):
         model.objects.filter(pk=pk).update(created_at=long_ago)
     fresh = training_services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd",
                                                  epochs=3, created_by=user, enqueue=False)
@@ -41,11 +46,15 @@ def test_rows_whose_message_was_lost_are_sent_again_and_run_once(live_worker_pro
                    message="the lost upload to be validated and profiled")
     procs.wait_for(lambda: ProcessingJob.objects.get(pk=lost_processing.pk).is_terminal, timeout=60,
                    message="the lost processing job to be sent again")
-    procs.wait_for(lambda: worker.output().count("sent again") >= 3, timeout=60, message="the resends logged")
+    procs.wait_for(lambda: AnomalyDetection.objects.get(pk=lost_detection.pk).is_terminal, timeout=60,
+                   message="the lost anomaly detection to be sent again")
+    procs.wait_for(lambda: worker.output().count("sent again") >= 4, timeout=60, message="the resends logged")
 
     job = ProcessingJob.objects.get(pk=lost_processing.pk)
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
     assert TrainingJob.objects.get(pk=lost_job.pk).attempts == 1
+    detection = AnomalyDetection.objects.get(pk=lost_detection.pk)
+    assert (detection.status, detection.attempts) == ("succeeded", 1), detection.error
     assert ModelVersion.objects.filter(training_job_id=lost_job.pk).count() == 1
     assert Dataset.objects.filter(parent_id=titanic.pk).count() == 2
     # Several reaper rounds later: queued for less than two minutes is not lost, only waiting.

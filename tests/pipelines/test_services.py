@@ -250,6 +250,78 @@ def test_concurrency_limit_keeps_extra_runs_queued_until_a_slot_frees(demo_pipel
     assert no_enqueue == [first.pk, second.pk]  # its end handed the next run to a worker
 
 
+@pytest.fixture
+def unread_queue():
+    """Task messages go to a queue of this test's own on the real Redis broker, one no worker reads
+    (a session worker may be running): they stay there to be counted. Yields its message count."""
+    import uuid
+
+    from celery import current_app
+
+    name, default = f"unread-{uuid.uuid4().hex[:8]}", current_app.conf.task_default_queue
+    current_app.conf.task_default_queue = name
+    with current_app.connection_for_write() as conn:  # its binding, so that messages sent to it stay
+        current_app.amqp.queues[name].bind(conn.default_channel).declare()
+
+    def count() -> int:
+        with current_app.connection_for_write() as conn:
+            return conn.default_channel.client.llen(name)  # the client adds the key prefix
+
+    def purge():
+        with current_app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(name)
+
+    count.purge = purge
+    try:
+        yield count
+    finally:
+        purge()
+        current_app.conf.task_default_queue = default
+
+
+def test_the_kick_does_not_send_again_a_run_whose_message_still_waits(unread_queue):
+    """The kick sent a run again whenever it had been handed to a worker over two minutes ago, even
+    with its message still waiting behind others: the queue grew by one message per kick. It sends
+    one again only when nothing waits in the broker (the message was lost)."""
+    from tests.factories import PipelineFactory
+
+    run = services.pipeline_run_start(pipeline=PipelineFactory())
+    assert unread_queue() == 1  # handed to a worker on commit
+
+    def long_ago():  # as if workers had been busy elsewhere for minutes
+        PipelineRun.objects.filter(pk=run.pk).update(enqueued_at=timezone.now() - timedelta(minutes=5))
+
+    for _ in range(3):
+        long_ago()
+        services.pipeline_runs_kick()
+    assert unread_queue() == 1
+    unread_queue.purge()  # the message is lost (Redis restarted without its data)
+    long_ago()
+    assert services.pipeline_runs_kick() == 1
+    assert unread_queue() == 1
+    assert PipelineRun.objects.get(pk=run.pk).status == "queued"  # a redelivery finds it and claims it once
+
+
+def test_a_step_that_ends_after_its_run_was_reaped_does_not_write_over_it(no_enqueue, monkeypatch):
+    """A worker slow enough to be taken for dead finishes its step after the reaper failed the run:
+    it wrote the step back as succeeded (a failed run with a succeeded step where it failed). Step
+    writes are guarded by the run still running; the worker stops there."""
+    from pipelines import execution
+    from tests.factories import PipelineFactory
+
+    validate = execution.RUNNERS["validate_dataset"]
+
+    def reaped_while_it_validates(ex, step):
+        validate(ex, step)
+        PipelineRun.objects.filter(pk=ex.run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+        assert services.pipeline_runs_reap_stale() == 1
+
+    monkeypatch.setitem(execution.RUNNERS, "validate_dataset", reaped_while_it_validates)
+    run = execute(services.pipeline_run_start(pipeline=PipelineFactory()))
+    assert run.status == "failed" and "stopped responding" in run.error
+    assert statuses(run) == ["failed", "skipped"]
+
+
 def test_the_reaper_fails_a_stale_run_naming_its_step(demo_pipeline, no_enqueue, events):
     run = services.pipeline_run_start(pipeline=demo_pipeline)
     assert jobs.claim(PipelineRun, run.pk)

@@ -3,6 +3,8 @@ registry, deploy, predictions; the pages and the admin."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from rest_framework.authtoken.models import Token
 
@@ -149,6 +151,79 @@ def test_models_list_with_status_and_deploy(api, titanic, penguins, train_versio
     assert [m["version"] for m in api.get("/api/models/?name=survival&status=active").json()["results"]] == [1]
     assert api.get("/api/deployments/?name=survival").json()["count"] == 2
     assert post(api, "/api/models/999999/deploy/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_deploys_of_one_name_one_wins_the_other_gets_409(titanic, train_version, user):
+    """Two versions of one name deployed at the same time, from two connections. A third connection
+    holds the serving version's row lock until both deploys wait on it, so they interleave the same
+    way every run: once released, the first replaces the serving version; the second, whose read of
+    the serving version is now stale, hit the one-active constraint (a 500). It answers 409."""
+    import threading
+
+    from django.db import connection, connections, transaction
+    from django.test import Client
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has one writer at a time: two deploys cannot interleave")
+    v1, v2, v3 = (train_version(titanic, name="survival") for _ in range(3))
+    services.model_version_deploy(version=v1, user=user)
+    clients = []
+    for _ in range(2):
+        client = Client()
+        client.force_login(user)
+        clients.append(client)
+    answers = {}
+    lock_taken, release = threading.Event(), threading.Event()
+
+    def hold_the_serving_row():
+        with transaction.atomic():
+            ModelVersion.objects.select_for_update().get(pk=v1.pk)
+            lock_taken.set()
+            release.wait(120)
+        connections.close_all()
+
+    def deploy(client, version):
+        try:
+            answers[version.pk] = post(client, f"/api/models/{version.pk}/deploy/")
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_serving_row)
+    holder.start()
+    assert lock_taken.wait(60)
+    deployers = [threading.Thread(target=deploy, args=(c, v)) for c, v in zip(clients, (v2, v3), strict=True)]
+    for thread in deployers:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while _waiting_on_locks() < 2:  # both deploys wait for the serving row
+            assert time.monotonic() < deadline, "the two deploys never both waited on the lock"
+            time.sleep(0.05)
+    finally:
+        release.set()
+        holder.join(60)
+        for thread in deployers:
+            thread.join(120)
+    codes = sorted(answer.status_code for answer in answers.values())
+    assert codes == [200, 409], [a.content[:300] for a in answers.values()]
+    lost = next(a for a in answers.values() if a.status_code == 409)
+    winner = next(pk for pk, a in answers.items() if a.status_code == 200)
+    problem = lost.json()
+    assert lost["Content-Type"].startswith("application/problem+json") and problem["status"] == 409
+    assert "deployed at the same time" in problem["detail"]
+    assert f"{ModelVersion.objects.get(pk=winner).label} is serving now" in problem["detail"]
+    assert list(ModelVersion.objects.filter(name="survival", status="active").values_list("pk", flat=True)) == [winner]
+    assert Deployment.objects.filter(model_version__name="survival").count() == 2
+
+
+def _waiting_on_locks() -> int:
+    from django.db import connections
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
 
 
 # --- predictions ----------------------------------------------------------------------------------------

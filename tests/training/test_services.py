@@ -219,6 +219,29 @@ def test_cancelling_a_running_job_stops_it_before_the_next_epoch(titanic, events
     assert events("training_failed")[-1]["error_code"] == "CANCELLED"
 
 
+def test_a_job_whose_dataset_is_deleted_while_it_trains_still_registers_its_version(titanic, monkeypatch):
+    """Its version named the dataset id the job had read at its start: the deleted dataset's. The
+    version's insert broke the foreign key at commit, was taken for a version number clash and
+    retried, and the job failed. It names the dataset the job has now (none)."""
+    from datasets import services as dataset_services
+    from datasets.models import Dataset
+
+    record = services.ProgressRecorder.__call__
+
+    def delete_at_epoch_2(self, update):
+        record(self, update)
+        if update.stage == "model_training" and update.current_epoch == 2 and Dataset.objects.exists():
+            dataset_services.dataset_delete(dataset=Dataset.objects.get(pk=titanic.pk))
+
+    monkeypatch.setattr(services.ProgressRecorder, "__call__", delete_at_epoch_2)
+    job = start(titanic, algorithm="sgd", epochs=5)
+    version = services.training_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    assert version is not None and version.dataset_id is None and job.dataset_id is None
+    assert not Dataset.objects.filter(pk=titanic.pk).exists()
+
+
 def test_millisecond_epochs_are_cancelled_within_the_check_interval(titanic, monkeypatch):
     record = services.ProgressRecorder.__call__
     cancelled = []

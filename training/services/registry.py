@@ -9,7 +9,7 @@ import logging
 from datetime import UTC
 
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 def model_version_register(*, job: TrainingJob, result, artifact_name: str) -> ModelVersion:
+    # The dataset the job has now: the one it started with may have been deleted while it trained.
+    dataset_id = TrainingJob.objects.filter(pk=job.pk).values_list("dataset_id", flat=True).first()
     latest = ModelVersion.objects.filter(name=job.name).aggregate(v=Max("version"))["v"] or 0
     version = ModelVersion(
         name=job.name,
@@ -41,7 +43,7 @@ def model_version_register(*, job: TrainingJob, result, artifact_name: str) -> M
         n_train=result.n_train,
         n_test=result.n_test,
         training_time=result.training_time,
-        dataset_id=job.dataset_id,
+        dataset_id=dataset_id,
         training_job=job,
         artifact_sha256=result.artifact_sha256,
         artifact_size=result.model_size,
@@ -76,6 +78,18 @@ def model_version_deploy(*, version: ModelVersion, user=None) -> Deployment | No
     if not _artifact_intact(version):
         model_version_mark_error(version=version, reason="artifact missing or checksum mismatch")
         raise Conflict(f"{version.label} cannot be deployed: its artifact is missing or does not match its checksum.")
+    try:
+        return _deploy(version, user)
+    except IntegrityError:
+        # A concurrent deploy of another version of this name committed between our read of the
+        # serving version and our write (the one-active constraint): that deploy won.
+        serving = ModelVersion.objects.filter(name=version.name, status=ModelVersion.Status.ACTIVE).first()
+        now_serving = f"; {serving.label} is serving now" if serving is not None else ""
+        raise Conflict(f"{version.label} was not deployed: another version of {version.name!r} was deployed "
+                       f"at the same time{now_serving}. Deploy again to replace it.") from None
+
+
+def _deploy(version: ModelVersion, user) -> Deployment | None:
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if version.status == ModelVersion.Status.ERROR:
@@ -89,7 +103,8 @@ def model_version_deploy(*, version: ModelVersion, user=None) -> Deployment | No
             previous.save(update_fields=["status"])
         version.status = ModelVersion.Status.ACTIVE
         version.deployed_at = now
-        version.full_clean()
+        # The one-active constraint is the database's to enforce (see model_version_deploy).
+        version.full_clean(validate_constraints=False)
         version.save(update_fields=["status", "deployed_at"])
         rollback = previous is not None and version.version < previous.version
         deployment = Deployment(
