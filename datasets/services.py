@@ -174,7 +174,7 @@ def _validate(dataset: Dataset) -> bool:
     dataset.encoding = result.encoding or ""
     dataset.delimiter = result.delimiter or ""
     dataset.column_names = result.columns
-    dataset.column_count = len(result.columns) if result.columns else None
+    dataset.column_count = result.column_count or None
     dataset.row_count = result.rows if result.ok else None
     dataset.file_size = result.file_size
     dataset.validation_time = result.validation_time
@@ -190,7 +190,7 @@ def _validate(dataset: Dataset) -> bool:
                 dataset_id=dataset.pk,
                 filename=dataset.original_filename,
                 rows=result.rows,
-                columns=len(result.columns),
+                columns=result.column_count,
                 file_size=result.file_size,
                 target_column=dataset.target_column or None,
                 summary={"encoding": result.encoding, "delimiter": result.delimiter,

@@ -124,3 +124,18 @@ def test_reprofile_of_a_busy_dataset_is_400(logged_in, upload, penguins_path):
 def test_unknown_dataset_is_a_json_404(logged_in):
     response = logged_in.get("/api/datasets/999999/")
     assert response.status_code == 404 and response["Content-Type"] == "application/problem+json"
+
+
+def test_a_hostile_header_does_not_bloat_the_dataset_list_or_the_event_log(logged_in, upload, events,
+                                                                          django_capture_on_commit_callbacks):
+    names = [f"{i}" + "n" * (100_000 - len(str(i))) for i in range(100)]
+    response = upload((",".join(names) + "\n" + ",".join("1" * 100) + "\n").encode(), filename="h.csv")
+    assert response.status_code == 201
+    with django_capture_on_commit_callbacks(execute=True):  # the events go out on commit
+        dataset = ready(response.json()["id"])
+    assert dataset.status == Dataset.Status.INVALID
+    assert {"file_validated", "dataset_processed"} <= {e["type"] for e in events()}
+    listing = logged_in.get("/api/datasets/?limit=50")
+    assert listing.status_code == 200 and len(listing.content) < 64 * 1024  # it was 10 MB
+    log = logged_in.get(f"/api/events/?after={events.start}")
+    assert log.status_code == 200 and len(log.content) < 64 * 1024  # it was 5 MB
