@@ -139,3 +139,14 @@ def test_a_hostile_header_does_not_bloat_the_dataset_list_or_the_event_log(logge
     assert listing.status_code == 200 and len(listing.content) < 64 * 1024  # it was 10 MB
     log = logged_in.get(f"/api/events/?after={events.start}")
     assert log.status_code == 200 and len(log.content) < 64 * 1024  # it was 5 MB
+
+
+def test_names_and_descriptions_over_their_length_are_a_clear_400(logged_in, upload, penguins_path, stray_files):
+    too_long = upload(penguins_path, name="ok", description="d" * 2_001)
+    assert too_long.status_code == 400 and "description" in too_long.json()["errors"]
+    assert not Dataset.objects.exists() and stray_files() == []
+    dataset_id = upload(penguins_path, description="d" * 2_000).json()["id"]
+    for field, value in (("name", "n" * 201), ("description", "d" * 2_001)):
+        response = logged_in.patch(f"/api/datasets/{dataset_id}/", {field: value}, content_type="application/json")
+        assert response.status_code == 400 and field in response.json()["errors"], response.content
+    assert Dataset.objects.get(pk=dataset_id).name == "penguins"
