@@ -132,9 +132,8 @@ def encode(event: Event) -> tuple[str, str, list[str]]:
     """Split the wire JSON around its id, which only Redis knows: (head, tail, topics).
 
     The frame stays under WS_MAX_MESSAGE_BYTES: lists too long are shortened (events/frames.py)."""
-    body = frames.fit(event.type, {"timestamp": now_iso(), **event.payload()},
+    rest = frames.fit(event.type, {"timestamp": now_iso(), **event.payload()},
                       limit=settings.WS_MAX_MESSAGE_BYTES, strict=settings.EVENT_OVERSIZE_STRICT)
-    rest = frames.dumps(body)
     head = '{"type":' + json.dumps(event.type) + ',"id":'
     return head, "," + rest[1:], event.topic_names()
 

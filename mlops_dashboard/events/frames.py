@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 TRUNCATED_SUFFIX = "_truncated"
 ELLIPSIS = "…"
-# Room for the `"type":...,"id":<20 digits>,` the bus adds around the body.
-_ID_ROOM = 32
+# Room for the `{"type":"<type>","id":<up to 20 digits>` the bus puts before the body.
+_ID_ROOM = 40
 
 
 class EventTooLarge(ValueError):
@@ -71,7 +71,7 @@ def _cut_list(parent: dict, key: str, excess: int) -> None:
     marker = key + TRUNCATED_SUFFIX
     already = parent.get(marker, 0) if isinstance(parent.get(marker), int) else 0
     # The marker itself costs bytes: count it in, with room for its number.
-    freed, keep = -(len(marker) + 12), len(items)
+    freed, keep = -(len(marker) + 16), len(items)
     while keep > 0 and freed < excess:
         keep -= 1
         freed += _size(items[keep]) + 1
@@ -79,13 +79,15 @@ def _cut_list(parent: dict, key: str, excess: int) -> None:
     parent[marker] = already + len(items) - keep
 
 
-def fit(event_type: str, body: dict, *, limit: int, strict: bool) -> dict:
-    """`body` (the event's fields and timestamp) shortened to fit a frame of `limit` bytes."""
+def fit(event_type: str, body: dict, *, limit: int, strict: bool) -> str:
+    """The JSON text of `body` (the event's fields and timestamp), shortened to fit a frame of
+    `limit` bytes once the bus adds the type and the id."""
     budget = limit - _ID_ROOM - len(event_type)
-    if _size(body) <= budget:
-        return body
+    text = dumps(body)
+    if len(text) <= budget:
+        return text
     body = copy.deepcopy(body)
-    original = _size(body)
+    original = len(text)
     while (excess := _size(body) - budget) > 0:
         lists = _lists(body, [])
         if not lists:
@@ -95,7 +97,7 @@ def fit(event_type: str, body: dict, *, limit: int, strict: bool) -> dict:
     excess = _size(body) - budget
     if excess <= 0:
         logger.info("event %s: lists shortened to fit a frame (%d -> %d bytes)", event_type, original, _size(body))
-        return body
+        return dumps(body)
     if strict:
         raise EventTooLarge(
             f"event {event_type} is {excess} bytes over the {limit}-byte frame limit once its lists are "
@@ -111,4 +113,4 @@ def fit(event_type: str, body: dict, *, limit: int, strict: bool) -> dict:
         text = container[key]
         keep = len(text) - max(excess, len(text) // 2) - 1
         container[key] = text[:keep] + ELLIPSIS if keep > 0 else ""
-    return body
+    return dumps(body)
