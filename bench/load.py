@@ -10,7 +10,7 @@ stopped at the end or on Ctrl-C; their logs in a temporary directory, shown when
 - a fresh database: PostgreSQL `mlops_load_<pid>` when one answers on 127.0.0.1:5432 (user
   postgres, dropped at the end), else a temporary SQLite file; migrated, with one user and a DRF
   token. Redis: REDIS_URL's host, database --redis-db (13), key prefix `load-<pid>` (every key
-  with it deleted at the end), EVENT_LOG_SIZE large enough that the event log keeps the whole run;
+  with it deleted at the end), EVENT_LOG_SIZE large enough that the event log keeps the whole run (and no byte bound);
 - the stack as `make run` starts it (scripts/run_stack.py): 2 uvicorn processes (DJANGO_DEBUG=false,
   host metrics left to the workers) and 2 Celery workers (prefork, --worker-concurrency 2 each),
   beat embedded in the first (-B) so the reaper, monitoring and pipeline kicks run as in production;
@@ -76,6 +76,7 @@ class LoadBench(EventsPart, ApiPart, WorkPart, ResourcesPart):
         self.args = args
         # One user starts a whole wave of uploads at once: UPLOADS_PER_USER (default 3) raised to fit.
         self.stack = Stack("load", redis_db=args.redis_db, keep=args.keep, EVENT_LOG_SIZE=args.event_log_size,
+                           EVENT_LOG_MAX_BYTES=str(2**40),
                            **{"UPLOADS_PER_USER": UPLOADS_PER_WAVE, **dict(item.split("=", 1) for item in args.env)})
         self.pool = ThreadPoolExecutor(max_workers=TRAININGS_PER_WAVE + UPLOADS_PER_WAVE + 1)
         self.waves: list[dict] = []

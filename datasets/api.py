@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from mlops_dashboard.api_errors import problem_response
 from mlops_dashboard.filters import ChoicesListField, FilteredListMixin
+from mlops_dashboard.models import DESCRIPTION_MAX_LENGTH
 
 from . import services
 from .models import Dataset, ProcessingJob
@@ -63,7 +64,8 @@ class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     target_column = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True,
+                                        default="")
 
 
 def max_upload_bytes() -> int:

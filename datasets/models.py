@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from mlops_dashboard.jobs import JobFields
+from mlops_dashboard.models import DESCRIPTION_MAX_LENGTH
 
 
 def dataset_upload_path(instance, filename) -> str:
@@ -23,7 +24,7 @@ class Dataset(models.Model):
         INVALID = "invalid", "Invalid"
 
     name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     file = models.FileField(upload_to=dataset_upload_path, max_length=300)
     original_filename = models.CharField(max_length=255, blank=True)
     file_size = models.BigIntegerField(default=0)

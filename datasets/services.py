@@ -186,7 +186,7 @@ def _validate(dataset: Dataset) -> bool:
     result = validation.validate_csv(dataset.file.path, target_column=dataset.target_column or None)
     with transaction.atomic():
         if not _write_owned(dataset, Status.VALIDATING, encoding=result.encoding or "", delimiter=result.delimiter or "",
-                            column_names=result.columns, column_count=len(result.columns) if result.columns else None,
+                            column_names=result.columns, column_count=result.column_count or None,
                             row_count=result.rows if result.ok else None, file_size=result.file_size,
                             validation_time=result.validation_time, errors=result.errors, warnings=result.warnings,
                             status=Status.PROFILING if result.ok else Status.INVALID):
@@ -198,7 +198,7 @@ def _validate(dataset: Dataset) -> bool:
                 dataset_id=dataset.pk,
                 filename=dataset.original_filename,
                 rows=result.rows,
-                columns=len(result.columns),
+                columns=result.column_count,
                 file_size=result.file_size,
                 target_column=dataset.target_column or None,
                 summary={"encoding": result.encoding, "delimiter": result.delimiter,

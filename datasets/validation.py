@@ -16,8 +16,9 @@ What is checked, in order:
    a specific "save it as UTF-8" message.
 4. The delimiter, among comma, semicolon, tab and pipe (``csv.Sniffer`` restricted to those,
    checked against the candidate that gives the most consistent number of fields per line).
-5. The header: present, not too many columns (2,000 at most), no empty or duplicate names, not a
-   line of numbers, and containing ``target_column`` if one is given.
+5. The header: present, not too many columns (2,000 at most), no name longer than 255 characters
+   (the length of a target column), no empty or duplicate names, not a line of numbers, and
+   containing ``target_column`` if one is given.
 6. Every row: the right number of fields (reported with 1-based file line numbers), no runaway
    quoted field or overlong line (10 MiB at most), at least one data row.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "DELIMITERS",
     "FIELD_SIZE_LIMIT",
     "MAX_COLUMNS",
+    "MAX_COLUMN_NAME",
     "ValidationResult",
     "validate_csv",
 ]
@@ -47,8 +49,12 @@ __all__ = [
 DELIMITERS = (",", ";", "\t", "|")
 #: Longest single value (and longest physical line) accepted, in characters.
 FIELD_SIZE_LIMIT = 10 * 1024 * 1024
-#: Most columns a dataset may have.
+#: Most columns a dataset may have (and most column names kept for an invalid file).
 MAX_COLUMNS = 2_000
+#: Longest column name, in characters: the length of a dataset's or a model's target column.
+MAX_COLUMN_NAME = 255
+#: Column names longer than MAX_COLUMN_NAME reported one by one; the others are counted.
+_LONG_NAMES_SHOWN = 10
 
 _NUL = b"\x00"
 _HEAD_BYTES = 64 * 1024
@@ -85,7 +91,9 @@ class ValidationResult:
     """The outcome of :func:`validate_csv`.
 
     ``encoding`` and ``delimiter`` are what ``profile_csv`` / ``first_rows`` need; they are ``None``
-    when validation stopped before they could be determined. ``rows`` counts data rows (the header
+    when validation stopped before they could be determined. ``column_count`` is the number of
+    columns in the header; ``columns`` their names, all of them for a valid file, but for an invalid
+    one only the first ``MAX_COLUMNS``, each cut to ``MAX_COLUMN_NAME`` characters. ``rows`` counts data rows (the header
     and blank lines excluded) seen before validation stopped. ``warnings`` never block the upload.
     """
 
@@ -98,6 +106,7 @@ class ValidationResult:
     file_size: int
     validation_time: float
     warnings: list[str] = field(default_factory=list)
+    column_count: int = 0
 
     def to_dict(self) -> dict:
         """A JSON-serialisable copy (for a Celery result or a JSONField)."""
@@ -134,6 +143,10 @@ def _quote_name(name: str, max_len: int = 60) -> str:
     if len(name) > max_len:
         name = name[: max_len - 1] + "…"
     return repr(name) if ("'" not in name) else '"' + name + '"'
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _elapsed(start: float) -> float:
@@ -304,6 +317,16 @@ def _header_problems(header: list[str], target_column: str | None) -> list[str]:
             "supported. Please remove the columns you do not need."
         )
         return problems
+    long_names = [(i + 1, len(name)) for i, name in enumerate(header) if len(name) > MAX_COLUMN_NAME]
+    if long_names:
+        for position, length in long_names[:_LONG_NAMES_SHOWN]:
+            problems.append(f"Column {_fmt_int(position)}'s name is {_fmt_int(length)} characters long; "
+                            f"at most {MAX_COLUMN_NAME} are allowed.")
+        if len(long_names) > _LONG_NAMES_SHOWN:
+            more = len(long_names) - _LONG_NAMES_SHOWN
+            problems.append(f"…and {_fmt_int(more)} more column{'s' if more != 1 else ''} with a name longer "
+                            f"than {MAX_COLUMN_NAME} characters.")
+        return problems  # the other checks would only quote these names again
     empty = [str(i + 1) for i, name in enumerate(header) if not name.strip()]
     if empty:
         if len(header) == len(empty):
@@ -494,9 +517,13 @@ def validate_csv(path, *, target_column: str | None = None, max_error_lines: int
     file_size = 0
 
     def result() -> ValidationResult:
+        kept = columns
+        if errors:  # an invalid file's header is whatever was uploaded: keep a bounded part of it
+            kept = [_clip(name, MAX_COLUMN_NAME) for name in columns[:MAX_COLUMNS]]
         return ValidationResult(
-            ok=not errors, errors=errors, encoding=encoding, delimiter=delimiter, columns=columns,
+            ok=not errors, errors=errors, encoding=encoding, delimiter=delimiter, columns=kept,
             rows=rows, file_size=file_size, validation_time=_elapsed(started), warnings=warnings,
+            column_count=len(columns),
         )
 
     try:

@@ -1,7 +1,9 @@
 """API of the core: the event log (polling fallback), a staff test event, and the activity feed."""
 
 import json
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, viewsets
@@ -24,6 +26,7 @@ class EventLogView(APIView):
     """Logged events after an id, oldest first: the polling fallback and a way to catch up.
 
     `gap` is true when events after `after` are no longer in the log: reload state from the API.
+    A page holds at most `limit` events and at most EVENTS_PAGE_MAX_BYTES (1 MB) of their JSON.
     Page on with `after=next_after` while `has_more` is true.
     """
 
@@ -44,18 +47,55 @@ class EventLogView(APIView):
         query = EventsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        log = bus.read_after(after, limit)
-        events = [json.loads(text) for _, topics, text in log.events if bus.visible_to(topics, request.user.id)]
-        next_after = log.events[-1][0] if log.events else max(after, log.latest_id if not log.gap else after)
+        page = events_page(request.user.id, after, limit)
         return Response(
             {
-                "events": events,
-                "latest_id": log.latest_id,
-                "next_after": next_after,
-                "has_more": len(log.events) == limit,
-                "gap": log.gap,
+                "events": page.events,
+                "latest_id": page.latest_id,
+                "next_after": page.next_after,
+                "has_more": page.has_more,
+                "gap": page.gap,
             }
         )
+
+
+@dataclass
+class EventsPage:
+    events: list[dict]
+    latest_id: int
+    next_after: int
+    has_more: bool
+    gap: bool
+
+
+# Events are read from the log in batches, so a page never pulls more than about a batch past its budget.
+_READ_BATCH = 100
+
+
+def events_page(user_id: int | None, after: int, limit: int) -> EventsPage:
+    """At most `limit` logged events after `after`, and at most EVENTS_PAGE_MAX_BYTES of them (at
+    least one): `has_more` is true when either bound cut the page."""
+    budget = settings.EVENTS_PAGE_MAX_BYTES
+    log = bus.read_after(after, min(limit, _READ_BATCH))
+    latest_id, gap = log.latest_id, log.gap
+    events, size, examined, last_id, full = [], 0, 0, None, False
+    while True:
+        for event_id, topics, text in log.events:
+            visible = bus.visible_to(topics, user_id)
+            if visible and size and size + len(text) > budget:
+                full = True
+                break
+            examined, last_id = examined + 1, event_id
+            if visible:
+                events.append(json.loads(text))
+                size += len(text)
+        if full or examined >= limit or len(log.events) < min(limit, _READ_BATCH):
+            break
+        log = bus.read_after(last_id, min(limit - examined, _READ_BATCH))
+        if not log.events:
+            break
+    next_after = last_id if last_id is not None else max(after, latest_id if not gap else after)
+    return EventsPage(events, latest_id, next_after, full or examined == limit, gap)
 
 
 TEST_EVENT = inline_serializer("TestEvent", {"id": serializers.IntegerField(allow_null=True), "via": serializers.CharField()})

@@ -3,6 +3,10 @@
 from django.conf import settings
 from django.db import models
 
+# Longest description a user may give a dataset, a pipeline or an alert rule: enforced by the forms
+# and serializers built from the models (a clear 400), so no event or page carries an unbounded one.
+DESCRIPTION_MAX_LENGTH = 2_000
+
 
 class Activity(models.Model):
     """Something a person or the system did: an upload, a job, a deploy, a login."""

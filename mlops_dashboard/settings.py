@@ -158,9 +158,17 @@ CHANNEL_LAYERS = {
 # SECTION: events -------------------------------------------------------------------------------
 
 EVENT_LOG_SIZE = env.int("EVENT_LOG_SIZE", default=10_000)
+# The log is also bounded by the bytes of its events' text (frames of up to 64 KiB would otherwise
+# let 10,000 events hold 640 MB of Redis memory, replayed to every reconnecting client).
+EVENT_LOG_MAX_BYTES = env.int("EVENT_LOG_MAX_BYTES", default=64 * 1024 * 1024)
+# One page of GET /api/events/ holds at most this many bytes of events (has_more says there is more).
+EVENTS_PAGE_MAX_BYTES = env.int("EVENTS_PAGE_MAX_BYTES", default=1024 * 1024)
 # A progress topic gets at most one event per this many seconds per job (always the first and last).
 EVENT_PROGRESS_INTERVAL = env.float("EVENT_PROGRESS_INTERVAL", default=0.25)
 WS_MAX_MESSAGE_BYTES = 64 * 1024
+# An event still over WS_MAX_MESSAGE_BYTES once its lists are shortened raises (on in the tests, so a
+# value not capped where it entered fails loudly); off, its longest strings are cut and it is logged.
+EVENT_OVERSIZE_STRICT = env.bool("EVENT_OVERSIZE_STRICT", default=False)
 WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=200)
 # Open sockets per user across every server process (past it: close 4429); 0 for no limit.
 WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=20)

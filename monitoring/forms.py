@@ -4,6 +4,9 @@ from django import forms
 
 from .models import AlertRule
 
+MAX_SUGGESTED_ACTIONS = 10
+MAX_SUGGESTED_ACTION_LENGTH = 500
+
 
 class AlertRuleForm(forms.ModelForm):
     suggested_actions_text = forms.CharField(
@@ -25,8 +28,17 @@ class AlertRuleForm(forms.ModelForm):
         self.fields["duration_seconds"].label = "Hold for (s)"
 
     def clean_suggested_actions_text(self):
+        # The API's limits (at most 10 actions of 500 characters), refused rather than cut silently.
         lines = [line.strip() for line in self.cleaned_data.get("suggested_actions_text", "").splitlines()]
-        return [line[:500] for line in lines if line][:10]
+        lines = [line for line in lines if line]
+        if len(lines) > MAX_SUGGESTED_ACTIONS:
+            raise forms.ValidationError(f"At most {MAX_SUGGESTED_ACTIONS} suggested actions (one per line); "
+                                        f"this has {len(lines)}.")
+        long = [i + 1 for i, line in enumerate(lines) if len(line) > MAX_SUGGESTED_ACTION_LENGTH]
+        if long:
+            raise forms.ValidationError(f"Action {long[0]} is {len(lines[long[0] - 1]):,} characters long; "
+                                        f"at most {MAX_SUGGESTED_ACTION_LENGTH}.")
+        return lines
 
     def service_fields(self) -> dict:
         data = {name: self.cleaned_data[name] for name in self.Meta.fields}

@@ -21,6 +21,7 @@ from django.db import models
 from django.utils import timezone
 
 from mlops_dashboard.jobs import JobFields
+from mlops_dashboard.models import DESCRIPTION_MAX_LENGTH
 
 
 class HealthLevel(models.TextChoices):
@@ -133,7 +134,7 @@ class AlertRule(models.Model):
     )
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
     enabled = models.BooleanField(default=True, db_index=True)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     suggested_actions = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

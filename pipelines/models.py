@@ -14,6 +14,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from mlops_dashboard.jobs import JobFields
+from mlops_dashboard.models import DESCRIPTION_MAX_LENGTH
 
 from . import steps as step_kinds
 
@@ -29,7 +30,7 @@ def default_max_concurrent_runs() -> int:
 
 class Pipeline(models.Model):
     name = models.CharField(max_length=200, unique=True)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     dataset = models.ForeignKey("datasets.Dataset", null=True, on_delete=models.SET_NULL, related_name="pipelines",
                                 help_text="The input dataset of the first step.")
     # [{"kind": "train_model", "options": {...}}, ...], checked by pipelines.steps.clean_steps.

@@ -40,6 +40,7 @@ TASKS = ("classification", "regression")
 MAX_STEPS = 20  # a run's steps share one task's time limit and one worker
 MAX_EPOCHS = 500
 DEFAULT_EPOCHS = 10
+MAX_COLUMN_NAME = 255  # the length of a target column (datasets refuse longer column names)
 
 
 class StepsError(ValueError):
@@ -69,6 +70,9 @@ def _columns_option(value, name, add, columns) -> list[str] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
         add(f"{name} must be a list of column names")
+        return None
+    if any(len(c) > MAX_COLUMN_NAME for c in value):
+        add(f"{name}: a column name is at most {MAX_COLUMN_NAME} characters")
         return None
     if columns is not None:
         unknown = [c for c in value if c not in columns]
@@ -128,6 +132,8 @@ def _train_model(options, add, ctx) -> dict:
     target = options.get("target_column") or ctx["target"]
     if not target or not isinstance(target, str):
         add("target_column is required (the dataset has no target column)")
+    elif len(target) > MAX_COLUMN_NAME:
+        add(f"target_column is at most {MAX_COLUMN_NAME} characters")
     elif ctx["columns"] is not None and target not in ctx["columns"]:
         add(f"target_column {target!r} is not a column of the dataset")
     out["target_column"] = target

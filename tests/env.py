@@ -30,3 +30,5 @@ os.environ.setdefault("MONITORING_ENABLED", "0")
 # Playwright's sync API runs an event loop in the test thread; the tests' own ORM calls are safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.makedirs(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".run"), exist_ok=True)
+# An event frame over 64 KiB that shortening its lists cannot fix is a bug: fail the test that sent it.
+os.environ.setdefault("EVENT_OVERSIZE_STRICT", "1")

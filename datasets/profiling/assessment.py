@@ -5,7 +5,7 @@ See docs/quality.md for the definitions and a worked example.
 
 from __future__ import annotations
 
-from .columns import MAX_SHOWN_EXAMPLES
+from .columns import MAX_SHOWN_EXAMPLES, quoted
 from .schema import ColumnProfile, DatasetProfile, QualityReport
 
 QUALITY_WEIGHTS = {"completeness": 0.40, "validity": 0.25, "uniqueness": 0.20, "consistency": 0.15}
@@ -25,7 +25,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _example_list(values: list) -> str:
-    return ", ".join(repr(v) for v in values[:MAX_SHOWN_EXAMPLES])
+    return ", ".join(repr(quoted(str(v))) for v in values[:MAX_SHOWN_EXAMPLES])
 
 
 def quality(profile: DatasetProfile) -> QualityReport:
@@ -88,7 +88,7 @@ def _column_findings(c: ColumnProfile, rows: int, findings: list[str]) -> bool:
         findings.append(f"the target {name} has {_plural(c.missing_count, 'missing value')}")
     if c.is_constant and not c.is_empty:
         only = c.top_values[0].value if c.top_values else None
-        findings.append(f"{name} is constant" + (f" (always {only!r})" if only is not None else ""))
+        findings.append(f"{name} is constant" + (f" (always {quoted(str(only))!r})" if only is not None else ""))
         issue = True
     if c.looks_like_identifier:
         findings.append(f"{name} looks like an identifier (a different value on almost every row)")
@@ -111,7 +111,7 @@ def _column_findings(c: ColumnProfile, rows: int, findings: list[str]) -> bool:
         issue = True
     if c.case_variants:
         findings.append(
-            f"{name} has values that differ only in case or spacing: " + " / ".join(repr(v) for v in c.case_variants[0])
+            f"{name} has values that differ only in case or spacing: " + " / ".join(repr(quoted(str(v))) for v in c.case_variants[0])
         )
         issue = True
     return issue

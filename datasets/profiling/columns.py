@@ -29,6 +29,8 @@ CATEGORICAL_MAX_SHARE = 0.05
 TYPE_SHARE = 0.8
 QUANTILES = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
 MAX_SHOWN_EXAMPLES = 3
+#: Longest cell value quoted in a profile (top values, examples) or a finding, in characters.
+MAX_QUOTED_CHARS = 100
 
 _BOOLEAN_PAIRS = [
     {"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"}, {"on", "off"},
@@ -371,7 +373,7 @@ class ColumnStats:
 
     def _top_values(self) -> list[TopValue]:
         items = sorted(self.counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP_N]
-        return [TopValue(_value_text(v), int(n)) for v, n in items]
+        return [TopValue(quoted(_value_text(v)), int(n)) for v, n in items]
 
     def finish(self) -> ColumnProfile:
         present = self.rows - self.missing
@@ -426,7 +428,7 @@ class ColumnStats:
             out["max_length"] = int(self.length_max)
         if kind in ("string", "other"):
             out["whitespace_count"] = int(self.whitespace)
-            out["whitespace_examples"] = list(self.whitespace_examples)
+            out["whitespace_examples"] = [quoted(v) for v in self.whitespace_examples]
             out["case_variants"] = self._case_variants() if out["type"] in ("categorical", "boolean") else []
         out["is_constant"] = bool(present > 0 and distinct == 1)
         out["looks_like_identifier"] = self._looks_like_identifier(out, present)
@@ -497,13 +499,13 @@ class ColumnStats:
                 out["min"], out["max"] = int(self.num_moments.min), int(self.num_moments.max)
                 out["integer"] = True
             out["invalid_count"] = int(present - self.num_like)
-            out["invalid_examples"] = list(self.num_bad_examples)
+            out["invalid_examples"] = [quoted(v) for v in self.num_bad_examples]
             return
         if self.date_alive and self.date_like >= TYPE_SHARE * present:
             out["type"] = "datetime"
             out["min"], out["max"] = self.date_min, self.date_max
             out["invalid_count"] = int(present - self.date_like)
-            out["invalid_examples"] = list(self.date_bad_examples)
+            out["invalid_examples"] = [quoted(v) for v in self.date_bad_examples]
             return
         out["top_values"] = self._top_values()
         out["top_values_approximate"] = not self.counts_exact
@@ -521,7 +523,7 @@ class ColumnStats:
         groups: dict[str, list[str]] = {}
         for value in self.counts:
             groups.setdefault(" ".join(str(value).split()).casefold(), []).append(str(value))
-        return [sorted(g)[:MAX_SHOWN_EXAMPLES] for g in groups.values() if len(g) > 1][:10]
+        return [[quoted(v) for v in sorted(g)[:MAX_SHOWN_EXAMPLES]] for g in groups.values() if len(g) > 1][:10]
 
     def _looks_like_identifier(self, out: dict, present: int) -> bool:
         if self.is_target or present < 10 or out["missing_share"] > 0.05:
@@ -551,6 +553,11 @@ def _float(x: Any) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def quoted(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """A cell value as a profile or a finding quotes it: at most `limit` characters, "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _value_text(v: Any) -> str:

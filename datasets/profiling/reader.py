@@ -192,10 +192,21 @@ class CsvStream:
 # --- preview ----------------------------------------------------------------------------------
 
 
+#: Longest preview cell, in characters (a longer one is cut and ends with "…").
+MAX_PREVIEW_CHARS = 200
+
+
+def _cell(value: str) -> str | None:
+    if value == "":
+        return None
+    return value if len(value) <= MAX_PREVIEW_CHARS else value[: MAX_PREVIEW_CHARS - 1] + "…"
+
+
 def first_rows(path, *, encoding: str, delimiter: str, n: int = 50) -> dict:
     """The header and up to ``n`` data rows, as strings (empty values are None).
 
-    Rows shorter than the header are padded with None; blank lines are skipped.
+    Rows shorter than the header are padded with None; blank lines are skipped. Cells longer than
+    MAX_PREVIEW_CHARS are cut (column names are already at most 255 characters: validation).
     """
     if n < 0:
         raise ValueError("n must be >= 0")
@@ -213,7 +224,7 @@ def first_rows(path, *, encoding: str, delimiter: str, n: int = 50) -> dict:
                 continue
             if len(rows) >= n:
                 break
-            values = [v if v != "" else None for v in record]
+            values = [_cell(v) for v in record]
             if len(values) < len(columns):
                 values += [None] * (len(columns) - len(values))
             rows.append(values)

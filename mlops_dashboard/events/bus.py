@@ -17,6 +17,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -31,12 +32,16 @@ import redis.asyncio as aredis
 from django.conf import settings
 from django.db import transaction
 
-from . import layer
+from . import frames, layer
 from .catalog import REGISTRY, Event, EventError, is_connection_event
 
 logger = logging.getLogger(__name__)
 
-# ARGV: log size, the JSON's head and tail (around the id), then each topic and its group's channel.
+# KEYS: sequence, log, floor, log bytes. ARGV: log size, log bytes, the JSON's head and tail (around
+# the id), then each topic and its group's channel.
+# The log is trimmed from its oldest end to EVENT_LOG_SIZE events and EVENT_LOG_MAX_BYTES bytes of
+# text, counted in KEYS[4] as events come and go, so a publish never walks the log (each event is
+# popped once; the log is only summed when its byte count is missing: an upgrade, or lost keys).
 PUBLISH_LUA = """
 local seq = redis.call('GET', KEYS[1])
 if not seq then
@@ -45,18 +50,36 @@ if not seq then
   redis.call('SET', KEYS[1], seed)
   redis.call('SET', KEYS[3], seed)
 end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  local total = 0
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do total = total + #m end
+  redis.call('SET', KEYS[4], total)
+end
 local id = redis.call('INCR', KEYS[1])
 local sid = string.format('%d', id)
-local text = ARGV[2] .. sid .. ARGV[3]
+local text = ARGV[3] .. sid .. ARGV[4]
 local topics, channels = {}, {}
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   topics[#topics + 1] = ARGV[i]
   channels[#channels + 1] = ARGV[i + 1]
 end
-redis.call('ZADD', KEYS[2], id, table.concat(topics, ' ') .. '\\t' .. text)
-local size = tonumber(ARGV[1])
+local member = table.concat(topics, ' ') .. '\\t' .. text
+redis.call('ZADD', KEYS[2], id, member)
+local bytes = redis.call('INCRBY', KEYS[4], #member)
+local size, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n = redis.call('ZCARD', KEYS[2])
-if n > size then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - size - 1) end
+if n > size then
+  local popped = redis.call('ZPOPMIN', KEYS[2], n - size)
+  for i = 1, #popped, 2 do bytes = bytes - #popped[i] end
+  n = size
+end
+while n > 1 and bytes > max_bytes do
+  local popped = redis.call('ZPOPMIN', KEYS[2])
+  bytes = bytes - #popped[1]
+  n = n - 1
+end
+if n <= 1 then bytes = #member end  -- the count heals if the log was deleted behind our back
+redis.call('SET', KEYS[4], bytes)
 local msg = """ + layer.RELAY_MESSAGE_LUA + """
 for _, channel in ipairs(channels) do
   redis.call('PUBLISH', channel, msg)
@@ -70,8 +93,18 @@ def _prefix() -> str:
 
 
 def keys() -> tuple[str, str, str]:
+    """The sequence, the log and the floor (below which the log knows nothing)."""
     p = _prefix()
     return (f"{p}:events:seq", f"{p}:events:log", f"{p}:events:floor")
+
+
+def log_bytes_key() -> str:
+    """The size in bytes of the log's text, kept by the publish script."""
+    return f"{_prefix()}:events:log_bytes"
+
+
+def _script_keys() -> list[str]:
+    return [*keys(), log_bytes_key()]
 
 
 def layer_prefix() -> str:
@@ -96,8 +129,11 @@ def check_publishable(event) -> None:
 
 
 def encode(event: Event) -> tuple[str, str, list[str]]:
-    """Split the wire JSON around its id, which only Redis knows: (head, tail, topics)."""
-    rest = json.dumps({"timestamp": now_iso(), **event.payload()}, separators=(",", ":"), default=str)
+    """Split the wire JSON around its id, which only Redis knows: (head, tail, topics).
+
+    The frame stays under WS_MAX_MESSAGE_BYTES: lists too long are shortened (events/frames.py)."""
+    rest = frames.fit(event.type, {"timestamp": now_iso(), **event.payload()},
+                      limit=settings.WS_MAX_MESSAGE_BYTES, strict=settings.EVENT_OVERSIZE_STRICT)
     head = '{"type":' + json.dumps(event.type) + ',"id":'
     return head, "," + rest[1:], event.topic_names()
 
@@ -164,7 +200,7 @@ os.register_at_fork(after_in_child=reset_clients)
 
 
 def _script_args(head: str, tail: str, topics: list[str]) -> list:
-    return [settings.EVENT_LOG_SIZE, head, tail, *_topics_and_channels(topics)]
+    return [settings.EVENT_LOG_SIZE, settings.EVENT_LOG_MAX_BYTES, head, tail, *_topics_and_channels(topics)]
 
 
 # Redis unreachable (restarting, failing over): worth retrying. Anything else is not.
@@ -192,7 +228,7 @@ def _send(event: Event) -> int | None:
     while True:
         try:
             sync_client()
-            return int(_sync_script(keys=list(keys()), args=_script_args(head, tail, topics)))
+            return int(_sync_script(keys=_script_keys(), args=_script_args(head, tail, topics)))
         except RETRYABLE as exc:
             delay = next(delays, None)
             if delay is None:
@@ -221,7 +257,7 @@ async def apublish(event: Event) -> int | None:
     delays = _retry_delays()
     while True:
         try:
-            return int(await _async_script()(keys=list(keys()), args=_script_args(head, tail, topics)))
+            return int(await _async_script()(keys=_script_keys(), args=_script_args(head, tail, topics)))
         except RETRYABLE as exc:
             delay = next(delays, None)
             if delay is None:
@@ -247,6 +283,11 @@ class Throttle:
 
     A held event is sent by a timer thread when its turn comes, or just before the event that
     closes its job (completed/failed), so the last progress a client sees is the true last one.
+
+    `lock` guards only the bookkeeping: a send (which may retry for EVENT_PUBLISH_RETRY_SECONDS
+    while Redis is away) happens outside it, so one job's stuck publish never holds up another
+    job's. The events of one job still leave in order: each send first takes its turn in that job's
+    queue (`turns`), and waits (releasing the lock) while an earlier send of the same job is out.
     """
 
     def __init__(self, interval: float):
@@ -254,38 +295,64 @@ class Throttle:
         self.lock = threading.Condition()
         self.last_sent: dict[tuple, float] = {}
         self.pending: dict[tuple, Event] = {}
+        self.turns: dict[tuple, collections.deque] = {}
         self.thread: threading.Thread | None = None
 
     def offer(self, event: Event) -> int | None:
         with self.lock:
+            sends, job_keys = [], []
             for closed in event.closes:
                 closed_key = (closed, getattr(event, REGISTRY[closed].coalesce_by))
                 held = self.pending.pop(closed_key, None)
                 self.last_sent.pop(closed_key, None)
+                job_keys.append(closed_key)
                 if held is not None:
-                    _send(held)
+                    sends.append(held)
             key = event.coalesce_key()
-            if key is None:
-                return _send(event)
-            now = time.monotonic()
-            last = self.last_sent.get(key)
-            if last is None or now - last >= self.interval:
+            if key is not None:
+                now = time.monotonic()
+                last = self.last_sent.get(key)
+                if last is not None and now - last < self.interval:
+                    self.pending[key] = event
+                    self._ensure_thread()
+                    self.lock.notify_all()
+                    return None
                 self.pending.pop(key, None)
                 self.last_sent[key] = now
                 self._prune(now)
-                return _send(event)
-            self.pending[key] = event
-            self._ensure_thread()
-            self.lock.notify()
-            return None
+                job_keys.append(key)
+            sends.append(event)
+            return self._send_in_turn(job_keys, sends)[-1]
 
     def flush(self) -> None:
         """Send every held event now (a task calls this before it returns)."""
         with self.lock:
             for key, event in list(self.pending.items()):
+                if self.pending.get(key) is not event:
+                    continue  # sent by the timer while this thread waited its turn
                 del self.pending[key]
                 self.last_sent[key] = time.monotonic()
-                _send(event)
+                self._send_in_turn([key], [event])
+
+    def _send_in_turn(self, job_keys: list[tuple], events: list[Event]) -> list[int | None]:
+        """Send `events` in order once every earlier send of these jobs is done; called, and
+        returns, with the lock held, but releases it while waiting and while sending."""
+        turn = object()
+        for key in job_keys:
+            self.turns.setdefault(key, collections.deque()).append(turn)
+        while any(self.turns[key][0] is not turn for key in job_keys):
+            self.lock.wait()
+        self.lock.release()
+        try:
+            return [_send(event) for event in events]
+        finally:
+            self.lock.acquire()
+            for key in job_keys:
+                queue = self.turns[key]
+                queue.popleft()
+                if not queue:
+                    del self.turns[key]
+            self.lock.notify_all()
 
     def _prune(self, now: float) -> None:
         if len(self.last_sent) > 1000:
@@ -304,18 +371,20 @@ class Throttle:
                 if not self.pending:
                     self.lock.wait(timeout=5)
                     continue
-                now = time.monotonic()
                 wake = None
                 for key, event in list(self.pending.items()):
+                    if self.pending.get(key) is not event:
+                        continue  # replaced or sent while this thread was sending another
+                    now = time.monotonic()
                     due = self.last_sent.get(key, 0) + self.interval
                     if due <= now:
                         del self.pending[key]
                         self.last_sent[key] = now
-                        _send(event)
+                        self._send_in_turn([key], [event])
                     else:
                         wake = due if wake is None else min(wake, due)
                 if wake is not None:
-                    self.lock.wait(timeout=max(0.0, wake - now))
+                    self.lock.wait(timeout=max(0.0, wake - time.monotonic()))
 
 
 _throttle: Throttle | None = None

@@ -15,16 +15,25 @@ Each event is one JSON object: `type`, `id` (an integer, strictly increasing acr
 of the system), `timestamp` (ISO 8601, UTC, with microseconds), then the event's own fields at the
 top level. Optional fields (marked *optional*) are left out when they have no value.
 
+An event is at most 64 KiB of JSON (`WS_MAX_MESSAGE_BYTES`). Text a user sends is capped where it
+enters (names, descriptions, column names, quoted cell values), so only lists can make an event
+larger; such an event has its largest lists shortened, keeping their first items, and each
+shortened list gets a sibling `<name>_truncated` holding the number of items left off: a top-level
+`suggestions` cut to 300 items comes with `"suggestions_truncated": 9700`, a `findings` list inside
+`stats` with `stats.findings_truncated`. Read the whole list from the REST API.
+
 - Connect to `/ws/` (session cookie, or `Authorization: Token <key>` for programs). The socket
   joins `dashboard` and `user.<your id>`. Add `?last_event_id=N` to get every logged event after
   `N` first, then live ones, with no gap and no duplicate. When `N` is older than the log (the
-  last 10,000 events by default, `EVENT_LOG_SIZE`), the socket sends `error` with code
+  last 10,000 events and at most 64 MB of them by default, `EVENT_LOG_SIZE` and
+  `EVENT_LOG_MAX_BYTES`), the socket sends `error` with code
   `replay_gap` and `latest_id`: reload state from the REST API and carry on from `latest_id`.
 - Send `{"type": "ping", "ts": ...}` to get `pong`; `{"type": "subscribe" | "unsubscribe",
   "topics": [...]}` to follow object topics. Messages over 64 KiB, malformed or unknown ones are
   answered with `error`.
 - `GET /api/events/?after=N&limit=100` returns the same logged events as JSON: the polling
-  fallback.
+  fallback. A page holds at most `limit` events and 1 MB of them (`EVENTS_PAGE_MAX_BYTES`): page on
+  with `after=next_after` while `has_more` is true.
 - Progress events (`coalesced per` below) are sent at most a few times a second per job, always the
   first and the latest; the event that ends a job comes after its last progress.
 - Connection events (`pong`, `error`) answer one socket: their `id` is `null`, and they are never

@@ -124,3 +124,29 @@ def test_reprofile_of_a_busy_dataset_is_400(logged_in, upload, penguins_path):
 def test_unknown_dataset_is_a_json_404(logged_in):
     response = logged_in.get("/api/datasets/999999/")
     assert response.status_code == 404 and response["Content-Type"] == "application/problem+json"
+
+
+def test_a_hostile_header_does_not_bloat_the_dataset_list_or_the_event_log(logged_in, upload, events,
+                                                                          django_capture_on_commit_callbacks):
+    names = [f"{i}" + "n" * (100_000 - len(str(i))) for i in range(100)]
+    response = upload((",".join(names) + "\n" + ",".join("1" * 100) + "\n").encode(), filename="h.csv")
+    assert response.status_code == 201
+    with django_capture_on_commit_callbacks(execute=True):  # the events go out on commit
+        dataset = ready(response.json()["id"])
+    assert dataset.status == Dataset.Status.INVALID
+    assert {"file_validated", "dataset_processed"} <= {e["type"] for e in events()}
+    listing = logged_in.get("/api/datasets/?limit=50")
+    assert listing.status_code == 200 and len(listing.content) < 64 * 1024  # it was 10 MB
+    log = logged_in.get(f"/api/events/?after={events.start}")
+    assert log.status_code == 200 and len(log.content) < 64 * 1024  # it was 5 MB
+
+
+def test_names_and_descriptions_over_their_length_are_a_clear_400(logged_in, upload, penguins_path, stray_files):
+    too_long = upload(penguins_path, name="ok", description="d" * 2_001)
+    assert too_long.status_code == 400 and "description" in too_long.json()["errors"]
+    assert not Dataset.objects.exists() and stray_files() == []
+    dataset_id = upload(penguins_path, description="d" * 2_000).json()["id"]
+    for field, value in (("name", "n" * 201), ("description", "d" * 2_001)):
+        response = logged_in.patch(f"/api/datasets/{dataset_id}/", {field: value}, content_type="application/json")
+        assert response.status_code == 400 and field in response.json()["errors"], response.content
+    assert Dataset.objects.get(pk=dataset_id).name == "penguins"

@@ -484,3 +484,34 @@ def test_first_rows_pads_short_rows_and_strips_bom(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfa,b,c\n1,,3\n4\n")
     preview = first_rows(path, encoding="utf-8-sig", delimiter=",", n=10)
     assert preview == {"columns": ["a", "b", "c"], "rows": [["1", None, "3"], ["4", None, None]]}
+
+
+# --- bounds on quoted cell values --------------------------------------------------------------
+
+
+def test_quoted_cell_values_are_at_most_100_characters_and_preview_cells_200(tmp_path):
+    long = "v" * 50_000
+    rows = ["id,constant,spaced,number"]
+    for i in range(40):
+        spaced = f" {long}{i} " if i % 2 else f"s{i}"
+        number = long if i < 5 else str(i)
+        rows.append(f"{i},{long},{spaced},{number}")
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(rows) + "\n")
+    profile = profiling.profile_csv(path, encoding="utf-8", delimiter=",")
+    report = profiling.quality(profile)
+    stored = json.dumps(profile.to_json())
+    assert len(stored) < 30_000, "a cell value was stored whole in the profile"
+    findings = report.findings
+    assert any("constant" in f for f in findings) and any("spaces" in f for f in findings)
+    assert any("not numbers" in f for f in findings)
+    for finding in findings:
+        assert len(finding) < 600, finding
+        for quoted in finding.split("'")[1::2]:
+            assert len(quoted) <= 100
+    for column in profile.column_profiles:
+        for top in column.top_values or []:
+            assert len(top.value) <= 100
+    preview = profiling.first_rows(path, encoding="utf-8", delimiter=",", n=50)
+    cells = [cell for row in preview["rows"] for cell in row if cell is not None]
+    assert max(map(len, cells)) == 200 and preview["rows"][0][1].endswith("…")

@@ -202,3 +202,30 @@ def test_reaper_fails_jobs_and_datasets_whose_worker_died(user, penguins_path):
     stuck.refresh_from_db()
     assert job.status == "failed" and "worker" in job.error
     assert stuck.status == "invalid" and "Re-profile" in stuck.errors[0]
+
+
+def hostile_csv() -> bytes:
+    """100 column names of 100,000 characters each, as a logged-in user once uploaded."""
+    names = [f"{i}" + "n" * (100_000 - len(str(i))) for i in range(100)]
+    return (",".join(names) + "\n" + ",".join("1" * 100) + "\n").encode()
+
+
+def test_a_hostile_header_is_invalid_and_its_events_stay_small(user, django_capture_on_commit_callbacks, events,
+                                                                settings):
+    dataset = services.dataset_create_from_upload(user=user, uploaded_file=SimpleUploadedFile("h.csv", hostile_csv()))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.dataset_ingest(dataset_id=dataset.pk)
+    dataset.refresh_from_db()
+    assert dataset.status == Dataset.Status.INVALID and dataset.column_count == 100
+    assert dataset.errors[0] == "Column 1's name is 100,000 characters long; at most 255 are allowed."
+    assert max(map(len, dataset.column_names)) <= 255
+    import json
+
+    from mlops_dashboard.events import bus
+
+    texts = [text for _, _, text in bus.read_after(events.start).events]
+    print("frame sizes:", sorted(map(len, texts)))
+    assert texts and max(map(len, texts)) <= 32 * 1024  # well under a frame: capped at the source, not cut to fit
+    validated = events.expect("file_validated", dataset_id=dataset.pk, status="error", columns=100)
+    assert "Column 3's name is 100,000 characters long" in validated["error"]
+    assert sum(len(json.dumps(e)) for e in events()) < 100_000

@@ -423,3 +423,35 @@ def test_programming_errors_raise(tmp_path):
         validate_csv(path, max_error_lines=0)
     with pytest.raises(TypeError):
         validate_csv(path, target_column=3)  # type: ignore[arg-type]
+
+
+# --- bounds on what a header may carry ---------------------------------------------------------
+
+
+def hostile_header(columns=100, length=100_000) -> str:
+    return ",".join(f"{i}" + "n" * (length - len(str(i))) for i in range(columns)) + "\n" + \
+        ",".join("1" for _ in range(columns)) + "\n"
+
+
+def test_a_column_name_over_255_characters_makes_the_file_invalid_naming_the_column(tmp_path):
+    result = validate_csv(write(tmp_path, "id,ok," + "x" * 256 + "\n1,2,3\n"))
+    assert only_error(result) == "Column 3's name is 256 characters long; at most 255 are allowed."
+    assert len(result.columns[2]) == 255 and result.columns[2].endswith("…") and result.column_count == 3
+    assert validate_csv(write(tmp_path, "id," + "x" * 255 + "\n1,2\n")).ok  # 255 is the limit
+
+
+def test_a_hundred_names_of_100000_characters_are_reported_briefly_and_not_kept(tmp_path):
+    result = validate_csv(write(tmp_path, hostile_header()))
+    assert not result.ok
+    assert result.errors[0] == "Column 1's name is 100,000 characters long; at most 255 are allowed."
+    assert result.errors[10] == "…and 90 more columns with a name longer than 255 characters."
+    assert len(result.errors) == 11 and sum(map(len, result.errors)) < 2_000
+    assert result.column_count == 100 and max(map(len, result.columns)) == 255
+    assert len(json.dumps(result.to_dict())) < 100 * 256 + 5_000
+
+
+def test_an_invalid_file_keeps_at_most_2000_column_names(tmp_path):
+    n = MAX_COLUMNS + 3_000
+    result = validate_csv(write(tmp_path, ",".join(f"c{i}" for i in range(n)) + "\n" + ",".join("1" * n) + "\n"))
+    assert not result.ok and "5,000 columns" in result.errors[0]
+    assert result.columns == [f"c{i}" for i in range(MAX_COLUMNS)] and result.column_count == n

@@ -24,6 +24,7 @@ def test_a_socket_busy_with_its_own_pings_gets_every_event_once_in_order(stack, 
     browser client, it reconnects with its last id and the replay (with live events still pouring in,
     where a direct relay must not cut in either) completes the sequence. Every event once, in order."""
     settings.EVENT_LOG_SIZE = 100_000  # this process publishes: keep every event for the replays
+    settings.EVENT_LOG_MAX_BYTES = 2**40  # bounded by count only here
     # Its pings come far faster than any client's may: lift the message rate limit for this server.
     server = stack.server(WS_MAX_BACKLOG=BACKLOG, WS_MESSAGE_RATE=1_000_000, WS_MESSAGE_BURST=1_000_000)
     follower = follow(server.ws_url, ping_every=0.0005, rcvbuf=16 * 1024)

@@ -83,3 +83,48 @@ def test_a_publish_while_redis_restarts_waits_for_it(private_redis, settings):
         assert [event_id for event_id, _, _ in bus.read_after(before).events] == [during]
     finally:
         bus.reset_clients()
+
+
+def test_a_publish_retrying_through_an_outage_does_not_hold_up_other_jobs(private_redis, settings):
+    """The progress throttle sends outside its lock: while job 1's publish retries (Redis is down),
+    job 2's coalesced progress is held at once instead of waiting out job 1's retries; once Redis is
+    back, job 1's event is sent, then job 2's closing event after its held progress."""
+    import json
+    import threading
+
+    from mlops_dashboard.events import bus, catalog, publish
+    from tests import procs
+
+    def progress(job, pct):
+        return catalog.JobProgress(job_id=job, dataset_id=1, progress=float(pct), status="running",
+                                   current_step="step")
+
+    settings.REDIS_URL = private_redis.url
+    settings.EVENT_PUBLISH_RETRY_SECONDS = 600  # job 1's publish stays in its retries for the whole test
+    settings.EVENT_PROGRESS_INTERVAL = 3600  # job 2's second progress is held, not sent
+    bus.reset_clients()
+    try:
+        first = publish(progress(2, 10))
+        assert first is not None
+        private_redis.client().shutdown(save=True)
+        private_redis.proc.wait(timeout=10)
+        results = {}
+        stuck = threading.Thread(target=lambda: results.update(job1=publish(progress(1, 10))), daemon=True)
+        stuck.start()
+        procs.wait_for(lambda: ("job_progress", 1) in bus.throttle().last_sent and stuck.is_alive(), timeout=60,
+                       message="job 1's publish to be retrying")
+        other = threading.Thread(target=lambda: results.update(job2=publish(progress(2, 20))), daemon=True)
+        other.start()
+        other.join(timeout=60)
+        assert not other.is_alive(), "job 2's publish waited behind job 1's retries"
+        assert results["job2"] is None and stuck.is_alive()  # held by the throttle; job 1 still retrying
+        private_redis.start()
+        stuck.join(timeout=120)
+        assert not stuck.is_alive() and results["job1"] is not None
+        closed = publish(catalog.JobCompleted(job_id=2, dataset_id=1, status="succeeded", duration=1.0))
+        logged = [json.loads(text) for _, _, text in bus.read_after(first).events]
+        assert [(e["type"], e["job_id"], e.get("progress")) for e in logged] == [
+            ("job_progress", 1, 10.0), ("job_progress", 2, 20.0), ("job_completed", 2, None)]
+        assert logged[-1]["id"] == closed
+    finally:
+        bus.reset_clients()

@@ -25,6 +25,7 @@ def bulky(n: int) -> catalog.ActivityUpdate:
 
 def test_a_stalled_socket_costs_bounded_memory_delays_no_one_and_replays_when_it_reads_again(stack, token, follow, settings):
     settings.EVENT_LOG_SIZE = 2 * EVENTS  # this process publishes: keep all of them for the replay
+    settings.EVENT_LOG_MAX_BYTES = 2**40  # bounded by count only here
     server = stack.server(WS_MAX_BACKLOG=1000)
     headers = {"Authorization": f"Token {token}"}
     healthy = follow(server.ws_url)

@@ -128,3 +128,22 @@ def test_health_is_503_when_a_service_is_down(client, settings):
         health.reset_cache()
     assert response.status_code == 503
     assert response.json()["checks"]["redis"]["status"] == "down"
+
+
+def test_events_api_pages_are_bounded_in_bytes_and_page_through_everything(client, user, settings):
+    settings.EVENTS_PAGE_MAX_BYTES = 30_000
+    client.force_login(user)
+    start = bus.latest_id()
+    ids = [publish(catalog.DatasetCreated(dataset_id=n, name=f"{n}" + "x" * 9_000)) for n in range(10)]
+    first = client.get(f"/api/events/?after={start}&limit=100")
+    assert len(first.content) < 40_000  # 3 events of ~9 KB, not all 10
+    page = first.json()
+    assert [e["id"] for e in page["events"]] == ids[:3] and page["has_more"] and page["next_after"] == ids[2]
+    seen, after = [], start
+    while True:
+        page = client.get(f"/api/events/?after={after}&limit=100").json()
+        seen += [e["id"] for e in page["events"]]
+        after = page["next_after"]
+        if not page["has_more"]:
+            break
+    assert seen == ids and not page["gap"]

@@ -159,3 +159,64 @@ def test_visible_to_hides_other_users_private_events():
     assert bus.visible_to(["user.1"], 1)
     assert not bus.visible_to(["user.2"], 1)
     assert bus.visible_to(["user.2", "dataset.4"], 1)
+
+
+def _log_text_bytes(redis_client) -> int:
+    return sum(len(m) for m in redis_client.zrange(bus.keys()[1], 0, -1))
+
+
+def test_log_is_bounded_in_bytes_and_reports_the_gap(settings, redis_client):
+    settings.EVENT_LOG_SIZE = 1000
+    settings.EVENT_LOG_MAX_BYTES = 50_000
+    ids = [publish(catalog.DatasetCreated(dataset_id=n, name="x" * 10_000)) for n in range(12)]
+    log = bus.read_after(ids[0] - 1)
+    kept = [e[0] for e in log.events]
+    assert kept == ids[-len(kept):] and 3 <= len(kept) <= 5  # newest first kept, ~10 KB each
+    assert log.gap  # the first events fell out of the log: a client resuming there must reload
+    assert not bus.read_after(kept[0] - 1).gap
+    assert _log_text_bytes(redis_client) <= 50_000
+    assert int(redis_client.get(bus.log_bytes_key())) == _log_text_bytes(redis_client)
+
+
+def test_log_byte_count_heals_when_the_log_is_lost(settings, redis_client):
+    settings.EVENT_LOG_MAX_BYTES = 50_000
+    publish(created(1))
+    redis_client.delete(bus.keys()[1])  # the log gone, its byte count left behind
+    redis_client.set(bus.log_bytes_key(), 10**9)
+    publish(created(2))
+    ids = [publish(created(n)) for n in range(3, 6)]
+    assert [e[0] for e in bus.read_after(ids[0] - 1).events] == ids  # not trimmed to nothing on every publish
+    assert int(redis_client.get(bus.log_bytes_key())) == _log_text_bytes(redis_client)
+    redis_client.delete(bus.log_bytes_key())  # an upgrade: the log without its count
+    publish(created(6))
+    assert int(redis_client.get(bus.log_bytes_key())) == _log_text_bytes(redis_client)
+
+
+def test_an_oversized_event_has_its_largest_list_shortened_with_a_count(settings):
+    start = bus.latest_id()
+    findings = [f"finding {i} " + "y" * 100 for i in range(5_000)]
+    publish(catalog.QualityAssessment(dataset_id=1, quality_score=50.0,
+                                      stats={"findings": findings, "weights": {"a": 1}}))
+    publish(catalog.TrainingFailed(job_id=1, error="e", error_code="INTERNAL", stage_failed="x",
+                                   progress_when_failed=1.0, suggestions=["s" * 50] * 10_000))
+    (_, _, quality), (_, _, failed) = bus.read_after(start).events
+    assert len(quality) <= settings.WS_MAX_MESSAGE_BYTES and len(failed) <= settings.WS_MAX_MESSAGE_BYTES
+    stats = json.loads(quality)["stats"]
+    assert stats["findings"] == findings[: len(stats["findings"])] and len(stats["findings"]) > 100
+    assert stats["findings_truncated"] == 5_000 - len(stats["findings"]) and stats["weights"] == {"a": 1}
+    failed = json.loads(failed)
+    assert failed["suggestions_truncated"] == 10_000 - len(failed["suggestions"])
+
+
+def test_an_oversized_string_fails_loudly_under_test_and_is_cut_in_production(settings):
+    from mlops_dashboard.events import frames
+
+    huge = catalog.DatasetCreated(dataset_id=1, name="n" * 100_000)
+    assert settings.EVENT_OVERSIZE_STRICT  # tests/env.py
+    with pytest.raises(frames.EventTooLarge, match="not capped where it entered"):
+        publish(huge)
+    settings.EVENT_OVERSIZE_STRICT = False
+    start = bus.latest_id()
+    assert publish(huge) is not None
+    (_, _, text), = bus.read_after(start).events
+    assert len(text) <= settings.WS_MAX_MESSAGE_BYTES and json.loads(text)["name"].endswith("…")

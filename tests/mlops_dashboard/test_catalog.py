@@ -140,3 +140,54 @@ def test_docs_list_the_renamed_draft_events():
     text = render()
     for old, new in catalog.RENAMED.items():
         assert f"| `{old}` | `{new}` |" in text
+
+
+# --- worst cases: no frame over WS_MAX_MESSAGE_BYTES --------------------------------------------------
+
+LONG_TEXT = "é" * 1_000  # 6,000 bytes once JSON-escaped: longer than any text capped where it enters
+LONG_LIST = [{"name": "c" * 255, "value": "v" * 100, "n": 10**12} for _ in range(3_000)]
+
+
+def _worst(value, hint):
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value
+    if origin in (types.UnionType, typing.Union):
+        arms = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _worst(value, arms[0]) if len(arms) == 1 else value
+    if hint is str:
+        return LONG_TEXT
+    if hint in (list, typing.Any) or origin is list:
+        return list(LONG_LIST)
+    if hint is dict or origin is dict:
+        return {**(value or {}), "items": list(LONG_LIST), "names": ["n" * 255] * 3_000,
+                "nested": {"findings": ["f" * 300] * 3_000}, "text": LONG_TEXT}
+    if hint is int:
+        return 10**15 if value is not None else value
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REGISTRY if not catalog.is_connection_event(n)))
+def test_every_event_type_fits_a_frame_with_worst_case_payloads(name, settings):
+    import dataclasses
+
+    from mlops_dashboard.events import bus, publish
+
+    cls = REGISTRY[name]
+    hints = catalog._hints(cls)
+    fields = {f.name: _worst(EXAMPLES[name].get(f.name), hints[f.name]) for f in dataclasses.fields(cls)}
+    if cls.coalesce_by:
+        fields[cls.coalesce_by] = EXAMPLES[name][cls.coalesce_by]
+        fields[cls.coalesce_by] = fields[cls.coalesce_by] * 1000 + 7 if isinstance(
+            fields[cls.coalesce_by], int) else f"worst-{name}"  # a job of its own: sent at once
+    start = bus.latest_id()
+    assert publish(build(name, **fields)) is not None
+    (_, _, text), = bus.read_after(start).events
+    assert len(text.encode()) <= settings.WS_MAX_MESSAGE_BYTES
+    frame = json.loads(text)
+    assert frame["type"] == name
+    if any(isinstance(v, (list, dict)) for v in fields.values()):
+        assert "_truncated\"" in text  # what was left off is said, not silently dropped

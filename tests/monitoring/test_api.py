@@ -5,7 +5,7 @@ import pytest
 
 from mlops_dashboard.activity import activity_record
 from monitoring import services
-from monitoring.models import Alert
+from monitoring.models import Alert, AlertRule
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -163,3 +163,11 @@ def test_a_detections_score_file_goes_with_its_dataset(ready_dataset, user, djan
     with django_capture_on_commit_callbacks(execute=True):
         dataset_services.dataset_delete(dataset=dataset)
     assert not AnomalyDetection.objects.exists() and not default_storage.exists(detection.scores_file.name)
+
+
+def test_an_alert_rule_description_over_its_length_is_a_clear_400(api, rules):
+    body = {"name": "Load high", "kind": "metric", "metric": "load_1", "comparison": "gt", "threshold": 8,
+            "duration_seconds": 0, "priority": "medium", "description": "d" * 2_001}
+    response = api.post("/api/alert-rules/", body, content_type="application/json")
+    assert response.status_code == 400 and "description" in response.json()["errors"]
+    assert not AlertRule.objects.filter(name="Load high").exists()

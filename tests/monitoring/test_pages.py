@@ -180,3 +180,18 @@ def test_the_dashboard_and_system_widgets_are_fragments_the_pages_morph_in(clien
     assert integrations.startswith('<tbody id="integration-rows">') and 'data-component="broker"' in integrations
     workers = client.get("/monitoring/system/workers/").content.decode()
     assert workers.startswith('<div class="workers" id="workers">')
+
+
+@pytest.mark.parametrize("fields, error_for", [
+    ({"description": "d" * 2_001}, "description"),
+    ({"suggested_actions_text": "\n".join(f"action {i}" for i in range(11))}, "suggested_actions_text"),
+    ({"suggested_actions_text": "a" * 501}, "suggested_actions_text"),
+])
+def test_the_rule_form_refuses_text_over_its_length_instead_of_cutting_it(client, user, rules, fields, error_for):
+    client.force_login(user)
+    response = client.post("/monitoring/rules/", {"name": "Long", "kind": "metric", "metric": "active_connections",
+                                                  "comparison": "gt", "threshold": "500", "duration_seconds": "0",
+                                                  "priority": "low", **fields})
+    assert response.status_code == 400
+    assert f'data-error-for="{error_for}"' in response.content.decode()
+    assert not AlertRule.objects.filter(name="Long").exists()

@@ -112,3 +112,13 @@ def test_runs_list_filters_by_pipeline_and_status(api, demo_pipeline, no_enqueue
     detail = api.get(f"/api/pipeline-runs/{mine}/").json()
     assert [s["kind"] for s in detail["step_runs"]] == [s["kind"] for s in demo_pipeline.steps]
     assert detail["url"] == f"/pipelines/runs/{mine}/"
+
+
+def test_a_description_or_a_target_column_over_its_length_is_a_clear_400(api, breast_cancer, no_enqueue):
+    body = {**DEMO_BODY, "dataset": breast_cancer.pk, "description": "d" * 2_001}
+    response = post(api, "/api/pipelines/", body)
+    assert response.status_code == 400 and "description" in response.json()["errors"], response.content
+    steps = [{"kind": "train_model", "options": {"algorithm": "sgd", "target_column": "t" * 256}}]
+    response = post(api, "/api/pipelines/", {**DEMO_BODY, "dataset": breast_cancer.pk, "steps": steps})
+    assert response.status_code == 400 and "at most 255 characters" in response.content.decode()
+    assert not Pipeline.objects.exists()
