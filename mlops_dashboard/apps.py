@@ -12,3 +12,7 @@ class MlopsDashboardConfig(AppConfig):
         from .activity import record_login
 
         user_logged_in.connect(record_login, dispatch_uid="mlops_dashboard.record_login")
+
+        from .tokens import connect_signals
+
+        connect_signals()

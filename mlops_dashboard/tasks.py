@@ -33,3 +33,11 @@ def jobs_recover() -> dict:
     from .jobs import reap_all, resend_lost
 
     return {**reap_all(), **resend_lost()}
+
+
+@shared_task(name="mlops_dashboard.api_tokens_prune_expired", ignore_result=True)
+def api_tokens_prune_expired() -> int:
+    """Delete expired API tokens (run by beat)."""
+    from .tokens import api_tokens_prune_expired as prune
+
+    return prune()

@@ -3,21 +3,24 @@
 from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
 
 
 @database_sync_to_async
-def _user_for_token(key: str):
-    from rest_framework.authtoken.models import Token
+def _token_for_key(key: str):
+    """The live ApiToken of `key` (its last use noted), or None: the REST API's own check."""
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from mlops_dashboard.tokens import api_token_check
 
     try:
-        return Token.objects.select_related("user").get(key=key).user
-    except Token.DoesNotExist:
-        return AnonymousUser()
+        return api_token_check(key)
+    except AuthenticationFailed:
+        return None
 
 
 class TokenAuthMiddleware:
-    """`Authorization: Token <key>` on the handshake authenticates a program (as the REST API does)."""
+    """`Authorization: Token <key>` on the handshake authenticates a program (as the REST API does).
+    The scope gets `api_token_id`: the ApiToken row the socket stands on."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -27,9 +30,9 @@ class TokenAuthMiddleware:
             if name == b"authorization":
                 kind, _, key = value.decode("latin1").partition(" ")
                 if kind.lower() == "token" and key.strip():
-                    user = await _user_for_token(key.strip())
-                    if user.is_authenticated and user.is_active:
-                        scope = dict(scope, user=user)
+                    token = await _token_for_key(key.strip())
+                    if token is not None:
+                        scope = dict(scope, user=token.user, api_token_id=token.pk)
                 break
         return await self.inner(scope, receive, send)
 

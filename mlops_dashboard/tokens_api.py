@@ -1,0 +1,86 @@
+"""API of the tokens: log in for a key (`POST /api/auth/token/`), and list, create, revoke one's own."""
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .account import lockout_message, lockout_seconds
+from .models import ApiToken
+from .tokens import api_token_create, api_tokens_of
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    """A token as its owner sees it: never the key (shown once, at creation) nor its digest."""
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "created", "expiry", "last_used_at"]
+        read_only_fields = ["id", "created", "expiry", "last_used_at"]
+
+
+class NewApiTokenSerializer(ApiTokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The key: shown only in this answer.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+
+class TokenLoginSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
+                                 help_text="A name for the new token (shown on the API tokens page).")
+
+
+PROBLEM_400 = OpenApiResponse(description="Missing fields, or wrong user name or password (problem details).")
+PROBLEM_429 = OpenApiResponse(description="Too many failed logins for this user name from this address: "
+                                          "locked out for a while (problem details, Retry-After).")
+
+
+class TokenLoginView(APIView):
+    """Trade a user name and password for a new API token (`Authorization: Token <key>`).
+
+    Each call makes a token that expires after API_TOKEN_TTL_DAYS; list and revoke them at
+    /api/auth/tokens/ or on the API tokens page. Repeated failures lock out the user name for the
+    calling address (429)."""
+
+    authentication_classes = []
+    permission_classes = [permissions.AllowAny]
+    serializer_class = TokenLoginSerializer
+
+    @extend_schema(request=TokenLoginSerializer,
+                   responses={200: NewApiTokenSerializer, 400: PROBLEM_400, 429: PROBLEM_429})
+    def post(self, request):
+        login = TokenLoginSerializer(data=request.data)
+        login.is_valid(raise_exception=True)
+        # The Django request, so that axes counts the failure and sees a lockout.
+        django_request = request._request
+        user = authenticate(request=django_request, username=login.validated_data["username"],
+                            password=login.validated_data["password"])
+        if getattr(django_request, "axes_locked_out", False):
+            raise exceptions.Throttled(wait=lockout_seconds(), detail=lockout_message())
+        if user is None:
+            raise serializers.ValidationError({"non_field_errors": ["Unable to log in with provided credentials."]})
+        token, key = api_token_create(user=user, name=login.validated_data["name"] or "POST /api/auth/token/")
+        return Response({**NewApiTokenSerializer(token).data, "token": key})
+
+
+class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Your API tokens: list them (newest first), create one (its key is in that answer only), revoke one."""
+
+    serializer_class = ApiTokenSerializer
+
+    def get_queryset(self):
+        return api_tokens_of(self.request.user)
+
+    @extend_schema(request=ApiTokenSerializer, responses={201: NewApiTokenSerializer, 400: PROBLEM_400})
+    def create(self, request):
+        body = ApiTokenSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        token, key = api_token_create(user=request.user, name=body.validated_data.get("name", ""))
+        return Response({**NewApiTokenSerializer(token).data, "token": key}, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        instance.delete()  # through the ORM: post_delete fires (open sockets on it close)
