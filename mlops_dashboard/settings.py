@@ -317,9 +317,10 @@ CELERY_BEAT_SCHEDULE["prune-expired-api-tokens"] = {
 # SECTION: REST API -----------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
+    # Tokens first: an anonymous or refused request gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "mlops_dashboard.tokens.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
