@@ -283,6 +283,7 @@ AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
 # Per user name AND address: a guesser can neither lock a user out from everywhere nor try many names.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a successful login forgets that pair's earlier failures
 # Failures counted in the database: shared by every server process and machine, kept across a Redis
 # restart, rolled back with each test's transaction, and listed (and resettable) in the admin.
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"

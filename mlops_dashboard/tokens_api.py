@@ -1,6 +1,7 @@
 """API of the tokens: log in for a key (`POST /api/auth/token/`), and list, create, revoke one's own."""
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
 from rest_framework.response import Response
@@ -64,6 +65,9 @@ class TokenLoginView(APIView):
         if user is None:
             raise serializers.ValidationError({"non_field_errors": ["Unable to log in with provided credentials."]})
         token, key = api_token_create(user=user, name=login.validated_data["name"] or "POST /api/auth/token/")
+        # A login like the page's (no session): the activity feed, last_login, and axes forgetting
+        # this name and address's earlier failures.
+        user_logged_in.send(sender=user.__class__, request=django_request, user=user)
         return Response({**NewApiTokenSerializer(token).data, "token": key})
 
 
