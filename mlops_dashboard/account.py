@@ -88,7 +88,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     template_name = "account/password_change.html"
     success_url = reverse_lazy("account-tokens")
-    extra_context = {"nav": "account"}
+    extra_context = {"nav": "password"}
 
     def form_valid(self, form):
         response = super().form_valid(form)

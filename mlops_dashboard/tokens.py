@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.db.models.signals import post_save, pre_save
+from django.dispatch import Signal
 from django.utils import timezone
 from knox.auth import TokenAuthentication
 from knox.crypto import hash_token
@@ -105,6 +106,10 @@ class ApiTokenAuthentication(TokenAuthentication):
 
 # --- a password change revokes the user's tokens ------------------------------------------------
 
+# Sent (with `user`) after a user's password changed and their tokens were revoked: the one place to
+# hang anything else that must follow a password change.
+password_changed = Signal()
+
 
 def _note_password_change(sender, instance, update_fields=None, **kwargs):
     """Before a user is saved: was the password set (`set_password`, whatever calls it: the password
@@ -125,6 +130,7 @@ def _revoke_on_password_change(sender, instance, created=False, **kwargs):
     if getattr(instance, "_revoke_api_tokens", False):
         instance._revoke_api_tokens = False
         api_tokens_revoke_all(user=instance)
+        password_changed.send(sender=sender, user=instance)
 
 
 def connect_signals():

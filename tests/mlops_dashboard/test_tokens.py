@@ -155,14 +155,44 @@ def test_a_password_change_revokes_tokens_and_other_sessions_but_keeps_this_one(
 
 
 def test_set_password_anywhere_revokes_but_other_saves_do_not(user, deletions):
+    from mlops_dashboard.tokens import password_changed
+
+    changed = []
+    password_changed.connect(lambda sender, user, **kw: changed.append(user.pk), weak=False, dispatch_uid="t")
+    try:
+        token = ApiTokenFactory(user=user)
+        user.first_name = "Alice"
+        user.save()
+        user.save(update_fields=["last_login"])
+        assert deletions == [] and changed == []
+        user.set_password("via-the-admin-789")  # the admin's password form, changepassword
+        user.save()
+        assert deletions == [token.pk] and changed == [user.pk]
+    finally:
+        password_changed.disconnect(dispatch_uid="t")
+
+
+def test_the_admin_password_form_revokes(client, staff_user, user, deletions):
     token = ApiTokenFactory(user=user)
-    user.first_name = "Alice"
-    user.save()
-    user.save(update_fields=["last_login"])
-    assert deletions == []
-    user.set_password("via-the-admin-789")  # the admin's password form, changepassword
-    user.save()
+    client.force_login(staff_user)
+    response = client.post(f"/admin/auth/user/{user.pk}/password/",
+                           {"password1": "set-by-admin-321", "password2": "set-by-admin-321", "usable_password": "true"})
+    assert response.status_code == 302, response.content
     assert deletions == [token.pk]
+
+
+def test_a_rehash_on_login_is_not_a_password_change(client, user, deletions, settings):
+    """Django re-hashes a stored password when its hasher's parameters changed (same password)."""
+    from django.contrib.auth.hashers import make_password
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher",
+                                 "django.contrib.auth.hashers.MD5PasswordHasher"]
+    type(user).objects.filter(pk=user.pk).update(password=make_password("alice-pass-123", hasher="md5"))
+    token = ApiTokenFactory(user=user)
+    assert client.post("/api/auth/token/", {"username": "alice", "password": "alice-pass-123"}).status_code == 200
+    user.refresh_from_db()
+    assert user.password.startswith("pbkdf2_")  # re-hashed
+    assert deletions == [] and type(token).objects.filter(pk=token.pk).exists()
 
 
 def test_pruning_deletes_expired_tokens_through_the_orm(user, deletions):
@@ -191,3 +221,17 @@ def test_the_admin_shows_tokens_without_digest_or_key_and_revokes(client, staff_
 def test_drf_tokens_are_gone():
     assert "rest_framework.authtoken" not in settings.INSTALLED_APPS
     assert "authtoken_token" not in connection.introspection.table_names()
+
+
+def test_the_socket_takes_a_live_token_and_refuses_an_expired_or_revoked_one(open_socket, user):
+    live, expired, revoked = ApiTokenFactory(user=user), ApiTokenFactory(user=user), ApiTokenFactory(user=user)
+    type(expired).objects.filter(pk=expired.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+    revoked.delete()
+    sock = open_socket(token=live.key, origin=None)
+    sock.send({"type": "ping", "ts": 1})
+    assert sock.recv()["type"] == "pong"
+    live.refresh_from_db()
+    assert live.last_used_at is not None
+    for key in (expired.key, revoked.key):
+        assert open_socket(token=key, origin=None).recv()["code"] == "unauthorized"
+    assert not type(expired).objects.filter(pk=expired.pk).exists()
