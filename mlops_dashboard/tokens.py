@@ -117,7 +117,7 @@ def _note_password_change(sender, instance, update_fields=None, **kwargs):
 
     Django's own re-hash on login (same password, new hasher parameters) saves only `password` with
     `_password` reset, and is not a change."""
-    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+    if instance._state.adding or (update_fields is not None and "password" not in update_fields):
         return
     if getattr(instance, "_password", None) is not None:
         instance._revoke_api_tokens = True
