@@ -51,9 +51,15 @@ def postgres_answers(timeout: float = 1.0) -> bool:
         return False
 
 
+# A benchmark drives 1,000 sockets and 50 predictions/s as one user from one address: the API
+# throttles a deployment sets for people would refuse it (per second: DRF's history stays short).
+BENCH_LIMITS = {"API_THROTTLE_ANON": "10000/second", "API_THROTTLE_USER": "10000/second"}
+
+
 def private_env(tmp: Path, prefix: str, redis_db: int, **settings) -> dict:
     """This environment, with a private database file, media directory, Redis database and key prefix
-    (all under `tmp` or named by `prefix`), as `make run` sets it otherwise (DJANGO_DEBUG=false)."""
+    (all under `tmp` or named by `prefix`), as `make run` sets it otherwise (DJANGO_DEBUG=false),
+    with the limits a benchmark needs raised (BENCH_LIMITS; a caller's `settings` win)."""
     parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
     env = dict(os.environ)
     for name in ("DJANGO_ALLOW_ASYNC_UNSAFE", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "MONITORING_ENABLED",
@@ -68,8 +74,11 @@ def private_env(tmp: Path, prefix: str, redis_db: int, **settings) -> dict:
         "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(32),
         "MEDIA_ROOT": str(tmp / "media"),
         "PYTHONUNBUFFERED": "1",
+        **BENCH_LIMITS,
         **{k: str(v) for k, v in settings.items()},
     })
+    raised = ", ".join(f"{k}={env[k]}" for k in BENCH_LIMITS)
+    print(f"bench: limits raised for this run's processes: {raised}", file=sys.stderr, flush=True)
     return env
 
 

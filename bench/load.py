@@ -74,8 +74,9 @@ class LoadBench(EventsPart, ApiPart, WorkPart, ResourcesPart):
 
     def __init__(self, args):
         self.args = args
+        # One user starts a whole wave of uploads at once: UPLOADS_PER_USER (default 3) raised to fit.
         self.stack = Stack("load", redis_db=args.redis_db, keep=args.keep, EVENT_LOG_SIZE=args.event_log_size,
-                           **dict(item.split("=", 1) for item in args.env))
+                           **{"UPLOADS_PER_USER": UPLOADS_PER_WAVE, **dict(item.split("=", 1) for item in args.env)})
         self.pool = ThreadPoolExecutor(max_workers=TRAININGS_PER_WAVE + UPLOADS_PER_WAVE + 1)
         self.waves: list[dict] = []
         self.job_errors: list[str] = []
@@ -142,7 +143,7 @@ class LoadBench(EventsPart, ApiPart, WorkPart, ResourcesPart):
             f"{st.database}, Redis {st.redis_url}; {os.cpu_count()} CPUs shared with whatever else runs")
         log(f"load: {a.sockets:,} sockets ({a.sockets // 2:,} per server, {a.clients} client processes, ping every "
             f"{a.ping_interval:g} s), predictions {a.predict_rate:g}/s, waves of {TRAININGS_PER_WAVE} trainings + "
-            f"{UPLOADS_PER_WAVE} uploads + 1 pipeline run")
+            f"{UPLOADS_PER_WAVE} uploads + 1 pipeline run (one user: UPLOADS_PER_USER raised to {UPLOADS_PER_WAVE})")
         log(f"measured: {secs:.0f} s after a warm-up wave of {warm['secs']:.0f} s (--duration {a.duration:g})")
 
         lost, p99, order = self.report_events(secs)

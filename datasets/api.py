@@ -9,6 +9,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from mlops_dashboard.api_errors import problem_response
+from mlops_dashboard.filters import ChoicesListField, FilteredListMixin
 
 from . import services
 from .models import Dataset, ProcessingJob
@@ -74,13 +75,18 @@ def too_large_response():
                                  "(DATASET_MAX_UPLOAD_MB).", code="too_large")
 
 
-class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+class DatasetFilters(serializers.Serializer):
+    status = ChoicesListField(Dataset.Status.values, required=False)
+
+
+class DatasetViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
                      mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Datasets: upload (multipart), list, read with profile, edit, delete, re-profile, jobs."""
 
     queryset = Dataset.objects.select_related("created_by", "parent").all()
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filters_class = DatasetFilters
 
     def get_serializer_class(self):
         if self.action == "create":
@@ -93,9 +99,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Up
         qs = super().get_queryset()
         if self.action == "list":
             qs = qs.defer("profile", "quality", "preview")
-            wanted = self.request.query_params.get("status")
+            wanted = self.filters().get("status")
             if wanted:
-                qs = qs.filter(status=wanted)
+                qs = qs.filter(status__in=wanted)
         return qs
 
     @extend_schema(request={"multipart/form-data": DatasetUploadSerializer}, responses={201: DatasetSerializer})

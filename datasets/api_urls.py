@@ -1,8 +1,8 @@
-from rest_framework.routers import SimpleRouter
+from mlops_dashboard.routers import ApiRouter
 
 from .api import DatasetViewSet, ProcessingJobViewSet
 
-router = SimpleRouter(trailing_slash=True)
+router = ApiRouter()
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("processing-jobs", ProcessingJobViewSet, basename="processing-job")
 

@@ -3,20 +3,21 @@
 import json
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .activity import activity_payload
 from .events import bus, publish
+from .filters import MAX_ID, FilteredListMixin
 from .models import Activity
 from .tasks import publish_test_event, test_activity
 
 
 class EventsQuery(serializers.Serializer):
-    after = serializers.IntegerField(min_value=0, default=0)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+    after = serializers.IntegerField(min_value=0, max_value=MAX_ID, default=0, help_text="Return events with a larger id.")
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="At most this many events.")
 
 
 class EventLogView(APIView):
@@ -27,10 +28,7 @@ class EventLogView(APIView):
     """
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after", int, description="Return events with a larger id."),
-            OpenApiParameter("limit", int, description="At most this many events (1-1000)."),
-        ],
+        parameters=[EventsQuery],
         responses=inline_serializer(
             "EventLogPage",
             {
@@ -60,6 +58,9 @@ class EventLogView(APIView):
         )
 
 
+TEST_EVENT = inline_serializer("TestEvent", {"id": serializers.IntegerField(allow_null=True), "via": serializers.CharField()})
+
+
 class TestEventView(APIView):
     """Publish a test event (an `activity_update` of type `test`): staff only, for diagnostics.
 
@@ -70,10 +71,12 @@ class TestEventView(APIView):
 
     @extend_schema(
         request=inline_serializer("TestEventRequest", {"via": serializers.ChoiceField(["server", "worker"], required=False)}),
-        responses=inline_serializer("TestEvent", {"id": serializers.IntegerField(allow_null=True), "via": serializers.CharField()}),
+        responses={201: TEST_EVENT, 202: TEST_EVENT},
     )
     def post(self, request):
-        via = request.data.get("via", "server") if isinstance(request.data, dict) else "server"
+        if not isinstance(request.data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Send a JSON object (or a form)."]})
+        via = request.data.get("via", "server")
         if via not in ("server", "worker"):
             raise serializers.ValidationError({"via": ['Choose "server" or "worker".']})
         username = request.user.get_username()
@@ -97,19 +100,25 @@ class ActivitySerializer(serializers.ModelSerializer):
         fields = ["id"]
 
 
-class ActivityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ActivityFilters(serializers.Serializer):
+    action_type = serializers.CharField(max_length=40, required=False)
+    user = serializers.CharField(max_length=150, required=False, help_text="A username or a user id.")
+
+
+class ActivityViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The activity feed, newest first. Filters: `action_type`, `user` (a username or an id)."""
 
     serializer_class = ActivitySerializer
+    filters_class = ActivityFilters
 
     def get_queryset(self):
         rows = Activity.objects.select_related("user")
-        action_type = self.request.query_params.get("action_type")
-        if action_type:
-            rows = rows.filter(action_type=action_type)
-        user = self.request.query_params.get("user")
+        filters = self.filters()
+        if "action_type" in filters:
+            rows = rows.filter(action_type=filters["action_type"])
+        user = filters.get("user")
         if user:
-            if user.isdigit():
+            if user.isdigit() and len(user) <= 18:
                 rows = rows.filter(user_id=int(user))
             else:
                 if not get_user_model().objects.filter(username=user).exists():
@@ -117,6 +126,3 @@ class ActivityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                 rows = rows.filter(user__username=user)
         return rows
 
-    @extend_schema(parameters=[OpenApiParameter("action_type", str), OpenApiParameter("user", str)])
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)

@@ -17,16 +17,18 @@ from mlops_dashboard.events.auth import TokenAuthMiddleware, origin_validator  #
 from mlops_dashboard.events import fastpath  # noqa: E402
 from mlops_dashboard.events.consumer import EventsConsumer  # noqa: E402
 from mlops_dashboard.middleware import RequestSlots  # noqa: E402
+from mlops_dashboard.request_bodies import RequestBodies  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", EventsConsumer.as_asgi())]
 
-# Uploads pass through the progress/size middleware, which needs to know the user.
+# Uploads pass through the progress/limits middleware, which needs to know the user (it refuses
+# an anonymous upload before reading its body).
 upload_app = AuthMiddlewareStack(TokenAuthMiddleware(UploadProgressMiddleware(django_asgi_app)))
 
 
-# Everything else waits for one of the process's request slots (not uploads: a slow upload must
-# not hold one while its body streams in).
-bounded_app = RequestSlots(django_asgi_app)
+# Everything else has its body read (bounded in size and time) in the event loop, then waits for
+# one of the process's request slots: a slow client never holds a slot (nor does an upload).
+bounded_app = RequestBodies(RequestSlots(django_asgi_app))
 
 
 async def http_app(scope, receive, send):

@@ -77,8 +77,9 @@ class RequestSlots:
     in Django at once; the others wait here, in the event loop, holding neither a thread nor a
     database connection. Under ASGI each request's sync code runs in a thread of its own, so without
     this a burst (predictions at 50/s on a busy machine) means as many threads and PostgreSQL
-    connections as requests in flight. Uploads do not take a slot while their body streams in (see
-    asgi.py): only requests with small bodies pass here."""
+    connections as requests in flight. A request comes here with its body already read
+    (request_bodies.RequestBodies), and uploads do not take a slot at all (see asgi.py), so a slow
+    client never holds one."""
 
     def __init__(self, app, limit: int | None = None):
         self.app = app

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "mlops_dashboard.middleware.ApiTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,6 +67,15 @@ MIDDLEWARE = [
 # Requests of one server process at work in Django at once (the rest wait in the event loop; see
 # middleware.RequestSlots, applied in asgi.py).
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=10)
+# A request body (not an upload's) must arrive whole within this many seconds, else 408; an upload's
+# body must not pause longer than this. Read before the request takes a slot (request_bodies.py).
+WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=30.0)
+# The largest request body outside uploads and the URLs that register their own limit (predictions):
+# 413 past it, JSON bodies for DRF included (Django's own check never sees those).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# The largest body of a request without credentials (login forms): bodies are held in memory until
+# whole, and anonymous clients can open many connections.
+WEB_ANONYMOUS_MAX_BODY = env.int("WEB_ANONYMOUS_MAX_BODY", default=65_536)
 
 ROOT_URLCONF = "mlops_dashboard.urls"
 ASGI_APPLICATION = "mlops_dashboard.asgi.application"
@@ -165,6 +175,8 @@ EVENT_PUBLISH_RETRY_SECONDS = env.float("EVENT_PUBLISH_RETRY_SECONDS", default=1
 # Enforced while the body streams in (datasets/upload.py) and again on the stored file.
 DATASET_MAX_UPLOAD_MB = env.int("DATASET_MAX_UPLOAD_MB", default=512)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads go to a temporary file, not memory
+# Uploads of one user streaming at once, across every server process (a Redis lease each); past it, 429.
+UPLOADS_PER_USER = env.int("UPLOADS_PER_USER", default=3)
 
 # SECTION: celery -------------------------------------------------------------------------------
 
@@ -324,11 +336,27 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mlops_dashboard.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "mlops_dashboard.api_errors.problem_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "mlops_dashboard.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "mlops_dashboard.throttles.AnonThrottle",
+        "mlops_dashboard.throttles.UserThrottle",
+    ],
+    # Anonymous clients are counted by REMOTE_ADDR (uvicorn already takes it from a local proxy's
+    # X-Forwarded-For): without this, DRF takes the client's own header, and a new value per request
+    # escapes the anonymous rate. Set it to the number of proxies only for a server that doesn't.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
+# API requests per client (DRF's "N/second|minute|hour|day"; empty: no limit), counted in Redis
+# across processes. Anonymous callers can only ask for a token, so a minute's worth is plenty.
+API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="60/minute")
+# A user's pages and scripts together: a dozen open pages refreshing every 1.5 s stay far below;
+# a program predicting faster than 20/s sustained raises it (the benchmarks do).
+API_THROTTLE_USER = env.str("API_THROTTLE_USER", default="1200/minute")
+# The largest page a list endpoint returns (`limit`); larger asks get 400.
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps Dashboard API",
     "DESCRIPTION": "Datasets, training, models, pipelines and monitoring. Live events: see /ws/.",
@@ -383,6 +411,26 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_BEHIND_PROXY", default=False) else None
+# No inline script or style anywhere (page data travels in json_script, widths in pct-N classes): an
+# injected <script> or style= does nothing. 'self' covers same-origin ws:/wss: too (CSP3), checked by
+# tests/browser/test_csp.py.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    },
+}
+# Debug pages and error mails: Django's filter hides secret-looking names only; these also hide
+# where Redis, the broker, the channel layer and the database live, and their passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mlops_dashboard.error_reports.ServiceSecretsFilter"
+DEFAULT_EXCEPTION_REPORTER = "mlops_dashboard.error_reports.ServiceSecretsReporter"
 
 # SECTION: logging ------------------------------------------------------------------------------
 

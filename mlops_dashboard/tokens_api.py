@@ -3,7 +3,7 @@
 from django.contrib.auth import authenticate
 from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -47,11 +47,6 @@ class TokenLoginSerializer(serializers.Serializer):
                                  help_text="A name for the new token (shown on the API tokens page).")
 
 
-PROBLEM_400 = OpenApiResponse(description="Missing fields, or wrong user name or password (problem details).")
-PROBLEM_429 = OpenApiResponse(description="Too many failed logins for this user name from this address: "
-                                          "locked out for a while (problem details, Retry-After).")
-
-
 class TokenLoginView(APIView):
     """Trade a user name and password for a new API token (`Authorization: Token <key>`).
 
@@ -63,8 +58,8 @@ class TokenLoginView(APIView):
     permission_classes = [permissions.AllowAny]
     serializer_class = TokenLoginSerializer
 
-    @extend_schema(request=TokenLoginSerializer,
-                   responses={200: NewApiTokenSerializer, 400: PROBLEM_400, 429: PROBLEM_429})
+    # 400 (wrong user name or password) and 429 (locked out, or throttled) come from schema.py.
+    @extend_schema(request=TokenLoginSerializer, responses={200: NewApiTokenSerializer})
     def post(self, request):
         login = TokenLoginSerializer(data=request.data)
         login.is_valid(raise_exception=True)
@@ -93,7 +88,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
             return ApiToken.objects.none()
         return api_tokens_of(self.request.user)
 
-    @extend_schema(request=ApiTokenSerializer, responses={201: NewApiTokenSerializer, 400: PROBLEM_400})
+    @extend_schema(request=ApiTokenSerializer, responses={201: NewApiTokenSerializer})
     def create(self, request):
         body = ApiTokenSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from mlops_dashboard.api_errors import problem_response
+from mlops_dashboard.filters import FilteredListMixin, IdField
 
 from . import payloads, selectors, services
 from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
@@ -48,7 +49,7 @@ class MetricsView(APIView):
     """Chart series of the last `minutes` (default 60), per host, oldest first; `t` in ms since the epoch.
     Raw samples within the raw retention, per-minute averages beyond."""
 
-    @extend_schema(parameters=[OpenApiParameter("minutes", int), OpenApiParameter("host", str)],
+    @extend_schema(parameters=[MetricsQuery],
                    responses=inline_serializer("MetricSeries", {"resolution": serializers.CharField(),
                                                                  "minutes": serializers.IntegerField(),
                                                                  "hosts": serializers.DictField()}))
@@ -90,25 +91,21 @@ class ResolveSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AlertFilters(serializers.Serializer):
+    status = serializers.ChoiceField([*Alert.Status.values, "unresolved"], required=False)
+    priority = serializers.ChoiceField(Priority.values, required=False)
+
+
+class AlertViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Alerts, newest first. Filters: `status` (open, acknowledged, resolved, unresolved), `priority`.
     Acknowledge and resolve with POST; 409 when the alert's status does not allow it."""
 
     serializer_class = AlertSerializer
+    filters_class = AlertFilters
 
     def get_queryset(self):
-        params = self.request.query_params
-        status_ = params.get("status")
-        if status_ and status_ not in [*Alert.Status.values, "unresolved"]:
-            raise serializers.ValidationError({"status": [f"One of {', '.join(Alert.Status.values)}, unresolved."]})
-        priority = params.get("priority")
-        if priority and priority not in Priority.values:
-            raise serializers.ValidationError({"priority": [f"One of {', '.join(Priority.values)}."]})
-        return selectors.alerts(status=status_, priority=priority, limit=0)
-
-    @extend_schema(parameters=[OpenApiParameter("status", str), OpenApiParameter("priority", str)])
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        filters = self.filters()
+        return selectors.alerts(status=filters.get("status"), priority=filters.get("priority"), limit=0)
 
     @extend_schema(request=None, responses=AlertSerializer)
     @action(detail=True, methods=["post"])
@@ -124,7 +121,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         alert = get_object_or_404(Alert, pk=pk)
-        body = ResolveSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body = ResolveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             alert = services.alert_resolve(alert=alert, user=request.user, note=body.validated_data["note"])
@@ -180,18 +177,20 @@ class AnomalySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AnomalyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AnomalyFilters(serializers.Serializer):
+    source = serializers.ChoiceField(Anomaly.Source.values, required=False)
+    entity = serializers.CharField(max_length=200, required=False, help_text="The host, or the dataset's name.")
+    severity = serializers.ChoiceField(Anomaly.Severity.values, required=False)
+
+
+class AnomalyViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Recorded anomalies, newest first. Filters: `source` (metrics, dataset), `entity`, `severity`."""
 
     serializer_class = AnomalySerializer
+    filters_class = AnomalyFilters
 
     def get_queryset(self):
-        rows = Anomaly.objects.all()
-        for name in ("source", "entity", "severity"):
-            value = self.request.query_params.get(name)
-            if value:
-                rows = rows.filter(**{name: value})
-        return rows
+        return Anomaly.objects.filter(**self.filters())
 
 
 class DetectionSerializer(serializers.ModelSerializer):
@@ -226,12 +225,16 @@ class DetectionRequestSerializer(serializers.Serializer):
         return dataset
 
 
+class DetectionFilters(serializers.Serializer):
+    dataset = IdField(help_text="Only detections on this dataset.")
+
+
 class ScoresQuery(serializers.Serializer):
     offset = serializers.IntegerField(min_value=0, default=0)
     limit = serializers.IntegerField(min_value=1, max_value=100_000, default=10_000)
 
 
-class DetectionViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+class DetectionViewSet(FilteredListMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
                        viewsets.GenericViewSet):
     """IsolationForest over a ready dataset, in a worker. POST {dataset, contamination (0, 0.5], columns?}
     answers 202 with the queued detection; `anomaly_detected` announces the result, and GET shows it
@@ -239,15 +242,11 @@ class DetectionViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixin
 
     serializer_class = DetectionSerializer
     queryset = AnomalyDetection.objects.all()
+    filters_class = DetectionFilters
 
     def get_queryset(self):
-        rows = AnomalyDetection.objects.all()
-        dataset = self.request.query_params.get("dataset")
-        if dataset:
-            if not dataset.isdigit():
-                raise serializers.ValidationError({"dataset": ["A dataset id."]})
-            rows = rows.filter(dataset_id=int(dataset))
-        return rows
+        dataset = self.filters().get("dataset")
+        return AnomalyDetection.objects.filter(dataset_id=dataset) if dataset else AnomalyDetection.objects.all()
 
     @extend_schema(request=DetectionRequestSerializer, responses={202: DetectionSerializer})
     def create(self, request, *args, **kwargs):
@@ -258,7 +257,7 @@ class DetectionViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixin
                                                      columns=data.get("columns") or None, user=request.user)
         return Response(DetectionSerializer(detection).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(parameters=[OpenApiParameter("offset", int), OpenApiParameter("limit", int)],
+    @extend_schema(parameters=[ScoresQuery],
                    responses=inline_serializer("DetectionScores", {
                        "count": serializers.IntegerField(), "offset": serializers.IntegerField(),
                        "scores": serializers.ListField(child=serializers.FloatField()),

@@ -1,9 +1,9 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
+from mlops_dashboard.routers import ApiRouter
 
 from . import api
 
-router = SimpleRouter(trailing_slash=True)
+router = ApiRouter()
 router.register("alerts", api.AlertViewSet, basename="alert")
 router.register("alert-rules", api.AlertRuleViewSet, basename="alert-rule")
 router.register("anomalies", api.AnomalyViewSet, basename="anomaly")

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from datasets import selectors as datasets_selectors
+from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField
+from mlops_dashboard.jobs import JobStatus
 
-from . import services
+from . import selectors, services
 from . import steps as step_kinds
 from .models import Pipeline, PipelineRun, StepRun
 
@@ -138,7 +140,10 @@ class PipelineSerializer(serializers.ModelSerializer):
         return pipeline.dataset.name if pipeline.dataset_id and pipeline.dataset else None
 
     def get_last_run(self, pipeline) -> dict | None:
-        run = pipeline.runs.order_by("-created_at", "-id").first()
+        if hasattr(pipeline, "last_run"):  # lists attach it to the page in one query
+            run = pipeline.last_run
+        else:
+            run = pipeline.runs.select_related("pipeline", "created_by").order_by("-created_at", "-id").first()
         return PipelineRunSerializer(run).data if run is not None else None
 
     def get_url(self, pipeline) -> str:
@@ -173,7 +178,14 @@ class PipelineViewSet(viewsets.ModelViewSet):
 
     queryset = Pipeline.objects.select_related("dataset", "created_by")
     serializer_class = PipelineSerializer
-    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return selectors.pipelines_annotated(queryset) if self.action == "list" else queryset
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return None if page is None else selectors.pipelines_attach_last_run(page)
 
     def perform_create(self, serializer):
         try:
@@ -207,14 +219,19 @@ class PipelineViewSet(viewsets.ModelViewSet):
                         headers={"Location": f"/api/pipeline-runs/{run.pk}/"})
 
 
-class PipelineRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class PipelineRunFilters(serializers.Serializer):
+    pipeline = IdField(help_text="Only runs of this pipeline.")
+    status = ChoicesListField(JobStatus.values, required=False)
+
+
+class PipelineRunViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Pipeline runs: follow one (its steps, outputs and logs), cancel it, retry it.
 
     Live: `pipeline_step` (each step's state and new log lines) on the `pipeline_run.<id>` topic.
     """
 
     queryset = PipelineRun.objects.select_related("pipeline", "created_by")
-    lookup_value_regex = r"\d+"
+    filters_class = PipelineRunFilters
 
     def get_serializer_class(self):
         return PipelineRunSerializer if self.action == "list" else PipelineRunDetailSerializer
@@ -222,21 +239,14 @@ class PipelineRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def get_queryset(self):
         queryset = super().get_queryset()
         if self.action == "list":
-            params = self.request.query_params
-            if params.get("pipeline", "").isdigit():
-                queryset = queryset.filter(pipeline_id=int(params["pipeline"]))
-            if params.get("status"):
-                queryset = queryset.filter(status__in=params["status"].split(","))
+            filters = self.filters()
+            if "pipeline" in filters:
+                queryset = queryset.filter(pipeline_id=filters["pipeline"])
+            if "status" in filters:
+                queryset = queryset.filter(status__in=filters["status"])
         else:
             queryset = queryset.prefetch_related("step_runs__output_dataset", "step_runs__model_version")
         return queryset
-
-    @extend_schema(parameters=[
-        OpenApiParameter("pipeline", int, description="Only runs of this pipeline."),
-        OpenApiParameter("status", str, description="Comma-separated statuses (queued, running, ...)."),
-    ])
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=None, responses=PipelineRunDetailSerializer)
     @action(detail=True, methods=["post"])

@@ -1,8 +1,8 @@
-from rest_framework.routers import SimpleRouter
+from mlops_dashboard.routers import ApiRouter
 
 from . import api
 
-router = SimpleRouter(trailing_slash=True)
+router = ApiRouter()
 router.register("pipelines", api.PipelineViewSet, basename="pipeline")
 router.register("pipeline-runs", api.PipelineRunViewSet, basename="pipeline-run")
 

@@ -11,14 +11,26 @@ from . import steps as step_kinds
 from .models import Pipeline, PipelineRun
 
 
-def pipelines_with_last_run() -> list[Pipeline]:
-    """Every pipeline, each with `last_run` (its newest run, or None)."""
+def pipelines_annotated(queryset=None):
+    """Pipelines, each with `last_run_id` (its newest run's id), for `pipelines_attach_last_run`."""
     newest = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
-    pipelines = list(Pipeline.objects.select_related("dataset").annotate(last_run_id=Subquery(newest)))
-    runs = PipelineRun.objects.in_bulk([p.last_run_id for p in pipelines if p.last_run_id])
+    queryset = Pipeline.objects.all() if queryset is None else queryset
+    return queryset.select_related("dataset", "created_by").annotate(last_run_id=Subquery(newest))
+
+
+def pipelines_attach_last_run(pipelines) -> list[Pipeline]:
+    """Set `last_run` (the newest run, or None) on annotated pipelines, in one query for them all."""
+    pipelines = list(pipelines)
+    ids = [p.last_run_id for p in pipelines if p.last_run_id]
+    runs = PipelineRun.objects.select_related("pipeline", "created_by").in_bulk(ids)
     for pipeline in pipelines:
         pipeline.last_run = runs.get(pipeline.last_run_id)
     return pipelines
+
+
+def pipelines_with_last_run() -> list[Pipeline]:
+    """Every pipeline, each with `last_run` (its newest run, or None)."""
+    return pipelines_attach_last_run(pipelines_annotated())
 
 
 def pipeline_runs_recent(*, pipeline: Pipeline, limit: int = 50) -> list[PipelineRun]:

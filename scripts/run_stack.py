@@ -1,9 +1,16 @@
 """`make run`: Redis (found or started), migrations, static files, first-run setup, then the ASGI
-server, Celery worker(s) and Celery beat under one supervisor (honcho). Ctrl-C stops them all."""
+server, Celery worker(s) and Celery beat under one supervisor (honcho).
+
+Every way of stopping it stops everything it started: Ctrl-C (SIGINT), SIGTERM to it or to its
+process group (systemd, a container runtime, a supervisor), SIGHUP (the terminal closed). honcho
+runs in a session of its own, so a signal to our group reaches it only through us: we ask it to
+stop its processes, wait for it, make sure none of them outlived it, then stop our private Redis.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -44,24 +51,98 @@ def manage(*args, env):
     subprocess.check_call([PY, "manage.py", *args], cwd=ROOT, env=env)
 
 
-def main() -> int:
-    url, redis_proc = redis_local.ensure()
-    env = dict(os.environ, REDIS_URL=url, PYTHONUNBUFFERED="1")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_GRACE = 20  # seconds honcho gets to stop its processes (it SIGKILLs them after 5) before we do
+
+
+class Stopping(Exception):
+    """A stop signal arrived before the supervisor was running: unwind to the clean-up."""
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
     try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _end(processes: list, timeout: float) -> None:
+    """SIGTERM whatever still runs of `processes`, then SIGKILL what outlives `timeout`."""
+    import psutil
+
+    alive = [p for p in processes if p.is_running()]
+    for p in alive:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def supervise(path: str, env: dict) -> int:
+    """honcho over the Procfile until it exits; a stop signal is passed on to it (SIGINT as SIGINT,
+    SIGTERM and SIGHUP as SIGTERM), and whatever it started is ended if it outlives honcho."""
+    supervisor = subprocess.Popen([PY, "-m", "honcho", "start", "-f", path, "-d", ROOT], cwd=ROOT, env=env,
+                                  start_new_session=True)
+    started: list = []
+
+    def forward(signum, frame):
+        started.extend(p for p in _descendants(supervisor.pid) if p not in started)
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, forward)
+    try:
+        code = supervisor.wait()  # a forwarded signal does not interrupt the wait (PEP 475)
+    finally:
+        if supervisor.poll() is None:  # we are unwinding on an error: honcho must not outlive us
+            forward(signal.SIGTERM, None)
+            try:
+                supervisor.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                supervisor.kill()
+        started.extend(p for p in _descendants(supervisor.pid) if p not in started)
+        _end(started, timeout=STOP_GRACE)
+    return code
+
+
+def main() -> int:
+    def stop(signum, frame):
+        raise Stopping(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+    redis_proc = None
+    path = os.path.join(ROOT, ".run", f"Procfile-{os.getpid()}")
+    try:
+        url, redis_proc = redis_local.ensure()
+        env = dict(os.environ, REDIS_URL=url, PYTHONUNBUFFERED="1")
         manage("migrate", "--noinput", "-v", "0", env=env)
         manage("collectstatic", "--noinput", "-v", "0", env=env)
         manage("bootstrap", env=env)
         os.makedirs(os.path.join(ROOT, ".run"), exist_ok=True)
-        path = os.path.join(ROOT, ".run", "Procfile")
         with open(path, "w") as f:
             f.write(procfile(env))
         host, port = env.get("HOST", "127.0.0.1"), env.get("WEB_PORT", "8000")
         print(f"\n  MLOps dashboard: http://{host}:{port}/   (Ctrl-C stops everything)\n", flush=True)
-        return subprocess.call([PY, "-m", "honcho", "start", "-f", path, "-d", ROOT], cwd=ROOT, env=env)
-    except KeyboardInterrupt:
+        return supervise(path, env)
+    except (KeyboardInterrupt, Stopping):
         return 130
     finally:
+        for sig in STOP_SIGNALS:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         redis_local.stop(redis_proc)
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 if __name__ == "__main__":

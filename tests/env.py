@@ -21,6 +21,10 @@ os.environ["REDIS_URL"] = _test_redis_url(
 os.environ.pop("CELERY_BROKER_URL", None)
 os.environ["REDIS_KEY_PREFIX"] = os.environ.get("TEST_REDIS_KEY_PREFIX") or f"test-{os.getpid()}"
 os.environ.setdefault("MEDIA_ROOT", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".run", f"test-media-{os.getpid()}"))
+# The suite hammers the API from one user and one address: throttles stay on but out of reach (per
+# second, so DRF's history per client stays short); tests/mlops_dashboard/test_throttles.py lowers them.
+os.environ.setdefault("API_THROTTLE_ANON", "10000/second")
+os.environ.setdefault("API_THROTTLE_USER", "10000/second")
 # Periodic metrics would interleave with the events tests count; monitoring tests turn it on.
 os.environ.setdefault("MONITORING_ENABLED", "0")
 # Playwright's sync API runs an event loop in the test thread; the tests' own ORM calls are safe.

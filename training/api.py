@@ -8,19 +8,24 @@ from __future__ import annotations
 
 from django.db.models import Q
 from django.http.request import RawPostDataException
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as datasets_selectors
+from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField
+from mlops_dashboard.jobs import JobStatus
 
 from . import services
 from .models import ALGORITHMS, MAX_EPOCHS, Deployment, ModelVersion, TrainingJob, validate_model_name
 
-# A JSON body larger than this is refused before it is parsed (10,000 wide rows fit).
+# A JSON body larger than this is refused before it is read (10,000 wide rows fit): by the ASGI
+# layer (registered in apps.py), and here for callers that skip it (the test client).
 MAX_PREDICT_BODY = 32 * 1024 * 1024
+PREDICT_TOO_LARGE = f"The request body is larger than {MAX_PREDICT_BODY // (1024 * 1024)} MiB; send smaller batches."
+PREDICT_URL_NAMES = ("model-version-predict", "model-predict-by-name")
 
 
 class ConflictError(exceptions.APIException):
@@ -190,7 +195,12 @@ PREDICT_RESPONSE = inline_serializer(
 # --- views ------------------------------------------------------------------------------------------
 
 
-class TrainingJobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class TrainingJobFilters(serializers.Serializer):
+    status = ChoicesListField(JobStatus.values, required=False)
+    dataset = IdField(help_text="Only jobs on this dataset.")
+
+
+class TrainingJobViewSet(FilteredListMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                          viewsets.GenericViewSet):
     """Training jobs: start one (201, `queued`), follow it, cancel it.
 
@@ -199,7 +209,7 @@ class TrainingJobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.
     """
 
     queryset = TrainingJob.objects.select_related("model_version")
-    lookup_value_regex = r"\d+"
+    filters_class = TrainingJobFilters
 
     def get_serializer_class(self):
         if self.action == "create":
@@ -212,21 +222,12 @@ class TrainingJobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.
         queryset = super().get_queryset()
         if self.action == "list":
             queryset = queryset.defer("history")
-            params = self.request.query_params
-            if params.get("status"):
-                queryset = queryset.filter(status__in=params["status"].split(","))
-            if params.get("dataset", "").isdigit():
-                queryset = queryset.filter(dataset_id=int(params["dataset"]))
+            filters = self.filters()
+            if "status" in filters:
+                queryset = queryset.filter(status__in=filters["status"])
+            if "dataset" in filters:
+                queryset = queryset.filter(dataset_id=filters["dataset"])
         return queryset
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, description="Comma-separated statuses (queued, running, ...)."),
-            OpenApiParameter("dataset", int, description="Only jobs on this dataset."),
-        ]
-    )
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=TrainingJobCreateSerializer, responses={201: TrainingJobDetailSerializer})
     def create(self, request, *args, **kwargs):
@@ -251,7 +252,7 @@ class TrainingJobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.
 def _read_instances(request) -> list:
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > MAX_PREDICT_BODY:
-        raise PayloadTooLarge(f"The request body is larger than {MAX_PREDICT_BODY // (1024 * 1024)} MiB; send smaller batches.")
+        raise PayloadTooLarge(PREDICT_TOO_LARGE)
     try:
         data = request.data
     except RawPostDataException:  # pragma: no cover - the body was consumed elsewhere
@@ -287,7 +288,12 @@ def _predict(version: ModelVersion, request) -> Response:
     return Response({"model_id": version.pk, "model_name": version.name, "model_version": version.version, **result})
 
 
-class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ModelVersionFilters(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, help_text="Only versions of this model.")
+    status = ChoicesListField(ModelVersion.Status.values, required=False)
+
+
+class ModelVersionViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The model registry: every version of every model, with its status and metrics.
 
     Deploy a version to make it the one serving its name (rollback = deploy an older one), and
@@ -296,25 +302,16 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
 
     queryset = ModelVersion.objects.select_related("dataset")
     serializer_class = ModelVersionSerializer
-    lookup_value_regex = r"\d+"
+    filters_class = ModelVersionFilters
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        params = self.request.query_params
-        if params.get("name"):
-            queryset = queryset.filter(name=params["name"])
-        if params.get("status"):
-            queryset = queryset.filter(status__in=params["status"].split(","))
+        filters = self.filters()
+        if "name" in filters:
+            queryset = queryset.filter(name=filters["name"])
+        if "status" in filters:
+            queryset = queryset.filter(status__in=filters["status"])
         return queryset
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("name", str, description="Only versions of this model."),
-            OpenApiParameter("status", str, description="Comma-separated statuses (active, inactive, error)."),
-        ]
-    )
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=None, responses=inline_serializer(
         "DeployResult", {"model": ModelVersionSerializer(), "deployment": DeploymentSerializer(allow_null=True)}))
@@ -355,15 +352,20 @@ class PredictByNameView(APIView):
         return _predict(version, request)
 
 
-class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DeploymentFilters(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, help_text="Only deployments of this model.")
+
+
+class DeploymentViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Deployments, newest first: which version, who, when, and which version it replaced."""
 
     queryset = Deployment.objects.select_related("model_version", "previous", "deployed_by")
     serializer_class = DeploymentSerializer
+    filters_class = DeploymentFilters
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        name = self.request.query_params.get("name")
+        name = self.filters().get("name")
         if name:
             queryset = queryset.filter(Q(model_version__name=name))
         return queryset

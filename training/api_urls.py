@@ -1,9 +1,9 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
+from mlops_dashboard.routers import ApiRouter
 
 from . import api
 
-router = SimpleRouter(trailing_slash=True)
+router = ApiRouter()
 router.register("training-jobs", api.TrainingJobViewSet, basename="training-job")
 router.register("models", api.ModelVersionViewSet, basename="model-version")
 router.register("deployments", api.DeploymentViewSet, basename="deployment")

@@ -7,9 +7,12 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training and models"
 
     def ready(self):
-        from mlops_dashboard import jobs
+        from mlops_dashboard import jobs, request_bodies
 
-        from . import selectors
+        from . import api, selectors
+
+        for url_name in api.PREDICT_URL_NAMES:  # batches of rows: more than the default body limit
+            request_bodies.register_body_limit(url_name, api.MAX_PREDICT_BODY, api.PREDICT_TOO_LARGE)
 
         jobs.register(jobs.JobKind(
             key="training_job", model=self.get_model("TrainingJob"), label=selectors.training_job_label,

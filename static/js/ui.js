@@ -171,14 +171,24 @@ export function setStatusBadge(el, status, label) {
   setText(el, label ?? humanize(status || "unknown"));
 }
 
+/** The pct-N class (static/css/app.css) that sets a bar's width: the CSP allows no style= attribute. */
+export function pctClass(value) {
+  return `pct-${Math.round(Math.max(0, Math.min(100, Number(value) || 0)))}`;
+}
+
+function setPct(el, value) {
+  if (!el) return;
+  el.classList.remove(...[...el.classList].filter((c) => /^pct-\d+$/.test(c)));
+  el.classList.add(pctClass(value));
+}
+
 /** Update a progress bar (templates/includes/progress_bar.html): value 0-100. */
 export function setProgress(el, value, status) {
   if (!el) return;
   const v = Math.max(0, Math.min(100, Number(value) || 0));
   el.setAttribute("aria-valuenow", String(Math.round(v)));
   if (status) el.dataset.status = status;
-  const fill = el.querySelector(".progress__fill");
-  if (fill) fill.style.width = `${v}%`;
+  setPct(el.querySelector(".progress__fill"), v);
   setText(el.querySelector(".progress__value"), `${Math.round(v)}%`);
 }
 

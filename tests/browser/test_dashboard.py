@@ -56,7 +56,7 @@ def test_dashboard_shows_a_metric_update_and_an_alert_toast(server, open_page, u
     sample(cpu_percent=88.0, active_connections=5)
     expect(meter(page, "worker-1", "cpu_percent").locator(".meter__value")).to_have_text("88%")
     expect(meter(page, "worker-1", "cpu_percent")).to_have_attribute("data-level", "warning")
-    expect(meter(page, "worker-1", "cpu_percent").locator(".meter__fill")).to_have_attribute("style", re.compile(r"width: 88"))
+    expect(meter(page, "worker-1", "cpu_percent").locator(".meter__fill")).to_have_class(re.compile(r"\bpct-88\b"))
     expect(page.locator("#socket-count")).to_have_text("5")
     expect(page.locator("#health-card .badge")).to_have_text("Warning")
     expect(page.locator("#health-card")).to_have_class(re.compile(r"is-pulsing"))

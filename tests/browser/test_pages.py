@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import add_test_script
 from tests.datasets.conftest import shared_csv
 
 pytestmark = pytest.mark.browser
@@ -84,7 +85,7 @@ def settle(page, path, viewport, signed_in):
     if signed_in:
         expect(page.locator("#connection .label")).to_have_text("Live")
     page.wait_for_load_state("load")
-    page.add_script_tag(path=str(AXE))
+    add_test_script(page, AXE)
 
 
 def check(page, path, *, signed_in=True) -> list[str]:

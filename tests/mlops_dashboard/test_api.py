@@ -101,11 +101,14 @@ def test_openapi_schema_and_docs(client, user):
 
 
 def test_health_is_public_and_reports_each_service(client, live_worker_proc):
+    from mlops_dashboard import health
+
+    health.reset_cache()
     response = client.get("/health/")
     body = response.json()
     assert set(body["checks"]) == {"database", "redis", "channel_layer", "celery"}
     for check in body["checks"].values():
-        assert check["status"] == "ok" and check["latency_ms"] >= 0
+        assert check == {"status": "ok"}  # details are for staff (tests/mlops_dashboard/test_health.py)
     assert response.status_code == 200 and body["status"] == "ok"
 
 
@@ -117,9 +120,11 @@ def test_health_is_503_when_a_service_is_down(client, settings):
     checks = {"redis": health.check_redis}
     original = health.CHECKS
     health.CHECKS = checks
+    health.reset_cache()
     try:
         response = client.get("/health/")
     finally:
         health.CHECKS = original
+        health.reset_cache()
     assert response.status_code == 503
     assert response.json()["checks"]["redis"]["status"] == "down"

@@ -1,0 +1,57 @@
+"""List filters as serializers of the query string: one declaration gives the schema's parameters
+and the validation (a filter value that makes no sense is a 400 naming it, never ignored)."""
+
+import re
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+MAX_ID = 10**18 - 1  # ids stay within the database's integer range
+
+
+class ChoicesListField(serializers.Field):
+    """A comma-separated list of choices: `status=queued,running`."""
+
+    def __init__(self, choices, **kwargs):
+        self.choices = list(choices)
+        kwargs.setdefault("help_text", f"Comma-separated, any of: {', '.join(self.choices)}.")
+        super().__init__(**kwargs)
+        one = "|".join(re.escape(choice) for choice in self.choices)
+        extend_schema_field({"type": "string", "pattern": f"^({one})(,({one}))*$"})(self)
+
+    def to_internal_value(self, data):
+        values = [value.strip() for value in str(data).split(",") if value.strip()]
+        unknown = [value for value in values if value not in self.choices]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown: {', '.join(unknown)[:200]}. One or more of {', '.join(self.choices)}.")
+        return values
+
+    def to_representation(self, value):
+        return ",".join(value)
+
+
+def IdField(**kwargs):  # noqa: N802 (a field factory, used like a field class)
+    return serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, **kwargs)
+
+
+def query_filters(request, filters: type[serializers.Serializer]) -> dict:
+    """The validated filters of this request's query string (only those given). A filter given
+    blank (`?status=`) is refused like any other value that is not one of its kind."""
+    query = filters(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    blank = [name for name in query.fields if name in request.query_params and not request.query_params[name].strip()]
+    if blank:
+        raise serializers.ValidationError({name: ["This filter may not be blank; leave it out for all."] for name in blank})
+    return {name: value for name, value in query.validated_data.items() if value not in (None, "", [])}
+
+
+class FilteredListMixin:
+    """A viewset whose list takes the filters of `filters_class` (the schema lists them too:
+    schema.ProblemAutoSchema); `self.filters()` gives the validated ones."""
+
+    filters_class: type[serializers.Serializer] | None = None
+
+    def filters(self) -> dict:
+        if self.filters_class is None or getattr(self, "action", None) != "list":
+            return {}
+        return query_filters(self.request, self.filters_class)
