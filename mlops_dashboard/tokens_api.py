@@ -24,8 +24,19 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
                 "description": 'An API token with the prefix "Token": `Token <key>` (POST /api/auth/token/).'}
 
 
+class TextField(serializers.CharField):
+    """A string, and only a string (DRF's CharField would take `0` as "0")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ApiTokenSerializer(serializers.ModelSerializer):
     """A token as its owner sees it: never the key (shown once, at creation) nor its digest."""
+
+    name = TextField(max_length=100, required=False, allow_blank=True, default="")
 
     class Meta:
         model = ApiToken
@@ -41,9 +52,9 @@ class NewApiTokenSerializer(ApiTokenSerializer):
 
 
 class TokenLoginSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
-    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
+    username = TextField(max_length=150)
+    password = TextField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+    name = TextField(max_length=100, required=False, allow_blank=True, default="",
                                  help_text="A name for the new token (shown on the API tokens page).")
 
 
