@@ -142,13 +142,13 @@ class Stack:
             (self.pg_name,)).fetchone())
 
     def create_user(self, username: str = "bench") -> tuple[int, str]:
-        """A user and its DRF token (for `Authorization: Token <key>`): (user id, key)."""
+        """A user and a new API token of theirs (for `Authorization: Token <key>`): (user id, key)."""
         code = (
             "import django; django.setup()\n"
             "from django.contrib.auth import get_user_model\n"
-            "from rest_framework.authtoken.models import Token\n"
+            "from mlops_dashboard.tokens import api_token_create\n"
             f"u, _ = get_user_model().objects.get_or_create(username={username!r})\n"
-            "print(u.pk, Token.objects.get_or_create(user=u)[0].key)\n"
+            "print(u.pk, api_token_create(user=u, name='bench')[1])\n"
         )
         out = subprocess.check_output([sys.executable, "-c", code], cwd=ROOT, env=self.env, text=True)
         user_id, key = out.split()[-2:]

@@ -67,14 +67,14 @@ def setup():
     from django.core.files import File
     from django.core.files.storage import default_storage
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
+    from mlops_dashboard.tokens import api_token_create
 
     from datasets.models import Dataset
     from training import services
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user(username="bench")
-    token = Token.objects.create(user=user).key
+    token = api_token_create(user=user, name="bench")[1]
     source = Path("/work/shared/data/titanic.csv")
     if not source.exists():
         source = ROOT.parent / "shared" / "data" / "titanic.csv"

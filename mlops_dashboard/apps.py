@@ -25,3 +25,7 @@ class MlopsDashboardConfig(AppConfig):
         from .events import sockets
 
         sockets.connect_signals()  # a socket follows its account (logout, deactivation, password, token)
+
+        from .tokens import connect_signals
+
+        connect_signals()  # a password change revokes the user's API tokens

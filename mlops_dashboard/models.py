@@ -1,7 +1,9 @@
-"""Tables every app shares: the activity feed."""
+"""Tables every app shares: the activity feed, and the API tokens."""
 
 from django.conf import settings
 from django.db import models
+from knox.models import AbstractAuthToken
+from knox.settings import CONSTANTS
 
 # Longest description a user may give a dataset, a pipeline or an alert rule: enforced by the forms
 # and serializers built from the models (a clear 400), so no event or page carries an unbounded one.
@@ -34,3 +36,21 @@ class Activity(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class ApiToken(AbstractAuthToken):
+    """A program's key to the API and the socket (knox's token: only a SHA-512 digest of the key is
+    stored, with the key's first characters to find it, and an expiry), named by its owner."""
+
+    # An integer id in URLs and the admin, not the digest (knox's primary key).
+    id = models.BigAutoField(primary_key=True)
+    digest = models.CharField(max_length=CONSTANTS.DIGEST_LENGTH, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self):
+        return f"{self.name or 'API token'} ({self.user})"

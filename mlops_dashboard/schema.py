@@ -47,6 +47,11 @@ class ProblemAutoSchema(AutoSchema):
             statuses.add(400)
         return statuses
 
+    def get_auth(self):
+        # The session first, as a browser (and the fuzzer) uses it; the runtime order puts the token
+        # first only so that a refused token answers 401 rather than 403.
+        return sorted(super().get_auth(), key=lambda requirement: "tokenAuth" in requirement)
+
     def get_override_parameters(self):
         parameters = super().get_override_parameters()
         filters = getattr(self.view, "filters_class", None)

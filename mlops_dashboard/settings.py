@@ -5,6 +5,7 @@ Every difference between machines comes from an environment variable with a safe
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -34,7 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -58,6 +60,8 @@ MIDDLEWARE = [
     "mlops_dashboard.middleware.ApiProblemMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a login refused for a lockout into a 429 (AXES_LOCKOUT_CALLABLE).
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Requests of one server process at work in Django at once (the rest wait in the event loop; see
@@ -328,13 +332,55 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+# Axes first: it refuses a locked-out user name and address before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
+# Lockout (django-axes) of /login/, /admin/login/ and POST /api/auth/token/: after this many failed
+# logins for one user name from one address, that pair is refused (429) for the cool-off.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+# Per user name AND address: a guesser can neither lock a user out from everywhere nor try many names.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a successful login forgets that pair's earlier failures
+# Failures counted in the database: shared by every server process and machine, kept across a Redis
+# restart, rolled back with each test's transaction, and listed (and resettable) in the admin.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# No row per successful login (the activity feed records logins): only failures are kept, and those
+# are cleared once their cool-off has passed.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_CALLABLE = "mlops_dashboard.account.lockout_response"
+AXES_VERBOSE = False  # no start-up banner in every process
+# The client address axes counts: REMOTE_ADDR unless DJANGO_BEHIND_PROXY (then the proxy's X-Forwarded-For).
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if env.bool("DJANGO_BEHIND_PROXY", default=False) else ("REMOTE_ADDR",)
+)
+AXES_IPWARE_PROXY_ORDER = "right-most"  # the address our proxy appended; the left-most is the client's to forge
+
+# API tokens (django-rest-knox): stored as SHA-512 digests, each with a name, its last use and an expiry.
+KNOX_TOKEN_MODEL = "mlops_dashboard.ApiToken"
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+# Live tokens one user may hold at once (each POST /api/auth/token/ makes one): a bound, not a quota.
+API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=100)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    # A fixed expiry: a leaked key stops working on schedule, however much it is used.
+    "AUTO_REFRESH": False,
+    # New keys start with it, so that secret scanners can recognise a leaked one.
+    "TOKEN_PREFIX": "mlops_",
+    "AUTH_HEADER_PREFIX": "Token",
+}
+# Expired tokens are refused as soon as they expire; this deletes their rows (through the ORM).
+CELERY_BEAT_SCHEDULE["prune-expired-api-tokens"] = {
+    "task": "mlops_dashboard.api_tokens_prune_expired", "schedule": env.float("API_TOKEN_PRUNE_INTERVAL", default=3600.0),
+}
 
 # SECTION: REST API -----------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
+    # Tokens first: an anonymous or refused request gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "mlops_dashboard.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "mlops_dashboard.schema.ProblemAutoSchema",

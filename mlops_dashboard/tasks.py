@@ -41,3 +41,11 @@ def retention_prune() -> dict:
     from .retention import prune_all
 
     return prune_all()
+
+
+@shared_task(name="mlops_dashboard.api_tokens_prune_expired", ignore_result=True)
+def api_tokens_prune_expired() -> int:
+    """Delete expired API tokens (run by beat)."""
+    from .tokens import api_tokens_prune_expired as prune
+
+    return prune()

@@ -2,20 +2,18 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.authtoken.views import ObtainAuthToken
 
 from monitoring import views as monitoring_views
 
-from . import api, throttles, views
+from . import account, api, tokens_api, views
 from .routers import ApiRouter
 
 router = ApiRouter()
 router.register("activity", api.ActivityViewSet, basename="activity")
+router.register("auth/tokens", tokens_api.ApiTokenViewSet, basename="api-tokens")
 
 api_urlpatterns = [
-    # DRF's view turns throttles off; an anonymous caller guessing passwords is what they are for.
-    path("auth/token/", ObtainAuthToken.as_view(throttle_classes=[throttles.AnonThrottle, throttles.UserThrottle]),
-         name="api-token"),
+    path("auth/token/", tokens_api.TokenLoginView.as_view(), name="api-token"),
     path("events/", api.EventLogView.as_view(), name="api-events"),
     path("events/test/", api.TestEventView.as_view(), name="api-events-test"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -32,6 +30,9 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/tokens/", account.api_tokens, name="account-tokens"),
+    path("account/tokens/<int:token_id>/revoke/", account.api_token_revoke_view, name="account-token-revoke"),
+    path("account/password/", account.PasswordChangeView.as_view(), name="account-password"),
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
     # Each app's REST endpoints (DRF routers) live in its own api_urls.py.

@@ -173,6 +173,27 @@ class StepRunFactory(factory.django.DjangoModelFactory):
 # --- monitoring -------------------------------------------------------------------------------------
 
 
+class ApiTokenFactory(factory.django.DjangoModelFactory):
+    """An API token (knox: hashed, expiring after API_TOKEN_TTL_DAYS); its key, shown once, is `.key`."""
+
+    class Meta:
+        model = "mlops_dashboard.ApiToken"
+
+    user = factory.SubFactory(UserFactory)
+    name = "test"
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        token, key = model_class.objects.create(*args, **kwargs)
+        token.key = key
+        return token
+
+
+def api_token_for(user, name: str = "test") -> str:
+    """A new key of `user` for `Authorization: Token <key>`."""
+    return ApiTokenFactory(user=user, name=name).key
+
+
 class ActivityFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "mlops_dashboard.Activity"

@@ -1,6 +1,7 @@
 """Every factory makes a row its app can read back (the factories are the suite's fixtures' base)."""
 
 import pytest
+from django.http import HttpRequest
 
 from tests import factories
 
@@ -29,5 +30,6 @@ def test_every_model_of_our_apps_has_a_factory():
 
 def test_users_log_in_with_their_password(db, client):
     user = factories.UserFactory(username="carol")
-    assert client.login(username="carol", password="carol-pass-123")
+    # With a request: the lockout backend (axes) counts attempts per address.
+    assert client.login(request=HttpRequest(), username="carol", password="carol-pass-123")
     assert not user.is_staff and factories.UserFactory(staff=True).is_superuser

@@ -8,14 +8,20 @@ from django.http.request import split_domain_port, validate_host
 
 @database_sync_to_async
 def _token_for_key(key: str):
-    """The API token with this key (its user selected), or None."""
-    from rest_framework.authtoken.models import Token
+    """The live ApiToken of `key` (its last use noted), or None: the REST API's own check."""
+    from rest_framework.exceptions import AuthenticationFailed
 
-    return Token.objects.select_related("user").filter(key=key).first()
+    from mlops_dashboard.tokens import api_token_check
+
+    try:
+        return api_token_check(key)
+    except AuthenticationFailed:
+        return None
 
 
 class TokenAuthMiddleware:
-    """`Authorization: Token <key>` on the handshake authenticates a program (as the REST API does)."""
+    """`Authorization: Token <key>` on the handshake authenticates a program (as the REST API does).
+    The scope gets `api_token_id`: the ApiToken row the socket stands on."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -26,9 +32,9 @@ class TokenAuthMiddleware:
                 kind, _, key = value.decode("latin1").partition(" ")
                 if kind.lower() == "token" and key.strip():
                     token = await _token_for_key(key.strip())
-                    if token is not None and token.user.is_active:
-                        # The token rides along: revoking it closes this socket (events/sockets.py).
-                        scope = dict(scope, user=token.user, auth_token=token)
+                    if token is not None:
+                        # Its id rides along: revoking the token closes this socket (events/sockets.py).
+                        scope = dict(scope, user=token.user, api_token_id=token.pk)
                 break
         return await self.inner(scope, receive, send)
 

@@ -211,9 +211,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self._replay(after)
 
     def _credentials(self) -> tuple[str | None, str | None]:
-        token = self.scope.get("auth_token")
-        if token is not None:
-            return None, sockets.token_ref(token)
+        token_id = self.scope.get("api_token_id")
+        if token_id is not None:
+            return None, sockets.token_ref(token_id)
         session = self.scope.get("session")
         key = getattr(session, "session_key", None)
         return (sockets.session_ref(key) if key else None), None

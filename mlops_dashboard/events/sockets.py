@@ -67,9 +67,9 @@ def account_group(user_id: int) -> str:
     return f"account.{user_id}"
 
 
-def token_ref(token) -> str:
+def token_ref(token_id: int) -> str:
     """A socket's handle on the API token it authenticated with (never the key itself)."""
-    return hashlib.sha256(f"token:{token.pk}".encode()).hexdigest()[:24]
+    return hashlib.sha256(f"token:{token_id}".encode()).hexdigest()[:24]
 
 
 def session_ref(session_key: str) -> str:
@@ -144,7 +144,7 @@ def close_user_sockets(user_id: int, reason: str, *, code: int = REVOKED_CODE, s
     if session_key:
         message["session"] = session_ref(session_key)
     if token is not None:
-        message["token"] = token_ref(token)
+        message["token"] = token_ref(token.pk)
     channel = layer.group_channel(bus.layer_prefix(), account_group(user_id))
     try:
         bus.sync_client().publish(channel, msgpack.packb(message))
@@ -153,10 +153,10 @@ def close_user_sockets(user_id: int, reason: str, *, code: int = REVOKED_CODE, s
 
 
 def _token_model():
-    """The API token model whose deletion closes sockets (one place to repoint)."""
-    from rest_framework.authtoken.models import Token
+    """The API token model (knox's, ours: KNOX_TOKEN_MODEL) whose deletion closes sockets."""
+    from django.apps import apps
 
-    return Token
+    return apps.get_model(settings.KNOX_TOKEN_MODEL)
 
 
 def _on_logout(sender, request, user, **kwargs):

@@ -12,9 +12,9 @@ from tests.conftest import session_cookie
 
 
 def token_for(user):
-    from rest_framework.authtoken.models import Token
+    from tests.factories import api_token_for
 
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_token_for(user)
 
 
 def wait_status(model, pk, statuses, timeout=60):

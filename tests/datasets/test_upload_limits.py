@@ -15,9 +15,9 @@ HEAD = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filenam
 
 
 def token_for(user) -> str:
-    from rest_framework.authtoken.models import Token
+    from tests.factories import api_token_for
 
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_token_for(user)
 
 
 def start_upload(port: int, headers: dict, size: int = 10 * 2**20, body: bytes = HEAD):

@@ -16,13 +16,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from mlops_dashboard.events import bus
 from scripts import redis_local
 from tests import procs
+from tests.factories import api_token_for
 from tests.training.conftest import (  # noqa: F401 - fixtures, used by name
     _one_thread_per_training,
     big_csv,
@@ -183,7 +183,7 @@ def assert_every_logged_event_once(follower: Follower, client: redis.Redis, topi
 
 @pytest.fixture
 def token(transactional_db, user) -> str:
-    return Token.objects.create(user=user).key
+    return api_token_for(user)
 
 
 @pytest.fixture

@@ -37,10 +37,9 @@ def test_ping_answers_pong_with_the_clients_timestamp(open_socket, client, user)
 
 
 def test_token_header_authenticates_a_program(open_socket, user):
-    from rest_framework.authtoken.models import Token
+    from tests.factories import api_token_for
 
-    token = Token.objects.create(user=user)
-    sock = open_socket(token=token.key, origin=None)
+    sock = open_socket(token=api_token_for(user), origin=None)
     sock.send({"type": "ping", "ts": 1})
     assert sock.recv()["type"] == "pong"
 

@@ -11,11 +11,11 @@ import threading
 import pytest
 import uvicorn
 from channels.layers import get_channel_layer
-from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
 from mlops_dashboard.events import catalog, publish
 from tests import procs
+from tests.factories import api_token_for
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def in_process_server(transactional_db):
 
 
 def test_a_socket_on_the_shipped_server_takes_the_direct_relay(in_process_server, user):
-    token = Token.objects.create(user=user).key
+    token = api_token_for(user)
     relays = get_channel_layer().relays
     with connect(in_process_server, additional_headers={"Authorization": f"Token {token}"}) as ws:
         procs.wait_for(lambda: len(relays) == 1, timeout=60, message="the consumer's direct relay")

@@ -15,11 +15,11 @@ import sys
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
 from mlops_dashboard.events import bus, catalog, layer, publish
 from tests import procs
+from tests.factories import api_token_for
 
 EVENTS = 20
 
@@ -49,7 +49,7 @@ def faulty_server(transactional_db):
 
 @pytest.fixture
 def token(transactional_db, user) -> str:
-    return Token.objects.create(user=user).key
+    return api_token_for(user)
 
 
 def activity(n: int) -> catalog.ActivityUpdate:

@@ -56,3 +56,36 @@ def test_stored_periodic_tasks_are_renamed_to_the_new_task_names():
 
     app.loader.import_default_modules()
     assert set(names.values()) <= set(app.tasks)  # every stored name is a registered task
+
+
+def test_drf_plaintext_tokens_become_hashed_and_their_old_keys_keep_working(client):
+    """A database from before knox: DRF's `authtoken_token` with 40-hex plaintext keys."""
+    from importlib import import_module
+
+    old = migrate(("mlops_dashboard", "0002_celery_task_names"))
+    executor = MigrationExecutor(connection)
+    before = executor.loader.project_state(("mlops_dashboard", "0002_celery_task_names"), at_end=True)
+    create_token_table = import_module("rest_framework.authtoken.migrations.0001_initial").Migration.operations[0]
+    after = before.clone()
+    create_token_table.state_forwards("authtoken", after)
+    with connection.schema_editor() as editor:
+        create_token_table.database_forwards("authtoken", editor, before, after)
+    User = old.get_model("auth", "User")
+    alice = User.objects.create(username="alice", password="x")
+    bob = User.objects.create(username="bob", password="x")
+    Token = after.apps.get_model("authtoken", "Token")
+    keys = {"alice": "0123456789abcdef0123456789abcdef01234567", "bob": "fedcba9876543210fedcba9876543210fedcba98"}
+    Token.objects.create(key=keys["alice"], user_id=alice.pk)
+    Token.objects.create(key=keys["bob"], user_id=bob.pk)
+
+    migrate()
+    assert "authtoken_token" not in connection.introspection.table_names()
+    from mlops_dashboard.models import ApiToken
+
+    rows = ApiToken.objects.select_related("user").order_by("user__username")
+    assert [r.user.username for r in rows] == ["alice", "bob"]
+    for row in rows:
+        assert keys[row.user.username] not in (row.digest, row.token_key) and row.expiry is not None
+        response = client.get("/api/events/", HTTP_AUTHORIZATION=f"Token {keys[row.user.username]}")
+        assert response.status_code == 200, response.content
+    assert client.get("/api/events/", HTTP_AUTHORIZATION=f"Token {'0' * 40}").status_code == 401

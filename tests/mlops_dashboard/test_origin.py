@@ -6,12 +6,12 @@ The test server is reached at http://127.0.0.1:<port>; its ALLOWED_HOSTS are the
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests import procs
 from tests.conftest import session_cookie
+from tests.factories import ApiTokenFactory
 
 
 def refused(open_socket, cookie, origin) -> bool:
@@ -41,7 +41,7 @@ def test_other_origins_are_refused(open_socket, client, user, server, origin):
 
 
 def test_a_program_without_origin_may_still_authenticate(open_socket, user):
-    sock = open_socket(token=Token.objects.create(user=user).key, origin=None)
+    sock = open_socket(token=ApiTokenFactory(user=user).key, origin=None)
     sock.send({"type": "ping", "ts": 1})
     assert sock.recv()["type"] == "pong"
     anonymous = open_socket(origin=None)

@@ -37,9 +37,9 @@ def impatient_server(django_db_setup, django_db_blocker):
 
 
 def token_for(user) -> str:
-    from rest_framework.authtoken.models import Token
+    from tests.factories import api_token_for
 
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_token_for(user)
 
 
 # What an anonymous client may announce (WEB_ANONYMOUS_MAX_BODY, 64 KiB); 1 MB, as in the attack seen,

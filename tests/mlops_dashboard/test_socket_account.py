@@ -10,10 +10,10 @@ import time
 import httpx
 import pytest
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import session_cookie
+from tests.factories import ApiTokenFactory
 
 
 def ready(sock):
@@ -46,7 +46,7 @@ def still_open(sock) -> bool:
 def test_logging_out_closes_that_sessions_sockets_only(server, open_socket, client, user):
     cookie = session_cookie(client, user)
     browser = ready(open_socket(cookie=cookie))
-    program = ready(open_socket(token=Token.objects.create(user=user).key, origin=None))
+    program = ready(open_socket(token=ApiTokenFactory(user=user).key, origin=None))
     with httpx.Client(base_url=server.url, cookies={settings.SESSION_COOKIE_NAME: cookie}, timeout=60) as http:
         page = http.get("/", follow_redirects=True)  # the logout form in the page header
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
@@ -58,8 +58,8 @@ def test_logging_out_closes_that_sessions_sockets_only(server, open_socket, clie
 
 def test_deactivation_closes_every_socket_of_the_user(open_socket, client, user, other_user):
     browser = ready(open_socket(cookie=session_cookie(client, user)))
-    program = ready(open_socket(token=Token.objects.create(user=user).key, origin=None))
-    someone_else = ready(open_socket(token=Token.objects.create(user=other_user).key, origin=None))
+    program = ready(open_socket(token=ApiTokenFactory(user=user).key, origin=None))
+    someone_else = ready(open_socket(token=ApiTokenFactory(user=other_user).key, origin=None))
     user.is_active = False
     user.save()
     for sock in (browser, program):
@@ -76,7 +76,7 @@ def test_a_password_change_closes_the_users_sockets_with_a_reconnect_code(open_s
 
 
 def test_revoking_a_token_closes_the_sockets_it_opened(open_socket, client, user):
-    revoked = Token.objects.create(user=user)
+    revoked = ApiTokenFactory(user=user)
     program = ready(open_socket(token=revoked.key, origin=None))
     browser = ready(open_socket(cookie=session_cookie(client, user)))
     revoked.delete()

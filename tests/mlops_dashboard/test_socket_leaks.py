@@ -12,13 +12,13 @@ import time
 import pytest
 import redis
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from mlops_dashboard.events import bus
 from monitoring import state
 from tests import procs
+from tests.factories import ApiTokenFactory
 
 SOCKETS = int(os.environ.get("LEAK_SOCKETS", 1000))
 KINDS = [int(k) for k in os.environ["LEAK_KINDS"].split(",")] if os.environ.get("LEAK_KINDS") else None
@@ -124,7 +124,7 @@ async def _run_all(server: procs.Server, token: str, count: int, kinds=None) -> 
 def test_a_thousand_broken_sockets_leave_nothing_behind(transactional_db, user, redis_client):
     import psutil
 
-    token = Token.objects.create(user=user).key
+    token = ApiTokenFactory(user=user).key
     server = procs.Server(MONITORING_ENABLED=1, MONITORING_INTERVAL=1, MONITORING_CHECK_INTERVAL=60,
                           MONITORING_COLLECTOR_ROLE="asgi", WS_MAX_SOCKETS_PER_USER=SOCKETS + AT_ONCE).start()
     try:

@@ -9,12 +9,12 @@ import json
 import time
 
 import pytest
-from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from monitoring import state
 from tests import procs
+from tests.factories import ApiTokenFactory
 
 MONITORED = {"MONITORING_ENABLED": "1", "MONITORING_INTERVAL": "1", "MONITORING_CHECK_INTERVAL": "1",
              "MONITORING_COLLECTOR_ROLE": "asgi"}
@@ -37,7 +37,7 @@ def start_server(transactional_db):
 
 @pytest.fixture
 def token(user) -> str:
-    return Token.objects.create(user=user).key
+    return ApiTokenFactory(user=user).key
 
 
 @pytest.fixture

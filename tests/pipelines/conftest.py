@@ -76,8 +76,8 @@ def no_enqueue(monkeypatch):
 
 
 def token_for(user) -> str:
-    from rest_framework.authtoken.models import Token
+    from tests.factories import api_token_for
 
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_token_for(user)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from rest_framework.authtoken.models import Token
 
+from tests.factories import api_token_for
 from training import services
 from training.models import Deployment, ModelVersion, TrainingJob
 
@@ -248,8 +248,8 @@ def test_predict_by_id_and_by_name(api, titanic_model, user, clean_prediction_co
     assert post(api, "/api/models/by-name/nobody/predict/", {"instances": instances[:1]}).status_code == 404
 
     services.model_version_deploy(version=titanic_model)
-    token = Token.objects.create(user=user)
-    program = api.__class__(HTTP_AUTHORIZATION=f"Token {token.key}")
+    token = api_token_for(user)
+    program = api.__class__(HTTP_AUTHORIZATION=f"Token {token}")
     woman = {**instances[1], "sex": "female", "pclass": 1, "class": "First", "who": "woman", "adult_male": False}
     man = {**instances[0], "sex": "male", "pclass": 3, "class": "Third", "who": "man", "adult_male": True, "age": 30}
     served = post(program, "/api/models/by-name/titanic/predict/", {"instances": [woman, man]})

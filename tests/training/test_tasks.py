@@ -141,11 +141,11 @@ def test_predictions_through_two_server_processes_are_counted_exactly_once(serve
     import threading
 
     import httpx
-    from rest_framework.authtoken.models import Token
+    from tests.factories import api_token_for
 
     version = train_version(titanic, name="shared")
     services.model_version_deploy(version=version)
-    token = Token.objects.create(user=user).key
+    token = api_token_for(user)
     instances, _ = titanic_instances(version, 5)
     second = procs.Server().start()
     failures = []

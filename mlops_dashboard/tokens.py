@@ -1,0 +1,141 @@
+"""API tokens (django-rest-knox with our ApiToken model): create, authenticate, revoke, prune.
+
+A key is shown once, when it is made; the database keeps its first characters (`token_key`, to find
+the row) and a SHA-512 digest of the whole key. Every revocation and expiry deletes rows through the
+ORM, so `post_delete` of ApiToken fires for each (open sockets follow it).
+"""
+
+from datetime import timedelta
+from hmac import compare_digest
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import Signal
+from django.utils import timezone
+from knox.auth import TokenAuthentication
+from knox.crypto import hash_token
+from knox.settings import CONSTANTS
+from rest_framework import exceptions
+
+from .models import ApiToken
+
+# A minute between two writes of a token's last use: a program calling many times a second costs
+# one UPDATE a minute, not one per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Longer than any key we issue (prefix + 64 hex) or issued (DRF's 40 hex): refused without hashing.
+MAX_KEY_LENGTH = 200
+
+
+def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
+    """A new token of `user` expiring after API_TOKEN_TTL_DAYS: (the row, the key, shown only now)."""
+    if not user.is_active:
+        raise ValidationError("An inactive user cannot hold API tokens.")
+    live = ApiToken.objects.filter(user=user).filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()))
+    if live.count() >= settings.API_TOKENS_PER_USER:
+        raise ValidationError(
+            {"name": f"You already hold {settings.API_TOKENS_PER_USER} live API tokens: revoke one first "
+                     "(/account/tokens/)."}
+        )
+    name = name.strip()
+    if len(name) > ApiToken._meta.get_field("name").max_length:
+        raise ValidationError({"name": "At most 100 characters."})
+    return ApiToken.objects.create(user=user, name=name)
+
+
+def api_token_revoke(*, user, token_id: int) -> None:
+    """Revoke one of `user`'s own tokens; another user's (or an unknown id) is not found."""
+    token = ApiToken.objects.filter(user=user, pk=token_id).first()
+    if token is None:
+        raise ApiToken.DoesNotExist(f"No API token {token_id} of yours.")
+    token.delete()
+
+
+def api_tokens_revoke_all(*, user) -> int:
+    """Revoke every token of `user` (a password change); returns how many."""
+    deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return deleted
+
+
+def api_tokens_prune_expired() -> int:
+    """Delete expired tokens (run by beat); they are already refused from the moment they expire."""
+    deleted, _ = ApiToken.objects.filter(expiry__lte=timezone.now()).delete()
+    return deleted
+
+
+def api_tokens_of(user):
+    return ApiToken.objects.filter(user=user).order_by("-created", "-id")
+
+
+def api_token_check(key: str) -> ApiToken:
+    """The live token whose key is `key` (its user loaded, its last use noted), else AuthenticationFailed."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise exceptions.AuthenticationFailed("Invalid token.")
+    digest = hash_token(key)
+    for token in ApiToken.objects.filter(token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH]).select_related("user"):
+        if compare_digest(digest, token.digest):
+            break
+    else:
+        raise exceptions.AuthenticationFailed("Invalid token.")
+    now = timezone.now()
+    if token.expiry is not None and token.expiry <= now:
+        token.delete()
+        raise exceptions.AuthenticationFailed("Token expired: create a new one (/account/tokens/).")
+    if not token.user.is_active:
+        raise exceptions.AuthenticationFailed("User inactive or deleted.")
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        # Conditional: of several requests racing past the check above, one writes.
+        ApiToken.objects.filter(pk=token.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+class ApiTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token <key>` for the REST API (knox's scheme, with our checks above instead of
+    knox's scan of the user's other tokens on every request)."""
+
+    def authenticate_credentials(self, token):
+        key = token.decode("utf-8", "replace") if isinstance(token, bytes) else token
+        api_token = api_token_check(key)
+        return api_token.user, api_token
+
+
+# --- a password change revokes the user's tokens ------------------------------------------------
+
+# Sent (with `user`) after a user's password changed and their tokens were revoked: the one place to
+# hang anything else that must follow a password change.
+password_changed = Signal()
+
+
+def _note_password_change(sender, instance, update_fields=None, **kwargs):
+    """Before a user is saved: was the password set (`set_password`, whatever calls it: the password
+    page, the admin, `changepassword`), or the stored hash replaced by hand?
+
+    Django's own re-hash on login (same password, new hasher parameters) saves only `password` with
+    `_password` reset, and is not a change."""
+    if instance._state.adding or (update_fields is not None and "password" not in update_fields):
+        return
+    if getattr(instance, "_password", None) is not None:
+        instance._revoke_api_tokens = True
+    elif update_fields is None:
+        stored = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
+        instance._revoke_api_tokens = stored is not None and stored != instance.password
+
+
+def _revoke_on_password_change(sender, instance, created=False, **kwargs):
+    if getattr(instance, "_revoke_api_tokens", False):
+        instance._revoke_api_tokens = False
+        api_tokens_revoke_all(user=instance)
+        password_changed.send(sender=sender, user=instance)
+
+
+def connect_signals():
+    """Called from the app's ready(). Other sessions end by themselves: Django ties each session to
+    the password hash (the password page keeps its own with update_session_auth_hash)."""
+    user_model = get_user_model()
+    pre_save.connect(_note_password_change, sender=user_model, dispatch_uid="mlops_dashboard.tokens.note")
+    post_save.connect(_revoke_on_password_change, sender=user_model, dispatch_uid="mlops_dashboard.tokens.revoke")
