@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import procs
 from training.models import ModelVersion
 
 from .conftest import api, assert_every_logged_event_once
@@ -81,5 +82,36 @@ def test_a_publish_while_redis_restarts_waits_for_it(private_redis, settings):
         waited = time.monotonic() - started
         assert during == before + 1 and waited > 1.0
         assert [event_id for event_id, _, _ in bus.read_after(before).events] == [during]
+    finally:
+        bus.reset_clients()
+
+
+def test_after_an_empty_restart_the_gap_says_where_the_new_log_begins(private_redis, stack, follow, user, settings):
+    """Redis restarted empty, and the server's layer resyncs before anything is published again: the
+    log and its sequence are gone. The `replay_gap` must still give a resume point (`latest_id`) at or
+    above every id the socket was sent, after which the new log has every event: the client reloads
+    from the API and carries on from there, without a second gap when it reconnects from it."""
+    from mlops_dashboard.events import bus, catalog, publish
+
+    settings.REDIS_URL = private_redis.url
+    bus.reset_clients()
+    try:
+        server = stack.server(REDIS_URL=private_redis.url)
+        follower = follow(server.ws_url)
+        topics = {"dashboard", f"user.{user.pk}"}
+        before = [publish(catalog.DatasetCreated(dataset_id=n, name="before")) for n in range(1, 4)]
+        follower.wait_for(lambda e: e["id"] == before[-1], message="the events before the restart")
+
+        private_redis.restart(keep_data=False)  # nothing is published until the layer has resynced
+        gap = procs.wait_for(lambda: next((e for e in follower.errors if e["code"] == "replay_gap"), None),
+                             timeout=120, message=f"the replay_gap after the restart; {follower}")
+        assert gap["latest_id"] >= before[-1], f"the sequence went backwards: {gap}, sent {follower.ids}"
+        assert not bus.read_after(gap["latest_id"]).gap, "resuming from the gap's latest_id is another gap"
+
+        after = [publish(catalog.DatasetCreated(dataset_id=n, name="after")) for n in range(4, 7)]
+        follower.wait_for(lambda e: e["id"] == after[-1], message="the events after the restart")
+        assert follower.ids == before + after
+        assert_every_logged_event_once(follower, private_redis.client(), topics, after=gap["latest_id"])
+        assert [e["code"] for e in follower.errors] == ["replay_gap"], follower.errors
     finally:
         bus.reset_clients()
