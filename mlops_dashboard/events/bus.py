@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from django.conf import settings
 from django.db import transaction
 
@@ -140,7 +142,10 @@ def async_client() -> aredis.Redis:
     entry = _async_clients.get(loop)
     if entry is None:
         pool = aredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=50, timeout=20, socket_connect_timeout=2
+            settings.REDIS_URL, max_connections=50, timeout=20, socket_connect_timeout=2,
+            # A pooled connection that a restarted Redis closed fails its next command: reconnect and
+            # send it once more, rather than fail a socket's resync read after every restart.
+            retry=Retry(NoBackoff(), 1),
         )
         client = aredis.Redis(connection_pool=pool)
         entry = (client, client.register_script(PUBLISH_LUA))

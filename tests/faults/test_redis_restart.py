@@ -88,9 +88,10 @@ def test_a_publish_while_redis_restarts_waits_for_it(private_redis, settings):
 
 def test_after_an_empty_restart_the_gap_says_where_the_new_log_begins(private_redis, stack, follow, user, settings):
     """Redis restarted empty, and the server's layer resyncs before anything is published again: the
-    log and its sequence are gone. The `replay_gap` must still give a resume point (`latest_id`) at or
-    above every id the socket was sent, after which the new log has every event: the client reloads
-    from the API and carries on from there, without a second gap when it reconnects from it."""
+    log and its sequence are gone. The socket stays open and is told `replay_gap`, whose resume point
+    (`latest_id`) is at or above every id the socket was sent, after which the new log has every
+    event: the client reloads from the API and carries on from there, without a second gap when it
+    reconnects from it."""
     from mlops_dashboard.events import bus, catalog, publish
 
     settings.REDIS_URL = private_redis.url
@@ -113,5 +114,8 @@ def test_after_an_empty_restart_the_gap_says_where_the_new_log_begins(private_re
         assert follower.ids == before + after
         assert_every_logged_event_once(follower, private_redis.client(), topics, after=gap["latest_id"])
         assert [e["code"] for e in follower.errors] == ["replay_gap"], follower.errors
+        # The same socket throughout: the server's layer resynced it from the log (its first read
+        # after the restart goes out on a pooled connection that the old Redis closed).
+        assert len(follower.connections) == 1, f"the socket was dropped: {follower}"
     finally:
         bus.reset_clients()
