@@ -80,12 +80,14 @@ def test_a_publish_while_redis_restarts_waits_for_it(private_redis, settings):
         assert before is not None
         private_redis.client().shutdown(save=True)
         private_redis.proc.wait(timeout=10)
-        threading.Timer(1.5, private_redis.start).start()  # back in 1.5 s, with its data
+        back = threading.Timer(1.5, private_redis.start)  # back in 1.5 s, with its data
+        back.start()
         started = time.monotonic()
         during = publish(catalog.DatasetCreated(dataset_id=2, name="during"))
         waited = time.monotonic() - started
         assert during == before + 1 and waited > 1.0
         assert [event_id for event_id, _, _ in bus.read_after(before).events] == [during]
+        back.join(timeout=120)  # its start() is done before the fixture stops this Redis
     finally:
         bus.reset_clients()
 
