@@ -11,7 +11,8 @@ once here and relayed verbatim to every socket.
 
 Ids are seeded from the Redis clock (microseconds) when the sequence key is missing, so that they
 keep rising even after Redis restarts empty; `floor` remembers the seed, below which the log knows
-nothing.
+nothing. A read of the log seeds it too: the `latest_id` it reports (a `replay_gap`'s resume point)
+never goes back below an id already sent, even when nothing was published since Redis came back.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from datetime import UTC, datetime
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from django.conf import settings
 from django.db import transaction
 
@@ -37,19 +40,23 @@ from .catalog import REGISTRY, Event, EventError, is_connection_event
 
 logger = logging.getLogger(__name__)
 
-# KEYS: sequence, log, floor, log bytes. ARGV: log size, log bytes, the JSON's head and tail (around
-# the id), then each topic and its group's channel.
-# The log is trimmed from its oldest end to EVENT_LOG_SIZE events and EVENT_LOG_MAX_BYTES bytes of
-# text, counted in KEYS[4] as events come and go, so a publish never walks the log (each event is
-# popped once; the log is only summed when its byte count is missing: an upgrade, or lost keys).
-PUBLISH_LUA = """
-local seq = redis.call('GET', KEYS[1])
-if not seq then
+# KEYS: the sequence, the log, the floor (`keys()`). A missing sequence (Redis lost its data) starts
+# again from the Redis clock, above every id of the lost log, which is where the new log begins.
+SEED_LUA = """
+if not redis.call('GET', KEYS[1]) then
   local t = redis.call('TIME')
   local seed = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
   redis.call('SET', KEYS[1], seed)
   redis.call('SET', KEYS[3], seed)
 end
+"""
+
+# KEYS: sequence, log, floor, log bytes. ARGV: log size, log bytes, the JSON's head and tail (around
+# the id), then each topic and its group's channel.
+# The log is trimmed from its oldest end to EVENT_LOG_SIZE events and EVENT_LOG_MAX_BYTES bytes of
+# text, counted in KEYS[4] as events come and go, so a publish never walks the log (each event is
+# popped once; the log is only summed when its byte count is missing: an upgrade, or lost keys).
+PUBLISH_LUA = SEED_LUA + """
 if redis.call('EXISTS', KEYS[4]) == 0 then
   local total = 0
   for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do total = total + #m end
@@ -171,7 +178,10 @@ def async_client() -> aredis.Redis:
     entry = _async_clients.get(loop)
     if entry is None:
         pool = aredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=50, timeout=20, socket_connect_timeout=2
+            settings.REDIS_URL, max_connections=50, timeout=20, socket_connect_timeout=2,
+            # A pooled connection that a restarted Redis closed fails its next command: reconnect and
+            # send it once more, rather than fail a socket's resync read after every restart.
+            retry=Retry(NoBackoff(), 1),
         )
         client = aredis.Redis(connection_pool=pool)
         entry = (client, client.register_script(PUBLISH_LUA))
@@ -405,7 +415,7 @@ def throttle() -> Throttle:
 @dataclass
 class LogSlice:
     events: list[tuple[int, list[str], str]]  # (id, topics, json text), oldest first
-    latest_id: int  # the sequence when read; 0 when nothing was ever published
+    latest_id: int  # the sequence when read (seeded from the clock if Redis had lost it)
     gap: bool  # events after `after` may have been lost (trimmed, or Redis lost its data)
 
 
@@ -428,6 +438,8 @@ def _slice(after: int, seq, floor, oldest, rows) -> LogSlice:
 
 def _queue_reads(pipe, after: int, limit: int):
     seq_key, log_key, floor_key = keys()
+    # EVAL, not a registered script: inside a pipeline redis-py would check for it first (a round trip).
+    pipe.eval(SEED_LUA, 3, seq_key, log_key, floor_key)
     pipe.get(seq_key)
     pipe.get(floor_key)
     pipe.zrange(log_key, 0, 0, withscores=True)
@@ -437,13 +449,13 @@ def _queue_reads(pipe, after: int, limit: int):
 def read_after(after: int, limit: int = 1000) -> LogSlice:
     pipe = sync_client().pipeline(transaction=True)
     _queue_reads(pipe, after, limit)
-    return _slice(after, *pipe.execute())
+    return _slice(after, *pipe.execute()[1:])
 
 
 async def aread_after(after: int, limit: int = 10_000) -> LogSlice:
     async with async_client().pipeline(transaction=True) as pipe:
         _queue_reads(pipe, after, limit)
-        return _slice(after, *(await pipe.execute()))
+        return _slice(after, *(await pipe.execute())[1:])
 
 
 def latest_id() -> int:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import pytest
 
+from tests import procs
 from training.models import ModelVersion
 
 from .conftest import api, assert_every_logged_event_once
 
 CLOSING = ("training_completed", "training_failed")
+# Enough epochs of the big dataset (each over the coalescing interval) to restart Redis between two of
+# them, few enough that a loaded machine (each epoch several times slower) ends well inside the
+# test's ceiling (pytest.ini's timeout).
+EPOCHS = 6
 
 
 @pytest.mark.parametrize("keep_data", [True, False], ids=["with-its-data", "empty"])
@@ -29,16 +34,16 @@ def test_redis_restarted_during_training(private_redis, stack, follow, token, us
     topics = {"dashboard", f"user.{user.pk}"}
 
     response = api(server, token, "POST", "/api/training-jobs/", json={
-        "dataset": big_dataset.pk, "target_column": "label", "algorithm": "mlp", "epochs": 12})
+        "dataset": big_dataset.pk, "target_column": "label", "algorithm": "mlp", "epochs": EPOCHS})
     assert response.status_code == 201, response.text
     job_id = response.json()["id"]
-    first = follower.wait_for(lambda e: e.get("job_id") == job_id, timeout=30, message="the job's first event")
+    first = follower.wait_for(lambda e: e.get("job_id") == job_id, timeout=60, message="the job's first event")
     follower.wait_for(lambda e: e["type"] == "training_progress" and e["job_id"] == job_id
-                      and e["current_epoch"] >= 1, timeout=90, message="training to make progress")
+                      and e["current_epoch"] >= 1, timeout=150, message="training to make progress")
 
     private_redis.restart(keep_data=keep_data)
 
-    done = follower.wait_for(lambda e: e["type"] in CLOSING and e["job_id"] == job_id, timeout=120,
+    done = follower.wait_for(lambda e: e["type"] in CLOSING and e["job_id"] == job_id, timeout=180,
                              message="the job's closing event")
     assert done["type"] == "training_completed", done
     ids = follower.ids
@@ -53,7 +58,7 @@ def test_redis_restarted_during_training(private_redis, stack, follow, token, us
         assert_every_logged_event_once(follower, private_redis.client(), topics, after=gaps[0]["latest_id"])
     # What a page reloads after a gap, and what the API says in any case: the truth.
     job = api(server, token, "GET", f"/api/training-jobs/{job_id}/").json()
-    assert job["status"] == "succeeded" and job["current_epoch"] == 12
+    assert job["status"] == "succeeded" and job["current_epoch"] == EPOCHS
     versions = ModelVersion.objects.filter(training_job_id=job_id)
     assert versions.count() == 1 and done["model_id"] == versions.get().pk
     print(f"{len(ids)} events, {len(follower.connections)} connection(s), drops {follower.close_codes}, "
@@ -75,12 +80,49 @@ def test_a_publish_while_redis_restarts_waits_for_it(private_redis, settings):
         assert before is not None
         private_redis.client().shutdown(save=True)
         private_redis.proc.wait(timeout=10)
-        threading.Timer(1.5, private_redis.start).start()  # back in 1.5 s, with its data
+        back = threading.Timer(1.5, private_redis.start)  # back in 1.5 s, with its data
+        back.start()
         started = time.monotonic()
         during = publish(catalog.DatasetCreated(dataset_id=2, name="during"))
         waited = time.monotonic() - started
         assert during == before + 1 and waited > 1.0
         assert [event_id for event_id, _, _ in bus.read_after(before).events] == [during]
+        back.join(timeout=120)  # its start() is done before the fixture stops this Redis
+    finally:
+        bus.reset_clients()
+
+
+def test_after_an_empty_restart_the_gap_says_where_the_new_log_begins(private_redis, stack, follow, user, settings):
+    """Redis restarted empty, and the server's layer resyncs before anything is published again: the
+    log and its sequence are gone. The socket stays open and is told `replay_gap`, whose resume point
+    (`latest_id`) is at or above every id the socket was sent, after which the new log has every
+    event: the client reloads from the API and carries on from there, without a second gap when it
+    reconnects from it."""
+    from mlops_dashboard.events import bus, catalog, publish
+
+    settings.REDIS_URL = private_redis.url
+    bus.reset_clients()
+    try:
+        server = stack.server(REDIS_URL=private_redis.url)
+        follower = follow(server.ws_url)
+        topics = {"dashboard", f"user.{user.pk}"}
+        before = [publish(catalog.DatasetCreated(dataset_id=n, name="before")) for n in range(1, 4)]
+        follower.wait_for(lambda e: e["id"] == before[-1], message="the events before the restart")
+
+        private_redis.restart(keep_data=False)  # nothing is published until the layer has resynced
+        gap = procs.wait_for(lambda: next((e for e in follower.errors if e["code"] == "replay_gap"), None),
+                             timeout=120, message=f"the replay_gap after the restart; {follower}")
+        assert gap["latest_id"] >= before[-1], f"the sequence went backwards: {gap}, sent {follower.ids}"
+        assert not bus.read_after(gap["latest_id"]).gap, "resuming from the gap's latest_id is another gap"
+
+        after = [publish(catalog.DatasetCreated(dataset_id=n, name="after")) for n in range(4, 7)]
+        follower.wait_for(lambda e: e["id"] == after[-1], message="the events after the restart")
+        assert follower.ids == before + after
+        assert_every_logged_event_once(follower, private_redis.client(), topics, after=gap["latest_id"])
+        assert [e["code"] for e in follower.errors] == ["replay_gap"], follower.errors
+        # The same socket throughout: the server's layer resynced it from the log (its first read
+        # after the restart goes out on a pooled connection that the old Redis closed).
+        assert len(follower.connections) == 1, f"the socket was dropped: {follower}"
     finally:
         bus.reset_clients()
 

@@ -71,6 +71,19 @@ def test_ids_keep_rising_after_redis_loses_its_data(redis_client):
     assert bus.read_after(before).gap  # what happened in between is unknown: the client must reload
 
 
+def test_a_read_after_redis_lost_its_data_resumes_above_every_old_id(redis_client):
+    """Nothing published since Redis came back empty: the gap's `latest_id` is still a resume point
+    above every id sent before, and resuming from it misses nothing and is no second gap."""
+    before = publish(created(1))
+    for key in bus.keys():
+        redis_client.delete(key)
+    log = bus.read_after(before)
+    assert log.gap and log.latest_id > before
+    assert not bus.read_after(log.latest_id).gap
+    after = publish(created(2))
+    assert [e[0] for e in bus.read_after(log.latest_id).events] == [after]
+
+
 def test_only_catalog_events_can_be_published():
     with pytest.raises(catalog.EventError):
         publish({"type": "dataset_created", "dataset_id": 1})
