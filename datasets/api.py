@@ -9,7 +9,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from mlops_dashboard.api_errors import problem_response
-from mlops_dashboard.filters import ChoicesListField, FilteredListMixin
+from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, QuerySerializer
 from mlops_dashboard.models import DESCRIPTION_MAX_LENGTH
 
 from . import services
@@ -77,7 +77,7 @@ def too_large_response():
                                  "(DATASET_MAX_UPLOAD_MB).", code="too_large")
 
 
-class DatasetFilters(serializers.Serializer):
+class DatasetFilters(QuerySerializer):
     status = ChoicesListField(Dataset.Status.values, required=False)
 
 

@@ -12,12 +12,12 @@ from rest_framework.views import APIView
 
 from .activity import activity_payload
 from .events import bus, publish
-from .filters import MAX_ID, FilteredListMixin
+from .filters import MAX_ID, FilteredListMixin, QuerySerializer
 from .models import Activity
 from .tasks import publish_test_event, test_activity
 
 
-class EventsQuery(serializers.Serializer):
+class EventsQuery(QuerySerializer):
     after = serializers.IntegerField(min_value=0, max_value=MAX_ID, default=0, help_text="Return events with a larger id.")
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="At most this many events.")
 
@@ -140,7 +140,7 @@ class ActivitySerializer(serializers.ModelSerializer):
         fields = ["id"]
 
 
-class ActivityFilters(serializers.Serializer):
+class ActivityFilters(QuerySerializer):
     action_type = serializers.CharField(max_length=40, required=False)
     user = serializers.CharField(max_length=150, required=False, help_text="A username or a user id.")
 

@@ -34,14 +34,21 @@ def IdField(**kwargs):  # noqa: N802 (a field factory, used like a field class)
     return serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, **kwargs)
 
 
+class QuerySerializer(serializers.Serializer):
+    """Parameters of a query string. One given blank (`?limit=`, `?status=`) is refused like any
+    other value that is not of its kind (DRF would take it as absent: the default, or no filter)."""
+
+    def to_internal_value(self, data):
+        blank = [name for name in self.fields if name in data and not str(data.get(name)).strip()]
+        if blank:
+            raise serializers.ValidationError({name: ["May not be blank; leave it out instead."] for name in blank})
+        return super().to_internal_value(data)
+
+
 def query_filters(request, filters: type[serializers.Serializer]) -> dict:
-    """The validated filters of this request's query string (only those given). A filter given
-    blank (`?status=`) is refused like any other value that is not one of its kind."""
+    """The validated filters of this request's query string (only those given)."""
     query = filters(data=request.query_params)
     query.is_valid(raise_exception=True)
-    blank = [name for name in query.fields if name in request.query_params and not request.query_params[name].strip()]
-    if blank:
-        raise serializers.ValidationError({name: ["This filter may not be blank; leave it out for all."] for name in blank})
     return {name: value for name, value in query.validated_data.items() if value not in (None, "", [])}
 
 

@@ -4,10 +4,12 @@ from django.conf import settings
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 
+from .filters import QuerySerializer
+
 MAX_OFFSET = 10**9  # far past any table here; keeps the number within the database's integer range
 
 
-class PageQuery(serializers.Serializer):
+class PageQuery(QuerySerializer):
     limit = serializers.IntegerField(min_value=1, max_value=settings.API_MAX_PAGE_SIZE, required=False)
     offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False)
 

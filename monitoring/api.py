@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from mlops_dashboard.api_errors import problem_response
-from mlops_dashboard.filters import FilteredListMixin, IdField
+from mlops_dashboard.filters import FilteredListMixin, IdField, QuerySerializer
 
 from . import payloads, selectors, services
 from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
@@ -29,7 +29,7 @@ class ConflictError(APIException):
 # --- the polling fallback of system_metrics / health_change / service_health ---------------------
 
 
-class MetricsQuery(serializers.Serializer):
+class MetricsQuery(QuerySerializer):
     minutes = serializers.IntegerField(min_value=1, max_value=60 * 24 * 30, default=60)
     host = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
@@ -91,7 +91,7 @@ class ResolveSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class AlertFilters(serializers.Serializer):
+class AlertFilters(QuerySerializer):
     status = serializers.ChoiceField([*Alert.Status.values, "unresolved"], required=False)
     priority = serializers.ChoiceField(Priority.values, required=False)
 
@@ -177,7 +177,7 @@ class AnomalySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AnomalyFilters(serializers.Serializer):
+class AnomalyFilters(QuerySerializer):
     source = serializers.ChoiceField(Anomaly.Source.values, required=False)
     entity = serializers.CharField(max_length=200, required=False, help_text="The host, or the dataset's name.")
     severity = serializers.ChoiceField(Anomaly.Severity.values, required=False)
@@ -225,11 +225,11 @@ class DetectionRequestSerializer(serializers.Serializer):
         return dataset
 
 
-class DetectionFilters(serializers.Serializer):
+class DetectionFilters(QuerySerializer):
     dataset = IdField(help_text="Only detections on this dataset.")
 
 
-class ScoresQuery(serializers.Serializer):
+class ScoresQuery(QuerySerializer):
     offset = serializers.IntegerField(min_value=0, default=0)
     limit = serializers.IntegerField(min_value=1, max_value=100_000, default=10_000)
 

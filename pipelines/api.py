@@ -16,7 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from datasets import selectors as datasets_selectors
-from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField
+from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField, QuerySerializer
 from mlops_dashboard.jobs import JobStatus
 
 from . import selectors, services
@@ -219,7 +219,7 @@ class PipelineViewSet(viewsets.ModelViewSet):
                         headers={"Location": f"/api/pipeline-runs/{run.pk}/"})
 
 
-class PipelineRunFilters(serializers.Serializer):
+class PipelineRunFilters(QuerySerializer):
     pipeline = IdField(help_text="Only runs of this pipeline.")
     status = ChoicesListField(JobStatus.values, required=False)
 

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as datasets_selectors
-from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField
+from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField, QuerySerializer
 from mlops_dashboard.jobs import JobStatus
 
 from . import services
@@ -195,7 +195,7 @@ PREDICT_RESPONSE = inline_serializer(
 # --- views ------------------------------------------------------------------------------------------
 
 
-class TrainingJobFilters(serializers.Serializer):
+class TrainingJobFilters(QuerySerializer):
     status = ChoicesListField(JobStatus.values, required=False)
     dataset = IdField(help_text="Only jobs on this dataset.")
 
@@ -288,7 +288,7 @@ def _predict(version: ModelVersion, request) -> Response:
     return Response({"model_id": version.pk, "model_name": version.name, "model_version": version.version, **result})
 
 
-class ModelVersionFilters(serializers.Serializer):
+class ModelVersionFilters(QuerySerializer):
     name = serializers.CharField(max_length=100, required=False, help_text="Only versions of this model.")
     status = ChoicesListField(ModelVersion.Status.values, required=False)
 
@@ -352,7 +352,7 @@ class PredictByNameView(APIView):
         return _predict(version, request)
 
 
-class DeploymentFilters(serializers.Serializer):
+class DeploymentFilters(QuerySerializer):
     name = serializers.CharField(max_length=100, required=False, help_text="Only deployments of this model.")
 
 

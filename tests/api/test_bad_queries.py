@@ -63,3 +63,14 @@ def test_filters_still_filter(api):
     TrainingJobFactory(status="queued", dataset=job.dataset)
     body = api.get(f"/api/training-jobs/?status=failed,cancelled&dataset={job.dataset_id}").json()
     assert [row["id"] for row in body["results"]] == [job.pk]
+
+
+@pytest.mark.parametrize("url, field", [
+    ("/api/events/?limit=&after=", "limit"),
+    ("/api/monitoring/metrics/?minutes=", "minutes"),
+    ("/api/activity/?limit=", "limit"),
+])
+def test_query_parameters_given_blank_are_refused(api, url, field):
+    response = api.get(url)
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"]

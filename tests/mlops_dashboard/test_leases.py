@@ -1,19 +1,8 @@
 """Leases (leases.py) on the test run's Redis: at most `limit` held at once per name, given back at
 the end of the block, and a lease whose holder stopped refreshing it (a dead process) stops counting."""
 
-import asyncio
-import threading
-
 from mlops_dashboard import leases
-
-
-def run(coro):
-    # In a thread of its own: this one may already run an event loop (Playwright's, in the browser tests).
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("value", asyncio.run(coro)))
-    thread.start()
-    thread.join(timeout=60)
-    return result["value"]
+from tests.aio import run_async as run
 
 
 def test_at_most_limit_leases_are_held_and_each_is_given_back(redis_client):

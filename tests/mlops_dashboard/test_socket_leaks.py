@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from mlops_dashboard.events import bus
 from monitoring import state
 from tests import procs
+from tests.aio import run_async
 from tests.factories import ApiTokenFactory
 
 SOCKETS = int(os.environ.get("LEAK_SOCKETS", 1000))
@@ -132,12 +133,12 @@ def test_a_thousand_broken_sockets_leave_nothing_behind(transactional_db, user, 
         procs.wait_for(lambda: open_sockets(pid) == 0, timeout=120, message="the server's first report")
         before = subscriptions(redis_client)
         # Warm up (the first sockets import and allocate what every later one reuses), then measure.
-        asyncio.run(_run_all(server, token, 200))
+        run_async(_run_all(server, token, 200))
         procs.wait_for(lambda: open_sockets(pid) == 0, timeout=180, message="the warm-up's sockets to close")
         rss_before = psutil.Process(pid).memory_info().rss / 2**20
 
         started = time.monotonic()
-        asyncio.run(_run_all(server, token, SOCKETS, KINDS))
+        run_async(_run_all(server, token, SOCKETS, KINDS))
         print(f"{SOCKETS} broken sockets in {time.monotonic() - started:.0f} s")
 
         procs.wait_for(lambda: open_sockets(pid) == 0, timeout=180,
@@ -151,11 +152,9 @@ def test_a_thousand_broken_sockets_leave_nothing_behind(transactional_db, user, 
             print(len(diff), list(diff.items())[:3])
             print("\n".join(server.output().splitlines()[-80:]))
             raise
-        from asgiref.sync import async_to_sync
-
         from mlops_dashboard.events import sockets
 
-        assert async_to_sync(sockets.count)(user.pk) == 0
+        assert run_async(sockets.count(user.pk)) == 0
         grown = psutil.Process(pid).memory_info().rss / 2**20 - rss_before
         print(f"server RSS grew {grown:.1f} MB over {SOCKETS} broken sockets")
         assert grown <= RSS_BOUND_MB, f"the server's memory grew {grown:.1f} MB"

@@ -14,6 +14,7 @@ from websockets.sync.client import connect
 
 from monitoring import state
 from tests import procs
+from tests.aio import run_async
 from tests.factories import ApiTokenFactory
 
 MONITORED = {"MONITORING_ENABLED": "1", "MONITORING_INTERVAL": "1", "MONITORING_CHECK_INTERVAL": "1",
@@ -76,11 +77,9 @@ def closed(ws, timeout: float = 60) -> tuple[int | None, str, list[dict]]:
 
 
 def counted(user_id: int) -> int:
-    from asgiref.sync import async_to_sync
-
     from mlops_dashboard.events import sockets
 
-    return async_to_sync(sockets.count)(user_id)
+    return run_async(sockets.count(user_id))
 
 
 def test_a_user_past_the_socket_limit_is_closed_with_4429_until_one_closes(start_server, opened, token, user):
