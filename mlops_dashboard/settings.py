@@ -358,6 +358,9 @@ AXES_IPWARE_PROXY_ORDER = "right-most"  # the address our proxy appended; the le
 
 # API tokens (django-rest-knox): stored as SHA-512 digests, each with a name, its last use and an expiry.
 KNOX_TOKEN_MODEL = "mlops_dashboard.ApiToken"
+# knox's own token model is swapped out for ours, so its table is never needed: without this, its
+# migrations create one anyway, whose key on auth_user makes PostgreSQL refuse to TRUNCATE users.
+MIGRATION_MODULES = {"knox": None}
 API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
 # Live tokens one user may hold at once (each POST /api/auth/token/ makes one): a bound, not a quota.
 API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=100)
