@@ -23,6 +23,7 @@ class Dataset(models.Model):
         READY = "ready", "Ready"
         INVALID = "invalid", "Invalid"
 
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     file = models.FileField(upload_to=dataset_upload_path, max_length=300)
@@ -79,6 +80,7 @@ class ProcessingJob(JobFields):
         SPLIT = "split", "Train/test split"
         SCALE = "scale", "Scale numeric columns"
 
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="jobs")
     operation = models.CharField(max_length=16, choices=Operation.choices)
     options = models.JSONField(default=dict, blank=True)

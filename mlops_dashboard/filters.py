@@ -62,3 +62,28 @@ class FilteredListMixin:
         if self.filters_class is None or getattr(self, "action", None) != "list":
             return {}
         return query_filters(self.request, self.filters_class)
+
+
+class ProjectFilters(QuerySerializer):
+    """The filter every list of a project's rows takes: `?project=<id>`."""
+
+    project = IdField(help_text="Only this project's rows (one of GET /api/projects/).")
+
+
+class ProjectScopedMixin(FilteredListMixin):
+    """A viewset over a project's rows: `scoped(queryset)` keeps what the user may read (other
+    projects' rows are absent from lists and 404 on detail) and applies `?project=` on lists.
+    Its `filters_class` derives from ProjectFilters."""
+
+    filters_class = ProjectFilters
+    # Rows without a project (global alert rules, system alerts) are readable by every user.
+    include_global = False
+
+    def scoped(self, queryset):
+        from . import permissions
+
+        queryset = permissions.visible(queryset, self.request.user, include_global=self.include_global)
+        project = self.filters().get("project")
+        if project is not None:
+            queryset = queryset.filter(project_id=project)
+        return queryset

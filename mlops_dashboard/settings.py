@@ -300,6 +300,8 @@ CELERY_BEAT_SCHEDULE.update(
 # own rows (registered in its apps.py, see mlops_dashboard/retention.py). Days; 0 keeps forever.
 # The feed is for recent work; a quarter covers any review that looks back at it.
 RETENTION_ACTIVITY_DAYS = env.int("RETENTION_ACTIVITY_DAYS", default=90)
+# The audit log (every write: who, what, when) is kept apart from the feed, for a year by default.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
 # Resolved alerts only (open and acknowledged ones always stay); a quarter of incident history.
 RETENTION_ALERTS_DAYS = env.int("RETENTION_ALERTS_DAYS", default=90)
 # Finished pipeline runs and their steps (each pipeline's last run always stays).
@@ -322,6 +324,12 @@ CELERY_BEAT_SCHEDULE["retention-prune"] = {
 }
 
 # SECTION: auth ---------------------------------------------------------------------------------
+
+# A new user belongs to no project until a maintainer adds them. viewer|editor|maintainer here makes
+# every new user a member of the "Default" project with that role.
+DEFAULT_PROJECT_ROLE = env.str("DEFAULT_PROJECT_ROLE", default="")
+if DEFAULT_PROJECT_ROLE not in ("", "viewer", "editor", "maintainer"):
+    raise environ.ImproperlyConfigured("DEFAULT_PROJECT_ROLE is one of viewer, editor, maintainer, or empty.")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

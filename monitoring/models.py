@@ -118,6 +118,9 @@ class AlertRule(models.Model):
         LTE = "lte", "≤"
 
     slug = models.SlugField(max_length=64, unique=True, help_text="Stable identifier: alerts are deduplicated by it.")
+    # None: global (system-wide), readable by every logged-in user and changed by staff only.
+    project = models.ForeignKey("mlops_dashboard.Project", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="+")
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.METRIC, db_index=True)
     metric = models.CharField(max_length=40, choices=[(k, v[0]) for k, v in METRICS.items()], blank=True)
@@ -190,6 +193,9 @@ class Alert(models.Model):
         RESOLVED = "resolved", "Resolved"
 
     rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    # None: global (system-wide), readable by every logged-in user and changed by staff only.
+    project = models.ForeignKey("mlops_dashboard.Project", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="+")
     # The rule's slug (or "kind:<kind>" for an app's alert without a rule): with `subject`, the dedupe key.
     rule_key = models.CharField(max_length=80)
     subject = models.CharField(max_length=200, help_text="What the alert is about: a host, worker:<name>, "
@@ -247,6 +253,7 @@ def validate_contamination(value: float) -> None:
 class AnomalyDetection(JobFields):
     """An IsolationForest over a ready dataset's numeric columns: a score per row, the top rows."""
 
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="anomaly_detections")
     dataset_name = models.CharField(max_length=200, blank=True)
     contamination = models.FloatField(default=0.05, validators=[validate_contamination])
@@ -291,6 +298,9 @@ class Anomaly(models.Model):
     details = models.JSONField(default=dict, blank=True)
     detection = models.ForeignKey(AnomalyDetection, null=True, blank=True, on_delete=models.CASCADE,
                                   related_name="anomalies")
+    # None: global (system-wide), readable by every logged-in user and changed by staff only.
+    project = models.ForeignKey("mlops_dashboard.Project", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="+")
     alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="anomalies")
     detected_at = models.DateTimeField(default=timezone.now, db_index=True)
 

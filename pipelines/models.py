@@ -29,7 +29,8 @@ def default_max_concurrent_runs() -> int:
 
 
 class Pipeline(models.Model):
-    name = models.CharField(max_length=200, unique=True)
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     dataset = models.ForeignKey("datasets.Dataset", null=True, on_delete=models.SET_NULL, related_name="pipelines",
                                 help_text="The input dataset of the first step.")
@@ -50,6 +51,7 @@ class Pipeline(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="pipeline_name_unique_per_project")]
 
     def __str__(self):
         return self.name
@@ -73,6 +75,7 @@ class PipelineRun(JobFields):
         SCHEDULE = "schedule", "Schedule"
         RETRY = "retry", "Retry"
 
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="runs")
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")

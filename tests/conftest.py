@@ -53,16 +53,31 @@ def redis_client(_isolated_redis):
 
 @pytest.fixture
 def user(db):
-    from tests.factories import UserFactory
+    """alice: a maintainer of the default project (where every factory-made row goes), so she may do
+    anything there; tests about roles make their own members (tests.factories.member)."""
+    from tests.factories import UserFactory, member
 
-    return UserFactory(username="alice")
+    alice = UserFactory(username="alice")
+    member(alice, "maintainer")
+    return alice
 
 
 @pytest.fixture
 def other_user(db):
-    from tests.factories import UserFactory
+    """bob: an editor of the default project."""
+    from tests.factories import UserFactory, member
 
-    return UserFactory(username="bob")
+    bob = UserFactory(username="bob")
+    member(bob, "editor")
+    return bob
+
+
+@pytest.fixture
+def project(db):
+    """The default project (the one factories use)."""
+    from tests.factories import ProjectFactory
+
+    return ProjectFactory()
 
 
 @pytest.fixture

@@ -54,6 +54,43 @@ class UserFactory(factory.django.DjangoModelFactory):
         return cls._get_manager(model_class).create_user(*args, **kwargs)  # hashes the password
 
 
+# --- projects ---------------------------------------------------------------------------------------
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    """A project; by default the one every factory-made row goes to ("Default", slug default), made
+    once per test (get or create by slug)."""
+
+    class Meta:
+        model = "mlops_dashboard.Project"
+        django_get_or_create = ("slug",)
+
+    slug = "default"
+    name = factory.LazyAttribute(lambda o: "Default" if o.slug == "default" else o.slug.replace("-", " ").title())
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    """`user` is a member of `project` with `role` (default editor)."""
+
+    class Meta:
+        model = "mlops_dashboard.Membership"
+        django_get_or_create = ("project", "user")
+
+    project = factory.SubFactory(ProjectFactory)
+    user = factory.SubFactory("tests.factories.UserFactory")
+    role = "editor"
+
+
+def member(user, role: str = "editor", project=None):
+    """Make `user` a member of `project` (default: the default project) with `role`; returns the
+    project."""
+    from mlops_dashboard.models import Membership
+
+    project = project or ProjectFactory()
+    Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    return project
+
+
 # --- datasets ---------------------------------------------------------------------------------------
 
 
@@ -67,6 +104,7 @@ class DatasetFactory(factory.django.DjangoModelFactory):
     class Params:
         csv = "titanic.csv"
 
+    project = factory.SubFactory(ProjectFactory)
     name = factory.LazyAttribute(lambda o: Path(o.csv).stem)
     file = factory.LazyAttribute(lambda o: _store(o.csv))
     original_filename = factory.LazyAttribute(lambda o: Path(o.csv).name)
@@ -86,6 +124,7 @@ class ProcessingJobFactory(factory.django.DjangoModelFactory):
         model = "datasets.ProcessingJob"
 
     dataset = factory.SubFactory(DatasetFactory)
+    project = factory.SelfAttribute("dataset.project")
     operation = "clean"
 
 
@@ -99,6 +138,7 @@ class TrainingJobFactory(factory.django.DjangoModelFactory):
         model = "training.TrainingJob"
 
     dataset = factory.SubFactory(DatasetFactory, target_column="survived")
+    project = factory.SelfAttribute("dataset.project")
     dataset_name = factory.SelfAttribute("dataset.name")
     name = factory.LazyAttribute(lambda o: f"{o.dataset.name}-{o.algorithm}")
     target_column = factory.LazyAttribute(lambda o: o.dataset.target_column or "survived")
@@ -113,6 +153,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "training.ModelVersion"
 
+    project = factory.SubFactory(ProjectFactory)
     name = "titanic-sgd"
     version = factory.Sequence(lambda n: n + 1)
     algorithm = "sgd"
@@ -127,6 +168,7 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
         model = "training.Deployment"
 
     model_version = factory.SubFactory(ModelVersionFactory, status="active")
+    project = factory.SelfAttribute("model_version.project")
     action = "deploy"
 
 
@@ -141,6 +183,7 @@ class PipelineFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"pipeline {n}")
     dataset = factory.SubFactory(DatasetFactory, target_column="survived")
+    project = factory.SelfAttribute("dataset.project")
     steps = factory.LazyFunction(lambda: [
         {"kind": "validate_dataset", "options": {}},
         {"kind": "train_model", "options": {"algorithm": "sgd", "target_column": "survived", "epochs": 3}},
@@ -154,6 +197,7 @@ class PipelineRunFactory(factory.django.DjangoModelFactory):
         model = "pipelines.PipelineRun"
 
     pipeline = factory.SubFactory(PipelineFactory)
+    project = factory.SelfAttribute("pipeline.project")
     dataset = factory.SelfAttribute("pipeline.dataset")
     steps = factory.SelfAttribute("pipeline.steps")
 
@@ -254,6 +298,7 @@ class AnomalyDetectionFactory(factory.django.DjangoModelFactory):
         model = "monitoring.AnomalyDetection"
 
     dataset = factory.SubFactory(DatasetFactory)
+    project = factory.SelfAttribute("dataset.project")
     dataset_name = factory.SelfAttribute("dataset.name")
 
 

@@ -57,6 +57,7 @@ class TrainingJob(JobFields):
         VALIDATION = "validation", "Validation"
         FINALIZATION = "finalization", "Finalization"
 
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=200, validators=[validate_model_name],
                             help_text="Name of the model this job registers a version of.")
     dataset = models.ForeignKey("datasets.Dataset", null=True, on_delete=models.SET_NULL, related_name="training_jobs")
@@ -109,6 +110,7 @@ class ModelVersion(models.Model):
         TRAINING = "training", "Training"
         ERROR = "error", "Error"
 
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=200, validators=[validate_model_name], db_index=True)
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.INACTIVE, db_index=True)
@@ -133,6 +135,8 @@ class ModelVersion(models.Model):
     artifact_sha256 = models.CharField(max_length=64)
     artifact_size = models.BigIntegerField(default=0)
 
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="Who started the training that made it.")
     prediction_count = models.BigIntegerField(default=0)
     last_prediction_at = models.DateTimeField(null=True, blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
@@ -141,9 +145,9 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["name", "-version"]
         constraints = [
-            models.UniqueConstraint(fields=["name", "version"], name="model_version_unique_per_name"),
-            # At most one version serves a name.
-            models.UniqueConstraint(fields=["name"], condition=models.Q(status="active"),
+            models.UniqueConstraint(fields=["project", "name", "version"], name="model_version_unique_per_name"),
+            # At most one version serves a name (names are a project's own).
+            models.UniqueConstraint(fields=["project", "name"], condition=models.Q(status="active"),
                                     name="model_version_one_active_per_name"),
         ]
 
@@ -160,6 +164,7 @@ class Deployment(models.Model):
         DEPLOY = "deploy", "Deploy"
         ROLLBACK = "rollback", "Rollback"
 
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="deployments")
     previous = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                  help_text="The version that was serving the name before.")

@@ -5,7 +5,8 @@ checks every field's type, and unknown fields are refused by the constructor its
 that reaches a socket always matches what `docs/events.md` (generated from this module) promises.
 
 Topics are templates over the event's own fields: "dataset.{dataset_id}" becomes "dataset.7".
-A template whose field is None is skipped.
+A template whose field is None is skipped; "a|b" takes the first alternative whose fields are all
+set ("project.{project_id}|dashboard": a project's alert goes to its project, a system alert to all).
 """
 
 from __future__ import annotations
@@ -74,12 +75,14 @@ class Event:
 
     def topic_names(self) -> list[str]:
         names = []
-        for template in self.topics:
-            fields = [name for _, name, _, _ in _FORMATTER.parse(template) if name]
-            values = {name: getattr(self, name) for name in fields}
-            if any(v is None for v in values.values()):
-                continue
-            names.append(template.format(**values))
+        for alternatives in self.topics:
+            for template in alternatives.split("|"):
+                fields = [name for _, name, _, _ in _FORMATTER.parse(template) if name]
+                values = {name: getattr(self, name) for name in fields}
+                if any(v is None for v in values.values()):
+                    continue
+                names.append(template.format(**values))
+                break
         return names
 
     def coalesce_key(self) -> tuple[str, Any] | None:
@@ -189,8 +192,8 @@ def field_docs(cls: type[Event]) -> list[tuple[str, str, bool]]:
 # =================================================================================================
 
 RunStatus = typing.Literal["queued", "running", "succeeded", "failed", "cancelled"]
-PIPELINE_TOPICS = ("dashboard", "pipeline.{pipeline_id}")
-RUN_TOPICS = ("dashboard", "pipeline.{pipeline_id}", "pipeline_run.{run_id}")
+PIPELINE_TOPICS = ("project.{project_id}", "pipeline.{pipeline_id}")
+RUN_TOPICS = ("project.{project_id}", "pipeline.{pipeline_id}", "pipeline_run.{run_id}")
 
 
 @register("Pipelines", *PIPELINE_TOPICS)
@@ -198,6 +201,7 @@ class PipelineCreated(Event):
     """A pipeline was defined."""
 
     type = "pipeline_created"
+    project_id: int
     pipeline_id: int
     name: str
 
@@ -207,6 +211,7 @@ class PipelineUpdated(Event):
     """A pipeline's definition (steps, schedule, name) changed."""
 
     type = "pipeline_updated"
+    project_id: int
     pipeline_id: int
     name: str
 
@@ -216,6 +221,7 @@ class PipelineDeleted(Event):
     """A pipeline was deleted."""
 
     type = "pipeline_deleted"
+    project_id: int
     pipeline_id: int
     name: str
 
@@ -225,6 +231,7 @@ class PipelineStatus(Event):
     """A pipeline run changed state."""
 
     type = "pipeline_status"
+    project_id: int
     pipeline_id: int
     run_id: int
     status: RunStatus
@@ -236,6 +243,7 @@ class PipelineProgress(Event):
     """A pipeline run advanced; a long step's own progress is folded into `progress` (0-100)."""
 
     type = "pipeline_progress"
+    project_id: int
     pipeline_id: int
     run_id: int
     progress: float
@@ -250,6 +258,7 @@ class PipelineCompleted(Event):
     """A pipeline run ended (succeeded or cancelled); `duration` in seconds."""
 
     type = "pipeline_completed"
+    project_id: int
     pipeline_id: int
     run_id: int
     status: RunStatus
@@ -262,6 +271,7 @@ class PipelineFailed(Event):
     """A pipeline run failed at a step."""
 
     type = "pipeline_failed"
+    project_id: int
     pipeline_id: int
     run_id: int
     error: str
@@ -277,6 +287,7 @@ class PipelineStep(Event):
     `output` what the step produced (dataset, model version, job ids, metric values)."""
 
     type = "pipeline_step"
+    project_id: int
     pipeline_id: int
     run_id: int
     step_index: int
@@ -291,7 +302,7 @@ class PipelineStep(Event):
 # Datasets
 # =================================================================================================
 
-DATASET_TOPICS = ("dashboard", "dataset.{dataset_id}")
+DATASET_TOPICS = ("project.{project_id}", "dataset.{dataset_id}")
 JobStatus = RunStatus
 
 
@@ -315,6 +326,7 @@ class FileValidated(Event):
     """An uploaded file was checked: `status` success, or error with the reasons in `error`."""
 
     type = "file_validated"
+    project_id: int
     status: typing.Literal["success", "error"]
     dataset_id: int
     filename: str
@@ -333,6 +345,7 @@ class DatasetCreated(Event):
     """A dataset was created (an upload, or a processing job's output)."""
 
     type = "dataset_created"
+    project_id: int
     dataset_id: int
     name: str
     status: str | None = None
@@ -343,6 +356,7 @@ class DatasetUpdated(Event):
     """A dataset changed: its status, name, description or profile."""
 
     type = "dataset_updated"
+    project_id: int
     dataset_id: int
     name: str
     status: str | None = None
@@ -353,6 +367,7 @@ class DatasetDeleted(Event):
     """A dataset and its stored file were deleted."""
 
     type = "dataset_deleted"
+    project_id: int
     dataset_id: int
     name: str
 
@@ -362,6 +377,7 @@ class DatasetProcessed(Event):
     """A dataset finished profiling: `status` ready (profile summary in `data`) or invalid."""
 
     type = "dataset_processed"
+    project_id: int
     dataset_id: int
     status: str
     data: dict
@@ -372,6 +388,7 @@ class QualityAssessment(Event):
     """A dataset's quality score (0-100), its parts and findings."""
 
     type = "quality_assessment"
+    project_id: int
     dataset_id: int
     quality_score: float
     stats: dict
@@ -382,6 +399,7 @@ class JobProgress(Event):
     """A processing job advanced (`progress` 0-100)."""
 
     type = "job_progress"
+    project_id: int
     job_id: int
     dataset_id: int
     progress: float
@@ -394,6 +412,7 @@ class JobCompleted(Event):
     """A processing job ended: succeeded with a `result`, or failed/cancelled with an `error`."""
 
     type = "job_completed"
+    project_id: int
     job_id: int
     dataset_id: int
     status: JobStatus
@@ -406,7 +425,7 @@ class JobCompleted(Event):
 # Training and models
 # =================================================================================================
 
-TRAINING_TOPICS = ("dashboard", "training_job.{job_id}")
+TRAINING_TOPICS = ("project.{project_id}", "training_job.{job_id}")
 TrainingStage = typing.Literal[
     "data_preparation", "feature_engineering", "model_training", "validation", "finalization"
 ]
@@ -418,6 +437,7 @@ class TrainingStarted(Event):
     """A training job began running on a worker."""
 
     type = "training_started"
+    project_id: int
     job_id: int
     model_name: str
     dataset_id: int
@@ -429,6 +449,7 @@ class TrainingProgress(Event):
     """A training job advanced: after every epoch with its real loss and validation score."""
 
     type = "training_progress"
+    project_id: int
     job_id: int
     progress: float
     stage: TrainingStage
@@ -446,6 +467,7 @@ class TrainingCompleted(Event):
     """A training job succeeded and registered a model version."""
 
     type = "training_completed"
+    project_id: int
     job_id: int
     model_id: int
     final_accuracy: float
@@ -461,6 +483,7 @@ class TrainingFailed(Event):
     """A training job failed or was cancelled; `error_code` says why, `suggestions` what to try."""
 
     type = "training_failed"
+    project_id: int
     job_id: int
     error: str
     error_code: typing.Literal[
@@ -480,11 +503,12 @@ class TrainingFailed(Event):
     suggestions: list
 
 
-@register("Training and models", "dashboard", "model.{model_id}")
+@register("Training and models", "project.{project_id}", "model.{model_id}")
 class ModelDeployed(Event):
     """A model version became the one serving its name."""
 
     type = "model_deployed"
+    project_id: int
     model_id: int
     model_name: str
     model_version: int
@@ -493,24 +517,26 @@ class ModelDeployed(Event):
     message: str
 
 
-@register("Training and models", "dashboard", "model.{model_id}")
+@register("Training and models", "project.{project_id}", "model.{model_id}")
 class ModelStatusChange(Event):
     """A model version's serving status changed."""
 
     type = "model_status_change"
+    project_id: int
     model_id: int
     status: ModelStatus
     health_score: float | None
     last_prediction: str | None
 
 
-@register("Training and models", "dashboard")
+@register("Training and models", "project.{project_id}")
 class PredictionVolume(Event):
-    """Prediction totals: at milestones, and at most every 10 s while traffic flows.
-    `total_predictions` and `predictions_per_minute` count every model version; `model_id`,
+    """A project's prediction totals: at milestones, and at most every 10 s while traffic flows.
+    `total_predictions` and `predictions_per_minute` count every model version of the project; `model_id`,
     `model_name` and `model_predictions` name the version whose traffic this is, and its own total."""
 
     type = "prediction_volume"
+    project_id: int
     total_predictions: int
     predictions_per_minute: float
     milestone_reached: int | None
@@ -562,16 +588,18 @@ class HealthChange(Event):
     recommended_action: str
 
 
-@register("Monitoring", "dashboard")
+@register("Monitoring", "project.{project_id}|dashboard")
 class SystemAlert(Event):
     """An alert opened, was acknowledged, or resolved. `alert` holds id, title, message,
-    alert_type, priority, source, status and actions."""
+    alert_type, priority, source, status and actions. A job's alert goes to its project
+    (`project_id`), a system alert to every socket."""
 
     type = "system_alert"
     alert: dict
+    project_id: int | None = None
 
 
-@register("Monitoring", "dashboard")
+@register("Monitoring", "project.{project_id}|dashboard")
 class AnomalyDetected(Event):
     """A metric value or a dataset's rows scored as anomalous. Metrics: `source` metrics, `entity` the
     host, `baseline` the series' median. Datasets: `source` dataset, `metric` isolation_forest,
@@ -589,6 +617,7 @@ class AnomalyDetected(Event):
     baseline: float | None = None
     dataset_id: int | None = None
     detection_id: int | None = None
+    project_id: int | None = None
 
 
 @register("Monitoring", "dashboard")
@@ -643,13 +672,14 @@ class IntegrationStatus(Event):
 # =================================================================================================
 
 
-@register("Activity", "dashboard")
+@register("Activity", "project.{project_id}|staff")
 class ActivityUpdate(Event):
     """Something happened: an upload, a job, a deploy, a login. `activity` holds id, title,
     description, user, action_type, status, severity_level, duration and metadata."""
 
     type = "activity_update"
     activity: dict
+    project_id: int | None = None
 
 
 # =================================================================================================

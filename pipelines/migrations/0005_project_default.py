@@ -1,0 +1,15 @@
+"""The rows made before projects exist go to the "Default" project."""
+
+from django.db import migrations
+
+
+def forwards(apps, schema_editor):
+    project = apps.get_model("mlops_dashboard", "Project").objects.get(slug="default")
+    for name in ['Pipeline', 'PipelineRun']:
+        apps.get_model("pipelines", name).objects.filter(project__isnull=True).update(project=project)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("pipelines", "0004_project"), ("mlops_dashboard", "0006_default_project")]
+
+    operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
