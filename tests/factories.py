@@ -84,10 +84,12 @@ class MembershipFactory(factory.django.DjangoModelFactory):
 def member(user, role: str = "editor", project=None):
     """Make `user` a member of `project` (default: the default project) with `role`; returns the
     project."""
+    from mlops_dashboard import permissions
     from mlops_dashboard.models import Membership
 
     project = project or ProjectFactory()
     Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    permissions.forget_roles(user)  # the user object's cached roles
     return project
 
 
