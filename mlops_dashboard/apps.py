@@ -17,10 +17,19 @@ class MlopsDashboardConfig(AppConfig):
             key="activity", label="Activity feed", models=("mlops_dashboard.Activity",),
             setting="RETENTION_ACTIVITY_DAYS", pruner="mlops_dashboard.activity.activities_prune",
         ))
+        # The audit log keeps its own time, apart from the feed's (RETENTION_ACTIVITY_DAYS).
+        retention.register(retention.StorageKind(
+            key="audit", label="Audit log", models=("mlops_dashboard.AuditEntry",),
+            setting="AUDIT_RETENTION_DAYS", pruner="mlops_dashboard.audit.audit_prune",
+        ))
         retention.register(retention.StorageKind(
             key="sessions", label="Sessions", models=("sessions.Session",),
             pruner="mlops_dashboard.retention.sessions_prune",
         ))
+
+        from . import audit
+
+        audit.connect_signals()  # logins, logouts, API tokens made and revoked
 
         from .events import sockets
 

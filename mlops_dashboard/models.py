@@ -2,6 +2,7 @@
 tokens."""
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from knox.models import AbstractAuthToken
 from knox.settings import CONSTANTS
@@ -59,9 +60,29 @@ class ProjectPreference(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
 
 
+class AppendOnlyError(PermissionDenied):
+    """A change or deletion of audit entries: the log is append-only."""
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    """No bulk update or delete through the default manager: only the retention prune removes
+    entries (`audit_prune`, through the plain base manager)."""
+
+    def update(self, **kwargs):
+        raise AppendOnlyError("The audit log is append-only: entries are never changed.")
+
+    def delete(self):
+        raise AppendOnlyError("The audit log is append-only: entries go only when AUDIT_RETENTION_DAYS passes.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AppendOnlyError("The audit log is append-only: entries are never changed.")
+
+
 class AuditEntry(models.Model):
     """One write: who did what to which object, when, in which project, with a short before→after.
     Append-only (no update or delete path but the retention prune, AUDIT_RETENTION_DAYS)."""
+
+    objects = AuditEntryQuerySet.as_manager()
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="+")
@@ -83,6 +104,14 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.username or 'system'} {self.action} {self.object_repr}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("The audit log is append-only: entries are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("The audit log is append-only: entries go only when AUDIT_RETENTION_DAYS passes.")
 
 
 class Activity(models.Model):

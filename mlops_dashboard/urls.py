@@ -5,12 +5,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from monitoring import views as monitoring_views
 
-from . import account, api, tokens_api, views
+from . import account, api, audit_api, tokens_api, views
 from .routers import ApiRouter
 
 router = ApiRouter()
 router.register("activity", api.ActivityViewSet, basename="activity")
 router.register("auth/tokens", tokens_api.ApiTokenViewSet, basename="api-tokens")
+router.register("audit", audit_api.AuditEntryViewSet, basename="audit")
 
 api_urlpatterns = [
     path("auth/token/", tokens_api.TokenLoginView.as_view(), name="api-token"),
@@ -34,6 +35,8 @@ urlpatterns = [
     path("account/tokens/<int:token_id>/revoke/", account.api_token_revoke_view, name="account-token-revoke"),
     path("account/password/", account.PasswordChangeView.as_view(), name="account-password"),
     path("admin/", admin.site.urls),
+    # The audit log's pages: projects/<slug>/audit/ (and .csv), audit/ (staff).
+    path("", include("mlops_dashboard.audit_urls")),
     path("api/", include(api_urlpatterns)),
     # Each app's REST endpoints (DRF routers) live in its own api_urls.py.
     path("api/", include("datasets.api_urls")),

@@ -82,6 +82,15 @@ def _detections(n, user):
         f.AnomalyDetectionFactory(dataset=dataset, created_by=f.UserFactory())
 
 
+def _audit(n, user):
+    from mlops_dashboard.audit import audit_record
+
+    project = f.ProjectFactory()
+    for _ in range(n):
+        audit_record(user=f.UserFactory(), action="update", project=project, object_repr="x", summary="a: 1 → 2")
+        audit_record(user=f.UserFactory(), action="login")
+
+
 LISTS = {
     "/api/datasets/": _datasets,
     "/api/processing-jobs/": _processing_jobs,
@@ -95,6 +104,7 @@ LISTS = {
     "/api/alert-rules/": _alert_rules,
     "/api/anomalies/": _anomalies,
     "/api/anomaly/detect/": _detections,
+    "/api/audit/": _audit,
 }
 
 
