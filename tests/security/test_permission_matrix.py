@@ -136,6 +136,12 @@ class World:
 
         return TrainingJobFactory(dataset=self.dataset(owner), created_by=owner)
 
+    def older_version(self, owner):
+        """An inactive version older than the serving one: deploying it is a rollback."""
+        older = self.version(owner)
+        self.version(owner, status="active")
+        return older
+
     def pipeline(self, owner):
         from tests.factories import PipelineFactory
 
@@ -268,15 +274,19 @@ MATRIX: dict[str, list[Case]] = {
         ok=(201,), parent_field="dataset")],
     "POST /api/training-jobs/{}/cancel/": [Case("owner-or-maintainer", "/api/training-jobs/{obj.pk}/cancel/",
                                                 lambda w, o: w.training_job(o), ok=(200,))],
-    "POST /api/models/{}/deploy/": [Case("maintainer", "/api/models/{obj.pk}/deploy/", lambda w, o: w.version(o),
-                                         ok=(200,))],
+    "POST /api/models/{}/deploy/": [
+        Case("maintainer", "/api/models/{obj.pk}/deploy/", lambda w, o: w.version(o), variant="deploy", ok=(200,)),
+        Case("maintainer", "/api/models/{obj.pk}/deploy/", lambda w, o: w.older_version(o), variant="rollback",
+             ok=(200,)),
+    ],
     "POST /api/models/{}/predict/": [Case("viewer", "/api/models/{obj.pk}/predict/", lambda w, o: w.version(o),
                                           _predict, ok=(200,))],
     "POST /api/models/by-name/{}/predict/": [Case("viewer", "/api/models/by-name/{obj.name}/predict/",
                                                   lambda w, o: w.version(o, status="active"), _predict, ok=(200,),
                                                   staff_ok=(400,))],
-    "POST /api/projects/{}/models/{}/predict/": [Case("viewer", "/api/projects/{w.alpha.slug}/models/{obj.name}/predict/",
-                                                      lambda w, o: w.version(o, status="active"), _predict, ok=(200,))],
+    "POST /api/projects/{}/models/{}/predict/": [Case(
+        "viewer", "/api/projects/{w.alpha.slug}/models/{obj.name}/predict/",
+        lambda w, o: w.version(o, status="active"), _predict, ok=(200,))],
     # pipelines
     "POST /api/pipelines/": [Case("editor", "/api/pipelines/", body=lambda w, obj, o: {
         "project": w.alpha.pk, "name": "matrix pipeline", "dataset": w.dataset(o).pk, "steps": STEPS},
@@ -483,7 +493,7 @@ class PageCase:
 
 def _rule_form(w, obj, o, *, project: bool = True) -> dict:
     body = {k: ("" if v is None else v) for k, v in _rule_body(w, project=project).items()}
-    return {"comparison": "gt", "duration_seconds": 0, "enabled": "on", **body}
+    return {"comparison": "gt", "duration_seconds": 0, "priority": "medium", "enabled": "on", **body}
 
 
 def _global_rule_form(w, obj, o) -> dict:
@@ -521,7 +531,8 @@ def _page_params():
             continue
         for case in cases:
             label = route.key + (f" [{case.variant}]" if case.variant else "")
-            params.extend(pytest.param(route, case, actor, id=f"{label}-{actor}") for actor in ("outsider", "viewer"))
+            params.extend(pytest.param(route, case, actor, id=f"{label}-{actor}")
+                          for actor in ("outsider", "viewer", "allowed"))
     return params
 
 
@@ -543,18 +554,25 @@ def test_every_mutating_page_has_a_rule():
 @pytest.mark.parametrize(("route", "case", "actor"), _page_params())
 def test_pages_refuse_viewers_and_outsiders(client, route, case, actor):
     """Every page that changes something answers a viewer 403 and an outsider 404 (403 for a global
-    object), and changes nothing."""
+    object), and changes nothing. The control, `allowed` (a maintainer; staff for a global
+    object), shows that the form is valid: the refusals are about the role."""
     if case is None:
         pytest.fail(f"new page {route.key} ({route.view}) accepts POST but has no permission rule in the "
                     "matrix (add a row to PAGES in tests/security/test_permission_matrix.py)", pytrace=False)
     world = World()
     target = case.build(world, world.carol)
     assert normalize(resolve(target.url).route) == route.path, f"the row's URL {target.url} is not {route.key}"
-    client.force_login(world.actor(actor))
+    if actor == "allowed":
+        client.force_login(world.staff if case.global_target else world.maintainer)
+    else:
+        client.force_login(world.actor(actor))
     before = snapshot(target.obj)
     response = client.post(target.url, target.body)
     status = response.status_code
     said = f"{route.key} as {actor} answered {status}"
+    if actor == "allowed":
+        assert status < 400, said
+        return
     if actor == "viewer" or case.global_target:
         assert status == 403, said
     elif case.parent_field and status == 400:
