@@ -152,6 +152,11 @@ class World:
 
         return PipelineRunFactory(pipeline=self.pipeline(owner), created_by=owner, status=status)
 
+    def detection(self, owner, *, status: str = "queued"):
+        from tests.factories import AnomalyDetectionFactory
+
+        return AnomalyDetectionFactory(dataset=self.dataset(owner), created_by=owner, status=status)
+
     def alert(self, *, project=True):
         """An open alert: a failed job's (in Alpha) or a host's (a system alert, global)."""
         from tests.factories import AlertFactory, AlertRuleFactory
@@ -279,6 +284,8 @@ MATRIX: dict[str, list[Case]] = {
         Case("maintainer", "/api/models/{obj.pk}/deploy/", lambda w, o: w.older_version(o), variant="rollback",
              ok=(200,)),
     ],
+    "DELETE /api/models/{}/": [Case("owner-or-maintainer", "/api/models/{obj.pk}/", lambda w, o: w.version(o),
+                                    ok=(204,))],
     "POST /api/models/{}/predict/": [Case("viewer", "/api/models/{obj.pk}/predict/", lambda w, o: w.version(o),
                                           _predict, ok=(200,))],
     "POST /api/models/by-name/{}/predict/": [Case("viewer", "/api/models/by-name/{obj.name}/predict/",
@@ -336,6 +343,15 @@ MATRIX: dict[str, list[Case]] = {
              lambda w, r, o: {**_rule_body(w, project=False), "slug": r.slug, "enabled": False},
              variant="global rule", ok=(200,), global_target=True),
     ],
+    "DELETE /api/alert-rules/{}/": [
+        Case("maintainer", "/api/alert-rules/{obj.pk}/", PROJECT_RULE, variant="project rule", ok=(204,)),
+        Case("staff", "/api/alert-rules/{obj.pk}/", GLOBAL_RULE, variant="global rule", ok=(204,),
+             global_target=True),
+    ],
+    "POST /api/anomaly/detect/{}/cancel/": [Case("owner-or-maintainer", "/api/anomaly/detect/{obj.pk}/cancel/",
+                                                 lambda w, o: w.detection(o), ok=(200,))],
+    "DELETE /api/anomaly/detect/{}/": [Case("owner-or-maintainer", "/api/anomaly/detect/{obj.pk}/",
+                                            lambda w, o: w.detection(o, status="succeeded"), ok=(204,))],
     "POST /api/anomaly/detect/": [Case("editor", "/api/anomaly/detect/", body=lambda w, obj, o: {
         "dataset": w.dataset(o).pk, "contamination": 0.1}, ok=(202,), parent_field="dataset")],
     # projects and members
@@ -382,10 +398,10 @@ def snapshot(obj) -> dict:
 
 
 def detail(response) -> str:
-    try:
-        return str(response.json().get("detail", response.json()))
-    except ValueError:
+    if "json" not in response.get("Content-Type", ""):
         return response.content[:300].decode(errors="replace")
+    body = response.json()
+    return str(body.get("detail", body) if isinstance(body, dict) else body)
 
 
 # --- the cases ---------------------------------------------------------------------------------------
@@ -487,6 +503,8 @@ class PageCase:
     variant: str = ""
     parent_field: str = ""  # as for the API: an outsider may get the form's 400 on this field
     global_target: bool = False  # everyone sees it: an outsider gets 403
+    viewer_allowed: bool = False  # about the viewer's own use of the project (the switcher)
+    actors: tuple[str, ...] = ("outsider", "viewer", "allowed")
 
     build = Case.build
 
@@ -497,7 +515,12 @@ def _rule_form(w, obj, o, *, project: bool = True) -> dict:
 
 
 def _global_rule_form(w, obj, o) -> dict:
-    return _rule_form(w, obj, o, project=False)
+    return {**_rule_form(w, obj, o, project=False), "scope": "global"}  # staff with a current project choose
+
+
+# A page that creates in the user's current project names no project: an outsider's current project
+# is their own, where they may create, so only a viewer (current project Alpha) is refused.
+CURRENT_PROJECT = ("viewer", "allowed")
 
 
 PAGES: dict[str, list[PageCase]] = {
@@ -505,14 +528,23 @@ PAGES: dict[str, list[PageCase]] = {
         "dataset": w.dataset(o).pk, "target_column": "survived", "algorithm": "sgd", "epochs": 1},
         parent_field="dataset")],
     "POST /monitoring/rules/": [
-        PageCase("/monitoring/rules/", body=_rule_form, variant="project rule"),
-        PageCase("/monitoring/rules/", body=_global_rule_form, variant="global rule", global_target=True),
+        PageCase("/monitoring/rules/", body=_rule_form, variant="project rule", actors=CURRENT_PROJECT),
+        PageCase("/monitoring/rules/", body=_global_rule_form, variant="global rule", global_target=True,
+                 actors=CURRENT_PROJECT),
     ],
     "POST /monitoring/rules/{}/": [
         PageCase("/monitoring/rules/{obj.pk}/", PROJECT_RULE, _rule_form, variant="project rule"),
         PageCase("/monitoring/rules/{obj.pk}/", GLOBAL_RULE, _global_rule_form, variant="global rule",
                  global_target=True),
     ],
+    "POST /projects/switch/": [PageCase("/projects/switch/", body=lambda w, obj, o: {"project": w.alpha.pk},
+                                        viewer_allowed=True)],
+    "POST /projects/{}/members/add/": [PageCase("/projects/{w.alpha.slug}/members/add/", body=lambda w, obj, o: {
+        "username": w.newbie.username, "role": "viewer"})],
+    "POST /projects/{}/members/{}/role/": [PageCase("/projects/{w.alpha.slug}/members/{obj.user.username}/role/",
+                                                    _dave, {"role": "editor"})],
+    "POST /projects/{}/members/{}/remove/": [PageCase("/projects/{w.alpha.slug}/members/{obj.user.username}/remove/",
+                                                      _dave, {})],
     "POST /monitoring/rules/{}/toggle/": [
         PageCase("/monitoring/rules/{obj.pk}/toggle/", PROJECT_RULE, {}, variant="project rule"),
         PageCase("/monitoring/rules/{obj.pk}/toggle/", GLOBAL_RULE, {}, variant="global rule", global_target=True),
@@ -531,8 +563,7 @@ def _page_params():
             continue
         for case in cases:
             label = route.key + (f" [{case.variant}]" if case.variant else "")
-            params.extend(pytest.param(route, case, actor, id=f"{label}-{actor}")
-                          for actor in ("outsider", "viewer", "allowed"))
+            params.extend(pytest.param(route, case, actor, id=f"{label}-{actor}") for actor in case.actors)
     return params
 
 
@@ -570,7 +601,7 @@ def test_pages_refuse_viewers_and_outsiders(client, route, case, actor):
     response = client.post(target.url, target.body)
     status = response.status_code
     said = f"{route.key} as {actor} answered {status}"
-    if actor == "allowed":
+    if actor == "allowed" or (actor == "viewer" and case.viewer_allowed):
         assert status < 400, said
         return
     if actor == "viewer" or case.global_target:
