@@ -101,13 +101,18 @@ def events_page(user_id: int | None, after: int, limit: int) -> EventsPage:
 TEST_EVENT = inline_serializer("TestEvent", {"id": serializers.IntegerField(allow_null=True), "via": serializers.CharField()})
 
 
+class StaffOnly(permissions.IsAdminUser):
+    # A refusal names the role needed, like every other 403 (issue 14).
+    message = "Sending test events needs an admin (staff) account."
+
+
 class TestEventView(APIView):
     """Publish a test event (an `activity_update` of type `test`): staff only, for diagnostics.
 
     `{"via": "worker"}` publishes it from inside a Celery worker instead, proving the whole path.
     """
 
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [StaffOnly]
 
     @extend_schema(
         request=inline_serializer("TestEventRequest", {"via": serializers.ChoiceField(["server", "worker"], required=False)}),
