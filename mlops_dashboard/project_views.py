@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -59,7 +60,11 @@ def project_list(request):
 @never_cache
 def project_switcher(request):
     """The switcher alone: a fragment the live pages re-render when the user's memberships change."""
-    return render(request, "includes/project_switcher.html", {"next": request.GET.get("next", "")})
+    # Its form goes back to the page showing it (`?next=`, else the page that fetched it), never here.
+    back = _safe_next(request, request.GET.get("next") or request.headers.get("referer"))
+    if urlsplit(back).path == request.path:
+        back = "/"
+    return render(request, "includes/project_switcher.html", {"next": back})
 
 
 def _safe_next(request, url: str | None) -> str:

@@ -6,7 +6,7 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
 from . import memberships, permissions
-from .filters import MAX_ID
+from .filters import MAX_ID, FilteredListMixin, ProjectFilters
 from .models import DESCRIPTION_MAX_LENGTH, Membership, Project, Role
 from .projects import Conflict, project_create, project_create_check
 from .tokens_api import TextField
@@ -37,16 +37,19 @@ class ProjectSerializer(serializers.ModelSerializer):
         return permissions.role_in(self.context["request"].user, project)
 
 
-class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ProjectViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Projects you may see (staff: every project), with your role in each. Creating one is for
     staff (admins), who are not made its members; an existing slug is a 409."""
 
     serializer_class = ProjectSerializer
+    filters_class = ProjectFilters
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Project.objects.none()
-        return permissions.visible_projects(self.request.user).order_by("name", "id")
+        projects = permissions.visible_projects(self.request.user).order_by("name", "id")
+        project = self.filters().get("project")
+        return projects if project is None else projects.filter(pk=project)
 
     @extend_schema(request=ProjectSerializer, responses={201: ProjectSerializer})
     def create(self, request):

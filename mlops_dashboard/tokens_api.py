@@ -100,6 +100,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
     """Your API tokens: list them (newest first), create one (its key is in that answer only), revoke one."""
 
     serializer_class = ApiTokenSerializer
+    extra_error_statuses = {"POST": {404}}  # a `project` the user cannot see
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema generator has no user

@@ -65,6 +65,11 @@ def test_the_switcher_fragment_is_served_alone(client, user, two_projects):
     assert response.status_code == 200 and html.lstrip().startswith("<nav class=\"project-switcher\" data-project-switcher")
     assert 'name="next" value="/training/"' in html and "Vision" in html
     assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+    # Without `next`, back to the page that fetched it (never to the fragment itself, nor elsewhere).
+    fetched = client.get("/projects/switcher/", HTTP_REFERER="http://testserver/pipelines/").content.decode()
+    assert 'name="next" value="http://testserver/pipelines/"' in fetched
+    assert 'name="next" value="/"' in client.get("/projects/switcher/").content.decode()
+    assert 'name="next" value="/"' in client.get("/projects/switcher/?next=https://evil.example/").content.decode()
 
 
 def test_a_user_in_no_project_gets_a_friendly_state(client):

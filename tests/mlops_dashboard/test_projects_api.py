@@ -125,3 +125,29 @@ def test_the_schema_documents_every_status():
     assert {"200", "400", "403", "404", "409"} <= set(one["patch"]["responses"])
     assert {"204", "403", "404", "409"} <= set(one["delete"]["responses"])
     assert "put" not in one
+
+
+def test_the_project_filter_and_constant_queries(client, user, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    other = member(user, "viewer", ProjectFactory(slug="other"))
+    client.force_login(user)
+    assert [p["slug"] for p in client.get("/api/projects/", {"project": other.pk}).json()["results"]] == ["other"]
+    assert client.get("/api/projects/", {"project": "x"}).status_code == 400
+    with CaptureQueriesContext(connection) as few:
+        client.get("/api/projects/")
+        client.get(f"/api/projects/{other.pk}/members/")
+    for i in range(20):
+        member(user, "editor", ProjectFactory(slug=f"p{i}"))
+        member(UserFactory(username=f"u{i}"), "viewer", other)
+    with django_assert_max_num_queries(len(few)):
+        assert len(client.get("/api/projects/", {"limit": 100}).json()["results"]) == 22
+        assert len(client.get(f"/api/projects/{other.pk}/members/").json()) == 21
+
+
+def test_the_token_create_documents_its_404():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    assert "404" in schema["paths"]["/api/auth/tokens/"]["post"]["responses"]
