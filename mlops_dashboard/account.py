@@ -12,7 +12,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .api_errors import PROBLEM, problem
-from .models import ApiToken
+from . import permissions
+from .models import ApiToken, Project, TokenScope
 from .tokens import api_token_create, api_token_revoke, api_tokens_of
 
 # --- lockout (django-axes) -------------------------------------------------------------------------
@@ -46,26 +47,37 @@ def lockout_response(request, original_response=None, credentials=None) -> HttpR
 class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=ApiToken._meta.get_field("name").max_length, required=True,
                            help_text="What uses it: a script, a notebook, a CI job.")
+    project = forms.ModelChoiceField(Project.objects.none(), required=False, empty_label="All my projects",
+                                     help_text="Limit it to one project: it sees and does nothing elsewhere.")
+    scope = forms.ChoiceField(choices=TokenScope.choices, initial=TokenScope.ALL, required=False,
+                              help_text="What it may call: everything you may, or only predictions or telemetry.")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["project"].queryset = permissions.visible_projects(user)
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def api_tokens(request):
     """List the user's tokens; a POST makes one, whose key this answer shows once (never stored)."""
-    form, new_key = ApiTokenForm(request.POST or None), None
+    form, new_key = ApiTokenForm(request.POST or None, user=request.user), None
     status = 200
     if request.method == "POST":
         if form.is_valid():
             try:
-                _, new_key = api_token_create(user=request.user, name=form.cleaned_data["name"])
+                _, new_key = api_token_create(user=request.user, name=form.cleaned_data["name"],
+                                              project=form.cleaned_data["project"],
+                                              scope=form.cleaned_data["scope"] or TokenScope.ALL)
             except ValidationError as exc:
                 form.add_error(None, exc.messages)
             else:
-                form = ApiTokenForm()
+                form = ApiTokenForm(user=request.user)
         if new_key is None:
             status = 400
     context = {
-        "nav": "account", "form": form, "new_key": new_key, "tokens": api_tokens_of(request.user),
+        "nav": "account", "form": form, "new_key": new_key,
+        "tokens": api_tokens_of(request.user).select_related("project"),
         "ttl_days": settings.API_TOKEN_TTL_DAYS,
     }
     return render(request, "account/tokens.html", context, status=status)

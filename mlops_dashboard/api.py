@@ -15,6 +15,7 @@ from .events import bus, publish
 from .filters import MAX_ID, FilteredListMixin, QuerySerializer
 from .models import Activity
 from .tasks import publish_test_event, test_activity
+from .tokens import TokenScopePermission
 
 
 class EventsQuery(QuerySerializer):
@@ -112,7 +113,7 @@ class TestEventView(APIView):
     `{"via": "worker"}` publishes it from inside a Celery worker instead, proving the whole path.
     """
 
-    permission_classes = [StaffOnly]
+    permission_classes = [StaffOnly, TokenScopePermission]
 
     @extend_schema(
         request=inline_serializer("TestEventRequest", {"via": serializers.ChoiceField(["server", "worker"], required=False)}),

@@ -38,3 +38,7 @@ class MlopsDashboardConfig(AppConfig):
         from .tokens import connect_signals
 
         connect_signals()  # a password change revokes the user's API tokens
+
+        from . import memberships
+
+        memberships.connect_signals()  # DEFAULT_PROJECT_ROLE: new users join "Default"

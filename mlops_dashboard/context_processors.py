@@ -19,3 +19,14 @@ def realtime(request):
             "debug": settings.DEBUG,
         }
     }
+
+
+def projects(request):
+    """The project switcher's and the sidebar's: `current_project`, `current_role` (the user's role
+    in it, `admin` for staff) and `user_projects` (each with `.role`)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    from .project_views import switcher_context
+
+    return switcher_context(request)

@@ -3,12 +3,51 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
 from django.http import Http404
+from django.utils.text import slugify
 
 from . import permissions
+from .activity import activity_record
+from .audit import audit_record
 from .models import Project, ProjectPreference, Role
 
 DEFAULT_SLUG = "default"
+
+
+class Conflict(Exception):
+    """Valid, but the state does not allow it (an existing slug, member, the last maintainer): 409."""
+
+
+def project_create_check(user) -> None:
+    """Only admins (staff, not through a token limited to one project) create projects."""
+    if not permissions.is_admin(user) or getattr(user, "token_project_id", None) is not None:
+        raise PermissionDenied("Creating projects needs an admin (staff) account.")
+
+
+def project_create(*, user, name: str, slug: str | None = None, description: str = "") -> Project:
+    """A new project (staff only; staff are admins of every project, so they are not made members).
+    The slug is derived from the name when not given; one already taken is a Conflict."""
+    project_create_check(user)
+    name = (name or "").strip()
+    slug = (slug or "").strip() or slugify(name)[: Project._meta.get_field("slug").max_length]
+    if name and not slug:
+        raise ValidationError({"slug": "The name gives no slug (letters, digits, - or _): give one."})
+    project = Project(name=name, slug=slug, description=description or "")
+    project.full_clean(validate_unique=False)
+    if Project.objects.filter(slug=slug).exists():
+        raise Conflict(f"A project with the slug “{slug}” already exists.")
+    try:
+        with transaction.atomic():
+            project.save()
+            # No project on the entry: creating projects is an admin's business (staff-only entries).
+            audit_record(user=user, action="create", obj=project, project=None,
+                         summary=f"name: {project.name}; slug: {project.slug}")
+            activity_record(title=f"Project {project.name} created", action_type="project_created",
+                            user=user, project=project)
+    except IntegrityError:  # a concurrent create took the slug between the check and the insert
+        raise Conflict(f"A project with the slug “{slug}” already exists.") from None
+    return project
 
 
 def project_for_create(user, project_id=None, *, field: str = "project") -> Project:

@@ -14,4 +14,5 @@ class ApiRouter(SimpleRouter):
 
     def get_lookup_regex(self, viewset, lookup_prefix=""):
         kwarg = getattr(viewset, "lookup_url_kwarg", None) or getattr(viewset, "lookup_field", "pk")
-        return f"(?P<{lookup_prefix}{kwarg}>{self.ID})"
+        # A viewset found by something else (a username) says what that looks like.
+        return f"(?P<{lookup_prefix}{kwarg}>{getattr(viewset, 'lookup_value_regex', self.ID)})"

@@ -45,6 +45,8 @@ class ProblemAutoSchema(AutoSchema):
             statuses |= {413, 415}
         if self._has_query_parameters():
             statuses.add(400)
+        # A view answering more than its path and method imply: `{"POST": {404}}`.
+        statuses |= set(getattr(self.view, "extra_error_statuses", {}).get(self.method, ()))
         return statuses
 
     def get_auth(self):

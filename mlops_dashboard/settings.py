@@ -92,6 +92,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "mlops_dashboard.context_processors.realtime",
+                "mlops_dashboard.context_processors.projects",
             ],
         },
     },
@@ -393,7 +394,11 @@ REST_FRAMEWORK = {
         "mlops_dashboard.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # A scoped token (predict, telemetry) reaches only the views declaring its scope in `token_scopes`.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "mlops_dashboard.tokens.TokenScopePermission",
+    ],
     "DEFAULT_SCHEMA_CLASS": "mlops_dashboard.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "mlops_dashboard.api_errors.problem_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "mlops_dashboard.pagination.BoundedLimitOffsetPagination",

@@ -18,9 +18,11 @@ from django.utils import timezone
 from knox.auth import TokenAuthentication
 from knox.crypto import hash_token
 from knox.settings import CONSTANTS
+from django.http import Http404
 from rest_framework import exceptions
+from rest_framework.permissions import BasePermission
 
-from .models import ApiToken
+from .models import ApiToken, Project, TokenScope
 
 # A minute between two writes of a token's last use: a program calling many times a second costs
 # one UPDATE a minute, not one per request.
@@ -29,10 +31,32 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_KEY_LENGTH = 200
 
 
-def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
-    """A new token of `user` expiring after API_TOKEN_TTL_DAYS: (the row, the key, shown only now)."""
+def api_token_create(*, user, name: str = "", project=None, scope: str = TokenScope.ALL) -> tuple[ApiToken, str]:
+    """A new token of `user` expiring after API_TOKEN_TTL_DAYS: (the row, the key, shown only now).
+
+    `project` (a Project or its id) limits it to that project, one the user can see (else Http404);
+    `scope` limits it to one kind of use (`predict`, `telemetry`). A request made with a token
+    limited to a project makes tokens limited to that project only (no way out of the limit)."""
+    from . import permissions
+
     if not user.is_active:
         raise ValidationError("An inactive user cannot hold API tokens.")
+    if scope not in TokenScope.values:
+        raise ValidationError({"scope": f"One of {', '.join(TokenScope.values)}."})
+    limit = getattr(user, "token_project_id", None)
+    if project in (None, "") and limit is not None:
+        project = limit
+    if project not in (None, ""):
+        if not isinstance(project, Project):
+            try:
+                pk = int(project)
+            except (TypeError, ValueError):
+                raise ValidationError({"project": "A project id (an integer)."}) from None
+            project = Project.objects.filter(pk=pk).first()
+        if project is None or not permissions.can_see(user, project):
+            raise Http404("No such project.")
+    else:
+        project = None
     live = ApiToken.objects.filter(user=user).filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()))
     if live.count() >= settings.API_TOKENS_PER_USER:
         raise ValidationError(
@@ -42,7 +66,7 @@ def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
     name = name.strip()
     if len(name) > ApiToken._meta.get_field("name").max_length:
         raise ValidationError({"name": "At most 100 characters."})
-    return ApiToken.objects.create(user=user, name=name)
+    return ApiToken.objects.create(user=user, name=name, project=project, scope=scope)
 
 
 def api_token_revoke(*, user, token_id: int) -> None:
@@ -101,7 +125,42 @@ class ApiTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, token):
         key = token.decode("utf-8", "replace") if isinstance(token, bytes) else token
         api_token = api_token_check(key)
-        return api_token.user, api_token
+        return token_user(api_token), api_token
+
+
+def token_user(token: ApiToken):
+    """The token's user, narrowed to the token's project when it has one (permissions read
+    `token_project_id`): what a request or a socket made with this token may do."""
+    user = token.user
+    user.token_project_id = token.project_id
+    user.token_scope = token.scope
+    return user
+
+
+def token_allows_socket(token: ApiToken) -> bool:
+    """Only an `all` token opens the live socket: a `predict` or `telemetry` token is for one kind of
+    call. (The socket's authentication refuses the others; it also narrows with token_user.)"""
+    return token.scope == TokenScope.ALL
+
+
+SCOPE_USES = {TokenScope.PREDICT: "prediction endpoints", TokenScope.TELEMETRY: "telemetry ingest"}
+
+
+class TokenScopePermission(BasePermission):
+    """A token of a scope other than `all` calls only the views that declare that scope in their
+    `token_scopes` class attribute (prediction views: `("predict",)`); anything else is a 403."""
+
+    message = "This token's scope does not allow this endpoint."
+
+    def has_permission(self, request, view):
+        token = request.auth
+        if not isinstance(token, ApiToken) or token.scope == TokenScope.ALL:
+            return True
+        if token.scope in getattr(view, "token_scopes", ()):
+            return True
+        self.message = (f"This token has the scope “{token.scope}”: it may call only the "
+                        f"{SCOPE_USES.get(token.scope, token.scope)}. Use a token of scope “all” here.")
+        return False
 
 
 # --- a password change revokes the user's tokens ------------------------------------------------

@@ -9,7 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .account import lockout_message, lockout_seconds
-from .models import ApiToken
+from .filters import MAX_ID
+from .models import ApiToken, TokenScope
 from .tokens import api_token_create, api_tokens_of
 
 
@@ -37,10 +38,16 @@ class ApiTokenSerializer(serializers.ModelSerializer):
     """A token as its owner sees it: never the key (shown once, at creation) nor its digest."""
 
     name = TextField(max_length=100, required=False, allow_blank=True, default="")
+    project = serializers.IntegerField(
+        source="project_id", min_value=1, max_value=MAX_ID, required=False, allow_null=True, default=None,
+        help_text="Limit the token to this project (one of GET /api/projects/); null: all of yours.")
+    scope = serializers.ChoiceField(
+        TokenScope.choices, required=False, default=TokenScope.ALL,
+        help_text="`all`: your rights; `predict`: prediction endpoints only; `telemetry`: telemetry ingest only.")
 
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "created", "expiry", "last_used_at"]
+        fields = ["id", "name", "project", "scope", "created", "expiry", "last_used_at"]
         read_only_fields = ["id", "created", "expiry", "last_used_at"]
 
 
@@ -93,6 +100,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
     """Your API tokens: list them (newest first), create one (its key is in that answer only), revoke one."""
 
     serializer_class = ApiTokenSerializer
+    extra_error_statuses = {"POST": {404}}  # a `project` the user cannot see
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
@@ -103,7 +111,9 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
     def create(self, request):
         body = ApiTokenSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        token, key = api_token_create(user=request.user, name=body.validated_data.get("name", ""))
+        data = body.validated_data
+        token, key = api_token_create(user=request.user, name=data.get("name", ""),
+                                      project=data.get("project_id"), scope=data.get("scope", TokenScope.ALL))
         return Response({**NewApiTokenSerializer(token).data, "token": key}, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):

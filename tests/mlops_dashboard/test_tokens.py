@@ -97,7 +97,7 @@ def test_tokens_api_lists_creates_and_revokes_ones_own(client, user, other_user,
 
     listed = client.get("/api/auth/tokens/").json()["results"]
     assert [t["name"] for t in listed] == ["notebook"]
-    assert set(listed[0]) == {"id", "name", "created", "expiry", "last_used_at"}  # never the key nor its digest
+    assert set(listed[0]) == {"id", "name", "project", "scope", "created", "expiry", "last_used_at"}  # never the key nor its digest
 
     assert client.delete(f"/api/auth/tokens/{theirs.pk}/").status_code == 404
     assert client.delete(f"/api/auth/tokens/{token_id}/").status_code == 204
@@ -236,3 +236,149 @@ def test_the_socket_takes_a_live_token_and_refuses_an_expired_or_revoked_one(ope
     for key in (expired.key, revoked.key):
         assert open_socket(token=key, origin=None).recv()["code"] == "unauthorized"
     assert not type(expired).objects.filter(pk=expired.pk).exists()
+
+
+# --- project and scope ------------------------------------------------------------------------------
+
+
+def _other_project(user, role="viewer", slug="other"):
+    from tests.factories import ProjectFactory, member
+
+    return member(user, role, ProjectFactory(slug=slug))
+
+
+def test_a_token_limited_to_a_project_sees_only_that_project(client, user):
+    from tests.factories import ProjectFactory
+
+    other = _other_project(user)
+    default = ProjectFactory()
+    client.force_login(user)
+    created = client.post("/api/auth/tokens/", {"name": "ci", "project": other.pk}, content_type="application/json")
+    assert created.status_code == 201, created.content
+    assert created.json()["project"] == other.pk and created.json()["scope"] == "all"
+    limited = api_client(client, created.json()["token"])
+
+    assert [p["slug"] for p in limited.get("/api/projects/").json()["results"]] == ["other"]
+    assert limited.get(f"/api/projects/{default.pk}/").status_code == 404
+    assert limited.get(f"/api/projects/{default.pk}/members/").status_code == 404
+    assert limited.get(f"/api/projects/{other.pk}/members/").status_code == 200
+    # alice maintains Default, but not through this token.
+    assert limited.post(f"/api/projects/{default.pk}/members/", {"user": "alice", "role": "viewer"},
+                        content_type="application/json").status_code == 404
+    # The session (and an unlimited token) still sees both.
+    assert {p["slug"] for p in client.get("/api/projects/").json()["results"]} == {"default", "other"}
+    assert api_client(client, api_token_for_user(user)).get(f"/api/projects/{default.pk}/").status_code == 200
+
+
+def api_token_for_user(user):
+    from tests.factories import api_token_for
+
+    return api_token_for(user)
+
+
+def test_a_limited_token_cannot_make_an_unlimited_one(client, user):
+    other = _other_project(user)
+    client.force_login(user)
+    key = client.post("/api/auth/tokens/", {"name": "ci", "project": other.pk}, content_type="application/json").json()["token"]
+    limited = api_client(client, key)
+    made = limited.post("/api/auth/tokens/", {"name": "escape"}, content_type="application/json")
+    assert made.status_code == 201 and made.json()["project"] == other.pk
+    default_id = client.get("/api/projects/").json()["results"][0]["id"]
+    assert limited.post("/api/auth/tokens/", {"name": "escape", "project": default_id},
+                        content_type="application/json").status_code == 404
+
+
+def test_a_token_for_a_project_one_cannot_see_is_refused(client, user):
+    from tests.factories import ProjectFactory
+
+    hidden = ProjectFactory(slug="hidden")
+    client.force_login(user)
+    response = client.post("/api/auth/tokens/", {"name": "x", "project": hidden.pk}, content_type="application/json")
+    assert response.status_code == 404
+    for bad in ({"name": "x", "project": "abc"}, {"name": "x", "scope": "everything"}):
+        response = client.post("/api/auth/tokens/", bad, content_type="application/json")
+        assert response.status_code == 400, bad
+    from mlops_dashboard.models import ApiToken
+
+    assert not ApiToken.objects.filter(user=user).exists()
+
+
+@pytest.mark.parametrize("scope", ["predict", "telemetry"])
+def test_a_scoped_token_is_refused_elsewhere_with_403_naming_its_scope(client, user, scope):
+    client.force_login(user)
+    key = client.post("/api/auth/tokens/", {"name": "s", "scope": scope}, content_type="application/json").json()["token"]
+    scoped = api_client(client, key)
+    for path in ("/api/projects/", "/api/events/", "/api/auth/tokens/", "/api/activity/"):
+        response = scoped.get(path)
+        assert response.status_code == 403, path
+        assert scope in response.json()["detail"]
+    assert scoped.post("/api/auth/tokens/", {"name": "more"}, content_type="application/json").status_code == 403
+
+
+def test_a_scoped_token_reaches_a_view_declaring_its_scope(rf, user):
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from mlops_dashboard.tokens import api_token_create
+
+    class PredictView(APIView):
+        token_scopes = ("predict",)
+
+        def get(self, request):
+            return Response({"ok": True})
+
+    class OtherView(APIView):
+        def get(self, request):
+            return Response({"ok": True})
+
+    _, predict_key = api_token_create(user=user, name="p", scope="predict")
+    _, telemetry_key = api_token_create(user=user, name="t", scope="telemetry")
+    _, all_key = api_token_create(user=user, name="a")
+
+    def call(view, key):
+        return view.as_view()(rf.get("/x/", HTTP_AUTHORIZATION=f"Token {key}")).status_code
+
+    assert call(PredictView, predict_key) == 200
+    assert call(PredictView, all_key) == 200
+    assert call(PredictView, telemetry_key) == 403
+    assert call(OtherView, predict_key) == 403
+    assert call(OtherView, all_key) == 200
+
+
+def test_the_tokens_page_picks_project_and_scope(client, user):
+    from mlops_dashboard.models import ApiToken
+
+    other = _other_project(user)
+    client.force_login(user)
+    page = client.get("/account/tokens/")
+    assert f'value="{other.pk}"' in page.content.decode() and 'value="predict"' in page.content.decode()
+    response = client.post("/account/tokens/", {"name": "serving", "project": other.pk, "scope": "predict"})
+    assert response.status_code == 200
+    token = ApiToken.objects.get(user=user, name="serving")
+    assert (token.project_id, token.scope) == (other.pk, "predict")
+    assert "predict" in response.content.decode() and "Other" in response.content.decode()
+    from tests.factories import ProjectFactory
+
+    hidden = ProjectFactory(slug="hidden")
+    refused = client.post("/account/tokens/", {"name": "bad", "project": hidden.pk, "scope": "all"})
+    assert refused.status_code == 400
+    assert not ApiToken.objects.filter(name="bad").exists()
+
+
+def test_only_an_all_token_may_open_a_socket(user):
+    from mlops_dashboard.tokens import api_token_create, token_allows_socket
+
+    assert token_allows_socket(api_token_create(user=user, name="a")[0])
+    assert not token_allows_socket(api_token_create(user=user, name="p", scope="predict")[0])
+    assert not token_allows_socket(api_token_create(user=user, name="t", scope="telemetry")[0])
+
+
+def test_the_admin_lists_tokens_with_project_and_scope(client, staff_user, user):
+    from mlops_dashboard.tokens import api_token_create
+
+    other = _other_project(user)
+    api_token_create(user=user, name="serving", project=other, scope="predict")
+    client.force_login(staff_user)
+    page = client.get("/admin/mlops_dashboard/apitoken/?scope__exact=predict").content.decode()
+    assert "serving" in page and "Other" in page
+    assert client.get("/admin/mlops_dashboard/apitoken/?scope__exact=telemetry").content.decode().count("serving") == 0
