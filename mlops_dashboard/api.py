@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.response import Response
@@ -12,6 +13,7 @@ from rest_framework.views import APIView
 
 from .activity import activity_payload
 from .events import bus, publish
+from .events import topics as topic_rules
 from .filters import MAX_ID, FilteredListMixin, QuerySerializer
 from .models import Activity
 from .tasks import publish_test_event, test_activity
@@ -20,12 +22,31 @@ from .tasks import publish_test_event, test_activity
 class EventsQuery(QuerySerializer):
     after = serializers.IntegerField(min_value=0, max_value=MAX_ID, default=0, help_text="Return events with a larger id.")
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="At most this many events.")
+    topics = serializers.CharField(
+        required=False, max_length=8000,
+        help_text="Object topics to follow as well, comma-separated (e.g. training_job.12,dataset.3), as a "
+                  "socket subscribes to them; each one you may not view is a 403.",
+    )
+
+    def validate_topics(self, value):
+        names = list(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
+        if len(names) > settings.WS_MAX_SUBSCRIPTIONS:
+            raise serializers.ValidationError(f"At most {settings.WS_MAX_SUBSCRIPTIONS} topics.")
+        unknown = [t for t in names if topic_rules.object_topic(t) is None]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Not an object topic: {unknown[0][:60]!r} (e.g. training_job.12; your projects' topics come "
+                "without asking)."
+            )
+        return names
 
 
 class EventLogView(APIView):
     """Logged events after an id, oldest first: the polling fallback and a way to catch up.
 
-    `gap` is true when events after `after` are no longer in the log: reload state from the API.
+    Only what a socket of yours would receive now: `dashboard`, your own `user.<id>`, your projects'
+    `project.<id>` (staff: every project, and `staff`), and the object topics named in `topics`
+    that you may view. `gap` is true when events after `after` are no longer in the log: reload state from the API.
     A page holds at most `limit` events and at most EVENTS_PAGE_MAX_BYTES (1 MB) of their JSON.
     Page on with `after=next_after` while `has_more` is true.
     """
@@ -47,7 +68,13 @@ class EventLogView(APIView):
         query = EventsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        page = events_page(request.user.id, after, limit)
+        wanted = query.validated_data.get("topics", [])
+        granted = topic_rules.granted_topics(request.user, wanted)
+        if len(granted) < len(wanted):
+            # As the socket's forbidden_topic: an object that does not exist is refused the same way.
+            denied = next(t for t in wanted if t not in granted)
+            raise PermissionDenied(f"{denied[:60]}: no such object that you may view.")
+        page = events_page(topic_rules.view_of(request.user), after, limit, granted=frozenset(granted))
         return Response(
             {
                 "events": page.events,
@@ -72,16 +99,17 @@ class EventsPage:
 _READ_BATCH = 100
 
 
-def events_page(user_id: int | None, after: int, limit: int) -> EventsPage:
+def events_page(view: topic_rules.View, after: int, limit: int, *, granted: frozenset = frozenset()) -> EventsPage:
     """At most `limit` logged events after `after`, and at most EVENTS_PAGE_MAX_BYTES of them (at
-    least one): `has_more` is true when either bound cut the page."""
+    least one), of those `view` sees (plus the object topics in `granted`): `has_more` is true when
+    either bound cut the page."""
     budget = settings.EVENTS_PAGE_MAX_BYTES
     log = bus.read_after(after, min(limit, _READ_BATCH))
     latest_id, gap = log.latest_id, log.gap
     events, size, examined, last_id, full = [], 0, 0, None, False
     while True:
         for event_id, topics, text in log.events:
-            visible = bus.visible_to(topics, user_id)
+            visible = view.sees(topics, granted)
             if visible and size and size + len(text) > budget:
                 full = True
                 break

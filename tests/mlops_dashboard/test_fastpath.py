@@ -53,10 +53,13 @@ def token(transactional_db, user) -> str:
 
 
 def activity(n: int) -> catalog.ActivityUpdate:
+    """An activity line of the default project, of which the sockets' user (alice) is a member."""
+    from tests.factories import ProjectFactory
+
     return catalog.ActivityUpdate(activity={
         "id": None, "title": f"fastpath {n}", "description": "", "user": "tests", "action_type": "test",
         "status": "info", "severity_level": "info", "duration": None, "metadata": {"n": n},
-    })
+    }, project_id=ProjectFactory().id)
 
 
 def connected(sockets: contextlib.ExitStack, server: procs.Server, token: str, client_port: int = 0):
