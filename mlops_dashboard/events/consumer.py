@@ -351,7 +351,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     async def _catchup(self, before: int | None = None):
         self.catchup_pending = False
-        await self._send_log_after(self.last_sent, before=before)
+        # Never before where this socket's view of the log starts (a fresh socket: its connect).
+        await self._send_log_after(max(self.last_sent, self.resume_from), before=before)
 
     async def _delayed_catchup(self):
         await asyncio.sleep(CATCHUP_DELAY)
