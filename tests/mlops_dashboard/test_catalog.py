@@ -109,11 +109,11 @@ def test_unknown_fields_are_refused():
 
 def test_wrong_types_are_refused_with_a_clear_message():
     with pytest.raises(EventError, match="dataset_created.dataset_id must be integer"):
-        build("dataset_created", dataset_id="1", name="x")
+        build("dataset_created", project_id=1, dataset_id="1", name="x")
     with pytest.raises(EventError, match="status must be one of"):
-        build("pipeline_status", pipeline_id=1, run_id=1, status="exploded", data={})
+        build("pipeline_status", project_id=1, pipeline_id=1, run_id=1, status="exploded", data={})
     with pytest.raises(EventError):
-        build("job_progress", job_id=True, dataset_id=1, progress=1.0, status="running", current_step="x")
+        build("job_progress", project_id=1, job_id=True, dataset_id=1, progress=1.0, status="running", current_step="x")
 
 
 def test_unknown_event_names_are_refused():
