@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.response import Response
@@ -14,7 +13,7 @@ from rest_framework.views import APIView
 from .activity import activity_payload
 from .events import bus, publish
 from .events import topics as topic_rules
-from .filters import MAX_ID, FilteredListMixin, QuerySerializer
+from .filters import MAX_ID, ProjectFilters, ProjectScopedMixin, QuerySerializer
 from .models import Activity
 from .tasks import publish_test_event, test_activity
 
@@ -25,7 +24,8 @@ class EventsQuery(QuerySerializer):
     topics = serializers.CharField(
         required=False, max_length=8000,
         help_text="Object topics to follow as well, comma-separated (e.g. training_job.12,dataset.3), as a "
-                  "socket subscribes to them; each one you may not view is a 403.",
+                  "socket subscribes to them; those you may not view (or that do not exist) are left out and "
+                  "listed in `refused_topics`.",
     )
 
     def validate_topics(self, value):
@@ -61,6 +61,7 @@ class EventLogView(APIView):
                 "next_after": serializers.IntegerField(),
                 "has_more": serializers.BooleanField(),
                 "gap": serializers.BooleanField(),
+                "refused_topics": serializers.ListField(child=serializers.CharField()),
             },
         ),
     )
@@ -70,10 +71,9 @@ class EventLogView(APIView):
         after, limit = query.validated_data["after"], query.validated_data["limit"]
         wanted = query.validated_data.get("topics", [])
         granted = topic_rules.granted_topics(request.user, wanted)
-        if len(granted) < len(wanted):
-            # As the socket's forbidden_topic: an object that does not exist is refused the same way.
-            denied = next(t for t in wanted if t not in granted)
-            raise PermissionDenied(f"{denied[:60]}: no such object that you may view.")
+        # Refused, not an error: a poll must go on when a topic's project was left meanwhile. As with
+        # the socket's forbidden_topic, an object that does not exist is refused the same way.
+        refused = [t for t in wanted if t not in granted]
         page = events_page(topic_rules.view_of(request.user), after, limit, granted=frozenset(granted))
         return Response(
             {
@@ -82,6 +82,7 @@ class EventLogView(APIView):
                 "next_after": page.next_after,
                 "has_more": page.has_more,
                 "gap": page.gap,
+                "refused_topics": refused,
             }
         )
 
@@ -168,19 +169,20 @@ class ActivitySerializer(serializers.ModelSerializer):
         fields = ["id"]
 
 
-class ActivityFilters(QuerySerializer):
+class ActivityFilters(ProjectFilters):
     action_type = serializers.CharField(max_length=40, required=False)
     user = serializers.CharField(max_length=150, required=False, help_text="A username or a user id.")
 
 
-class ActivityViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """The activity feed, newest first. Filters: `action_type`, `user` (a username or an id)."""
+class ActivityViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The activity feed, newest first: the lines of your projects (staff: also the system-wide ones,
+    as `activity_update` on the socket). Filters: `project`, `action_type`, `user` (a username or an id)."""
 
     serializer_class = ActivitySerializer
     filters_class = ActivityFilters
 
     def get_queryset(self):
-        rows = Activity.objects.select_related("user")
+        rows = self.scoped(Activity.objects.select_related("user"))
         filters = self.filters()
         if "action_type" in filters:
             rows = rows.filter(action_type=filters["action_type"])

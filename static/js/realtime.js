@@ -461,6 +461,8 @@ export class RealtimeClient {
           this._resync("poll_gap");
           break;
         }
+        // Topics the server refused (an object gone, or a project left): not asked for again.
+        for (const topic of body.refused_topics || []) this._topics.delete(topic);
         for (const event of body.events || []) this._dispatch(event, "poll");
         if (typeof body.next_after === "number") this.lastEventId = Math.max(this.lastEventId, body.next_after);
         if (!body.has_more) break;

@@ -147,3 +147,21 @@ def test_events_api_pages_are_bounded_in_bytes_and_page_through_everything(clien
         if not page["has_more"]:
             break
     assert seen == ids and not page["gap"]
+
+
+def test_the_activity_api_lists_only_the_users_projects_lines(client, user, staff_user):
+    from tests.factories import ActivityFactory, ProjectFactory, UserFactory, member
+
+    a, b = ProjectFactory(slug="team-a"), ProjectFactory(slug="team-b")
+    ann = UserFactory(username="ann")
+    member(ann, "viewer", a)
+    mine = ActivityFactory(project=a, title="a's")
+    theirs = ActivityFactory(project=b, title="b's")
+    system = ActivityFactory(project=None, title="root logged in")
+    client.force_login(ann)
+    assert [x["id"] for x in client.get("/api/activity/").json()["results"]] == [mine.id]
+    assert client.get(f"/api/activity/{theirs.id}/").status_code == 404
+    assert client.get(f"/api/activity/{system.id}/").status_code == 404
+    client.force_login(staff_user)
+    assert {mine.id, theirs.id, system.id} <= {x["id"] for x in client.get("/api/activity/").json()["results"]}
+    assert [x["id"] for x in client.get(f"/api/activity/?project={b.id}").json()["results"]] == [theirs.id]
