@@ -202,9 +202,17 @@ def _on_membership_deleted(sender, instance, **kwargs):
     transaction.on_commit(lambda: projects_changed([user_id]), robust=True)
 
 
-def _on_project_saved(sender, instance, created=False, raw=False, **kwargs):
-    if raw:
+def _on_project_pre_save(sender, instance, raw=False, **kwargs):
+    """Remember the name and slug, to tell after the save whether the switcher's entry changed."""
+    if raw or instance.pk is None:
         return
+    instance._socket_project_before = sender._default_manager.filter(pk=instance.pk).values("name", "slug").first()
+
+
+def _on_project_saved(sender, instance, created=False, raw=False, **kwargs):
+    before = instance.__dict__.pop("_socket_project_before", None)
+    if raw or (not created and before == {"name": instance.name, "slug": instance.slug}):
+        return  # a new description: no list shows it
     # A new project has no members yet (staff only); a renamed one is renamed for its members too.
     members = [] if created else list(instance.memberships.values_list("user_id", flat=True))
     transaction.on_commit(lambda: projects_changed(members, staff=True), robust=True)
@@ -277,5 +285,6 @@ def connect_signals() -> None:
 
     post_save.connect(_on_membership_saved, sender=Membership, dispatch_uid=f"{uid}.membership_saved")
     post_delete.connect(_on_membership_deleted, sender=Membership, dispatch_uid=f"{uid}.membership_deleted")
+    pre_save.connect(_on_project_pre_save, sender=Project, dispatch_uid=f"{uid}.project_pre_save")
     post_save.connect(_on_project_saved, sender=Project, dispatch_uid=f"{uid}.project_saved")
     post_delete.connect(_on_project_deleted, sender=Project, dispatch_uid=f"{uid}.project_deleted")

@@ -102,7 +102,7 @@ def test_the_bus_publishes_the_layers_live_event_message(redis_client):
     try:
         confirmed = procs.wait_for(lambda: pubsub.get_message(timeout=0.5), timeout=10, message="the subscription")
         assert confirmed["type"] == "subscribe"
-        event_id = publish(activity(0))
+        event_id = publish(catalog.ServiceHealth(services=[{"name": "redis", "status": "ok"}]))  # on dashboard
         message = procs.wait_for(lambda: published(event_id), timeout=10, message="the published event")
     finally:
         pubsub.close()
