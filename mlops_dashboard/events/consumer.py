@@ -3,9 +3,12 @@
 On connect: authenticate, join the topics its user may read (`dashboard`, `user.<id>`, the user's
 projects, `staff` for staff: events/topics.py), replay the log after the client's `last_event_id`,
 then relay live events. When the user's memberships change, the socket is told on its account group
-(`account.projects`) and joins or leaves project topics within moments. Every event carries a global id and arrives in id order,
-so dropping any id at or below the last one sent removes both replay/live overlaps and the
-duplicates of an event addressed to several topics this socket has joined.
+(`account.projects`) and joins or leaves project topics within moments. Object topics are joined on
+the client's `subscribe`, each checked with the view permission on its object.
+
+Every event carries a global id and arrives in id order, so dropping any id at or below the last one
+sent removes both replay/live overlaps and the duplicates of an event addressed to several topics
+this socket has joined.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from .. import runtime
-from . import bus, sockets, topics as topic_rules
+from . import bus, sockets
+from . import topics as topic_rules
 from .catalog import Error, Pong
 from .fastpath import FrameWriter, server_send, text_frame
 from .layer import RELAY
