@@ -410,8 +410,9 @@ def test_info_toasts_leave_after_5_s_and_errors_stay_until_closed(server, open_p
 
     publish(activity_event("A passing note"))
     publish(
-        catalog.TrainingFailed(project_id=default_project_id(), job_id=9, error="Target column 'churn' is missing.", error_code="INVALID_TARGET",
-                               stage_failed="data_preparation", progress_when_failed=4.0, suggestions=[])
+        catalog.TrainingFailed(project_id=default_project_id(), job_id=9, error="Target column 'churn' is missing.",
+                               error_code="INVALID_TARGET", stage_failed="data_preparation",
+                               progress_when_failed=4.0, suggestions=[])
     )
     info = toasts(page, "A passing note")
     error = toasts(page, "Training failed")
@@ -439,13 +440,14 @@ def test_event_to_toast_mapping(server, open_page, user):
              "source": "worker-1", "actions": []}
     publish(catalog.SystemAlert(alert={**alert, "priority": "critical", "status": "open"}))
     publish(catalog.SystemAlert(alert={**alert, "title": "Resolved one", "priority": "high", "status": "resolved"}))
-    publish(catalog.PipelineCompleted(project_id=default_project_id(), pipeline_id=1, run_id=3, status="cancelled", message="Run 3 was cancelled.",
-                                      duration=4.0))
+    publish(catalog.PipelineCompleted(project_id=default_project_id(), pipeline_id=1, run_id=3, status="cancelled",
+                                      message="Run 3 was cancelled.", duration=4.0))
     publish(catalog.HealthChange(current_health="warning", previous_health="healthy", reason="CPU above 90%",
                                  metrics={}, recommended_action="Add a worker"))
     publish(catalog.DatasetCreated(project_id=default_project_id(), dataset_id=4, name="quiet.csv"))  # no toast
-    publish(catalog.ModelDeployed(project_id=default_project_id(), model_id=2, model_name="churn", model_version=3, model_accuracy=0.9,
-                                  deployment_timestamp="2026-01-01T00:00:00Z", message="churn v3 is serving."))
+    publish(catalog.ModelDeployed(project_id=default_project_id(), model_id=2, model_name="churn", model_version=3,
+                                  model_accuracy=0.9, deployment_timestamp="2026-01-01T00:00:00Z",
+                                  message="churn v3 is serving."))
 
     expect(toasts(page, "Disk almost full")).to_have_attribute("data-kind", "error")
     expect(toasts(page, "Pipeline cancelled")).to_have_attribute("data-kind", "warning")

@@ -17,7 +17,8 @@ def created(n):
 
 
 def progress(job, pct, status="running"):
-    return catalog.JobProgress(project_id=1, job_id=job, dataset_id=1, progress=float(pct), status=status, current_step="step")
+    return catalog.JobProgress(project_id=1, job_id=job, dataset_id=1, progress=float(pct), status=status,
+                               current_step="step")
 
 
 def test_ids_strictly_increase_and_the_log_keeps_the_events():
