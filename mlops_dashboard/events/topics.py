@@ -120,9 +120,10 @@ def view_of(user) -> View:
     return View(user_id=user.pk, project_ids=frozenset(ids), all_projects=all_projects, staff=staff)
 
 
-def may_subscribe(user, topic: str) -> tuple[bool, int | None]:
+def may_subscribe(user, topic: str, *, fresh: bool = True) -> tuple[bool, int | None]:
     """(allowed, the object's project id): the user may view the object of an object topic. An
-    unknown object is refused like a forbidden one (its existence does not leak)."""
+    unknown object is refused like a forbidden one (its existence does not leak). `fresh`: re-read
+    the user's roles first (a socket lives on across membership changes)."""
     parsed = object_topic(topic)
     if parsed is None:
         return False, None
@@ -130,13 +131,15 @@ def may_subscribe(user, topic: str) -> tuple[bool, int | None]:
     obj = _loaders[prefix](pk)
     if obj is None:
         return False, None
-    permissions.forget_roles(user)
+    if fresh:
+        permissions.forget_roles(user)
     return permissions.can_see(user, obj), permissions.project_id_of(obj)
 
 
 def granted_topics(user, topics) -> set[str]:
     """The object topics among `topics` that the user may follow (the events API's `topics`)."""
-    return {t for t in topics if may_subscribe(user, t)[0]}
+    permissions.forget_roles(user)
+    return {t for t in topics if may_subscribe(user, t, fresh=False)[0]}
 
 
 def projects_of(user) -> list[dict]:
