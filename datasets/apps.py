@@ -9,8 +9,12 @@ class DatasetsConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from mlops_dashboard import jobs, retention
+        from mlops_dashboard.events.topics import register_topic
 
         from . import selectors, signals
+
+        for prefix, model in (("dataset", "datasets.Dataset"), ("processing_job", "datasets.ProcessingJob")):
+            register_topic(prefix, model)  # socket subscriptions check view permission on it
 
         post_delete.connect(signals.delete_dataset_file, sender=self.get_model("Dataset"),
                             dispatch_uid="datasets.delete_dataset_file")

@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 
 from .activity import activity_payload
 from .events import bus, publish
-from .filters import MAX_ID, FilteredListMixin, QuerySerializer
+from .events import topics as topic_rules
+from .filters import MAX_ID, ProjectFilters, ProjectScopedMixin, QuerySerializer
 from .models import Activity
 from .tasks import publish_test_event, test_activity
 from .tokens import TokenScopePermission
@@ -21,12 +22,32 @@ from .tokens import TokenScopePermission
 class EventsQuery(QuerySerializer):
     after = serializers.IntegerField(min_value=0, max_value=MAX_ID, default=0, help_text="Return events with a larger id.")
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="At most this many events.")
+    topics = serializers.CharField(
+        required=False, max_length=8000,
+        help_text="Object topics to follow as well, comma-separated (e.g. training_job.12,dataset.3), as a "
+                  "socket subscribes to them; those you may not view (or that do not exist) are left out and "
+                  "listed in `refused_topics`.",
+    )
+
+    def validate_topics(self, value):
+        names = list(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
+        if len(names) > settings.WS_MAX_SUBSCRIPTIONS:
+            raise serializers.ValidationError(f"At most {settings.WS_MAX_SUBSCRIPTIONS} topics.")
+        unknown = [t for t in names if topic_rules.object_topic(t) is None]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Not an object topic: {unknown[0][:60]!r} (e.g. training_job.12; your projects' topics come "
+                "without asking)."
+            )
+        return names
 
 
 class EventLogView(APIView):
     """Logged events after an id, oldest first: the polling fallback and a way to catch up.
 
-    `gap` is true when events after `after` are no longer in the log: reload state from the API.
+    Only what a socket of yours would receive now: `dashboard`, your own `user.<id>`, your projects'
+    `project.<id>` (staff: every project, and `staff`), and the object topics named in `topics`
+    that you may view. `gap` is true when events after `after` are no longer in the log: reload state from the API.
     A page holds at most `limit` events and at most EVENTS_PAGE_MAX_BYTES (1 MB) of their JSON.
     Page on with `after=next_after` while `has_more` is true.
     """
@@ -41,6 +62,7 @@ class EventLogView(APIView):
                 "next_after": serializers.IntegerField(),
                 "has_more": serializers.BooleanField(),
                 "gap": serializers.BooleanField(),
+                "refused_topics": serializers.ListField(child=serializers.CharField()),
             },
         ),
     )
@@ -48,7 +70,12 @@ class EventLogView(APIView):
         query = EventsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        page = events_page(request.user.id, after, limit)
+        wanted = query.validated_data.get("topics", [])
+        granted = topic_rules.granted_topics(request.user, wanted)
+        # Refused, not an error: a poll must go on when a topic's project was left meanwhile. As with
+        # the socket's forbidden_topic, an object that does not exist is refused the same way.
+        refused = [t for t in wanted if t not in granted]
+        page = events_page(topic_rules.view_of(request.user), after, limit, granted=frozenset(granted))
         return Response(
             {
                 "events": page.events,
@@ -56,6 +83,7 @@ class EventLogView(APIView):
                 "next_after": page.next_after,
                 "has_more": page.has_more,
                 "gap": page.gap,
+                "refused_topics": refused,
             }
         )
 
@@ -73,16 +101,17 @@ class EventsPage:
 _READ_BATCH = 100
 
 
-def events_page(user_id: int | None, after: int, limit: int) -> EventsPage:
+def events_page(view: topic_rules.View, after: int, limit: int, *, granted: frozenset = frozenset()) -> EventsPage:
     """At most `limit` logged events after `after`, and at most EVENTS_PAGE_MAX_BYTES of them (at
-    least one): `has_more` is true when either bound cut the page."""
+    least one), of those `view` sees (plus the object topics in `granted`): `has_more` is true when
+    either bound cut the page."""
     budget = settings.EVENTS_PAGE_MAX_BYTES
     log = bus.read_after(after, min(limit, _READ_BATCH))
     latest_id, gap = log.latest_id, log.gap
     events, size, examined, last_id, full = [], 0, 0, None, False
     while True:
         for event_id, topics, text in log.events:
-            visible = bus.visible_to(topics, user_id)
+            visible = view.sees(topics, granted)
             if visible and size and size + len(text) > budget:
                 full = True
                 break
@@ -146,19 +175,20 @@ class ActivitySerializer(serializers.ModelSerializer):
         fields = ["id"]
 
 
-class ActivityFilters(QuerySerializer):
+class ActivityFilters(ProjectFilters):
     action_type = serializers.CharField(max_length=40, required=False)
     user = serializers.CharField(max_length=150, required=False, help_text="A username or a user id.")
 
 
-class ActivityViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """The activity feed, newest first. Filters: `action_type`, `user` (a username or an id)."""
+class ActivityViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The activity feed, newest first: the lines of your projects (staff: also the system-wide ones,
+    as `activity_update` on the socket). Filters: `project`, `action_type`, `user` (a username or an id)."""
 
     serializer_class = ActivitySerializer
     filters_class = ActivityFilters
 
     def get_queryset(self):
-        rows = Activity.objects.select_related("user")
+        rows = self.scoped(Activity.objects.select_related("user"))
         filters = self.filters()
         if "action_type" in filters:
             rows = rows.filter(action_type=filters["action_type"])

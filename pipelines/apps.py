@@ -7,8 +7,12 @@ class PipelinesConfig(AppConfig):
 
     def ready(self):
         from mlops_dashboard import jobs, retention
+        from mlops_dashboard.events.topics import register_topic
 
         from . import selectors
+
+        for prefix, model in (("pipeline", "pipelines.Pipeline"), ("pipeline_run", "pipelines.PipelineRun")):
+            register_topic(prefix, model)  # socket subscriptions check view permission on it
 
         jobs.register(jobs.JobKind(
             key="pipeline_run", model=self.get_model("PipelineRun"), label=selectors.pipeline_run_label,

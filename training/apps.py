@@ -8,8 +8,12 @@ class TrainingConfig(AppConfig):
 
     def ready(self):
         from mlops_dashboard import jobs, request_bodies, retention
+        from mlops_dashboard.events.topics import register_topic
 
         from . import api, selectors
+
+        for prefix, model in (("training_job", "training.TrainingJob"), ("model", "training.ModelVersion")):
+            register_topic(prefix, model)  # socket subscriptions check view permission on it
 
         for url_name in api.PREDICT_URL_NAMES:  # batches of rows: more than the default body limit
             request_bodies.register_body_limit(url_name, api.MAX_PREDICT_BODY, api.PREDICT_TOO_LARGE)

@@ -21,7 +21,9 @@ def _token_for_key(key: str):
 
 class TokenAuthMiddleware:
     """`Authorization: Token <key>` on the handshake authenticates a program (as the REST API does).
-    The scope gets `api_token_id`: the ApiToken row the socket stands on."""
+    The scope gets `api_token_id` (the ApiToken row the socket stands on) and `api_token_scope`; a
+    token limited to a project sets `user.token_project_id`, which narrows what the socket may read
+    to that project (permissions.py, events/topics.py)."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -34,7 +36,9 @@ class TokenAuthMiddleware:
                     token = await _token_for_key(key.strip())
                     if token is not None:
                         # Its id rides along: revoking the token closes this socket (events/sockets.py).
-                        scope = dict(scope, user=token.user, api_token_id=token.pk)
+                        user = token.user
+                        user.token_project_id = token.project_id
+                        scope = dict(scope, user=user, api_token_id=token.pk, api_token_scope=token.scope)
                 break
         return await self.inner(scope, receive, send)
 

@@ -472,9 +472,3 @@ async def alatest_id() -> int:
     except redis.RedisError:
         return 0
     return int(value) if value is not None else 0
-
-
-def visible_to(topics: list[str], user_id: int | None) -> bool:
-    """An event addressed only to other users' `user.<id>` topics is not for this user."""
-    own = f"user.{user_id}"
-    return any(not t.startswith("user.") or t == own for t in topics)

@@ -668,6 +668,22 @@ class IntegrationStatus(Event):
 
 
 # =================================================================================================
+# Projects
+# =================================================================================================
+
+
+@register("Projects", "user.{user_id}")
+class ProjectsChanged(Event):
+    """The user's projects changed: added to or removed from one, a new role, or (staff) a project
+    made, renamed or deleted. `projects` holds each as {id, name, slug, role}, by name; the user's
+    open sockets already follow the new set of `project.<id>` topics."""
+
+    type = "projects_changed"
+    user_id: int
+    projects: list
+
+
+# =================================================================================================
 # Activity
 # =================================================================================================
 
@@ -699,8 +715,10 @@ class Pong(Event):
 @register("Connection", CONNECTION)
 class Error(Event):
     """Something about the connection or the client's message is wrong. Codes: bad_message,
-    unknown_type, too_large, forbidden_topic, too_many_topics, replay_gap (resume from the API;
-    `latest_id` says where the stream now is)."""
+    unknown_type, too_large, forbidden_topic (another user's or project's topic, or an object the
+    user may not view or that does not exist), too_many_topics, forbidden_scope (a `predict` or
+    `telemetry` API token: closed with 4403), replay_gap (resume from the API; `latest_id` says where
+    the stream now is)."""
 
     type = "error"
     code: str

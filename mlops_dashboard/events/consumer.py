@@ -1,9 +1,14 @@
 """The WebSocket endpoint: relays catalog events to browsers and programs.
 
-On connect: authenticate, join `dashboard` and `user.<id>`, replay the log after the client's
-`last_event_id`, then relay live events. Every event carries a global id and arrives in id order,
-so dropping any id at or below the last one sent removes both replay/live overlaps and the
-duplicates of an event addressed to several topics this socket has joined.
+On connect: authenticate, join the topics its user may read (`dashboard`, `user.<id>`, the user's
+projects, `staff` for staff: events/topics.py), replay the log after the client's `last_event_id`,
+then relay live events. When the user's memberships change, the socket is told on its account group
+(`account.projects`) and joins or leaves project topics within moments. Object topics are joined on
+the client's `subscribe`, each checked with the view permission on its object.
+
+Every event carries a global id and arrives in id order, so dropping any id at or below the last one
+sent removes both replay/live overlaps and the duplicates of an event addressed to several topics
+this socket has joined.
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ import asyncio
 import functools
 import json
 import logging
-import re
 import time
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -23,13 +28,13 @@ from django.conf import settings
 
 from .. import runtime
 from . import bus, sockets
+from . import topics as topic_rules
 from .catalog import Error, Pong
 from .fastpath import FrameWriter, server_send, text_frame
 from .layer import RELAY
 
-OBJECT_TOPIC = re.compile(
-    r"^(pipeline|pipeline_run|training_job|dataset|processing_job|model)\.[1-9][0-9]{0,17}$"
-)
+# Close code for a token whose scope does not cover sockets (a `predict` or `telemetry` token).
+SCOPE_CLOSE_CODE = 4403
 # When the first live event arrives, or this long after connecting, re-read the log once: a
 # SUBSCRIBE travels on another Redis connection than the replay read and could land after it.
 CATCHUP_DELAY = 1.0
@@ -55,6 +60,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     cleaned_up = False
     leased = False  # counted against its user's socket limit (events/sockets.py)
     account_filter: tuple[str | None, str | None] = (None, None)  # (session ref, token ref) it used
+    view: topic_rules.View | None = None  # what the user may read (re-read when memberships change)
 
     async def __call__(self, scope, receive, send):
         """Channels' `AsyncConsumer.__call__` with a cheaper message loop.
@@ -168,6 +174,16 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self.close(code=4401)
             return
         self.topics: set[str] = set()
+        # Object topics the client follows, each with its object's project (None: a global object).
+        self.granted: dict[str, int | None] = {}
+        # Topics of the user's own view that the client unsubscribed from: not re-joined on a re-read.
+        self.dropped: set[str] = set()
+        refusal = topic_rules.token_scope_refusal(self.scope.get("api_token_scope"))
+        if refusal is not None:
+            await self.accept()
+            await self._error("forbidden_scope", refusal)
+            await self.close(code=SCOPE_CLOSE_CODE, reason="token scope")
+            return
         if not await sockets.acquire(user.id, self.channel_name):
             limit = settings.WS_MAX_SOCKETS_PER_USER
             await self.accept()
@@ -187,7 +203,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.catchup_pending = False
         self.catchup_task = None
         await self.channel_layer.group_add(sockets.account_group(user.id), self.channel_name)
-        for topic in ("dashboard", f"user.{user.id}"):
+        self.view = await database_sync_to_async(topic_rules.view_of)(user)
+        if self.view.staff:
+            # Told when a project is made or deleted (every staff socket follows every project).
+            await self.channel_layer.group_add(sockets.STAFF_GROUP, self.channel_name)
+        for topic in sorted(self.view.base_topics()):
             await self._join(topic)
         await self.accept()
         runtime.connection_opened()
@@ -234,6 +254,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         groups = list(getattr(self, "topics", ()))
         if self.user_id is not None:
             groups.append(sockets.account_group(self.user_id))
+        if self.view is not None and self.view.staff:
+            groups.append(sockets.STAFF_GROUP)
         for group in groups:
             try:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -257,9 +279,42 @@ class EventsConsumer(AsyncWebsocketConsumer):
         await self.close(code=int(message.get("code", sockets.REVOKED_CODE)), reason=message.get("reason", ""))
         raise StopConsumer
 
+    async def account_projects(self, message):
+        """The user's memberships (or the set of projects, for staff) changed: re-read what the
+        user may read, join and leave topics to match, and drop object topics now out of sight."""
+        if self.user_id is None or self.cleaned_up:
+            return
+        user = self.scope["user"]
+        view = await database_sync_to_async(topic_rules.view_of)(user)
+        before, self.view = self.view, view
+        joined = False
+        for topic in sorted(view.base_topics() - self.dropped - self.topics):
+            await self._join(topic)
+            joined = True
+        for topic in sorted(self.topics):
+            if topic in self.granted:
+                project_id = self.granted[topic]
+                if project_id is None or view.all_projects or project_id in view.project_ids:
+                    continue
+                del self.granted[topic]
+            elif view.reads(topic):
+                continue
+            await self._leave(topic)
+        if before is not None and before.staff != view.staff:
+            change = self.channel_layer.group_add if view.staff else self.channel_layer.group_discard
+            await change(sockets.STAFF_GROUP, self.channel_name)
+        if joined:
+            # The new groups' SUBSCRIBE and the next log read travel on different Redis connections:
+            # read once more after a moment, so an event of a newly joined project is not missed.
+            self._schedule_catchup()
+
     async def _join(self, topic: str):
         await self.channel_layer.group_add(topic, self.channel_name)
         self.topics.add(topic)
+
+    async def _leave(self, topic: str):
+        await self.channel_layer.group_discard(topic, self.channel_name)
+        self.topics.discard(topic)
 
     async def _replay(self, after: int):
         await self._send_log_after(after, gap_message=f"Events after {after} are no longer in the log")
@@ -300,7 +355,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     async def _catchup(self, before: int | None = None):
         self.catchup_pending = False
-        await self._send_log_after(self.last_sent, before=before)
+        # Never before where this socket's view of the log starts (a fresh socket: its connect).
+        await self._send_log_after(max(self.last_sent, self.resume_from), before=before)
 
     async def _delayed_catchup(self):
         await asyncio.sleep(CATCHUP_DELAY)
@@ -412,25 +468,53 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
             await self._error("bad_message", f'{kind} takes "topics": a non-empty list of strings.')
             return
-        for topic in topics:
+        own, objects = [], []
+        for topic in dict.fromkeys(topics):
             if topic.startswith("user.") and topic != f"user.{self.user_id}":
                 await self._error("forbidden_topic", f"{topic[:60]} belongs to another user.")
                 return
-            if topic not in ("dashboard", f"user.{self.user_id}") and not OBJECT_TOPIC.match(topic):
+            if topic_rules.object_topic(topic) is not None:
+                objects.append(topic)
+            elif topic in (topic_rules.DASHBOARD, topic_rules.STAFF, f"user.{self.user_id}") or (
+                topic.startswith("project.") and topic[len("project."):].isdigit()
+            ):
+                own.append(topic)
+            else:
                 await self._error("bad_topic", f"{topic[:60]!r} is not a topic (e.g. training_job.12).")
                 return
-        if kind == "subscribe":
-            if len(self.topics | set(topics)) > settings.WS_MAX_SUBSCRIPTIONS:
-                await self._error("too_many_topics", f"At most {settings.WS_MAX_SUBSCRIPTIONS} topics per socket.")
-                return
-            for topic in topics:
-                if topic not in self.topics:
-                    await self._join(topic)
-        else:
+        if kind == "unsubscribe":
             for topic in topics:
                 if topic in self.topics:
-                    await self.channel_layer.group_discard(topic, self.channel_name)
-                    self.topics.discard(topic)
+                    await self._leave(topic)
+                    self.granted.pop(topic, None)
+                    if topic not in objects:
+                        self.dropped.add(topic)
+            return
+        for topic in own:
+            if not self.view.reads(topic):
+                # A project the user is not a member of (or the staff topic of a non-staff user).
+                await self._error("forbidden_topic", f"{topic[:60]} is not one of your topics.")
+                return
+        new = [t for t in objects if t not in self.granted]
+        if len(self.granted) + len(new) > settings.WS_MAX_SUBSCRIPTIONS:
+            await self._error("too_many_topics", f"At most {settings.WS_MAX_SUBSCRIPTIONS} object topics per socket.")
+            return
+        checked = {}
+        for topic in new:
+            allowed, project_id = await database_sync_to_async(topic_rules.may_subscribe)(self.scope["user"], topic)
+            if not allowed:
+                # Also for an object that does not exist: whether it does is not the client's to learn.
+                await self._error("forbidden_topic", f"{topic[:60]}: no such object that you may view.")
+                return
+            checked[topic] = project_id
+        for topic in own:
+            self.dropped.discard(topic)
+            if topic not in self.topics:
+                await self._join(topic)
+        for topic, project_id in checked.items():
+            self.granted[topic] = project_id
+            if topic not in self.topics:
+                await self._join(topic)
 
     async def _reply(self, event):
         await self.send(text_data=bus.connection_event(event))

@@ -23,16 +23,22 @@ shortened list gets a sibling `<name>_truncated` holding the number of items lef
 `stats` with `stats.findings_truncated`. Read the whole list from the REST API.
 
 - Connect to `/ws/` (session cookie, or `Authorization: Token <key>` for programs). The socket
-  joins `dashboard` and `user.<your id>`. Add `?last_event_id=N` to get every logged event after
+  joins `dashboard`, `user.<your id>` and `project.<id>` of each project you are a member of
+  (staff: every project, and `staff`); a token limited to a project narrows this to that project,
+  and a `predict` or `telemetry` token opens no socket (`error` `forbidden_scope`, close `4403`).
+  When you are added to a project or removed from one, your open sockets join or leave its topic
+  within moments and you get `projects_changed`. Add `?last_event_id=N` to get every logged event after
   `N` first, then live ones, with no gap and no duplicate. When `N` is older than the log (the
   last 10,000 events and at most 64 MB of them by default, `EVENT_LOG_SIZE` and
   `EVENT_LOG_MAX_BYTES`), the socket sends `error` with code
   `replay_gap` and `latest_id`: reload state from the REST API and carry on from `latest_id`.
 - Send `{"type": "ping", "ts": ...}` to get `pong`; `{"type": "subscribe" | "unsubscribe",
-  "topics": [...]}` to follow object topics. Messages over 64 KiB, malformed or unknown ones are
-  answered with `error`.
-- `GET /api/events/?after=N&limit=100` returns the same logged events as JSON: the polling
-  fallback. A page holds at most `limit` events and 1 MB of them (`EVENTS_PAGE_MAX_BYTES`): page on
+  "topics": [...]}` to follow object topics: each needs the view permission on its object, else
+  `error` `forbidden_topic` (also for an object that does not exist); leaving a project leaves its
+  objects' topics. Messages over 64 KiB, malformed or unknown ones are answered with `error`.
+- `GET /api/events/?after=N&limit=100` returns the same logged events as JSON, those a socket of
+  yours would get now: the polling fallback. `&topics=training_job.12,dataset.3` adds object
+  topics, as `subscribe` does; those you may not view are listed in `refused_topics`. A page holds at most `limit` events and 1 MB of them (`EVENTS_PAGE_MAX_BYTES`): page on
   with `after=next_after` while `has_more` is true.
 - Progress events (`coalesced per` below) are sent at most a few times a second per job, always the
   first and the latest; the event that ends a job comes after its last progress.
@@ -47,9 +53,11 @@ shortened list gets a sibling `<name>_truncated` holding the number of items lef
 
 | topic | who gets it |
 | --- | --- |
-| `dashboard` | every signed-in socket (joined on connect): everything team-wide |
-| `user.<id>` | that user's sockets only (joined on connect): their uploads |
-| `dataset.<id>`, `processing_job.<id>`, `training_job.<id>`, `model.<id>`, `pipeline.<id>`, `pipeline_run.<id>` | sockets that subscribed, for pages that follow one thing |
+| `dashboard` | every signed-in socket (joined on connect): host metrics, health, system alerts |
+| `user.<id>` | that user's sockets only (joined on connect): their uploads, their projects |
+| `project.<id>` | the project's members and staff (joined on connect, and on being added): its objects |
+| `staff` | staff sockets (joined on connect): activity lines of no project (logins) |
+| `dataset.<id>`, `processing_job.<id>`, `training_job.<id>`, `model.<id>`, `pipeline.<id>`, `pipeline_run.<id>` | sockets that subscribed and may view the object, for pages that follow one thing |
 """
 
 

@@ -10,6 +10,11 @@ count never leaks for good, and a plain per-process counter could not hold acros
 Closing reaches every server process through the channel layer: each socket joins its user's
 `account.<id>` group, and `close_user_sockets` publishes one `account.close` message there (a plain
 Redis PUBLISH, so any process can call it: a request, a worker, a management command).
+
+Memberships take the same road: a membership made, changed or deleted (and, for staff sockets, a
+project made, renamed or deleted, and a user's staff flag) sends `account.projects` to the user's
+sockets (staff: the `account.staff` group), which re-read what the user may read and join or leave
+project topics; then a `projects_changed` event on `user.<id>` tells the user's pages.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ import logging
 import msgpack
 import redis
 from django.conf import settings
+from django.db import transaction
 
 from . import bus, layer
 
 logger = logging.getLogger(__name__)
 
 ACCOUNT_CLOSE = "account.close"  # the consumer's handler for it is `account_close`
+ACCOUNT_PROJECTS = "account.projects"  # ... and `account_projects`
+# Every staff socket (without a project-limited token) is in this group: told when projects come and go.
+STAFF_GROUP = "account.staff"
 # Close codes: the credential this socket authenticated with is gone (the client goes to the login
 # page), or it changed (the client reconnects, and the server says whether it still holds).
 REVOKED_CODE = 4401
@@ -152,6 +161,68 @@ def close_user_sockets(user_id: int, reason: str, *, code: int = REVOKED_CODE, s
         logger.warning("could not close user %s's sockets (%s): %s", user_id, reason, exc)
 
 
+def _tell(group: str, message: dict) -> None:
+    """One message to a channel-layer group in every server process (a plain Redis PUBLISH)."""
+    bus.sync_client().publish(layer.group_channel(bus.layer_prefix(), group), msgpack.packb(message))
+
+
+def projects_changed(user_ids=(), *, staff: bool = False) -> None:
+    """The users' projects changed (`staff`: the set of projects changed, which staff all see): their
+    sockets re-read and re-join, then each user's pages get `projects_changed`. Call after commit."""
+    from django.contrib.auth import get_user_model
+
+    from . import catalog, topics
+    from .bus import publish
+
+    user_model = get_user_model()
+    ids = set(user_ids)
+    try:
+        # Sockets first: by the time a page hears of a new project, its socket is joining that topic.
+        for user_id in sorted(ids):
+            _tell(account_group(user_id), {"type": ACCOUNT_PROJECTS})
+        if staff:
+            _tell(STAFF_GROUP, {"type": ACCOUNT_PROJECTS})
+    except redis.RedisError as exc:
+        logger.warning("could not tell sockets of users %s about their projects: %s", sorted(ids), exc)
+    if staff:
+        ids |= set(user_model.objects.filter(is_staff=True, is_active=True).values_list("pk", flat=True))
+    for user in user_model.objects.filter(pk__in=ids, is_active=True):
+        publish(catalog.ProjectsChanged(user_id=user.pk, projects=topics.projects_of(user)))
+
+
+def _on_membership_saved(sender, instance, created=False, raw=False, update_fields=None, **kwargs):
+    if raw:
+        return
+    user_id = instance.user_id
+    transaction.on_commit(lambda: projects_changed([user_id]), robust=True)
+
+
+def _on_membership_deleted(sender, instance, **kwargs):
+    user_id = instance.user_id
+    transaction.on_commit(lambda: projects_changed([user_id]), robust=True)
+
+
+def _on_project_pre_save(sender, instance, raw=False, **kwargs):
+    """Remember the name and slug, to tell after the save whether the switcher's entry changed."""
+    if raw or instance.pk is None:
+        return
+    instance._socket_project_before = sender._default_manager.filter(pk=instance.pk).values("name", "slug").first()
+
+
+def _on_project_saved(sender, instance, created=False, raw=False, **kwargs):
+    before = instance.__dict__.pop("_socket_project_before", None)
+    if raw or (not created and before == {"name": instance.name, "slug": instance.slug}):
+        return  # a new description: no list shows it
+    # A new project has no members yet (staff only); a renamed one is renamed for its members too.
+    members = [] if created else list(instance.memberships.values_list("user_id", flat=True))
+    transaction.on_commit(lambda: projects_changed(members, staff=True), robust=True)
+
+
+def _on_project_deleted(sender, instance, **kwargs):
+    # Its memberships' own post_delete tells the members.
+    transaction.on_commit(lambda: projects_changed(staff=True), robust=True)
+
+
 def _token_model():
     """The API token model (knox's, ours: KNOX_TOKEN_MODEL) whose deletion closes sockets."""
     from django.apps import apps
@@ -171,9 +242,9 @@ def _on_user_pre_save(sender, instance, raw=False, update_fields=None, **kwargs)
     """Remember what the row held, to tell after the save whether the account changed."""
     if raw or instance.pk is None:
         return
-    if update_fields is not None and not {"is_active", "password"} & set(update_fields):
+    if update_fields is not None and not {"is_active", "password", "is_staff"} & set(update_fields):
         return
-    before = sender._default_manager.filter(pk=instance.pk).values("is_active", "password").first()
+    before = sender._default_manager.filter(pk=instance.pk).values("is_active", "password", "is_staff").first()
     instance._socket_account_before = before
 
 
@@ -185,6 +256,9 @@ def _on_user_post_save(sender, instance, created=False, raw=False, **kwargs):
         close_user_sockets(instance.pk, "account deactivated")
     elif before["password"] != instance.password:
         close_user_sockets(instance.pk, "password changed", code=CHANGED_CODE)
+    elif before["is_staff"] != instance.is_staff:
+        user_id = instance.pk  # an admin now sees every project, or no longer does
+        transaction.on_commit(lambda: projects_changed([user_id]), robust=True)
 
 
 def _on_user_delete(sender, instance, **kwargs):
@@ -207,3 +281,10 @@ def connect_signals() -> None:
     post_save.connect(_on_user_post_save, sender=user_model, dispatch_uid=f"{uid}.user_post_save")
     post_delete.connect(_on_user_delete, sender=user_model, dispatch_uid=f"{uid}.user_delete")
     post_delete.connect(_on_token_delete, sender=_token_model(), dispatch_uid=f"{uid}.token_delete")
+    from ..models import Membership, Project
+
+    post_save.connect(_on_membership_saved, sender=Membership, dispatch_uid=f"{uid}.membership_saved")
+    post_delete.connect(_on_membership_deleted, sender=Membership, dispatch_uid=f"{uid}.membership_deleted")
+    pre_save.connect(_on_project_pre_save, sender=Project, dispatch_uid=f"{uid}.project_pre_save")
+    post_save.connect(_on_project_saved, sender=Project, dispatch_uid=f"{uid}.project_saved")
+    post_delete.connect(_on_project_deleted, sender=Project, dispatch_uid=f"{uid}.project_deleted")

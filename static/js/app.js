@@ -2,7 +2,7 @@
 // indicator and the offline banner, and turns notable events into toasts.
 
 import { realtime } from "./realtime.js";
-import { formatPercent, initServerToasts, renderConnection, renderOfflineBanner, toast } from "./ui.js";
+import { formatPercent, initServerToasts, refreshFragment, renderConnection, renderOfflineBanner, toast } from "./ui.js";
 
 // --- events → toasts ------------------------------------------------------------------------------
 // One rule per event type: (event) → {kind, title, message, sticky?} or null for no toast.
@@ -81,6 +81,29 @@ export function toastForEvent(event) {
 realtime.on("*", (event) => {
   const spec = toastForEvent(event);
   if (spec) toast(spec);
+});
+
+// --- the user's projects changed (a membership added, changed or removed) ------------------------
+// The server sends `projects_changed` once the socket follows the new set of projects. The project
+// switcher (`<nav data-project-switcher data-fragment-url="...">`) is re-rendered by the server and
+// morphed in; a page showing a project the user left (`<body data-project-id>`) reloads, and the
+// server picks one they may still see.
+
+let projectsRefresh = Promise.resolve();
+realtime.on("projects_changed", (event) => {
+  const projects = Array.isArray(event.projects) ? event.projects : [];
+  const current = Number(document.body.dataset.projectId) || null;
+  if (current && !projects.some((p) => p.id === current)) {
+    location.reload();
+    return;
+  }
+  const switcher = document.querySelector("[data-project-switcher]");
+  const url = switcher?.dataset.fragmentUrl;
+  if (!url) return;
+  // One after the other: the last event's list is the one that stays.
+  projectsRefresh = projectsRefresh.then(() => refreshFragment(url, document.querySelector("[data-project-switcher]"))).catch(
+    (err) => console.warn("could not refresh the project switcher", err),
+  );
 });
 
 // --- header: connection indicator, offline banner, mobile navigation -----------------------------

@@ -9,7 +9,8 @@
 // It connects to `ws(s)://<host><wsPath>?last_event_id=<last seen id>`, so the server replays what
 // this page missed (between the render and the socket's open, or while disconnected), and drops any
 // event whose id is not above the last one seen. While the socket is down it polls the event log
-// API, and the same dispatch path delivers those events.
+// API (with the page's object topics, so it gets what the socket would), and the same dispatch path
+// delivers those events.
 
 export const STATES = Object.freeze({
   CONNECTING: "connecting", // first connect of the page
@@ -449,6 +450,8 @@ export class RealtimeClient {
         const url = new URL(this.config.eventsApi, location.origin);
         url.searchParams.set("after", String(this.lastEventId));
         url.searchParams.set("limit", String(this.options.pollLimit));
+        // The object topics this page follows, as the socket would: the server checks each one.
+        if (this._topics.size) url.searchParams.set("topics", this.topics.join(","));
         const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
         if (response.status === 401 || response.status === 403) return this._toLogin();
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -458,6 +461,8 @@ export class RealtimeClient {
           this._resync("poll_gap");
           break;
         }
+        // Topics the server refused (an object gone, or a project left): not asked for again.
+        for (const topic of body.refused_topics || []) this._topics.delete(topic);
         for (const event of body.events || []) this._dispatch(event, "poll");
         if (typeof body.next_after === "number") this.lastEventId = Math.max(this.lastEventId, body.next_after);
         if (!body.has_more) break;

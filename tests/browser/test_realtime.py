@@ -13,9 +13,18 @@ from tests.browser.conftest import FAST_RECONNECT
 pytestmark = pytest.mark.browser
 
 
-def activity_event(title: str, **extra) -> catalog.ActivityUpdate:
-    """An `activity_update` of type test: it shows as an info toast with its title."""
+def default_project_id() -> int:
+    """The project of the `user` fixture (alice): her sockets follow its topic."""
+    from tests.factories import ProjectFactory
+
+    return ProjectFactory().id
+
+
+def activity_event(title: str, project_id: int | None = None, **extra) -> catalog.ActivityUpdate:
+    """An `activity_update` of type test, of the default project (or `project_id`): it shows as an
+    info toast with its title."""
     return catalog.ActivityUpdate(
+        project_id=project_id or default_project_id(),
         activity={
             "id": None,
             "title": title,
@@ -114,7 +123,7 @@ def test_a_published_event_appears_in_the_log_and_as_a_toast(server, open_page, 
     expect(row.locator("pre")).to_contain_text(f'"id": {event_id}')
 
     # Events are newest first, and the type filter lists the types seen.
-    second = publish(catalog.DatasetCreated(dataset_id=5, name="churn.csv"))
+    second = publish(catalog.DatasetCreated(project_id=default_project_id(), dataset_id=5, name="churn.csv"))
     expect(log_rows(page).first).to_have_attribute("data-event-id", str(second))
     page.locator("#event-type-filter").select_option("dataset_created")
     expect(log_rows(page, event_id)).to_be_hidden()
@@ -198,7 +207,8 @@ def test_on_the_live_page_a_replay_gap_is_logged_without_a_reload(server, open_p
 def test_the_log_keeps_the_newest_500_events(server, open_page, user):
     page = open_page(server, user, path="/live/")
     expect(indicator(page)).to_have_text("Live")
-    ids = [publish(catalog.DatasetCreated(dataset_id=n, name=f"d{n}")) for n in range(1, 511)]
+    project_id = default_project_id()
+    ids = [publish(catalog.DatasetCreated(project_id=project_id, dataset_id=n, name=f"d{n}")) for n in range(1, 511)]
     expect(page.locator("#diag-received")).to_have_text("510", timeout=60_000)
     expect(log_rows(page)).to_have_count(500)
     expect(log_rows(page).first).to_have_attribute("data-event-id", str(ids[-1]))
@@ -304,6 +314,34 @@ def test_with_the_socket_blocked_events_arrive_by_polling_in_offline_mode(server
 
 
 
+def test_polling_brings_only_the_users_projects_events(server, open_page):
+    """The offline fallback reads the events API: a member of project A polls A's events and never
+    B's, which B's member (an API client here) demonstrably gets."""
+    from django.test import Client
+
+    from tests.factories import ProjectFactory, UserFactory, member
+
+    a, b = ProjectFactory(slug="team-a"), ProjectFactory(slug="team-b")
+    ann, ben = UserFactory(username="ann"), UserFactory(username="ben")
+    member(ann, "viewer", a)
+    member(ben, "viewer", b)
+    page = open_page(server, ann, overrides={**FAST_RECONNECT, "backoffBaseMs": 500, "pollIntervalMs": 700})
+    page.route_web_socket(re.compile(r"/ws/"), lambda ws: ws.close(code=4000, reason="blocked by a proxy"))
+    page.goto("/live/")
+    expect(page.locator("#offline-banner")).to_contain_text("Offline mode")
+    theirs = [publish(activity_event(f"b {n}", project_id=b.id)) for n in range(3)]
+    mine = [publish(activity_event(f"a {n}", project_id=a.id)) for n in range(3)]
+    for event_id in mine:
+        expect(log_rows(page, event_id)).to_have_count(1)
+    page.wait_for_timeout(1500)  # more polls
+    for event_id in theirs:
+        expect(log_rows(page, event_id)).to_have_count(0)
+    api = Client()
+    api.force_login(ben)
+    got = {e["id"] for e in api.get(f"/api/events/?after={theirs[0] - 1}&limit=1000").json()["events"]}
+    assert set(theirs) <= got and not got & set(mine)
+
+
 def test_a_hidden_tab_closes_its_socket_and_catches_up_when_shown(server, open_page, user):
     page = open_page(server, user, overrides={"hiddenCloseMs": 500}, path="/live/")
     expect(indicator(page)).to_have_text("Live")
@@ -372,8 +410,9 @@ def test_info_toasts_leave_after_5_s_and_errors_stay_until_closed(server, open_p
 
     publish(activity_event("A passing note"))
     publish(
-        catalog.TrainingFailed(job_id=9, error="Target column 'churn' is missing.", error_code="INVALID_TARGET",
-                               stage_failed="data_preparation", progress_when_failed=4.0, suggestions=[])
+        catalog.TrainingFailed(project_id=default_project_id(), job_id=9, error="Target column 'churn' is missing.",
+                               error_code="INVALID_TARGET", stage_failed="data_preparation",
+                               progress_when_failed=4.0, suggestions=[])
     )
     info = toasts(page, "A passing note")
     error = toasts(page, "Training failed")
@@ -401,13 +440,14 @@ def test_event_to_toast_mapping(server, open_page, user):
              "source": "worker-1", "actions": []}
     publish(catalog.SystemAlert(alert={**alert, "priority": "critical", "status": "open"}))
     publish(catalog.SystemAlert(alert={**alert, "title": "Resolved one", "priority": "high", "status": "resolved"}))
-    publish(catalog.PipelineCompleted(pipeline_id=1, run_id=3, status="cancelled", message="Run 3 was cancelled.",
-                                      duration=4.0))
+    publish(catalog.PipelineCompleted(project_id=default_project_id(), pipeline_id=1, run_id=3, status="cancelled",
+                                      message="Run 3 was cancelled.", duration=4.0))
     publish(catalog.HealthChange(current_health="warning", previous_health="healthy", reason="CPU above 90%",
                                  metrics={}, recommended_action="Add a worker"))
-    publish(catalog.DatasetCreated(dataset_id=4, name="quiet.csv"))  # no toast
-    publish(catalog.ModelDeployed(model_id=2, model_name="churn", model_version=3, model_accuracy=0.9,
-                                  deployment_timestamp="2026-01-01T00:00:00Z", message="churn v3 is serving."))
+    publish(catalog.DatasetCreated(project_id=default_project_id(), dataset_id=4, name="quiet.csv"))  # no toast
+    publish(catalog.ModelDeployed(project_id=default_project_id(), model_id=2, model_name="churn", model_version=3,
+                                  model_accuracy=0.9, deployment_timestamp="2026-01-01T00:00:00Z",
+                                  message="churn v3 is serving."))
 
     expect(toasts(page, "Disk almost full")).to_have_attribute("data-kind", "error")
     expect(toasts(page, "Pipeline cancelled")).to_have_attribute("data-kind", "warning")

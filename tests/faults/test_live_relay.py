@@ -10,14 +10,15 @@ from tests import procs
 BACKLOG = 100  # the server's WS_MAX_BACKLOG: small, so a socket that stops reading is soon closed
 
 
-def activity(n: int) -> catalog.ActivityUpdate:
-    return catalog.ActivityUpdate(activity={
+def activity(n: int, project_id: int) -> catalog.ActivityUpdate:
+    """A line of the follower's (alice's) project: its socket follows that project's topic."""
+    return catalog.ActivityUpdate(project_id=project_id, activity={
         "id": None, "title": f"relay {n}", "description": "", "user": "tests", "action_type": "test",
         "status": "info", "severity_level": "info", "duration": None, "metadata": {"n": n},
     })
 
 
-def test_a_socket_busy_with_its_own_pings_gets_every_event_once_in_order(stack, follow, settings):
+def test_a_socket_busy_with_its_own_pings_gets_every_event_once_in_order(stack, follow, settings, project):
     """Each ping holds the consumer's handler while its pong is sent; live events arriving then must
     wait their turn behind it (and behind each other). The socket also stops reading for a while, so
     the backlog limit closes it (1013), as it may close any reader slower than a burst: like the
@@ -31,7 +32,7 @@ def test_a_socket_busy_with_its_own_pings_gets_every_event_once_in_order(stack, 
     procs.wait_for(lambda: follower.pongs, timeout=60, message="the first pong")
 
     def pour(count: int) -> list[int]:
-        return [publish(activity(n)) for n in range(count)]
+        return [publish(activity(n, project.id)) for n in range(count)]
 
     ids = pour(1000)
     follower.reading.clear()  # busy with its pings, it reads nothing: the server closes it

@@ -31,7 +31,8 @@ def test_redis_restarted_during_training(private_redis, stack, follow, token, us
     user.save()
     history = [api(server, token, "POST", "/api/events/test/").json()["id"] for _ in range(3)]
     follower = follow(server.ws_url)
-    topics = {"dashboard", f"user.{user.pk}"}
+    # A staff socket follows every project, and the staff topic (the test events' lines).
+    topics = {"dashboard", f"user.{user.pk}", "staff", f"project.{big_dataset.project_id}"}
 
     response = api(server, token, "POST", "/api/training-jobs/", json={
         "dataset": big_dataset.pk, "target_column": "label", "algorithm": "mlp", "epochs": EPOCHS})
@@ -76,14 +77,14 @@ def test_a_publish_while_redis_restarts_waits_for_it(private_redis, settings):
     settings.EVENT_PUBLISH_RETRY_SECONDS = 120  # however long redis-server takes to start again here
     bus.reset_clients()
     try:
-        before = publish(catalog.DatasetCreated(dataset_id=1, name="before"))
+        before = publish(catalog.DatasetCreated(project_id=1, dataset_id=1, name="before"))
         assert before is not None
         private_redis.client().shutdown(save=True)
         private_redis.proc.wait(timeout=10)
         back = threading.Timer(1.5, private_redis.start)  # back in 1.5 s, with its data
         back.start()
         started = time.monotonic()
-        during = publish(catalog.DatasetCreated(dataset_id=2, name="during"))
+        during = publish(catalog.DatasetCreated(project_id=1, dataset_id=2, name="during"))
         waited = time.monotonic() - started
         assert during == before + 1 and waited > 1.0
         assert [event_id for event_id, _, _ in bus.read_after(before).events] == [during]
@@ -92,7 +93,8 @@ def test_a_publish_while_redis_restarts_waits_for_it(private_redis, settings):
         bus.reset_clients()
 
 
-def test_after_an_empty_restart_the_gap_says_where_the_new_log_begins(private_redis, stack, follow, user, settings):
+def test_after_an_empty_restart_the_gap_says_where_the_new_log_begins(private_redis, stack, follow, user, project,
+                                                                     settings):
     """Redis restarted empty, and the server's layer resyncs before anything is published again: the
     log and its sequence are gone. The socket stays open and is told `replay_gap`, whose resume point
     (`latest_id`) is at or above every id the socket was sent, after which the new log has every
@@ -105,8 +107,9 @@ def test_after_an_empty_restart_the_gap_says_where_the_new_log_begins(private_re
     try:
         server = stack.server(REDIS_URL=private_redis.url)
         follower = follow(server.ws_url)
-        topics = {"dashboard", f"user.{user.pk}"}
-        before = [publish(catalog.DatasetCreated(dataset_id=n, name="before")) for n in range(1, 4)]
+        topics = {"dashboard", f"user.{user.pk}", f"project.{project.id}"}
+        before = [publish(catalog.DatasetCreated(project_id=project.id, dataset_id=n, name="before"))
+                  for n in range(1, 4)]
         follower.wait_for(lambda e: e["id"] == before[-1], message="the events before the restart")
 
         private_redis.restart(keep_data=False)  # nothing is published until the layer has resynced
@@ -115,7 +118,8 @@ def test_after_an_empty_restart_the_gap_says_where_the_new_log_begins(private_re
         assert gap["latest_id"] >= before[-1], f"the sequence went backwards: {gap}, sent {follower.ids}"
         assert not bus.read_after(gap["latest_id"]).gap, "resuming from the gap's latest_id is another gap"
 
-        after = [publish(catalog.DatasetCreated(dataset_id=n, name="after")) for n in range(4, 7)]
+        after = [publish(catalog.DatasetCreated(project_id=project.id, dataset_id=n, name="after"))
+                 for n in range(4, 7)]
         follower.wait_for(lambda e: e["id"] == after[-1], message="the events after the restart")
         assert follower.ids == before + after
         assert_every_logged_event_once(follower, private_redis.client(), topics, after=gap["latest_id"])

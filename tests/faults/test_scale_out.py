@@ -55,7 +55,8 @@ def test_a_socket_on_server_a_gets_every_event_of_jobs_run_on_both_workers_once_
         done = on_a.wait_for(lambda e: e["type"] in CLOSING and e["job_id"] == job_id, timeout=180,
                              message=f"job {job_id}'s closing event")
         assert done["type"] == "training_completed"
-    assert_every_logged_event_once(on_a, redis_client, {"dashboard", f"user.{user.pk}"}, after=after)
+    topics = {"dashboard", f"user.{user.pk}", f"project.{big_dataset.project_id}"}
+    assert_every_logged_event_once(on_a, redis_client, topics, after=after)
     for job_id in jobs:
         mine = [e for e in on_a.events if e.get("job_id") == job_id]
         assert [e["type"] for e in mine][0] == "training_started" and mine[-1]["type"] == "training_completed"

@@ -27,7 +27,7 @@ def test_a_killed_server_s_sockets_reconnect_and_miss_nothing(stack, worker, fol
     time.sleep(2)  # events published meanwhile: on B live, for A's sockets in the log
     a.start()
 
-    topics = {"dashboard", f"user.{user.pk}"}
+    topics = {"dashboard", f"user.{user.pk}", f"project.{big_dataset.project_id}"}
     for follower in (fails_over, waits, stays):
         done = follower.wait_for(lambda e: e["type"] in CLOSING and e["job_id"] == job.pk, timeout=120,
                                  message="the job's closing event")

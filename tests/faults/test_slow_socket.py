@@ -16,14 +16,15 @@ EVENTS = 20_000
 PADDING = "x" * 2000  # ~2 KB per event: 40 MB in all, what a stalled socket would hold unbounded
 
 
-def bulky(n: int) -> catalog.ActivityUpdate:
-    return catalog.ActivityUpdate(activity={
+def bulky(n: int, project_id: int) -> catalog.ActivityUpdate:
+    """A line of the sockets' user's (alice's) project: their sockets follow that project's topic."""
+    return catalog.ActivityUpdate(project_id=project_id, activity={
         "id": None, "title": f"bulk {n}", "description": PADDING, "user": "tests", "action_type": "test",
         "status": "info", "severity_level": "info", "duration": None, "metadata": {"n": n, "sent": time.time()},
     })
 
 
-def test_a_stalled_socket_costs_bounded_memory_delays_no_one_and_replays_when_it_reads_again(stack, token, follow, settings):
+def test_a_stalled_socket_costs_bounded_memory_delays_no_one_and_replays_when_it_reads_again(stack, token, follow, settings, project):
     settings.EVENT_LOG_SIZE = 2 * EVENTS  # this process publishes: keep all of them for the replay
     settings.EVENT_LOG_MAX_BYTES = 2**40  # bounded by count only here
     server = stack.server(WS_MAX_BACKLOG=1000)
@@ -31,11 +32,11 @@ def test_a_stalled_socket_costs_bounded_memory_delays_no_one_and_replays_when_it
     healthy = follow(server.ws_url)
     # A client that stops reading: websockets stops reading the TCP socket once one frame waits.
     with connect(server.ws_url, additional_headers=headers, max_queue=1, max_size=2**22) as stalled:
-        warm = [publish(bulky(-n)) for n in range(1, 201)]
+        warm = [publish(bulky(-n, project.id)) for n in range(1, 201)]
         healthy.wait_for(lambda e: e["id"] == warm[-1], timeout=60, message="the warm-up events")
         rss = psutil.Process(server.proc.pid).memory_info().rss
 
-        ids = [publish(bulky(n)) for n in range(EVENTS)]
+        ids = [publish(bulky(n, project.id)) for n in range(EVENTS)]
         # Delays no one: the healthy socket gets every event while the stalled one still reads nothing.
         healthy.wait_for(lambda e: e["id"] == ids[-1], timeout=180, message="every event on the healthy socket")
         grown_mb = (psutil.Process(server.proc.pid).memory_info().rss - rss) / 2**20

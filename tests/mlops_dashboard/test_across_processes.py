@@ -14,10 +14,10 @@ def daphne(transactional_db):
     server.stop()
 
 
-def test_event_from_a_worker_task_reaches_a_daphne_socket(daphne, worker, client, user):
+def test_event_from_a_worker_task_reaches_a_daphne_socket(daphne, worker, client, staff_user):
     from websockets.sync.client import connect
 
-    cookie = session_cookie(client, user)
+    cookie = session_cookie(client, staff_user)  # a test line belongs to no project: staff read it
     with connect(daphne.ws_url, origin=daphne.url, additional_headers={"Cookie": f"sessionid={cookie}"}) as conn:
         sock = Socket(conn)
         sock.send({"type": "ping", "ts": 1})

@@ -38,10 +38,10 @@ def test_unknown_api_url_is_a_json_404(client, user):
     assert response.json()["detail"] == "No API endpoint at /api/no-such-thing/."
 
 
-def test_events_api_pages_through_the_log_oldest_first(client, user):
+def test_events_api_pages_through_the_log_oldest_first(client, user, project):
     client.force_login(user)
     start = bus.latest_id()
-    ids = [publish(catalog.DatasetCreated(dataset_id=n, name="x")) for n in range(5)]
+    ids = [publish(catalog.DatasetCreated(project_id=project.id, dataset_id=n, name="x")) for n in range(5)]
     page = client.get(f"/api/events/?after={start}&limit=3").json()
     assert [e["id"] for e in page["events"]] == ids[:3]
     assert page["has_more"] and page["next_after"] == ids[2] and not page["gap"]
@@ -130,11 +130,11 @@ def test_health_is_503_when_a_service_is_down(client, settings):
     assert response.json()["checks"]["redis"]["status"] == "down"
 
 
-def test_events_api_pages_are_bounded_in_bytes_and_page_through_everything(client, user, settings):
+def test_events_api_pages_are_bounded_in_bytes_and_page_through_everything(client, user, project, settings):
     settings.EVENTS_PAGE_MAX_BYTES = 30_000
     client.force_login(user)
     start = bus.latest_id()
-    ids = [publish(catalog.DatasetCreated(dataset_id=n, name=f"{n}" + "x" * 9_000)) for n in range(10)]
+    ids = [publish(catalog.DatasetCreated(project_id=project.id, dataset_id=n, name=f"{n}" + "x" * 9_000)) for n in range(10)]
     first = client.get(f"/api/events/?after={start}&limit=100")
     assert len(first.content) < 40_000  # 3 events of ~9 KB, not all 10
     page = first.json()
@@ -147,3 +147,21 @@ def test_events_api_pages_are_bounded_in_bytes_and_page_through_everything(clien
         if not page["has_more"]:
             break
     assert seen == ids and not page["gap"]
+
+
+def test_the_activity_api_lists_only_the_users_projects_lines(client, user, staff_user):
+    from tests.factories import ActivityFactory, ProjectFactory, UserFactory, member
+
+    a, b = ProjectFactory(slug="team-a"), ProjectFactory(slug="team-b")
+    ann = UserFactory(username="ann")
+    member(ann, "viewer", a)
+    mine = ActivityFactory(project=a, title="a's")
+    theirs = ActivityFactory(project=b, title="b's")
+    system = ActivityFactory(project=None, title="root logged in")
+    client.force_login(ann)
+    assert [x["id"] for x in client.get("/api/activity/").json()["results"]] == [mine.id]
+    assert client.get(f"/api/activity/{theirs.id}/").status_code == 404
+    assert client.get(f"/api/activity/{system.id}/").status_code == 404
+    client.force_login(staff_user)
+    assert {mine.id, theirs.id, system.id} <= {x["id"] for x in client.get("/api/activity/").json()["results"]}
+    assert [x["id"] for x in client.get(f"/api/activity/?project={b.id}").json()["results"]] == [theirs.id]

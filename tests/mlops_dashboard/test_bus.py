@@ -13,11 +13,12 @@ from tests import procs
 
 
 def created(n):
-    return catalog.DatasetCreated(dataset_id=n, name=f"d{n}")
+    return catalog.DatasetCreated(project_id=1, dataset_id=n, name=f"d{n}")
 
 
 def progress(job, pct, status="running"):
-    return catalog.JobProgress(job_id=job, dataset_id=1, progress=float(pct), status=status, current_step="step")
+    return catalog.JobProgress(project_id=1, job_id=job, dataset_id=1, progress=float(pct), status=status,
+                               current_step="step")
 
 
 def test_ids_strictly_increase_and_the_log_keeps_the_events():
@@ -28,7 +29,7 @@ def test_ids_strictly_increase_and_the_log_keeps_the_events():
     event = json.loads(log.events[0][2])
     assert event["type"] == "dataset_created" and event["id"] == ids[1] and event["dataset_id"] == 1
     assert event["timestamp"].endswith("Z") and len(event["timestamp"]) == len("2026-11-21T23:00:00.000000Z")
-    assert log.events[0][1] == ["dashboard", "dataset.1"]
+    assert log.events[0][1] == ["project.1", "dataset.1"]
     assert log.latest_id == ids[-1] and not log.gap
 
 
@@ -36,7 +37,7 @@ def test_ids_are_unique_and_ordered_across_concurrent_processes(redis_client):
     script = (
         "import django, os; django.setup();"
         "from mlops_dashboard.events import publish, catalog;"
-        "print(*[publish(catalog.DatasetCreated(dataset_id=1, name='p')) for _ in range(200)])"
+        "print(*[publish(catalog.DatasetCreated(project_id=1, dataset_id=1, name='p')) for _ in range(200)])"
     )
     before = bus.latest_id()
     children = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(3)]
@@ -113,7 +114,7 @@ def test_progress_is_coalesced_first_and_last_always_sent(settings):
         publish(progress(901, pct))
         time.sleep(0.002)  # ~0.3 s of reporting (longer on a slow machine): 101 updates
     reporting = time.monotonic() - started
-    publish(catalog.JobCompleted(job_id=901, dataset_id=1, status="succeeded", duration=0.3))
+    publish(catalog.JobCompleted(project_id=1, job_id=901, dataset_id=1, status="succeeded", duration=0.3))
     events = [json.loads(t) for _, _, t in bus.read_after(start).events]
     progress_values = [e["progress"] for e in events if e["type"] == "job_progress"]
     assert progress_values[0] == 0.0 and progress_values[-1] == 100.0
@@ -167,11 +168,18 @@ def test_publish_on_commit_waits_for_the_commit():
     assert len(bus.read_after(start).events) == 1
 
 
-def test_visible_to_hides_other_users_private_events():
-    assert bus.visible_to(["dashboard"], 1)
-    assert bus.visible_to(["user.1"], 1)
-    assert not bus.visible_to(["user.2"], 1)
-    assert bus.visible_to(["user.2", "dataset.4"], 1)
+def test_a_view_sees_its_own_topics_and_the_objects_granted_to_it():
+    from mlops_dashboard.events.topics import View
+
+    member = View(user_id=1, project_ids=frozenset({3}), all_projects=False, staff=False)
+    assert member.sees(["dashboard"]) and member.sees(["user.1"]) and member.sees(["project.3", "dataset.4"])
+    assert not member.sees(["user.2"]) and not member.sees(["project.4", "dataset.9"]) and not member.sees(["staff"])
+    assert not member.sees(["pipeline_run.5"]) and member.sees(["pipeline_run.5"], {"pipeline_run.5"})
+    assert not member.sees(["project.x"]) and not member.sees([])
+    assert member.base_topics() == {"dashboard", "user.1", "project.3"}
+    admin = View(user_id=2, project_ids=frozenset({3}), all_projects=True, staff=True)
+    assert admin.sees(["project.99"]) and admin.sees(["staff"]) and not admin.sees(["user.1"])
+    assert admin.base_topics() == {"dashboard", "user.2", "project.3", "staff"}
 
 
 def _log_text_bytes(redis_client) -> int:
@@ -181,7 +189,7 @@ def _log_text_bytes(redis_client) -> int:
 def test_log_is_bounded_in_bytes_and_reports_the_gap(settings, redis_client):
     settings.EVENT_LOG_SIZE = 1000
     settings.EVENT_LOG_MAX_BYTES = 50_000
-    ids = [publish(catalog.DatasetCreated(dataset_id=n, name="x" * 10_000)) for n in range(12)]
+    ids = [publish(catalog.DatasetCreated(project_id=1, dataset_id=n, name="x" * 10_000)) for n in range(12)]
     log = bus.read_after(ids[0] - 1)
     kept = [e[0] for e in log.events]
     assert kept == ids[-len(kept):] and 3 <= len(kept) <= 5  # newest first kept, ~10 KB each
@@ -208,9 +216,9 @@ def test_log_byte_count_heals_when_the_log_is_lost(settings, redis_client):
 def test_an_oversized_event_has_its_largest_list_shortened_with_a_count(settings):
     start = bus.latest_id()
     findings = [f"finding {i} " + "y" * 100 for i in range(5_000)]
-    publish(catalog.QualityAssessment(dataset_id=1, quality_score=50.0,
+    publish(catalog.QualityAssessment(project_id=1, dataset_id=1, quality_score=50.0,
                                       stats={"findings": findings, "weights": {"a": 1}}))
-    publish(catalog.TrainingFailed(job_id=1, error="e", error_code="INTERNAL", stage_failed="x",
+    publish(catalog.TrainingFailed(project_id=1, job_id=1, error="e", error_code="INTERNAL", stage_failed="x",
                                    progress_when_failed=1.0, suggestions=["s" * 50] * 10_000))
     (_, _, quality), (_, _, failed) = bus.read_after(start).events
     assert len(quality) <= settings.WS_MAX_MESSAGE_BYTES and len(failed) <= settings.WS_MAX_MESSAGE_BYTES
@@ -224,7 +232,7 @@ def test_an_oversized_event_has_its_largest_list_shortened_with_a_count(settings
 def test_an_oversized_string_fails_loudly_under_test_and_is_cut_in_production(settings):
     from mlops_dashboard.events import frames
 
-    huge = catalog.DatasetCreated(dataset_id=1, name="n" * 100_000)
+    huge = catalog.DatasetCreated(project_id=1, dataset_id=1, name="n" * 100_000)
     assert settings.EVENT_OVERSIZE_STRICT  # tests/env.py
     with pytest.raises(frames.EventTooLarge, match="not capped where it entered"):
         publish(huge)

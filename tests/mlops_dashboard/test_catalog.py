@@ -16,40 +16,40 @@ ACTIVITY = {"id": 3, "title": "Dataset uploaded", "description": "titanic.csv", 
 
 # One valid example per event type. A new catalog entry without an example fails test_every_event_has_an_example.
 EXAMPLES = {
-    "pipeline_created": dict(pipeline_id=1, name="nightly"),
-    "pipeline_updated": dict(pipeline_id=1, name="nightly"),
-    "pipeline_deleted": dict(pipeline_id=1, name="nightly"),
-    "pipeline_status": dict(pipeline_id=1, run_id=2, status="running", data={"step": "train"}),
-    "pipeline_progress": dict(pipeline_id=1, run_id=2, progress=40.0, status="running", current_step="train_model",
+    "pipeline_created": dict(project_id=1, pipeline_id=1, name="nightly"),
+    "pipeline_updated": dict(project_id=1, pipeline_id=1, name="nightly"),
+    "pipeline_deleted": dict(project_id=1, pipeline_id=1, name="nightly"),
+    "pipeline_status": dict(project_id=1, pipeline_id=1, run_id=2, status="running", data={"step": "train"}),
+    "pipeline_progress": dict(project_id=1, pipeline_id=1, run_id=2, progress=40.0, status="running", current_step="train_model",
                               step_index=2, total_steps=5),
-    "pipeline_completed": dict(pipeline_id=1, run_id=2, status="succeeded", message="done", duration=12.5),
-    "pipeline_failed": dict(pipeline_id=1, run_id=2, error="gate failed", failed_step="evaluate"),
-    "pipeline_step": dict(pipeline_id=1, run_id=2, step_index=3, kind="evaluate", status="failed",
+    "pipeline_completed": dict(project_id=1, pipeline_id=1, run_id=2, status="succeeded", message="done", duration=12.5),
+    "pipeline_failed": dict(project_id=1, pipeline_id=1, run_id=2, error="gate failed", failed_step="evaluate"),
+    "pipeline_step": dict(project_id=1, pipeline_id=1, run_id=2, step_index=3, kind="evaluate", status="failed",
                           log=["accuracy 0.91 < 0.95"], output={"metric": "accuracy", "value": 0.91},
                           error="quality gate failed"),
     "upload_progress": dict(filename="a.csv", bytes_uploaded=10, total_bytes=100, progress_percent=10.0,
                             upload_speed=1e6, estimated_time_remaining=0.5, user_id=1, upload_key="k"),
-    "file_validated": dict(status="success", dataset_id=1, filename="a.csv", rows=10, columns=3, file_size=100,
+    "file_validated": dict(project_id=1, status="success", dataset_id=1, filename="a.csv", rows=10, columns=3, file_size=100,
                            target_column="y", summary={}, validation_time=0.1, user_id=1),
-    "dataset_created": dict(dataset_id=1, name="titanic"),
-    "dataset_updated": dict(dataset_id=1, name="titanic", status="ready"),
-    "dataset_deleted": dict(dataset_id=1, name="titanic"),
-    "dataset_processed": dict(dataset_id=1, status="ready", data={"rows": 10}),
-    "quality_assessment": dict(dataset_id=1, quality_score=87.5, stats={"completeness": 90}),
-    "job_progress": dict(job_id=4, dataset_id=1, progress=50.0, status="running", current_step="dedupe"),
-    "job_completed": dict(job_id=4, dataset_id=1, status="succeeded", duration=2.0, result={"dataset_id": 5}),
-    "training_started": dict(job_id=7, model_name="titanic-sgd", dataset_id=1, total_epochs=10),
-    "training_progress": dict(job_id=7, progress=55.0, stage="model_training", current_stage="epoch 5 of 10",
+    "dataset_created": dict(project_id=1, dataset_id=1, name="titanic"),
+    "dataset_updated": dict(project_id=1, dataset_id=1, name="titanic", status="ready"),
+    "dataset_deleted": dict(project_id=1, dataset_id=1, name="titanic"),
+    "dataset_processed": dict(project_id=1, dataset_id=1, status="ready", data={"rows": 10}),
+    "quality_assessment": dict(project_id=1, dataset_id=1, quality_score=87.5, stats={"completeness": 90}),
+    "job_progress": dict(project_id=1, job_id=4, dataset_id=1, progress=50.0, status="running", current_step="dedupe"),
+    "job_completed": dict(project_id=1, job_id=4, dataset_id=1, status="succeeded", duration=2.0, result={"dataset_id": 5}),
+    "training_started": dict(project_id=1, job_id=7, model_name="titanic-sgd", dataset_id=1, total_epochs=10),
+    "training_progress": dict(project_id=1, job_id=7, progress=55.0, stage="model_training", current_stage="epoch 5 of 10",
                               estimated_time_remaining=4.2, current_epoch=5, total_epochs=10, current_loss=0.43,
                               live_accuracy=0.81, message="epoch 5"),
-    "training_completed": dict(job_id=7, model_id=3, final_accuracy=0.83, validation_score=0.81, training_time=9.5,
+    "training_completed": dict(project_id=1, job_id=7, model_id=3, final_accuracy=0.83, validation_score=0.81, training_time=9.5,
                                model_size=20480, total_epochs=10, message="done"),
-    "training_failed": dict(job_id=7, error="target is constant", error_code="INVALID_TARGET",
+    "training_failed": dict(project_id=1, job_id=7, error="target is constant", error_code="INVALID_TARGET",
                             stage_failed="data_preparation", progress_when_failed=3.0, suggestions=["pick another"]),
-    "model_deployed": dict(model_id=3, model_name="titanic-sgd", model_version=2, model_accuracy=0.81,
+    "model_deployed": dict(project_id=1, model_id=3, model_name="titanic-sgd", model_version=2, model_accuracy=0.81,
                            deployment_timestamp="2026-11-21T23:00:00.000000Z", message="v2 serving"),
-    "model_status_change": dict(model_id=3, status="active", health_score=1.0, last_prediction=None),
-    "prediction_volume": dict(total_predictions=100, predictions_per_minute=12.0, milestone_reached=100,
+    "model_status_change": dict(project_id=1, model_id=3, status="active", health_score=1.0, last_prediction=None),
+    "prediction_volume": dict(project_id=1, total_predictions=100, predictions_per_minute=12.0, milestone_reached=100,
                               message="100 predictions"),
     "system_metrics": dict(host="a", cpu_percent=10.0, memory_percent=20.0, disk_percent=30.0, active_connections=2,
                            current_health="healthy", current_accuracy=None, predictions_per_minute=0.0,
@@ -65,6 +65,7 @@ EXAMPLES = {
     "component_health": dict(component="redis", status="ok", metrics={"latency_ms": 0.3}),
     "integration_status": dict(integrations=[]),
     "activity_update": dict(activity=ACTIVITY),
+    "projects_changed": dict(user_id=1, projects=[{"id": 1, "name": "Default", "slug": "default", "role": "editor"}]),
     "pong": dict(ts=1, server_ts=2.0),
     "error": dict(code="bad_message", message="not JSON"),
 }
@@ -108,11 +109,11 @@ def test_unknown_fields_are_refused():
 
 def test_wrong_types_are_refused_with_a_clear_message():
     with pytest.raises(EventError, match="dataset_created.dataset_id must be integer"):
-        build("dataset_created", dataset_id="1", name="x")
+        build("dataset_created", project_id=1, dataset_id="1", name="x")
     with pytest.raises(EventError, match="status must be one of"):
-        build("pipeline_status", pipeline_id=1, run_id=1, status="exploded", data={})
+        build("pipeline_status", project_id=1, pipeline_id=1, run_id=1, status="exploded", data={})
     with pytest.raises(EventError):
-        build("job_progress", job_id=True, dataset_id=1, progress=1.0, status="running", current_step="x")
+        build("job_progress", project_id=1, job_id=True, dataset_id=1, progress=1.0, status="running", current_step="x")
 
 
 def test_unknown_event_names_are_refused():
@@ -122,8 +123,13 @@ def test_unknown_event_names_are_refused():
 
 def test_topics_are_filled_from_fields_and_skip_missing_ones():
     event = build("file_validated", **{**EXAMPLES["file_validated"], "user_id": None})
-    assert event.topic_names() == ["dashboard", "dataset.1"]
-    assert build("training_progress", **EXAMPLES["training_progress"]).topic_names() == ["dashboard", "training_job.7"]
+    assert event.topic_names() == ["project.1", "dataset.1"]
+    assert build("training_progress", **EXAMPLES["training_progress"]).topic_names() == ["project.1", "training_job.7"]
+    # The first alternative whose fields are set: a project's alert, else the dashboard.
+    assert build("system_alert", alert=ALERT, project_id=4).topic_names() == ["project.4"]
+    assert build("system_alert", alert=ALERT).topic_names() == ["dashboard"]
+    assert build("activity_update", activity=ACTIVITY).topic_names() == ["staff"]
+    assert build("projects_changed", **EXAMPLES["projects_changed"]).topic_names() == ["user.1"]
 
 
 def test_optional_fields_left_empty_are_omitted_on_the_wire():

@@ -11,7 +11,10 @@ from tests.conftest import session_cookie
 
 
 def created(n: int) -> catalog.Event:
-    return catalog.DatasetCreated(dataset_id=n, name=f"ds{n}")
+    """A dataset event of the default project, of which `user` (alice) is a member."""
+    from tests.factories import ProjectFactory
+
+    return catalog.DatasetCreated(project_id=ProjectFactory().id, dataset_id=n, name=f"ds{n}")
 
 
 def test_anonymous_socket_is_told_to_log_in_and_closed(open_socket):
@@ -62,28 +65,34 @@ def test_live_events_arrive_in_order_with_the_catalog_fields(open_socket, client
     assert sock.no_message(0.3)
 
 
-def test_subscribe_and_unsubscribe_object_topics(open_socket, client, user):
+def test_subscribe_and_unsubscribe_object_topics(open_socket, client, user, project):
+    from tests.factories import DatasetFactory
+
+    followed, other = DatasetFactory(), DatasetFactory()
     sock = open_socket(cookie=session_cookie(client, user))
-    sock.send({"type": "unsubscribe", "topics": ["dashboard"]})
-    sock.send({"type": "subscribe", "topics": ["dataset.7"]})
+    sock.send({"type": "unsubscribe", "topics": ["dashboard", f"project.{project.id}"]})
+    sock.send({"type": "subscribe", "topics": [f"dataset.{followed.id}"]})
     sock.send({"type": "ping", "ts": 0})
     assert sock.recv()["type"] == "pong"
-    publish(created(8))  # dashboard + dataset.8: not followed
-    seven = publish(created(7))
+    publish(created(other.id))  # project + dataset.<other>: not followed
+    seven = publish(created(followed.id))
     assert sock.recv()["id"] == seven
-    sock.send({"type": "unsubscribe", "topics": ["dataset.7"]})
+    sock.send({"type": "unsubscribe", "topics": [f"dataset.{followed.id}"]})
     sock.send({"type": "ping", "ts": 0})
     assert sock.recv()["type"] == "pong"
-    publish(created(7))
+    publish(created(followed.id))
     assert sock.no_message(0.5)
 
 
 def test_an_event_on_two_joined_topics_arrives_once(open_socket, client, user):
+    from tests.factories import DatasetFactory
+
+    dataset = DatasetFactory()
     sock = open_socket(cookie=session_cookie(client, user))
-    sock.send({"type": "subscribe", "topics": ["dataset.3"]})
+    sock.send({"type": "subscribe", "topics": [f"dataset.{dataset.id}"]})
     sock.send({"type": "ping", "ts": 0})
     sock.recv()
-    event_id = publish(created(3))  # dashboard and dataset.3
+    event_id = publish(created(dataset.id))  # project and dataset.<id>
     assert sock.recv()["id"] == event_id
     assert sock.no_message(0.5)
 

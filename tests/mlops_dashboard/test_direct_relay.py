@@ -37,7 +37,7 @@ def in_process_server(transactional_db):
     thread.join(timeout=10)
 
 
-def test_a_socket_on_the_shipped_server_takes_the_direct_relay(in_process_server, user):
+def test_a_socket_on_the_shipped_server_takes_the_direct_relay(in_process_server, user, project):
     token = api_token_for(user)
     relays = get_channel_layer().relays
     with connect(in_process_server, additional_headers={"Authorization": f"Token {token}"}) as ws:
@@ -45,7 +45,7 @@ def test_a_socket_on_the_shipped_server_takes_the_direct_relay(in_process_server
         ids = [publish(catalog.ActivityUpdate(activity={
             "id": None, "title": f"direct {n}", "description": "", "user": "tests", "action_type": "test",
             "status": "info", "severity_level": "info", "duration": None, "metadata": {"n": n},
-        })) for n in range(20)]
+        }, project_id=project.id)) for n in range(20)]
         got = []
         while not got or got[-1] < ids[-1]:
             event = json.loads(ws.recv(timeout=60))

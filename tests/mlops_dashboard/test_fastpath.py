@@ -53,10 +53,13 @@ def token(transactional_db, user) -> str:
 
 
 def activity(n: int) -> catalog.ActivityUpdate:
+    """An activity line of the default project, of which the sockets' user (alice) is a member."""
+    from tests.factories import ProjectFactory
+
     return catalog.ActivityUpdate(activity={
         "id": None, "title": f"fastpath {n}", "description": "", "user": "tests", "action_type": "test",
         "status": "info", "severity_level": "info", "duration": None, "metadata": {"n": n},
-    })
+    }, project_id=ProjectFactory().id)
 
 
 def connected(sockets: contextlib.ExitStack, server: procs.Server, token: str, client_port: int = 0):
@@ -99,7 +102,7 @@ def test_the_bus_publishes_the_layers_live_event_message(redis_client):
     try:
         confirmed = procs.wait_for(lambda: pubsub.get_message(timeout=0.5), timeout=10, message="the subscription")
         assert confirmed["type"] == "subscribe"
-        event_id = publish(activity(0))
+        event_id = publish(catalog.ServiceHealth(services=[{"name": "redis", "status": "ok"}]))  # on dashboard
         message = procs.wait_for(lambda: published(event_id), timeout=10, message="the published event")
     finally:
         pubsub.close()

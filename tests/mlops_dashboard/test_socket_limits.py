@@ -121,7 +121,7 @@ def test_a_message_flood_gets_an_error_then_a_1008_close(start_server, opened, t
     sent = 0
     try:
         for n in range(500):
-            ws.send(json.dumps({"type": "subscribe", "topics": [f"dataset.{n + 1}"]}))
+            ws.send(json.dumps({"type": "subscribe", "topics": ["dashboard"]}))  # allowed: no answer
             sent += 1
     except ConnectionClosed:
         pass
