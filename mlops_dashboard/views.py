@@ -36,5 +36,10 @@ def health(request):
 
 @require_GET
 def activity_feed(request):
-    """The dashboard's recent activity (a fragment for static/js/pages/dashboard.js)."""
-    return render(request, "includes/activity_list.html", {"activities": activities_recent(limit=12)})
+    """The dashboard's recent activity of the current project (a fragment for
+    static/js/pages/dashboard.js)."""
+    from .projects import current_project
+
+    project = current_project(request)
+    activities = activities_recent(user=request.user, project=project, limit=12) if project else []
+    return render(request, "includes/activity_list.html", {"activities": activities})
