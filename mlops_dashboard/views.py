@@ -37,4 +37,7 @@ def health(request):
 @require_GET
 def activity_feed(request):
     """The dashboard's recent activity (a fragment for static/js/pages/dashboard.js)."""
-    return render(request, "includes/activity_list.html", {"activities": activities_recent(limit=12)})
+    from .projects import current_project
+
+    activities = activities_recent(user=request.user, project=current_project(request), limit=12)
+    return render(request, "includes/activity_list.html", {"activities": activities})
