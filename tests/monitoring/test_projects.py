@@ -333,6 +333,11 @@ def test_system_metrics_carry_no_model_figures_and_each_project_gets_its_own(tea
     assert per_project[a.pk][1]["current_accuracy"] == 0.91 and per_project[a.pk][1]["predictions_total"] == 40
     assert per_project[b.pk][1]["current_accuracy"] == 0.55 and per_project[b.pk][1]["predictions_total"] == 7
     events.expect("project_metrics", project_id=a.pk)
+    # The System page's serving check (service_health, on `dashboard`) counts versions, names none.
+    from monitoring import checks
+
+    serving = checks.check_model_serving()
+    assert serving["detail"] == "2 model versions serving" and "models" not in serving
 
 
 def test_a_projects_metric_rule_alerts_that_project(team, rules):
