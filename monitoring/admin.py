@@ -4,7 +4,7 @@ detections are read-only."""
 
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from mlops_dashboard.admin_utils import ReadOnlyAdmin, pretty_json
 
@@ -22,16 +22,17 @@ class MetricSampleAdmin(ReadOnlyAdmin):
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "condition", "priority", "enabled", "updated_at")
-    list_filter = ("kind", "priority", "enabled")
+    list_display = ("name", "project", "kind", "condition", "priority", "enabled", "updated_at")
+    list_filter = ("project", "kind", "priority", "enabled")
+    list_select_related = ("project",)
     search_fields = ("name", "slug", "description")
     list_editable = ("enabled",)
     actions = ["enable_rules", "disable_rules"]
-    fields = ("slug", "name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority", "enabled",
-              "description", "suggested_actions")
+    fields = ("slug", "project", "name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority",
+              "enabled", "description", "suggested_actions")
 
     def get_readonly_fields(self, request, obj=None):
-        return ("slug",) if obj is not None else ()
+        return ("slug", "project") if obj is not None else ()
 
     def save_model(self, request, obj, form, change):
         # Through the services: validation, the activity feed, and resolving a disabled rule's alerts.
@@ -40,7 +41,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
             rule = AlertRule.objects.get(pk=obj.pk)
             saved = services.alert_rule_update(rule=rule, user=request.user, **fields)
         else:
-            saved = services.alert_rule_create(user=request.user, slug=obj.slug, **fields)
+            saved = services.alert_rule_create(user=request.user, slug=obj.slug, project=obj.project_id, **fields)
         obj.pk, obj.slug = saved.pk, saved.slug
 
     @admin.action(description="Enable the selected rules")
@@ -53,17 +54,24 @@ class AlertRuleAdmin(admin.ModelAdmin):
         for rule in queryset:
             services.alert_rule_set_enabled(rule=rule, enabled=False, user=request.user)
 
+    def delete_model(self, request, obj):
+        services.alert_rule_delete(rule=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset:
+            services.alert_rule_delete(rule=rule, user=request.user)
+
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "title", "priority", "status", "subject", "occurrences", "last_seen_at",
+    list_display = ("created_at", "title", "project", "priority", "status", "subject", "occurrences", "last_seen_at",
                     "acknowledged_by", "resolved_by", "auto_resolved")
-    list_filter = ("status", "priority", "alert_type", "auto_resolved", "rule")
+    list_filter = ("project", "status", "priority", "alert_type", "auto_resolved", "rule")
     search_fields = ("title", "message", "subject", "source")
     date_hierarchy = "created_at"
-    list_select_related = ("acknowledged_by", "resolved_by")
+    list_select_related = ("acknowledged_by", "resolved_by", "project")
     actions = ["acknowledge_alerts", "resolve_alerts"]
-    fields = ("title", "message", "rule", "rule_key", "subject", "alert_type", "priority", "source", "status", "value",
+    fields = ("title", "message", "project", "rule", "rule_key", "subject", "alert_type", "priority", "source", "status", "value",
               "occurrences", "suggested_actions_display", "metadata_display", "created_at", "last_seen_at",
               "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "auto_resolved", "resolution_note")
     readonly_fields = fields
@@ -82,7 +90,7 @@ class AlertAdmin(ReadOnlyAdmin):
             try:
                 fn(alert=alert, user=request.user)
                 done += 1
-            except (services.Conflict, ValidationError):
+            except (services.Conflict, ValidationError, PermissionDenied):
                 skipped += 1
         self.message_user(request, f"{done} alert(s) {verb}" + (f"; {skipped} skipped (already {verb})." if skipped else "."),
                           messages.SUCCESS if done else messages.WARNING)
@@ -98,18 +106,21 @@ class AlertAdmin(ReadOnlyAdmin):
 
 @admin.register(Anomaly)
 class AnomalyAdmin(ReadOnlyAdmin):
-    list_display = ("detected_at", "source", "entity", "metric", "value", "score", "severity", "alert")
-    list_filter = ("source", "severity", "metric")
+    list_display = ("detected_at", "project", "source", "entity", "metric", "value", "score", "severity", "alert")
+    list_filter = ("project", "source", "severity", "metric")
+    list_select_related = ("project",)
     search_fields = ("entity", "metric")
     date_hierarchy = "detected_at"
 
 
 @admin.register(AnomalyDetection)
 class AnomalyDetectionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "dataset_name", "contamination", "status", "n_rows", "n_flagged", "max_score", "created_at")
-    list_filter = ("status",)
+    list_display = ("id", "project", "dataset_name", "contamination", "status", "n_rows", "n_flagged", "max_score",
+                    "created_at")
+    list_filter = ("project", "status")
+    list_select_related = ("project",)
     search_fields = ("dataset_name",)
-    fields = ("dataset", "dataset_name", "contamination", "columns", "columns_used", "status", "error", "n_rows",
+    fields = ("project", "dataset", "dataset_name", "contamination", "columns", "columns_used", "status", "error", "n_rows",
               "n_flagged", "share_flagged", "max_score", "threshold", "scores_file", "top_rows_display", "created_by",
               "created_at", "started_at", "finished_at")
     readonly_fields = fields

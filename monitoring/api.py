@@ -4,7 +4,6 @@ on-demand anomaly detection, and the activity feed."""
 from __future__ import annotations
 
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -13,8 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
+from mlops_dashboard import permissions
 from mlops_dashboard.api_errors import problem_response
-from mlops_dashboard.filters import FilteredListMixin, IdField, QuerySerializer
+from mlops_dashboard.filters import IdField, ProjectFilters, ProjectScopedMixin, QuerySerializer
 
 from . import payloads, selectors, services
 from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
@@ -91,26 +91,33 @@ class ResolveSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class AlertFilters(QuerySerializer):
+class AlertFilters(ProjectFilters):
     status = serializers.ChoiceField([*Alert.Status.values, "unresolved"], required=False)
     priority = serializers.ChoiceField(Priority.values, required=False)
 
 
-class AlertViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Alerts, newest first. Filters: `status` (open, acknowledged, resolved, unresolved), `priority`.
-    Acknowledge and resolve with POST; 409 when the alert's status does not allow it."""
+class AlertViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Alerts, newest first: the system's (global, `project` null) and those of the user's projects
+    (a job's alert belongs to the job's project; another project's answers 404). Filters: `status`
+    (open, acknowledged, resolved, unresolved), `priority`, `project` (that project's alerts only,
+    without the system's). Acknowledge and resolve with POST: a project's alert needs its editor
+    role, a system alert staff (403 naming the role); 409 when the alert's status does not allow it."""
 
     serializer_class = AlertSerializer
     filters_class = AlertFilters
+    include_global = True
 
     def get_queryset(self):
         filters = self.filters()
-        return selectors.alerts(status=filters.get("status"), priority=filters.get("priority"), limit=0)
+        return self.scoped(selectors.alerts(status=filters.get("status"), priority=filters.get("priority"), limit=0))
+
+    def _alert(self, pk) -> Alert:
+        return permissions.get_visible(Alert.objects.select_related("project"), self.request.user, pk=pk)
 
     @extend_schema(request=None, responses=AlertSerializer)
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
-        alert = get_object_or_404(Alert, pk=pk)
+        alert = self._alert(pk)
         try:
             alert = services.alert_acknowledge(alert=alert, user=request.user)
         except services.Conflict as exc:
@@ -120,7 +127,7 @@ class AlertViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveMode
     @extend_schema(request=ResolveSerializer, responses=AlertSerializer)
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
-        alert = get_object_or_404(Alert, pk=pk)
+        alert = self._alert(pk)
         body = ResolveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
@@ -132,6 +139,10 @@ class AlertViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveMode
 
 class AlertRuleSerializer(serializers.ModelSerializer):
     condition = serializers.CharField(read_only=True)
+    project = serializers.IntegerField(
+        source="project_id", min_value=1, allow_null=True, required=False,
+        help_text="The project whose rule this is (its maintainers manage it); null or absent: a global "
+                  "rule (staff only). Fixed once created.")
     metric = serializers.ChoiceField(choices=[("", "—")] + [(k, v[0]) for k, v in METRICS.items()],
                                      required=False, allow_blank=True)
     suggested_actions = serializers.ListField(child=serializers.CharField(max_length=500), required=False,
@@ -139,8 +150,8 @@ class AlertRuleSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AlertRule
-        fields = ["id", "slug", "name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority",
-                  "enabled", "description", "suggested_actions", "condition", "created_at", "updated_at"]
+        fields = ["id", "slug", "project", "name", "kind", "metric", "comparison", "threshold", "duration_seconds",
+                  "priority", "enabled", "description", "suggested_actions", "condition", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at", "condition"]
         extra_kwargs = {"slug": {"required": False, "validators": []}}
 
@@ -149,21 +160,38 @@ class AlertRuleSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("A rule's slug cannot change: its alerts are keyed by it.")
         return value
 
+    def validate_project(self, value):
+        if self.instance is not None and value != self.instance.project_id:
+            raise serializers.ValidationError("A rule's project cannot change; create a rule in the other project.")
+        return value
+
     def create(self, validated_data):
-        return services.alert_rule_create(user=self.context["request"].user, **validated_data)
+        project = validated_data.pop("project_id", None)
+        return services.alert_rule_create(user=self.context["request"].user, project=project, **validated_data)
 
     def update(self, instance, validated_data):
         validated_data.pop("slug", None)
+        validated_data.pop("project_id", None)
         return services.alert_rule_update(rule=instance, user=self.context["request"].user, **validated_data)
 
 
-class AlertRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                       mixins.UpdateModelMixin, viewsets.GenericViewSet):
-    """Alert rules: list, create, update (PATCH `{"enabled": false}` disables one and resolves its
-    open alerts). Invalid combinations answer 400 naming the field."""
+class AlertRuleViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                       mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Alert rules: the global ones (`project` null: every user reads them, staff change them) and
+    those of the user's projects (members read, maintainers manage). `?project=<id>` lists that
+    project's rules only (without the global ones). POST without `project` makes a global rule
+    (staff only); PATCH `{"enabled": false}` disables one and resolves its open alerts; DELETE
+    resolves them too. Invalid combinations answer 400 naming the field; a rule the user may not
+    change answers 403 naming the role (admin for global rules, maintainer for a project's)."""
 
     serializer_class = AlertRuleSerializer
-    queryset = AlertRule.objects.all()
+    include_global = True
+
+    def get_queryset(self):
+        return self.scoped(AlertRule.objects.all())
+
+    def perform_destroy(self, instance):
+        services.alert_rule_delete(rule=instance, user=self.request.user)
 
 
 # --- anomalies and detection -------------------------------------------------------------------------
@@ -172,25 +200,29 @@ class AlertRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
 class AnomalySerializer(serializers.ModelSerializer):
     class Meta:
         model = Anomaly
-        fields = ["id", "source", "entity", "metric", "value", "score", "severity", "baseline", "details",
+        fields = ["id", "project", "source", "entity", "metric", "value", "score", "severity", "baseline", "details",
                   "detection", "alert", "detected_at"]
         read_only_fields = fields
 
 
-class AnomalyFilters(QuerySerializer):
+class AnomalyFilters(ProjectFilters):
     source = serializers.ChoiceField(Anomaly.Source.values, required=False)
     entity = serializers.CharField(max_length=200, required=False, help_text="The host, or the dataset's name.")
     severity = serializers.ChoiceField(Anomaly.Severity.values, required=False)
 
 
-class AnomalyViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Recorded anomalies, newest first. Filters: `source` (metrics, dataset), `entity`, `severity`."""
+class AnomalyViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Recorded anomalies, newest first: metric anomalies (global, `project` null) and those of the
+    datasets of the user's projects. Filters: `source` (metrics, dataset), `entity`, `severity`,
+    `project` (that project's only)."""
 
     serializer_class = AnomalySerializer
     filters_class = AnomalyFilters
+    include_global = True
 
     def get_queryset(self):
-        return Anomaly.objects.filter(**self.filters())
+        filters = {k: v for k, v in self.filters().items() if k != "project"}
+        return self.scoped(Anomaly.objects.filter(**filters))
 
 
 class DetectionSerializer(serializers.ModelSerializer):
@@ -199,7 +231,7 @@ class DetectionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AnomalyDetection
-        fields = ["id", "dataset_id", "dataset_name", "contamination", "columns", "columns_used", "status",
+        fields = ["id", "project", "dataset_id", "dataset_name", "contamination", "columns", "columns_used", "status",
                   "progress", "error", "n_rows", "n_flagged", "share_flagged", "max_score", "threshold", "top_rows",
                   "created_at", "started_at", "finished_at", "duration"]
         read_only_fields = fields
@@ -207,6 +239,7 @@ class DetectionSerializer(serializers.ModelSerializer):
 
 class DetectionRequestSerializer(serializers.Serializer):
     dataset = serializers.IntegerField(min_value=1)
+    project = IdField(help_text="The dataset's project (set by the dataset; another one is a 400).")
     contamination = serializers.FloatField(default=0.05)
     columns = serializers.ListField(child=serializers.CharField(max_length=255), required=False, allow_empty=True,
                                     max_length=500)
@@ -218,14 +251,13 @@ class DetectionRequestSerializer(serializers.Serializer):
 
     def validate_dataset(self, value):
         dataset = dataset_selectors.dataset_get(value)
-        if dataset is None:
+        # Another project's dataset is as unknown as a missing one (its existence does not leak).
+        if dataset is None or not permissions.can_see(self.context["request"].user, dataset):
             raise serializers.ValidationError(f"No dataset with id {value}.")
-        if not dataset_selectors.dataset_is_ready(dataset):
-            raise serializers.ValidationError(f"The dataset is {dataset.status}; anomaly detection needs a ready one.")
         return dataset
 
 
-class DetectionFilters(QuerySerializer):
+class DetectionFilters(ProjectFilters):
     dataset = IdField(help_text="Only detections on this dataset.")
 
 
@@ -234,28 +266,47 @@ class ScoresQuery(QuerySerializer):
     limit = serializers.IntegerField(min_value=1, max_value=100_000, default=10_000)
 
 
-class DetectionViewSet(FilteredListMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
-                       viewsets.GenericViewSet):
+class DetectionViewSet(ProjectScopedMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+                       mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """IsolationForest over a ready dataset, in a worker. POST {dataset, contamination (0, 0.5], columns?}
-    answers 202 with the queued detection; `anomaly_detected` announces the result, and GET shows it
-    with the 50 most anomalous rows. `scores/` pages through every row's score."""
+    (the editor role in the dataset's project) answers 202 with the queued detection; it belongs to
+    the dataset's project. `anomaly_detected` announces the result, and GET shows it with the 50
+    most anomalous rows. `scores/` pages through every row's score. `cancel/` stops a queued or
+    running one, DELETE removes a finished one: its creator (editor) or a maintainer."""
 
     serializer_class = DetectionSerializer
-    queryset = AnomalyDetection.objects.all()
     filters_class = DetectionFilters
 
     def get_queryset(self):
         dataset = self.filters().get("dataset")
-        return AnomalyDetection.objects.filter(dataset_id=dataset) if dataset else AnomalyDetection.objects.all()
+        rows = AnomalyDetection.objects.select_related("project")
+        return self.scoped(rows.filter(dataset_id=dataset) if dataset else rows)
 
     @extend_schema(request=DetectionRequestSerializer, responses={202: DetectionSerializer})
     def create(self, request, *args, **kwargs):
-        body = DetectionRequestSerializer(data=request.data)
+        body = DetectionRequestSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
         data = body.validated_data
         detection = services.anomaly_detection_start(dataset=data["dataset"], contamination=data["contamination"],
-                                                     columns=data.get("columns") or None, user=request.user)
+                                                     columns=data.get("columns") or None, user=request.user,
+                                                     project=data.get("project"))
         return Response(DetectionSerializer(detection).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=DetectionSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        detection = self.get_object()
+        try:
+            detection = services.anomaly_detection_cancel(detection=detection, user=request.user)
+        except services.DetectionConflict as exc:
+            raise ConflictError(str(exc)) from None
+        return Response(DetectionSerializer(detection).data)
+
+    def perform_destroy(self, instance):
+        try:
+            services.anomaly_detection_delete(detection=instance, user=self.request.user)
+        except services.DetectionConflict as exc:
+            raise ConflictError(str(exc)) from None
 
     @extend_schema(parameters=[ScoresQuery],
                    responses=inline_serializer("DetectionScores", {
@@ -282,7 +333,7 @@ class DatasetAnomaliesView(APIView):
     @extend_schema(responses=DetectionSerializer)
     def get(self, request, dataset_id: int):
         dataset = dataset_selectors.dataset_get(dataset_id)
-        if dataset is None:
+        if dataset is None or not permissions.can_see(request.user, dataset):
             raise Http404("No Dataset matches the given query.")  # as get_object_or_404 says it
         detection = selectors.dataset_anomaly_detection_latest(dataset=dataset)
         if detection is None:

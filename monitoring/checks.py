@@ -156,23 +156,23 @@ def check_socket_server(stats: dict | None = None) -> dict:
 
 
 def check_model_serving() -> dict:
+    """Whether any model version serves. A global component (on `dashboard`, seen by every user): it
+    names no project's model, only how many serve; each project's model is on its own topic."""
     started = time.perf_counter()
     try:
-        active = training_selectors.model_versions_active(limit=5)
+        serving = training_selectors.model_versions_active_count()
         errors = training_selectors.model_versions_error_count()
     except Exception as exc:  # tables not migrated yet, database down
         return component("model_serving", "unknown", None, f"{type(exc).__name__}: {exc}"[:200])
     finally:
         close_old_connections()
     latency = (time.perf_counter() - started) * 1000
-    if active:
-        first = active[0]
-        more = f" (+{len(active) - 1} more)" if len(active) > 1 else ""
-        return component("model_serving", "healthy", latency, f"{first.name} v{first.version}{more}",
-                         models=[{"id": v.pk, "name": v.name, "version": v.version} for v in active])
+    if serving:
+        return component("model_serving", "healthy", latency,
+                         f"{serving} model version{'s' * (serving != 1)} serving", serving=serving)
     if errors:
-        return component("model_serving", "warning", latency, f"No version serving; {errors} in error.", models=[])
-    return component("model_serving", "inactive", latency, "No model deployed.", models=[])
+        return component("model_serving", "warning", latency, f"No version serving; {errors} in error.", serving=0)
+    return component("model_serving", "inactive", latency, "No model deployed.", serving=0)
 
 
 # --- integrations -----------------------------------------------------------------------------------------

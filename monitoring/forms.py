@@ -20,8 +20,16 @@ class AlertRuleForm(forms.ModelForm):
                   "description"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
-    def __init__(self, *args, **kwargs):
+    scope = forms.ChoiceField(
+        label="For", required=False, choices=[("project", "This project"), ("global", "Every project (global)")],
+        help_text="A project's rules watch its jobs and serving model; global rules (staff) also hosts and workers.")
+
+    def __init__(self, *args, user=None, project=None, **kwargs):
+        self.user, self.project = user, project
         super().__init__(*args, **kwargs)
+        if self.instance and self.instance.pk or not (user is not None and user.is_staff and project is not None):
+            # Fixed once made; a maintainer makes its project's rules only, staff in no project global ones.
+            del self.fields["scope"]
         if self.instance and self.instance.pk:
             self.fields["suggested_actions_text"].initial = "\n".join(self.instance.suggested_actions or [])
         self.fields["threshold"].widget.attrs.update({"step": "any"})
@@ -39,6 +47,14 @@ class AlertRuleForm(forms.ModelForm):
             raise forms.ValidationError(f"Action {long[0]} is {len(lines[long[0] - 1]):,} characters long; "
                                         f"at most {MAX_SUGGESTED_ACTION_LENGTH}.")
         return lines
+
+    def project_for_create(self):
+        """The project of a new rule: the page's current one, unless staff chose global."""
+        if "scope" in self.fields and self.cleaned_data.get("scope") == "global":
+            return None
+        if self.project is None:
+            return None
+        return self.project
 
     def service_fields(self) -> dict:
         data = {name: self.cleaned_data[name] for name in self.Meta.fields}

@@ -86,8 +86,10 @@ METRICS = {
     "model_accuracy": ("Deployed model accuracy", ""),
 }
 # Metrics of the whole system rather than of one host: their alerts have the subject "system".
-SYSTEM_METRICS = frozenset({"active_connections", "api_response_time_ms", "ws_response_time_ms",
-                            "predictions_per_minute", "model_accuracy"})
+SYSTEM_METRICS = frozenset({"active_connections", "api_response_time_ms", "ws_response_time_ms"})
+# Metrics of one project (its serving model): evaluated per project, subject "project.<id>", and
+# their alerts belong to that project.
+PROJECT_METRICS = frozenset({"predictions_per_minute", "model_accuracy"})
 
 
 class Priority(models.TextChoices):
@@ -142,11 +144,18 @@ class AlertRule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # The kinds a project's rule may have (the rest watch hosts and workers: global only).
+    PROJECT_KINDS = ("metric", "job_failed", "training_failed", "pipeline_failed", "job_stalled", "custom")
+
     class Meta:
         ordering = ["kind", "name", "id"]
 
     def __str__(self):
         return self.name
+
+    @property
+    def is_global(self) -> bool:
+        return self.project_id is None
 
     def clean(self):
         errors = {}
@@ -163,6 +172,15 @@ class AlertRule(models.Model):
                 errors["threshold"] = "The anomaly score threshold is positive."
         if not isinstance(self.suggested_actions, list) or not all(isinstance(a, str) for a in self.suggested_actions):
             errors["suggested_actions"] = "A list of sentences."
+        if self.project_id is not None:
+            # A project's rules watch what belongs to it: its jobs and its serving figures; hosts,
+            # workers and metric anomalies are global (staff's rules).
+            if self.kind not in self.PROJECT_KINDS:
+                errors["kind"] = (f"A project's rule watches its jobs or its serving model: one of "
+                                  f"{', '.join(self.PROJECT_KINDS)}; {self.kind} rules are global (staff).")
+            elif self.kind == self.Kind.METRIC and self.metric and self.metric not in PROJECT_METRICS:
+                errors["metric"] = (f"A project's metric rule watches {' or '.join(sorted(PROJECT_METRICS))}; "
+                                    "host and system metrics are global (staff).")
         if errors:
             raise ValidationError(errors)
 

@@ -7,6 +7,7 @@ from .models import Alert, MetricSample
 
 
 def system_metrics_payload(sample: MetricSample, *, health: str) -> dict:
+    """A host's figures only: nothing of any project (its model figures go out as project_metrics)."""
     return {
         "host": sample.host,
         "cpu_percent": float(sample.cpu_percent),
@@ -14,8 +15,6 @@ def system_metrics_payload(sample: MetricSample, *, health: str) -> dict:
         "disk_percent": float(sample.disk_percent),
         "active_connections": int(sample.active_connections),
         "current_health": health,
-        "current_accuracy": sample.model_accuracy,
-        "predictions_per_minute": float(sample.predictions_per_minute),
         "api_response_time_ms": sample.api_response_time_ms,
         "ws_response_time_ms": sample.ws_response_time_ms,
         "load_average": sample.load_1,
@@ -32,8 +31,7 @@ def chart_point(sample: MetricSample) -> dict:
                      "disk": sample.disk_percent, "load": sample.load_1},
         "network": {"host": sample.host, "t": t, "sent_rate": sample.net_sent_rate, "recv_rate": sample.net_recv_rate},
         "performance": {"host": sample.host, "t": t, "api_ms": sample.api_response_time_ms,
-                        "ws_ms": sample.ws_response_time_ms, "predictions_per_minute": sample.predictions_per_minute,
-                        "active_connections": sample.active_connections, "accuracy": sample.model_accuracy},
+                        "ws_ms": sample.ws_response_time_ms, "active_connections": sample.active_connections},
     }
 
 
@@ -61,4 +59,5 @@ def alert_payload(alert: Alert) -> dict:
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
         "auto_resolved": alert.auto_resolved,
         "resolution_note": alert.resolution_note,
+        "project_id": alert.project_id,
     }

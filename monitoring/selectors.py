@@ -13,9 +13,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.models import Q
 from django.utils import timezone
 
-from mlops_dashboard import jobs
+from mlops_dashboard import jobs, permissions
 from mlops_dashboard.activity import activities_recent
 from training import selectors as training_selectors
 
@@ -26,41 +27,69 @@ from .payloads import system_metrics_payload
 logger = logging.getLogger(__name__)
 
 
-# --- the serving model ---------------------------------------------------------------------------
+# --- the serving model, per project ------------------------------------------------------------------
+# Read through training's selectors: the active versions, and every version's prediction count
+# (model_groups), each row filtered here by its project_id.
 
 
-def deployed_model() -> dict | None:
-    """The most recently deployed active model version: name, version, accuracy, since when."""
-    try:
-        active = training_selectors.model_versions_active(limit=1)
-        others = training_selectors.model_versions_active_count() - 1 if active else 0
-    except DatabaseError:
-        return None
-    if not active:
-        return None
-    version = active[0]
+def _accuracy(version) -> float | None:
     accuracy = version.validation_score
     if accuracy is None:
         accuracy = version.final_accuracy
     if accuracy is None:
         accuracy = (version.metrics or {}).get("accuracy")
+    return float(accuracy) if isinstance(accuracy, (int, float)) else None
+
+
+def deployed_model(*, project) -> dict | None:
+    """The project's most recently deployed active model version: name, version, accuracy, since when."""
+    project_id = getattr(project, "pk", project)
+    if project_id is None:
+        return None
+    try:
+        active = [v for v in training_selectors.model_versions_active(limit=10_000) if v.project_id == project_id]
+    except DatabaseError:
+        return None
+    if not active:
+        return None
+    version = active[0]
     return {
         "id": version.pk,
         "name": version.name,
         "version": version.version,
         "status": version.status,
-        "accuracy": float(accuracy) if isinstance(accuracy, (int, float)) else None,
+        "accuracy": _accuracy(version),
         "deployed_at": version.deployed_at,
         "predictions": int(version.prediction_count or 0),
-        "other_active": max(0, others),
+        "other_active": len(active) - 1,
     }
 
 
-def prediction_total() -> int:
+def serving_by_project() -> dict[int, dict]:
+    """{project id: {"model_accuracy", "predictions_total", "model"}} of every project with a model
+    version: the accuracy of its most recently deployed active version (None without one) and the
+    predictions served by all its versions."""
     try:
-        return training_selectors.prediction_total()
+        groups = training_selectors.model_groups()
+        active = training_selectors.model_versions_active(limit=10_000)
     except DatabaseError:
-        return 0
+        return {}
+    out: dict[int, dict] = {}
+    for group in groups:
+        for version in group["versions"]:
+            figures = out.setdefault(version.project_id, {"model_accuracy": None, "predictions_total": 0, "model": None})
+            figures["predictions_total"] += int(version.prediction_count or 0)
+    for version in active:  # the most recently deployed first: the first of each project serves
+        figures = out.get(version.project_id)
+        if figures is not None and figures["model"] is None:
+            figures["model"] = {"id": version.pk, "name": version.name, "version": version.version}
+            figures["model_accuracy"] = _accuracy(version)
+    return out
+
+
+def prediction_total(*, project) -> int:
+    project_id = getattr(project, "pk", project)
+    return serving_by_project().get(project_id, {}).get("predictions_total", 0) if project_id is not None else 0
 
 
 # --- health and the latest metrics per host -----------------------------------------------------
@@ -126,8 +155,7 @@ def services_latest(*, run_if_missing: bool = True) -> dict | None:
 
 
 SERIES_FIELDS = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "net_sent_rate", "net_recv_rate",
-                 "api_response_time_ms", "ws_response_time_ms", "predictions_per_minute", "active_connections",
-                 "model_accuracy")
+                 "api_response_time_ms", "ws_response_time_ms", "active_connections")
 
 
 def metric_series(*, minutes: int = 60, host: str | None = None, max_points: int = 720) -> dict:
@@ -156,10 +184,21 @@ def metric_series(*, minutes: int = 60, host: str | None = None, max_points: int
 
 
 # --- alerts, rules, anomalies, activity ----------------------------------------------------------------
+# What a user reads: the global rows (system alerts, global rules, metric anomalies) and those of
+# their projects; `project` narrows a page to its current project (with the global rows beside).
 
 
-def alerts(*, status: str | None = None, priority: str | None = None, limit: int = 100):
-    rows = Alert.objects.select_related("acknowledged_by", "resolved_by", "rule")
+def _scoped(rows, user, project, *, include_global: bool = True):
+    rows = permissions.visible(rows, user, include_global=include_global)
+    if project is not None:
+        project_id = getattr(project, "pk", project)
+        rows = rows.filter(Q(project_id=project_id) | Q(project__isnull=True)) if include_global else \
+            rows.filter(project_id=project_id)
+    return rows
+
+
+def alerts(*, status: str | None = None, priority: str | None = None, limit: int = 100, user=None, project=None):
+    rows = _scoped(Alert.objects.select_related("acknowledged_by", "resolved_by", "rule"), user, project)
     if status == "unresolved":
         rows = rows.exclude(status=Alert.Status.RESOLVED)
     elif status:
@@ -169,24 +208,25 @@ def alerts(*, status: str | None = None, priority: str | None = None, limit: int
     return rows[:limit] if limit else rows
 
 
-def alerts_unresolved(*, limit: int = 50) -> list[Alert]:
-    rows = Alert.objects.exclude(status=Alert.Status.RESOLVED).select_related("acknowledged_by")
+def alerts_unresolved(*, limit: int = 50, user=None, project=None) -> list[Alert]:
+    rows = _scoped(Alert.objects.exclude(status=Alert.Status.RESOLVED).select_related("acknowledged_by"),
+                   user, project)
     items = list(rows.order_by("-last_seen_at")[:limit])
     rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
     return sorted(items, key=lambda a: (a.status != "open", rank.get(a.priority, 9), -a.last_seen_at.timestamp()))
 
 
-def alert_counts() -> dict:
-    rows = Alert.objects.exclude(status=Alert.Status.RESOLVED)
+def alert_counts(*, user=None, project=None) -> dict:
+    rows = _scoped(Alert.objects.exclude(status=Alert.Status.RESOLVED), user, project)
     return {"open": rows.filter(status="open").count(), "acknowledged": rows.filter(status="acknowledged").count()}
 
 
-def alert_rules() -> list[AlertRule]:
-    return list(AlertRule.objects.all())
+def alert_rules(*, user=None, project=None) -> list[AlertRule]:
+    return list(_scoped(AlertRule.objects.select_related("project"), user, project))
 
 
-def anomalies_recent(*, limit: int = 50, source: str | None = None):
-    rows = Anomaly.objects.select_related("alert")
+def anomalies_recent(*, limit: int = 50, source: str | None = None, user=None, project=None):
+    rows = _scoped(Anomaly.objects.select_related("alert"), user, project)
     if source:
         rows = rows.filter(source=source)
     return list(rows[:limit])
@@ -204,16 +244,17 @@ def dataset_anomaly_detection_last_result(*, dataset) -> AnomalyDetection | None
 # --- running jobs -----------------------------------------------------------------------------------
 
 
-def running_jobs(*, limit: int = 20) -> list[dict]:
+def running_jobs(*, limit: int = 20, user=None, project=None) -> list[dict]:
     """Queued and running jobs of every registered kind that has a dashboard row (processing jobs,
-    training jobs, pipeline runs), newest first, in the shape the dashboard's job rows (and their
-    events) use."""
+    training jobs, pipeline runs) that the user may see (of `project` when given), newest first, in
+    the shape the dashboard's job rows (and their events) use."""
     out = []
     for kind in jobs.kinds():
         if kind.row is None:
             continue
         try:
-            out.extend(_job_row(kind, job) for job in kind.rows(status__in=list(jobs.ACTIVE))[:limit])
+            rows = _scoped(kind.rows(status__in=list(jobs.ACTIVE)), user, project, include_global=False)
+            out.extend(_job_row(kind, job) for job in rows[:limit])
         except DatabaseError:
             logger.warning("running %s rows unavailable", kind.key, exc_info=True)
     out.sort(key=lambda j: j["created_at"], reverse=True)
@@ -226,31 +267,47 @@ def _job_row(kind, job) -> dict:
             "progress": job.progress, "step": kind.step_text(job), "created_at": job.created_at}
 
 
-def job_row(*, kind: str, pk: int) -> dict | None:
+def job_row(*, kind: str, pk: int, user=None) -> dict | None:
     """One job's dashboard row, in any state (a finished job's row shows how it ended): `kind` is the
-    row's kind ("processing", "training", "pipeline"). None when there is no such job."""
+    row's kind ("processing", "training", "pipeline"). None when there is no such job the user may see."""
     for job_kind in jobs.kinds():
         if job_kind.row is None:
             continue
-        job = job_kind.rows(pk=pk).first()
+        job = permissions.visible(job_kind.rows(pk=pk), user).first()
         if job is not None and job_kind.row(job)["kind"] == kind:
             return _job_row(job_kind, job)
     return None
 
 
-def dashboard_summary() -> dict:
+def project_figures(*, project) -> dict:
+    """The project's last serving figures (as project_metrics said them), for a first render."""
+    project_id = getattr(project, "pk", project)
+    if project_id is None:
+        return {}
+    try:
+        return state.project_figures_get(project_id) or {}
+    except Exception:
+        return {}
+
+
+def dashboard_summary(*, user, project) -> dict:
+    """The dashboard's first render: the current project's model, predictions, jobs, alerts and
+    activity (with the system alerts), and the global hosts and health. `project` None (a user in
+    no project): only the global figures."""
     hosts = latest_metrics()
-    model = deployed_model()
+    figures = project_figures(project=project)
+    none = project is None
     return {
-        "model": model,
-        "predictions_total": prediction_total(),
-        "predictions_per_minute": max((h.get("predictions_per_minute") or 0.0 for h in hosts), default=0.0),
+        "project": project,
+        "model": None if none else deployed_model(project=project),
+        "predictions_total": 0 if none else prediction_total(project=project),
+        "predictions_per_minute": float(figures.get("predictions_per_minute") or 0.0),
         "health": health_current(),
         "hosts": hosts,
         "active_connections": max((h.get("active_connections", 0) for h in hosts), default=0),
-        "activities": activities_recent(limit=12),
-        "alerts": alerts_unresolved(limit=8),
-        "alert_counts": alert_counts(),
-        "jobs": running_jobs(),
+        "activities": [] if none else activities_recent(user=user, project=project, limit=12),
+        "alerts": alerts_unresolved(limit=8, user=user, project=project),
+        "alert_counts": alert_counts(user=user, project=project),
+        "jobs": [] if none else running_jobs(user=user, project=project),
         "generated_at": time.time(),
     }

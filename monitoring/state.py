@@ -131,6 +131,15 @@ def latest_set(host: str, payload: dict) -> None:
     client().hset(key("latest"), host, _dumps({**payload, "at": time.time()}))
 
 
+def project_figures_set(project_id: int, payload: dict) -> None:
+    """A project's last `project_metrics` payload (the dashboard's first render reads it)."""
+    client().hset(key("project_figures"), str(project_id), _dumps({**payload, "at": time.time()}))
+
+
+def project_figures_get(project_id: int) -> dict | None:
+    return _loads(client().hget(key("project_figures"), str(project_id)))
+
+
 def latest_all(*, fresh_only: bool = False) -> list[dict]:
     now = time.time()
     rows = []
@@ -301,10 +310,10 @@ def jobs_forget_except(subjects: set[str]) -> None:
         c.hdel(k, *gone)
 
 
-def predictions_rate(total: int, now: float) -> float:
-    """Predictions per minute from the all-model total, over about the last minute."""
+def predictions_rate(total: int, now: float, *, project_id: int | None = None) -> float:
+    """Predictions per minute from a project's total (all its model versions), over about the last minute."""
     c = client()
-    k = key("predictions")
+    k = key("predictions" if project_id is None else f"predictions:{project_id}")
     pipe = c.pipeline(transaction=True)
     pipe.zadd(k, {f"{now:.3f}:{total}": now})
     pipe.zremrangebyscore(k, "-inf", now - 90)

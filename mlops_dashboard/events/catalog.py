@@ -555,7 +555,7 @@ HealthLevel = typing.Literal["healthy", "warning", "critical"]
 
 @register("Monitoring", "dashboard")
 class SystemMetrics(Event):
-    """One host's resource usage and the system's serving figures, every few seconds.
+    """One host's resource usage, every few seconds (no project's figures: see project_metrics).
     `active_connections` counts open sockets across every ASGI process; `api_response_time_ms` and
     `ws_response_time_ms` are the last minute's p95 of API requests and of ping round trips;
     `load_average` is the 1-minute load, `network_io` bytes/s and counters, `role` worker or asgi."""
@@ -567,13 +567,25 @@ class SystemMetrics(Event):
     disk_percent: float
     active_connections: int
     current_health: HealthLevel
-    current_accuracy: float | None
-    predictions_per_minute: float
     api_response_time_ms: float | None
     ws_response_time_ms: float | None
     load_average: float | None = None
     network_io: dict | None = None
     role: str | None = None
+
+
+@register("Monitoring", "project.{project_id}")
+class ProjectMetrics(Event):
+    """A project's serving figures, every few seconds: `current_accuracy` of its most recently
+    deployed active model version (`model`: id, name, version; None when none serves),
+    `predictions_total` of all its versions and their rate `predictions_per_minute`."""
+
+    type = "project_metrics"
+    project_id: int
+    current_accuracy: float | None
+    predictions_per_minute: float
+    predictions_total: int
+    model: dict | None = None
 
 
 @register("Monitoring", "dashboard")

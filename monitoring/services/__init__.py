@@ -14,6 +14,7 @@ from .health import (  # noqa: F401
     health_update,
     metric_sample_record,
     metrics_collect,
+    project_metrics_publish,
     serving_figures,
 )
 from .alerts import (  # noqa: F401
@@ -24,9 +25,11 @@ from .alerts import (  # noqa: F401
     alert_raise,
     alert_resolve,
     alert_rule_create,
+    alert_rule_delete,
     alert_rule_set_enabled,
     alert_rule_update,
     alert_rules_check_metrics,
+    alert_rules_check_project,
     alert_rules_check_system,
     alert_rules_install_defaults,
 )
@@ -35,6 +38,9 @@ from .anomalies import (  # noqa: F401
     anomaly_record,
 )
 from .detection import (  # noqa: F401
+    DetectionConflict,
+    anomaly_detection_cancel,
+    anomaly_detection_delete,
     anomaly_detection_run,
     anomaly_detection_scores,
     anomaly_detection_start,

@@ -22,8 +22,10 @@ def anomaly_record(*, source: str, entity: str, metric: str, value: float | None
                    detection: AnomalyDetection | None = None) -> Anomaly:
     """Store an anomaly and publish `anomaly_detected`; a severe metric anomaly (score at or above the
     enabled anomaly rule's threshold) opens an alert about its series."""
+    # A dataset's anomalies belong to the detection's project; a metric anomaly (a host's) is global.
     item = Anomaly(source=source, entity=entity[:200], metric=metric[:64], value=value, score=round(float(score), 4),
-                   severity=severity, baseline=baseline, details=details or {}, detection=detection)
+                   severity=severity, baseline=baseline, details=details or {}, detection=detection,
+                   project_id=detection.project_id if detection else None)
     item.full_clean()
     with transaction.atomic():
         item.save()
@@ -31,7 +33,7 @@ def anomaly_record(*, source: str, entity: str, metric: str, value: float | None
             source=source, entity=item.entity, metric=item.metric, value=value, anomaly_score=float(item.score),
             severity=severity, anomaly_id=item.pk, baseline=baseline,
             dataset_id=detection.dataset_id if detection else None,
-            detection_id=detection.pk if detection else None,
+            detection_id=detection.pk if detection else None, project_id=item.project_id,
         ))
         if source == Anomaly.Source.METRICS:
             rule, _ = _rule_for(AlertRule.Kind.ANOMALY)

@@ -12,9 +12,11 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from datasets import selectors as dataset_selectors
-from mlops_dashboard import jobs
+from mlops_dashboard import jobs, permissions
 from mlops_dashboard.activity import activity_record
-from mlops_dashboard.jobs import JobStatus
+from mlops_dashboard.audit import audit_record
+from mlops_dashboard.jobs import TERMINAL, JobStatus
+from mlops_dashboard.projects import parent_project
 
 from .. import anomaly as scoring
 from ..models import Anomaly, AnomalyDetection
@@ -24,8 +26,11 @@ logger = logging.getLogger(__name__)
 
 
 def anomaly_detection_start(*, dataset, contamination: float = 0.05, columns: list[str] | None = None,
-                            user=None) -> AnomalyDetection:
-    """Queue an IsolationForest over a ready dataset; the worker publishes `anomaly_detected`."""
+                            user=None, project=None) -> AnomalyDetection:
+    """Queue an IsolationForest over a ready dataset; the worker publishes `anomaly_detected`. It
+    belongs to the dataset's project (a different `project` is a 400) and needs its editor role."""
+    permissions.authorize(user, "create", dataset)
+    project = parent_project(dataset, project)
     if not dataset_selectors.dataset_is_ready(dataset):
         raise ValidationError({"dataset": f"The dataset is {dataset.status}; anomaly detection runs on ready "
                                           "datasets only."})
@@ -42,14 +47,16 @@ def anomaly_detection_start(*, dataset, contamination: float = 0.05, columns: li
     elif dataset.profile and not numeric:
         raise ValidationError({"dataset": f"{dataset.name} has no numeric column to score."})
     detection = AnomalyDetection(dataset=dataset, dataset_name=dataset.name, contamination=contamination,
-                                 columns=columns, created_by=user if getattr(user, "is_authenticated", False) else None)
+                                 columns=columns, project=project,
+                                 created_by=user if getattr(user, "is_authenticated", False) else None)
     detection.full_clean()
+    description = (f"IsolationForest, contamination {contamination:g}"
+                   + (f", columns {', '.join(columns)}" if columns else ""))
     with transaction.atomic():
         detection.save()
+        audit_record(user=user, action="create", obj=detection, summary=description)
         activity_record(title=f"Anomaly detection started: {dataset.name}", action_type="anomaly_detection",
-                        user=user, status="queued",
-                        description=f"IsolationForest, contamination {contamination:g}"
-                                    + (f", columns {', '.join(columns)}" if columns else ""),
+                        user=user, status="queued", description=description, project=project,
                         metadata={"detection_id": detection.pk, "dataset_id": dataset.pk})
         from ..tasks import anomaly_detection_run as task
 
@@ -113,7 +120,7 @@ def _detection_complete(detection: AnomalyDetection, result) -> AnomalyDetection
             title=f"Anomaly detection finished: {detection.dataset_name}", action_type="anomaly_detection",
             user=detection.created_by, duration=detection.duration, severity_level="success",
             description=f"{result.n_flagged:,} of {result.n_rows:,} rows flagged ({share:.1%}).",
-            metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
+            metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id}, project=detection.project_id,
         )
     return detection
 
@@ -126,8 +133,47 @@ def _detection_fail(detection: AnomalyDetection, error: str) -> AnomalyDetection
                 title=f"Anomaly detection failed: {detection.dataset_name}", action_type="anomaly_detection",
                 user=detection.created_by, status="failed", severity_level="error", description=error[:500],
                 metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
+                project=detection.project_id,
             )
     return detection
+
+
+class DetectionConflict(Exception):
+    """The detection's state does not allow this (the API answers 409)."""
+
+
+def anomaly_detection_cancel(*, detection: AnomalyDetection, user) -> AnomalyDetection:
+    """Stop a queued or running detection: its creator (editor) or a maintainer. A worker already
+    scoring it finds it cancelled when done, and its result is dropped."""
+    permissions.authorize(user, "cancel", detection)
+    with transaction.atomic():
+        was = detection.status
+        if not jobs.finish(AnomalyDetection, detection.pk, status=JobStatus.CANCELLED,
+                           from_statuses=(JobStatus.QUEUED, JobStatus.RUNNING), error="Cancelled."):
+            detection.refresh_from_db()
+            raise DetectionConflict(f"The detection is {detection.status}; only a queued or running one can be "
+                                    "cancelled.")
+        detection.refresh_from_db()
+        audit_record(user=user, action="cancel", obj=detection, summary=f"status: {was} → cancelled")
+        activity_record(title=f"Anomaly detection cancelled: {detection.dataset_name}",
+                        action_type="anomaly_detection", user=user, status="cancelled", severity_level="warning",
+                        metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
+                        project=detection.project_id)
+    return detection
+
+
+def anomaly_detection_delete(*, detection: AnomalyDetection, user) -> None:
+    """Delete a finished detection with its anomalies and score file: its creator (editor) or a maintainer."""
+    permissions.authorize(user, "delete", detection)
+    if detection.status not in TERMINAL:
+        raise DetectionConflict(f"The detection is {detection.status}; cancel it before deleting it.")
+    with transaction.atomic():
+        audit_record(user=user, action="delete", obj=detection, summary=f"{detection.status}, {detection.dataset_name}")
+        activity_record(title=f"Anomaly detection deleted: {detection.dataset_name}",
+                        action_type="anomaly_detection", user=user, status="deleted",
+                        metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
+                        project=detection.project_id)
+        detection.delete()
 
 
 def anomaly_detection_scores(*, detection: AnomalyDetection):

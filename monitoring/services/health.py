@@ -21,23 +21,50 @@ from .anomalies import anomalies_check_sample
 logger = logging.getLogger(__name__)
 
 
+# A host's sample: resource usage and the figures every server reports. Model figures are not a
+# host's: each project's go out as `project_metrics` (project_metrics_publish).
 SAMPLE_FIELDS = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "net_sent_rate", "net_recv_rate",
                  "net_bytes_sent", "net_bytes_recv", "active_connections", "api_response_time_ms",
-                 "ws_response_time_ms", "predictions_per_minute", "model_accuracy")
+                 "ws_response_time_ms")
 
 
-def serving_figures(*, now: float | None = None) -> dict:
-    """The deployed model's accuracy and the prediction rate (None / 0 without the training app)."""
+def serving_figures(*, now: float | None = None) -> dict[int, dict]:
+    """{project id: its serving figures}: the deployed model's accuracy, the predictions of all its
+    versions and their rate per minute (from the totals seen over about the last minute)."""
     from .. import selectors
 
-    model = selectors.deployed_model()
-    total = selectors.prediction_total()
-    try:
-        rate = state.predictions_rate(total, now or time.time())
-    except Exception:  # Redis down: the sample still goes in
-        rate = 0.0
-    return {"model_accuracy": model["accuracy"] if model else None, "predictions_per_minute": float(rate),
-            "predictions_total": total}
+    now = now or time.time()
+    figures = selectors.serving_by_project()
+    for project_id, item in figures.items():
+        try:
+            item["predictions_per_minute"] = float(state.predictions_rate(item["predictions_total"], now,
+                                                                          project_id=project_id))
+        except Exception:  # Redis down: the figures still go out
+            item["predictions_per_minute"] = 0.0
+    return figures
+
+
+def project_metrics_publish(*, now: float | None = None) -> int:
+    """Each project's serving figures on its own topic (`project_metrics`), and its metric rules
+    (prediction rate, accuracy) checked against them. Returns how many projects were reported."""
+    from .alerts import alert_rules_check_project
+
+    figures = serving_figures(now=now)
+    for project_id, item in figures.items():
+        payload = {"project_id": project_id, "current_accuracy": item["model_accuracy"],
+                   "predictions_per_minute": item["predictions_per_minute"],
+                   "predictions_total": item["predictions_total"], "model": item["model"]}
+        try:
+            state.project_figures_set(project_id, payload)
+        except Exception:
+            logger.warning("figures of project %s not stored in Redis", project_id, exc_info=True)
+        publish_on_commit(catalog.ProjectMetrics(**payload))
+        try:
+            alert_rules_check_project(project_id=project_id, values={
+                "model_accuracy": item["model_accuracy"], "predictions_per_minute": item["predictions_per_minute"]})
+        except Exception:
+            logger.exception("metric rules of project %s failed", project_id)
+    return len(figures)
 
 
 def metrics_collect(*, role: str = "", host: str | None = None, force: bool = False) -> MetricSample | None:
@@ -63,9 +90,7 @@ def metrics_collect(*, role: str = "", host: str | None = None, force: bool = Fa
         "active_connections": stats["active_connections"],
         "api_response_time_ms": stats["api_response_time_ms"],
         "ws_response_time_ms": stats["ws_response_time_ms"],
-        **serving_figures(),
     }
-    values.pop("predictions_total", None)
     # Stamped when the host was read (right after the lock), not after the slower reads that follow.
     taken_at = datetime.fromtimestamp(reading["t"], tz=UTC)
     return metric_sample_record(host=host, role=role, values=values, timestamp=taken_at)

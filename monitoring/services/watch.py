@@ -16,7 +16,7 @@ from mlops_dashboard.jobs import JobStatus
 from .. import state
 from ..models import Alert, AlertRule
 from .alerts import _rule_for, alert_condition_clear, alert_raise, alert_rules_check_system
-from .health import health_update, serving_figures
+from .health import health_update, project_metrics_publish
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ def monitoring_check() -> dict:
             "active_connections": stats["active_connections"],
             "api_response_time_ms": stats["api_response_time_ms"],
             "ws_response_time_ms": stats["ws_response_time_ms"],
-            **serving_figures(),
         })
+        done["projects"] = project_metrics_publish()
     return done
 
 
@@ -94,35 +94,52 @@ def workers_check(*, workers: list[dict], celery_reachable: bool = True) -> None
 def jobs_check(*, now: float | None = None) -> dict:
     """Alert on jobs that failed recently (once per job) and on running jobs that have reported no
     progress for the stall rule's multiple of their usual interval (resolved when they move or end).
-    Every kind of job is read through the registry (mlops_dashboard.jobs.kinds())."""
+    Every kind of job is read through the registry (mlops_dashboard.jobs.kinds()); each job's alert
+    follows its project's rule of the kind (or the global one) and belongs to its project."""
     now = now or time.time()
     lookback = timezone.now() - timedelta(minutes=30)
-    stall_rule, _ = _rule_for(AlertRule.Kind.JOB_STALLED)
+    stall_rules = _RulesByProject(AlertRule.Kind.JOB_STALLED)
     running_subjects, counts = set(), {"failed": 0, "stalled": 0}
     for kind in jobs.kinds():
         try:
             if kind.failed_rule is not None:
                 counts["failed"] += _failed_jobs_alert(kind, lookback)
-            if stall_rule is not None and kind.progress_fields:
-                counts["stalled"] += _stalled_jobs_alert(kind, stall_rule, now, running_subjects)
+            if kind.progress_fields:
+                counts["stalled"] += _stalled_jobs_alert(kind, stall_rules, now, running_subjects)
         except Exception:
             logger.exception("job checks of %s failed", kind.key)
     # Jobs that stopped running (ended or reaped): forget their tracking, clear their stall alerts.
-    if stall_rule is not None:
-        for alert in Alert.objects.filter(rule=stall_rule).exclude(status=Alert.Status.RESOLVED):
-            if alert.subject not in running_subjects:
-                alert_condition_clear(rule=stall_rule, subject=alert.subject, message="The job is no longer running.")
+    stalled = Alert.objects.filter(rule__kind=AlertRule.Kind.JOB_STALLED).exclude(status=Alert.Status.RESOLVED)
+    for alert in stalled.select_related("rule"):
+        if alert.subject not in running_subjects:
+            alert_condition_clear(rule=alert.rule, subject=alert.subject, message="The job is no longer running.")
     state.jobs_forget_except(running_subjects)
     return counts
 
 
-def _stalled_jobs_alert(kind: jobs.JobKind, stall_rule: AlertRule, now: float, running_subjects: set) -> int:
-    multiple = stall_rule.threshold or 3.0
+class _RulesByProject:
+    """The rule of one kind that applies to each project's jobs, read once per project and check."""
+
+    def __init__(self, rule_kind: str):
+        self.rule_kind = rule_kind
+        self.cache: dict = {}
+
+    def __call__(self, project_id):
+        if project_id not in self.cache:
+            self.cache[project_id] = _rule_for(self.rule_kind, project_id)[0]
+        return self.cache[project_id]
+
+
+def _stalled_jobs_alert(kind: jobs.JobKind, stall_rules: _RulesByProject, now: float, running_subjects: set) -> int:
     stalled = 0
     for job in kind.rows(status=JobStatus.RUNNING):
         subject = kind.subject(job)
         running_subjects.add(subject)
         marker = "|".join(str(getattr(job, f, "")) for f in kind.progress_fields)
+        stall_rule = stall_rules(getattr(job, "project_id", None))
+        if stall_rule is None:
+            continue
+        multiple = stall_rule.threshold or 3.0
         track = state.job_progress_track(subject, marker, now, settings.MONITORING_STALL_DEFAULT_INTERVAL)
         silent = now - track["changed_at"]
         if silent >= max(stall_rule.duration_seconds, multiple * track["usual"]):
@@ -133,6 +150,7 @@ def _stalled_jobs_alert(kind: jobs.JobKind, stall_rule: AlertRule, now: float, r
                 message=f"No progress for {silent:.0f} s (usually every {track['usual']:.0f} s); "
                         f"last step reported: “{step}” at {job.progress:.0f}%.",
                 metadata={"job": subject, "last_step": step, "usual_interval": round(track["usual"], 1)},
+                project=getattr(job, "project_id", None),
             )
             stalled += 1
         else:
@@ -141,17 +159,17 @@ def _stalled_jobs_alert(kind: jobs.JobKind, stall_rule: AlertRule, now: float, r
 
 
 def _failed_jobs_alert(kind: jobs.JobKind, since) -> int:
-    rule, _ = _rule_for(kind.failed_rule)
-    if rule is None:
-        return 0
     subjects = {kind.subject(job): job for job in kind.rows(status=JobStatus.FAILED, finished_at__gte=since)}
     if not subjects:
         return 0
-    # Once per job, ever: a resolved alert about a failed job stays resolved.
-    already = set(Alert.objects.filter(rule_key=rule.slug, subject__in=list(subjects)).values_list("subject", flat=True))
+    # Once per job, ever (whichever rule of the kind raised it): a resolved alert stays resolved.
+    keys = [*AlertRule.objects.filter(kind=kind.failed_rule).values_list("slug", flat=True), f"kind:{kind.failed_rule}"]
+    already = set(Alert.objects.filter(rule_key__in=keys, subject__in=list(subjects)).values_list("subject", flat=True))
+    rules = _RulesByProject(kind.failed_rule)
     raised = 0
     for subject, job in subjects.items():
-        if subject not in already:
+        rule = rules(getattr(job, "project_id", None))
+        if subject not in already and rule is not None:
             job_failed_alert(kind, job, rule=rule)
             raised += 1
     return raised
@@ -166,6 +184,6 @@ def job_failed_alert(kind: jobs.JobKind, job, *, rule: AlertRule | None = None) 
                 **(kind.failure_metadata(job) if kind.failure_metadata else {})}
     code = metadata["error_code"]
     return alert_raise(rule=rule, rule_kind=kind.failed_rule, subject=kind.subject(job), alert_type="job",
-                       source=kind.key, title=f"Failed: {kind.label(job)}",
+                       source=kind.key, title=f"Failed: {kind.label(job)}", project=getattr(job, "project_id", None),
                        message=(f"[{code}] " if code else "") + ((job.error or "").strip()[:900] or "The job failed."),
                        metadata=metadata)

@@ -10,13 +10,13 @@ from mlops_dashboard.events import catalog, publish
 from mlops_dashboard.activity import activity_record
 from datasets.models import ProcessingJob
 from monitoring import services
-from tests.factories import ProcessingJobFactory, TrainingJobFactory
+from tests.factories import ProcessingJobFactory, ProjectFactory, TrainingJobFactory
 
 pytestmark = pytest.mark.browser
 
 BASE = {"cpu_percent": 20.0, "memory_percent": 40.0, "disk_percent": 50.0, "load_1": 0.5, "net_sent_rate": 1000.0,
         "net_recv_rate": 2000.0, "active_connections": 3, "api_response_time_ms": 20.0, "ws_response_time_ms": 5.0,
-        "predictions_per_minute": 0.0, "model_accuracy": None}
+}
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +65,9 @@ def test_dashboard_shows_a_metric_update_and_an_alert_toast(server, open_page, u
     expect(meter(page, "worker-2", "disk_percent").locator(".meter__value")).to_have_text("70%")
 
     # An alert: a toast, the open alerts list and its count.
+    # A job's alert: the default project's (alice's, a maintainer there, who acknowledges it).
     alert = services.alert_raise(rule_kind="training_failed", subject="training_job.9", title="Training #9 failed",
-                                 message="Target column 'churn' is missing.")
+                                 message="Target column 'churn' is missing.", project=ProjectFactory())
     toast = page.locator("#toasts .toast").filter(has_text="Training #9 failed")
     expect(toast).to_be_visible()
     expect(toast).to_have_attribute("data-kind", "error")  # high priority
@@ -86,31 +87,33 @@ def test_dashboard_shows_a_metric_update_and_an_alert_toast(server, open_page, u
     expect(page.locator("#alerts-empty")).to_be_visible()
 
     # Activity and running jobs: on each event the page fetches the server's fragment and morphs it in.
-    activity_record(title="Dataset uploaded: churn", action_type="upload", user=user)
+    activity_record(title="Dataset uploaded: churn", action_type="upload", user=user, project=ProjectFactory())
     expect(page.locator("#dash-activity .activity").first).to_contain_text("Dataset uploaded: churn")
     expect(page.locator("#dash-activity .activity").first.locator(".activity__user")).to_have_text(user.get_username())
     job = ProcessingJobFactory(status="running", progress=40, current_step="scaling")
     publish(catalog.JobProgress(job_id=job.pk, dataset_id=job.dataset_id, progress=40.0, status="running",
-                                current_step="scaling"))
+                                current_step="scaling", project_id=job.project_id))
     row = page.locator(f'#dash-jobs [data-job-key="processing-{job.pk}"]')
     expect(row).to_contain_text("scaling")
     expect(row.locator(".progress")).to_have_attribute("aria-valuenow", "40")
     expect(page.locator("#jobs-empty")).to_be_hidden()
     ProcessingJob.objects.filter(pk=job.pk).update(progress=70, current_step="encoding")
     publish(catalog.JobProgress(job_id=job.pk, dataset_id=job.dataset_id, progress=70.0, status="running",
-                                current_step="encoding"))
+                                current_step="encoding", project_id=job.project_id))
     expect(row.locator(".progress")).to_have_attribute("aria-valuenow", "70")
     expect(row).to_contain_text("encoding")
     training = TrainingJobFactory(name="churn-rf", status="running", progress=55, message="Epoch 5 of 10")
     publish(catalog.TrainingProgress(job_id=training.pk, progress=55.0, stage="model_training",
                                      current_stage="Epoch 5 of 10", estimated_time_remaining=3.0, current_epoch=5,
-                                     total_epochs=10, current_loss=0.4, live_accuracy=0.8, message="Epoch 5 of 10"))
+                                     total_epochs=10, current_loss=0.4, live_accuracy=0.8, message="Epoch 5 of 10",
+                                     project_id=training.project_id))
     training_row = page.locator(f'#dash-jobs [data-job-key="training-{training.pk}"]')
     expect(training_row).to_contain_text("Training · churn-rf")
     expect(training_row).to_contain_text("Epoch 5 of 10")
     expect(training_row.locator(".progress")).to_have_attribute("aria-valuenow", "55")
     ProcessingJob.objects.filter(pk=job.pk).update(status="succeeded", progress=100)
-    publish(catalog.JobCompleted(job_id=job.pk, dataset_id=job.dataset_id, status="succeeded", duration=2.0, result={}))
+    publish(catalog.JobCompleted(job_id=job.pk, dataset_id=job.dataset_id, status="succeeded", duration=2.0, result={},
+                                 project_id=job.project_id))
     expect(row.locator(".badge")).to_have_text("Succeeded")
     expect(row).to_have_count(0, timeout=60_000)  # leaves the list once done
     expect(training_row).to_have_count(1)
@@ -123,14 +126,15 @@ def test_dashboard_first_load_shows_running_jobs_and_open_alerts_from_the_databa
     from datasets.models import Dataset, ProcessingJob
     from training.models import ModelVersion
 
-    dataset = Dataset.objects.create(name="penguins", status="ready", file="datasets/p.csv")
-    ProcessingJob.objects.create(dataset=dataset, operation="scale", status="running", progress=64,
+    project = ProjectFactory()
+    dataset = Dataset.objects.create(name="penguins", status="ready", file="datasets/p.csv", project=project)
+    ProcessingJob.objects.create(dataset=dataset, project=project, operation="scale", status="running", progress=64,
                                  current_step="scaling bill_length_mm")
     services.alert_raise(rule_kind="worker_missing", subject="worker:w9", title="Worker missing: w9")
     ModelVersion.objects.create(name="penguins-rf", version=2, status="active", algorithm="random_forest",
                                 task="classification", target_column="species", validation_score=0.97,
                                 artifact="models/x.joblib", artifact_sha256="0" * 64, deployed_at=timezone.now(),
-                                prediction_count=250)
+                                prediction_count=250, project=project)
     page = open_page(server, user, path="/")
     expect(page.locator("#dash-jobs .job-item")).to_contain_text("scaling bill_length_mm")
     expect(page.locator("#dash-alerts .alert-item")).to_contain_text("Worker missing: w9")
@@ -139,12 +143,16 @@ def test_dashboard_first_load_shows_running_jobs_and_open_alerts_from_the_databa
     expect(card).to_contain_text("97.0%")
     expect(card.locator('[data-field="deployed"]')).to_have_text("just now")
     expect(page.locator("#predictions-total")).to_have_text("250")
+    other = ProjectFactory(slug="other", name="Other")
+    publish(catalog.PredictionVolume(total_predictions=9000, predictions_per_minute=900.0, milestone_reached=None,
+                                     message="9000 predictions", project_id=other.pk))  # not this page's project
     publish(catalog.PredictionVolume(total_predictions=300, predictions_per_minute=40.0, milestone_reached=None,
-                                     message="300 predictions"))
+                                     message="300 predictions", project_id=project.pk))
     expect(page.locator("#predictions-total")).to_have_text("300")
     expect(page.locator("#predictions-trend")).to_have_attribute("data-trend", "up")
     publish(catalog.ModelDeployed(model_id=99, model_name="penguins-gb", model_version=3, model_accuracy=0.98,
-                                  deployment_timestamp=timezone.now().isoformat(), message="penguins-gb v3 serving"))
+                                  deployment_timestamp=timezone.now().isoformat(), message="penguins-gb v3 serving",
+                                  project_id=project.pk))
     expect(card).to_contain_text("penguins-gb")
     expect(card.locator('[data-field="version"]')).to_have_text("v3")
     assert not page.console_errors
@@ -195,9 +203,14 @@ def test_system_page_morphs_in_components_and_workers_on_their_events(server, op
 def test_monitoring_page_charts_history_and_live_points_and_alert_buttons(server, open_page, user, rules):
     for cpu in (10.0, 20.0, 30.0):
         sample(cpu_percent=cpu)
-    alert = services.alert_raise(rule_kind="worker_missing", subject="worker:w1", title="Worker missing: w1",
-                                 message="w1 has not answered for 40 s.")
+    # A job's alert of alice's project: hers to acknowledge (a system alert would be staff's).
+    alert = services.alert_raise(rule_kind="training_failed", subject="training_job.1", title="Training #1 failed",
+                                 message="Target column is constant.", project=ProjectFactory())
+    system = services.alert_raise(rule_kind="worker_missing", subject="worker:w1", title="Worker missing: w1")
     page = open_page(server, user, path="/monitoring/")
+    system_row = page.locator(f'#alert-rows tr[data-alert-id="{system.pk}"]')
+    expect(system_row.locator(".locked-action")).to_have_attribute("title", re.compile("admin"))
+    expect(system_row.get_by_role("button", name="Acknowledge")).to_have_count(0)
     expect(indicator(page)).to_have_text("Live")
     latest = page.locator('[data-chart="cpu"] [data-latest]')
     expect(latest).to_have_text("30.0%")  # the last hour, from storage
@@ -215,10 +228,11 @@ def test_monitoring_page_charts_history_and_live_points_and_alert_buttons(server
     row.get_by_role("button", name="Resolve").click()
     expect(row.locator(".badge")).to_have_text("Resolved")
     expect(row).to_contain_text("by alice")
-    expect(page.locator("#alerts-open-count")).to_have_text("0")
+    expect(page.locator("#alerts-open-count")).to_have_text("1")  # the system's is still open
 
     # Alerts and anomalies from others arrive live.
-    other = services.alert_raise(rule_kind="pipeline_failed", subject="pipeline_run.3", title="Pipeline run #3 failed")
+    other = services.alert_raise(rule_kind="pipeline_failed", subject="pipeline_run.3", title="Pipeline run #3 failed",
+                                 project=ProjectFactory())
     expect(page.locator(f'#alert-rows tr[data-alert-id="{other.pk}"]')).to_contain_text("Pipeline run #3 failed")
     services.anomaly_record(source="metrics", entity="worker-1", metric="memory_percent", value=97.0, score=8.0,
                             severity="low", baseline=40.0)

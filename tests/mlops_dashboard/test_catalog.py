@@ -52,8 +52,9 @@ EXAMPLES = {
     "prediction_volume": dict(project_id=1, total_predictions=100, predictions_per_minute=12.0, milestone_reached=100,
                               message="100 predictions"),
     "system_metrics": dict(host="a", cpu_percent=10.0, memory_percent=20.0, disk_percent=30.0, active_connections=2,
-                           current_health="healthy", current_accuracy=None, predictions_per_minute=0.0,
-                           api_response_time_ms=12.0, ws_response_time_ms=None),
+                           current_health="healthy", api_response_time_ms=12.0, ws_response_time_ms=None),
+    "project_metrics": dict(project_id=1, current_accuracy=0.9, predictions_per_minute=3.0, predictions_total=40,
+                            model={"id": 3, "name": "titanic-sgd", "version": 2}),
     "health_change": dict(current_health="warning", previous_health="healthy", reason="CPU 92%", metrics={},
                           recommended_action="add a worker"),
     "system_alert": dict(alert=ALERT),
@@ -77,8 +78,10 @@ ISSUE_FIELDS = {  # the minimum field list each event must carry, from the backb
     "training_progress": "job_id progress stage current_stage estimated_time_remaining current_epoch total_epochs "
                          "current_loss live_accuracy message",
     "training_failed": "job_id error error_code stage_failed progress_when_failed suggestions",
+    # Issue 14: a project's model figures left system_metrics (on `dashboard`) for project_metrics.
     "system_metrics": "host cpu_percent memory_percent disk_percent active_connections current_health "
-                      "current_accuracy predictions_per_minute api_response_time_ms ws_response_time_ms",
+                      "api_response_time_ms ws_response_time_ms",
+    "project_metrics": "project_id current_accuracy predictions_per_minute",
     "activity_update": "activity",
     "pong": "ts server_ts",
 }

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-from tests.data import shared_csv
 
 # Environment of the server and worker processes a monitoring test starts: monitoring on, fast.
 FAST = {"MONITORING_ENABLED": "1", "MONITORING_INTERVAL": "1", "MONITORING_CHECK_INTERVAL": "1",
@@ -39,17 +38,16 @@ def rules(db):
 
 @pytest.fixture
 def ready_dataset(user):
-    """ready_dataset("titanic.csv") -> a Dataset validated and profiled through datasets.services."""
-    from datasets import services
-    from datasets.models import Dataset
+    """ready_dataset("titanic.csv", project=None) -> a ready Dataset of the project (default: the
+    default one) with its profile, as the datasets app leaves it (profiled by its pure package)."""
+    from datasets import profiling
+    from tests.data import shared_csv
+    from tests.factories import DatasetFactory, ProjectFactory
 
-    def _make(name: str = "titanic.csv") -> Dataset:
-        dataset = services.dataset_create_from_file(path=str(shared_csv(name)), name=name.removesuffix(".csv"),
-                                                    user=user, ingest=False)
-        services.dataset_ingest(dataset_id=dataset.pk)
-        dataset.refresh_from_db()
-        assert dataset.status == Dataset.Status.READY, dataset.errors
-        return dataset
+    def _make(name: str = "titanic.csv", project=None):
+        profile = profiling.profile_csv(str(shared_csv(name)), encoding="utf-8", delimiter=",")
+        return DatasetFactory(csv=name, created_by=user, project=project or ProjectFactory(),
+                              profile=profile.to_json(), row_count=profile.rows)
 
     return _make
 

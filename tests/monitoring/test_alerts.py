@@ -15,6 +15,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def raise_training_failed(job_id=7, **extra):
+    """A training job's failure: an alert of its project (the default one)."""
+    from tests.factories import ProjectFactory
+
+    extra.setdefault("project", ProjectFactory())
     return services.alert_raise(rule_kind="training_failed", subject=f"training_job.{job_id}",
                                 title=f"Training job #{job_id} failed", message="target is constant", **extra)
 
@@ -135,7 +139,7 @@ def test_failed_jobs_alert_once_each(rules, ready_dataset, user):
     from django.utils import timezone
 
     dataset = ready_dataset("penguins.csv")
-    job = ProcessingJob.objects.create(dataset=dataset, operation="clean", status="failed", error="boom",
+    job = ProcessingJob.objects.create(dataset=dataset, project=dataset.project, operation="clean", status="failed", error="boom",
                                        finished_at=timezone.now())
     assert services.jobs_check()["failed"] == 1
     alert = Alert.objects.get(subject=f"processing_job.{job.pk}")
@@ -151,10 +155,10 @@ def test_training_failures_alert_through_the_job_registry(rules, ready_dataset):
     from training.models import TrainingJob
 
     dataset = ready_dataset("titanic.csv")
-    job = TrainingJob.objects.create(name="t", dataset=dataset, target_column="survived", algorithm="sgd", epochs=3,
+    job = TrainingJob.objects.create(name="t", dataset=dataset, project=dataset.project, target_column="survived", algorithm="sgd", epochs=3,
                                      status="failed", error="Target column is constant.", error_code="INVALID_TARGET",
                                      finished_at=timezone.now())
-    TrainingJob.objects.create(name="c", dataset=dataset, target_column="survived", algorithm="sgd", epochs=3,
+    TrainingJob.objects.create(name="c", dataset=dataset, project=dataset.project, target_column="survived", algorithm="sgd", epochs=3,
                                status="cancelled", error_code="CANCELLED", finished_at=timezone.now())
     services.jobs_check()
     alert = Alert.objects.get(rule=rules["training-failed"])
@@ -166,7 +170,7 @@ def test_a_running_job_without_progress_for_three_usual_intervals_is_stalled(rul
 
     services.alert_rule_update(rule=rules["job-stalled"], duration_seconds=0)
     dataset = ready_dataset("penguins.csv")
-    job = ProcessingJob.objects.create(dataset=dataset, operation="clean", status="running", progress=10,
+    job = ProcessingJob.objects.create(dataset=dataset, project=dataset.project, operation="clean", status="running", progress=10,
                                        current_step="removing duplicates")
     t0 = 1_000_000.0
     for i, progress in enumerate([10, 20, 30]):  # progress every 10 s: its usual interval
@@ -190,7 +194,8 @@ def test_a_stalled_alert_clears_when_the_job_ends(rules, ready_dataset):
     from datasets.models import ProcessingJob
 
     services.alert_rule_update(rule=rules["job-stalled"], duration_seconds=0)
-    job = ProcessingJob.objects.create(dataset=ready_dataset("penguins.csv"), operation="clean", status="running")
+    job = ProcessingJob.objects.create(dataset=(d := ready_dataset("penguins.csv")), project=d.project, operation="clean",
+                                       status="running")
     services.jobs_check(now=1000.0)
     services.jobs_check(now=1000.0 + 3 * 60 + 1)  # default usual interval 60 s
     assert Alert.objects.get().status == "open"
@@ -199,7 +204,7 @@ def test_a_stalled_alert_clears_when_the_job_ends(rules, ready_dataset):
     assert Alert.objects.get().status == "resolved"
 
 
-def test_a_worker_that_stops_answering_is_missing_until_it_answers_again(rules, user):
+def test_a_worker_that_stops_answering_is_missing_until_it_answers_again(rules, staff_user):
     services.alert_rule_update(rule=rules["worker-missing"], duration_seconds=1)
     worker = {"name": "w1@host", "queues": ["celery"], "active": [], "active_count": 0}
     services.workers_check(workers=[worker])
@@ -215,7 +220,7 @@ def test_a_worker_that_stops_answering_is_missing_until_it_answers_again(rules, 
     # Resolved by hand while still missing: the worker is forgotten, not re-alerted.
     time.sleep(1.1)
     services.workers_check(workers=[])
-    services.alert_resolve(alert=Alert.objects.get(status="open"), user=user)
+    services.alert_resolve(alert=Alert.objects.get(status="open"), user=staff_user)  # a system alert: staff's
     services.workers_check(workers=[])
     assert not Alert.objects.filter(status="open").exists()
     assert "w1@host" not in state.workers_seen([], time.time())

@@ -67,8 +67,8 @@ def test_activity_pages_and_filters_with_the_event_payload(api, user, other_user
     assert response.status_code == 400 and "user" in response.json()["errors"]
 
 
-def test_acknowledge_and_resolve_through_the_api(api, rules, events):
-    alert = services.alert_raise(rule_kind="training_failed", subject="training_job.1", title="failed")
+def test_acknowledge_and_resolve_through_the_api(api, rules, events, project):
+    alert = services.alert_raise(rule_kind="training_failed", subject="training_job.1", title="failed", project=project)
     listed = api.get("/api/alerts/?status=open").json()
     assert listed["count"] == 1 and listed["results"][0] == events("system_alert")[0]["alert"]
     response = api.post(f"/api/alerts/{alert.pk}/acknowledge/")
@@ -87,7 +87,9 @@ def test_acknowledge_and_resolve_through_the_api(api, rules, events):
     assert api.get("/api/alerts/?priority=urgent").status_code == 400
 
 
-def test_alert_rules_create_update_disable_with_validation(api, rules):
+def test_alert_rules_create_update_disable_with_validation(client, staff_user, rules):
+    client.force_login(staff_user)  # global rules are staff's
+    api = client
     response = api.post("/api/alert-rules/", {"name": "Load high", "kind": "metric", "metric": "load_1",
                                               "comparison": "gt", "threshold": 8, "duration_seconds": 120,
                                               "priority": "medium"}, content_type="application/json")
@@ -131,7 +133,7 @@ def test_detection_rejects_bad_input_naming_the_field(api, ready_dataset, body, 
     from datasets.models import Dataset
 
     ready = ready_dataset("titanic.csv")
-    busy = Dataset.objects.create(name="busy", status="profiling", file="datasets/x.csv")
+    busy = Dataset.objects.create(name="busy", status="profiling", file="datasets/x.csv", project=ready.project)
     body = {k: (ready.pk if v == "READY" else busy.pk if v == "BUSY" else v) for k, v in body.items()}
     response = api.post("/api/anomaly/detect/", body, content_type="application/json")
     assert response.status_code == 400, response.json()

@@ -35,11 +35,12 @@ def a_new_kind():
 
 def test_a_registered_kind_is_watched_and_shown_by_what_its_app_registered(rules, ready_dataset, a_new_kind):
     dataset = ready_dataset("penguins.csv")
-    failed = AnomalyDetection.objects.create(dataset=dataset, dataset_name="penguins", status="failed",
+    failed = AnomalyDetection.objects.create(dataset=dataset, project=dataset.project, dataset_name="penguins", status="failed",
                                              error="boom", finished_at=timezone.now())
-    running = AnomalyDetection.objects.create(dataset=dataset, dataset_name="penguins", status="running")
+    running = AnomalyDetection.objects.create(dataset=dataset, project=dataset.project, dataset_name="penguins", status="running")
     assert services.jobs_check()["failed"] == 1
     alert = Alert.objects.get(subject=f"test_detection.{failed.pk}")
+    assert alert.project_id == dataset.project_id  # a job's alert belongs to the job's project
     assert alert.title == f"Failed: Test detection #{failed.pk}" and alert.message == "boom"
     [row] = [r for r in selectors.running_jobs() if r["kind"] == "test"]
     assert row == {"kind": "test", "key": f"test-{running.pk}", "id": running.pk, "title": "Test · penguins",
@@ -48,7 +49,8 @@ def test_a_registered_kind_is_watched_and_shown_by_what_its_app_registered(rules
 
 
 def test_the_job_failed_signal_raises_the_failed_alert_at_once(rules, ready_dataset, a_new_kind):
-    detection = AnomalyDetection.objects.create(dataset=ready_dataset("penguins.csv"), status="failed", error="lost")
+    dataset = ready_dataset("penguins.csv")
+    detection = AnomalyDetection.objects.create(dataset=dataset, project=dataset.project, status="failed", error="lost")
     jobs.job_failed_send("test_detection", detection)
     alert = Alert.objects.get(subject=f"test_detection.{detection.pk}")
     assert alert.rule == rules["processing-job-failed"] and alert.metadata["job"] == f"test_detection.{detection.pk}"

@@ -4,6 +4,7 @@ the rule form creates, edits, enables and disables rules, and shows errors by fi
 import pytest
 from django.template.loader import render_to_string
 
+from mlops_dashboard.activity import activity_record
 from monitoring import services
 from monitoring.models import AlertRule
 
@@ -20,17 +21,20 @@ def test_dashboard_renders_what_the_database_holds(client, user, rules, feed, re
     from datasets.models import ProcessingJob
 
     dataset = ready_dataset("penguins.csv")
-    ProcessingJob.objects.create(dataset=dataset, operation="clean", status="running", progress=42,
+    ProcessingJob.objects.create(dataset=dataset, project=dataset.project, operation="clean", status="running", progress=42,
                                  current_step="dropping duplicates")
-    services.alert_raise(rule_kind="training_failed", subject="training_job.3", title="Training #3 failed")
+    services.alert_raise(rule_kind="training_failed", subject="training_job.3", title="Training #3 failed",
+                         project=dataset.project)
     feed("worker-1", cpu_percent=91, memory_percent=50, disk_percent=30)
+    activity_record(title="Dataset uploaded: penguins", action_type="upload", user=user, project=dataset.project)
     client.force_login(user)
     html = client.get("/").content.decode()
     assert 'data-host="worker-1"' in html and 'data-metric="cpu_percent" data-level="warning"' in html
     assert "Training #3 failed" in html and 'id="alert-count">1<' in html
     assert "dropping duplicates" in html and 'aria-valuenow="42"' in html
     assert "No model deployed yet" in html
-    assert "logged in" in html  # the login was recorded in the activity feed
+    assert "Dataset uploaded: penguins" in html  # the project's activity feed
+    assert "logged in" not in html  # a login is no project's: staff's feed only
     assert 'id="dashboard-data"' in html and "js/pages/dashboard.js" in html and "css/monitoring.css" in html
 
 
@@ -42,7 +46,7 @@ def test_dashboard_shows_the_deployed_model(client, user, ready_dataset):
     dataset = ready_dataset("titanic.csv")
     ModelVersion.objects.create(name="titanic-sgd", version=3, status="active", algorithm="sgd", task="classification",
                                 target_column="survived", validation_score=0.81, dataset=dataset,
-                                artifact="models/x.joblib", artifact_sha256="0" * 64, deployed_at=timezone.now(),
+                                artifact="models/x.joblib", artifact_sha256="0" * 64, deployed_at=timezone.now(), project=dataset.project,
                                 prediction_count=1234)
     client.force_login(user)
     html = client.get("/").content.decode()
@@ -50,10 +54,10 @@ def test_dashboard_shows_the_deployed_model(client, user, ready_dataset):
     assert 'id="predictions-total">1234<' in html
 
 
-def test_monitoring_page_renders_charts_alerts_anomalies_and_rules(client, user, rules):
+def test_monitoring_page_renders_charts_alerts_anomalies_and_rules(client, staff_user, rules):
     services.alert_raise(rule_kind="worker_missing", subject="worker:w1", title="Worker missing: w1")
     services.anomaly_record(source="metrics", entity="h1", metric="cpu_percent", value=99, score=7, severity="low")
-    client.force_login(user)
+    client.force_login(staff_user)
     html = client.get("/monitoring/").content.decode()
     for canvas in ("chart-cpu", "chart-memory", "chart-disk", "chart-network", "chart-latency", "chart-predictions"):
         assert f'id="{canvas}"' in html
@@ -72,15 +76,15 @@ def test_system_page_lists_components_and_workers(client, user):
     assert 'data-component="database" data-status="healthy"' in html
 
 
-def test_rule_form_creates_edits_toggles_and_shows_errors(client, user, rules):
-    client.force_login(user)
+def test_rule_form_creates_edits_toggles_and_shows_errors(client, staff_user, rules):
+    client.force_login(staff_user)  # a global rule (active_connections is the system's): staff's
     response = client.post("/monitoring/rules/", {"name": "Sockets", "kind": "metric", "metric": "active_connections",
                                                   "comparison": "gt", "threshold": "500", "duration_seconds": "0",
-                                                  "priority": "low", "enabled": "on",
+                                                  "priority": "low", "enabled": "on", "scope": "global",
                                                   "suggested_actions_text": "Add a server\n\nScale out"})
     assert response.status_code == 302
     rule = AlertRule.objects.get(name="Sockets")
-    assert rule.suggested_actions == ["Add a server", "Scale out"] and rule.enabled
+    assert rule.suggested_actions == ["Add a server", "Scale out"] and rule.enabled and rule.project is None
 
     page = client.get(f"/monitoring/?rule={rule.pk}").content.decode()
     assert "Edit “Sockets”" in page and f'action="/monitoring/rules/{rule.pk}/"' in page
@@ -120,7 +124,7 @@ def test_the_dataset_anomalies_result_fragment_renders_the_latest_detection(clie
     url = f"/monitoring/datasets/{dataset.pk}/anomalies/"
     html = client.get(url).content.decode()
     assert html.startswith("<div data-field=\"result\" data-status=\"\">") and "No detection has run" in html
-    AnomalyDetection.objects.create(dataset=dataset, status="succeeded", contamination=0.05, n_rows=891, n_flagged=2,
+    AnomalyDetection.objects.create(dataset=dataset, project=dataset.project, status="succeeded", contamination=0.05, n_rows=891, n_flagged=2,
                                     share_flagged=2 / 891, max_score=0.7, threshold=0.6, columns_used=["age", "fare"],
                                     top_rows=[{"row": r, "score": 0.7 - r / 100, "flagged": True,
                                                "values": {"age": 30 + r, "fare": None}} for r in range(5)])
@@ -147,7 +151,8 @@ def test_the_alert_and_anomaly_fragments_are_the_rows_of_the_pages(client, user,
 def test_the_dashboard_and_system_widgets_are_fragments_the_pages_morph_in(client, user, feed, ready_dataset):
     from datasets.models import ProcessingJob
 
-    job = ProcessingJob.objects.create(dataset=ready_dataset("penguins.csv"), operation="clean", status="running",
+    dataset = ready_dataset("penguins.csv")
+    job = ProcessingJob.objects.create(dataset=dataset, project=dataset.project, operation="clean", status="running",
                                        progress=42, current_step="dropping duplicates")
     feed("worker-1", cpu_percent=91, memory_percent=50, disk_percent=30)
     fragments = ("/activity/", "/monitoring/hosts/", f"/monitoring/jobs/processing/{job.pk}/item/",
@@ -160,8 +165,9 @@ def test_the_dashboard_and_system_widgets_are_fragments_the_pages_morph_in(clien
     hosts = client.get("/monitoring/hosts/").content.decode()
     assert hosts.startswith('<ul class="hosts" id="hosts">') and 'data-host="worker-1"' in hosts
     assert hosts in dashboard  # the same include renders the page and the fragment
+    activity_record(title="Dataset uploaded: penguins", action_type="upload", user=user, project=dataset.project)
     activity = client.get("/activity/").content.decode()
-    assert activity.startswith('<ul class="activity-list" id="dash-activity">') and "logged in" in activity
+    assert activity.startswith('<ul class="activity-list" id="dash-activity">') and "Dataset uploaded" in activity
 
     item = client.get(f"/monitoring/jobs/processing/{job.pk}/item/").content.decode()
     assert item.startswith(f'<li class="job-item" data-job-key="processing-{job.pk}" data-kind="processing" '
@@ -188,8 +194,8 @@ def test_the_dashboard_and_system_widgets_are_fragments_the_pages_morph_in(clien
     ({"suggested_actions_text": "a" * 501}, "suggested_actions_text"),
 ])
 def test_the_rule_form_refuses_text_over_its_length_instead_of_cutting_it(client, user, rules, fields, error_for):
-    client.force_login(user)
-    response = client.post("/monitoring/rules/", {"name": "Long", "kind": "metric", "metric": "active_connections",
+    client.force_login(user)  # a maintainer: a rule of the project, about its serving model
+    response = client.post("/monitoring/rules/", {"name": "Long", "kind": "metric", "metric": "model_accuracy",
                                                   "comparison": "gt", "threshold": "500", "duration_seconds": "0",
                                                   "priority": "low", **fields})
     assert response.status_code == 400

@@ -43,7 +43,7 @@ def test_beat_and_a_worker_collect_samples_that_arrive_on_a_real_socket(server, 
     assert metrics["role"] == "worker" and 0 <= metrics["cpu_percent"] <= 100
     assert 0 < metrics["memory_percent"] <= 100 and 0 < metrics["disk_percent"] <= 100
     assert metrics["current_health"] in ("healthy", "warning", "critical")
-    assert metrics["current_accuracy"] is None and metrics["predictions_per_minute"] == 0
+    assert "current_accuracy" not in metrics and "predictions_per_minute" not in metrics  # a host's figures only
     types = {e["type"] for e in got}
     got += sock.recv_until(lambda e: e["type"] == "system_metrics" and e["host"] == "beat-host", timeout=60)
     types |= {e["type"] for e in got}

@@ -3,8 +3,12 @@
 // Hosts, recent activity and running jobs are rendered by the server: on their events the page
 // fetches the fragment (monitoring:hosts, activity-feed, monitoring:job-item) and morphs it in.
 //
-//   system_metrics        → host CPU/memory/disk bars, open sockets
+// The socket hears every project of the user; the page shows its current project (data.projectId):
+// events of another project are left out, global ones (hosts, health, system alerts) kept.
+//
+//   system_metrics        → host CPU/memory/disk bars, open sockets (hosts only, no model figures)
 //   health_change         → health badge (with a pulse) and its reason
+//   project_metrics       → the project's prediction rate, total and model accuracy
 //   prediction_volume     → prediction counter and its trend arrow
 //   model_deployed / model_status_change → the deployed model card
 //   system_alert          → open alerts list and counts
@@ -19,6 +23,9 @@ const MAX_ALERTS = 8;
 const DONE_JOB_LINGER_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
+// An event of this page's project, or a global one (no project_id).
+const ours = (e) => e.project_id == null || e.project_id === data.projectId;
+const ourProject = (e) => data.projectId != null && e.project_id === data.projectId;
 const JOB_DONE = new Set(["succeeded", "failed", "cancelled"]);
 
 // --- hosts -------------------------------------------------------------------------------------------
@@ -41,7 +48,6 @@ realtime.on("system_metrics", (e) => {
   updatedHosts.add(e.host);
   refreshHosts();
   setText($("socket-count"), String(e.active_connections ?? 0));
-  if (e.predictions_per_minute != null) setRate(e.predictions_per_minute);
   const card = $("health-card");
   if (card.dataset.level === "unknown") setHealth(e.current_health, null, false);
 });
@@ -83,13 +89,24 @@ function setRate(rate) {
 }
 
 realtime.on("prediction_volume", (e) => {
+  if (!ourProject(e)) return;
   setText($("predictions-total"), String(e.total_predictions));
   setRate(e.predictions_per_minute);
+});
+
+realtime.on("project_metrics", (e) => {
+  if (!ourProject(e)) return;
+  setText($("predictions-total"), String(e.predictions_total));
+  setRate(e.predictions_per_minute);
+  if (e.model && e.model.id === currentModelId) {
+    setText($("model-card").querySelector('[data-field="accuracy"]'), formatPercent(e.current_accuracy));
+  }
 });
 
 let currentModelId = data.model ? data.model.id : null;
 
 realtime.on("model_deployed", (e) => {
+  if (!ourProject(e)) return;
   const card = $("model-card");
   currentModelId = e.model_id;
   card.dataset.status = "active";
@@ -104,6 +121,7 @@ realtime.on("model_deployed", (e) => {
 });
 
 realtime.on("model_status_change", (e) => {
+  if (!ourProject(e)) return;
   if (e.model_id === currentModelId) $("model-card").dataset.status = e.status;
 });
 
@@ -140,6 +158,7 @@ const alertItems = liveFragments({
 });
 
 realtime.on("system_alert", (e) => {
+  if (!ours(e)) return;
   const alert = e.alert || {};
   if (alert.status === "resolved") {
     $("dash-alerts").querySelector(`[data-alert-id="${alert.id}"]`)?.remove();
@@ -165,6 +184,7 @@ const refreshActivity = liveElement(data.activityUrl, "dash-activity", (list) =>
 
 realtime.on("activity_update", (e) => {
   const a = e.activity || {};
+  if (!ourProject(e)) return;
   if (a.action_type === "test" || shownActivity.has(String(a.id))) return;
   refreshActivity();
 });
@@ -206,14 +226,15 @@ const jobItems = liveFragments({
 
 const refreshJob = (kind, id) => jobItems.refresh(`${kind}-${id}`);
 
-for (const type of ["job_progress", "job_completed"]) realtime.on(type, (e) => refreshJob("processing", e.job_id));
+for (const type of ["job_progress", "job_completed"]) realtime.on(type, (e) => ours(e) && refreshJob("processing", e.job_id));
 for (const type of ["training_started", "training_progress", "training_completed", "training_failed"]) {
-  realtime.on(type, (e) => refreshJob("training", e.job_id));
+  realtime.on(type, (e) => ours(e) && refreshJob("training", e.job_id));
 }
 for (const type of ["pipeline_progress", "pipeline_completed", "pipeline_failed"]) {
-  realtime.on(type, (e) => refreshJob("pipeline", e.run_id));
+  realtime.on(type, (e) => ours(e) && refreshJob("pipeline", e.run_id));
 }
 realtime.on("pipeline_status", (e) => {
+  if (!ours(e)) return;
   if (e.status === "queued" || e.status === "running") refreshJob("pipeline", e.run_id);
 });
 

@@ -22,7 +22,8 @@ const CHARTS = {
   disk: { part: "resource", perHost: [["disk", "disk_percent", ""]], unit: "%", max: 100 },
   network: { part: "network", perHost: [["sent_rate", "net_sent_rate", " ↑"], ["recv_rate", "net_recv_rate", " ↓"]], unit: "B/s" },
   latency: { part: "performance", system: [["api_ms", "api_response_time_ms", "API p95"], ["ws_ms", "ws_response_time_ms", "Socket p95"]], unit: "ms" },
-  predictions: { part: "performance", system: [["predictions_per_minute", "predictions_per_minute", "Predictions / min"]], unit: "/min" },
+  // The current project's (project_metrics), not a host's: it starts empty and moves live.
+  predictions: { part: "project", system: [["predictions_per_minute", "predictions_per_minute", "Predictions / min"]], unit: "/min" },
 };
 
 const charts = {};
@@ -150,8 +151,7 @@ async function loadHistory() {
       const row = (field) => series[field]?.[i] ?? null;
       addPoint("resource", { host, t, cpu: row("cpu_percent"), memory: row("memory_percent"), disk: row("disk_percent") });
       addPoint("network", { host, t, sent_rate: row("net_sent_rate"), recv_rate: row("net_recv_rate") });
-      addPoint("performance", { host, t, api_ms: row("api_response_time_ms"), ws_ms: row("ws_response_time_ms"),
-        predictions_per_minute: row("predictions_per_minute") });
+      addPoint("performance", { host, t, api_ms: row("api_response_time_ms"), ws_ms: row("ws_response_time_ms") });
     });
   }
 }
@@ -179,6 +179,11 @@ function initCharts() {
       for (const e of pending) for (const part of ["resource", "network", "performance"]) if (e[part]) addPoint(part, e[part]);
       redraw();
     });
+  realtime.on("project_metrics", (e) => {
+    if (data.projectId == null || e.project_id !== data.projectId) return;
+    addPoint("project", { t: Date.now(), predictions_per_minute: e.predictions_per_minute });
+    if (loaded) redraw();
+  });
   setInterval(redraw, 15000); // slide the window even when nothing arrives
 }
 
@@ -209,7 +214,11 @@ const alertRows = liveFragments({
   onUpdate: updateOpenCount,
 });
 
+// The socket hears every project of the user: the page keeps its current project's and the global ones.
+const ours = (e) => e.project_id == null || e.project_id === data.projectId;
+
 realtime.on("system_alert", (e) => {
+  if (!ours(e)) return;
   if (e.alert && e.alert.id != null) alertRows.refresh(e.alert.id);
 });
 
@@ -243,6 +252,7 @@ const anomalyRows = liveFragments({
 });
 
 realtime.on("anomaly_detected", (e) => {
+  if (!ours(e)) return;
   if (e.anomaly_id != null) anomalyRows.refresh(e.anomaly_id);
 });
 
