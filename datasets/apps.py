@@ -8,9 +8,12 @@ class DatasetsConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete
 
-        from mlops_dashboard import jobs, retention
+        from mlops_dashboard import jobs, request_bodies, retention
 
-        from . import selectors, signals
+        from . import api, selectors, signals
+
+        # A forbidden upload is refused before its body is read (datasets/upload.py).
+        request_bodies.register_body_check("dataset-list", api.upload_precheck)
 
         post_delete.connect(signals.delete_dataset_file, sender=self.get_model("Dataset"),
                             dispatch_uid="datasets.delete_dataset_file")
