@@ -8,10 +8,13 @@ class DatasetsConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete
 
-        from mlops_dashboard import jobs, retention
+        from mlops_dashboard import jobs, request_bodies, retention
         from mlops_dashboard.events.topics import register_topic
 
-        from . import selectors, signals
+        from . import api, selectors, signals
+
+        # A forbidden upload is refused before its body is read (datasets/upload.py).
+        request_bodies.register_body_check("dataset-list", api.upload_precheck)
 
         for prefix, model in (("dataset", "datasets.Dataset"), ("processing_job", "datasets.ProcessingJob")):
             register_topic(prefix, model)  # socket subscriptions check view permission on it

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from django.shortcuts import get_object_or_404
-
+from mlops_dashboard import permissions
 from mlops_dashboard.jobs import ACTIVE
 
 from . import operations
@@ -25,37 +24,46 @@ def processing_options_clean(operation: str, options, *, columns: list[str], tar
     return operations.clean_options(operation, options, columns=columns, target_column=target_column)
 
 
-def dataset_get(pk: int | None) -> Dataset | None:
-    return Dataset.objects.filter(pk=pk or 0).first()
+def _scoped(queryset, user, project):
+    """Rows the user may read (user None: every row, for the system), of one project if given."""
+    queryset = permissions.visible(queryset, user) if user is not None else queryset
+    if project is not None:
+        queryset = queryset.filter(project_id=getattr(project, "pk", project))
+    return queryset
 
 
-def dataset_exists(pk: int | None) -> bool:
-    return Dataset.objects.filter(pk=pk or 0).exists()
+def dataset_get(pk: int | None, *, user=None) -> Dataset | None:
+    """The dataset, or None when there is none (or the user may not see it)."""
+    return _scoped(Dataset.objects, user, None).filter(pk=pk or 0).first()
+
+
+def dataset_exists(pk: int | None, *, user=None) -> bool:
+    return _scoped(Dataset.objects, user, None).filter(pk=pk or 0).exists()
 
 
 def dataset_is_ready(dataset: Dataset) -> bool:
     return dataset.status == Dataset.Status.READY
 
 
-def datasets_all():
-    """Every dataset (a queryset: API fields that take a dataset id choose from it)."""
-    return Dataset.objects.all()
+def datasets_all(*, user=None, project=None):
+    """Every dataset the user may see (a queryset: API fields that take a dataset id choose from it)."""
+    return _scoped(Dataset.objects.all(), user, project)
 
 
-def datasets_usable() -> list[dict]:
+def datasets_usable(*, user=None, project=None) -> list[dict]:
     """Datasets other than invalid ones, by name: id, name, status, column_names, target_column."""
-    return list(Dataset.objects.exclude(status=Dataset.Status.INVALID).order_by("name", "-id").values(
-        "id", "name", "status", "column_names", "target_column"))
+    return list(_scoped(Dataset.objects.exclude(status=Dataset.Status.INVALID), user, project).order_by(
+        "name", "-id").values("id", "name", "status", "column_names", "target_column"))
 
 
-def datasets_ready():
+def datasets_ready(*, user=None, project=None):
     """Ready datasets, newest first (a queryset)."""
-    return Dataset.objects.filter(status=Dataset.Status.READY).order_by("-created_at", "-id")
+    return _scoped(Dataset.objects.filter(status=Dataset.Status.READY), user, project).order_by("-created_at", "-id")
 
 
-def dataset_by_name(name: str) -> Dataset | None:
-    """The oldest dataset with this name."""
-    return Dataset.objects.filter(name=name).order_by("id").first()
+def dataset_by_name(name: str, *, user=None, project=None) -> Dataset | None:
+    """The oldest dataset with this name (in the project, if given)."""
+    return _scoped(Dataset.objects.filter(name=name), user, project).order_by("id").first()
 
 
 def processing_job_get(pk: int) -> ProcessingJob:
@@ -122,25 +130,31 @@ def quality_band(score) -> str:
 # --- the list ---------------------------------------------------------------------------------------
 
 
-def datasets_for_list(limit: int = LIST_LIMIT):
-    """Newest first, without the heavy JSON columns, with what a row shows of its lineage."""
+def datasets_for_list(*, user, project, limit: int = LIST_LIMIT):
+    """One project's datasets the user may see, newest first, without the heavy JSON columns, with what
+    a row shows of its lineage. No project (a user in none): nothing."""
+    if project is None:
+        return Dataset.objects.none()
     return (
-        Dataset.objects.select_related("parent", "source_job")
+        _scoped(Dataset.objects.select_related("parent", "source_job"), user, project)
         .defer("profile", "quality", "preview", "parent__profile", "parent__quality", "parent__preview")
         .order_by("-created_at", "-id")[:limit]
     )
 
 
-def dataset_for_row(pk: int) -> Dataset:
-    return get_object_or_404(
+def dataset_for_row(pk: int, *, user) -> Dataset:
+    return permissions.get_visible(
         Dataset.objects.select_related("parent", "source_job").defer(
             "profile", "quality", "preview", "parent__profile", "parent__quality", "parent__preview"
         ),
-        pk=pk,
+        user, pk=pk,
     )
 
 
-# --- one dataset ------------------------------------------------------------------------------------
+def dataset_for_page(pk: int, *, user) -> Dataset:
+    """One dataset for its page: 404 when it is not there or not the user's to see."""
+    return permissions.get_visible(Dataset.objects.select_related("parent", "source_job", "created_by", "project"),
+                                   user, pk=pk)
 
 
 def dataset_profile(dataset: Dataset) -> DatasetProfile | None:
@@ -361,8 +375,8 @@ def processing_jobs(dataset: Dataset, limit: int = JOB_LIMIT) -> list[Processing
     return annotate_jobs(list(dataset.jobs.order_by("-created_at", "-id")[:limit]))
 
 
-def processing_job(pk: int) -> ProcessingJob:
-    return annotate_jobs([get_object_or_404(ProcessingJob, pk=pk)])[0]
+def processing_job(pk: int, *, user) -> ProcessingJob:
+    return annotate_jobs([permissions.get_visible(ProcessingJob.objects.select_related("dataset"), user, pk=pk)])[0]
 
 
 def job_form_columns(dataset: Dataset) -> dict:
@@ -388,10 +402,3 @@ def processing_job_row(job: ProcessingJob) -> dict:
     return {"kind": "processing", "title": f"{job.get_operation_display().split(' (')[0]} · {job.dataset.name}",
             "url": reverse("datasets:detail", args=[job.dataset_id])}
 
-
-def dataset_get(pk) -> Dataset | None:
-    return Dataset.objects.filter(pk=pk).first()
-
-
-def dataset_is_ready(dataset: Dataset) -> bool:
-    return dataset.status == Dataset.Status.READY

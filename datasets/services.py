@@ -1,4 +1,10 @@
-"""Every write about datasets and processing jobs, and the events that announce them."""
+"""Every write about datasets and processing jobs, and the events that announce them.
+
+Each write checks permission first (mlops_dashboard.permissions): uploads need the editor role in
+the project; processing jobs take their dataset's project and need editor there; editing and
+deleting a dataset or cancelling a job need its creator with the editor role, or a maintainer.
+`user=None` is the system (a worker, demo data): always allowed.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,21 @@ import os
 import time
 import uuid
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import router, transaction
+from django.db.models.deletion import Collector
 from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
-from mlops_dashboard import jobs
+from mlops_dashboard import jobs, permissions, projects
 from mlops_dashboard.activity import activity_record
+from mlops_dashboard.audit import audit_record, changes_summary
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus
+from mlops_dashboard.models import Project
 
 from . import operations, profiling, validation
 from .models import Dataset, ProcessingJob
@@ -31,7 +40,8 @@ Status = Dataset.Status
 
 
 def _announce(dataset: Dataset, event_type=catalog.DatasetUpdated):
-    publish_on_commit(event_type(dataset_id=dataset.pk, name=dataset.name, status=dataset.status))
+    publish_on_commit(event_type(project_id=dataset.project_id, dataset_id=dataset.pk, name=dataset.name,
+                                 status=dataset.status))
 
 
 def summary(dataset: Dataset) -> dict:
@@ -49,44 +59,75 @@ def summary(dataset: Dataset) -> dict:
 # --- create, edit, delete -------------------------------------------------------------------------
 
 
-def dataset_create_from_upload(*, user, uploaded_file, name: str = "", target_column: str = "",
+def _create_project(user, project) -> Project:
+    """The project a new root dataset goes to: checked for the editor role (a Project or an id)."""
+    if isinstance(project, Project):
+        permissions.authorize(user, "create", project)
+        return project
+    if user is None:  # the system: the project given, else Default
+        return Project.objects.get(pk=project) if project not in (None, "") else projects.default_project()
+    return projects.project_for_create(user, project)
+
+
+def _creator(user):
+    return user if getattr(user, "is_authenticated", False) else None
+
+
+def dataset_create_from_upload(*, user, uploaded_file, project=None, name: str = "", target_column: str = "",
                                description: str = "") -> Dataset:
-    """Store the upload under a generated name, record it as `validating`, and queue validation."""
+    """Store the upload under a generated name, record it as `validating`, and queue validation.
+    `project`: a Project or its id; missing, the only project the user may create in (else a 400)."""
+    project = _create_project(user, project)
     original = os.path.basename(getattr(uploaded_file, "name", "") or "upload.csv")[:255]
     dataset = Dataset(
+        project=project,
         name=(name or os.path.splitext(original)[0] or "dataset")[:200],
         description=description,
         original_filename=original,
         target_column=target_column or "",
-        created_by=user if getattr(user, "is_authenticated", False) else None,
+        created_by=_creator(user),
         file_size=uploaded_file.size or 0,
     )
-    dataset = _create(dataset, uploaded_file)
+    dataset = _create(dataset, uploaded_file, user=user,
+                      summary=f"uploaded {dataset.original_filename}, {dataset.file_size:,} bytes")
     activity_record(title=f"Dataset uploaded: {dataset.name}", action_type="upload", user=dataset.created_by,
                     description=f"{dataset.original_filename}, {dataset.file_size:,} bytes",
-                    metadata={"dataset_id": dataset.pk})
+                    metadata={"dataset_id": dataset.pk}, project=dataset.project_id)
     return dataset
 
 
-def dataset_create_from_file(*, path: str, name: str, user=None, parent: Dataset | None = None,
-                             source_job: ProcessingJob | None = None, target_column: str = "",
-                             description: str = "", ingest: bool = True) -> Dataset:
-    """A dataset from a file on this machine (a job's output, demo data): same path as an upload."""
+def dataset_create_from_file(*, path: str, name: str, user=None, project=None, parent: Dataset | None = None,
+                             target_column: str = "", description: str = "", ingest: bool = True) -> Dataset:
+    """A dataset from a file on this machine (demo data, a step's output): same path as an upload.
+    Under a `parent` it goes to the parent's project (a different `project` is a 400)."""
+    if parent is not None:
+        project = projects.parent_project(parent, getattr(project, "pk", project))
+        permissions.authorize(user, "create", parent)
+    else:
+        project = _create_project(user, project)
+    return _dataset_from_file(path=path, name=name, project=project, user=user, created_by=_creator(user),
+                              parent=parent, target_column=target_column, description=description, ingest=ingest)
+
+
+def _dataset_from_file(*, path: str, name: str, project: Project, user, created_by, parent=None, source_job=None,
+                       target_column: str = "", description: str = "", ingest: bool = True) -> Dataset:
     dataset = Dataset(
-        name=name[:200], description=description, original_filename=os.path.basename(path)[:255],
-        target_column=target_column, created_by=user, parent=parent, source_job=source_job,
+        project=project, name=name[:200], description=description, original_filename=os.path.basename(path)[:255],
+        target_column=target_column, created_by=created_by, parent=parent, source_job=source_job,
         file_size=os.path.getsize(path),
     )
+    summary = f"output of processing job {source_job.pk}" if source_job is not None else f"from {os.path.basename(path)}"
     with open(path, "rb") as f:
-        return _create(dataset, File(f, name=os.path.basename(path)), ingest=ingest)
+        return _create(dataset, File(f, name=os.path.basename(path)), user=user, ingest=ingest, summary=summary)
 
 
-def _create(dataset: Dataset, content, ingest: bool = True) -> Dataset:
+def _create(dataset: Dataset, content, *, user, ingest: bool = True, summary: str = "") -> Dataset:
     dataset.file.save("upload.csv", content, save=False)  # upload_to generates the name
     try:
         with transaction.atomic():
             dataset.full_clean()
             dataset.save()
+            audit_record(user=user, action="create", obj=dataset, summary=summary)
             _announce(dataset, catalog.DatasetCreated)
             if ingest:
                 _enqueue_ingest(dataset)
@@ -103,8 +144,13 @@ def _enqueue_ingest(dataset: Dataset):
     transaction.on_commit(lambda: task.delay(pk))
 
 
-def dataset_update(*, dataset: Dataset, name: str | None = None, description: str | None = None,
+EDITABLE = ("name", "description", "target_column")
+
+
+def dataset_update(*, user=None, dataset: Dataset, name: str | None = None, description: str | None = None,
                    target_column: str | None = None) -> Dataset:
+    permissions.authorize(user, "change", dataset)
+    before = {field: getattr(dataset, field) for field in EDITABLE}
     if target_column and dataset.column_names and target_column not in dataset.column_names:
         raise ValidationError({"target_column": f"{target_column!r} is not a column of this dataset."})
     if name is not None:
@@ -122,31 +168,60 @@ def dataset_update(*, dataset: Dataset, name: str | None = None, description: st
         ):
             raise Http404(f"Dataset {dataset.pk} was deleted.")
         dataset.refresh_from_db()
+        audit_record(user=user, action="update", obj=dataset,
+                     summary=changes_summary(before, {field: getattr(dataset, field) for field in EDITABLE}))
         _announce(dataset)
     return dataset
 
 
-def dataset_delete(*, dataset: Dataset) -> None:
+def _forbidden_cascade(user, dataset: Dataset) -> str:
+    """Why the user may not delete what goes with the dataset ("" when they may): its processing jobs,
+    anomaly detections... (whatever the database cascades to), each checked like a delete of its own."""
+    if user is None or permissions.is_admin(user):
+        return ""
+    collector = Collector(using=router.db_for_write(Dataset))
+    collector.collect([dataset])
+    rows = [obj for objs in collector.data.values() for obj in objs]
+    rows += [obj for queryset in collector.fast_deletes for obj in queryset]
+    for obj in rows:
+        if obj == dataset or permissions.project_id_of(obj) is None:
+            continue
+        if not permissions.can(user, "delete", obj):
+            return (f"Deleting this dataset also deletes {obj._meta.verbose_name} {obj.pk}, which you did not "
+                    f"create: {permissions.denial(user, 'delete', obj)}")
+    return ""
+
+
+def dataset_delete(*, user=None, dataset: Dataset) -> None:
     """Delete the row and, once that has committed, its stored file (signals.delete_dataset_file).
     Work on it is cancelled: its processing jobs go with it (a running one stops at its next step,
     finding its row gone), and a worker validating or profiling it stops without writing (its
-    writes are guarded)."""
-    name, pk = dataset.name, dataset.pk
+    writes are guarded). What goes with it must be the user's to delete too (else 403)."""
+    permissions.authorize(user, "delete", dataset)
+    name, pk, project_id = dataset.name, dataset.pk, dataset.project_id
     with transaction.atomic():
+        why = _forbidden_cascade(user, dataset)
+        if why:
+            raise PermissionDenied(why)
         active = dataset.jobs.filter(status__in=list(jobs.ACTIVE)).count()
+        audit_record(user=user, action="delete", obj=dataset,
+                     summary=f"{active} processing job(s) cancelled" if active else "")
         dataset.delete()
         activity_record(title=f"Dataset deleted: {name}", action_type="dataset_delete", metadata={"dataset_id": pk},
-                        description=f"{active} processing job(s) cancelled." if active else "")
-        publish_on_commit(catalog.DatasetDeleted(dataset_id=pk, name=name))
+                        description=f"{active} processing job(s) cancelled." if active else "",
+                        user=_creator(user), project=project_id)
+        publish_on_commit(catalog.DatasetDeleted(project_id=project_id, dataset_id=pk, name=name))
 
 
-def dataset_reprofile(*, dataset: Dataset) -> Dataset:
+def dataset_reprofile(*, user=None, dataset: Dataset) -> Dataset:
     """Validate and profile the stored file again (after a worker died, or with a new target)."""
+    permissions.authorize(user, "change", dataset)
     if dataset.is_busy and not _is_stale(dataset):
         raise ValidationError("This dataset is being validated or profiled right now.")
     with transaction.atomic():
         Dataset.objects.filter(pk=dataset.pk).update(status=Status.VALIDATING, heartbeat_at=None, errors=[])
         dataset.refresh_from_db()
+        audit_record(user=user, action="reprofile", obj=dataset)
         _announce(dataset)
         _enqueue_ingest(dataset)
     return dataset
@@ -194,6 +269,7 @@ def _validate(dataset: Dataset) -> bool:
         user_id = dataset.created_by_id
         publish_on_commit(
             catalog.FileValidated(
+                project_id=dataset.project_id,
                 status="success" if result.ok else "error",
                 dataset_id=dataset.pk,
                 filename=dataset.original_filename,
@@ -214,10 +290,11 @@ def _validate(dataset: Dataset) -> bool:
             user=dataset.created_by, status="success" if result.ok else "error",
             severity_level="success" if result.ok else "error", duration=result.validation_time,
             description=" ".join(result.errors)[:500] if result.errors else f"{result.rows:,} rows",
-            metadata={"dataset_id": dataset.pk},
+            metadata={"dataset_id": dataset.pk}, project=dataset.project_id,
         )
         if not result.ok:
-            publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset.pk, status=Status.INVALID,
+            publish_on_commit(catalog.DatasetProcessed(project_id=dataset.project_id, dataset_id=dataset.pk,
+                                                       status=Status.INVALID,
                                                        data={"errors": result.errors}))
     return result.ok
 
@@ -235,14 +312,16 @@ def _profile(dataset: Dataset) -> None:
                             quality_score=assessment.quality_score, preview=preview, row_count=profile.rows,
                             profiling_time=round(time.perf_counter() - started, 4), status=Status.READY):
             return
-        publish_on_commit(catalog.QualityAssessment(dataset_id=dataset.pk, quality_score=dataset.quality_score,
-                                                    stats=dataset.quality))
-        publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset.pk, status=Status.READY, data=summary(dataset)))
+        publish_on_commit(catalog.QualityAssessment(project_id=dataset.project_id, dataset_id=dataset.pk,
+                                                    quality_score=dataset.quality_score, stats=dataset.quality))
+        publish_on_commit(catalog.DatasetProcessed(project_id=dataset.project_id, dataset_id=dataset.pk,
+                                                   status=Status.READY, data=summary(dataset)))
         _announce(dataset)
         activity_record(title=f"Dataset ready: {dataset.name}", action_type="profiling", user=dataset.created_by,
                         duration=dataset.profiling_time, severity_level="success",
                         description=f"Quality score {dataset.quality_score:.1f}",
-                        metadata={"dataset_id": dataset.pk, "quality_score": dataset.quality_score})
+                        metadata={"dataset_id": dataset.pk, "quality_score": dataset.quality_score},
+                        project=dataset.project_id)
 
 
 def _write_owned(dataset: Dataset, while_status: str, **fields) -> bool:
@@ -264,14 +343,19 @@ def _mark_invalid(dataset_id: int, errors: list[str]) -> None:
         if updated:
             dataset = Dataset.objects.get(pk=dataset_id)
             _announce(dataset)
-            publish_on_commit(catalog.DatasetProcessed(dataset_id=dataset_id, status=Status.INVALID,
+            publish_on_commit(catalog.DatasetProcessed(project_id=dataset.project_id, dataset_id=dataset_id,
+                                                       status=Status.INVALID,
                                                        data={"errors": errors}))
 
 
 # --- processing jobs --------------------------------------------------------------------------------
 
 
-def processing_job_create(*, dataset: Dataset, operation: str, options: dict | None = None, user=None) -> ProcessingJob:
+def processing_job_create(*, user=None, dataset: Dataset, operation: str, options: dict | None = None,
+                          project=None) -> ProcessingJob:
+    """Queue a job over a ready dataset, in the dataset's project (a different `project` is a 400)."""
+    permissions.authorize(user, "create", dataset)
+    project = projects.parent_project(dataset, getattr(project, "pk", project))
     if dataset.status != Status.READY:
         raise ValidationError({"dataset": f"The dataset is {dataset.status}; jobs run on ready datasets only."})
     try:
@@ -279,11 +363,12 @@ def processing_job_create(*, dataset: Dataset, operation: str, options: dict | N
                                            target_column=dataset.target_column)
     except operations.OptionsError as exc:
         raise ValidationError({"options": [f"{k}: {v}" for k, v in exc.errors.items()]}) from None
-    job = ProcessingJob(dataset=dataset, operation=operation, options=cleaned,
-                        created_by=user if getattr(user, "is_authenticated", False) else None)
+    job = ProcessingJob(project=project, dataset=dataset, operation=operation, options=cleaned,
+                        created_by=_creator(user))
     job.full_clean()
     with transaction.atomic():
         job.save()
+        audit_record(user=user, action="create", obj=job, summary=f"{operation} of dataset {dataset.pk}")
         _job_progress(job)
         from .tasks import processing_job_run as task
 
@@ -293,18 +378,20 @@ def processing_job_create(*, dataset: Dataset, operation: str, options: dict | N
 
 
 def _job_progress(job: ProcessingJob):
-    publish_on_commit(catalog.JobProgress(job_id=job.pk, dataset_id=job.dataset_id, progress=round(job.progress, 1),
-                                          status=job.status, current_step=job.current_step or job.status))
+    publish_on_commit(catalog.JobProgress(project_id=job.project_id, job_id=job.pk, dataset_id=job.dataset_id,
+                                          progress=round(job.progress, 1), status=job.status,
+                                          current_step=job.current_step or job.status))
 
 
 def _job_completed(job: ProcessingJob):
-    publish_on_commit(catalog.JobCompleted(job_id=job.pk, dataset_id=job.dataset_id, status=job.status,
-                                           duration=job.duration or 0.0, result=job.result,
+    publish_on_commit(catalog.JobCompleted(project_id=job.project_id, job_id=job.pk, dataset_id=job.dataset_id,
+                                           status=job.status, duration=job.duration or 0.0, result=job.result,
                                            error=job.error or None))
 
 
-def processing_job_cancel(*, job: ProcessingJob) -> ProcessingJob:
+def processing_job_cancel(*, user=None, job: ProcessingJob) -> ProcessingJob:
     """A queued job is cancelled at once; a running one stops at its next step."""
+    permissions.authorize(user, "cancel", job)
     if job.is_terminal:
         raise ValidationError(f"The job has already ended ({job.status}).")
     with transaction.atomic():
@@ -315,6 +402,7 @@ def processing_job_cancel(*, job: ProcessingJob) -> ProcessingJob:
         else:
             ProcessingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
             job.refresh_from_db()
+        audit_record(user=user, action="cancel", obj=job, summary=f"status: {job.status}")
     return job
 
 
@@ -322,7 +410,7 @@ def processing_job_run(*, job_id: int) -> None:
     if not jobs.claim(ProcessingJob, job_id, current_step="starting"):
         logger.info("processing job %s already claimed or ended; skipped", job_id)
         return
-    job = ProcessingJob.objects.select_related("dataset").get(pk=job_id)
+    job = ProcessingJob.objects.select_related("dataset", "project").get(pk=job_id)
     _job_progress(job)
     source = job.dataset
     written: list[str] = []
@@ -359,10 +447,11 @@ def processing_job_run(*, job_id: int) -> None:
                 report(60 + 40 * i / len(outputs), f"profiling the {output.label} dataset")
                 if should_stop():
                     raise operations.Cancelled()
-                child = dataset_create_from_file(
-                    path=output.path, name=f"{source.name} ({output.label})", user=job.created_by, parent=source,
-                    source_job=job, target_column=source.target_column, ingest=False,
-                    description=f"{job.get_operation_display()} of {source.name}.",
+                # The worker writes the outputs (the job was authorized when it was made), in its project.
+                child = _dataset_from_file(
+                    path=output.path, name=f"{source.name} ({output.label})", project=job.project, user=None,
+                    created_by=job.created_by, parent=source, source_job=job, target_column=source.target_column,
+                    ingest=False,                    description=f"{job.get_operation_display()} of {source.name}.",
                 )
                 dataset_ingest(dataset_id=child.pk)
                 child.refresh_from_db()
@@ -393,6 +482,7 @@ def _end_job(job: ProcessingJob, status: str, *, result=None, error: str = ""):
                 user=job.created_by, status=status, duration=job.duration,
                 severity_level={"succeeded": "success", "failed": "error"}.get(status, "warning"),
                 description=job.error[:500], metadata={"job_id": job.pk, "dataset_id": job.dataset_id},
+                project=job.project_id,
             )
 
 

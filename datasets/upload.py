@@ -6,8 +6,9 @@ arrive, publishes `upload_progress` to the uploader's `user.<id>` topic a few ti
 answers 413 as soon as the body passes DATASET_MAX_UPLOAD_MB (Django then never sees it).
 
 Before a byte of the body is read (asgi.py has looked the user up): an anonymous upload is refused
-(nothing is spooled to disk), and a user with UPLOADS_PER_USER uploads streaming, on any server
-process, gets 429. A body that pauses longer than WEB_BODY_TIMEOUT gets 408.
+(nothing is spooled to disk), so is one to a project the user may not upload to (the check the
+datasets app registers with request_bodies.register_body_check: 404, 403 naming the role, 400), and
+a user with UPLOADS_PER_USER uploads streaming, on any server process, gets 429. A body that pauses longer than WEB_BODY_TIMEOUT gets 408.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class UploadProgressMiddleware:
         user = scope.get("user")
         if user is None or not user.is_authenticated:
             return await request_bodies.refuse_anonymous(scope, send)
+        if await request_bodies.refuse_before_body(scope, send, user):
+            return
         limit = settings.DATASET_MAX_UPLOAD_MB * 1024 * 1024
         total = request_bodies.content_length(scope) or 0
         if total > limit:

@@ -1,30 +1,39 @@
 """Pages of the datasets app: the list with uploads, one dataset's profile and processing jobs.
 
-Writes go through the REST API (datasets/api.py) from the page modules; these views only read.
+Writes go through the REST API (datasets/api.py) from the page modules, checked by the services;
+these views only read, and only what the user may see (another project's dataset is a 404). The
+list shows the current project's datasets, and the upload form posts to that project.
 The two fragment views render one table row, so rows inserted or refreshed live look exactly like
 the ones rendered with the page.
 """
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from . import selectors
+from mlops_dashboard.projects import current_project
+
 from .models import Dataset, ProcessingJob
 
 
 @require_GET
 def index(request):
     """Upload a CSV (with live progress) and the datasets table, updated live."""
-    datasets = list(selectors.datasets_for_list())
+    project = current_project(request)
+    datasets = list(selectors.datasets_for_list(user=request.user, project=project))
+    upload_url = reverse("dataset-list") + (f"?project={project.pk}" if project is not None else "")
     context = {
         "nav": "datasets",
+        "project": project,
+        "upload_url": upload_url,
         "datasets": datasets,
         "list_limit": selectors.LIST_LIMIT,
         "max_upload_mb": settings.DATASET_MAX_UPLOAD_MB,
         "page_data": {
-            "api": {"datasets": reverse("dataset-list")},
+            # The project in the URL: the server checks it before the body is sent.
+            "api": {"datasets": upload_url},
             "rowUrl": reverse("datasets:row", args=[0]),
             "maxUploadBytes": settings.DATASET_MAX_UPLOAD_MB * 1024 * 1024,
             "maxUploadMb": settings.DATASET_MAX_UPLOAD_MB,
@@ -36,13 +45,13 @@ def index(request):
 @require_GET
 def row(request, pk: int):
     """One row of the datasets table (a fragment for static/js/pages/datasets.js)."""
-    return render(request, "datasets/_dataset_row.html", {"dataset": selectors.dataset_for_row(pk)})
+    return render(request, "datasets/_dataset_row.html", {"dataset": selectors.dataset_for_row(pk, user=request.user)})
 
 
 @require_GET
 def detail(request, pk: int):
     """One dataset: status, errors or profile, quality, histograms, preview, lineage and jobs."""
-    dataset = get_object_or_404(Dataset.objects.select_related("parent", "source_job", "created_by"), pk=pk)
+    dataset = selectors.dataset_for_page(pk, user=request.user)
     ready = dataset.status == Dataset.Status.READY
     columns = selectors.column_profiles(dataset) if ready else []
     jobs = selectors.processing_jobs(dataset)
@@ -81,4 +90,4 @@ def detail(request, pk: int):
 @require_GET
 def job_row(request, pk: int):
     """One row of a dataset's processing jobs table (a fragment for static/js/pages/datasets_detail.js)."""
-    return render(request, "datasets/_job_row.html", {"job": selectors.processing_job(pk)})
+    return render(request, "datasets/_job_row.html", {"job": selectors.processing_job(pk, user=request.user)})

@@ -11,13 +11,20 @@ bodies no longer stall everyone else. What is refused here is refused before Dja
   streams in. DRF parsers read the stream themselves, so Django's own limit never applied to JSON;
 - a body that has not fully arrived within WEB_BODY_TIMEOUT seconds: 408, connection closed.
 Uploads take another path (asgi.py, datasets/upload.py): they stream into Django while being
-counted, and use the helpers at the end of this module for their refusals.
+counted, and use the helpers at the end of this module for their refusals. Before reading an
+upload's body they also run the permission check its app registered (`register_body_check`), so a
+forbidden upload is refused (404/403/400) before a byte of it is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, QueryDict
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -36,6 +43,17 @@ _BODY_LIMITS: dict[str, tuple[int, str]] = {}
 def register_body_limit(url_name: str, max_bytes: int, detail: str) -> None:
     """Let the view named `url_name` take bodies up to `max_bytes` (an app calls this in ready())."""
     _BODY_LIMITS[url_name] = (max_bytes, detail)
+
+
+# URL name -> check(user, query): raises Http404 / PermissionDenied / ValidationError when the request
+# may not go on, before its body is read (an app calls register_body_check in ready()).
+_BODY_CHECKS: dict[str, Callable] = {}
+
+
+def register_body_check(url_name: str, check: Callable) -> None:
+    """Run `check(user, query)` (query: the URL's QueryDict) before the body of a request to the view
+    named `url_name` is read; whatever it raises is the answer (404, 403 naming the role, 400)."""
+    _BODY_CHECKS[url_name] = check
 
 
 def default_body_limit() -> tuple[int, str]:
@@ -179,3 +197,37 @@ class RequestBodies:
             return messages.pop() if messages else await receive()
 
         return await self.app(scope, replay, send)
+
+
+# --- checks before the body -------------------------------------------------------------------------
+
+
+def body_check_for(scope) -> Callable | None:
+    try:
+        match = resolve(path_info(scope))
+    except Resolver404:
+        return None
+    return _BODY_CHECKS.get(match.url_name)
+
+
+async def refuse_before_body(scope, send, user) -> bool:
+    """Run the registered check of this request's view; answer its refusal and return True, or False
+    (go on and read the body). The check reads the database: in Django's thread, as views do."""
+    check = body_check_for(scope)
+    if check is None:
+        return False
+    query = QueryDict(scope.get("query_string", b"").decode("latin1"))
+    try:
+        await database_sync_to_async(check)(user, query)
+    except Http404:
+        await send_problem(scope, send, 404, "Not found.", code="not_found")
+    except PermissionDenied as exc:
+        await send_problem(scope, send, 403, str(exc) or "You do not have permission to perform this action.",
+                           code="permission_denied")
+    except ValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        detail = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
+        await send_response(send, problem_response(400, detail, errors=errors, code="invalid"))
+    else:
+        return False
+    return True

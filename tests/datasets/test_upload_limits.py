@@ -121,3 +121,38 @@ def test_a_user_has_at_most_uploads_per_user_streaming_across_server_processes(t
             sock.close()
 
     procs.wait_for(a_new_upload_streams, timeout=120, interval=0.5, message="an upload accepted after the first ended")
+
+
+@pytest.mark.parametrize("case", ["viewer", "viewer-no-project-named", "outsider", "not-an-id"])
+def test_a_forbidden_100_mb_upload_is_refused_before_its_body_is_sent(two_servers, transactional_db, case):
+    """The project in the URL is checked before a byte of the body is read (the servers would wait
+    WEB_BODY_TIMEOUT=600 s for the rest of it): 403 naming the role, 404 for a project the user cannot
+    see, 400 for a bad id; and with no project named, a user who may upload nowhere is refused too."""
+    from tests.factories import ProjectFactory, UserFactory, member
+
+    project = ProjectFactory()
+    someone = UserFactory()
+    if case.startswith("viewer"):
+        member(someone, "viewer", project)
+    else:
+        member(someone, "editor", ProjectFactory(slug="elsewhere"))
+    path = {"viewer-no-project-named": "/api/datasets/", "not-an-id": "/api/datasets/?project=abc"}.get(
+        case, f"/api/datasets/?project={project.pk}")
+    media_root = Path(settings.MEDIA_ROOT)
+    media = set(media_root.rglob("*"))
+    sock = rawhttp.open_request(two_servers[0].port, "POST", path, {
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}", "Content-Length": str(100 * 2**20),
+        "Authorization": f"Token {token_for(someone)}"}, HEAD)
+    try:
+        response = rawhttp.read_response(sock, timeout=60)  # 100 MB announced, a few bytes sent
+        expected = {"viewer": 403, "viewer-no-project-named": 403, "outsider": 404, "not-an-id": 400}[case]
+        assert response.status == expected, response
+        if expected == 403:
+            assert "editor role" in response.json()["detail"]
+        assert rawhttp.closed_by_server(sock)
+    finally:
+        sock.close()
+    assert set(media_root.rglob("*")) == media  # nothing stored (nor spooled: Django never saw it)
+    from datasets.models import Dataset
+
+    assert not Dataset.objects.exists()

@@ -34,225 +34,228 @@ function problemLines(body, status) {
 
 // --- the upload form ----------------------------------------------------------------------------------
 
-const form = $("upload-form");
-const input = $("upload-file");
-const dropzone = $("dropzone");
-const submit = $("upload-submit");
-const abortButton = $("upload-abort");
-const progressBox = $("upload-progress");
-const bar = progressBox.querySelector(".progress");
-let chosen = null; // the File to upload
-let xhr = null;
+function initUpload() {
 
-function showError(title, lines = []) {
-  const box = $("upload-error");
-  setText($("upload-error-title"), title);
-  $("upload-error-list").replaceChildren(...lines.map((line) => Object.assign(document.createElement("li"), { textContent: line })));
-  box.hidden = false;
-}
+  const form = $("upload-form");
+  const input = $("upload-file");
+  const dropzone = $("dropzone");
+  const submit = $("upload-submit");
+  const abortButton = $("upload-abort");
+  const progressBox = $("upload-progress");
+  const bar = progressBox.querySelector(".progress");
+  let chosen = null; // the File to upload
+  let xhr = null;
 
-function clearMessages() {
-  $("upload-error").hidden = true;
-  $("upload-done").hidden = true;
-}
-
-async function readHeader(file) {
-  // Offer the header's columns as target suggestions: the first line of the first 64 KB.
-  try {
-    const text = await file.slice(0, 65536).text();
-    const line = text.replace(/^\uFEFF/, "").split(/\r?\n/, 1)[0] || "";
-    const delimiter = [",", ";", "\t", "|"].reduce((best, d) => (line.split(d).length > line.split(best).length ? d : best), ",");
-    return line
-      .split(delimiter)
-      .map((c) => c.trim().replace(/^"(.*)"$/, "$1"))
-      .filter(Boolean)
-      .slice(0, 500);
-  } catch {
-    return [];
+  function showError(title, lines = []) {
+    const box = $("upload-error");
+    setText($("upload-error-title"), title);
+    $("upload-error-list").replaceChildren(...lines.map((line) => Object.assign(document.createElement("li"), { textContent: line })));
+    box.hidden = false;
   }
-}
 
-async function choose(file) {
-  clearMessages();
-  chosen = file || null;
-  const info = $("upload-file-info");
-  dropzone.dataset.state = chosen ? "chosen" : "empty";
-  info.hidden = !chosen;
-  $("dropzone-prompt").hidden = Boolean(chosen);
-  submit.disabled = !chosen;
-  progressBox.hidden = true;
-  $("upload-columns").replaceChildren();
-  if (!chosen) {
-    input.value = "";
-    setText($("upload-target-hint"), "Suggestions come from the file's header once you pick a file.");
-    return;
+  function clearMessages() {
+    $("upload-error").hidden = true;
+    $("upload-done").hidden = true;
   }
-  setText($("upload-file-name"), chosen.name);
-  setText($("upload-file-meta"), formatBytes(chosen.size));
-  $("upload-name").placeholder = chosen.name.replace(/\.[^.]+$/, "") || "Defaults to the file name";
-  if (chosen.size > data.maxUploadBytes) {
-    showError(`${chosen.name} is ${formatBytes(chosen.size)}: larger than the ${data.maxUploadMb} MB upload limit.`);
-    submit.disabled = true;
-    return;
+
+  async function readHeader(file) {
+    // Offer the header's columns as target suggestions: the first line of the first 64 KB.
+    try {
+      const text = await file.slice(0, 65536).text();
+      const line = text.replace(/^\uFEFF/, "").split(/\r?\n/, 1)[0] || "";
+      const delimiter = [",", ";", "\t", "|"].reduce((best, d) => (line.split(d).length > line.split(best).length ? d : best), ",");
+      return line
+        .split(delimiter)
+        .map((c) => c.trim().replace(/^"(.*)"$/, "$1"))
+        .filter(Boolean)
+        .slice(0, 500);
+    } catch {
+      return [];
+    }
   }
-  const columns = await readHeader(chosen);
-  if (chosen !== file) return; // another file was picked meanwhile
-  $("upload-columns").replaceChildren(...columns.map((c) => new Option(c, c)));
-  setText($("upload-target-hint"), columns.length ? `${columns.length} columns in the header; pick one or leave empty.` : "The header could not be read; type the column name.");
-}
 
-input.addEventListener("change", () => choose(input.files[0]));
-$("upload-file-clear").addEventListener("click", () => {
-  choose(null);
-  input.focus();
-});
-
-// Drag and drop anywhere on the zone; the page ignores files dropped elsewhere (no navigation away).
-let dragDepth = 0;
-dropzone.addEventListener("dragenter", (e) => {
-  e.preventDefault();
-  dragDepth += 1;
-  dropzone.classList.add("is-dragover");
-});
-dropzone.addEventListener("dragover", (e) => {
-  e.preventDefault();
-  e.dataTransfer.dropEffect = "copy";
-});
-dropzone.addEventListener("dragleave", () => {
-  dragDepth = Math.max(0, dragDepth - 1);
-  if (!dragDepth) dropzone.classList.remove("is-dragover");
-});
-dropzone.addEventListener("drop", (e) => {
-  e.preventDefault();
-  dragDepth = 0;
-  dropzone.classList.remove("is-dragover");
-  const file = e.dataTransfer?.files?.[0];
-  if (!file) return;
-  if (xhr) return;
-  try {
-    input.files = e.dataTransfer.files; // keeps the input in step where the browser allows it
-  } catch {
-    /* read-only in old browsers: `chosen` is what is sent */
-  }
-  choose(file);
-});
-window.addEventListener("dragover", (e) => e.preventDefault());
-window.addEventListener("drop", (e) => e.preventDefault());
-
-function setBusy(busy) {
-  form.classList.toggle("is-uploading", busy);
-  submit.disabled = busy || !chosen;
-  abortButton.hidden = !busy;
-  for (const el of form.querySelectorAll("input, textarea, #upload-file-clear")) el.disabled = busy;
-}
-
-function renderProgress(loaded, total, startedAt) {
-  const percent = total ? (100 * loaded) / total : 0;
-  setProgress(bar, percent, "running");
-  const elapsed = (performance.now() - startedAt) / 1000;
-  const speed = elapsed > 0.05 ? loaded / elapsed : 0;
-  setText($("upload-bytes"), `${formatBytes(loaded)} of ${formatBytes(total)}`);
-  setText($("upload-speed"), speed ? `${formatBytes(speed)}/s` : "");
-  setText($("upload-eta"), speed && loaded < total ? formatSeconds((total - loaded) / speed) : loaded >= total ? "processing…" : "");
-}
-
-form.addEventListener("submit", (e) => {
-  e.preventDefault();
-  if (!chosen || xhr) return;
-  clearMessages();
-  const body = new FormData();
-  body.append("file", chosen, chosen.name);
-  body.append("name", $("upload-name").value.trim());
-  body.append("target_column", $("upload-target").value.trim());
-  body.append("description", $("upload-description").value.trim());
-
-  const file = chosen;
-  const startedAt = performance.now();
-  progressBox.hidden = false;
-  $("upload-server").hidden = true;
-  setProgress(bar, 0, "running");
-  renderProgress(0, file.size, startedAt);
-  setBusy(true);
-
-  const request = new XMLHttpRequest();
-  xhr = request;
-  request.open("POST", data.api.datasets);
-  request.setRequestHeader("X-CSRFToken", csrfToken());
-  request.setRequestHeader("Accept", "application/json");
-  request.responseType = "json";
-  request.upload.addEventListener("progress", (event) => {
-    if (event.lengthComputable) renderProgress(event.loaded, event.total, startedAt);
-  });
-  request.addEventListener("load", () => {
-    xhr = null;
-    setBusy(false);
-    const answer = request.response;
-    if (request.status === 201 && answer?.id) {
-      setProgress(bar, 100, "succeeded");
-      setText($("upload-eta"), "done");
-      uploaded(answer, file);
+  async function choose(file) {
+    clearMessages();
+    chosen = file || null;
+    const info = $("upload-file-info");
+    dropzone.dataset.state = chosen ? "chosen" : "empty";
+    info.hidden = !chosen;
+    $("dropzone-prompt").hidden = Boolean(chosen);
+    submit.disabled = !chosen;
+    progressBox.hidden = true;
+    $("upload-columns").replaceChildren();
+    if (!chosen) {
+      input.value = "";
+      setText($("upload-target-hint"), "Suggestions come from the file's header once you pick a file.");
       return;
     }
-    setProgress(bar, 100, "failed");
-    if (request.status === 413) {
-      const { title } = problemLines(answer, 413);
-      showError(title || `The file is larger than the ${data.maxUploadMb} MB upload limit.`);
-    } else if (request.status === 401 || request.status === 403) {
-      showError(answer?.detail || "Your session has ended: log in again to upload.");
-    } else {
-      const { title, lines } = problemLines(answer, request.status);
-      showError(title, lines);
+    setText($("upload-file-name"), chosen.name);
+    setText($("upload-file-meta"), formatBytes(chosen.size));
+    $("upload-name").placeholder = chosen.name.replace(/\.[^.]+$/, "") || "Defaults to the file name";
+    if (chosen.size > data.maxUploadBytes) {
+      showError(`${chosen.name} is ${formatBytes(chosen.size)}: larger than the ${data.maxUploadMb} MB upload limit.`);
+      submit.disabled = true;
+      return;
     }
+    const columns = await readHeader(chosen);
+    if (chosen !== file) return; // another file was picked meanwhile
+    $("upload-columns").replaceChildren(...columns.map((c) => new Option(c, c)));
+    setText($("upload-target-hint"), columns.length ? `${columns.length} columns in the header; pick one or leave empty.` : "The header could not be read; type the column name.");
+  }
+
+  input.addEventListener("change", () => choose(input.files[0]));
+  $("upload-file-clear").addEventListener("click", () => {
+    choose(null);
+    input.focus();
   });
-  request.addEventListener("error", () => {
-    xhr = null;
-    setBusy(false);
-    setProgress(bar, Number(bar.getAttribute("aria-valuenow")) || 0, "failed");
-    showError(
-      file.size > data.maxUploadBytes
-        ? `The file is larger than the ${data.maxUploadMb} MB upload limit.`
-        : "The upload failed: the connection to the server was lost. Check your network and try again.",
+
+  // Drag and drop anywhere on the zone; the page ignores files dropped elsewhere (no navigation away).
+  let dragDepth = 0;
+  dropzone.addEventListener("dragenter", (e) => {
+    e.preventDefault();
+    dragDepth += 1;
+    dropzone.classList.add("is-dragover");
+  });
+  dropzone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+  });
+  dropzone.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) dropzone.classList.remove("is-dragover");
+  });
+  dropzone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    dragDepth = 0;
+    dropzone.classList.remove("is-dragover");
+    const file = e.dataTransfer?.files?.[0];
+    if (!file) return;
+    if (xhr) return;
+    try {
+      input.files = e.dataTransfer.files; // keeps the input in step where the browser allows it
+    } catch {
+      /* read-only in old browsers: `chosen` is what is sent */
+    }
+    choose(file);
+  });
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => e.preventDefault());
+
+  function setBusy(busy) {
+    form.classList.toggle("is-uploading", busy);
+    submit.disabled = busy || !chosen;
+    abortButton.hidden = !busy;
+    for (const el of form.querySelectorAll("input, textarea, #upload-file-clear")) el.disabled = busy;
+  }
+
+  function renderProgress(loaded, total, startedAt) {
+    const percent = total ? (100 * loaded) / total : 0;
+    setProgress(bar, percent, "running");
+    const elapsed = (performance.now() - startedAt) / 1000;
+    const speed = elapsed > 0.05 ? loaded / elapsed : 0;
+    setText($("upload-bytes"), `${formatBytes(loaded)} of ${formatBytes(total)}`);
+    setText($("upload-speed"), speed ? `${formatBytes(speed)}/s` : "");
+    setText($("upload-eta"), speed && loaded < total ? formatSeconds((total - loaded) / speed) : loaded >= total ? "processing…" : "");
+  }
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!chosen || xhr) return;
+    clearMessages();
+    const body = new FormData();
+    body.append("file", chosen, chosen.name);
+    body.append("name", $("upload-name").value.trim());
+    body.append("target_column", $("upload-target").value.trim());
+    body.append("description", $("upload-description").value.trim());
+
+    const file = chosen;
+    const startedAt = performance.now();
+    progressBox.hidden = false;
+    $("upload-server").hidden = true;
+    setProgress(bar, 0, "running");
+    renderProgress(0, file.size, startedAt);
+    setBusy(true);
+
+    const request = new XMLHttpRequest();
+    xhr = request;
+    request.open("POST", data.api.datasets);
+    request.setRequestHeader("X-CSRFToken", csrfToken());
+    request.setRequestHeader("Accept", "application/json");
+    request.responseType = "json";
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) renderProgress(event.loaded, event.total, startedAt);
+    });
+    request.addEventListener("load", () => {
+      xhr = null;
+      setBusy(false);
+      const answer = request.response;
+      if (request.status === 201 && answer?.id) {
+        setProgress(bar, 100, "succeeded");
+        setText($("upload-eta"), "done");
+        uploaded(answer, file);
+        return;
+      }
+      setProgress(bar, 100, "failed");
+      if (request.status === 413) {
+        const { title } = problemLines(answer, 413);
+        showError(title || `The file is larger than the ${data.maxUploadMb} MB upload limit.`);
+      } else if (request.status === 401 || request.status === 403) {
+        showError(answer?.detail || "Your session has ended: log in again to upload.");
+      } else {
+        const { title, lines } = problemLines(answer, request.status);
+        showError(title, lines);
+      }
+    });
+    request.addEventListener("error", () => {
+      xhr = null;
+      setBusy(false);
+      setProgress(bar, Number(bar.getAttribute("aria-valuenow")) || 0, "failed");
+      showError(
+        file.size > data.maxUploadBytes
+          ? `The file is larger than the ${data.maxUploadMb} MB upload limit.`
+          : "The upload failed: the connection to the server was lost. Check your network and try again.",
+      );
+    });
+    request.addEventListener("abort", () => {
+      xhr = null;
+      setBusy(false);
+      setProgress(bar, Number(bar.getAttribute("aria-valuenow")) || 0, "cancelled");
+      setText($("upload-eta"), "cancelled");
+    });
+    request.send(body);
+  });
+
+  abortButton.addEventListener("click", () => xhr?.abort());
+
+  function uploaded(dataset, file) {
+    const done = $("upload-done");
+    const link = Object.assign(document.createElement("a"), { href: dataset.url || `${location.pathname}${dataset.id}/`, textContent: dataset.name });
+    done.replaceChildren(
+      document.createTextNode("Uploaded "),
+      link,
+      document.createTextNode(` (${formatBytes(file.size)}). It is being validated and profiled — its row below updates by itself.`),
     );
-  });
-  request.addEventListener("abort", () => {
-    xhr = null;
-    setBusy(false);
-    setProgress(bar, Number(bar.getAttribute("aria-valuenow")) || 0, "cancelled");
-    setText($("upload-eta"), "cancelled");
-  });
-  request.send(body);
-});
+    done.hidden = false;
+    for (const id of ["upload-name", "upload-target", "upload-description"]) $(id).value = "";
+    chosen = null;
+    input.value = "";
+    dropzone.dataset.state = "empty";
+    $("upload-file-info").hidden = true;
+    $("dropzone-prompt").hidden = false;
+    $("upload-name").placeholder = "Defaults to the file name";
+    submit.disabled = true;
+    ensureRow(dataset.id, { highlight: true });
+  }
 
-abortButton.addEventListener("click", () => xhr?.abort());
-
-function uploaded(dataset, file) {
-  const done = $("upload-done");
-  const link = Object.assign(document.createElement("a"), { href: dataset.url || `${location.pathname}${dataset.id}/`, textContent: dataset.name });
-  done.replaceChildren(
-    document.createTextNode("Uploaded "),
-    link,
-    document.createTextNode(` (${formatBytes(file.size)}). It is being validated and profiled — its row below updates by itself.`),
-  );
-  done.hidden = false;
-  for (const id of ["upload-name", "upload-target", "upload-description"]) $(id).value = "";
-  chosen = null;
-  input.value = "";
-  dropzone.dataset.state = "empty";
-  $("upload-file-info").hidden = true;
-  $("dropzone-prompt").hidden = false;
-  $("upload-name").placeholder = "Defaults to the file name";
-  submit.disabled = true;
-  ensureRow(dataset.id, { highlight: true });
+  // The server counts the body as it streams in and reports it to this user (upload_progress).
+  realtime.on("upload_progress", (event) => {
+    if (!xhr && event.progress_percent < 100) return;
+    const line = $("upload-server");
+    if (progressBox.hidden) return;
+    line.hidden = false;
+    setText(line, `Server received ${formatBytes(event.bytes_uploaded)} of ${formatBytes(event.total_bytes)} (${Math.round(event.progress_percent)}%)`);
+  });
 }
-
-// The server counts the body as it streams in and reports it to this user (upload_progress).
-realtime.on("upload_progress", (event) => {
-  if (!xhr && event.progress_percent < 100) return;
-  const line = $("upload-server");
-  if (progressBox.hidden) return;
-  line.hidden = false;
-  setText(line, `Server received ${formatBytes(event.bytes_uploaded)} of ${formatBytes(event.total_bytes)} (${Math.round(event.progress_percent)}%)`);
-});
 
 // --- the datasets table -------------------------------------------------------------------------------
 
@@ -346,3 +349,6 @@ try {
 }
 
 updateCount();
+
+// Only a user who may upload here gets the form (a viewer sees the locked hint instead).
+if ($("upload-form")) initUpload();
