@@ -36,7 +36,7 @@ def slow_dataset(transactional_db, tmp_path):
 
 
 def test_run_button_then_the_run_page_shows_each_step_succeed_live(server, worker, open_page, user, slow_dataset):
-    pipeline = services.pipeline_create(name="Browser pipeline", dataset=slow_dataset, steps=[
+    pipeline = services.pipeline_create(user=user, name="Browser pipeline", dataset=slow_dataset, steps=[
         {"kind": "validate_dataset", "options": {"required_columns": ["label"]}},
         {"kind": "train_model", "options": {"algorithm": "mlp", "epochs": 12}},
         {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.5}},
