@@ -403,7 +403,7 @@ def _step_process_dataset(ex: Execution, step: StepRun) -> None:
         run=lambda pk: datasets_services.processing_job_run(job_id=pk),
         read=lambda job: datasets_selectors.processing_job_get(job.pk),
         progress=lambda job: datasets_selectors.processing_job_progress(job.pk),
-        cancel=lambda job: datasets_services.processing_job_cancel(job=job),
+        cancel=lambda job: datasets_services.processing_job_cancel(user=None, job=job),  # the run's cancel was checked
         ended=lambda job: setattr(step, "processing_job", job),
         failure=lambda job: f"Processing job #{job.pk} failed: {job.error or job.status}",
     )
@@ -431,7 +431,8 @@ def _model_name(pipeline: Pipeline) -> str:
 
 def _training_job_cancel(job) -> None:
     try:
-        training_services.training_job_cancel(job=job)
+        # The system cancels the inner job: whoever cancelled the run was checked for that.
+        training_services.training_job_cancel(user=None, job=job)
     except training_services.Conflict:
         pass  # it had just ended
 
@@ -445,7 +446,7 @@ def _step_train_model(ex: Execution, step: StepRun) -> None:
             dataset=dataset, target_column=options.get("target_column") or dataset.target_column,
             algorithm=options["algorithm"], epochs=options["epochs"], test_size=options.get("test_size", 0.2),
             task=options.get("task") or None, name=options.get("name") or _model_name(ex.run.pipeline),
-            created_by=ex.actor,
+            user=ex.actor,
         )
 
     def created(job):

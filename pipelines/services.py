@@ -411,12 +411,13 @@ def _inner_job_cancel(step: StepRun) -> None:
     step.refresh_from_db(fields=["training_job", "processing_job"])
     if step.training_job_id:
         try:
-            training_services.training_job_cancel(job=step.training_job)  # the system: the run's cancel was checked
+            # The system cancels the inner job: the run's cancel was checked (pipeline_run_cancel).
+            training_services.training_job_cancel(user=None, job=step.training_job)
         except training_services.Conflict:
             pass  # it had just ended
     if step.processing_job_id:
         try:
-            datasets_services.processing_job_cancel(job=step.processing_job)
+            datasets_services.processing_job_cancel(user=None, job=step.processing_job)
         except ValidationError:
             pass
 
