@@ -63,7 +63,7 @@ def test_the_admin_lists_pipelines_and_runs(client, staff_user, demo_pipeline, n
     assert demo_pipeline.name in client.get("/admin/pipelines/pipeline/").content.decode()
 
 
-def test_the_admin_creates_pipelines_through_the_service(client, staff_user, breast_cancer):
+def test_the_admin_creates_pipelines_through_the_service(client, staff_user, breast_cancer, project):
     import json
 
     from django_celery_beat.models import PeriodicTask
@@ -72,7 +72,7 @@ def test_the_admin_creates_pipelines_through_the_service(client, staff_user, bre
     from pipelines.models import Pipeline
 
     client.force_login(staff_user)
-    form = {"name": "from-admin", "description": "", "dataset": breast_cancer.pk, "schedule": "0 4 * * *",
+    form = {"project": project.pk, "name": "from-admin", "description": "", "dataset": breast_cancer.pk, "schedule": "0 4 * * *",
             "max_concurrent_runs": 1}
     bad = client.post("/admin/pipelines/pipeline/add/", {**form, "steps": json.dumps([{"kind": "deploy_model"}])})
     assert bad.status_code == 200 and "must come after a train_model step" in bad.content.decode()
@@ -80,6 +80,7 @@ def test_the_admin_creates_pipelines_through_the_service(client, staff_user, bre
     ok = client.post("/admin/pipelines/pipeline/add/", {**form, "steps": json.dumps(demo.STEPS)})
     assert ok.status_code == 302, ok.content.decode()[:2000]
     pipeline = Pipeline.objects.get(name="from-admin")
+    assert pipeline.project == project and pipeline.created_by == staff_user
     assert pipeline.periodic_task == PeriodicTask.objects.get(name=f"pipeline-{pipeline.pk}")
 
 
