@@ -124,7 +124,7 @@ def run_actor(run: PipelineRun, *, action: str = "create", obj=None):
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first() if user_id else None
     if user is None:
         needed = permissions.needed_role(None, action, obj)
-        raise StepFailed(f"Steps run as {who}, and there is none any more (deleted or deactivated): the step needs "
+        raise StepFailed(f"Steps run as {who}, and there is none (deleted, deactivated, or made by the system): the step needs "
                          f"a user with the {needed} role in project “{project.name}”. Run it again yourself.")
     try:
         permissions.authorize(user, action, obj)

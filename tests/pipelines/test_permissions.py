@@ -175,7 +175,7 @@ def test_a_step_of_a_deleted_creator_fails_instead_of_running_as_the_system(peop
     run = services.pipeline_run_start(user=people["eve"], pipeline=pipeline)
     people["eve"].delete()
     run = execute(run)
-    assert run.status == "failed" and "none any more" in run.error and "editor role" in run.error, run.error
+    assert run.status == "failed" and "there is none (deleted" in run.error and "editor role" in run.error, run.error
 
 
 def test_a_scheduled_run_acts_as_the_pipelines_creator(people, no_enqueue):
