@@ -2,7 +2,8 @@
 services (checked steps, the cron schedule's PeriodicTask, events); runs are read-only records."""
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
 
 from . import services
 from .models import Pipeline, PipelineRun, StepRun
@@ -10,10 +11,14 @@ from .models import Pipeline, PipelineRun, StepRun
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
-    list_display = ["name", "dataset", "step_count", "schedule", "max_concurrent_runs", "updated_at"]
+    list_display = ["name", "project", "dataset", "step_count", "schedule", "max_concurrent_runs", "updated_at"]
     search_fields = ["name", "description"]
-    list_filter = ["created_at"]
+    list_filter = ["project", "created_at"]
     readonly_fields = ["periodic_task", "created_by", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A pipeline stays in the project it was made in.
+        return [*self.readonly_fields, "project"] if obj is not None else self.readonly_fields
     actions = ["run_selected"]
 
     @admin.display(description="steps")
@@ -23,9 +28,9 @@ class PipelineAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         fields = {f: getattr(obj, f) for f in services.EDITABLE}
         if change:
-            services.pipeline_update(pipeline=obj, **fields)
+            services.pipeline_update(user=request.user, pipeline=obj, **fields)
         else:
-            created = services.pipeline_create(**fields, created_by=request.user)
+            created = services.pipeline_create(user=request.user, project=obj.project_id, **fields)
             obj.pk = created.pk
 
     def get_form(self, request, obj=None, **kwargs):
@@ -34,6 +39,11 @@ class PipelineAdmin(admin.ModelAdmin):
 
         def clean(self_form):
             data = original_clean(self_form)
+            project = data.get("project") or getattr(obj, "project", None)
+            dataset = data.get("dataset")
+            if project is not None and dataset is not None and dataset.project_id != project.pk:
+                self_form.add_error("dataset", f"Dataset {dataset.pk} is in another project; choose one of "
+                                               f"“{project.name}”.")
             try:
                 data["steps"] = services.pipeline_steps_clean(steps=data.get("steps"), dataset=data.get("dataset"))
             except ValidationError as exc:
@@ -50,8 +60,8 @@ class PipelineAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         try:
-            services.pipeline_delete(pipeline=obj, user=request.user)
-        except services.Conflict as exc:
+            services.pipeline_delete(user=request.user, pipeline=obj)
+        except (services.Conflict, PermissionDenied, Http404) as exc:
             messages.error(request, str(exc))
 
     def delete_queryset(self, request, queryset):
@@ -62,8 +72,8 @@ class PipelineAdmin(admin.ModelAdmin):
     def run_selected(self, request, queryset):
         for pipeline in queryset:
             try:
-                services.pipeline_run_start(pipeline=pipeline, user=request.user)
-            except ValidationError as exc:
+                services.pipeline_run_start(user=request.user, pipeline=pipeline)
+            except (ValidationError, PermissionDenied, Http404) as exc:
                 messages.error(request, f"{pipeline.name}: {'; '.join(exc.messages)}")
 
 
@@ -81,8 +91,9 @@ class StepRunInline(admin.TabularInline):
 
 @admin.register(PipelineRun)
 class PipelineRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "pipeline", "status", "progress", "trigger", "failed_step", "created_at", "run_duration"]
-    list_filter = ["status", "trigger", "pipeline"]
+    list_display = ["id", "pipeline", "project", "status", "progress", "trigger", "failed_step", "created_at",
+                    "run_duration"]
+    list_filter = ["project", "status", "trigger", "pipeline"]
     search_fields = ["pipeline__name", "error", "message"]
     inlines = [StepRunInline]
     actions = ["cancel_selected", "retry_selected"]
@@ -101,14 +112,14 @@ class PipelineRunAdmin(admin.ModelAdmin):
     def cancel_selected(self, request, queryset):
         for run in queryset:
             try:
-                services.pipeline_run_cancel(run=run, user=request.user)
-            except services.Conflict as exc:
+                services.pipeline_run_cancel(user=request.user, run=run)
+            except (services.Conflict, PermissionDenied, Http404) as exc:
                 messages.warning(request, str(exc))
 
     @admin.action(description="Retry the selected runs")
     def retry_selected(self, request, queryset):
         for run in queryset:
             try:
-                services.pipeline_run_retry(run=run, user=request.user)
-            except (services.Conflict, ValidationError) as exc:
+                services.pipeline_run_retry(user=request.user, run=run)
+            except (services.Conflict, ValidationError, PermissionDenied, Http404) as exc:
                 messages.warning(request, str(exc))

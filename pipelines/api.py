@@ -1,6 +1,9 @@
 """REST API of the pipelines app: pipelines (CRUD, run) and their runs (cancel, retry).
 
-A pipeline is `{"name", "description", "dataset": <id>, "schedule", "steps": [{"kind", "options"}]}`.
+A pipeline is `{"project": <id>, "name", "description", "dataset": <id>, "schedule", "steps": [{"kind", "options"}]}`.
+It belongs to a project (given on create: required when the user may create in several; its dataset
+must be in it); its runs belong to the pipeline's project. Lists show only the projects the user is
+a member of (`?project=` narrows them); other projects' pipelines and runs are 404.
 Its steps are checked here, at the edge, with errors that name the step
 (`steps[2] (train_model): epochs must be between 1 and 500`), so a bad definition gets a 400 and
 nothing is saved.
@@ -10,14 +13,16 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from datasets import selectors as datasets_selectors
-from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField, QuerySerializer
+from mlops_dashboard import permissions, projects
+from mlops_dashboard.filters import ChoicesListField, IdField, ProjectFilters, ProjectScopedMixin
 from mlops_dashboard.jobs import JobStatus
+from mlops_dashboard.schema import ProblemSerializer
 
 from . import selectors, services
 from . import steps as step_kinds
@@ -78,6 +83,7 @@ def step_links(step: StepRun) -> dict:
 
 
 class PipelineRunSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id", read_only=True, help_text="The pipeline's project.")
     pipeline_name = serializers.CharField(source="pipeline.name", read_only=True)
     duration = serializers.FloatField(read_only=True)
     total_steps = serializers.IntegerField(read_only=True)
@@ -87,7 +93,7 @@ class PipelineRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = PipelineRun
         fields = [
-            "id", "pipeline", "pipeline_name", "status", "progress", "trigger", "retry_of", "dataset", "steps",
+            "id", "project", "pipeline", "pipeline_name", "status", "progress", "trigger", "retry_of", "dataset", "steps",
             "total_steps", "current_step", "failed_step", "message", "error", "cancel_requested", "context",
             "created_by", "created_at", "started_at", "finished_at", "duration", "url",
         ]
@@ -113,6 +119,11 @@ class StepSerializer(serializers.Serializer):
 
 
 class PipelineSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(
+        source="project_id", required=False, min_value=1, max_value=10**18 - 1,
+        help_text="The project (one of GET /api/projects/). On create: required when you may create in several "
+                  "projects, else your only one; a project you cannot see is a 404. It never changes afterwards.",
+    )
     dataset = serializers.PrimaryKeyRelatedField(
         queryset=datasets_selectors.datasets_all(),
         error_messages={
@@ -132,9 +143,22 @@ class PipelineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Pipeline
-        fields = ["id", "name", "description", "dataset", "dataset_name", "steps", "schedule", "max_concurrent_runs",
+        fields = ["id", "project", "name", "description", "dataset", "dataset_name", "steps", "schedule", "max_concurrent_runs",
                   "created_by", "created_at", "updated_at", "last_run", "url"]
         read_only_fields = ["id", "dataset_name", "created_by", "created_at", "updated_at", "last_run", "url"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None:  # other projects' datasets do not exist for this user
+            fields["dataset"].queryset = permissions.visible(fields["dataset"].queryset, request.user)
+        return fields
+
+    def validate_project(self, value):
+        if self.instance is not None and value != self.instance.project_id:
+            raise serializers.ValidationError(f"A pipeline stays in its project ({self.instance.project_id}); "
+                                              "leave `project` out or give that one.")
+        return value
 
     def get_dataset_name(self, pipeline) -> str | None:
         return pipeline.dataset.name if pipeline.dataset_id and pipeline.dataset else None
@@ -166,52 +190,78 @@ class PipelineSerializer(serializers.ModelSerializer):
         return attrs
 
 
+class RunRequestSerializer(serializers.Serializer):
+    project = IdField(help_text="Optional: the pipeline's project (a different one is a 400).")
+
+
 # --- views ------------------------------------------------------------------------------------------
 
 
-class PipelineViewSet(viewsets.ModelViewSet):
+NOT_VISIBLE = OpenApiResponse(ProblemSerializer, description="Not found. The project given is not one you may see.")
+ROLES = ("Creating and running need the editor role in the project; editing, deleting and cancelling "
+         "need it for what you created, else the maintainer role. 403 names the role missing.")
+
+
+class PipelineViewSet(ProjectScopedMixin, viewsets.ModelViewSet):
     """Pipelines: define (POST), change (PUT/PATCH), delete, and run them.
 
     Live: `pipeline_created/updated/deleted`, and for runs `pipeline_status`, `pipeline_progress`,
-    `pipeline_completed` / `pipeline_failed` on the `dashboard` and `pipeline.<id>` topics.
+    `pipeline_completed` / `pipeline_failed` on the `project.<id>` and `pipeline.<id>` topics.
     """
 
-    queryset = Pipeline.objects.select_related("dataset", "created_by")
+    queryset = Pipeline.objects.select_related("project", "dataset", "created_by")
     serializer_class = PipelineSerializer
+    filters_class = ProjectFilters
 
     def get_queryset(self):
-        queryset = super().get_queryset()
+        queryset = self.scoped(super().get_queryset())
         return selectors.pipelines_annotated(queryset) if self.action == "list" else queryset
+
+    @extend_schema(description=ROLES, responses={201: PipelineSerializer, 404: NOT_VISIBLE})
+    def create(self, request, *args, **kwargs):
+        # The project first: an invisible one is a 404 and a missing role a 403, whatever the body.
+        body = request.data if hasattr(request.data, "get") else {}
+        projects.project_for_create(request.user, body.get("project"))
+        return super().create(request, *args, **kwargs)
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)
         return None if page is None else selectors.pipelines_attach_last_run(page)
 
     def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        project = data.pop("project_id", None)
         try:
-            serializer.instance = services.pipeline_create(**serializer.validated_data, created_by=self.request.user)
+            serializer.instance = services.pipeline_create(user=self.request.user, project=project, **data)
         except DjangoValidationError as exc:
             raise _as_drf(exc) from None
 
     def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        data.pop("project_id", None)
         try:
-            serializer.instance = services.pipeline_update(pipeline=serializer.instance, **serializer.validated_data)
+            serializer.instance = services.pipeline_update(user=self.request.user, pipeline=serializer.instance, **data)
         except DjangoValidationError as exc:
             raise _as_drf(exc) from None
 
     def perform_destroy(self, instance):
         try:
-            services.pipeline_delete(pipeline=instance, user=self.request.user)
+            services.pipeline_delete(user=self.request.user, pipeline=instance)
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
 
-    @extend_schema(request=None, responses={201: PipelineRunDetailSerializer})
+    @extend_schema(request=RunRequestSerializer, responses={201: PipelineRunDetailSerializer})
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
-        """Start a run: 201 with the run (`queued`; it starts when the pipeline has a free run slot)."""
+        """Start a run: 201 with the run (`queued`; it starts when the pipeline has a free run slot).
+        Needs the editor role; the run is in the pipeline's project (a different `project` is a 400).
+        Its steps act as you: a deploy_model step needs you to be a maintainer."""
         pipeline = self.get_object()
+        body = RunRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         try:
-            run = services.pipeline_run_start(pipeline=pipeline, user=request.user)
+            run = services.pipeline_run_start(user=request.user, pipeline=pipeline,
+                                              project=body.validated_data.get("project"))
         except DjangoValidationError as exc:
             raise _as_drf(exc) from None
         run = PipelineRun.objects.select_related("pipeline").get(pk=run.pk)
@@ -219,25 +269,25 @@ class PipelineViewSet(viewsets.ModelViewSet):
                         headers={"Location": f"/api/pipeline-runs/{run.pk}/"})
 
 
-class PipelineRunFilters(QuerySerializer):
+class PipelineRunFilters(ProjectFilters):
     pipeline = IdField(help_text="Only runs of this pipeline.")
     status = ChoicesListField(JobStatus.values, required=False)
 
 
-class PipelineRunViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class PipelineRunViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Pipeline runs: follow one (its steps, outputs and logs), cancel it, retry it.
 
     Live: `pipeline_step` (each step's state and new log lines) on the `pipeline_run.<id>` topic.
     """
 
-    queryset = PipelineRun.objects.select_related("pipeline", "created_by")
+    queryset = PipelineRun.objects.select_related("project", "pipeline", "created_by")
     filters_class = PipelineRunFilters
 
     def get_serializer_class(self):
         return PipelineRunSerializer if self.action == "list" else PipelineRunDetailSerializer
 
     def get_queryset(self):
-        queryset = super().get_queryset()
+        queryset = self.scoped(super().get_queryset())
         if self.action == "list":
             filters = self.filters()
             if "pipeline" in filters:
@@ -252,10 +302,11 @@ class PipelineRunViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.Retrie
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a run: a queued one at once; a running one stops as its current step's job stops
-        (later steps are skipped). 409 when it has already ended."""
+        (later steps are skipped). 409 when it has already ended. The run's creator (editor) or a
+        maintainer."""
         run = self.get_object()
         try:
-            run = services.pipeline_run_cancel(run=run, user=request.user)
+            run = services.pipeline_run_cancel(user=request.user, run=run)
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
         return Response(PipelineRunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
@@ -264,10 +315,11 @@ class PipelineRunViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.Retrie
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         """Retry a failed or cancelled run (409 otherwise): a new run of the pipeline's current
-        definition that reuses the outputs of the steps that succeeded and starts at the first other one."""
+        definition that reuses the outputs of the steps that succeeded and starts at the first other one.
+        Needs the editor role."""
         run = self.get_object()
         try:
-            new = services.pipeline_run_retry(run=run, user=request.user)
+            new = services.pipeline_run_retry(user=request.user, run=run)
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
         except DjangoValidationError as exc:

@@ -27,15 +27,16 @@ STEPS = [
 
 def load(stdout=None):
     """Create the demo pipeline once (idempotent); returns it, or None when it exists or can't be made."""
-    if Pipeline.objects.filter(name=NAME).exists():
-        return None
     dataset = datasets_selectors.dataset_by_name(DATASET)
     if dataset is None:
         if stdout is not None:
             stdout.write(f"No demo pipeline: the dataset {DATASET!r} is missing.\n")
         return None
+    if Pipeline.objects.filter(project_id=dataset.project_id, name=NAME).exists():
+        return None
+    # Made by the system, in the demo dataset's project; a run's steps act as whoever presses Run.
     pipeline = services.pipeline_create(
-        name=NAME, dataset=dataset, steps=STEPS,
+        user=None, project=dataset.project_id, name=NAME, dataset=dataset, steps=STEPS,
         description="Validate the breast-cancer data, clean it, train a linear model, check its accuracy "
                     "(≥ 0.9) and deploy it. Press Run and watch each step.",
     )

@@ -18,12 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
 from django.db import connections, transaction
 from django.utils import timezone
 
 from datasets import selectors as datasets_selectors
 from datasets import services as datasets_services
+from mlops_dashboard import permissions
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus
 from monitoring import services as monitoring_services
@@ -103,9 +106,32 @@ def step_output(step: StepRun) -> dict:
 
 def step_event(step: StepRun, run: PipelineRun, *, log: list[str] | None = None) -> None:
     publish_on_commit(catalog.PipelineStep(
-        pipeline_id=run.pipeline_id, run_id=run.pk, step_index=step.index, kind=step.kind, status=step.status,
+        project_id=run.project_id, pipeline_id=run.pipeline_id, run_id=run.pk, step_index=step.index, kind=step.kind, status=step.status,
         log=list(log or []), output=step_output(step), error=step.error or None,
     ))
+
+
+def run_actor(run: PipelineRun, *, action: str = "create", obj=None):
+    """The user a run's steps act as, checked for `action` (a step calls the other apps' services as
+    that user): the run's creator, or, for a run beat started, the pipeline's creator. Read afresh
+    for every step, so a role lost mid-run stops the next step. StepFailed (naming the role) when
+    that user is gone or lacks the role: steps never fall back to the system's rights."""
+    scheduled = run.created_by_id is None and run.trigger == PipelineRun.Trigger.SCHEDULE
+    who = "the pipeline's creator" if scheduled else "the run's creator"
+    user_id = run.pipeline.created_by_id if scheduled else run.created_by_id
+    obj = obj if obj is not None else run.pipeline
+    project = run.project
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first() if user_id else None
+    if user is None:
+        needed = permissions.needed_role(None, action, obj)
+        raise StepFailed(f"Steps run as {who}, and there is none (deleted, deactivated, or made by the system): the step needs "
+                         f"a user with the {needed} role in project “{project.name}”. Run it again yourself.")
+    try:
+        permissions.authorize(user, action, obj)
+    except (PermissionDenied, Http404):
+        raise StepFailed(f"Steps run as {who} ({user.get_username()}), who may not do this any more: "
+                         f"{permissions.denial(user, action, obj)}") from None
+    return user
 
 
 class Execution:
@@ -116,6 +142,7 @@ class Execution:
         self.context = dict(run.context or {})
         self.lock = threading.Lock()
         self.last_progress = (-1.0, 0.0)
+        self.actor = None  # the user the current step acts as (run_actor), set before each step
 
     # --- progress and logs ---------------------------------------------------------------------------
 
@@ -143,7 +170,7 @@ class Execution:
             StepRun.objects.filter(pk=step.pk).update(progress=step.progress)
             PipelineRun.objects.filter(pk=self.run.pk, status=JobStatus.RUNNING).update(progress=percent)
             publish_on_commit(catalog.PipelineProgress(
-                pipeline_id=self.run.pipeline_id, run_id=self.run.pk, progress=percent, status="running",
+                project_id=self.run.project_id, pipeline_id=self.run.pipeline_id, run_id=self.run.pk, progress=percent, status="running",
                 current_step=step.kind, step_index=step.index, total_steps=self.run.total_steps,
             ))
 
@@ -204,6 +231,7 @@ class Execution:
             except RunEnded:
                 return None
             try:
+                self.actor = run_actor(self.run)
                 RUNNERS[step.kind](self, step)
             except StepCancelled as exc:
                 return self.end(step, JobStatus.CANCELLED, error=str(exc) or "Cancelled by a user.")
@@ -343,6 +371,8 @@ def _job_step(ex: Execution, step: StepRun, *, label: str, refused: str, create:
         job = create()
     except ValidationError as exc:
         raise StepFailed(f"{refused} was refused: {'; '.join(exc.messages)}") from None
+    except (PermissionDenied, Http404) as exc:  # the other app's own check, as the run's actor
+        raise StepFailed(f"{refused} was refused: {exc or 'not allowed'}") from None
     created(job)
     created_job = job
     with ex.watching(step, lambda: progress(created_job)):
@@ -369,11 +399,11 @@ def _step_process_dataset(ex: Execution, step: StepRun) -> None:
     job = _job_step(
         ex, step, label="Processing job", refused=f"The {operation} job", created=created,
         create=lambda: datasets_services.processing_job_create(dataset=dataset, operation=operation, options=options,
-                                                               user=ex.run.created_by),
+                                                               user=ex.actor),
         run=lambda pk: datasets_services.processing_job_run(job_id=pk),
         read=lambda job: datasets_selectors.processing_job_get(job.pk),
         progress=lambda job: datasets_selectors.processing_job_progress(job.pk),
-        cancel=lambda job: datasets_services.processing_job_cancel(job=job),
+        cancel=lambda job: datasets_services.processing_job_cancel(user=None, job=job),  # the run's cancel was checked
         ended=lambda job: setattr(step, "processing_job", job),
         failure=lambda job: f"Processing job #{job.pk} failed: {job.error or job.status}",
     )
@@ -401,7 +431,8 @@ def _model_name(pipeline: Pipeline) -> str:
 
 def _training_job_cancel(job) -> None:
     try:
-        training_services.training_job_cancel(job=job)
+        # The system cancels the inner job: whoever cancelled the run was checked for that.
+        training_services.training_job_cancel(user=None, job=job)
     except training_services.Conflict:
         pass  # it had just ended
 
@@ -415,7 +446,7 @@ def _step_train_model(ex: Execution, step: StepRun) -> None:
             dataset=dataset, target_column=options.get("target_column") or dataset.target_column,
             algorithm=options["algorithm"], epochs=options["epochs"], test_size=options.get("test_size", 0.2),
             task=options.get("task") or None, name=options.get("name") or _model_name(ex.run.pipeline),
-            created_by=ex.run.created_by,
+            user=ex.actor,
         )
 
     def created(job):
@@ -470,9 +501,10 @@ def _step_deploy_model(ex: Execution, step: StepRun) -> None:
     version = ex.model_version()
     if ex.context.get("gate_passed") is False:
         raise StepFailed(f"{version.label} did not pass its quality gate; it is not deployed.")
+    user = run_actor(ex.run, action="deploy", obj=version)  # deploying needs the maintainer role
     try:
-        deployment = training_services.model_version_deploy(version=version, user=ex.run.created_by)
-    except training_services.Conflict as exc:
+        deployment = training_services.model_version_deploy(version=version, user=user)
+    except (training_services.Conflict, PermissionDenied) as exc:
         raise StepFailed(str(exc)) from None
     step.model_version = version
     step.output = {"model": version.label, "deployment_id": deployment.pk if deployment else None}
@@ -496,7 +528,7 @@ def _step_detect_anomalies(ex: Execution, step: StepRun) -> None:
         ex, step, label="Anomaly detection", refused="Anomaly detection", created=created,
         create=lambda: monitoring_services.anomaly_detection_start(
             dataset=dataset, contamination=options.get("contamination", 0.05),
-            columns=options.get("columns") or None, user=ex.run.created_by),
+            columns=options.get("columns") or None, user=ex.actor),
         run=lambda pk: monitoring_services.anomaly_detection_run(detection_id=pk),
         read=lambda d: type(d).objects.get(pk=d.pk), progress=_detection_progress,
         cancel=None,  # it has no cancel of its own: a cancelled run stops after it, before the next step

@@ -28,21 +28,27 @@ def pipelines_attach_last_run(pipelines) -> list[Pipeline]:
     return pipelines
 
 
-def pipelines_with_last_run() -> list[Pipeline]:
-    """Every pipeline, each with `last_run` (its newest run, or None)."""
-    return pipelines_attach_last_run(pipelines_annotated())
+def pipelines_with_last_run(*, project) -> list[Pipeline]:
+    """The project's pipelines, each with `last_run` (its newest run, or None)."""
+    if project is None:
+        return []
+    return pipelines_attach_last_run(pipelines_annotated(Pipeline.objects.filter(project=project)))
 
 
 def pipeline_runs_recent(*, pipeline: Pipeline, limit: int = 50) -> list[PipelineRun]:
     return list(pipeline.runs.select_related("created_by").order_by("-created_at", "-id")[:limit])
 
 
-def datasets_for_editor() -> list[dict]:
-    """The datasets a pipeline may start from, with what the step editor needs to know of each."""
+def datasets_for_editor(*, project) -> list[dict]:
+    """The datasets a pipeline of this project may start from (the project's own), with what the step
+    editor needs to know of each."""
+    if project is None:
+        return []
+    ids = set(datasets_selectors.datasets_all().filter(project=project).values_list("pk", flat=True))
     return [
         {"id": r["id"], "name": r["name"], "status": r["status"], "columns": r["column_names"] or [],
          "target": r["target_column"] or ""}
-        for r in datasets_selectors.datasets_usable()
+        for r in datasets_selectors.datasets_usable() if r["id"] in ids
     ]
 
 

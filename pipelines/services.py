@@ -26,19 +26,21 @@ from django.utils import timezone
 
 from datasets import selectors as datasets_selectors
 from datasets import services as datasets_services
+from mlops_dashboard import permissions, projects
 from mlops_dashboard.activity import activity_record
+from mlops_dashboard.audit import audit_record, changes_summary
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus, broker_queue_empty, claim, finish, heartbeat, job_failed_send, stale
+from mlops_dashboard.models import Project
 from training import services as training_services
 
 from . import steps as step_kinds
 from .execution import Execution, context_after, progress_of, step_event
 from .models import Pipeline, PipelineRun, StepRun, StepStatus
-from .schedules import min_gap_minutes
+from .schedules import SCHEDULED_TASK, periodic_task_delete, schedule_sync, validate_schedule  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
-SCHEDULED_TASK = "pipelines.pipeline_run_scheduled"
 # A run handed to a worker this long ago and still queued lost its message: send it again.
 REENQUEUE_AFTER = timedelta(seconds=120)
 
@@ -50,35 +52,6 @@ class Conflict(Exception):
 # =================================================================================================
 # Defining pipelines
 # =================================================================================================
-
-
-def validate_schedule(value: str) -> str:
-    """A five-field cron expression (minute hour day-of-month month day-of-week), or ""."""
-    from celery.schedules import crontab
-    from django_celery_beat.validators import crontab_validator
-
-    value = " ".join((value or "").split())
-    if not value:
-        return ""
-    parts = value.split(" ")
-    if len(parts) != 5:
-        raise ValidationError({"schedule": f"{value!r} is not a cron expression: give 5 fields "
-                                           "(minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\"."})
-    try:
-        crontab_validator(value)
-        minute, hour, day_of_month, month_of_year, day_of_week = parts
-        cron = crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
-                       day_of_week=day_of_week)
-    except (ValidationError, ValueError, TypeError) as exc:
-        detail = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-        raise ValidationError({"schedule": f"{value!r} is not a valid cron expression ({detail})."}) from None
-    least = settings.PIPELINE_MIN_SCHEDULE_MINUTES
-    gap = min_gap_minutes(cron)
-    if least > 0 and gap < least:
-        raise ValidationError({"schedule": f"{value!r} fires as often as every {gap} minute{'s' if gap != 1 else ''}; "
-                                           f"a schedule may fire at most once every {least} minutes "
-                                           "(PIPELINE_MIN_SCHEDULE_MINUTES)."})
-    return value
 
 
 def pipeline_steps_clean(*, steps, dataset) -> list[dict]:
@@ -96,6 +69,11 @@ def pipeline_steps_clean(*, steps, dataset) -> list[dict]:
 
 def _pipeline_check(pipeline: Pipeline) -> None:
     errors = {}
+    for check in (_dataset_in_project, _name_free):
+        try:
+            check(pipeline)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
     try:
         pipeline.schedule = validate_schedule(pipeline.schedule)
     except ValidationError as exc:
@@ -115,119 +93,115 @@ def _pipeline_check(pipeline: Pipeline) -> None:
         raise ValidationError(errors)
 
 
-def pipeline_create(*, name: str, dataset, steps: list, description: str = "", schedule: str = "",
-                    max_concurrent_runs: int | None = None, created_by=None) -> Pipeline:
+def _project_of_create(user, project, dataset):
+    """The project a new pipeline goes to: the one given, checked for the editor role (the system,
+    user None, may name any; without one it takes the dataset's)."""
+    project_id = getattr(project, "pk", project)
+    if user is None:
+        if project_id not in (None, ""):
+            return Project.objects.get(pk=project_id)
+        return dataset.project if dataset is not None else projects.default_project()
+    return projects.project_for_create(user, project_id)
+
+
+def _dataset_in_project(pipeline: Pipeline) -> None:
+    """A pipeline reads only its own project's data: its input dataset must be in its project."""
+    dataset = pipeline.dataset
+    if dataset is not None and dataset.project_id != pipeline.project_id:
+        raise ValidationError({"dataset": f"Dataset {dataset.pk} is in another project; a pipeline of project "
+                                          f"“{pipeline.project.name}” starts from one of that project's datasets."})
+
+
+def _name_free(pipeline: Pipeline) -> None:
+    """Names are unique per project (the constraint says so too; this says it in words)."""
+    taken = Pipeline.objects.filter(project_id=pipeline.project_id, name=pipeline.name).exclude(pk=pipeline.pk)
+    if pipeline.name and taken.exists():
+        raise ValidationError({"name": f"Project “{pipeline.project.name}” already has a pipeline named "
+                                       f"{pipeline.name!r}."})
+
+
+def pipeline_create(*, user, name: str, dataset, steps: list, project=None, description: str = "",
+                    schedule: str = "", max_concurrent_runs: int | None = None) -> Pipeline:
+    """Define a pipeline in `project` (an id or a Project; see projects.project_for_create: editor
+    role, required when the user may create in several). Its dataset must be in that project."""
+    project = _project_of_create(user, project, dataset)
     pipeline = Pipeline(
-        name=(name or "").strip(), description=description or "", dataset=dataset, steps=steps,
-        schedule=schedule or "", created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
+        project=project, name=(name or "").strip(), description=description or "", dataset=dataset, steps=steps,
+        schedule=schedule or "", created_by=user if getattr(user, "is_authenticated", False) else None,
     )
     if max_concurrent_runs is not None:
         pipeline.max_concurrent_runs = max_concurrent_runs
     _pipeline_check(pipeline)
     with transaction.atomic():
         pipeline.save()
-        _schedule_sync(pipeline)
-        publish_on_commit(catalog.PipelineCreated(pipeline_id=pipeline.pk, name=pipeline.name))
+        schedule_sync(pipeline)
+        audit_record(user=user, action="create", obj=pipeline, summary=_steps_summary(pipeline.steps))
+        publish_on_commit(catalog.PipelineCreated(project_id=pipeline.project_id, pipeline_id=pipeline.pk,
+                                                  name=pipeline.name))
         activity_record(title=f"Pipeline created: {pipeline.name}", action_type="pipeline_create",
                         user=pipeline.created_by, description=_steps_summary(pipeline.steps),
-                        metadata={"pipeline_id": pipeline.pk})
+                        metadata={"pipeline_id": pipeline.pk}, project=pipeline.project_id)
     return pipeline
 
 
 EDITABLE = ("name", "description", "dataset", "steps", "schedule", "max_concurrent_runs")
 
 
-def pipeline_update(*, pipeline: Pipeline, **changes) -> Pipeline:
+def _definition(pipeline: Pipeline) -> dict:
+    return {"name": pipeline.name, "description": pipeline.description, "dataset": pipeline.dataset_id,
+            "steps": _steps_summary(pipeline.steps), "schedule": pipeline.schedule,
+            "max_concurrent_runs": pipeline.max_concurrent_runs}
+
+
+def pipeline_update(*, user, pipeline: Pipeline, **changes) -> Pipeline:
     """Change any of name, description, dataset, steps, schedule, max_concurrent_runs (the steps are
-    checked again against the, possibly new, dataset). Runs already created keep their own copy."""
+    checked again against the, possibly new, dataset). Runs already created keep their own copy.
+    Its creator (editor) or a maintainer; the project does not change."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise TypeError(f"pipeline_update() got unexpected fields: {', '.join(sorted(unknown))}")
+    permissions.authorize(user, "change", pipeline)
+    before = _definition(pipeline)
     for field, value in changes.items():
         if field in ("name", "description", "schedule"):
             value = (value or "").strip() if field == "name" else (value or "")
         elif field == "max_concurrent_runs" and value is None:
             continue
         setattr(pipeline, field, value)
-    _pipeline_check(pipeline)
+    if "dataset" in changes:
+        _pipeline_check(pipeline)
     with transaction.atomic():
         pipeline.save()
-        _schedule_sync(pipeline)
-        publish_on_commit(catalog.PipelineUpdated(pipeline_id=pipeline.pk, name=pipeline.name))
+        schedule_sync(pipeline)
+        audit_record(user=user, action="update", obj=pipeline, summary=changes_summary(before, _definition(pipeline)))
+        publish_on_commit(catalog.PipelineUpdated(project_id=pipeline.project_id, pipeline_id=pipeline.pk,
+                                                  name=pipeline.name))
         # A higher limit may free a slot for a queued run.
         pk = pipeline.pk
         transaction.on_commit(lambda: pipeline_runs_dispatch(pipeline_id=pk), robust=True)
     return pipeline
 
 
-def pipeline_delete(*, pipeline: Pipeline, user=None) -> None:
-    """Delete a pipeline, its runs and its schedule; refused (Conflict) while a run is active."""
+def pipeline_delete(*, user, pipeline: Pipeline) -> None:
+    """Delete a pipeline, its runs and its schedule (its creator with the editor role, or a
+    maintainer); refused (Conflict) while a run is active."""
+    permissions.authorize(user, "delete", pipeline)
     if pipeline.runs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
         raise Conflict(f"Pipeline {pipeline.name!r} has a queued or running run: cancel it first.")
-    pk, name = pipeline.pk, pipeline.name
+    pk, name, project_id = pipeline.pk, pipeline.name, pipeline.project_id
     with transaction.atomic():
         task = pipeline.periodic_task
+        audit_record(user=user, action="delete", obj=pipeline, summary=_steps_summary(pipeline.steps))
         pipeline.delete()
         if task is not None:
-            _periodic_task_delete(task)
-        publish_on_commit(catalog.PipelineDeleted(pipeline_id=pk, name=name))
+            periodic_task_delete(task)
+        publish_on_commit(catalog.PipelineDeleted(project_id=project_id, pipeline_id=pk, name=name))
         activity_record(title=f"Pipeline deleted: {name}", action_type="pipeline_delete", user=user,
-                        severity_level="warning", metadata={"pipeline_id": pk})
+                        severity_level="warning", metadata={"pipeline_id": pk}, project=project_id)
 
 
 def _steps_summary(steps: list) -> str:
     return " → ".join(step["kind"] for step in steps)
-
-
-# --- the schedule: one PeriodicTask (and its CrontabSchedule) per scheduled pipeline --------------
-
-
-def _schedule_sync(pipeline: Pipeline) -> None:
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
-    task = pipeline.periodic_task
-    if not pipeline.schedule:
-        if task is not None:
-            Pipeline.objects.filter(pk=pipeline.pk).update(periodic_task=None)
-            pipeline.periodic_task = None
-            _periodic_task_delete(task)
-        return
-    minute, hour, day_of_month, month_of_year, day_of_week = pipeline.schedule.split(" ")
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week,
-        timezone=settings.CELERY_TIMEZONE,
-    )
-    fields = {
-        "task": SCHEDULED_TASK, "crontab": crontab, "interval": None, "args": json.dumps([pipeline.pk]),
-        "enabled": True, "description": f"Runs the pipeline {pipeline.name!r} on its schedule ({pipeline.schedule}).",
-    }
-    if task is None:
-        task = PeriodicTask(name=f"pipeline-{pipeline.pk}", **fields)
-    else:
-        old_crontab_id = task.crontab_id
-        for key, value in fields.items():
-            setattr(task, key, value)
-    task.full_clean()
-    task.save()
-    if pipeline.periodic_task_id != task.pk:
-        pipeline.periodic_task = task
-        Pipeline.objects.filter(pk=pipeline.pk).update(periodic_task=task)
-    elif old_crontab_id and old_crontab_id != crontab.pk:
-        _crontab_forget(old_crontab_id)
-
-
-def _periodic_task_delete(task) -> None:
-    crontab_id = task.crontab_id
-    task.delete()
-    if crontab_id:
-        _crontab_forget(crontab_id)
-
-
-def _crontab_forget(crontab_id: int) -> None:
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
-    if not PeriodicTask.objects.filter(crontab_id=crontab_id).exists():
-        CrontabSchedule.objects.filter(pk=crontab_id).delete()
 
 
 # =================================================================================================
@@ -254,19 +228,23 @@ def _run_data(run: PipelineRun, **extra) -> dict:
 
 
 def _status_event(run: PipelineRun, **extra) -> None:
-    publish_on_commit(catalog.PipelineStatus(pipeline_id=run.pipeline_id, run_id=run.pk, status=run.status,
-                                             data=_run_data(run, **extra)))
+    publish_on_commit(catalog.PipelineStatus(project_id=run.project_id, pipeline_id=run.pipeline_id, run_id=run.pk,
+                                             status=run.status, data=_run_data(run, **extra)))
 
 
-def pipeline_run_start(*, pipeline: Pipeline, user=None, trigger: str = PipelineRun.Trigger.MANUAL,
-                       retry_of: PipelineRun | None = None) -> PipelineRun:
-    """Record a queued run with one StepRun per step and hand it to a worker when a slot is free."""
+def pipeline_run_start(*, user, pipeline: Pipeline, trigger: str = PipelineRun.Trigger.MANUAL,
+                       retry_of: PipelineRun | None = None, project=None) -> PipelineRun:
+    """Record a queued run with one StepRun per step and hand it to a worker when a slot is free.
+    Needs the editor role in the pipeline's project (`user` None: beat's schedule); the run's project
+    is the pipeline's (a different `project` is a 400)."""
+    permissions.authorize(user, "create", pipeline)
+    project = projects.parent_project(pipeline, getattr(project, "pk", project))
     if pipeline.dataset_id is None:
         raise ValidationError({"dataset": f"Pipeline {pipeline.name!r} has no input dataset (was it deleted?)."})
     if not pipeline.steps:
         raise ValidationError({"steps": f"Pipeline {pipeline.name!r} has no steps."})
     run = PipelineRun(
-        pipeline=pipeline, trigger=trigger, retry_of=retry_of, dataset_id=pipeline.dataset_id,
+        project=project, pipeline=pipeline, trigger=trigger, retry_of=retry_of, dataset_id=pipeline.dataset_id,
         steps=list(pipeline.steps), context={"dataset_id": pipeline.dataset_id},
         created_by=user if getattr(user, "is_authenticated", False) else None,
     )
@@ -283,6 +261,8 @@ def pipeline_run_start(*, pipeline: Pipeline, user=None, trigger: str = Pipeline
         if reused:
             run.progress = progress_of(run.steps, len(reused), 0.0)
             run.save(update_fields=["context", "progress"])
+        audit_record(user=user, action="retry" if retry_of is not None else "run", obj=run,
+                     summary=f"{trigger} run of {pipeline.name}" + (f", retrying run #{retry_of.pk}" if retry_of else ""))
         _status_event(run, reused_steps=len(reused))
         pk, pipeline_id = run.pk, pipeline.pk
         transaction.on_commit(lambda: pipeline_runs_dispatch(pipeline_id=pipeline_id), robust=True)
@@ -392,14 +372,17 @@ def pipeline_run_scheduled(*, pipeline_id: int) -> PipelineRun | None:
     if pipeline is None:
         return None
     try:
-        return pipeline_run_start(pipeline=pipeline, trigger=PipelineRun.Trigger.SCHEDULE)
+        # Started by the system; its steps act as the pipeline's creator (execution.run_actor).
+        return pipeline_run_start(user=None, pipeline=pipeline, trigger=PipelineRun.Trigger.SCHEDULE)
     except ValidationError as exc:
         logger.warning("scheduled run of pipeline %s not started: %s", pipeline_id, exc)
         return None
 
 
-def pipeline_run_cancel(*, run: PipelineRun, user=None) -> PipelineRun:
-    """A queued run is cancelled at once; a running one stops as its current step's job stops."""
+def pipeline_run_cancel(*, user, run: PipelineRun) -> PipelineRun:
+    """A queued run is cancelled at once; a running one stops as its current step's job stops.
+    The run's creator (editor) or a maintainer."""
+    permissions.authorize(user, "cancel", run)
     with transaction.atomic():
         if finish(PipelineRun, run.pk, status=JobStatus.CANCELLED, from_statuses=(JobStatus.QUEUED,),
                   cancel_requested=True, error="Cancelled before it started.",
@@ -409,11 +392,13 @@ def pipeline_run_cancel(*, run: PipelineRun, user=None) -> PipelineRun:
                 step.status = StepStatus.SKIPPED
                 step.save(update_fields=["status"])
                 step_event(step, run)
+            audit_record(user=user, action="cancel", obj=run, summary="queued → cancelled")
             _run_ended(run, user=user)
             return run
         if not PipelineRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
             status = PipelineRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
             raise Conflict(f"Run #{run.pk} has already ended ({status}).")
+        audit_record(user=user, action="cancel", obj=run, summary="running: cancel requested")
     step = run.step_runs.filter(status=StepStatus.RUNNING).select_related("training_job", "processing_job").first()
     if step is not None:
         _inner_job_cancel(step)
@@ -426,19 +411,22 @@ def _inner_job_cancel(step: StepRun) -> None:
     step.refresh_from_db(fields=["training_job", "processing_job"])
     if step.training_job_id:
         try:
-            training_services.training_job_cancel(job=step.training_job)
+            # The system cancels the inner job: the run's cancel was checked (pipeline_run_cancel).
+            training_services.training_job_cancel(user=None, job=step.training_job)
         except training_services.Conflict:
             pass  # it had just ended
     if step.processing_job_id:
         try:
-            datasets_services.processing_job_cancel(job=step.processing_job)
+            datasets_services.processing_job_cancel(user=None, job=step.processing_job)
         except ValidationError:
             pass
 
 
-def pipeline_run_retry(*, run: PipelineRun, user=None) -> PipelineRun:
+def pipeline_run_retry(*, user, run: PipelineRun) -> PipelineRun:
     """A new run of the pipeline's current definition that reuses the outputs of the leading steps
-    of `run` that succeeded (and are still defined the same way), starting at the first other one."""
+    of `run` that succeeded (and are still defined the same way), starting at the first other one.
+    Needs the editor role, like any run."""
+    permissions.authorize(user, "create", run.pipeline)
     run.refresh_from_db(fields=["status"])
     if run.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise Conflict(f"Only failed or cancelled runs can be retried; run #{run.pk} is {run.status}.")
@@ -460,7 +448,7 @@ def pipeline_run_execute(*, run_id: int) -> None:
         with transaction.atomic():
             _status_event(run)
             activity_record(title=f"Pipeline run started: {run.pipeline.name}", action_type="pipeline_run",
-                            user=run.created_by, status="running",
+                            user=run.created_by, status="running", project=run.project_id,
                             description=f"Run #{run.pk} ({run.trigger}): {_steps_summary(run.steps)}",
                             metadata={"pipeline_id": run.pipeline_id, "run_id": run.pk})
         with heartbeat(PipelineRun, run_id):
@@ -524,20 +512,23 @@ def _run_ended(run: PipelineRun, user=None) -> None:
     """The events, activity and alert of a run that has just ended (inside the ending transaction)."""
     if run.status == JobStatus.SUCCEEDED:
         publish_on_commit(catalog.PipelineProgress(
-            pipeline_id=run.pipeline_id, run_id=run.pk, progress=100.0, status="succeeded",
+            project_id=run.project_id, pipeline_id=run.pipeline_id, run_id=run.pk, progress=100.0, status="succeeded",
             current_step=run.steps[-1]["kind"] if run.steps else "", step_index=max(0, run.total_steps - 1),
             total_steps=run.total_steps,
         ))
     _status_event(run)
     if run.status == JobStatus.FAILED:
-        publish_on_commit(catalog.PipelineFailed(pipeline_id=run.pipeline_id, run_id=run.pk, error=run.error or "failed",
+        publish_on_commit(catalog.PipelineFailed(project_id=run.project_id, pipeline_id=run.pipeline_id, run_id=run.pk,
+                                                 error=run.error or "failed",
                                                  failed_step=run.failed_step or "unknown"))
     else:
-        publish_on_commit(catalog.PipelineCompleted(pipeline_id=run.pipeline_id, run_id=run.pk, status=run.status,
+        publish_on_commit(catalog.PipelineCompleted(project_id=run.project_id, pipeline_id=run.pipeline_id, run_id=run.pk,
+                                                    status=run.status,
                                                     message=run.message or run.status, duration=float(run.duration or 0.0)))
     severity = {"succeeded": "success", "failed": "error"}.get(run.status, "warning")
     activity_record(title=f"Pipeline run {run.status}: {run.pipeline.name}", action_type="pipeline_run",
                     user=user or run.created_by, status=run.status, severity_level=severity, duration=run.duration,
+                    project=run.project_id,
                     description=(run.message or "")[:500],
                     metadata={"pipeline_id": run.pipeline_id, "run_id": run.pk, "failed_step": run.failed_step or None})
     if run.status == JobStatus.FAILED:

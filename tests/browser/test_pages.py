@@ -43,11 +43,11 @@ def site(transactional_db, staff_user):
                                       created_by=staff_user, enqueue=False)
     training.training_job_run(job_id=job.pk)
     pipeline = pipelines.pipeline_create(
-        name="Penguin checks", dataset=dataset, created_by=staff_user, schedule="0 3 * * *",
+        user=staff_user, project=dataset.project_id, name="Penguin checks", dataset=dataset, schedule="0 3 * * *",
         description="Checks the penguins every night before anything is trained on them.", steps=[
         {"kind": "validate_dataset", "options": {"required_columns": ["species"]}},
     ])
-    run = pipelines.pipeline_run_start(pipeline=pipeline, user=staff_user)
+    run = pipelines.pipeline_run_start(user=staff_user, pipeline=pipeline)
     pipelines.pipeline_run_execute(run_id=run.pk)
     # Hosts on the dashboard and System: one reporting, one that stopped (drawn faded).
     from django.utils import timezone

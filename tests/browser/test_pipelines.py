@@ -36,7 +36,7 @@ def slow_dataset(transactional_db, tmp_path):
 
 
 def test_run_button_then_the_run_page_shows_each_step_succeed_live(server, worker, open_page, user, slow_dataset):
-    pipeline = services.pipeline_create(name="Browser pipeline", dataset=slow_dataset, steps=[
+    pipeline = services.pipeline_create(user=user, name="Browser pipeline", dataset=slow_dataset, steps=[
         {"kind": "validate_dataset", "options": {"required_columns": ["label"]}},
         {"kind": "train_model", "options": {"algorithm": "mlp", "epochs": 12}},
         {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.5}},
@@ -108,3 +108,36 @@ def test_the_step_editor_shows_errors_on_the_step_and_creates_the_pipeline(serve
     expect(page.locator("#definition li")).to_have_count(4)
     # The refused first attempt is a 400 the browser logs; nothing else went wrong.
     assert [e for e in page.console_errors if "status of 400" not in e] == []
+
+
+def test_a_viewer_sees_no_run_edit_or_delete_and_an_editor_runs_but_edits_only_its_own(server, open_page):
+    """Buttons a role may not press are not on the page; a locked hint names the role instead."""
+    from tests.factories import DatasetFactory, PipelineFactory, ProjectFactory, UserFactory, member
+
+    project = ProjectFactory()
+    viewer, editor, author = (UserFactory(username=name) for name in ("vic", "ed", "author"))
+    member(viewer, "viewer", project)
+    member(editor, "editor", project)
+    member(author, "editor", project)
+    pipeline = PipelineFactory(name="Shared pipeline", dataset=DatasetFactory(project=project, target_column="survived"),
+                               created_by=author)
+
+    page = open_page(server, viewer, path="/pipelines/")
+    expect(page.locator("#pipelines-table tbody tr")).to_have_count(1)
+    expect(page.locator("[data-run-pipeline]")).to_have_count(0)
+    expect(page.locator("#pipeline-editor")).to_have_count(0)
+    expect(page.locator(".locked-action").first).to_have_attribute("title", re.compile("needs the editor role"))
+    page.goto(f"/pipelines/{pipeline.pk}/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Shared pipeline")
+    for button in ("#run-pipeline", "#edit-pipeline", "#delete-pipeline"):
+        expect(page.locator(button)).to_have_count(0)
+    expect(page.locator(".locked-action")).to_have_count(3)
+    assert not page.console_errors
+
+    page = open_page(server, editor, path=f"/pipelines/{pipeline.pk}/")
+    expect(page.locator("#run-pipeline")).to_be_visible()
+    expect(page.locator("#edit-pipeline")).to_have_count(0)
+    expect(page.locator("#delete-pipeline")).to_have_count(0)
+    expect(page.locator(".locked-action", has_text="Delete")).to_have_attribute(
+        "title", re.compile("maintainer role.*editors may change only what they created"))
+    assert not page.console_errors

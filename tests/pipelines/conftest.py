@@ -11,10 +11,14 @@ import pytest
 from pipelines import demo
 
 
-def _ready(path, *, name: str, target: str):
+def ready_dataset(path, *, name: str, target: str, project=None):
+    """A dataset over this CSV in `project` (default: the default one), validated and profiled
+    in-process by the datasets app's own ingest."""
     from datasets import services
+    from tests.factories import DatasetFactory, ProjectFactory
 
-    dataset = services.dataset_create_from_file(path=str(path), name=name, target_column=target, ingest=False)
+    dataset = DatasetFactory(csv=str(path), name=name, target_column=target, project=project or ProjectFactory(),
+                             status="validating", column_names=[], column_count=None, row_count=None)
     services.dataset_ingest(dataset_id=dataset.pk)
     dataset.refresh_from_db()
     assert dataset.status == "ready", dataset.errors
@@ -35,7 +39,7 @@ def breast_cancer_csv(tmp_path_factory):
 
 @pytest.fixture
 def breast_cancer(transactional_db, breast_cancer_csv):
-    return _ready(breast_cancer_csv, name=demo.DATASET, target="target")
+    return ready_dataset(breast_cancer_csv, name=demo.DATASET, target="target")
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +58,12 @@ def big_csv(tmp_path_factory):
 
 @pytest.fixture
 def big_dataset(transactional_db, big_csv):
-    return _ready(big_csv, name="big", target="label")
+    return ready_dataset(big_csv, name="big", target="label")
 
 
 @pytest.fixture
 def demo_pipeline(breast_cancer):
+    """The demo pipeline (made by the system, as bootstrap makes it): runs act as who starts them."""
     pipeline = demo.load()
     assert pipeline is not None
     return pipeline

@@ -102,8 +102,8 @@ def test_cancel_and_retry_answer_409_when_the_state_does_not_allow_it(api, demo_
     assert api.get("/api/pipeline-runs/99999/").status_code == 404
 
 
-def test_runs_list_filters_by_pipeline_and_status(api, demo_pipeline, no_enqueue):
-    other = services.pipeline_create(name="other", dataset=demo_pipeline.dataset, steps=[{"kind": "validate_dataset"}])
+def test_runs_list_filters_by_pipeline_and_status(api, demo_pipeline, no_enqueue, user):
+    other = services.pipeline_create(user=user, name="other", dataset=demo_pipeline.dataset, steps=[{"kind": "validate_dataset"}])
     mine = post(api, f"/api/pipelines/{demo_pipeline.pk}/run/").json()["id"]
     post(api, f"/api/pipelines/{other.pk}/run/")
     listed = api.get(f"/api/pipeline-runs/?pipeline={demo_pipeline.pk}").json()["results"]

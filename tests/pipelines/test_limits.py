@@ -94,9 +94,9 @@ def test_at_most_10_concurrent_runs(api, dataset):
     assert (pipeline.max_concurrent_runs, pipeline.schedule, len(pipeline.steps)) == (10, "", 2)
 
 
-def test_the_default_limit_from_the_environment_is_clamped(settings, dataset):
+def test_the_default_limit_from_the_environment_is_clamped(settings, dataset, user):
     from pipelines import services
 
     settings.PIPELINE_MAX_CONCURRENT_RUNS = 50
-    pipeline = services.pipeline_create(name="clamped", dataset=dataset, steps=[{"kind": "validate_dataset"}])
+    pipeline = services.pipeline_create(user=user, name="clamped", dataset=dataset, steps=[{"kind": "validate_dataset"}])
     assert pipeline.max_concurrent_runs == 10

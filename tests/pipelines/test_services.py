@@ -40,7 +40,7 @@ def execute(run):
 
 def test_create_checks_and_fills_in_the_steps_and_announces_it(breast_cancer, events, user):
     pipeline = services.pipeline_create(
-        name="p1", dataset=breast_cancer, created_by=user,
+        user=user, name="p1", dataset=breast_cancer,
         steps=[{"kind": "train_model", "options": {"algorithm": "sgd"}}, {"kind": "evaluate",
                                                                           "options": {"metric": "f1_macro", "threshold": 0.5}}],
     )
@@ -75,51 +75,50 @@ def test_create_checks_and_fills_in_the_steps_and_announces_it(breast_cancer, ev
         ([], "a pipeline needs at least one step"),
     ],
 )
-def test_bad_steps_are_refused_naming_the_step_and_nothing_is_saved(breast_cancer, steps, message):
+def test_bad_steps_are_refused_naming_the_step_and_nothing_is_saved(breast_cancer, steps, message, user):
     with pytest.raises(ValidationError) as caught:
-        services.pipeline_create(name="bad", dataset=breast_cancer, steps=steps)
+        services.pipeline_create(user=user, name="bad", dataset=breast_cancer, steps=steps)
     assert any(m.startswith(message) for m in caught.value.message_dict["steps"]), caught.value.message_dict
     assert not Pipeline.objects.exists()
 
 
-def test_a_dataset_not_profiled_yet_gets_its_columns_checked_when_it_runs(breast_cancer_csv):
-    from datasets import services as dataset_services
+def test_a_dataset_not_profiled_yet_gets_its_columns_checked_when_it_runs(breast_cancer_csv, user):
+    from tests.factories import DatasetFactory
 
-    dataset = dataset_services.dataset_create_from_file(path=str(breast_cancer_csv), name="later", target_column="target",
-                                                        ingest=False)
-    assert dataset.status == "validating"
-    pipeline = services.pipeline_create(name="early", dataset=dataset, steps=demo.STEPS)
+    dataset = DatasetFactory(csv=str(breast_cancer_csv), name="later", target_column="target", status="validating",
+                             column_names=[], column_count=None, row_count=None)
+    pipeline = services.pipeline_create(user=user, name="early", dataset=dataset, steps=demo.STEPS)
     assert pipeline.steps[2]["options"]["target_column"] == "target"
 
 
-def test_schedule_creates_updates_and_deletes_its_periodic_task(breast_cancer, events):
+def test_schedule_creates_updates_and_deletes_its_periodic_task(breast_cancer, events, user):
     with pytest.raises(ValidationError) as caught:
-        services.pipeline_create(name="s", dataset=breast_cancer, steps=demo.STEPS, schedule="61 * * * *")
+        services.pipeline_create(user=user, name="s", dataset=breast_cancer, steps=demo.STEPS, schedule="61 * * * *")
     assert "schedule" in caught.value.message_dict and not PeriodicTask.objects.filter(task=services.SCHEDULED_TASK).exists()
 
-    pipeline = services.pipeline_create(name="s", dataset=breast_cancer, steps=demo.STEPS, schedule="0 3 * * *")
+    pipeline = services.pipeline_create(user=user, name="s", dataset=breast_cancer, steps=demo.STEPS, schedule="0 3 * * *")
     task = PeriodicTask.objects.get(task=services.SCHEDULED_TASK)
     assert task.args == f"[{pipeline.pk}]" and task.enabled
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "3", "*")
 
-    services.pipeline_update(pipeline=pipeline, schedule="*/15 2 * * 1-5")
+    services.pipeline_update(user=user, pipeline=pipeline, schedule="*/15 2 * * 1-5")
     task.refresh_from_db()
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("*/15", "2", "1-5")
     assert CrontabSchedule.objects.filter(minute="0", hour="3").count() == 0  # the old one, unused, is gone
     events.expect("pipeline_updated", pipeline_id=pipeline.pk, name="s")
 
-    services.pipeline_update(pipeline=pipeline, schedule="")
+    services.pipeline_update(user=user, pipeline=pipeline, schedule="")
     assert not PeriodicTask.objects.filter(pk=task.pk).exists()
-    services.pipeline_update(pipeline=pipeline, schedule="5 * * * *")
+    services.pipeline_update(user=user, pipeline=pipeline, schedule="5 * * * *")
     task = PeriodicTask.objects.get(task=services.SCHEDULED_TASK)
     pipeline_id = pipeline.pk
-    services.pipeline_delete(pipeline=pipeline)
+    services.pipeline_delete(user=user, pipeline=pipeline)
     assert not PeriodicTask.objects.filter(pk=task.pk).exists()
     events.expect("pipeline_deleted", pipeline_id=pipeline_id, name="s")
 
 
-def test_the_scheduled_task_starts_a_run(breast_cancer, no_enqueue):
-    pipeline = services.pipeline_create(name="s", dataset=breast_cancer, steps=demo.STEPS, schedule="0 3 * * *")
+def test_the_scheduled_task_starts_a_run(breast_cancer, no_enqueue, user):
+    pipeline = services.pipeline_create(user=user, name="s", dataset=breast_cancer, steps=demo.STEPS, schedule="0 3 * * *")
     run = services.pipeline_run_scheduled(pipeline_id=pipeline.pk)
     assert run.trigger == "schedule" and run.status == "queued" and no_enqueue == [run.pk]
 
@@ -146,7 +145,7 @@ def fast_progress(settings):
 
 
 def test_the_demo_pipeline_runs_every_step_and_deploys(demo_pipeline, no_enqueue, events, user, fast_progress):
-    run = services.pipeline_run_start(pipeline=demo_pipeline, user=user)
+    run = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
     assert run.status == "queued" and statuses(run) == ["queued"] * 5 and no_enqueue == [run.pk]
     run = execute(run)
     assert run.status == "succeeded", run.error
@@ -177,11 +176,11 @@ def test_the_demo_pipeline_runs_every_step_and_deploys(demo_pipeline, no_enqueue
     events.expect("pipeline_completed", pipeline_id=demo_pipeline.pk, run_id=run.pk, status="succeeded")
 
 
-def test_a_failing_gate_fails_the_run_and_skips_deploy(demo_pipeline, no_enqueue, events):
+def test_a_failing_gate_fails_the_run_and_skips_deploy(demo_pipeline, no_enqueue, events, user):
     steps = [dict(s) for s in demo_pipeline.steps]
     steps[3] = {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.999}}
-    services.pipeline_update(pipeline=demo_pipeline, steps=steps)
-    run = execute(services.pipeline_run_start(pipeline=demo_pipeline))
+    services.pipeline_update(user=user, pipeline=demo_pipeline, steps=steps)
+    run = execute(services.pipeline_run_start(user=user, pipeline=demo_pipeline))
     assert run.status == "failed" and run.failed_step == "evaluate"
     assert statuses(run) == ["succeeded", "succeeded", "succeeded", "failed", "skipped"]
     assert "Quality gate failed" in run.error
@@ -191,30 +190,30 @@ def test_a_failing_gate_fails_the_run_and_skips_deploy(demo_pipeline, no_enqueue
     events.expect("pipeline_failed", pipeline_id=demo_pipeline.pk, run_id=run.pk, failed_step="evaluate")
 
 
-def test_an_error_metric_passes_when_at_most_the_threshold(demo_pipeline, no_enqueue):
+def test_an_error_metric_passes_when_at_most_the_threshold(demo_pipeline, no_enqueue, user):
     steps = [dict(s) for s in demo_pipeline.steps]
     steps[3] = {"kind": "evaluate", "options": {"metric": "log_loss", "threshold": 5.0}}
-    services.pipeline_update(pipeline=demo_pipeline, steps=steps)
-    run = execute(services.pipeline_run_start(pipeline=demo_pipeline))
+    services.pipeline_update(user=user, pipeline=demo_pipeline, steps=steps)
+    run = execute(services.pipeline_run_start(user=user, pipeline=demo_pipeline))
     assert run.status == "succeeded", run.error
     assert steps_of(run)[3].metrics["passed"] is True
 
 
-def test_retry_reuses_succeeded_steps_and_runs_the_current_definition(demo_pipeline, no_enqueue):
+def test_retry_reuses_succeeded_steps_and_runs_the_current_definition(demo_pipeline, no_enqueue, user):
     steps = [dict(s) for s in demo_pipeline.steps]
     steps[3] = {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.999}}
-    services.pipeline_update(pipeline=demo_pipeline, steps=steps)
-    failed = execute(services.pipeline_run_start(pipeline=demo_pipeline))
+    services.pipeline_update(user=user, pipeline=demo_pipeline, steps=steps)
+    failed = execute(services.pipeline_run_start(user=user, pipeline=demo_pipeline))
     assert failed.status == "failed"
     jobs_before = (ProcessingJob.objects.count(), TrainingJob.objects.count(), Dataset.objects.count())
 
     with pytest.raises(services.Conflict):
-        services.pipeline_run_retry(run=execute(services.pipeline_run_start(pipeline=Pipeline.objects.create(
-            name="other", dataset=demo_pipeline.dataset, steps=[{"kind": "validate_dataset", "options": {}}]))))
+        services.pipeline_run_retry(user=user, run=execute(services.pipeline_run_start(user=user, pipeline=Pipeline.objects.create(
+            project=demo_pipeline.project, name="other", dataset=demo_pipeline.dataset, steps=[{"kind": "validate_dataset", "options": {}}]))))
 
     steps[3] = {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.9}}  # the fix
-    services.pipeline_update(pipeline=demo_pipeline, steps=steps)
-    retry = services.pipeline_run_retry(run=failed)
+    services.pipeline_update(user=user, pipeline=demo_pipeline, steps=steps)
+    retry = services.pipeline_run_retry(user=user, run=failed)
     assert retry.retry_of == failed and retry.trigger == "retry"
     reused = steps_of(retry)
     assert [s.reused for s in reused] == [True, True, True, False, False]
@@ -227,21 +226,21 @@ def test_retry_reuses_succeeded_steps_and_runs_the_current_definition(demo_pipel
     assert ModelVersion.objects.get(pk=old[2].model_version_id).status == "active"
 
 
-def test_cancel_of_a_queued_run_is_immediate_and_a_running_one_is_flagged(demo_pipeline, no_enqueue, events):
-    run = services.pipeline_run_start(pipeline=demo_pipeline)
-    run = services.pipeline_run_cancel(run=run)
+def test_cancel_of_a_queued_run_is_immediate_and_a_running_one_is_flagged(demo_pipeline, no_enqueue, events, user):
+    run = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
+    run = services.pipeline_run_cancel(user=user, run=run)
     assert run.status == "cancelled" and statuses(run) == ["skipped"] * 5
     assert [e["status"] for e in events("pipeline_completed") if e["run_id"] == run.pk] == ["cancelled"]
     with pytest.raises(services.Conflict):
-        services.pipeline_run_cancel(run=run)
+        services.pipeline_run_cancel(user=user, run=run)
     services.pipeline_run_execute(run_id=run.pk)  # a late delivery does nothing
     run.refresh_from_db()
     assert run.status == "cancelled"
 
 
-def test_concurrency_limit_keeps_extra_runs_queued_until_a_slot_frees(demo_pipeline, no_enqueue):
-    first = services.pipeline_run_start(pipeline=demo_pipeline)
-    second = services.pipeline_run_start(pipeline=demo_pipeline)
+def test_concurrency_limit_keeps_extra_runs_queued_until_a_slot_frees(demo_pipeline, no_enqueue, user):
+    first = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
+    second = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
     assert no_enqueue == [first.pk]  # the limit is 1
     second.refresh_from_db()
     assert second.status == "queued" and second.enqueued_at is None
@@ -279,13 +278,13 @@ def unread_queue():
         current_app.conf.task_default_queue = default
 
 
-def test_the_kick_does_not_send_again_a_run_whose_message_still_waits(unread_queue):
+def test_the_kick_does_not_send_again_a_run_whose_message_still_waits(unread_queue, user):
     """The kick sent a run again whenever it had been handed to a worker over two minutes ago, even
     with its message still waiting behind others: the queue grew by one message per kick. It sends
     one again only when nothing waits in the broker (the message was lost)."""
     from tests.factories import PipelineFactory
 
-    run = services.pipeline_run_start(pipeline=PipelineFactory())
+    run = services.pipeline_run_start(user=user, pipeline=PipelineFactory())
     assert unread_queue() == 1  # handed to a worker on commit
 
     def long_ago():  # as if workers had been busy elsewhere for minutes
@@ -302,7 +301,7 @@ def test_the_kick_does_not_send_again_a_run_whose_message_still_waits(unread_que
     assert PipelineRun.objects.get(pk=run.pk).status == "queued"  # a redelivery finds it and claims it once
 
 
-def test_a_step_that_ends_after_its_run_was_reaped_does_not_write_over_it(no_enqueue, monkeypatch):
+def test_a_step_that_ends_after_its_run_was_reaped_does_not_write_over_it(no_enqueue, monkeypatch, user):
     """A worker slow enough to be taken for dead finishes its step after the reaper failed the run:
     it wrote the step back as succeeded (a failed run with a succeeded step where it failed). Step
     writes are guarded by the run still running; the worker stops there."""
@@ -317,13 +316,13 @@ def test_a_step_that_ends_after_its_run_was_reaped_does_not_write_over_it(no_enq
         assert services.pipeline_runs_reap_stale() == 1
 
     monkeypatch.setitem(execution.RUNNERS, "validate_dataset", reaped_while_it_validates)
-    run = execute(services.pipeline_run_start(pipeline=PipelineFactory()))
+    run = execute(services.pipeline_run_start(user=user, pipeline=PipelineFactory()))
     assert run.status == "failed" and "stopped responding" in run.error
     assert statuses(run) == ["failed", "skipped"]
 
 
-def test_the_reaper_fails_a_stale_run_naming_its_step(demo_pipeline, no_enqueue, events):
-    run = services.pipeline_run_start(pipeline=demo_pipeline)
+def test_the_reaper_fails_a_stale_run_naming_its_step(demo_pipeline, no_enqueue, events, user):
+    run = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
     assert jobs.claim(PipelineRun, run.pk)
     StepRun.objects.filter(run=run, index=0).update(status="succeeded")
     StepRun.objects.filter(run=run, index=1).update(status="running", started_at=timezone.now())
@@ -336,23 +335,23 @@ def test_the_reaper_fails_a_stale_run_naming_its_step(demo_pipeline, no_enqueue,
     assert services.pipeline_runs_reap_stale() == 0
 
 
-def test_detect_anomalies_runs_the_monitoring_apps_detection(breast_cancer, no_enqueue):
-    pipeline = services.pipeline_create(name="anomalies", dataset=breast_cancer, steps=[
+def test_detect_anomalies_runs_the_monitoring_apps_detection(breast_cancer, no_enqueue, user):
+    pipeline = services.pipeline_create(user=user, name="anomalies", dataset=breast_cancer, steps=[
         {"kind": "detect_anomalies", "options": {"contamination": 0.1, "columns": ["mean_radius", "mean_area"]}}])
-    run = execute(services.pipeline_run_start(pipeline=pipeline))
+    run = execute(services.pipeline_run_start(user=user, pipeline=pipeline))
     assert run.status == "succeeded", run.error
     step = steps_of(run)[0]
     assert step.metrics["rows"] == breast_cancer.row_count and step.metrics["flagged"] > 0
     assert step.output["anomaly_detection_id"] and step.output["columns"] == ["mean_radius", "mean_area"]
 
 
-def test_a_failed_run_raises_a_monitoring_alert_through_the_job_failed_signal(demo_pipeline, no_enqueue):
+def test_a_failed_run_raises_a_monitoring_alert_through_the_job_failed_signal(demo_pipeline, no_enqueue, user):
     from monitoring.models import Alert
 
     steps = [dict(s) for s in demo_pipeline.steps]
     steps[3] = {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.999}}
-    services.pipeline_update(pipeline=demo_pipeline, steps=steps)
-    run = execute(services.pipeline_run_start(pipeline=demo_pipeline))
+    services.pipeline_update(user=user, pipeline=demo_pipeline, steps=steps)
+    run = execute(services.pipeline_run_start(user=user, pipeline=demo_pipeline))
     assert run.status == "failed"
     alert = Alert.objects.get(subject=f"pipeline_run.{run.pk}")
     assert alert.status == "open" and alert.alert_type == "job" and "evaluate" in alert.title

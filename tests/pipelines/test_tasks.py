@@ -38,12 +38,12 @@ def step_statuses(run_id):
     return list(StepRun.objects.filter(run_id=run_id).order_by("index").values_list("status", flat=True))
 
 
-def set_step(pipeline, index, step):
+def set_step(pipeline, index, step, *, user):
     steps = [dict(s) for s in pipeline.steps]
     steps[index] = step
     from pipelines import services
 
-    return services.pipeline_update(pipeline=pipeline, steps=steps)
+    return services.pipeline_update(user=user, pipeline=pipeline, steps=steps)
 
 
 def test_the_demo_pipeline_runs_in_the_worker_with_its_events_in_order(
@@ -93,7 +93,7 @@ def test_the_run_topic_carries_each_step_and_its_log(server, worker, client, use
 
 def test_a_failing_gate_fails_the_run_at_evaluate_and_skips_deploy(server, worker, client, user, open_socket,
                                                                    demo_pipeline):
-    set_step(demo_pipeline, 3, {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.999}})
+    set_step(demo_pipeline, 3, {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.999}}, user=user)
     sock = open_socket(cookie=session_cookie(client, user))
     run_id = run_pipeline(client, user, demo_pipeline)
     got = sock.recv_until(lambda e: e["type"] in RUN_END and e.get("run_id") == run_id, timeout=120)
@@ -109,14 +109,14 @@ def test_a_failing_gate_fails_the_run_at_evaluate_and_skips_deploy(server, worke
 def test_retry_after_a_fixed_gate_reuses_outputs_and_succeeds(worker, client, user, demo_pipeline):
     from datasets.models import Dataset, ProcessingJob
 
-    set_step(demo_pipeline, 3, {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.999}})
+    set_step(demo_pipeline, 3, {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.999}}, user=user)
     first = run_pipeline(client, user, demo_pipeline)
     wait_run(first, lambda r: r.is_terminal)
     assert api_post(client, user, f"/api/pipeline-runs/{first}/cancel/").status_code == 409
     counts = (ProcessingJob.objects.count(), TrainingJob.objects.count(), Dataset.objects.count())
 
     set_step(Pipeline.objects.get(pk=demo_pipeline.pk), 3,
-             {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.9}})
+             {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.9}}, user=user)
     response = api_post(client, user, f"/api/pipeline-runs/{first}/retry/")
     assert response.status_code == 201, response.content
     body = response.json()
@@ -132,7 +132,7 @@ def test_cancel_during_training_cancels_the_training_job_and_skips_the_rest(
 ):
     from pipelines import services
 
-    pipeline = services.pipeline_create(name="long", dataset=big_dataset, steps=[
+    pipeline = services.pipeline_create(user=user, name="long", dataset=big_dataset, steps=[
         {"kind": "validate_dataset", "options": {}},
         {"kind": "train_model", "options": {"algorithm": "mlp", "epochs": 300}},
         {"kind": "evaluate", "options": {"metric": "accuracy", "threshold": 0.5}},
@@ -172,7 +172,7 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_naming_the_step(live_work
     from pipelines import services
 
     live_worker_proc.stop()  # the session's worker must not take the run (later tests restart it)
-    pipeline = services.pipeline_create(name="doomed", dataset=big_dataset, steps=[
+    pipeline = services.pipeline_create(user=user, name="doomed", dataset=big_dataset, steps=[
         {"kind": "validate_dataset", "options": {}},
         {"kind": "train_model", "options": {"algorithm": "mlp", "epochs": 300}},
         {"kind": "deploy_model", "options": {}},

@@ -16,7 +16,7 @@ def test_pages_need_a_login(client, path):
 
 
 def test_the_list_shows_each_pipeline_with_its_last_run_and_the_editor(client, user, demo_pipeline, no_enqueue):
-    run = services.pipeline_run_start(pipeline=demo_pipeline)
+    run = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
     client.force_login(user)
     response = client.get("/pipelines/")
     html = response.content.decode()
@@ -32,7 +32,7 @@ def test_the_empty_list_says_so(client, user, breast_cancer):
 
 
 def test_the_detail_page_shows_the_definition_and_run_history(client, user, demo_pipeline, no_enqueue):
-    run = services.pipeline_run_start(pipeline=demo_pipeline)
+    run = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
     client.force_login(user)
     response = client.get(f"/pipelines/{demo_pipeline.pk}/")
     html = response.content.decode()
@@ -43,7 +43,7 @@ def test_the_detail_page_shows_the_definition_and_run_history(client, user, demo
 
 
 def test_the_run_page_shows_each_step(client, user, demo_pipeline, no_enqueue):
-    run = services.pipeline_run_start(pipeline=demo_pipeline)
+    run = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
     client.force_login(user)
     response = client.get(f"/pipelines/runs/{run.pk}/")
     html = response.content.decode()
@@ -53,8 +53,8 @@ def test_the_run_page_shows_each_step(client, user, demo_pipeline, no_enqueue):
     assert client.get("/pipelines/runs/999999/").status_code == 404
 
 
-def test_the_admin_lists_pipelines_and_runs(client, staff_user, demo_pipeline, no_enqueue):
-    run = services.pipeline_run_start(pipeline=demo_pipeline)
+def test_the_admin_lists_pipelines_and_runs(client, staff_user, demo_pipeline, no_enqueue, user):
+    run = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
     client.force_login(staff_user)
     for path in ("/admin/pipelines/pipeline/", f"/admin/pipelines/pipeline/{demo_pipeline.pk}/change/",
                  "/admin/pipelines/pipelinerun/", f"/admin/pipelines/pipelinerun/{run.pk}/change/"):
@@ -63,7 +63,7 @@ def test_the_admin_lists_pipelines_and_runs(client, staff_user, demo_pipeline, n
     assert demo_pipeline.name in client.get("/admin/pipelines/pipeline/").content.decode()
 
 
-def test_the_admin_creates_pipelines_through_the_service(client, staff_user, breast_cancer):
+def test_the_admin_creates_pipelines_through_the_service(client, staff_user, breast_cancer, project):
     import json
 
     from django_celery_beat.models import PeriodicTask
@@ -72,7 +72,7 @@ def test_the_admin_creates_pipelines_through_the_service(client, staff_user, bre
     from pipelines.models import Pipeline
 
     client.force_login(staff_user)
-    form = {"name": "from-admin", "description": "", "dataset": breast_cancer.pk, "schedule": "0 4 * * *",
+    form = {"project": project.pk, "name": "from-admin", "description": "", "dataset": breast_cancer.pk, "schedule": "0 4 * * *",
             "max_concurrent_runs": 1}
     bad = client.post("/admin/pipelines/pipeline/add/", {**form, "steps": json.dumps([{"kind": "deploy_model"}])})
     assert bad.status_code == 200 and "must come after a train_model step" in bad.content.decode()
@@ -80,11 +80,12 @@ def test_the_admin_creates_pipelines_through_the_service(client, staff_user, bre
     ok = client.post("/admin/pipelines/pipeline/add/", {**form, "steps": json.dumps(demo.STEPS)})
     assert ok.status_code == 302, ok.content.decode()[:2000]
     pipeline = Pipeline.objects.get(name="from-admin")
+    assert pipeline.project == project and pipeline.created_by == staff_user
     assert pipeline.periodic_task == PeriodicTask.objects.get(name=f"pipeline-{pipeline.pk}")
 
 
 def test_the_run_row_fragment_is_the_row_of_the_run_history(client, user, demo_pipeline, no_enqueue):
-    run = services.pipeline_run_start(pipeline=demo_pipeline)
+    run = services.pipeline_run_start(user=user, pipeline=demo_pipeline)
     client.force_login(user)
     page = client.get(f"/pipelines/{demo_pipeline.pk}/").content.decode()
     response = client.get(f"/pipelines/runs/{run.pk}/row/")

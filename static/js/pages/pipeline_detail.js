@@ -56,7 +56,7 @@ realtime.onResync(() => {
 
 // --- buttons --------------------------------------------------------------------------------------------
 
-$("run-pipeline").addEventListener("click", async () => {
+$("run-pipeline")?.addEventListener("click", async () => {
   const button = $("run-pipeline");
   button.disabled = true;
   const { ok, body } = await postJSON(data.api.run);
@@ -69,13 +69,14 @@ $("run-pipeline").addEventListener("click", async () => {
   toast({ kind: "success", title: `Run #${body.id} queued`, message: "Open it to follow each step." });
 });
 
-$("delete-pipeline").addEventListener("click", async () => {
+$("delete-pipeline")?.addEventListener("click", async () => {
   if (!window.confirm(`Delete the pipeline "${data.pipeline.name}" and its run history?`)) return;
   const { ok, status, body } = await postJSON(data.api.pipeline, undefined, { method: "DELETE" });
   if (ok) return location.assign(data.api.index);
   toast({ kind: "error", title: "Could not delete", message: body?.detail || `HTTP ${status}` });
 });
 
+// Editing is on the page only for those who may edit (the pipeline's creator, or a maintainer).
 const editCard = $("edit-card");
 const editButton = $("edit-pipeline");
 function toggleEditor(open) {
@@ -83,11 +84,13 @@ function toggleEditor(open) {
   editButton.setAttribute("aria-expanded", String(open));
   if (open) editCard.scrollIntoView({ block: "start", behavior: "smooth" });
 }
-editButton.addEventListener("click", () => toggleEditor(editCard.hidden));
-editCard.querySelector("[data-editor-cancel]")?.addEventListener("click", () => toggleEditor(false));
-createEditor(editCard.querySelector("form"), {
-  config: data.editor.config,
-  datasets: data.editor.datasets,
-  pipeline: data.editor.pipeline,
-  onSaved: () => location.reload(),
-});
+if (editCard && editButton) {
+  editButton.addEventListener("click", () => toggleEditor(editCard.hidden));
+  editCard.querySelector("[data-editor-cancel]")?.addEventListener("click", () => toggleEditor(false));
+  createEditor(editCard.querySelector("form"), {
+    config: data.editor.config,
+    datasets: data.editor.datasets,
+    pipeline: data.editor.pipeline,
+    onSaved: () => location.reload(),
+  });
+}

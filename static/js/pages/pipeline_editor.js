@@ -83,7 +83,7 @@ function iconButton(label, icon, data) {
   return button;
 }
 
-export function createEditor(form, { config, datasets, pipeline, onSaved }) {
+export function createEditor(form, { config, datasets, pipeline, project = null, onSaved }) {
   const specs = fieldSpecs(config);
   const kinds = config.kinds;
   const list = form.querySelector("[data-step-list]");
@@ -228,6 +228,8 @@ export function createEditor(form, { config, datasets, pipeline, onSaved }) {
   function payload() {
     const maxRuns = form.elements.max_concurrent_runs.value.trim();
     const data = {
+      // A new pipeline goes to the page's current project; an existing one stays in its own.
+      ...(!pipeline && project != null ? { project } : {}),
       name: form.elements.name.value.trim(),
       description: form.elements.description.value,
       dataset: datasetSelect.value ? Number(datasetSelect.value) : null,

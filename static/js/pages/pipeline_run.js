@@ -91,8 +91,9 @@ function setStatus(next, message) {
     setText($("run-message"), message);
     $("run-message").title = message;
   }
-  $("cancel-run").hidden = !ACTIVE.has(next);
-  $("retry-run").hidden = !(next === "failed" || next === "cancelled");
+  // A button the user may not press is not on the page; its locked hint follows the same state.
+  for (const id of ["cancel-run", "cancel-run-locked"]) if ($(id)) $(id).hidden = !ACTIVE.has(next);
+  for (const id of ["retry-run", "retry-run-locked"]) if ($(id)) $(id).hidden = !(next === "failed" || next === "cancelled");
   if (next === "running" && !$("run-duration").dataset.started) $("run-duration").dataset.started = new Date().toISOString();
   if (!ACTIVE.has(next) && !$("run-duration").dataset.finished) $("run-duration").dataset.finished = new Date().toISOString();
 }
@@ -186,7 +187,7 @@ realtime.onResync(() => refresh());
 
 // --- buttons ----------------------------------------------------------------------------------------
 
-$("cancel-run").addEventListener("click", async () => {
+$("cancel-run")?.addEventListener("click", async () => {
   const button = $("cancel-run");
   button.disabled = true;
   const { ok, body } = await postJSON(data.api.cancel);
@@ -199,7 +200,7 @@ $("cancel-run").addEventListener("click", async () => {
   if (!ACTIVE.has(body.status)) refresh();
 });
 
-$("retry-run").addEventListener("click", async () => {
+$("retry-run")?.addEventListener("click", async () => {
   const button = $("retry-run");
   button.disabled = true;
   const { ok, body } = await postJSON(data.api.retry);

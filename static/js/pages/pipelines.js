@@ -1,5 +1,5 @@
-// The Pipelines page: each pipeline's last run follows pipeline_status / completed / failed on the
-// dashboard topic; a Run button per row; the step editor creates new pipelines through the API.
+// The Pipelines page (the current project's): each pipeline's last run follows pipeline_status /
+// completed / failed on the project's topic; a Run button per row; the step editor creates new pipelines through the API.
 
 import { realtime } from "../realtime.js";
 import { postJSON, setStatusBadge, toast } from "../ui.js";
@@ -70,6 +70,7 @@ if (form) {
     config: data.editor.config,
     datasets: data.editor.datasets,
     pipeline: null,
+    project: data.editor.project,
     onSaved: (body) => location.assign(body.url),
   });
 }
