@@ -59,19 +59,23 @@ def training_jobs_recent(*, project, limit: int = 50):
     return list(jobs.select_related("model_version", "project").defer("history")[:limit])
 
 
-def model_groups(*, project, name: str | None = None) -> list[dict]:
-    """A project's model versions grouped by name: each group's versions (newest first), its
-    serving version and its prediction total. Groups with the most recent activity come first."""
-    versions = ModelVersion.objects.filter(project_id=getattr(project, "pk", project))
+def model_groups(*, project=None, name: str | None = None) -> list[dict]:
+    """Model versions grouped by project and name (one project's when given, which is what pages
+    show): each group's versions (newest first), its serving version and its prediction total.
+    Groups with the most recent activity come first."""
+    versions = ModelVersion.objects.all()
+    if project is not None:
+        versions = versions.filter(project_id=getattr(project, "pk", project))
     if name is not None:
         versions = versions.filter(name=name)
-    versions = list(versions.select_related("dataset", "training_job", "project").order_by("name", "-version"))
+    versions = list(versions.select_related("dataset", "training_job", "project").order_by("project_id", "name", "-version"))
     groups = []
-    for name, items in groupby(versions, key=lambda v: v.name):
+    for (project_id, name), items in groupby(versions, key=lambda v: (v.project_id, v.name)):
         items = list(items)
         active = next((v for v in items if v.status == ModelVersion.Status.ACTIVE), None)
         groups.append(
             {
+                "project_id": project_id,
                 "name": name,
                 "versions": items,
                 "active": active,
