@@ -166,7 +166,7 @@ def test_a_version_number_taken_by_a_concurrent_job_of_the_same_name_gets_the_ne
 
             def other_job():
                 ModelVersion.objects.create(
-                    name="survival", version=2, algorithm="sgd", task="classification", feature_schema=[],
+                    project_id=first.project_id, name="survival", version=2, algorithm="sgd", task="classification", feature_schema=[],
                     training_job=None, dataset=first.dataset, artifact_sha256="0" * 64,
                 )
                 connection.close()
