@@ -73,7 +73,12 @@ def setup():
     from training import services
 
     call_command("migrate", verbosity=0)
+    from mlops_dashboard.models import Membership
+    from mlops_dashboard.projects import default_project
+
     user = get_user_model().objects.create_user(username="bench")
+    project = default_project()
+    Membership.objects.create(project=project, user=user, role="maintainer")
     token = api_token_create(user=user, name="bench")[1]
     source = Path("/work/shared/data/titanic.csv")
     if not source.exists():
@@ -81,13 +86,13 @@ def setup():
     with open(source, "rb") as f:
         name = default_storage.save("datasets/titanic.csv", File(f))
     columns = source.read_text().splitlines()[0].split(",")
-    dataset = Dataset.objects.create(name="titanic", file=name, status="ready", encoding="utf-8", delimiter=",",
+    dataset = Dataset.objects.create(project=project, name="titanic", file=name, status="ready", encoding="utf-8", delimiter=",",
                                      column_names=columns)
     # Started without a broker (enqueue=False): this process runs the worker's own code.
-    job = services.training_job_start(dataset=dataset, target_column="survived", algorithm="random_forest", epochs=5,
-                                      name=MODEL, created_by=user, enqueue=False)
+    job = services.training_job_start(user=user, dataset=dataset, target_column="survived", algorithm="random_forest",
+                                      epochs=5, name=MODEL, enqueue=False)
     version = services.training_job_run(job_id=job.pk)
-    services.model_version_deploy(version=version, user=user)
+    services.model_version_deploy(user=user, version=version)
     return token, version, source
 
 

@@ -1,7 +1,10 @@
 """Admin of the training app. Rows are written by services only: the admin reads, and its actions
-(cancel, deploy) call the same services as the API. Artifacts are never uploaded here."""
+(cancel, deploy) call the same services as the API, as the admin user (so the same permission
+checks and audit entries). Artifacts are never uploaded here."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
 from mlops_dashboard.admin_utils import ReadOnlyAdmin as BaseReadOnlyAdmin, pretty_json
 
@@ -16,14 +19,14 @@ class ReadOnlyAdmin(BaseReadOnlyAdmin):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(ReadOnlyAdmin):
-    list_display = ("id", "name", "dataset_name", "algorithm", "task", "status", "progress_percent", "epoch",
+    list_display = ("id", "project", "name", "dataset_name", "algorithm", "task", "status", "progress_percent", "epoch",
                     "validation_score", "error_code", "created_at")
-    list_filter = ("status", "algorithm", "task", "error_code", "created_at")
+    list_filter = ("project", "status", "algorithm", "task", "error_code", "created_at")
     search_fields = ("name", "dataset_name", "target_column", "error")
     date_hierarchy = "created_at"
-    list_select_related = ("dataset",)
+    list_select_related = ("dataset", "project")
     actions = ["cancel_jobs"]
-    fields = ("name", "dataset", "dataset_name", "target_column", "task", "algorithm", "epochs", "test_size",
+    fields = ("project", "name", "dataset", "dataset_name", "target_column", "task", "algorithm", "epochs", "test_size",
               "status", "progress", "stage", "current_epoch", "current_loss", "live_accuracy", "message",
               "cancel_requested", "error_code", "error", "stage_failed", "suggestions_display", "metrics_display",
               "final_accuracy", "validation_score", "training_time", "history_display", "soft_time_limit",
@@ -55,10 +58,12 @@ class TrainingJobAdmin(ReadOnlyAdmin):
         cancelled = ended = 0
         for job in queryset:
             try:
-                services.training_job_cancel(job=job)
+                services.training_job_cancel(user=request.user, job=job)
                 cancelled += 1
             except services.Conflict:
                 ended += 1
+            except (PermissionDenied, Http404) as exc:
+                self.message_user(request, f"Training job #{job.pk}: {exc or 'not allowed'}", messages.ERROR)
         if cancelled:
             self.message_user(request, f"Cancelled or asked to stop {cancelled} job(s).", messages.SUCCESS)
         if ended:
@@ -67,13 +72,14 @@ class TrainingJobAdmin(ReadOnlyAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ("name", "version", "status", "algorithm", "task", "validation_score", "prediction_count",
-                    "deployed_at", "created_at")
-    list_filter = ("status", "algorithm", "task", "created_at")
+    list_display = ("name", "version", "project", "status", "algorithm", "task", "validation_score",
+                    "prediction_count", "created_by", "deployed_at", "created_at")
+    list_filter = ("project", "status", "algorithm", "task", "created_at")
     search_fields = ("name", "target_column", "artifact_sha256")
-    list_select_related = ("dataset",)
+    list_select_related = ("dataset", "project", "created_by")
     actions = ["deploy_versions"]
-    fields = ("name", "version", "status", "algorithm", "task", "target_column", "dataset", "training_job",
+    fields = ("project", "name", "version", "status", "algorithm", "task", "target_column", "dataset", "training_job",
+              "created_by",
               "metrics_display", "final_accuracy", "validation_score", "feature_schema_display", "classes",
               "dropped_columns_display", "n_train", "n_test", "training_time", "artifact", "artifact_sha256",
               "artifact_size", "prediction_count", "last_prediction_at", "deployed_at", "created_at")
@@ -91,19 +97,19 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def dropped_columns_display(self, version):
         return pretty_json(version.dropped_columns)
 
-    @admin.action(description="Deploy selected versions (one per model name)")
+    @admin.action(description="Deploy selected versions (one per model name and project)")
     def deploy_versions(self, request, queryset):
         names = {}
-        for version in queryset.order_by("name", "-version"):
-            names.setdefault(version.name, version)
+        for version in queryset.order_by("project_id", "name", "-version"):
+            names.setdefault((version.project_id, version.name), version)
         if len(names) < queryset.count():
             self.message_user(request, "Several versions of one name were selected: only the newest of each is deployed.",
                               messages.WARNING)
         for version in names.values():
             try:
-                deployment = services.model_version_deploy(version=version, user=request.user)
-            except services.Conflict as exc:
-                self.message_user(request, str(exc), messages.ERROR)
+                deployment = services.model_version_deploy(user=request.user, version=version)
+            except (services.Conflict, PermissionDenied, Http404) as exc:
+                self.message_user(request, f"{version.label}: {exc}", messages.ERROR)
                 continue
             if deployment is None:
                 self.message_user(request, f"{version.label} was already serving.", messages.INFO)
@@ -113,8 +119,8 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(ReadOnlyAdmin):
-    list_display = ("model_version", "action", "previous", "deployed_by", "deployed_at")
-    list_filter = ("action", "deployed_at")
+    list_display = ("model_version", "project", "action", "previous", "deployed_by", "deployed_at")
+    list_filter = ("project", "action", "deployed_at")
     search_fields = ("model_version__name", "deployed_by__username")
-    list_select_related = ("model_version", "previous", "deployed_by")
+    list_select_related = ("model_version", "previous", "deployed_by", "project")
     date_hierarchy = "deployed_at"

@@ -7,25 +7,31 @@ and nothing is written; services re-check their own rules.
 from __future__ import annotations
 
 from django.db.models import Q
+from django.http import Http404
 from django.http.request import RawPostDataException
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as datasets_selectors
-from mlops_dashboard.filters import ChoicesListField, FilteredListMixin, IdField, QuerySerializer
+from mlops_dashboard import permissions
+from mlops_dashboard.filters import ChoicesListField, IdField, ProjectFilters, ProjectScopedMixin
 from mlops_dashboard.jobs import JobStatus
+from mlops_dashboard.models import Project
 
-from . import services
+from . import selectors, services
 from .models import ALGORITHMS, MAX_EPOCHS, Deployment, ModelVersion, TrainingJob, validate_model_name
 
 # A JSON body larger than this is refused before it is read (10,000 wide rows fit): by the ASGI
 # layer (registered in apps.py), and here for callers that skip it (the test client).
 MAX_PREDICT_BODY = 32 * 1024 * 1024
 PREDICT_TOO_LARGE = f"The request body is larger than {MAX_PREDICT_BODY // (1024 * 1024)} MiB; send smaller batches."
-PREDICT_URL_NAMES = ("model-version-predict", "model-predict-by-name")
+PREDICT_URL_NAMES = ("model-version-predict", "model-predict-by-name", "project-model-predict")
+# Who may predict: anyone who may read the model (viewer and up); a token of scope `predict` may too.
+PREDICT_WHO = ("Who may: any member of the model's project (viewer and up: predicting is reading), or a "
+               "token of scope `predict` (or `all`) of such a member.")
 
 
 class ConflictError(exceptions.APIException):
@@ -59,7 +65,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingJob
         fields = [
-            "id", "name", "dataset", "dataset_name", "target_column", "task", "algorithm", "epochs", "test_size",
+            "id", "project", "name", "dataset", "dataset_name", "target_column", "task", "algorithm", "epochs", "test_size",
             "status", "progress", "stage", "current_epoch", "total_epochs", "current_loss", "live_accuracy",
             "estimated_time_remaining", "message", "error", "error_code", "stage_failed", "suggestions",
             "cancel_requested", "metrics", "final_accuracy", "validation_score", "training_time", "model_version", "model_label",
@@ -111,8 +117,13 @@ class TrainingJobCreateSerializer(serializers.Serializer):
     test_size = serializers.FloatField(default=0.2, help_text="Share of rows held out for validation, in (0, 1).")
     name = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                  help_text='Model name; "<dataset>-<algorithm>" by default.')
+    project = IdField(help_text="The dataset's project (the job goes there); another one is a 400. Optional.")
 
     def validate_dataset(self, dataset):
+        # Permission before content: a dataset of another project is a 404, whatever its state.
+        user = self.context.get("user")
+        if user is not None:
+            permissions.authorize(user, "create", dataset)
         if not datasets_selectors.dataset_is_ready(dataset):
             raise serializers.ValidationError(
                 f"Dataset {dataset.pk} ({dataset.name}) is not ready: its status is {dataset.status}. "
@@ -149,14 +160,15 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     label = serializers.CharField(read_only=True)
     dataset_name = serializers.SerializerMethodField()
     training_job = serializers.PrimaryKeyRelatedField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "name", "version", "label", "status", "algorithm", "task", "target_column", "metrics",
+            "id", "project", "name", "version", "label", "status", "algorithm", "task", "target_column", "metrics",
             "final_accuracy", "validation_score", "feature_schema", "classes", "dropped_columns", "n_train",
             "n_test", "training_time", "dataset", "dataset_name", "training_job", "artifact_sha256",
-            "artifact_size", "prediction_count", "last_prediction_at", "deployed_at", "created_at",
+            "artifact_size", "prediction_count", "last_prediction_at", "deployed_at", "created_at", "created_by",
         ]
         read_only_fields = fields
 
@@ -172,7 +184,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", "model_version", "model_name", "model_version_number", "previous",
+        fields = ["id", "project", "model_version", "model_name", "model_version_number", "previous",
                   "previous_version_number", "action", "deployed_by", "deployed_at"]
         read_only_fields = fields
 
@@ -183,6 +195,7 @@ PREDICT_REQUEST = inline_serializer(
 PREDICT_RESPONSE = inline_serializer(
     "PredictResponse",
     {
+        "project_id": serializers.IntegerField(),
         "model_id": serializers.IntegerField(),
         "model_name": serializers.CharField(),
         "model_version": serializers.IntegerField(),
@@ -195,17 +208,19 @@ PREDICT_RESPONSE = inline_serializer(
 # --- views ------------------------------------------------------------------------------------------
 
 
-class TrainingJobFilters(QuerySerializer):
+class TrainingJobFilters(ProjectFilters):
     status = ChoicesListField(JobStatus.values, required=False)
     dataset = IdField(help_text="Only jobs on this dataset.")
 
 
-class TrainingJobViewSet(FilteredListMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class TrainingJobViewSet(ProjectScopedMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                          viewsets.GenericViewSet):
-    """Training jobs: start one (201, `queued`), follow it, cancel it.
+    """Training jobs of the projects you belong to: start one (201, `queued`), follow it, cancel it.
 
+    Who may: members read (viewer); starting needs the editor role in the dataset's project (the job
+    goes there); cancelling, the job's creator (editor) or a maintainer. Another project's job is a 404.
     Live progress: `training_started`, `training_progress`, `training_completed` / `training_failed`
-    on the `dashboard` and `training_job.<id>` topics of /ws/.
+    on the `project.<id>` and `training_job.<id>` topics of /ws/.
     """
 
     queryset = TrainingJob.objects.select_related("model_version")
@@ -219,7 +234,7 @@ class TrainingJobViewSet(FilteredListMixin, mixins.CreateModelMixin, mixins.List
         return TrainingJobDetailSerializer
 
     def get_queryset(self):
-        queryset = super().get_queryset()
+        queryset = self.scoped(super().get_queryset())
         if self.action == "list":
             queryset = queryset.defer("history")
             filters = self.filters()
@@ -231,19 +246,20 @@ class TrainingJobViewSet(FilteredListMixin, mixins.CreateModelMixin, mixins.List
 
     @extend_schema(request=TrainingJobCreateSerializer, responses={201: TrainingJobDetailSerializer})
     def create(self, request, *args, **kwargs):
-        serializer = TrainingJobCreateSerializer(data=request.data)
+        serializer = TrainingJobCreateSerializer(data=request.data, context={"user": request.user})
         serializer.is_valid(raise_exception=True)
-        job = services.training_job_start(**serializer.validated_data, created_by=request.user)
+        job = services.training_job_start(user=request.user, **serializer.validated_data)
         body = TrainingJobDetailSerializer(job).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/api/training-jobs/{job.pk}/"})
 
     @extend_schema(request=None, responses=TrainingJobDetailSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        """Cancel a job: a queued one at once, a running one within an epoch. 409 if it has ended."""
+        """Cancel a job: a queued one at once, a running one within an epoch. 409 if it has ended.
+        Its creator (editor) or a maintainer may."""
         job = self.get_object()
         try:
-            job = services.training_job_cancel(job=job)
+            job = services.training_job_cancel(user=request.user, job=job)
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
         return Response(TrainingJobDetailSerializer(job).data)
@@ -277,7 +293,7 @@ def _predict(version: ModelVersion, request) -> Response:
 
     instances = _read_instances(request)
     try:
-        result = services.model_version_predict(version=version, instances=instances)
+        result = services.model_version_predict(version=version, instances=instances, user=request.user)
     except trainer.InvalidInputError as exc:
         errors = exc.errors[:50]
         if len(exc.errors) > 50:
@@ -285,27 +301,44 @@ def _predict(version: ModelVersion, request) -> Response:
         raise serializers.ValidationError({"instances": errors}) from None
     except services.ArtifactError as exc:
         raise ModelUnavailable(str(exc)) from None
-    return Response({"model_id": version.pk, "model_name": version.name, "model_version": version.version, **result})
+    return Response({"project_id": version.project_id, "model_id": version.pk, "model_name": version.name,
+                     "model_version": version.version, **result})
 
 
-class ModelVersionFilters(QuerySerializer):
+def _serving_version(project: Project, name: str) -> ModelVersion:
+    """The version serving `name` in a project: 404 when the project has no model of that name,
+    409 when none of its versions is deployed."""
+    version = selectors.model_version_serving(project_id=project.pk, name=name)
+    if version is None:
+        if not selectors.model_projects_named(name, {project.pk}):
+            raise exceptions.NotFound(f"Project “{project.name}” has no model named {name!r}.")
+        raise ConflictError(f"No version of {name!r} is deployed in project “{project.name}”; deploy one first.")
+    return version
+
+
+class ModelVersionFilters(ProjectFilters):
     name = serializers.CharField(max_length=100, required=False, help_text="Only versions of this model.")
     status = ChoicesListField(ModelVersion.Status.values, required=False)
 
 
-class ModelVersionViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """The model registry: every version of every model, with its status and metrics.
+class ModelVersionViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                          mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The model registry of the projects you belong to: every version of every model, with its
+    status and metrics. Model names are a project's own (two projects may each have "churn" v1).
 
-    Deploy a version to make it the one serving its name (rollback = deploy an older one), and
-    predict with a version, or with the deployed version of a name (/api/models/by-name/<name>/predict/).
+    Deploy a version to make it the one serving its name in its project (rollback = deploy an older
+    one): maintainers only. Delete a version that does not serve: its creator (editor) or a
+    maintainer. Predict with a version (/api/models/<id>/predict/), with the deployed version of a
+    project's name (/api/projects/<slug>/models/<name>/predict/), or by name alone
+    (/api/models/by-name/<name>/predict/) when that name is unambiguous among your projects.
     """
 
-    queryset = ModelVersion.objects.select_related("dataset")
+    queryset = ModelVersion.objects.select_related("dataset", "created_by")
     serializer_class = ModelVersionSerializer
     filters_class = ModelVersionFilters
 
     def get_queryset(self):
-        queryset = super().get_queryset()
+        queryset = self.scoped(super().get_queryset())
         filters = self.filters()
         if "name" in filters:
             queryset = queryset.filter(name=filters["name"])
@@ -317,10 +350,11 @@ class ModelVersionViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.Retri
         "DeployResult", {"model": ModelVersionSerializer(), "deployment": DeploymentSerializer(allow_null=True)}))
     @action(detail=True, methods=["post"])
     def deploy(self, request, pk=None):
-        """Make this version serve its name; the previously serving one goes inactive."""
+        """Make this version serve its name in its project; the previously serving one goes inactive.
+        Needs the maintainer role."""
         version = self.get_object()
         try:
-            deployment = services.model_version_deploy(version=version, user=request.user)
+            deployment = services.model_version_deploy(user=request.user, version=version)
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
         version.refresh_from_db()
@@ -331,40 +365,77 @@ class ModelVersionViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.Retri
             }
         )
 
-    @extend_schema(request=PREDICT_REQUEST, responses=PREDICT_RESPONSE)
-    @action(detail=True, methods=["post"])
-    def predict(self, request, pk=None):
-        """Predict with this version (deployed or not)."""
-        return _predict(self.get_object(), request)
+    @extend_schema(responses={204: OpenApiResponse(description="Deleted.")})
+    def destroy(self, request, *args, **kwargs):
+        """Delete a version and its artifact: its creator (editor) or a maintainer. The serving
+        version is a 409 (deploy another one first)."""
+        version = self.get_object()
+        try:
+            services.model_version_delete(user=request.user, version=version)
+        except services.Conflict as exc:
+            raise ConflictError(str(exc)) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class PredictByNameView(APIView):
-    """Predict with the version that serves a name: 404 if no model has this name, 409 if none of
-    its versions is deployed."""
+class PredictView(APIView):
+    """A prediction endpoint: the only kind a `predict`-scoped token may call."""
 
-    @extend_schema(request=PREDICT_REQUEST, responses=PREDICT_RESPONSE)
-    def post(self, request, name: str):
-        version = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ACTIVE).first()
-        if version is None:
-            if not ModelVersion.objects.filter(name=name).exists():
-                raise exceptions.NotFound(f"No model is named {name!r}.")
-            raise ConflictError(f"No version of {name!r} is deployed; deploy one first.")
+    token_scopes = ("predict",)
+
+
+class ModelVersionPredictView(PredictView):
+    @extend_schema(request=PREDICT_REQUEST, responses=PREDICT_RESPONSE, operation_id="models_predict_create",
+                   description="Predict with this version (deployed or not). " + PREDICT_WHO)
+    def post(self, request, pk: int):
+        version = permissions.get_visible(ModelVersion.objects.select_related("project"), request.user, pk=pk)
         return _predict(version, request)
 
 
-class DeploymentFilters(QuerySerializer):
+class ProjectModelPredictView(PredictView):
+    @extend_schema(request=PREDICT_REQUEST, responses=PREDICT_RESPONSE,
+                   description="Predict with the version serving this name in the project (by slug): 404 if the "
+                               "project has no model of that name (or you may not see the project), 409 if none of "
+                               "its versions is deployed. " + PREDICT_WHO)
+    def post(self, request, slug: str, name: str):
+        project = Project.objects.filter(slug=slug).first()
+        if project is None or not permissions.can_see(request.user, project):
+            raise Http404("No such project.")
+        return _predict(_serving_version(project, name), request)
+
+
+class PredictByNameView(PredictView):
+    @extend_schema(request=PREDICT_REQUEST, responses=PREDICT_RESPONSE,
+                   description="Predict with the version serving a name, when the name is unambiguous among the "
+                               "projects you may use (a token limited to a project: that one). 404 if none of them "
+                               "has a model of that name, 400 naming the projects if several do (use "
+                               "/api/projects/<slug>/models/<name>/predict/), 409 if none of its versions is "
+                               "deployed. " + PREDICT_WHO)
+    def post(self, request, name: str):
+        projects = selectors.model_projects_named(name, permissions.visible_project_ids(request.user))
+        if not projects:
+            raise exceptions.NotFound(f"No model is named {name!r} in your projects.")
+        if len(projects) > 1:
+            named = ", ".join(f"{p.slug} ({p.name})" for p in projects[:20])
+            raise serializers.ValidationError(
+                {"name": [f"Several of your projects have a model named {name!r}: {named}. Predict with "
+                          f"/api/projects/<slug>/models/{name}/predict/ instead."]})
+        return _predict(_serving_version(projects[0], name), request)
+
+
+class DeploymentFilters(ProjectFilters):
     name = serializers.CharField(max_length=100, required=False, help_text="Only deployments of this model.")
 
 
-class DeploymentViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Deployments, newest first: which version, who, when, and which version it replaced."""
+class DeploymentViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Deployments of the projects you belong to, newest first: which version, who, when, and which
+    version it replaced."""
 
     queryset = Deployment.objects.select_related("model_version", "previous", "deployed_by")
     serializer_class = DeploymentSerializer
     filters_class = DeploymentFilters
 
     def get_queryset(self):
-        queryset = super().get_queryset()
+        queryset = self.scoped(super().get_queryset())
         name = self.filters().get("name")
         if name:
             queryset = queryset.filter(Q(model_version__name=name))

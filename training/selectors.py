@@ -39,9 +39,9 @@ def model_version_of_job(job: TrainingJob) -> ModelVersion | None:
 # --- the training pages ------------------------------------------------------------------------------
 
 
-def datasets_ready_for_training() -> list[dict]:
-    """Ready datasets with their columns, for the Training page's form (newest first)."""
-    rows = datasets_selectors.datasets_ready()
+def datasets_ready_for_training(*, project) -> list[dict]:
+    """A project's ready datasets with their columns, for the Training page's form (newest first)."""
+    rows = datasets_selectors.datasets_ready().filter(project_id=getattr(project, "pk", project))
     return [
         {
             "id": d.pk,
@@ -54,20 +54,28 @@ def datasets_ready_for_training() -> list[dict]:
     ]
 
 
-def training_jobs_recent(*, limit: int = 50):
-    return list(TrainingJob.objects.select_related("model_version").defer("history")[:limit])
+def training_jobs_recent(*, project, limit: int = 50):
+    jobs = TrainingJob.objects.filter(project_id=getattr(project, "pk", project))
+    return list(jobs.select_related("model_version", "project").defer("history")[:limit])
 
 
-def model_groups() -> list[dict]:
-    """Model versions grouped by name: each group's versions (newest first), its serving version
-    and its prediction total. Groups with the most recent activity come first."""
-    versions = list(ModelVersion.objects.select_related("dataset", "training_job").order_by("name", "-version"))
+def model_groups(*, project=None, name: str | None = None) -> list[dict]:
+    """Model versions grouped by project and name (one project's when given, which is what pages
+    show): each group's versions (newest first), its serving version and its prediction total.
+    Groups with the most recent activity come first."""
+    versions = ModelVersion.objects.all()
+    if project is not None:
+        versions = versions.filter(project_id=getattr(project, "pk", project))
+    if name is not None:
+        versions = versions.filter(name=name)
+    versions = list(versions.select_related("dataset", "training_job", "project").order_by("project_id", "name", "-version"))
     groups = []
-    for name, items in groupby(versions, key=lambda v: v.name):
+    for (project_id, name), items in groupby(versions, key=lambda v: (v.project_id, v.name)):
         items = list(items)
         active = next((v for v in items if v.status == ModelVersion.Status.ACTIVE), None)
         groups.append(
             {
+                "project_id": project_id,
                 "name": name,
                 "versions": items,
                 "active": active,
@@ -79,9 +87,58 @@ def model_groups() -> list[dict]:
     return groups
 
 
-def prediction_total() -> int:
-    """Predictions served by every model version."""
-    return int(ModelVersion.objects.aggregate(n=Sum("prediction_count"))["n"] or 0)
+def prediction_total(*, project_id: int | None = None) -> int:
+    """Predictions served by every model version (of one project, when given)."""
+    versions = ModelVersion.objects.all() if project_id is None else ModelVersion.objects.filter(project_id=project_id)
+    return int(versions.aggregate(n=Sum("prediction_count"))["n"] or 0)
+
+
+def project_serving_figures(project_id: int) -> dict:
+    """The model figures of one project, for its own topic and pages (never `dashboard`):
+
+    - `predictions_total`: predictions served by the project's versions (the database's count);
+    - `predictions_per_minute`: the project's rate over about the last minute (Redis; 0.0 without it);
+    - `current_accuracy`: the validation score of the project's most recently deployed active
+      version (None when nothing serves);
+    - `model`: that version `{id, name, version, accuracy, deployed_at, predictions}` or None;
+    - `active_models`: how many of the project's names have a serving version.
+    """
+    from .services.serving import predictions_per_minute
+
+    active = model_versions_active(limit=1, project_id=project_id)
+    model = None
+    if active:
+        version = active[0]
+        accuracy = version.validation_score
+        if accuracy is None:
+            accuracy = version.final_accuracy
+        model = {"id": version.pk, "name": version.name, "version": version.version,
+                 "accuracy": float(accuracy) if accuracy is not None else None, "deployed_at": version.deployed_at,
+                 "predictions": int(version.prediction_count or 0)}
+    return {
+        "project_id": project_id,
+        "predictions_total": prediction_total(project_id=project_id),
+        "predictions_per_minute": predictions_per_minute(project_id),
+        "current_accuracy": model["accuracy"] if model else None,
+        "model": model,
+        "active_models": model_versions_active_count(project_id=project_id),
+    }
+
+
+def model_projects_named(name: str, project_ids) -> list:
+    """The projects (among `project_ids`; None: every one) that have a model of this name, by id."""
+    from mlops_dashboard.models import Project
+
+    versions = ModelVersion.objects.filter(name=name)
+    if project_ids is not None:
+        versions = versions.filter(project_id__in=project_ids)
+    return list(Project.objects.filter(pk__in=versions.values("project_id")).order_by("pk"))
+
+
+def model_version_serving(*, project_id: int, name: str) -> ModelVersion | None:
+    """The version serving a name in a project, if any."""
+    return ModelVersion.objects.select_related("project").filter(
+        project_id=project_id, name=name, status=ModelVersion.Status.ACTIVE).first()
 
 
 
@@ -106,14 +163,19 @@ def training_job_failure_metadata(job: TrainingJob) -> dict:
     return {"error_code": job.error_code or None}
 
 
-def model_versions_active(*, limit: int = 5) -> list[ModelVersion]:
-    """The active model versions, the most recently deployed first."""
-    return list(ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).order_by("-deployed_at", "-id")[:limit])
+def _of_project(queryset, project_id: int | None):
+    return queryset if project_id is None else queryset.filter(project_id=project_id)
 
 
-def model_versions_active_count() -> int:
-    return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).count()
+def model_versions_active(*, limit: int = 5, project_id: int | None = None) -> list[ModelVersion]:
+    """The active model versions (of one project, when given), the most recently deployed first."""
+    active = _of_project(ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE), project_id)
+    return list(active.order_by("-deployed_at", "-id")[:limit])
 
 
-def model_versions_error_count() -> int:
-    return ModelVersion.objects.filter(status=ModelVersion.Status.ERROR).count()
+def model_versions_active_count(*, project_id: int | None = None) -> int:
+    return _of_project(ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE), project_id).count()
+
+
+def model_versions_error_count(*, project_id: int | None = None) -> int:
+    return _of_project(ModelVersion.objects.filter(status=ModelVersion.Status.ERROR), project_id).count()

@@ -1,8 +1,14 @@
-"""Pages of the training app: start and follow training jobs, and the model registry."""
+"""Pages of the training app: start and follow the current project's training jobs, and its model
+registry. What a user may not do is not rendered (the locked hint names the role instead); a POST
+goes through the same services, hence the same checks (403 naming the role)."""
 
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect, render
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect, render
 from django.urls import reverse
+
+from mlops_dashboard import permissions
+from mlops_dashboard.projects import current_project
 
 from . import selectors, services
 from .api import TrainingJobCreateSerializer
@@ -16,24 +22,29 @@ def _form_errors(errors) -> dict[str, str]:
 
 
 def index(request):
-    """The Training page: the form that starts a job and the list of jobs, updated live."""
+    """The Training page: the form that starts a job and the current project's jobs, updated live."""
     errors, values, status = {}, {}, 200
+    project = current_project(request)
     if request.method == "POST":
+        if project is None:
+            raise PermissionDenied("Starting a training job needs the editor role in a project; you are in none.")
+        permissions.authorize(request.user, "create", project)
         values = request.POST.dict()
         # The API's serializer validates the form too; optional fields left empty take their defaults.
         fields = ("dataset", "target_column", "algorithm", "epochs", "test_size", "name", "task")
         data = {k: values[k] for k in fields if values.get(k, "") != "" or k in ("dataset", "target_column")}
-        serializer = TrainingJobCreateSerializer(data=data)
+        serializer = TrainingJobCreateSerializer(data=data, context={"user": request.user})
         if serializer.is_valid():
-            job = services.training_job_start(**serializer.validated_data, created_by=request.user)
+            job = services.training_job_start(user=request.user, **serializer.validated_data)
             messages.success(request, f"Training job #{job.pk} ({job.name}) is queued.")
             return redirect("training:job-detail", pk=job.pk)
         errors, status = _form_errors(serializer.errors), 400
-    datasets = selectors.datasets_ready_for_training()
+    datasets = selectors.datasets_ready_for_training(project=project) if project else []
     context = {
         "nav": "training",
+        "project": project,
         "datasets": datasets,
-        "jobs": selectors.training_jobs_recent(),
+        "jobs": selectors.training_jobs_recent(project=project) if project else [],
         "algorithms": [(a, ALGORITHM_LABELS[a]) for a in ALGORITHMS],
         "max_epochs": MAX_EPOCHS,
         "errors": errors,
@@ -50,7 +61,8 @@ def index(request):
 
 def job_detail(request, pk: int):
     """One training job: stage, epoch, learning curves (live, and from the stored history)."""
-    job = get_object_or_404(TrainingJob.objects.select_related("model_version", "dataset"), pk=pk)
+    job = permissions.get_visible(TrainingJob.objects.select_related("model_version", "dataset", "project"),
+                                  request.user, pk=pk)
     try:
         version = job.model_version
     except ModelVersion.DoesNotExist:
@@ -91,15 +103,18 @@ def job_detail(request, pk: int):
 
 def job_row(request, pk: int):
     """One row of the training jobs table (a fragment for static/js/pages/training.js)."""
-    job = get_object_or_404(TrainingJob.objects.select_related("model_version").defer("history"), pk=pk)
+    job = permissions.get_visible(TrainingJob.objects.select_related("model_version", "project").defer("history"),
+                                  request.user, pk=pk)
     return render(request, "training/_job_row.html", {"job": job})
 
 
 def models_index(request):
-    """The model registry: versions grouped by name, status dots, deploy and rollback."""
-    groups = selectors.model_groups()
+    """The current project's model registry: versions grouped by name, status dots, deploy and rollback."""
+    project = current_project(request)
+    groups = selectors.model_groups(project=project) if project else []
     context = {
         "nav": "training",
+        "project": project,
         "groups": groups,
         "total_predictions": sum(g["prediction_total"] for g in groups),
         "serving": sum(1 for g in groups if g["active"]),
@@ -110,7 +125,8 @@ def models_index(request):
 
 
 def model_group(request, pk: int):
-    """The registry card of the model version's name, with every version (a fragment for static/js/pages/models.js)."""
-    version = get_object_or_404(ModelVersion, pk=pk)
-    group = next(g for g in selectors.model_groups() if g["name"] == version.name)
+    """The registry card of the model version's name, with every version of its project (a fragment
+    for static/js/pages/models.js)."""
+    version = permissions.get_visible(ModelVersion.objects.all(), request.user, pk=pk)
+    group = selectors.model_groups(project=version.project_id, name=version.name)[0]
     return render(request, "training/_model_group.html", {"group": group})

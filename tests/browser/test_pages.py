@@ -39,7 +39,7 @@ def site(transactional_db, staff_user):
     dataset.refresh_from_db()
     split = datasets.processing_job_create(dataset=dataset, operation="split", options={"test_ratio": 0.25}, user=staff_user)
     datasets.processing_job_run(job_id=split.pk)
-    job = training.training_job_start(dataset=dataset, target_column="species", algorithm="sgd", epochs=3,
+    job = training.training_job_start(user=staff_user, dataset=dataset, target_column="species", algorithm="sgd", epochs=3,
                                       created_by=staff_user, enqueue=False)
     training.training_job_run(job_id=job.pk)
     pipeline = pipelines.pipeline_create(

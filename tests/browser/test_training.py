@@ -87,7 +87,7 @@ def test_the_jobs_list_follows_a_job_started_elsewhere_and_cancels_it(server, wo
     page = open_page(server, user, path="/training/")
     expect(page.locator("#connection .label")).to_have_text("Live")
     expect(page.locator("#jobs-empty")).to_be_visible()
-    job = services.training_job_start(dataset=datasets["slow"], target_column="label", algorithm="mlp", epochs=200)
+    job = services.training_job_start(user=None, dataset=datasets["slow"], target_column="label", algorithm="mlp", epochs=200)
     row = page.locator(f'#job-rows tr[data-job-id="{job.pk}"]')
     expect(row).to_have_count(1, timeout=30_000)  # added from the API when its first event arrives
     expect(row.locator(".badge")).to_have_text("Running", timeout=60_000)
@@ -103,7 +103,7 @@ def test_deploy_and_roll_back_on_the_models_page_with_live_counts(server, open_p
     titanic = datasets["titanic"]
 
     def train(algorithm, name="survival"):
-        job = services.training_job_start(dataset=titanic, target_column="survived", algorithm=algorithm, epochs=3,
+        job = services.training_job_start(user=None, dataset=titanic, target_column="survived", algorithm=algorithm, epochs=3,
                                           name=name, enqueue=False)
         return services.training_job_run(job_id=job.pk)
 

@@ -22,7 +22,7 @@ from tests.training.conftest import csv_source
 def test_rows_whose_message_was_lost_are_sent_again_and_run_once(live_worker_proc, stack, titanic, user, monkeypatch):
     live_worker_proc.stop()  # only this test's worker, whose log is read (later tests start it again)
     # Rows as a lost message leaves them: recorded, never enqueued (and queued for minutes).
-    lost_job = training_services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd",
+    lost_job = training_services.training_job_start(user=user, dataset=titanic, target_column="survived", algorithm="sgd",
                                                     epochs=3, created_by=user, enqueue=False)
     lost_upload = dataset_services.dataset_create_from_file(path=str(csv_source("penguins.csv")), name="penguins",
                                                             user=user, ingest=False)
@@ -36,7 +36,7 @@ def test_rows_whose_message_was_lost_are_sent_again_and_run_once(live_worker_pro
     for model, pk in ((TrainingJob, lost_job.pk), (Dataset, lost_upload.pk), (ProcessingJob, lost_processing.pk),
                       (AnomalyDetection, lost_detection.pk)):
         model.objects.filter(pk=pk).update(created_at=long_ago)
-    fresh = training_services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd",
+    fresh = training_services.training_job_start(user=user, dataset=titanic, target_column="survived", algorithm="sgd",
                                                  epochs=3, created_by=user, enqueue=False)
 
     worker = stack.worker(beat=True, REAPER_INTERVAL=2)

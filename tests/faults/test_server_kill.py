@@ -19,7 +19,7 @@ def test_a_killed_server_s_sockets_reconnect_and_miss_nothing(stack, worker, fol
     stays = follow(b.ws_url)  # on the other server all along
     after = log_latest(redis_client)
 
-    job = services.training_job_start(dataset=big_dataset, target_column="label", algorithm="mlp", epochs=10)
+    job = services.training_job_start(user=None, dataset=big_dataset, target_column="label", algorithm="mlp", epochs=10)
     for follower in (fails_over, waits):
         follower.wait_for(lambda e: e["type"] == "training_progress" and e["job_id"] == job.pk
                           and e["current_epoch"] >= 1, timeout=90, message="training to make progress")

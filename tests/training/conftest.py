@@ -81,13 +81,14 @@ def write_csv(tmp_path):
 
 @pytest.fixture
 def train_version(user):
-    """train_version(dataset, algorithm="sgd", epochs=5, name="") -> a ModelVersion, trained in-process."""
+    """train_version(dataset, algorithm="sgd", epochs=5, name="", user=alice) -> a ModelVersion, trained
+    in-process, started by `user` (in the dataset's project)."""
     from training import services
 
-    def _train(dataset, *, algorithm="sgd", epochs=5, name="", target=None):
+    def _train(dataset, *, algorithm="sgd", epochs=5, name="", target=None, by=None):
         job = services.training_job_start(
-            dataset=dataset, target_column=target or dataset.target_column, algorithm=algorithm, epochs=epochs,
-            name=name, created_by=user, enqueue=False,
+            user=by or user, dataset=dataset, target_column=target or dataset.target_column, algorithm=algorithm,
+            epochs=epochs, name=name, enqueue=False,
         )
         version = services.training_job_run(job_id=job.pk)
         assert version is not None, job.__class__.objects.get(pk=job.pk).error

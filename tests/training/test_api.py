@@ -99,9 +99,9 @@ def test_malformed_bodies_get_400(api, body):
 
 def test_list_is_paginated_newest_first_and_filters(api, titanic, penguins, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():
-        ids = [services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd", epochs=2).pk
+        ids = [services.training_job_start(user=None, dataset=titanic, target_column="survived", algorithm="sgd", epochs=2).pk
                for _ in range(3)]
-        other = services.training_job_start(dataset=penguins, target_column="species", algorithm="sgd", epochs=2)
+        other = services.training_job_start(user=None, dataset=penguins, target_column="species", algorithm="sgd", epochs=2)
     page = api.get("/api/training-jobs/?limit=2").json()
     assert page["count"] == 4 and [j["id"] for j in page["results"]] == [other.pk, ids[2]] and page["next"]
     assert "history" not in page["results"][0]
@@ -114,7 +114,7 @@ def test_list_is_paginated_newest_first_and_filters(api, titanic, penguins, djan
 
 def test_cancel_a_queued_job_then_409(api, titanic, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():
-        job = services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd", epochs=2)
+        job = services.training_job_start(user=None, dataset=titanic, target_column="survived", algorithm="sgd", epochs=2)
     response = post(api, f"/api/training-jobs/{job.pk}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     again = post(api, f"/api/training-jobs/{job.pk}/cancel/")
@@ -247,7 +247,7 @@ def test_predict_by_id_and_by_name(api, titanic_model, user, clean_prediction_co
     assert not_deployed.status_code == 409 and "deploy" in not_deployed.json()["detail"]
     assert post(api, "/api/models/by-name/nobody/predict/", {"instances": instances[:1]}).status_code == 404
 
-    services.model_version_deploy(version=titanic_model)
+    services.model_version_deploy(user=None, version=titanic_model)
     token = api_token_for(user)
     program = api.__class__(HTTP_AUTHORIZATION=f"Token {token}")
     woman = {**instances[1], "sex": "female", "pclass": 1, "class": "First", "who": "woman", "adult_male": False}
@@ -314,7 +314,7 @@ def test_a_model_in_error_answers_503(api, titanic_model):
 def test_training_page_lists_ready_datasets_and_jobs(api, titanic, make_dataset, django_capture_on_commit_callbacks):
     make_dataset(csv="penguins.csv", name="still profiling", status="profiling")
     with django_capture_on_commit_callbacks():
-        job = services.training_job_start(dataset=titanic, target_column="survived", algorithm="mlp", epochs=3)
+        job = services.training_job_start(user=None, dataset=titanic, target_column="survived", algorithm="mlp", epochs=3)
     page = api.get("/training/")
     html = page.content.decode()
     assert page.status_code == 200 and 'data-page="training"' in html
@@ -347,7 +347,7 @@ def test_job_page_renders_history_for_the_charts(api, titanic, train_version):
 def test_models_page_groups_versions_with_deploy_buttons(api, titanic, train_version):
     v1 = train_version(titanic, name="survival")
     v2 = train_version(titanic, name="survival")
-    services.model_version_deploy(version=v2)
+    services.model_version_deploy(user=None, version=v2)
     html = api.get("/training/models/").content.decode()
     assert 'data-model-name="survival"' in html and f'id="model-{v1.pk}"' in html
     assert "Serving v2" in html and "Roll back" in html and "js/pages/models.js" in html
@@ -377,7 +377,7 @@ def test_admin_lists_and_acts(client, staff_user, titanic, train_version):
 
 def test_admin_cancel_action(client, staff_user, titanic, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():
-        job = services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd", epochs=2)
+        job = services.training_job_start(user=None, dataset=titanic, target_column="survived", algorithm="sgd", epochs=2)
     client.force_login(staff_user)
     response = client.post("/admin/training/trainingjob/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
     assert response.status_code == 302

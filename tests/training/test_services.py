@@ -30,6 +30,7 @@ def start(dataset, **kw):
     kw.setdefault("target_column", dataset.target_column)
     kw.setdefault("algorithm", "sgd")
     kw.setdefault("epochs", 4)
+    kw.setdefault("user", None)
     return services.training_job_start(dataset=dataset, **kw)
 
 
@@ -165,7 +166,7 @@ def test_a_version_number_taken_by_a_concurrent_job_of_the_same_name_gets_the_ne
 
             def other_job():
                 ModelVersion.objects.create(
-                    name="survival", version=2, algorithm="sgd", task="classification", feature_schema=[],
+                    project_id=first.project_id, name="survival", version=2, algorithm="sgd", task="classification", feature_schema=[],
                     training_job=None, dataset=first.dataset, artifact_sha256="0" * 64,
                 )
                 connection.close()
@@ -186,7 +187,7 @@ def test_a_version_number_taken_by_a_concurrent_job_of_the_same_name_gets_the_ne
 
 def test_cancelling_a_queued_job_ends_it_at_once_and_its_task_does_nothing(titanic, events):
     job = start(titanic)
-    job = services.training_job_cancel(job=job)
+    job = services.training_job_cancel(user=None, job=job)
     assert job.status == "cancelled" and job.error_code == "CANCELLED" and job.finished_at
     assert services.training_job_run(job_id=job.pk) is None
     assert TrainingJob.objects.get(pk=job.pk).status == "cancelled" and not ModelVersion.objects.exists()
@@ -194,7 +195,7 @@ def test_cancelling_a_queued_job_ends_it_at_once_and_its_task_does_nothing(titan
     assert [(e["job_id"], e["error_code"], e["stage_failed"]) for e in failed] == [(job.pk, "CANCELLED", "queued")]
     assert events("activity_update")[-1]["activity"]["title"] == "Training cancelled: titanic-sgd"
     with pytest.raises(services.Conflict):
-        services.training_job_cancel(job=job)
+        services.training_job_cancel(user=None, job=job)
 
 
 def test_cancelling_a_running_job_stops_it_before_the_next_epoch(titanic, events, monkeypatch):
@@ -207,7 +208,7 @@ def test_cancelling_a_running_job_stops_it_before_the_next_epoch(titanic, events
     def cancel_at_epoch_3(self, update):
         record(self, update)
         if update.stage == "model_training" and update.current_epoch == 3:
-            services.training_job_cancel(job=TrainingJob.objects.get(pk=self.job_id))
+            services.training_job_cancel(user=None, job=TrainingJob.objects.get(pk=self.job_id))
 
     monkeypatch.setattr(services.ProgressRecorder, "__call__", cancel_at_epoch_3)
     job = start(titanic, algorithm="mlp", epochs=50)
@@ -231,7 +232,7 @@ def test_a_job_whose_dataset_is_deleted_while_it_trains_still_registers_its_vers
     def delete_at_epoch_2(self, update):
         record(self, update)
         if update.stage == "model_training" and update.current_epoch == 2 and Dataset.objects.exists():
-            dataset_services.dataset_delete(dataset=Dataset.objects.get(pk=titanic.pk))
+            dataset_services.dataset_delete(user=None, dataset=Dataset.objects.get(pk=titanic.pk))
 
     monkeypatch.setattr(services.ProgressRecorder, "__call__", delete_at_epoch_2)
     job = start(titanic, algorithm="sgd", epochs=5)
@@ -249,7 +250,7 @@ def test_millisecond_epochs_are_cancelled_within_the_check_interval(titanic, mon
     def cancel_at_epoch_3(self, update):
         record(self, update)
         if update.stage == "model_training" and update.current_epoch == 3:
-            services.training_job_cancel(job=TrainingJob.objects.get(pk=self.job_id))
+            services.training_job_cancel(user=None, job=TrainingJob.objects.get(pk=self.job_id))
             cancelled.append(update.current_epoch)
 
     monkeypatch.setattr(services.ProgressRecorder, "__call__", cancel_at_epoch_3)
@@ -353,7 +354,7 @@ def test_a_tampered_artifact_is_never_deployed_nor_loaded(titanic, train_version
     path = Path(default_storage.path(version.artifact.name))
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(services.Conflict, match="checksum"):
-        services.model_version_deploy(version=version)
+        services.model_version_deploy(user=None, version=version)
     version.refresh_from_db()
     assert version.status == "error"
     assert [(e["model_id"], e["status"]) for e in events("model_status_change")] == [(version.pk, "error")]

@@ -90,7 +90,7 @@ def test_a_job_trains_on_a_worker_and_the_socket_sees_it_live_then_deploy_and_pr
 
 
 def test_a_job_delivered_twice_trains_once(worker, titanic, user):
-    job = services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd", epochs=3,
+    job = services.training_job_start(user=user, dataset=titanic, target_column="survived", algorithm="sgd", epochs=3,
                                       created_by=user)  # enqueued once on commit
     tasks.training_job_run.delay(job.pk)  # and delivered again
     wait_for_job(job.pk, lambda j: j.status == "succeeded", message="the job to succeed")
@@ -103,7 +103,7 @@ def test_a_job_delivered_twice_trains_once(worker, titanic, user):
 
 def test_cancel_stops_a_running_job_within_one_epoch(server, worker, client, user, open_socket, big_dataset):
     sock = open_socket(cookie=session_cookie(client, user))
-    job = services.training_job_start(dataset=big_dataset, target_column="label", algorithm="mlp", epochs=200)
+    job = services.training_job_start(user=None, dataset=big_dataset, target_column="label", algorithm="mlp", epochs=200)
     got = sock.recv_until(lambda e: e["type"] == "training_progress" and e["job_id"] == job.pk
                           and e["current_epoch"] >= 3, timeout=180)
     # Epochs here are longer than the coalescing interval: one training_progress per epoch.
@@ -125,7 +125,7 @@ def test_cancel_stops_a_running_job_within_one_epoch(server, worker, client, use
 def test_a_job_past_its_soft_time_limit_fails_with_timeout(worker, big_dataset, settings, events):
     settings.TRAINING_SOFT_TIME_LIMIT = 3
     settings.TRAINING_HARD_TIME_LIMIT = 30
-    job = services.training_job_start(dataset=big_dataset, target_column="label", algorithm="mlp", epochs=200)
+    job = services.training_job_start(user=None, dataset=big_dataset, target_column="label", algorithm="mlp", epochs=200)
     assert (job.soft_time_limit, job.time_limit) == (3, 30)
     job = wait_for_job(job.pk, lambda j: j.is_terminal, timeout=120, message="the time limit")
     assert (job.status, job.error_code) == ("failed", "TIMEOUT") and "3 s" in job.error
@@ -144,7 +144,7 @@ def test_predictions_through_two_server_processes_are_counted_exactly_once(serve
     from tests.factories import api_token_for
 
     version = train_version(titanic, name="shared")
-    services.model_version_deploy(version=version)
+    services.model_version_deploy(user=None, version=version)
     token = api_token_for(user)
     instances, _ = titanic_instances(version, 5)
     second = procs.Server().start()
@@ -181,7 +181,7 @@ def test_a_worker_killed_mid_training_leaves_the_job_failed_with_worker_lost(liv
     victim = procs.Worker(concurrency=1).start()
     beat_host = None
     try:
-        job = services.training_job_start(dataset=big_dataset, target_column="label", algorithm="mlp", epochs=300)
+        job = services.training_job_start(user=None, dataset=big_dataset, target_column="label", algorithm="mlp", epochs=300)
         wait_for_job(job.pk, lambda j: j.status == "running", timeout=60, message="the victim to claim the job")
         beat_host = procs.Worker(beat=True).start()  # only now: it must not take the job itself
         wait_for_job(job.pk, lambda j: j.current_epoch >= 1, timeout=90, message="training to make progress")

@@ -14,7 +14,7 @@ def test_fragments_need_a_login(client, path):
 
 
 def test_the_job_row_fragment_is_the_row_of_the_jobs_table(client, user, titanic):
-    job = services.training_job_start(dataset=titanic, target_column="survived", algorithm="sgd", epochs=3,
+    job = services.training_job_start(user=None, dataset=titanic, target_column="survived", algorithm="sgd", epochs=3,
                                       name="survival", enqueue=False)
     client.force_login(user)
     row = client.get(f"/training/jobs/{job.pk}/row/").content.decode().strip()
@@ -29,7 +29,7 @@ def test_the_job_row_fragment_is_the_row_of_the_jobs_table(client, user, titanic
 def test_the_model_group_fragment_is_the_card_of_the_version_name(client, user, titanic):
     versions = []
     for algorithm in ("sgd", "sgd"):
-        job = services.training_job_start(dataset=titanic, target_column="survived", algorithm=algorithm, epochs=3,
+        job = services.training_job_start(user=None, dataset=titanic, target_column="survived", algorithm=algorithm, epochs=3,
                                           name="survival", enqueue=False)
         versions.append(services.training_job_run(job_id=job.pk))
     client.force_login(user)

@@ -1,8 +1,12 @@
 """Every write of the training app, in three rooms:
 
 - ``jobs``: start, run, cancel, reap and resend training jobs;
-- ``registry``: register, deploy and roll back model versions;
+- ``registry``: register, deploy, roll back and delete model versions;
 - ``serving``: load a version's model, predict, count predictions, mark an untrustworthy version error.
+
+Every write checks permission first (mlops_dashboard.permissions.authorize, `user=None` being the
+system), goes to the project of its parent (a job's dataset, a version's job), is recorded in the
+audit log and the project's activity feed, and its events carry `project_id`.
 
 Events go out on commit of the write they describe (publish_on_commit), so a client that reacts by
 reading the API sees the new state. The public names are re-exported here: `from training.services
@@ -23,7 +27,7 @@ from .jobs import (
     training_jobs_reap_stale,
     training_jobs_resend_lost,
 )
-from .registry import model_version_deploy
+from .registry import model_version_delete, model_version_deploy
 from .serving import (
     MAX_PREDICTION_INSTANCES,
     MILESTONE_STEP,
@@ -36,6 +40,8 @@ from .serving import (
     model_version_mark_error,
     model_version_predict,
     model_version_record_predictions,
+    predictions_per_minute,
+    project_prediction_total,
 )
 
 __all__ = [
@@ -53,11 +59,14 @@ __all__ = [
     "JobGone",
     "ProgressRecorder",
     "milestone_between",
+    "model_version_delete",
     "model_version_deploy",
     "model_version_load",
     "model_version_mark_error",
     "model_version_predict",
     "model_version_record_predictions",
+    "predictions_per_minute",
+    "project_prediction_total",
     "training_job_cancel",
     "training_job_default_name",
     "training_job_run",

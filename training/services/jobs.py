@@ -20,9 +20,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from datasets import selectors as datasets_selectors
+from mlops_dashboard import permissions
 from mlops_dashboard.activity import activity_record_quietly
+from mlops_dashboard.audit import audit_record
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, stale
+from mlops_dashboard.projects import parent_project
 
 from ..models import STAGES, ModelVersion, TrainingJob, artifact_path
 from .errors import Conflict
@@ -65,6 +68,7 @@ def training_job_default_name(*, dataset, algorithm: str) -> str:
 
 def training_job_start(
     *,
+    user,
     dataset,
     target_column: str,
     algorithm: str,
@@ -72,20 +76,28 @@ def training_job_start(
     test_size: float = 0.2,
     task: str | None = None,
     name: str = "",
+    project=None,
     created_by=None,
     enqueue: bool = True,
 ) -> TrainingJob:
     """Record a queued training job and enqueue its run once the row is committed.
 
-    With enqueue=False the caller runs it itself (training_job_run), e.g. inside its own task.
+    The job goes to its dataset's project (a different `project` is a ValidationError); `user` needs
+    the editor role there (None: the system). `created_by` defaults to `user` (a pipeline step runs
+    as the system for the run's creator). With enqueue=False the caller runs it itself
+    (training_job_run), e.g. inside its own task.
     """
+    permissions.authorize(user, "create", dataset)
+    project = parent_project(dataset, project)
     if not datasets_selectors.dataset_is_ready(dataset):
         raise ValidationError(
             {"dataset": f"Dataset {dataset.name!r} is not ready (status: {dataset.status}); only ready datasets can be trained on."}
         )
     if target_column not in (dataset.column_names or []):
         raise ValidationError({"target_column": f"{target_column!r} is not a column of dataset {dataset.name!r}."})
+    creator = created_by if created_by is not None else user
     job = TrainingJob(
+        project=project,
         name=(name or "").strip() or training_job_default_name(dataset=dataset, algorithm=algorithm),
         dataset=dataset,
         dataset_name=dataset.name[:200],
@@ -96,14 +108,18 @@ def training_job_start(
         test_size=test_size,
         soft_time_limit=settings.TRAINING_SOFT_TIME_LIMIT,
         time_limit=settings.TRAINING_HARD_TIME_LIMIT,
-        created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
+        created_by=creator if getattr(creator, "is_authenticated", False) else None,
     )
     job.full_clean()
     with transaction.atomic():
         job.save()
+        audit_record(user=user if user is not None else job.created_by, action="create", obj=job,
+                     summary=f"{job.algorithm}, {job.epochs} epochs on dataset #{dataset.pk} ({dataset.name}), "
+                             f"target {target_column}")
         activity_record_quietly(title=f"Training job queued: {job.name}", action_type="training_start", user=job.created_by,
                   status="queued", description=f"{job.algorithm}, {job.epochs} epochs on {dataset.name}",
-                  metadata={"job_id": job.pk, "dataset_id": dataset.pk, "algorithm": job.algorithm})
+                  metadata={"job_id": job.pk, "dataset_id": dataset.pk, "algorithm": job.algorithm},
+                  project=job.project_id)
         if enqueue:
             transaction.on_commit(lambda: _training_job_enqueue(job_id=job.pk))
     return job
@@ -126,11 +142,14 @@ def _training_job_enqueue(*, job_id: int) -> None:
         )
 
 
-def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
-    """A queued job is cancelled at once; a running one stops within one epoch (its task checks)."""
+def training_job_cancel(*, user, job: TrainingJob) -> TrainingJob:
+    """A queued job is cancelled at once; a running one stops within one epoch (its task checks).
+    `user` needs to be its creator with the editor role, or a maintainer (None: the system)."""
+    permissions.authorize(user, "cancel", job)
     with transaction.atomic():
         if not TrainingJob.objects.filter(pk=job.pk, status__in=list(ACTIVE)).update(cancel_requested=True):
             raise Conflict(f"Training job {job.pk} has already ended ({TrainingJob.objects.get(pk=job.pk).status}).")
+        audit_record(user=user, action="cancel", obj=job, summary=f"status: {job.status} → cancel requested")
         _training_job_fail(
             job_id=job.pk,
             code="CANCELLED",
@@ -163,7 +182,7 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
         _training_job_fail(job_id=job_id, code="DATASET_NOT_READY", error=f"The dataset {state}; it must be ready to train on.")
         return None
     publish_on_commit(
-        catalog.TrainingStarted(job_id=job.pk, model_name=job.name, dataset_id=dataset.pk, total_epochs=job.epochs)
+        catalog.TrainingStarted(project_id=job.project_id, job_id=job.pk, model_name=job.name, dataset_id=dataset.pk, total_epochs=job.epochs)
     )
     recorder = ProgressRecorder(job)
     try:
@@ -227,6 +246,7 @@ class ProgressRecorder:
 
     def __init__(self, job: TrainingJob):
         self.job_id = job.pk
+        self.project_id = job.project_id
         self.total_epochs = job.epochs
         self.interval = settings.EVENT_PROGRESS_INTERVAL
         self.history: list[dict] = list(job.history or [])
@@ -281,6 +301,7 @@ class ProgressRecorder:
                 raise JobGone(self.job_id)
             publish_on_commit(
                 catalog.TrainingProgress(
+                    project_id=self.project_id,
                     job_id=self.job_id,
                     progress=fields["progress"],
                     stage=update.stage,
@@ -335,6 +356,7 @@ def _training_job_complete(*, job: TrainingJob, result) -> ModelVersion | None:
                     version = model_version_register(job=job, result=result, artifact_name=artifact_name)
                     publish_on_commit(
                         catalog.TrainingCompleted(
+                            project_id=job.project_id,
                             job_id=job.pk,
                             model_id=version.pk,
                             final_accuracy=float(result.final_accuracy),
@@ -349,7 +371,8 @@ def _training_job_complete(*, job: TrainingJob, result) -> ModelVersion | None:
                               user=job.created_by, status="succeeded", severity_level="success",
                               duration=result.training_time, description=message,
                               metadata={"job_id": job.pk, "model_id": version.pk,
-                                        "validation_score": result.validation_score})
+                                        "validation_score": result.validation_score},
+                              project=job.project_id)
                 return version
             except IntegrityError:
                 # Another job of the same name took this version number: take the next one.
@@ -377,7 +400,7 @@ def _training_job_fail(
     """End a job as failed (or cancelled) once, and publish training_failed; False if it had ended."""
     suggestions = list(suggestions if suggestions is not None else SUGGESTIONS.get(code, []))
     with transaction.atomic():
-        row = TrainingJob.objects.filter(pk=job_id).values("stage", "progress", "history", "name", "created_by_id").first()
+        row = TrainingJob.objects.filter(pk=job_id).values("stage", "progress", "history", "name", "created_by_id", "project_id").first()
         if row is None:
             return False
         stage = recorder.stage if recorder else row["stage"]
@@ -403,6 +426,7 @@ def _training_job_fail(
             return False
         publish_on_commit(
             catalog.TrainingFailed(
+                project_id=row["project_id"],
                 job_id=job_id,
                 error=error,
                 error_code=code,
@@ -415,7 +439,8 @@ def _training_job_fail(
         activity_record_quietly(title=f"Training {'cancelled' if cancelled else 'failed'}: {row['name']}",
                   action_type="training_cancel" if cancelled else "training_failed", status=str(status),
                   severity_level="warning" if cancelled else "error", description=error[:1000],
-                  user=_user(row["created_by_id"]), metadata={"job_id": job_id, "error_code": code})
+                  user=_user(row["created_by_id"]), metadata={"job_id": job_id, "error_code": code},
+                  project=row["project_id"])
     return True
 
 

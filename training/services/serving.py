@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from mlops_dashboard import permissions
 from mlops_dashboard.events import bus, catalog, publish_on_commit
 
 from ..models import ModelVersion
@@ -42,6 +43,7 @@ def forget_model(version_id: int) -> None:
 
 def model_status_event(version: ModelVersion, status: str) -> catalog.ModelStatusChange:
     return catalog.ModelStatusChange(
+        project_id=version.project_id,
         model_id=version.pk,
         status=status,
         health_score={"active": 1.0, "inactive": None, "error": 0.0, "training": None}[status],
@@ -90,11 +92,13 @@ def model_version_load(*, version: ModelVersion):
     return model
 
 
-def model_version_predict(*, version: ModelVersion, instances: list) -> dict:
-    """Predict with a version and count the predictions. Raises trainer.InvalidInputError when the
-    instances do not match the version's feature schema, ArtifactError when it cannot serve."""
+def model_version_predict(*, version: ModelVersion, instances: list, user=None) -> dict:
+    """Predict with a version and count the predictions. Who may: anyone who may see the version
+    (viewer and up; None: the system). Raises trainer.InvalidInputError when the instances do not
+    match the version's feature schema, ArtifactError when it cannot serve."""
     from .. import trainer
 
+    permissions.authorize(user, "view", version)
     if version.status == ModelVersion.Status.ERROR:
         raise ArtifactError(f"{version.label} is in error and cannot serve predictions.")
     model = model_version_load(version=version)
@@ -105,7 +109,8 @@ def model_version_predict(*, version: ModelVersion, instances: list) -> dict:
 
 def model_version_record_predictions(*, version: ModelVersion, count: int) -> int:
     """Add `count` predictions to the version's total (atomically, whatever the number of server
-    processes) and publish prediction_volume at milestones or every 10 s. Returns the new total."""
+    processes) and publish its project's prediction_volume at milestones or every 10 s. Returns the
+    new total."""
     now = timezone.now()
     total = _add_predictions(version.pk, count, now)
     version.prediction_count, version.last_prediction_at = total, now
@@ -155,42 +160,67 @@ def _redis_key(*parts) -> str:
     return ":".join([settings.REDIS_KEY_PREFIX, "training", *map(str, parts)])
 
 
+def _rate_keys(project_id: int, slot: int) -> list[str]:
+    return [_redis_key("predictions", project_id, "rate", s) for s in range(slot - 5, slot + 1)]
+
+
+def _per_minute(buckets, now: float, slot: int) -> float:
+    window = 5 * RATE_SLOT + (now - slot * RATE_SLOT)
+    return round(sum(int(b or 0) for b in buckets) * 60.0 / max(window, 1.0), 2)
+
+
+def predictions_per_minute(project_id: int, *, now: float | None = None) -> float:
+    """A project's predictions per minute over about the last minute (0.0 when Redis is down)."""
+    now = time.time() if now is None else now
+    slot = int(now // RATE_SLOT)
+    try:
+        buckets = bus.sync_client().mget(_rate_keys(project_id, slot))
+    except redis.RedisError as exc:
+        logger.warning("prediction rate not read: %s", exc)
+        return 0.0
+    return _per_minute(buckets, now, slot)
+
+
 def _prediction_volume_event(*, version: ModelVersion, count: int, version_total: int):
+    """Every figure here is the version's project's: its counters, milestones and rate are its own."""
     now = time.time()
     slot = int(now // RATE_SLOT)
+    project_id = version.project_id
+    total_key = _redis_key("predictions", project_id, "total")
+    rate_key = _redis_key("predictions", project_id, "rate", slot)
     try:
         client = bus.sync_client()
         pipe = client.pipeline(transaction=False)
-        pipe.incrby(_redis_key("predictions", "total"), count)
-        pipe.expire(_redis_key("predictions", "total"), 86_400)  # idle a day: re-seeded from the database
-        pipe.incrby(_redis_key("predictions", "rate", slot), count)
-        pipe.expire(_redis_key("predictions", "rate", slot), RATE_SLOT * 8)
+        pipe.incrby(total_key, count)
+        pipe.expire(total_key, 86_400)  # idle a day: re-seeded from the database
+        pipe.incrby(rate_key, count)
+        pipe.expire(rate_key, RATE_SLOT * 8)
         pipe.set(_redis_key("predictions", "gate", version.pk), 1, nx=True, ex=VOLUME_INTERVAL)
         redis_total, _, _, _, gate_open = pipe.execute()
-        # The milestone is one of the system's total; Redis' INCRBY orders concurrent requests
+        # The milestone is one of the project's total; Redis' INCRBY orders concurrent requests
         # across processes, so exactly one request crosses each milestone. Its counter is seeded
         # from the database when Redis lost it (first use, or a restart).
         if redis_total == count:
-            seeded = _all_models_total()
-            client.incrby(_redis_key("predictions", "total"), max(0, seeded - count))
+            seeded = project_prediction_total(project_id)
+            client.incrby(total_key, max(0, seeded - count))
             milestone = milestone_between(seeded - count, seeded)
             redis_total = seeded
         else:
             milestone = milestone_between(redis_total - count, redis_total)
         if milestone is None and not gate_open:
             return None
-        buckets = client.mget([_redis_key("predictions", "rate", s) for s in range(slot - 5, slot + 1)])
+        buckets = client.mget(_rate_keys(project_id, slot))
     except redis.RedisError as exc:
         logger.warning("prediction volume not tracked: %s", exc)
         return None
-    window = 5 * RATE_SLOT + (now - slot * RATE_SLOT)
-    per_minute = round(sum(int(b or 0) for b in buckets) * 60.0 / max(window, 1.0), 2)
-    total = _all_models_total()  # the database's: what the API and the pages show
+    per_minute = _per_minute(buckets, now, slot)
+    total = project_prediction_total(project_id)  # the database's: what the API and the pages show
     if milestone is not None:
         message = f"{milestone:,} predictions served ({version.label} now at {version_total:,})."
     else:
         message = f"{total:,} predictions served; {per_minute:,.0f} per minute."
     return catalog.PredictionVolume(
+        project_id=project_id,
         total_predictions=int(total),
         predictions_per_minute=float(per_minute),
         milestone_reached=milestone,
@@ -201,5 +231,6 @@ def _prediction_volume_event(*, version: ModelVersion, count: int, version_total
     )
 
 
-def _all_models_total() -> int:
-    return int(ModelVersion.objects.aggregate(n=Sum("prediction_count"))["n"] or 0)
+def project_prediction_total(project_id: int) -> int:
+    """Predictions served by every version of one project."""
+    return int(ModelVersion.objects.filter(project_id=project_id).aggregate(n=Sum("prediction_count"))["n"] or 0)

@@ -61,6 +61,29 @@ groups.addEventListener("click", async (event) => {
   cards.refresh(row.dataset.modelId);
 });
 
+// --- delete (a version that does not serve) ------------------------------------------------------------
+
+groups.addEventListener("click", async (event) => {
+  const button = event.target.closest('[data-action="delete"]');
+  if (!button || button.disabled) return;
+  const row = button.closest("tr");
+  const card = groupOf(row);
+  if (!window.confirm(`Delete ${card?.dataset.modelName ?? "this model"} v${row.dataset.version}? Its artifact goes too.`)) return;
+  button.disabled = true;
+  const { ok, body } = await postJSON(button.dataset.url, undefined, { method: "DELETE" });
+  if (!ok) {
+    toast({ kind: "error", title: "Could not delete", message: body?.detail || "The version could not be deleted." });
+    button.disabled = false;
+    return;
+  }
+  row.remove();
+  // The card follows what is left of its name (or goes with its last version).
+  const left = card?.querySelector("tr[data-model-id]");
+  if (left) cards.refresh(left.dataset.modelId);
+  else card?.remove();
+  refreshSummary();
+});
+
 // --- live ---------------------------------------------------------------------------------------------------
 
 for (const type of ["model_status_change", "model_deployed", "training_completed"]) {

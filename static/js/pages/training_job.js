@@ -76,7 +76,7 @@ function setStatus(next) {
   const bar = $("job-progress").querySelector(".progress");
   if (bar) bar.dataset.status = next;
   if (next !== "queued" && next !== "running") {
-    $("cancel-job").hidden = true;
+    if ($("cancel-job")) $("cancel-job").hidden = true;  // absent for who may not cancel
     setText($("job-eta"), "—");
   }
 }
@@ -197,7 +197,7 @@ realtime.on("training_failed", (e) => {
 });
 realtime.onResync(() => refresh());
 
-$("cancel-job").addEventListener("click", async () => {
+$("cancel-job")?.addEventListener("click", async () => {
   const button = $("cancel-job");
   button.disabled = true;
   const { ok, body } = await postJSON(job.api.cancel);
