@@ -47,7 +47,7 @@ def deployed_model(*, project) -> dict | None:
     if project_id is None:
         return None
     try:
-        active = [v for v in training_selectors.model_versions_active(limit=10_000) if v.project_id == project_id]
+        active = training_selectors.model_versions_active(limit=10_000, project_id=project_id)
     except DatabaseError:
         return None
     if not active:
@@ -89,7 +89,7 @@ def serving_by_project() -> dict[int, dict]:
 
 def prediction_total(*, project) -> int:
     project_id = getattr(project, "pk", project)
-    return serving_by_project().get(project_id, {}).get("predictions_total", 0) if project_id is not None else 0
+    return training_selectors.prediction_total(project_id=project_id) if project_id is not None else 0
 
 
 # --- health and the latest metrics per host -----------------------------------------------------
