@@ -25,7 +25,7 @@ WHY = {
     400: "The request is invalid: `detail` says what, `errors` where.",
     401: "No valid credentials (a session or `Authorization: Token <key>`).",
     403: "Authenticated, but not allowed to do this.",
-    404: "No such object (or not one you may see).",
+    404: "No such object (or not one you may see): in the path, or a project or parent named in the body.",
     409: "Valid, but the object's state does not allow it now.",
     413: "The request body is larger than the limit.",
     415: "The body's content type is not one this operation reads.",
@@ -37,7 +37,8 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 class ProblemAutoSchema(AutoSchema):
     def error_statuses(self) -> set[int]:
         statuses = {401, 403, 429}
-        if "{" in self.path:
+        # Writes may name a project or a parent (a dataset, a pipeline) the caller cannot see: 404.
+        if "{" in self.path or self.method in UNSAFE:
             statuses.add(404)
         if self.method in UNSAFE:
             statuses |= {400, 409}
