@@ -141,8 +141,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Activity)
 class ActivityAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "title", "action_type", "user", "status", "severity_level", "duration")
-    list_filter = ("action_type", "severity_level", "status", "created_at")
+    list_display = ("created_at", "title", "project", "action_type", "user", "status", "severity_level", "duration")
+    list_filter = ("project", "action_type", "severity_level", "status", "created_at")
     search_fields = ("title", "description", "user__username")
     date_hierarchy = "created_at"
     list_select_related = ("user",)
