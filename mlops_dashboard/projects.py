@@ -71,6 +71,8 @@ def project_for_create(user, project_id=None, *, field: str = "project") -> Proj
     if len(choices) == 1:
         return choices[0]
     if not choices:
+        if permissions.is_admin(user):
+            raise ValidationError({field: "There is no project yet: create one first (POST /api/projects/)."})
         raise PermissionDenied("Creating needs the editor role in a project; you are not an editor of any.")
     names = ", ".join(f"{p.pk} ({p.name})" for p in choices[:20])
     more = f" and {len(choices) - 20} more" if len(choices) > 20 else ""

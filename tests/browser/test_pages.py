@@ -33,8 +33,11 @@ def site(transactional_db, staff_user):
     from pipelines import services as pipelines
     from training import services as training
 
+    from tests.factories import ProjectFactory
+
     dataset = datasets.dataset_create_from_file(path=str(shared_csv("penguins.csv")), name="Penguins",
-                                                target_column="species", user=staff_user, ingest=False)
+                                                target_column="species", user=staff_user, ingest=False,
+                                                project=ProjectFactory())
     datasets.dataset_ingest(dataset_id=dataset.pk)
     dataset.refresh_from_db()
     split = datasets.processing_job_create(dataset=dataset, operation="split", options={"test_ratio": 0.25}, user=staff_user)
