@@ -22,8 +22,9 @@ from .tokens import TokenScopePermission
 class EventsQuery(QuerySerializer):
     after = serializers.IntegerField(min_value=0, max_value=MAX_ID, default=0, help_text="Return events with a larger id.")
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="At most this many events.")
-    topics = serializers.CharField(
-        required=False, max_length=8000,
+    # ASCII names only, and short enough for any server's request line (uvicorn's is 16 KiB).
+    topics = serializers.RegexField(
+        r"^[a-z_]{1,40}\.[0-9]{1,18}(,[a-z_]{1,40}\.[0-9]{1,18})*$", required=False, max_length=4000,
         help_text="Object topics to follow as well, comma-separated (e.g. training_job.12,dataset.3), as a "
                   "socket subscribes to them; those you may not view (or that do not exist) are left out and "
                   "listed in `refused_topics`.",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -22,7 +22,6 @@ from datasets import selectors as datasets_selectors
 from mlops_dashboard import permissions, projects
 from mlops_dashboard.filters import ChoicesListField, IdField, ProjectFilters, ProjectScopedMixin
 from mlops_dashboard.jobs import JobStatus
-from mlops_dashboard.schema import ProblemSerializer
 
 from . import selectors, services
 from . import steps as step_kinds
@@ -197,7 +196,6 @@ class RunRequestSerializer(serializers.Serializer):
 # --- views ------------------------------------------------------------------------------------------
 
 
-NOT_VISIBLE = OpenApiResponse(ProblemSerializer, description="Not found. The project given is not one you may see.")
 ROLES = ("Creating and running need the editor role in the project; editing, deleting and cancelling "
          "need it for what you created, else the maintainer role. 403 names the role missing.")
 
@@ -217,7 +215,7 @@ class PipelineViewSet(ProjectScopedMixin, viewsets.ModelViewSet):
         queryset = self.scoped(super().get_queryset())
         return selectors.pipelines_annotated(queryset) if self.action == "list" else queryset
 
-    @extend_schema(description=ROLES, responses={201: PipelineSerializer, 404: NOT_VISIBLE})
+    @extend_schema(description=ROLES, responses={201: PipelineSerializer})
     def create(self, request, *args, **kwargs):
         # The project first: an invisible one is a 404 and a missing role a 403, whatever the body.
         body = request.data if hasattr(request.data, "get") else {}
