@@ -49,10 +49,10 @@ def test_metrics_series_and_bad_queries(api, feed):
         assert response.status_code == 400 and "minutes" in response.json()["errors"]
 
 
-def test_activity_pages_and_filters_with_the_event_payload(api, user, other_user, events):
-    activity_record(title="one", action_type="upload", user=user)
-    activity_record(title="two", action_type="deploy", user=other_user)
-    activity_record(title="three", action_type="upload", user=other_user)
+def test_activity_pages_and_filters_with_the_event_payload(api, user, other_user, events, project):
+    activity_record(title="one", action_type="upload", user=user, project=project)
+    activity_record(title="two", action_type="deploy", user=other_user, project=project)
+    activity_record(title="three", action_type="upload", user=other_user, project=project)
     body = api.get("/api/activity/?limit=2").json()
     assert body["count"] >= 3 and len(body["results"]) == 2 and body["next"]
     assert [a["title"] for a in api.get("/api/activity/?action_type=upload").json()["results"]][:2] == ["three", "one"]
