@@ -93,6 +93,33 @@ def member(user, role: str = "editor", project=None):
     return project
 
 
+class ProjectPreferenceFactory(factory.django.DjangoModelFactory):
+    """The project a user's pages show."""
+
+    class Meta:
+        model = "mlops_dashboard.ProjectPreference"
+
+    user = factory.SubFactory("tests.factories.UserFactory")
+    project = factory.SubFactory(ProjectFactory)
+
+
+class AuditEntryFactory(factory.django.DjangoModelFactory):
+    """An audit entry of the default project (entries are written by `audit_record`; this is one as it
+    leaves them)."""
+
+    class Meta:
+        model = "mlops_dashboard.AuditEntry"
+
+    user = factory.SubFactory("tests.factories.UserFactory")
+    username = factory.SelfAttribute("user.username")
+    project = factory.SubFactory(ProjectFactory)
+    action = "update"
+    object_type = "datasets.dataset"
+    object_id = "1"
+    object_repr = "titanic"
+    summary = "name: titanic → titanic-2"
+
+
 # --- datasets ---------------------------------------------------------------------------------------
 
 

@@ -142,7 +142,7 @@ def test_a_publish_retrying_through_an_outage_does_not_hold_up_other_jobs(privat
     from tests import procs
 
     def progress(job, pct):
-        return catalog.JobProgress(job_id=job, dataset_id=1, progress=float(pct), status="running",
+        return catalog.JobProgress(job_id=job, dataset_id=1, project_id=1, progress=float(pct), status="running",
                                    current_step="step")
 
     settings.REDIS_URL = private_redis.url
@@ -167,7 +167,7 @@ def test_a_publish_retrying_through_an_outage_does_not_hold_up_other_jobs(privat
         private_redis.start()
         stuck.join(timeout=120)
         assert not stuck.is_alive() and results["job1"] is not None
-        closed = publish(catalog.JobCompleted(job_id=2, dataset_id=1, status="succeeded", duration=1.0))
+        closed = publish(catalog.JobCompleted(job_id=2, dataset_id=1, project_id=1, status="succeeded", duration=1.0))
         logged = [json.loads(text) for _, _, text in bus.read_after(first).events]
         assert [(e["type"], e["job_id"], e.get("progress")) for e in logged] == [
             ("job_progress", 1, 10.0), ("job_progress", 2, 20.0), ("job_completed", 2, None)]
