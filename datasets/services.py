@@ -147,7 +147,7 @@ def _enqueue_ingest(dataset: Dataset):
 EDITABLE = ("name", "description", "target_column")
 
 
-def dataset_update(*, user=None, dataset: Dataset, name: str | None = None, description: str | None = None,
+def dataset_update(*, user, dataset: Dataset, name: str | None = None, description: str | None = None,
                    target_column: str | None = None) -> Dataset:
     permissions.authorize(user, "change", dataset)
     before = {field: getattr(dataset, field) for field in EDITABLE}
@@ -192,7 +192,7 @@ def _forbidden_cascade(user, dataset: Dataset) -> str:
     return ""
 
 
-def dataset_delete(*, user=None, dataset: Dataset) -> None:
+def dataset_delete(*, user, dataset: Dataset) -> None:
     """Delete the row and, once that has committed, its stored file (signals.delete_dataset_file).
     Work on it is cancelled: its processing jobs go with it (a running one stops at its next step,
     finding its row gone), and a worker validating or profiling it stops without writing (its
@@ -213,7 +213,7 @@ def dataset_delete(*, user=None, dataset: Dataset) -> None:
         publish_on_commit(catalog.DatasetDeleted(project_id=project_id, dataset_id=pk, name=name))
 
 
-def dataset_reprofile(*, user=None, dataset: Dataset) -> Dataset:
+def dataset_reprofile(*, user, dataset: Dataset) -> Dataset:
     """Validate and profile the stored file again (after a worker died, or with a new target)."""
     permissions.authorize(user, "change", dataset)
     if dataset.is_busy and not _is_stale(dataset):
@@ -351,7 +351,7 @@ def _mark_invalid(dataset_id: int, errors: list[str]) -> None:
 # --- processing jobs --------------------------------------------------------------------------------
 
 
-def processing_job_create(*, user=None, dataset: Dataset, operation: str, options: dict | None = None,
+def processing_job_create(*, user, dataset: Dataset, operation: str, options: dict | None = None,
                           project=None) -> ProcessingJob:
     """Queue a job over a ready dataset, in the dataset's project (a different `project` is a 400)."""
     permissions.authorize(user, "create", dataset)
@@ -389,7 +389,7 @@ def _job_completed(job: ProcessingJob):
                                            error=job.error or None))
 
 
-def processing_job_cancel(*, user=None, job: ProcessingJob) -> ProcessingJob:
+def processing_job_cancel(*, user, job: ProcessingJob) -> ProcessingJob:
     """A queued job is cancelled at once; a running one stops at its next step."""
     permissions.authorize(user, "cancel", job)
     if job.is_terminal:

@@ -214,7 +214,7 @@ def _rule_values(rule: AlertRule) -> dict:
             "description": rule.description, "suggested_actions": rule.suggested_actions}
 
 
-def alert_rule_create(*, user=None, project=None, slug: str = "", **fields) -> AlertRule:
+def alert_rule_create(*, user, project=None, slug: str = "", **fields) -> AlertRule:
     """A new rule: global (`project` None, staff only) or of a project (its maintainers)."""
     from django.utils.text import slugify
 
@@ -241,7 +241,7 @@ def alert_rule_create(*, user=None, project=None, slug: str = "", **fields) -> A
     return rule
 
 
-def alert_rule_update(*, rule: AlertRule, user=None, **fields) -> AlertRule:
+def alert_rule_update(*, rule: AlertRule, user, **fields) -> AlertRule:
     unknown = set(fields) - set(RULE_FIELDS)
     if unknown:
         raise ValidationError({f: "Unknown field." for f in unknown})
@@ -269,11 +269,11 @@ def alert_rule_update(*, rule: AlertRule, user=None, **fields) -> AlertRule:
     return rule
 
 
-def alert_rule_set_enabled(*, rule: AlertRule, enabled: bool, user=None) -> AlertRule:
+def alert_rule_set_enabled(*, rule: AlertRule, enabled: bool, user) -> AlertRule:
     return alert_rule_update(rule=rule, user=user, enabled=enabled)
 
 
-def alert_rule_delete(*, rule: AlertRule, user=None) -> None:
+def alert_rule_delete(*, rule: AlertRule, user) -> None:
     """Delete a rule; its open alerts are resolved first (their rows stay, without the rule)."""
     _rule_authorize(user, rule)
     with transaction.atomic():

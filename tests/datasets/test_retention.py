@@ -40,7 +40,7 @@ def test_the_delete_service_still_removes_the_file_and_its_derived_detections():
     detection = AnomalyDetectionFactory(dataset=dataset, status="succeeded")
     detection.scores_file.save("s.npy", ContentFile(b"x"))
     files = [dataset.file.name, detection.scores_file.name]
-    services.dataset_delete(dataset=dataset)
+    services.dataset_delete(user=None, dataset=dataset)
     assert not any(default_storage.exists(name) for name in files)
 
 

@@ -87,9 +87,9 @@ def test_ingest_runs_once_even_if_delivered_twice(user, penguins_path):
 def test_update_checks_the_target_column(user, penguins_path, django_capture_on_commit_callbacks, events):
     dataset = make(user, penguins_path)
     with pytest.raises(ValidationError):
-        services.dataset_update(dataset=dataset, target_column="no_such_column")
+        services.dataset_update(user=None, dataset=dataset, target_column="no_such_column")
     with django_capture_on_commit_callbacks(execute=True):
-        services.dataset_update(dataset=dataset, name="Penguins", target_column="species")
+        services.dataset_update(user=None, dataset=dataset, name="Penguins", target_column="species")
     dataset.refresh_from_db()
     assert dataset.name == "Penguins" and dataset.target_column == "species"
     events.expect("dataset_updated", dataset_id=dataset.pk, name="Penguins", status="ready")
@@ -99,7 +99,7 @@ def test_delete_removes_the_row_and_the_file(user, penguins_path, django_capture
     dataset = make(user, penguins_path)
     path, dataset_id = dataset.file.path, dataset.pk
     with django_capture_on_commit_callbacks(execute=True):
-        services.dataset_delete(dataset=dataset)
+        services.dataset_delete(user=None, dataset=dataset)
     events.expect("dataset_deleted", dataset_id=dataset_id, name="penguins")
     assert not Dataset.objects.filter(pk=dataset.pk).exists()
     import os
@@ -134,7 +134,7 @@ def test_processing_jobs_produce_ready_child_datasets(user, penguins_path, opera
 
 def test_split_ratio_and_stratification(user, penguins_path):
     dataset = make(user, penguins_path, target_column="species")
-    job = services.processing_job_create(dataset=dataset, operation="split", options={"test_ratio": 0.2, "stratify": True})
+    job = services.processing_job_create(user=None, dataset=dataset, operation="split", options={"test_ratio": 0.2, "stratify": True})
     services.processing_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.result["train_rows"] + job.result["test_rows"] == 344
@@ -143,7 +143,7 @@ def test_split_ratio_and_stratification(user, penguins_path):
 
 def test_clean_fill_leaves_no_missing_values(user, titanic_path):
     dataset = make(user, titanic_path)
-    job = services.processing_job_create(dataset=dataset, operation="clean", options={"missing": "fill_mode"})
+    job = services.processing_job_create(user=None, dataset=dataset, operation="clean", options={"missing": "fill_mode"})
     services.processing_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.result["missing_before"] > 0 and job.result["missing_after"] == 0
@@ -162,7 +162,7 @@ def test_clean_fill_leaves_no_missing_values(user, titanic_path):
 def test_bad_job_options_are_refused_naming_the_option(user, penguins_path, operation, options, message):
     dataset = make(user, penguins_path)
     with pytest.raises(ValidationError) as info:
-        services.processing_job_create(dataset=dataset, operation=operation, options=options)
+        services.processing_job_create(user=None, dataset=dataset, operation=operation, options=options)
     assert message in str(info.value)
     assert not ProcessingJob.objects.exists()
 
@@ -170,20 +170,20 @@ def test_bad_job_options_are_refused_naming_the_option(user, penguins_path, oper
 def test_jobs_need_a_ready_dataset(user):
     dataset = services.dataset_create_from_upload(user=user, uploaded_file=SimpleUploadedFile("x.csv", b"a\n1\n"))
     with pytest.raises(ValidationError, match="ready"):
-        services.processing_job_create(dataset=dataset, operation="clean", options={})
+        services.processing_job_create(user=None, dataset=dataset, operation="clean", options={})
 
 
 def test_cancel_a_queued_job_ends_it_at_once_and_the_task_does_nothing(user, penguins_path):
     dataset = make(user, penguins_path)
-    job = services.processing_job_create(dataset=dataset, operation="clean", options={})
-    services.processing_job_cancel(job=job)
+    job = services.processing_job_create(user=None, dataset=dataset, operation="clean", options={})
+    services.processing_job_cancel(user=None, job=job)
     job.refresh_from_db()
     assert job.status == "cancelled"
     services.processing_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "cancelled" and job.result is None
     with pytest.raises(ValidationError):
-        services.processing_job_cancel(job=job)
+        services.processing_job_cancel(user=None, job=job)
 
 
 def test_reaper_fails_jobs_and_datasets_whose_worker_died(user, penguins_path):
@@ -192,7 +192,7 @@ def test_reaper_fails_jobs_and_datasets_whose_worker_died(user, penguins_path):
     from django.utils import timezone
 
     dataset = make(user, penguins_path)
-    job = services.processing_job_create(dataset=dataset, operation="clean", options={})
+    job = services.processing_job_create(user=None, dataset=dataset, operation="clean", options={})
     old = timezone.now() - timedelta(minutes=5)
     ProcessingJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=old, started_at=old)
     stuck = services.dataset_create_from_upload(user=user, uploaded_file=SimpleUploadedFile("y.csv", b"a\n1\n"))

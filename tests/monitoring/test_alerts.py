@@ -74,7 +74,7 @@ def test_acknowledge_then_resolve_publish_and_record(rules, user, events):
 
 
 def test_disabled_rules_raise_nothing_and_unknown_kinds_are_refused(rules):
-    services.alert_rule_set_enabled(rule=rules["training-failed"], enabled=False)
+    services.alert_rule_set_enabled(user=None, rule=rules["training-failed"], enabled=False)
     assert raise_training_failed() is None and not Alert.objects.exists()
     with pytest.raises(ValidationError):
         services.alert_raise(rule_kind="volcano", subject="x", title="x")
@@ -87,7 +87,7 @@ def test_disabled_rules_raise_nothing_and_unknown_kinds_are_refused(rules):
 
 def test_disabling_a_rule_resolves_its_open_alerts(rules, events):
     alert = raise_training_failed()
-    services.alert_rule_update(rule=rules["training-failed"], enabled=False)
+    services.alert_rule_update(user=None, rule=rules["training-failed"], enabled=False)
     alert.refresh_from_db()
     assert alert.status == "resolved" and alert.auto_resolved
     assert events("system_alert")[-1]["alert"]["status"] == "resolved"
@@ -95,7 +95,7 @@ def test_disabling_a_rule_resolves_its_open_alerts(rules, events):
 
 def test_a_metric_rule_alerts_after_holding_and_resolves_itself_when_it_clears(rules, feed, events):
     rule = rules["cpu-high"]
-    services.alert_rule_update(rule=rule, duration_seconds=2)
+    services.alert_rule_update(user=None, rule=rule, duration_seconds=2)
     feed(cpu_percent=95)
     assert not Alert.objects.exists()  # not held long enough yet
     time.sleep(2.1)
@@ -115,7 +115,7 @@ def test_a_metric_rule_alerts_after_holding_and_resolves_itself_when_it_clears(r
 
 
 def test_system_metric_rules_use_the_subject_system(rules):
-    rule = services.alert_rule_create(name="API slow", kind="metric", metric="api_response_time_ms",
+    rule = services.alert_rule_create(user=None, name="API slow", kind="metric", metric="api_response_time_ms",
                                       comparison="gte", threshold=500, priority="medium")
     services.alert_rules_check_system(values={"api_response_time_ms": 800.0})
     alert = Alert.objects.get(rule=rule)
@@ -127,10 +127,10 @@ def test_system_metric_rules_use_the_subject_system(rules):
 
 def test_rule_validation_names_the_field(rules):
     with pytest.raises(ValidationError) as info:
-        services.alert_rule_create(name="No metric", kind="metric", threshold=1)
+        services.alert_rule_create(user=None, name="No metric", kind="metric", threshold=1)
     assert "metric" in info.value.message_dict
     with pytest.raises(ValidationError) as info:
-        services.alert_rule_create(name="Stall", kind="job_stalled", threshold=0.5)
+        services.alert_rule_create(user=None, name="Stall", kind="job_stalled", threshold=0.5)
     assert "threshold" in info.value.message_dict
 
 
@@ -168,7 +168,7 @@ def test_training_failures_alert_through_the_job_registry(rules, ready_dataset):
 def test_a_running_job_without_progress_for_three_usual_intervals_is_stalled(rules, ready_dataset, events):
     from datasets.models import ProcessingJob
 
-    services.alert_rule_update(rule=rules["job-stalled"], duration_seconds=0)
+    services.alert_rule_update(user=None, rule=rules["job-stalled"], duration_seconds=0)
     dataset = ready_dataset("penguins.csv")
     job = ProcessingJob.objects.create(dataset=dataset, project=dataset.project, operation="clean", status="running", progress=10,
                                        current_step="removing duplicates")
@@ -193,7 +193,7 @@ def test_a_running_job_without_progress_for_three_usual_intervals_is_stalled(rul
 def test_a_stalled_alert_clears_when_the_job_ends(rules, ready_dataset):
     from datasets.models import ProcessingJob
 
-    services.alert_rule_update(rule=rules["job-stalled"], duration_seconds=0)
+    services.alert_rule_update(user=None, rule=rules["job-stalled"], duration_seconds=0)
     job = ProcessingJob.objects.create(dataset=(d := ready_dataset("penguins.csv")), project=d.project, operation="clean",
                                        status="running")
     services.jobs_check(now=1000.0)
@@ -205,7 +205,7 @@ def test_a_stalled_alert_clears_when_the_job_ends(rules, ready_dataset):
 
 
 def test_a_worker_that_stops_answering_is_missing_until_it_answers_again(rules, staff_user):
-    services.alert_rule_update(rule=rules["worker-missing"], duration_seconds=1)
+    services.alert_rule_update(user=None, rule=rules["worker-missing"], duration_seconds=1)
     worker = {"name": "w1@host", "queues": ["celery"], "active": [], "active_count": 0}
     services.workers_check(workers=[worker])
     services.workers_check(workers=[])

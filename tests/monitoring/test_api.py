@@ -163,7 +163,7 @@ def test_a_detections_score_file_goes_with_its_dataset(ready_dataset, user, djan
     scores = services.anomaly_detection_scores(detection=detection)
     assert scores.dtype == np.float32 and scores.shape == (detection.n_rows,)
     with django_capture_on_commit_callbacks(execute=True):
-        dataset_services.dataset_delete(dataset=dataset)
+        dataset_services.dataset_delete(user=None, dataset=dataset)
     assert not AnomalyDetection.objects.exists() and not default_storage.exists(detection.scores_file.name)
 
 
