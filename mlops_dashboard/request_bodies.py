@@ -23,12 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, QueryDict
-
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse, QueryDict
 from django.http.cookie import parse_cookie
 from django.urls import Resolver404, resolve
 from rest_framework.permissions import AllowAny
