@@ -17,21 +17,24 @@ pytestmark = [
 
 
 def test_live_events_screenshot(server, open_page, staff_user):
+    from tests.factories import ProjectFactory
+
+    project = ProjectFactory(slug="churn").pk  # before the page: its socket follows it from the start
     # Ping every second, so the latency shown is the steady one, not the page's busy first second.
     page = open_page(server, staff_user, overrides={"pingIntervalMs": 1000}, path="/live/")
     expect(page.locator("#connection .label")).to_have_text("Live")
     events = [
-        catalog.TrainingStarted(job_id=12, model_name="churn-classifier", dataset_id=3, total_epochs=20),
-        catalog.TrainingProgress(job_id=12, progress=35.0, stage="model_training", current_stage="Epoch 7 of 20",
+        catalog.TrainingStarted(project_id=project, job_id=12, model_name="churn-classifier", dataset_id=3, total_epochs=20),
+        catalog.TrainingProgress(project_id=project, job_id=12, progress=35.0, stage="model_training", current_stage="Epoch 7 of 20",
                                  estimated_time_remaining=42.0, current_epoch=7, total_epochs=20, current_loss=0.412,
                                  live_accuracy=0.861, message="Epoch 7: loss 0.412"),
-        catalog.DatasetProcessed(dataset_id=3, status="ready", data={"rows": 48210, "columns": 17}),
-        catalog.PipelineProgress(pipeline_id=2, run_id=41, progress=60.0, status="running", current_step="evaluate",
+        catalog.DatasetProcessed(project_id=project, dataset_id=3, status="ready", data={"rows": 48210, "columns": 17}),
+        catalog.PipelineProgress(project_id=project, pipeline_id=2, run_id=41, progress=60.0, status="running", current_step="evaluate",
                                  step_index=3, total_steps=5),
         catalog.SystemMetrics(host="worker-1", cpu_percent=37.5, memory_percent=61.2, disk_percent=44.0,
                               active_connections=12, current_health="healthy", api_response_time_ms=24.0,
                               ws_response_time_ms=3.1),
-        catalog.TrainingCompleted(job_id=12, model_id=7, final_accuracy=0.934, validation_score=0.921,
+        catalog.TrainingCompleted(project_id=project, job_id=12, model_id=7, final_accuracy=0.934, validation_score=0.921,
                                   training_time=184.2, model_size=1843200, total_epochs=20,
                                   message="churn-classifier v3 reached 93.4% accuracy."),
     ]
