@@ -295,6 +295,26 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# SECTION: notifications -------------------------------------------------------------------------
+
+# Where messages link to: the dashboard's address as its users reach it (no trailing slash).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Alerts of one rule that open within this many seconds go out as one message (the first waits this long).
+NOTIFY_GROUP_SECONDS = env.int("NOTIFY_GROUP_SECONDS", default=30)
+# A delivery is tried this many times, waiting NOTIFY_RETRY_BASE_SECONDS × 2^(attempt-1) between tries.
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
+NOTIFY_RETRY_BASE_SECONDS = env.float("NOTIFY_RETRY_BASE_SECONDS", default=30.0)
+# Seconds one send may take (connect and answer) before it counts as failed.
+NOTIFY_TIMEOUT_SECONDS = env.float("NOTIFY_TIMEOUT_SECONDS", default=15.0)
+# Failed attempts in a row after which a channel's own system alert opens (sent on the other channels).
+NOTIFY_CHANNEL_FAILURES_ALERT = env.int("NOTIFY_CHANNEL_FAILURES_ALERT", default=3)
+# How often beat sends due groups and repeats (seconds).
+NOTIFY_SWEEP_INTERVAL = env.int("NOTIFY_SWEEP_INTERVAL", default=15)
+CELERY_BEAT_SCHEDULE["notifications-sweep"] = {
+    "task": "monitoring.notifications_sweep", "schedule": float(NOTIFY_SWEEP_INTERVAL),
+    "options": {"expires": NOTIFY_SWEEP_INTERVAL},
+}
+
 # SECTION: retention -----------------------------------------------------------------------------
 
 # What grows without end is pruned by beat (`mlops_dashboard.retention_prune`): each app prunes its

@@ -141,6 +141,11 @@ class AlertRule(models.Model):
     enabled = models.BooleanField(default=True, db_index=True)
     description = models.TextField(blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     suggested_actions = models.JSONField(default=list, blank=True)
+    # Where its alerts go: these channels; none named: every enabled channel with default_route.
+    channels = models.ManyToManyField("NotificationChannel", blank=True, related_name="rules")
+    repeat_interval_minutes = models.PositiveIntegerField(
+        default=240, validators=[MaxValueValidator(7 * 24 * 60)],
+        help_text="A still-open alert is notified again this often (minutes; 0: never again).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -238,6 +243,12 @@ class Alert(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     auto_resolved = models.BooleanField(default=False)
     resolution_note = models.CharField(max_length=500, blank=True)
+    # The silence (or snooze, or maintenance window) that held when it opened or that was made for it:
+    # recorded and shown, not notified while it holds.
+    silence = models.ForeignKey("Silence", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    silenced_until = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When its last firing or repeat message went out (repeats count from it); None: never notified.
+    last_notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -252,6 +263,10 @@ class Alert(models.Model):
     @property
     def is_resolved(self) -> bool:
         return self.status == self.Status.RESOLVED
+
+    @property
+    def is_silenced(self) -> bool:
+        return self.silenced_until is not None and self.silenced_until > timezone.now()
 
     @property
     def actions(self) -> list[str]:
@@ -331,3 +346,202 @@ class Anomaly(models.Model):
 
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+# --- notifications ---------------------------------------------------------------------------------
+
+
+class NotificationChannel(models.Model):
+    """Where alerts are sent: an apprise URL (email, Slack, Teams, Discord, ntfy, a JSON webhook, ...).
+
+    The URL holds secrets: it is written, never read back (`url_masked` is what pages and the API
+    show). A global channel (`project` None) is staff's; a project's channel its maintainers'.
+    """
+
+    project = models.ForeignKey("mlops_dashboard.Project", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="+")
+    name = models.CharField(max_length=100)
+    url = models.TextField(max_length=2000, help_text="An apprise URL; write-only.")
+    service = models.CharField(max_length=64, blank=True, help_text="The kind of service, from the URL: E-Mail, Slack, ...")
+    url_masked = models.CharField(max_length=500, blank=True, help_text="Scheme and host, secrets as ***.")
+    min_priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.LOW)
+    enabled = models.BooleanField(default=True)
+    default_route = models.BooleanField(
+        default=True, help_text="Receives the alerts of every rule that names no channel.")
+    # Attempts that failed in a row (any delivery); a success sets it back to 0.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=1000, blank=True, help_text="Without the URL's secrets.")
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_failed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="channel_name_unique_per_project"),
+            models.UniqueConstraint(fields=["name"], condition=models.Q(project__isnull=True),
+                                    name="channel_name_unique_global"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_global(self) -> bool:
+        return self.project_id is None
+
+    @property
+    def is_email(self) -> bool:
+        return self.url.split("://", 1)[0].lower() in ("mailto", "mailtos")
+
+
+class Notification(models.Model):
+    """One message: the alerts of one rule that opened within NOTIFY_GROUP_SECONDS (firing), a
+    still-open alert again (repeat), its resolution, a channel's test, or a personal notice. Its
+    deliveries are its sends, one per channel."""
+
+    class Kind(models.TextChoices):
+        FIRING = "firing", "Firing"
+        REPEAT = "repeat", "Repeat"
+        RESOLVED = "resolved", "Resolved"
+        TEST = "test", "Test"
+        PERSONAL = "personal", "Personal"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Gathering alerts"
+        SENDING = "sending", "Sending"
+        DONE = "done", "Sent"
+        SILENCED = "silenced", "Silenced"
+        SKIPPED = "skipped", "No channel"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # Firing alerts of one rule gather under one key while pending.
+    group_key = models.CharField(max_length=200, blank=True)
+    rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    project = models.ForeignKey("mlops_dashboard.Project", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="+")
+    alerts = models.ManyToManyField(Alert, blank=True, related_name="notifications")
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
+    title = models.CharField(max_length=200, blank=True)
+    body = models.TextField(blank=True)
+    send_after = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["group_key"], condition=models.Q(status="pending") & ~models.Q(group_key=""),
+                                    name="notification_one_pending_group"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.title or self.group_key}"
+
+
+class Delivery(models.Model):
+    """One notification sent to one channel, with its retries."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(NotificationChannel, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="deliveries")
+    channel_name = models.CharField(max_length=100)
+    # An email channel sending to one person (the personal route): their address; blank: the channel's own.
+    recipient = models.EmailField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=1000, blank=True, help_text="The last attempt's, without secrets.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self):
+        return f"{self.channel_name}: {self.status} ({self.attempts} attempts)"
+
+    @property
+    def project_id(self):
+        return self.notification.project_id
+
+
+class Silence(models.Model):
+    """While it holds (starts_at ≤ now < ends_at), alerts matching every matcher are recorded and
+    shown as silenced, and not notified. Matchers: `rule` (an alert's `rule`), `priority` (that
+    priority or below), `subject` (a shell-style glob), `project` (an id). A snooze is a silence
+    made for one alert; a maintenance window makes none (it holds by its own schedule)."""
+
+    class Kind(models.TextChoices):
+        SILENCE = "silence", "Silence"
+        SNOOZE = "snooze", "Snooze"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SILENCE)
+    matchers = models.JSONField(default=dict)
+    # Whose it is: a project's (its maintainers'), or None: staff's.
+    project = models.ForeignKey("mlops_dashboard.Project", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="+")
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField(db_index=True)
+    comment = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at", "-id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.starts_at <= now < self.ends_at
+
+    @property
+    def state(self) -> str:
+        now = timezone.now()
+        if now < self.starts_at:
+            return "pending"
+        return "active" if now < self.ends_at else "expired"
+
+
+class MaintenanceWindow(models.Model):
+    """A recurring silence: from each time its cron fires, for duration_minutes."""
+
+    matchers = models.JSONField(default=dict)
+    project = models.ForeignKey("mlops_dashboard.Project", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="+")
+    cron = models.CharField(max_length=100, help_text="minute hour day-of-month month day-of-week (UTC)")
+    duration_minutes = models.PositiveIntegerField(validators=[MaxValueValidator(7 * 24 * 60)])
+    comment = models.CharField(max_length=500, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["cron", "id"]
+
+    def __str__(self):
+        return f"Maintenance {self.cron} for {self.duration_minutes} min"
+
+
+class NotificationPreference(models.Model):
+    """A user's personal routes: "notify me when my jobs fail", by email through a global email channel."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    my_jobs_failed = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"Notifications of {self.user}"

@@ -60,4 +60,8 @@ def alert_payload(alert: Alert) -> dict:
         "auto_resolved": alert.auto_resolved,
         "resolution_note": alert.resolution_note,
         "project_id": alert.project_id,
+        "silenced": alert.is_silenced,
+        "silenced_until": alert.silenced_until.isoformat() if alert.is_silenced else None,
+        "silence_id": alert.silence_id if alert.is_silenced else None,
+        "last_notified_at": alert.last_notified_at.isoformat() if alert.last_notified_at else None,
     }

@@ -34,3 +34,23 @@ def metrics_rollup() -> dict:
 @shared_task(name="monitoring.anomaly_detection_run", ignore_result=True, acks_late=True)
 def anomaly_detection_run(detection_id: int) -> None:
     services.anomaly_detection_run(detection_id=detection_id)
+
+
+@shared_task(name="monitoring.notification_send", ignore_result=True)
+def notification_send(notification_id: int) -> None:
+    """Make a due notification's deliveries (its group's window has passed)."""
+    services.notification_send(notification_id=notification_id)
+
+
+@shared_task(name="monitoring.notification_deliver", bind=True, ignore_result=True, acks_late=True)
+def notification_deliver(self, delivery_id: int) -> None:
+    """One attempt of a delivery; a failed one is tried again after an exponential backoff."""
+    wait = services.delivery_attempt(delivery_id=delivery_id)
+    if wait is not None:
+        services.delivery_enqueue(delivery_id, countdown=wait)
+
+
+@shared_task(name="monitoring.notifications_sweep", ignore_result=True)
+def notifications_sweep() -> dict:
+    """Due groups nobody sent, and repeats of still-open alerts."""
+    return services.notifications_sweep()

@@ -208,3 +208,26 @@ def open_socket(server):
 
     with stack:
         yield _open
+
+
+# --- receivers of notifications ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on a free loopback port; `.url(to=...)` is a channel's URL."""
+    from tests.receivers import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook_server():
+    """A real HTTP server on a free loopback port keeping every JSON body; `.url()` is a json:// URL."""
+    from tests.receivers import WebhookServer
+
+    server = WebhookServer().start()
+    yield server
+    server.stop()

@@ -32,3 +32,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.makedirs(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".run"), exist_ok=True)
 # An event frame over 64 KiB that shortening its lists cannot fix is a bug: fail the test that sent it.
 os.environ.setdefault("EVENT_OVERSIZE_STRICT", "1")
+# Notifications: a short grouping window and quick retries, so tests wait seconds, not minutes.
+os.environ.setdefault("NOTIFY_GROUP_SECONDS", "2")
+os.environ.setdefault("NOTIFY_RETRY_BASE_SECONDS", "0.5")
+os.environ.setdefault("NOTIFY_MAX_ATTEMPTS", "3")
+os.environ.setdefault("NOTIFY_TIMEOUT_SECONDS", "5")

@@ -9,6 +9,7 @@ when the module is loaded.
 from __future__ import annotations
 
 import csv
+from datetime import timedelta
 from pathlib import Path
 
 import factory
@@ -16,7 +17,9 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from monitoring import notify
 from tests.data import shared_csv
+
 
 def _store(csv_name) -> str:
     with open(shared_csv(csv_name), "rb") as f:
@@ -318,6 +321,40 @@ class AlertFactory(factory.django.DjangoModelFactory):
     title = factory.LazyAttribute(lambda o: f"{o.rule.name} on {o.subject}")
     priority = factory.SelfAttribute("rule.priority")
     source = factory.SelfAttribute("subject")
+
+
+class NotificationChannelFactory(factory.django.DjangoModelFactory):
+    """A global JSON-webhook channel (to a port nothing listens on, unless the test gives `url`)."""
+
+    class Meta:
+        model = "monitoring.NotificationChannel"
+
+    name = factory.Sequence(lambda n: f"channel-{n}")
+    url = "json://127.0.0.1:9/hook"
+    service = "JSON"
+    url_masked = factory.LazyAttribute(lambda o: notify.mask(o.url))
+
+
+class SilenceFactory(factory.django.DjangoModelFactory):
+    """A global silence of one rule, active for the next hour."""
+
+    class Meta:
+        model = "monitoring.Silence"
+
+    matchers = factory.LazyFunction(lambda: {"rule": "cpu-high"})
+    ends_at = factory.LazyFunction(lambda: timezone.now() + timedelta(hours=1))
+    comment = "maintenance"
+
+
+class MaintenanceWindowFactory(factory.django.DjangoModelFactory):
+    """Every day at 02:00 UTC for an hour, for every alert of one rule."""
+
+    class Meta:
+        model = "monitoring.MaintenanceWindow"
+
+    matchers = factory.LazyFunction(lambda: {"rule": "cpu-high"})
+    cron = "0 2 * * *"
+    duration_minutes = 60
 
 
 class AnomalyDetectionFactory(factory.django.DjangoModelFactory):

@@ -612,6 +612,40 @@ class SystemAlert(Event):
 
 
 @register("Monitoring", "project.{project_id}|dashboard")
+class NotificationSent(Event):
+    """A notification reached a channel: the alert it was about (`alert_id`, None for a channel's
+    test), the channel, and the attempt that succeeded. On the alert's topic (its project's, or
+    `dashboard` for a global alert or channel)."""
+
+    type = "notification_sent"
+    notification_id: int
+    kind: typing.Literal["firing", "repeat", "resolved", "test", "personal"]
+    alert_id: int | None
+    channel_id: int | None
+    channel_name: str
+    attempt: int
+    project_id: int | None = None
+
+
+@register("Monitoring", "project.{project_id}|dashboard")
+class NotificationFailed(Event):
+    """An attempt to send a notification failed: `error` without the channel URL's secrets, and
+    whether it will be tried again (`retrying`, after `retry_in` seconds). Pages show a toast."""
+
+    type = "notification_failed"
+    notification_id: int
+    kind: typing.Literal["firing", "repeat", "resolved", "test", "personal"]
+    alert_id: int | None
+    channel_id: int | None
+    channel_name: str
+    attempt: int
+    error: str
+    retrying: bool
+    retry_in: float | None = None
+    project_id: int | None = None
+
+
+@register("Monitoring", "project.{project_id}|dashboard")
 class AnomalyDetected(Event):
     """A metric value or a dataset's rows scored as anomalous. Metrics: `source` metrics, `entity` the
     host, `baseline` the series' median. Datasets: `source` dataset, `metric` isolation_forest,

@@ -1,5 +1,6 @@
 """Every write of the monitoring app, and the events that announce them, one module per section:
-health (metric samples and health) · alerts (alert rules and alerts) · anomalies · detection
+health (metric samples and health) · alerts (alert rules and alerts) · notifications (from alerts to
+channels: grouping, deliveries, repeats) · channels · silences · messages · anomalies · detection
 (on-demand anomaly detection) · watch (service and job checks) · rollup (rollup and retention).
 
 Events go out on commit of the write they describe (publish_on_commit). Callers use this package
@@ -53,6 +54,15 @@ from .watch import (  # noqa: F401
     services_check,
     workers_check,
 )
+from .notifications import (  # noqa: F401
+    alert_deliveries,
+    channels_for,
+    delivery_attempt,
+    delivery_enqueue,
+    notification_send,
+    notifications_sweep,
+)
+from .silences import silence_for  # noqa: F401
 from .rollup import (  # noqa: F401
     AVERAGED,
     metrics_rollup,

@@ -17,6 +17,7 @@ from mlops_dashboard.events import catalog, publish_on_commit
 from .. import defaults, state
 from ..models import METRICS, PRIORITY_RANK, PROJECT_METRICS, SYSTEM_METRICS, Alert, AlertRule, Priority
 from ..payloads import alert_payload
+from . import notifications
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def alert_raise(*, rule_kind: str, subject: str, title: str, message: str = "", 
             if existing is None:
                 raise
             return _alert_repeat(existing, fields, now)
+        notifications.alert_opened(alert)
         _announce_alert(alert)
         activity_record(
             title=f"Alert: {alert.title}", action_type="alert", status="open", description=message[:1000],
@@ -176,6 +178,7 @@ def _alert_resolve(alert: Alert, *, user, note: str, auto: bool) -> Alert:
         alert.refresh_from_db()
         if not updated:
             raise Conflict("The alert is already resolved.")
+        notifications.alert_resolved(alert)
         _announce_alert(alert)
         if not auto:  # a person's write; the system's clearing is the alert's own life
             audit_record(user=user, action="resolve", obj=alert,
