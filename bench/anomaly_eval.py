@@ -564,7 +564,8 @@ def report(result: dict) -> str:
         a = ", ".join(f"{r} ×{n}" for r, n in after["normals"][kind].most_common()) or "none"
         b = ", ".join(f"{r} ×{n}" for r, n in before["normals"][kind].most_common()) or "none"
         lines.append(f"| {kind.replace('_', ' ')} | {a} | {b} |")
-    lines.append("\nOverall: | precision | recall | alerts on normal shifts | anomaly alerts by priority |")
+    lines.append("\nOverall (every rule above):\n")
+    lines.append("| detector | precision | recall | alerts on normal shifts | anomaly alerts by priority |")
     lines.append("|---|---|---|---|---|")
     for name, r in (("after", after), ("before", before)):
         prios = ", ".join(f"{p} {n}" for p, n in sorted(r["anomaly_priorities"].items(),
