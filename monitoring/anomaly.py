@@ -21,8 +21,9 @@ MONITORING_ANOMALY_METRICS setting) also says:
 - `score`: the robust score a sample must reach (None: MONITORING_ANOMALY_THRESHOLD).
 - `alerts`: whether a confirmed anomaly of the metric opens an alert (under the anomaly rule) or is
   only recorded (Monitoring page, `anomaly_detected`). CPU, memory and load rise by design when a
-  training wave runs: their anomalies are recorded, and the threshold rules (cpu-high, memory-high)
-  alert when a level is really too high for a minute.
+  training wave runs, network bytes with every upload: their anomalies are recorded, and the
+  threshold rules (cpu-high, memory-high, disk-high) alert when a level is too high for a minute.
+  Alerting by default: disk, API and socket latency, a project's prediction traffic.
 - `floor`, `relative_floor`: the MAD floor, absolute and relative to |median|.
 An open anomaly clears once the last two samples are back within the smallest counted change of
 the baseline it opened against (not of a window that has since absorbed the incident).
@@ -63,9 +64,13 @@ METRICS: dict[str, MetricSpec] = {
     "load_1": MetricSpec(UP, min_change=2.0, agree=6, of=8, alerts=False, floor=0.25, relative_floor=0.1),
     # 5 points of the disk within a few minutes (2.5 GB on a 50 GB disk): more than an upload wave.
     "disk_percent": MetricSpec(UP, min_change=5.0, agree=3, of=4, floor=0.5, relative_floor=0.0),
-    # 25 MB/s above the usual rate for 30 s of 40 (750 MB): more than any single upload.
-    "net_sent_rate": MetricSpec(UP, min_change=25 * MB, agree=6, of=8, floor=10_000.0, relative_floor=0.2),
-    "net_recv_rate": MetricSpec(UP, min_change=25 * MB, agree=6, of=8, floor=10_000.0, relative_floor=0.2),
+    # Network bytes are workload (uploads, downloads; on loopback both counters count them): an
+    # anomaly is 25 MB/s above the usual rate for 30 s of 40 (750 MB, more than any single upload),
+    # recorded, not alerted.
+    "net_sent_rate": MetricSpec(UP, min_change=25 * MB, agree=6, of=8, alerts=False, floor=10_000.0,
+                                relative_floor=0.2),
+    "net_recv_rate": MetricSpec(UP, min_change=25 * MB, agree=6, of=8, alerts=False, floor=10_000.0,
+                                relative_floor=0.2),
     # The p95 of the last minute: on a quiet stack one slow request (a cold start after a deploy)
     # holds it for 60 s, so 90 s of 100 must agree; and it must at least double and grow by 150 ms.
     "api_response_time_ms": MetricSpec(UP, min_change=150.0, relative_change=1.0, agree=18, of=20,
