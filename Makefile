@@ -33,6 +33,7 @@ chromium:
 
 bench: install
 	$(PY) scripts/redis_local.py -- $(PY) bench/event_latency.py
+	$(PY) bench/anomaly_eval.py
 
 docs: venv
 	$(PY) manage.py events_doc > docs/events.md

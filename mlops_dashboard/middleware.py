@@ -57,13 +57,15 @@ class ApiProblemMiddleware:
 
 class ApiTimingMiddleware:
     """Times every /api/ request (first in the chain, so the whole of Django's work counts); the
-    process's monitoring collector reports the recent p95 as `api_response_time_ms`."""
+    process's monitoring collector reports the recent p95 as `api_response_time_ms`. A file upload
+    (multipart) is not timed: its duration is the file's size over the network, not the API's speed,
+    and a few uploads would hold the minute's p95 at seconds (a false latency anomaly)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if not is_api(request):
+        if not is_api(request) or request.content_type == "multipart/form-data":
             return self.get_response(request)
         started = time.perf_counter()
         try:

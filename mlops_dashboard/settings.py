@@ -282,6 +282,10 @@ MONITORING_ANOMALY_WINDOW = env.int("MONITORING_ANOMALY_WINDOW", default=60)
 MONITORING_ANOMALY_MIN_SAMPLES = env.int("MONITORING_ANOMALY_MIN_SAMPLES", default=20)
 MONITORING_ANOMALY_THRESHOLD = env.float("MONITORING_ANOMALY_THRESHOLD", default=6.0)
 MONITORING_ANOMALY_COOLDOWN = env.int("MONITORING_ANOMALY_COOLDOWN", default=60)  # s between anomalies of a series
+# Per-metric overrides of monitoring/anomaly.py's METRICS table, as JSON {metric: {field: value}}; fields:
+# direction (up|down|both), min_change, relative_change, agree, of, score, alerts, floor, relative_floor.
+# E.g. MONITORING_ANOMALY_METRICS='{"cpu_percent": {"alerts": true}, "net_recv_rate": {"min_change": 5e7}}'
+MONITORING_ANOMALY_METRICS = env.json("MONITORING_ANOMALY_METRICS", default={})
 # A job is stalled after 3× its usual progress interval; before it has one, this is its usual interval.
 MONITORING_STALL_DEFAULT_INTERVAL = env.int("MONITORING_STALL_DEFAULT_INTERVAL", default=60)
 CELERY_BEAT_SCHEDULE.update(

@@ -1,4 +1,19 @@
 from django.apps import AppConfig
+from django.core import checks
+
+
+@checks.register()
+def anomaly_metrics_setting(app_configs=None, **kwargs):
+    """MONITORING_ANOMALY_METRICS is read at every sample: say at startup when it is invalid."""
+    from django.conf import settings
+
+    from . import anomaly
+
+    try:
+        anomaly.specs(settings.MONITORING_ANOMALY_METRICS)
+    except ValueError as error:
+        return [checks.Error(str(error), id="monitoring.E001")]
+    return []
 
 
 class MonitoringConfig(AppConfig):

@@ -101,9 +101,12 @@ DEFAULT_RULES = [
         "slug": "severe-anomaly",
         "name": "Severe metric anomaly",
         "kind": "anomaly",
-        "threshold": 12.0,
-        "priority": "high",
-        "description": "A metric moved far outside its recent range (robust score of 12 or more).",
+        "priority": "medium",
+        "description": "A host metric, or a project's prediction traffic, moved far from its recent range the bad "
+                       "way (up for CPU, disk, latency or network; down for predictions that were flowing), by "
+                       "more than its minimum change, for most of its last samples. Opens at low or medium "
+                       "priority (a priority set here other than medium applies instead); a threshold here is "
+                       "the lowest robust score that opens an alert.",
         "suggested_actions": ["Compare the series on the Monitoring page with recent deploys and jobs."],
     },
 ]

@@ -35,8 +35,10 @@ from .alerts import (  # noqa: F401
     alert_rules_install_defaults,
 )
 from .anomalies import (  # noqa: F401
+    anomalies_check_project,
     anomalies_check_sample,
     anomaly_record,
+    metric_specs,
 )
 from .detection import (  # noqa: F401
     DetectionConflict,

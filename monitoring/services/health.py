@@ -16,7 +16,7 @@ from .. import state, thresholds
 from ..models import Alert, MetricSample
 from ..payloads import chart_point, system_metrics_payload
 from .alerts import alert_rules_check_metrics
-from .anomalies import anomalies_check_sample
+from .anomalies import anomalies_check_project, anomalies_check_sample
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def serving_figures(*, now: float | None = None) -> dict[int, dict]:
 
 
 def project_metrics_publish(*, now: float | None = None) -> int:
-    """Each project's serving figures on its own topic (`project_metrics`), and its metric rules
-    (prediction rate, accuracy) checked against them. Returns how many projects were reported."""
+    """Each project's serving figures on its own topic (`project_metrics`), its metric rules
+    (prediction rate, accuracy) checked against them, and its prediction rate's anomalies. Returns how many projects were reported."""
     from .alerts import alert_rules_check_project
 
     figures = serving_figures(now=now)
@@ -64,6 +64,11 @@ def project_metrics_publish(*, now: float | None = None) -> int:
                 "model_accuracy": item["model_accuracy"], "predictions_per_minute": item["predictions_per_minute"]})
         except Exception:
             logger.exception("metric rules of project %s failed", project_id)
+        try:
+            anomalies_check_project(project_id=project_id,
+                                    values={"predictions_per_minute": item["predictions_per_minute"]})
+        except Exception:
+            logger.exception("anomalies of project %s failed", project_id)
     return len(figures)
 
 

@@ -110,11 +110,12 @@ def test_alert_rules_create_update_disable_with_validation(client, staff_user, r
 
 
 def test_anomalies_list_and_filters(api, rules):
-    services.anomaly_record(source="metrics", entity="h1", metric="cpu_percent", value=99, score=20, severity="critical")
+    services.anomaly_record(source="metrics", entity="h1", metric="cpu_percent", value=99, score=20, severity="critical",
+                            alert=True)
     services.anomaly_record(source="metrics", entity="h2", metric="memory_percent", value=90, score=7, severity="low")
     assert api.get("/api/anomalies/").json()["count"] == 2
     assert [a["entity"] for a in api.get("/api/anomalies/?severity=critical").json()["results"]] == ["h1"]
-    assert Alert.objects.filter(subject="h1:cpu_percent").exists()  # severe: alerted
+    assert Alert.objects.filter(subject="h1:cpu_percent").exists()  # alert=True: the detector confirmed it
 
 
 @pytest.mark.parametrize("body, field", [
