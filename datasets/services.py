@@ -399,8 +399,6 @@ def processing_job_cancel(*, user, job: ProcessingJob) -> ProcessingJob:
                        error="Cancelled before it started.", current_step="cancelled"):
             job.refresh_from_db()
             _job_completed(job)
-            if status == JobStatus.FAILED:  # monitoring's alert (and its creator's email) at once
-                transaction.on_commit(lambda: jobs.job_failed_send("processing_job", job), robust=True)
         else:
             ProcessingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
             job.refresh_from_db()
