@@ -24,6 +24,20 @@ class AdminAlertRuleForm(forms.ModelForm):
         value = self.cleaned_data.get("repeat_interval_minutes")
         return default_repeat_interval() if value is None else value
 
+    def clean(self):
+        # The channels' scope, as the service checks it: a form error rather than a failed save.
+        from django.core.exceptions import ValidationError
+
+        from .services.alerts import _rule_channels
+
+        data = super().clean()
+        project = data.get("project") if "project" in self.fields else self.instance.project
+        try:
+            _rule_channels(getattr(project, "pk", None), list(data.get("channels") or []))
+        except ValidationError as exc:
+            self.add_error("channels", exc.message_dict.get("channels", exc.messages))
+        return data
+
 
 class AlertRuleForm(forms.ModelForm):
     suggested_actions_text = forms.CharField(

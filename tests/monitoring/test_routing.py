@@ -293,3 +293,19 @@ def test_two_processes_opening_alerts_of_one_rule_at_once_make_one_group(rules):
     assert not errors
     (group,) = Notification.objects.filter(status="pending")
     assert group.alerts.count() == 4
+
+
+def test_the_admin_edits_a_rules_channels_in_scope_only(client, staff_user, rules):
+    glob = NotificationChannelFactory(name="ops")
+    theirs = NotificationChannelFactory(name="beta-team", project=ProjectFactory(slug="beta"))
+    client.force_login(staff_user)
+    form = {"slug": "load", "name": "Load", "kind": "metric", "metric": "load_1", "comparison": "gt", "threshold": "4",
+            "duration_seconds": "0", "priority": "low", "enabled": "on", "description": "", "suggested_actions": "[]",
+            "repeat_interval_minutes": "60"}
+    response = client.post("/admin/monitoring/alertrule/add/", {**form, "channels": [theirs.pk]})
+    assert response.status_code == 200 and "global rule may name global channels only" in response.content.decode()
+    assert not AlertRule.objects.filter(slug="load").exists()
+    assert client.post("/admin/monitoring/alertrule/add/", {**form, "channels": [glob.pk]}).status_code == 302
+    rule = AlertRule.objects.get(slug="load")
+    assert list(rule.channels.all()) == [glob] and rule.repeat_interval_minutes == 60
+    assert 'id="id_channels"' in client.get(f"/admin/monitoring/alertrule/{rule.pk}/change/").content.decode()
