@@ -391,7 +391,7 @@ class PersonalNotificationsSerializer(serializers.Serializer):
 
 class PersonalNotificationsView(APIView):
     """The caller's own personal route: "notify me when my jobs fail" (processing, training, pipeline
-    runs), by email to the account's address through the first enabled global email channel."""
+    runs, anomaly detections), by email to the account's address through the first enabled global email channel."""
 
     @extend_schema(responses=PersonalNotificationsSerializer)
     def get(self, request):

@@ -1,8 +1,8 @@
 """The personal route: "notify me when my jobs fail".
 
 A user who opted in (NotificationPreference.my_jobs_failed) and has an email address hears of the
-failure of a job they created (processing, training, pipeline run: the alerts `job_failed_alert`
-opens, whose metadata carries the job's `created_by_id`), by email through the first enabled global
+failure of a job they created (processing, training, pipeline run, anomaly detection: the alerts
+`job_failed_alert` opens, whose metadata carries the job's `created_by_id`), by email through the first enabled global
 email channel (mailto:// or mailtos://), the delivery's recipient swapped for theirs. Silences hold
 it back like any other notification. The channel's minimum priority and default route do not apply:
 the person asked for it.

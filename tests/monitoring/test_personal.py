@@ -11,7 +11,7 @@ from django.utils import timezone
 from mlops_dashboard import jobs
 from monitoring import services
 from monitoring.models import Delivery, Notification, NotificationPreference
-from tests.factories import (DatasetFactory, NotificationChannelFactory, ProjectFactory, SilenceFactory,
+from tests.factories import (AnomalyDetectionFactory, DatasetFactory, NotificationChannelFactory, ProjectFactory, SilenceFactory,
                              TrainingJobFactory, UserFactory, member)
 from tests.receivers import SmtpServer
 
@@ -79,6 +79,12 @@ def test_a_failed_job_emails_its_creator_who_asked_and_nobody_else(smtp_server, 
     text = SmtpServer.text(message)
     assert "A job you started failed" in text and "single value" in text
     assert f"/monitoring/alerts/{alert.pk}/" in text and "/account/notifications/" in text
+    # An anomaly detection that failed: the same.
+    detection = AnomalyDetectionFactory(created_by=ada, status="failed", error="No numeric column.",
+                                        finished_at=timezone.now())
+    detection_alert = services.job_failed_alert(next(k for k in jobs.kinds() if k.key == "anomaly_detection"), detection)
+    assert detection_alert.title == f"Failed: Anomaly detection #{detection.pk} ({detection.dataset_name})"
+    assert Notification.objects.filter(alerts=detection_alert, kind="personal").exists()
     # Not opted in, no email, or another person's job: nothing personal.
     assert not Notification.objects.filter(alerts=fail_training(UserFactory(email="bob@example.com")),
                                            kind="personal").exists()
