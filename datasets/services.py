@@ -477,6 +477,8 @@ def _end_job(job: ProcessingJob, status: str, *, result=None, error: str = ""):
         if jobs.finish(ProcessingJob, job.pk, status=status, **fields):
             job.refresh_from_db()
             _job_completed(job)
+            if status == JobStatus.FAILED:  # monitoring's alert (and its creator's email) at once
+                transaction.on_commit(lambda: jobs.job_failed_send("processing_job", job), robust=True)
             activity_record(
                 title=f"{job.get_operation_display()} job {status}: {job.dataset.name}", action_type="processing_job",
                 user=job.created_by, status=status, duration=job.duration,

@@ -143,7 +143,8 @@ class JobKind:
     `defer` columns left out):
     - label(job): "Training job #3 (churn)", in alert titles;
     - step_text(job): the last step it reported, in words;
-    - row(job): the dashboard's job row ({"kind", "title", "url"}), None to leave it off the dashboard.
+    - row(job): the dashboard's job row ({"kind", "title", "url"}), None to leave it off the dashboard;
+    - creator(job): the id of the user who started it (default: its `created_by_id`), or None.
     The reaper (no argument) fails its app's rows whose worker died, the resender (a cutoff time)
     sends again the queued rows whose message was lost; both are dotted paths, imported when beat
     runs them (registering stays cheap), and return how many rows they handled.
@@ -159,11 +160,16 @@ class JobKind:
     defer: tuple[str, ...] = ()
     row: Callable[[Any], dict] | None = None
     failure_metadata: Callable[[Any], dict] | None = None  # more facts for its failed alert
+    # Who started the job (a user id, for "notify me when my jobs fail"); default: its `created_by_id`.
+    creator: Callable[[Any], int | None] | None = None
     reaper: str = ""
     resender: str = ""
 
     def subject(self, job) -> str:
         return f"{self.key}.{job.pk}"
+
+    def creator_id(self, job) -> int | None:
+        return self.creator(job) if self.creator else getattr(job, "created_by_id", None)
 
     def rows(self, **filters):
         return self.model.objects.filter(**filters).select_related(*self.select_related).defer(*self.defer)

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from monitoring import views as monitoring_views
+from monitoring import views_account as monitoring_account
 
 from . import account, api, audit_api, project_views, projects_api, tokens_api, views
 from .routers import ApiRouter
@@ -45,6 +46,7 @@ urlpatterns = [
     path("account/tokens/", account.api_tokens, name="account-tokens"),
     path("account/tokens/<int:token_id>/revoke/", account.api_token_revoke_view, name="account-token-revoke"),
     path("account/password/", account.PasswordChangeView.as_view(), name="account-password"),
+    path("account/notifications/", monitoring_account.account_notifications, name="account-notifications"),
     path("admin/", admin.site.urls),
     # The audit log's pages: projects/<slug>/audit/ (and .csv), audit/ (staff).
     path("", include("mlops_dashboard.audit_urls")),

@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from mlops_dashboard.admin_utils import ReadOnlyAdmin, pretty_json
 
 from . import services
+from .forms import AdminAlertRuleForm
 from .models import Alert, AlertRule, Anomaly, AnomalyDetection, MetricSample
 
 
@@ -29,14 +30,17 @@ class AlertRuleAdmin(admin.ModelAdmin):
     list_editable = ("enabled",)
     actions = ["enable_rules", "disable_rules"]
     fields = ("slug", "project", "name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority",
-              "enabled", "description", "suggested_actions")
+              "enabled", "description", "suggested_actions", "channels", "repeat_interval_minutes")
+    filter_horizontal = ("channels",)
+    form = AdminAlertRuleForm
 
     def get_readonly_fields(self, request, obj=None):
         return ("slug", "project") if obj is not None else ()
 
     def save_model(self, request, obj, form, change):
         # Through the services: validation, the activity feed, and resolving a disabled rule's alerts.
-        fields = {f: getattr(obj, f) for f in services.RULE_FIELDS}
+        fields = {f: getattr(obj, f) for f in services.RULE_FIELDS if f != "channels"}
+        fields["channels"] = list(form.cleaned_data.get("channels") or [])
         if change:
             rule = AlertRule.objects.get(pk=obj.pk)
             saved = services.alert_rule_update(rule=rule, user=request.user, **fields)

@@ -17,7 +17,7 @@ from mlops_dashboard.api_errors import problem_response
 from mlops_dashboard.filters import IdField, ProjectFilters, ProjectScopedMixin, QuerySerializer
 
 from . import payloads, selectors, services
-from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Priority
+from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Delivery, Priority
 
 
 class ConflictError(APIException):
@@ -87,6 +87,20 @@ class AlertSerializer(serializers.ModelSerializer):
         fields = ["id"]
 
 
+class DeliverySerializer(serializers.ModelSerializer):
+    """One send of one notification about the alert to one channel (its error without secrets)."""
+
+    channel_id = serializers.IntegerField(read_only=True, allow_null=True)
+    kind = serializers.CharField(source="notification.kind", read_only=True,
+                                 help_text="firing, repeat, resolved or personal.")
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "channel_id", "channel_name", "status", "attempts", "error", "last_attempt_at", "sent_at",
+                  "kind"]
+        read_only_fields = fields
+
+
 class ResolveSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
@@ -124,6 +138,12 @@ class AlertViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
             raise ConflictError(str(exc)) from None
         return Response(payloads.alert_payload(alert))
 
+    @extend_schema(responses=DeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk=None):
+        """The deliveries of every notification about the alert, newest first (at most 50)."""
+        return Response(DeliverySerializer(services.alert_deliveries(self._alert(pk)), many=True).data)
+
     @extend_schema(request=ResolveSerializer, responses=AlertSerializer)
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
@@ -137,6 +157,13 @@ class AlertViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
         return Response(payloads.alert_payload(alert))
 
 
+class ChannelIdsField(serializers.ListField):
+    """A rule's channels: written as ids (the service checks each is in the rule's scope), read as ids."""
+
+    def to_representation(self, data):
+        return [c.pk for c in data.all()] if hasattr(data, "all") else list(data)
+
+
 class AlertRuleSerializer(serializers.ModelSerializer):
     condition = serializers.CharField(read_only=True)
     project = serializers.IntegerField(
@@ -147,13 +174,23 @@ class AlertRuleSerializer(serializers.ModelSerializer):
                                      required=False, allow_blank=True)
     suggested_actions = serializers.ListField(child=serializers.CharField(max_length=500), required=False,
                                               max_length=10)
+    channels = ChannelIdsField(
+        child=serializers.IntegerField(min_value=1), required=False, max_length=services.MAX_RULE_CHANNELS,
+        help_text="Ids of the notification channels its alerts go to: a project's rule may name its project's "
+                  "channels and the global ones, a global rule the global ones only. Empty: every enabled "
+                  "channel whose default_route is true.")
+    channel_names = serializers.SerializerMethodField()
 
     class Meta:
         model = AlertRule
         fields = ["id", "slug", "project", "name", "kind", "metric", "comparison", "threshold", "duration_seconds",
-                  "priority", "enabled", "description", "suggested_actions", "condition", "created_at", "updated_at"]
+                  "priority", "enabled", "description", "suggested_actions", "channels", "channel_names",
+                  "repeat_interval_minutes", "condition", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at", "condition"]
         extra_kwargs = {"slug": {"required": False, "validators": []}}
+
+    def get_channel_names(self, instance) -> list[str]:
+        return [c.name for c in instance.channels.all()]
 
     def validate_slug(self, value):
         if self.instance is not None and value and value != self.instance.slug:
@@ -188,7 +225,7 @@ class AlertRuleViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.Retriev
     include_global = True
 
     def get_queryset(self):
-        return self.scoped(AlertRule.objects.all())
+        return self.scoped(AlertRule.objects.prefetch_related("channels"))
 
     def perform_destroy(self, instance):
         services.alert_rule_delete(rule=instance, user=self.request.user)
@@ -339,3 +376,29 @@ class DatasetAnomaliesView(APIView):
         if detection is None:
             return problem_response(404, f"No anomaly detection has run on {dataset.name} yet.")
         return Response(DetectionSerializer(detection).data)
+
+
+# --- the personal route ----------------------------------------------------------------------------
+
+
+class PersonalNotificationsSerializer(serializers.Serializer):
+    my_jobs_failed = serializers.BooleanField(help_text="Email me when a job I started fails.")
+    email = serializers.EmailField(read_only=True, help_text="Where it goes: the account's address.")
+    channel = serializers.CharField(read_only=True, allow_null=True,
+                                    help_text="The global email channel it goes through; null: none exists, "
+                                              "nothing can be sent.")
+
+
+class PersonalNotificationsView(APIView):
+    """The caller's own personal route: "notify me when my jobs fail" (processing, training, pipeline
+    runs, anomaly detections), by email to the account's address through the first enabled global email channel."""
+
+    @extend_schema(responses=PersonalNotificationsSerializer)
+    def get(self, request):
+        return Response(services.preference_get(request.user))
+
+    @extend_schema(request=PersonalNotificationsSerializer, responses=PersonalNotificationsSerializer)
+    def put(self, request):
+        body = PersonalNotificationsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(services.preference_set(user=request.user, my_jobs_failed=body.validated_data["my_jobs_failed"]))

@@ -13,6 +13,7 @@ urlpatterns = [
     path("monitoring/system/", api.SystemView.as_view(), name="monitoring-system"),
     path("monitoring/metrics/", api.MetricsView.as_view(), name="monitoring-metrics"),
     path("monitoring/services/", api.ServicesView.as_view(), name="monitoring-services"),
+    path("account/notifications/", api.PersonalNotificationsView.as_view(), name="account-notifications-api"),
     path("anomaly/datasets/<int:dataset_id>/", api.DatasetAnomaliesView.as_view(), name="dataset-anomalies"),
     *router.urls,
 ]

@@ -30,10 +30,12 @@ class MonitoringConfig(AppConfig):
         post_delete.connect(signals.delete_scores_file, sender="monitoring.AnomalyDetection",
                             dispatch_uid="monitoring.delete_scores_file")
         signals.connect_celery_signals()
-        # On-demand anomaly detections are jobs with a reaper and a resender; no alert rule watches them.
+        # On-demand anomaly detections are jobs with a reaper and a resender; a failed one is a failed
+        # processing job (its alert, and its creator's email when they asked).
         jobs.register(jobs.JobKind(
-            key="anomaly_detection", model=self.get_model("AnomalyDetection"), label=str,
-            step_text=lambda detection: detection.status, progress_fields=(),
+            key="anomaly_detection", model=self.get_model("AnomalyDetection"),
+            label=lambda detection: f"Anomaly detection #{detection.pk} ({detection.dataset_name})",
+            step_text=lambda detection: detection.status, progress_fields=(), failed_rule="job_failed",
             reaper="monitoring.services.detection.anomaly_detections_reap_stale",
             resender="monitoring.services.detection.anomaly_detections_resend_lost",
         ))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_alerts
 
 app_name = "monitoring"
 
@@ -14,6 +14,8 @@ urlpatterns = [
     path("rules/", views.rule_create, name="rule-create"),
     path("rules/<int:pk>/", views.rule_update, name="rule-update"),
     path("rules/<int:pk>/toggle/", views.rule_toggle, name="rule-toggle"),
+    path("alerts/<int:pk>/", views_alerts.alert_detail, name="alert-detail"),
+    path("alerts/<int:pk>/body/", views_alerts.alert_detail_body, name="alert-detail-body"),
     path("alerts/<int:pk>/row/", views.alert_row, name="alert-row"),
     path("alerts/<int:pk>/item/", views.alert_item, name="alert-item"),
     path("anomalies/<int:pk>/row/", views.anomaly_row, name="anomaly-row"),

@@ -20,6 +20,7 @@ from .health import (  # noqa: F401
 )
 from .alerts import (  # noqa: F401
     Conflict,
+    MAX_RULE_CHANNELS,
     RULE_FIELDS,
     alert_acknowledge,
     alert_condition_clear,
@@ -64,6 +65,7 @@ from .notifications import (  # noqa: F401
     notification_send,
     notifications_sweep,
 )
+from .personal import alert_personal, personal_channel, preference_get, preference_set  # noqa: F401
 from .silences import silence_for  # noqa: F401
 from .rollup import (  # noqa: F401
     AVERAGED,

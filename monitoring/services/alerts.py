@@ -203,7 +203,39 @@ def _safe(fn, *args):
 
 
 RULE_FIELDS = ("name", "kind", "metric", "comparison", "threshold", "duration_seconds", "priority", "enabled",
-               "description", "suggested_actions")
+               "description", "suggested_actions", "repeat_interval_minutes", "channels")
+MAX_RULE_CHANNELS = 20
+
+
+def _rule_channels(project_id: int | None, channels) -> list:
+    """The channels a rule names (ids or channels), each in its scope: a project's rule may name its
+    project's channels and the global ones, a global rule the global ones only (400 naming `channels`;
+    another project's channel is as unknown as a missing one)."""
+    from ..models import NotificationChannel
+
+    ids = []
+    for item in channels or []:
+        pk = getattr(item, "pk", item)
+        if isinstance(pk, bool) or not isinstance(pk, int):
+            raise ValidationError({"channels": "A list of channel ids."})
+        if pk not in ids:
+            ids.append(pk)
+    if len(ids) > MAX_RULE_CHANNELS:
+        raise ValidationError({"channels": f"At most {MAX_RULE_CHANNELS} channels."})
+    found = {c.pk: c for c in NotificationChannel.objects.filter(pk__in=ids)}
+    unknown = [pk for pk in ids if pk not in found]
+    if unknown:
+        raise ValidationError({"channels": f"No notification channel with id {unknown[0]}."})
+    outside = [c for c in found.values() if c.project_id is not None and c.project_id != project_id]
+    if outside:
+        where = "global channels only" if project_id is None else "its project's channels and the global ones"
+        if project_id is None:
+            # A global rule naming a project's channel: the channel exists but is out of scope.
+            raise ValidationError({"channels": f"“{outside[0].name}” is a project's channel; a global rule "
+                                               f"may name {where}."})
+        raise ValidationError({"channels": f"No notification channel with id {outside[0].pk} in this rule's scope "
+                                           f"(a project's rule may name {where})."})
+    return [found[pk] for pk in ids]
 
 
 def _rule_authorize(user, rule: AlertRule) -> None:
@@ -214,7 +246,9 @@ def _rule_authorize(user, rule: AlertRule) -> None:
 
 def _rule_values(rule: AlertRule) -> dict:
     return {"name": rule.name, "condition": rule.condition, "priority": rule.priority, "enabled": rule.enabled,
-            "description": rule.description, "suggested_actions": rule.suggested_actions}
+            "description": rule.description, "suggested_actions": rule.suggested_actions,
+            "repeat_interval_minutes": rule.repeat_interval_minutes,
+            "channels": sorted(c.name for c in rule.channels.all()) if rule.pk else []}
 
 
 def alert_rule_create(*, user, project=None, slug: str = "", **fields) -> AlertRule:
@@ -229,6 +263,7 @@ def alert_rule_create(*, user, project=None, slug: str = "", **fields) -> AlertR
         raise PermissionDenied("Global alert rules need an admin (staff) account; give `project` to make a rule "
                                "of one of your projects (its maintainers manage them).")
     _rule_authorize(user, AlertRule(project_id=project_id))
+    channels = _rule_channels(project_id, fields.pop("channels", None))
     base = slugify(slug or fields.get("name", ""))[:56] or "rule"
     candidate, n = base, 1
     while AlertRule.objects.filter(slug=candidate).exists():
@@ -238,6 +273,7 @@ def alert_rule_create(*, user, project=None, slug: str = "", **fields) -> AlertR
     rule.full_clean()
     with transaction.atomic():
         rule.save()
+        rule.channels.set(channels)
         audit_record(user=user, action="create", obj=rule, summary=rule.condition)
         activity_record(title=f"Alert rule created: {rule.name}", action_type="alert_rule", user=user,
                         description=rule.condition, metadata={"rule_id": rule.pk}, project=project_id)
@@ -249,6 +285,7 @@ def alert_rule_update(*, rule: AlertRule, user, **fields) -> AlertRule:
     if unknown:
         raise ValidationError({f: "Unknown field." for f in unknown})
     _rule_authorize(user, rule)
+    channels = _rule_channels(rule.project_id, fields.pop("channels")) if "channels" in fields else None
     before = _rule_values(rule)
     was_enabled = rule.enabled
     for name, value in fields.items():
@@ -256,6 +293,8 @@ def alert_rule_update(*, rule: AlertRule, user, **fields) -> AlertRule:
     rule.full_clean()
     with transaction.atomic():
         rule.save()
+        if channels is not None:
+            rule.channels.set(channels)
         after = _rule_values(rule)
         changed = {k for k in after if before.get(k) != after[k]}
         verb = "updated"

@@ -135,6 +135,7 @@ def _detection_fail(detection: AnomalyDetection, error: str) -> AnomalyDetection
                 metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
                 project=detection.project_id,
             )
+            transaction.on_commit(lambda: jobs.job_failed_send("anomaly_detection", detection), robust=True)
     return detection
 
 

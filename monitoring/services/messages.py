@@ -12,7 +12,8 @@ SUBJECT_MAX = 78  # one line of a phone's lock screen
 
 
 def alert_url(alert: Alert) -> str:
-    return f"{settings.SITE_URL}{reverse('monitoring:index')}?alert={alert.pk}"
+    """The alert's page, absolute (SITE_URL): what every message links to."""
+    return f"{settings.SITE_URL.rstrip('/')}{reverse('monitoring:alert-detail', args=[alert.pk])}"
 
 
 def _subject(text: str) -> str:
@@ -29,6 +30,12 @@ def render(notification: Notification, alerts: list[Alert]) -> tuple[str, str]:
     extra = f" (+{len(alerts) - 1} more)" if len(alerts) > 1 else ""
     subject = _subject(f"[{tag}] {first.title}{extra}")
     lines = []
+    if notification.kind == Notification.Kind.PERSONAL:
+        lines += ["A job you started failed (you asked to hear of it: "
+                  f"{settings.SITE_URL.rstrip('/')}{reverse('account-notifications')}).", ""]
+    elif notification.kind == Notification.Kind.RESOLVED:
+        lines += [f"Resolved{' automatically' if first.auto_resolved else ''}: "
+                  f"{first.resolution_note or 'the alert was resolved.'}", ""]
     for alert in alerts:
         lines += [
             f"{alert.title}",

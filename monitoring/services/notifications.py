@@ -9,7 +9,9 @@
 - A delivery is a Celery task with retries and exponential backoff; each attempt publishes
   `notification_sent` or `notification_failed` (its error without the URL's secrets).
 - Beat's sweep sends due groups that nobody sent (a worker lost their countdown), and repeats
-  still-open alerts every `repeat_interval_minutes` of their rule. A resolution goes out once.
+  still-open alerts every `repeat_interval_minutes` of their rule. An acknowledged alert is not
+  repeated (someone is on it). A resolution goes out once, to the channels that carried the alert.
+- A failed job's alert also goes to its creator when they asked for it (services/personal.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mlops_dashboard.events import catalog, publish_on_commit
 
 from .. import notify
 from ..models import PRIORITY_RANK, Alert, Delivery, Notification, NotificationChannel
-from . import messages
+from . import messages, personal
 from .silences import silence_for
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ def alert_opened(alert: Alert) -> Notification | None:
     pending group. Returns the group, or None when silenced."""
     if _silence(alert):
         return None
+    personal.alert_personal(alert)
     rule_key = alert.rule_key
     key = f"firing|{rule_key}|{alert.project_id or ''}"
     now = timezone.now()
@@ -106,6 +109,12 @@ def _enqueue_send(notification_id: int, countdown: float = 0) -> None:
 def channels_for(notification: Notification, alerts: list[Alert] = ()) -> list[NotificationChannel]:
     """The enabled channels a notification goes to, at or above their minimum priority (a failing
     channel's own alert goes to the others)."""
+    if notification.kind == Notification.Kind.RESOLVED:
+        # Where the alert went: the channels that carried its firing or repeat messages, still enabled.
+        return list(NotificationChannel.objects.filter(
+            enabled=True, deliveries__notification__alerts__in=[a.pk for a in alerts],
+            deliveries__notification__kind__in=[Notification.Kind.FIRING, Notification.Kind.REPEAT],
+        ).distinct().order_by("project_id", "name", "id"))
     rule = notification.rule
     scope = Q(project__isnull=True)
     if rule is not None and rule.project_id is not None:
@@ -124,30 +133,37 @@ def channels_for(notification: Notification, alerts: list[Alert] = ()) -> list[N
 def notification_send(*, notification_id: int) -> list[Delivery]:
     """Make the due notification's message and its deliveries (once, whoever calls first)."""
     with transaction.atomic():
-        notification = Notification.objects.select_for_update().filter(
+        notification = Notification.objects.select_for_update(of=("self",)).filter(
             pk=notification_id, status=Notification.Status.PENDING).select_related("rule").first()
         if notification is None:
             return []
         if notification.send_after > timezone.now() + timedelta(seconds=0.5):
             return []  # an early countdown (clock skew): the sweep sends it when due
         alerts = list(notification.alerts.select_related("rule", "project").order_by("created_at", "id"))
-        if notification.kind in (Notification.Kind.FIRING, Notification.Kind.REPEAT):
-            # Silenced, resolved or acknowledged since they joined: not announced as firing.
-            alerts = [a for a in alerts if a.status == Alert.Status.OPEN and not _silence(a)]
+        firing = notification.kind in (Notification.Kind.FIRING, Notification.Kind.REPEAT)
+        if firing or notification.kind == Notification.Kind.PERSONAL:
+            # Silenced (or, when firing, resolved or acknowledged) since they joined: not announced.
+            alerts = [a for a in alerts if (a.status == Alert.Status.OPEN or not firing) and not _silence(a)]
             if not alerts:
                 notification.status = Notification.Status.SILENCED
                 notification.group_key = ""
                 notification.save(update_fields=["status", "group_key"])
                 return []
-        channels = channels_for(notification, alerts)
+            notification.priority = max((a.priority for a in alerts), key=lambda p: PRIORITY_RANK.get(p, 0))
+        recipient = ""
+        if notification.kind == Notification.Kind.PERSONAL:
+            channel, recipient = personal.personal_route(alerts)
+            channels = [channel] if channel is not None else []
+        else:
+            channels = channels_for(notification, alerts)
         notification.title, notification.body = messages.render(notification, alerts)
         notification.status = Notification.Status.SENDING if channels else Notification.Status.SKIPPED
         notification.group_key = ""
-        notification.save(update_fields=["title", "body", "status", "group_key"])
-        if notification.kind in (Notification.Kind.FIRING, Notification.Kind.REPEAT) and channels:
+        notification.save(update_fields=["title", "body", "status", "group_key", "priority"])
+        if firing and channels:
             Alert.objects.filter(pk__in=[a.pk for a in alerts]).update(last_notified_at=timezone.now())
-        deliveries = [Delivery.objects.create(notification=notification, channel=c, channel_name=c.name)
-                      for c in channels]
+        deliveries = [Delivery.objects.create(notification=notification, channel=c, channel_name=c.name,
+                                              recipient=recipient) for c in channels]
         for delivery in deliveries:
             transaction.on_commit(lambda did=delivery.pk: delivery_enqueue(did))
     return deliveries

@@ -180,7 +180,7 @@ def job_failed_alert(kind: jobs.JobKind, job, *, rule: AlertRule | None = None) 
     raises, and what the app that failed the job asks for at once (through jobs.job_failed)."""
     if kind.failed_rule is None:
         return None
-    metadata = {"job": kind.subject(job), "error_code": None,
+    metadata = {"job": kind.subject(job), "error_code": None, "created_by_id": kind.creator_id(job),
                 **(kind.failure_metadata(job) if kind.failure_metadata else {})}
     code = metadata["error_code"]
     return alert_raise(rule=rule, rule_kind=kind.failed_rule, subject=kind.subject(job), alert_type="job",

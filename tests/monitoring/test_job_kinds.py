@@ -15,8 +15,9 @@ from monitoring.models import Alert, AnomalyDetection
 def test_every_app_registers_its_kinds_of_job(db):
     kinds = {kind.key: kind for kind in jobs.kinds()}
     assert {"processing_job", "training_job", "pipeline_run", "anomaly_detection"} <= set(kinds)
-    assert {k: kinds[k].failed_rule for k in ("processing_job", "training_job", "pipeline_run")} == {
-        "processing_job": "job_failed", "training_job": "training_failed", "pipeline_run": "pipeline_failed"}
+    assert {k: kinds[k].failed_rule for k in ("processing_job", "training_job", "pipeline_run", "anomaly_detection")} == {
+        "processing_job": "job_failed", "training_job": "training_failed", "pipeline_run": "pipeline_failed",
+        "anomaly_detection": "job_failed"}
     assert kinds["anomaly_detection"].reaper == "monitoring.services.detection.anomaly_detections_reap_stale"
     assert set(jobs.reap_all()) == {k.reaper for k in kinds.values() if k.reaper}
 
@@ -38,7 +39,9 @@ def test_a_registered_kind_is_watched_and_shown_by_what_its_app_registered(rules
     failed = AnomalyDetection.objects.create(dataset=dataset, project=dataset.project, dataset_name="penguins", status="failed",
                                              error="boom", finished_at=timezone.now())
     running = AnomalyDetection.objects.create(dataset=dataset, project=dataset.project, dataset_name="penguins", status="running")
-    assert services.jobs_check()["failed"] == 1
+    # Watched under both keys: the new kind's, and anomaly detections' own (a failed processing job).
+    assert services.jobs_check()["failed"] == 2
+    assert Alert.objects.filter(subject=f"anomaly_detection.{failed.pk}").exists()
     alert = Alert.objects.get(subject=f"test_detection.{failed.pk}")
     assert alert.project_id == dataset.project_id  # a job's alert belongs to the job's project
     assert alert.title == f"Failed: Test detection #{failed.pk}" and alert.message == "boom"

@@ -43,11 +43,11 @@ def test_an_alert_reaches_a_webhook_and_an_email(webhook_server, smtp_server):
     for delivery in deliveries:
         assert services.delivery_attempt(delivery_id=delivery.pk) is None
     body = webhook_server.wait(1)[0]["json"]
-    assert body["title"].startswith("[HIGH] CPU above 90% on h1") and "/monitoring/?alert=" in body["message"]
+    assert body["title"].startswith("[HIGH] CPU above 90% on h1") and f"/monitoring/alerts/{alert.pk}/" in body["message"]
     message = smtp_server.wait(1)[0]
     assert message["Subject"].startswith("[HIGH] CPU above 90% on h1") and len(message["Subject"]) <= 78
     assert message.envelope_to == ["oncall@example.com"]
-    assert f"/monitoring/?alert={alert.pk}" in SmtpServer.text(message)
+    assert f"/monitoring/alerts/{alert.pk}/" in SmtpServer.text(message)
     assert set(Delivery.objects.values_list("status", "attempts")) == {("sent", 1)}
 
 

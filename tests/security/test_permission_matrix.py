@@ -51,6 +51,7 @@ NOT_PROJECT_OBJECTS = {
     "POST /api/auth/token/": "login: exchanges a password for a token, anonymous by design",
     "POST /api/auth/tokens/": "the caller's own API tokens (tests/mlops_dashboard/test_tokens.py)",
     "DELETE /api/auth/tokens/{}/": "the caller's own API tokens (tests/mlops_dashboard/test_tokens.py)",
+    "PUT /api/account/notifications/": "the caller's own personal route (tests/monitoring/test_personal.py)",
 }
 # Pages that accept a POST but are about the user themself, not a project's objects.
 PAGES_NOT_PROJECT_OBJECTS = {
@@ -58,6 +59,7 @@ PAGES_NOT_PROJECT_OBJECTS = {
     "POST /logout/": "logout",
     "POST /account/password/": "the user's own password",
     "POST /account/tokens/": "the user's own API tokens",
+    "POST /account/notifications/": "the user's own personal route",
     "POST /account/tokens/{}/revoke/": "the user's own API tokens",
 }
 

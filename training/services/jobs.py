@@ -24,7 +24,7 @@ from mlops_dashboard import permissions
 from mlops_dashboard.activity import activity_record_quietly
 from mlops_dashboard.audit import audit_record
 from mlops_dashboard.events import catalog, publish_on_commit
-from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, stale
+from mlops_dashboard.jobs import ACTIVE, JobStatus, claim, finish, heartbeat, job_failed_send, stale
 from mlops_dashboard.projects import parent_project
 
 from ..models import STAGES, ModelVersion, TrainingJob, artifact_path
@@ -435,6 +435,8 @@ def _training_job_fail(
                 suggestions=[str(s) for s in suggestions],
             )
         )
+        if status == JobStatus.FAILED:  # monitoring's alert (and its creator's email) at once, not at the next check
+            transaction.on_commit(lambda: _failed_announce(job_id), robust=True)
         cancelled = code == "CANCELLED"
         activity_record_quietly(title=f"Training {'cancelled' if cancelled else 'failed'}: {row['name']}",
                   action_type="training_cancel" if cancelled else "training_failed", status=str(status),
@@ -442,6 +444,12 @@ def _training_job_fail(
                   user=_user(row["created_by_id"]), metadata={"job_id": job_id, "error_code": code},
                   project=row["project_id"])
     return True
+
+
+def _failed_announce(job_id: int) -> None:
+    job = TrainingJob.objects.defer("history").filter(pk=job_id).first()
+    if job is not None:
+        job_failed_send("training_job", job)
 
 
 def _user(user_id):
