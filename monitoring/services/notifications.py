@@ -176,16 +176,18 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
         return None
     channel, notification = delivery.channel, delivery.notification
     attempt = delivery.attempts + 1
+    tried = False  # only a real send counts for (or against) the channel
     if channel is None:
         result = notify.SendResult(False, "The channel was deleted.")
     elif not channel.enabled and notification.kind != Notification.Kind.TEST:
         result = notify.SendResult(False, "The channel was disabled.")
     else:
+        tried = True
         url = notify.with_recipient(channel.url, delivery.recipient) if delivery.recipient else channel.url
         result = notify.send(url, title=notification.title, body=notification.body,
                              timeout=settings.NOTIFY_TIMEOUT_SECONDS)
     now = timezone.now()
-    final = result.ok or attempt >= settings.NOTIFY_MAX_ATTEMPTS or channel is None
+    final = result.ok or attempt >= settings.NOTIFY_MAX_ATTEMPTS or not tried
     with transaction.atomic():
         status = Delivery.Status.SENT if result.ok else (Delivery.Status.FAILED if final else Delivery.Status.PENDING)
         error = "" if result.ok else (notify.scrub(result.error, channel.url) if channel else result.error)[:1000]
@@ -202,7 +204,7 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
         else:
             delay = None if final else retry_delay(attempt)
             publish_on_commit(catalog.NotificationFailed(**common, error=error, retrying=not final, retry_in=delay))
-        if channel is not None:
+        if tried:
             _channel_outcome(channel, ok=result.ok, error=error, now=now)
         if final and not Delivery.objects.filter(notification=notification, status=Delivery.Status.PENDING).exists():
             Notification.objects.filter(pk=notification.pk, status=Notification.Status.SENDING).update(
