@@ -201,3 +201,31 @@ def test_send_test_reaches_a_real_smtp_server(client, user, project, worker, smt
     assert message.envelope_to == ["oncall@example.com"]
     assert "If you read this, it works." in SmtpServer.text(message)
     assert _delivery_done(response.json()["id"]).status == "sent"
+
+
+# --- the admin -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_never_shows_the_url_and_keeps_it_when_left_empty(client, staff_user):
+    client.force_login(staff_user)
+    page = client.get("/admin/monitoring/notificationchannel/add/").content.decode()
+    assert 'type="password"' in page
+    response = client.post("/admin/monitoring/notificationchannel/add/", {
+        "name": "admin hook", "new_url": SECRET_URL, "min_priority": "medium", "enabled": "on", "default_route": "on"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    channel = NotificationChannel.objects.get(name="admin hook")
+    assert channel.url == SECRET_URL and channel.url_masked.startswith("jsons://***@hooks.example.com")
+    for url in ("/admin/monitoring/notificationchannel/", f"/admin/monitoring/notificationchannel/{channel.pk}/change/"):
+        page = client.get(url).content.decode()
+        assert "hooks.example.com" in page
+        _no_secrets(page)
+    response = client.post(f"/admin/monitoring/notificationchannel/{channel.pk}/change/", {
+        "name": "admin hook", "new_url": "", "min_priority": "high", "default_route": "on"})
+    assert response.status_code == 302
+    channel.refresh_from_db()
+    assert channel.url == SECRET_URL and channel.min_priority == "high" and not channel.enabled
+    response = client.post("/admin/monitoring/notificationchannel/add/", {
+        "name": "bad", "new_url": "nosuchservice://x", "min_priority": "low"})
+    assert response.status_code == 200 and not NotificationChannel.objects.filter(name="bad").exists()
+    assert AuditEntry.objects.filter(action="create", object_id=str(channel.pk)).exists()
