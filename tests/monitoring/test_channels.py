@@ -229,3 +229,69 @@ def test_the_admin_never_shows_the_url_and_keeps_it_when_left_empty(client, staf
         "name": "bad", "new_url": "nosuchservice://x", "min_priority": "low"})
     assert response.status_code == 200 and not NotificationChannel.objects.filter(name="bad").exists()
     assert AuditEntry.objects.filter(action="create", object_id=str(channel.pk)).exists()
+
+
+# --- the Monitoring page's section ------------------------------------------------------------------------
+
+
+def _form(**fields) -> dict:
+    body = {"name": "page hook", "url": SECRET_URL, "min_priority": "medium", "default_route": "on", "project": "",
+            **fields}
+    return {f"channel-{k}": v for k, v in body.items()}
+
+
+@pytest.mark.django_db
+def test_the_page_creates_lists_toggles_tests_and_deletes_a_channel(client, user, project):
+    client.force_login(user)
+    page = client.get("/monitoring/").content.decode()
+    assert 'id="channels"' in page and 'id="channel-submit"' in page
+    response = client.post("/monitoring/channels/", _form(project=project.pk))
+    assert response.status_code == 302 and response["Location"].endswith("#channels")
+    channel = NotificationChannel.objects.get(name="page hook")
+    assert channel.project_id == project.pk and channel.url == SECRET_URL and channel.min_priority == "medium"
+    page = client.get("/monitoring/").content.decode()
+    assert f'data-channel-id="{channel.pk}"' in page and "jsons://***@hooks.example.com:8443/***" in page
+    _no_secrets(page)
+    row = client.get(f"/monitoring/channels/{channel.pk}/row/").content.decode()
+    assert "No delivery yet" in row and 'data-action="test"' in row
+    assert client.post(f"/monitoring/channels/{channel.pk}/test/").status_code == 302
+    row = client.get(f"/monitoring/channels/{channel.pk}/row/").content.decode()
+    assert 'data-delivery-status="pending"' in row and "Test" in row
+    assert client.post(f"/monitoring/channels/{channel.pk}/toggle/").status_code == 302
+    assert not NotificationChannel.objects.get(pk=channel.pk).enabled
+    assert client.post(f"/monitoring/channels/{channel.pk}/delete/").status_code == 302
+    assert not NotificationChannel.objects.filter(pk=channel.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_page_form_says_what_is_wrong_without_echoing_the_url(client, user, project):
+    client.force_login(user)
+    response = client.post("/monitoring/channels/", _form(url="nosuchservice://s3cr3tT0ken/x", project=project.pk))
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'data-error-for="channel-url"' in page and "s3cr3tT0ken" not in page
+    assert not NotificationChannel.objects.exists()
+    NotificationChannelFactory(name="page hook", project=project)
+    response = client.post("/monitoring/channels/", _form(project=project.pk))
+    assert response.status_code == 400 and 'data-error-for="channel-name"' in response.content.decode()
+    # alice is no admin: a global channel is refused, naming the role.
+    response = client.post("/monitoring/channels/", _form(name="global one"))
+    assert response.status_code == 403 and not NotificationChannel.objects.filter(name="global one").exists()
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_the_channels_masked_with_locked_buttons(client, project):
+    viewer = UserFactory(username="vic")
+    member(viewer, "viewer", project)
+    channel = NotificationChannelFactory(name="ops", url=SECRET_URL, url_masked="jsons://***@hooks.example.com:8443/***",
+                                         project=project)
+    client.force_login(viewer)
+    page = client.get("/monitoring/").content.decode()
+    assert f'data-channel-id="{channel.pk}"' in page and 'id="channel-form-locked"' in page
+    row = client.get(f"/monitoring/channels/{channel.pk}/row/").content.decode()
+    assert "disabled" in row and "maintainer" in row and 'data-action="test"' not in row
+    _no_secrets(page + row)
+    assert client.post(f"/monitoring/channels/{channel.pk}/test/").status_code == 403
+    other = NotificationChannelFactory(name="theirs", project=ProjectFactory(slug="theirs"))
+    assert client.get(f"/monitoring/channels/{other.pk}/row/").status_code == 404
+    assert f'data-channel-id="{other.pk}"' not in page
