@@ -69,7 +69,9 @@ def test_a_patch_without_url_keeps_it_and_with_url_replaces_it(staff_api):
     response = staff_api.patch(f"/api/notification-channels/{channel_id}/", {"url": "json://127.0.0.1:9/other"},
                                content_type="application/json")
     assert response.status_code == 200 and response.json()["url_masked"] == "json://127.0.0.1:9/***"
-    assert NotificationChannel.objects.get(pk=channel_id).url == "json://127.0.0.1:9/other"
+    channel = NotificationChannel.objects.get(pk=channel_id)
+    assert channel.url == "json://127.0.0.1:9/other"
+    assert not channel.enabled and channel.min_priority == "critical" and channel.default_route  # not reset to defaults
     summaries = " ".join(AuditEntry.objects.values_list("summary", flat=True))
     assert "url: changed" in summaries or "json://127.0.0.1:9/***" in summaries
     _no_secrets(summaries)
