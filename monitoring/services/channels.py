@@ -6,6 +6,8 @@ events and errors name the channel by its name and `url_masked` only.
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
@@ -19,6 +21,8 @@ from .. import notify
 from ..models import AlertRule, Delivery, Notification, NotificationChannel, Priority
 from .alerts import alert_condition_clear, alert_raise
 from .notifications import delivery_enqueue
+
+logger = logging.getLogger(__name__)
 
 CHANNEL_FIELDS = ("name", "url", "min_priority", "enabled", "default_route")
 
@@ -177,7 +181,7 @@ def _subject(channel: NotificationChannel) -> str:
 def channel_failing_raise(channel: NotificationChannel, *, error: str):
     """A channel that failed NOTIFY_CHANNEL_FAILURES_ALERT attempts in a row: a system alert (global),
     sent on the other channels (`channels_for` leaves the failing one out). `error` is already scrubbed."""
-    return alert_raise(
+    alert = alert_raise(
         rule_kind=AlertRule.Kind.CUSTOM, subject=_subject(channel), alert_type="notification",
         title=f"Notification channel failing: {channel.name}"[:200], source=channel.name, priority="high",
         message=f"{channel.consecutive_failures} attempts in a row failed ({channel.service} "
@@ -185,6 +189,9 @@ def channel_failing_raise(channel: NotificationChannel, *, error: str):
         suggested_actions=["Check the channel's URL and the service it points at, then send a test."],
         metadata={"channel_id": channel.pk, "url_masked": channel.url_masked},
     )
+    if alert is None:  # every global rule of kind "custom" is disabled: an admin turned these off
+        logger.warning("notification channel %s is failing; its alert is off (custom rules disabled)", channel.pk)
+    return alert
 
 
 def channel_failing_clear(channel: NotificationChannel, *, message: str = ""):

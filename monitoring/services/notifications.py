@@ -227,13 +227,23 @@ def _channel_outcome(channel: NotificationChannel, *, ok: bool, error: str, now)
     if ok:
         NotificationChannel.objects.filter(pk=channel.pk).update(consecutive_failures=0, last_sent_at=now)
         if channel.consecutive_failures:
-            channel_services.channel_failing_clear(channel)
+            _quietly(channel_services.channel_failing_clear, channel)
         return
     NotificationChannel.objects.filter(pk=channel.pk).update(
         consecutive_failures=F("consecutive_failures") + 1, last_error=error, last_failed_at=now)
     channel.refresh_from_db(fields=["consecutive_failures"])
     if channel.consecutive_failures >= settings.NOTIFY_CHANNEL_FAILURES_ALERT:
-        channel_services.channel_failing_raise(channel, error=error)
+        _quietly(channel_services.channel_failing_raise, channel, error=error)
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    """The channel's own alert is a courtesy: failing to raise or clear it must not undo the
+    delivery's record (its own savepoint)."""
+    try:
+        with transaction.atomic():
+            fn(*args, **kwargs)
+    except Exception:
+        logger.warning("%s failed", fn.__name__, exc_info=True)
 
 
 # --- beat -------------------------------------------------------------------------------------------
