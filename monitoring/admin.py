@@ -132,3 +132,6 @@ class AnomalyDetectionAdmin(ReadOnlyAdmin):
     @admin.display(description="top rows")
     def top_rows_display(self, detection):
         return pretty_json(detection.top_rows[:10])
+
+
+from . import admin_channels  # noqa: E402,F401  (notification channels and deliveries)

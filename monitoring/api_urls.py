@@ -1,13 +1,14 @@
 from django.urls import path
 from mlops_dashboard.routers import ApiRouter
 
-from . import api
+from . import api, api_channels
 
 router = ApiRouter()
 router.register("alerts", api.AlertViewSet, basename="alert")
 router.register("alert-rules", api.AlertRuleViewSet, basename="alert-rule")
 router.register("anomalies", api.AnomalyViewSet, basename="anomaly")
 router.register("anomaly/detect", api.DetectionViewSet, basename="anomaly-detection")
+router.register("notification-channels", api_channels.NotificationChannelViewSet, basename="notification-channel")
 
 urlpatterns = [
     path("monitoring/system/", api.SystemView.as_view(), name="monitoring-system"),

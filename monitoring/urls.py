@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_alerts
+from . import views, views_alerts, views_channels
 
 app_name = "monitoring"
 
@@ -19,5 +19,10 @@ urlpatterns = [
     path("alerts/<int:pk>/row/", views.alert_row, name="alert-row"),
     path("alerts/<int:pk>/item/", views.alert_item, name="alert-item"),
     path("anomalies/<int:pk>/row/", views.anomaly_row, name="anomaly-row"),
+    path("channels/", views_channels.channel_create, name="channel-create"),
+    path("channels/<int:pk>/toggle/", views_channels.channel_toggle, name="channel-toggle"),
+    path("channels/<int:pk>/test/", views_channels.channel_test, name="channel-test"),
+    path("channels/<int:pk>/delete/", views_channels.channel_delete, name="channel-delete"),
+    path("channels/<int:pk>/row/", views_channels.channel_row, name="channel-row"),
     path("datasets/<int:dataset_id>/anomalies/", views.dataset_anomalies_result, name="dataset-anomalies-result"),
 ]

@@ -18,6 +18,7 @@ from datasets import selectors as dataset_selectors
 from . import selectors, services
 from .forms import AlertRuleForm
 from .models import METRICS, Alert, AlertRule, Anomaly
+from .views_channels import channels_context
 
 
 def _api_urls() -> dict:
@@ -97,6 +98,7 @@ def _index_context(request, form=None, editing=None) -> dict:
         "editing": editing,
         "hosts": selectors.latest_metrics(),
         "health": selectors.health_current(),
+        **channels_context(request, project=project),
         "page_data": {
             "api": _api_urls(),
             "minutes": 60,

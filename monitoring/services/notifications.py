@@ -133,6 +133,7 @@ def channels_for(notification: Notification, alerts: list[Alert] = ()) -> list[N
 def notification_send(*, notification_id: int) -> list[Delivery]:
     """Make the due notification's message and its deliveries (once, whoever calls first)."""
     with transaction.atomic():
+        # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the rule's outer join.
         notification = Notification.objects.select_for_update(of=("self",)).filter(
             pk=notification_id, status=Notification.Status.PENDING).select_related("rule").first()
         if notification is None:
@@ -192,16 +193,18 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
         return None
     channel, notification = delivery.channel, delivery.notification
     attempt = delivery.attempts + 1
+    tried = False  # only a real send counts for (or against) the channel
     if channel is None:
         result = notify.SendResult(False, "The channel was deleted.")
     elif not channel.enabled and notification.kind != Notification.Kind.TEST:
         result = notify.SendResult(False, "The channel was disabled.")
     else:
+        tried = True
         url = notify.with_recipient(channel.url, delivery.recipient) if delivery.recipient else channel.url
         result = notify.send(url, title=notification.title, body=notification.body,
                              timeout=settings.NOTIFY_TIMEOUT_SECONDS)
     now = timezone.now()
-    final = result.ok or attempt >= settings.NOTIFY_MAX_ATTEMPTS or channel is None
+    final = result.ok or attempt >= settings.NOTIFY_MAX_ATTEMPTS or not tried
     with transaction.atomic():
         status = Delivery.Status.SENT if result.ok else (Delivery.Status.FAILED if final else Delivery.Status.PENDING)
         error = "" if result.ok else (notify.scrub(result.error, channel.url) if channel else result.error)[:1000]
@@ -218,7 +221,7 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
         else:
             delay = None if final else retry_delay(attempt)
             publish_on_commit(catalog.NotificationFailed(**common, error=error, retrying=not final, retry_in=delay))
-        if channel is not None:
+        if tried:
             _channel_outcome(channel, ok=result.ok, error=error, now=now)
         if final and not Delivery.objects.filter(notification=notification, status=Delivery.Status.PENDING).exists():
             Notification.objects.filter(pk=notification.pk, status=Notification.Status.SENDING).update(
@@ -240,13 +243,23 @@ def _channel_outcome(channel: NotificationChannel, *, ok: bool, error: str, now)
     if ok:
         NotificationChannel.objects.filter(pk=channel.pk).update(consecutive_failures=0, last_sent_at=now)
         if channel.consecutive_failures:
-            channel_services.channel_failing_clear(channel)
+            _quietly(channel_services.channel_failing_clear, channel)
         return
     NotificationChannel.objects.filter(pk=channel.pk).update(
         consecutive_failures=F("consecutive_failures") + 1, last_error=error, last_failed_at=now)
     channel.refresh_from_db(fields=["consecutive_failures"])
     if channel.consecutive_failures >= settings.NOTIFY_CHANNEL_FAILURES_ALERT:
-        channel_services.channel_failing_raise(channel, error=error)
+        _quietly(channel_services.channel_failing_raise, channel, error=error)
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    """The channel's own alert is a courtesy: failing to raise or clear it must not undo the
+    delivery's record (its own savepoint)."""
+    try:
+        with transaction.atomic():
+            fn(*args, **kwargs)
+    except Exception:
+        logger.warning("%s failed", fn.__name__, exc_info=True)
 
 
 # --- beat -------------------------------------------------------------------------------------------

@@ -65,6 +65,17 @@ export const toastRules = {
     title: `System health: ${e.current_health}`,
     message: e.reason || e.recommended_action || "",
   }),
+  // One toast per failed delivery, not per retry: its first failure and its last (no retry left).
+  notification_failed: (e) =>
+    e.attempt === 1 || !e.retrying
+      ? {
+          kind: e.retrying ? "warning" : "error",
+          title: e.retrying ? `Notification to ${e.channel_name} failed, retrying` : `Notification to ${e.channel_name} failed`,
+          message: e.error || "The channel did not accept the message.",
+        }
+      : null,
+  notification_sent: (e) =>
+    e.kind === "test" ? { kind: "success", title: "Test notification sent", message: `${e.channel_name} accepted the test message.` } : null,
   activity_update: (e) =>
     e.activity?.action_type === "test"
       ? { kind: "info", title: e.activity.title || "Test event", message: e.activity.description || "" }

@@ -168,6 +168,12 @@ class World:
         rule = AlertRuleFactory(kind="job_failed", metric="", threshold=None, name="Job failed")
         return AlertFactory(rule=rule, project=self.alpha, subject="processing_job.1", alert_type="job_failed")
 
+    def channel(self, *, project=True):
+        from tests.factories import NotificationChannelFactory
+
+        return NotificationChannelFactory(project=self.alpha if project else None,
+                                          name=f"{'alpha' if project else 'global'} hook {uuid.uuid4().hex[:6]}")
+
     def rule(self, *, project=True):
         from tests.factories import AlertRuleFactory
 
@@ -256,10 +262,23 @@ def _dave(w, o):
     return Membership.objects.get(project=w.alpha, user=w.dave)
 
 
+def _channel_body(world, *, project: bool) -> dict:
+    return {"project": world.alpha.pk if project else None, "name": f"hook {uuid.uuid4().hex[:6]}",
+            "url": "json://127.0.0.1:9/hook", "min_priority": "high"}
+
+
+def _channel_form(w, obj, o, *, project: bool = True) -> dict:
+    body = {"name": f"hook {uuid.uuid4().hex[:6]}", "url": "json://127.0.0.1:9/hook", "min_priority": "high",
+            "default_route": "on", "project": w.alpha.pk if project else ""}
+    return {f"channel-{k}": v for k, v in body.items()}
+
+
 DATASET = lambda w, o: w.dataset(o)  # noqa: E731 - the table reads better with short names
 PIPELINE = lambda w, o: w.pipeline(o)  # noqa: E731
 PROJECT_RULE = lambda w, o: w.rule()  # noqa: E731
 GLOBAL_RULE = lambda w, o: w.rule(project=False)  # noqa: E731
+PROJECT_CHANNEL = lambda w, o: w.channel()  # noqa: E731
+GLOBAL_CHANNEL = lambda w, o: w.channel(project=False)  # noqa: E731
 MEMBER = "/api/projects/{w.alpha.pk}/members/{obj.user.username}/"
 
 MATRIX: dict[str, list[Case]] = {
@@ -356,6 +375,31 @@ MATRIX: dict[str, list[Case]] = {
                                             lambda w, o: w.detection(o, status="succeeded"), ok=(204,))],
     "POST /api/anomaly/detect/": [Case("editor", "/api/anomaly/detect/", body=lambda w, obj, o: {
         "dataset": w.dataset(o).pk, "contamination": 0.1}, ok=(202,), parent_field="dataset")],
+    # notification channels: a project's are its maintainers', the global ones staff's
+    "POST /api/notification-channels/": [
+        Case("maintainer", "/api/notification-channels/", body=lambda w, obj, o: _channel_body(w, project=True),
+             variant="project channel", ok=(201,)),
+        Case("staff", "/api/notification-channels/", body=lambda w, obj, o: _channel_body(w, project=False),
+             variant="global channel", ok=(201,), global_target=True),
+    ],
+    "PATCH /api/notification-channels/{}/": [
+        Case("maintainer", "/api/notification-channels/{obj.pk}/", PROJECT_CHANNEL, {"enabled": False},
+             variant="project channel", ok=(200,)),
+        Case("staff", "/api/notification-channels/{obj.pk}/", GLOBAL_CHANNEL, {"enabled": False},
+             variant="global channel", ok=(200,), global_target=True),
+    ],
+    "DELETE /api/notification-channels/{}/": [
+        Case("maintainer", "/api/notification-channels/{obj.pk}/", PROJECT_CHANNEL, variant="project channel",
+             ok=(204,)),
+        Case("staff", "/api/notification-channels/{obj.pk}/", GLOBAL_CHANNEL, variant="global channel", ok=(204,),
+             global_target=True),
+    ],
+    "POST /api/notification-channels/{}/test/": [
+        Case("maintainer", "/api/notification-channels/{obj.pk}/test/", PROJECT_CHANNEL, variant="project channel",
+             ok=(202,), notes="a test send reveals nothing, but it spams the channel: who manages it"),
+        Case("staff", "/api/notification-channels/{obj.pk}/test/", GLOBAL_CHANNEL, variant="global channel",
+             ok=(202,), global_target=True),
+    ],
     # projects and members
     "POST /api/projects/": [Case("staff", "/api/projects/", body={"name": "Gamma"}, ok=(201,), global_target=True)],
     "POST /api/projects/{}/members/": [Case("maintainer", "/api/projects/{w.alpha.pk}/members/",
@@ -388,7 +432,8 @@ def expected(case: Case, actor: str):
 
 TRACKED = ("datasets.Dataset", "datasets.ProcessingJob", "training.TrainingJob", "training.ModelVersion",
            "training.Deployment", "pipelines.Pipeline", "pipelines.PipelineRun", "monitoring.AlertRule",
-           "monitoring.Alert", "monitoring.AnomalyDetection", "mlops_dashboard.Project",
+           "monitoring.Alert", "monitoring.AnomalyDetection", "monitoring.NotificationChannel", "monitoring.Delivery",
+           "mlops_dashboard.Project",
            "mlops_dashboard.Membership")
 
 
@@ -551,6 +596,16 @@ PAGES: dict[str, list[PageCase]] = {
         PageCase("/monitoring/rules/{obj.pk}/toggle/", PROJECT_RULE, {}, variant="project rule"),
         PageCase("/monitoring/rules/{obj.pk}/toggle/", GLOBAL_RULE, {}, variant="global rule", global_target=True),
     ],
+    "POST /monitoring/channels/": [
+        PageCase("/monitoring/channels/", body=_channel_form, variant="project channel"),
+        PageCase("/monitoring/channels/", body=lambda w, obj, o: _channel_form(w, obj, o, project=False),
+                 variant="global channel", global_target=True),
+    ],
+    **{f"POST /monitoring/channels/{{}}/{verb}/": [
+        PageCase(f"/monitoring/channels/{{obj.pk}}/{verb}/", PROJECT_CHANNEL, {}, variant="project channel"),
+        PageCase(f"/monitoring/channels/{{obj.pk}}/{verb}/", GLOBAL_CHANNEL, {}, variant="global channel",
+                 global_target=True),
+    ] for verb in ("toggle", "test", "delete")},
 }
 
 
