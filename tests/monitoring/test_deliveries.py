@@ -45,7 +45,7 @@ def test_a_closed_port_retries_with_backoff_raises_the_failing_alert_on_the_othe
     assert not Delivery.objects.exists()
 
     first = webhook_server.wait(1, predicate=lambda m: "CPU above 90% on h1" in m["json"]["title"])[0]
-    assert f"/monitoring/?alert={alert.pk}" in first["json"]["message"]
+    assert f"/monitoring/alerts/{alert.pk}/" in first["json"]["message"]
 
     failed = wait_for(lambda: (lambda got: got if len(got) >= 3 else None)(
         [e for e in events("notification_failed") if e["channel_id"] == bad.pk and e["kind"] == "firing"]),
