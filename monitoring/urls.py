@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_silences
 
 app_name = "monitoring"
 
@@ -17,5 +17,7 @@ urlpatterns = [
     path("alerts/<int:pk>/row/", views.alert_row, name="alert-row"),
     path("alerts/<int:pk>/item/", views.alert_item, name="alert-item"),
     path("anomalies/<int:pk>/row/", views.anomaly_row, name="anomaly-row"),
+    path("silences/section/", views_silences.silences_section, name="silences-section"),
+    path("maintenance-windows/section/", views_silences.windows_section, name="windows-section"),
     path("datasets/<int:dataset_id>/anomalies/", views.dataset_anomalies_result, name="dataset-anomalies-result"),
 ]
