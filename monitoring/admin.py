@@ -128,3 +128,6 @@ class AnomalyDetectionAdmin(ReadOnlyAdmin):
     @admin.display(description="top rows")
     def top_rows_display(self, detection):
         return pretty_json(detection.top_rows[:10])
+
+
+from . import admin_silences  # noqa: E402,F401  (silences and maintenance windows)

@@ -225,7 +225,7 @@ def alert_snooze(*, user, alert: Alert, minutes: int) -> Silence:
 # --- maintenance windows -----------------------------------------------------------------------------------------
 
 
-def _window_errors(cron, duration_minutes, comment) -> dict:
+def window_errors(cron, duration_minutes, comment) -> dict:
     errors = {}
     try:
         silencing.parse_cron(cron if isinstance(cron, str) else "")
@@ -247,7 +247,7 @@ def _window_values(window: MaintenanceWindow) -> dict:
 def maintenance_window_create(*, user, matchers, cron: str, duration_minutes: int, comment: str = "",
                               enabled: bool = True) -> MaintenanceWindow:
     cleaned, project_id = _owned_matchers(user, matchers)
-    errors = _window_errors(cron, duration_minutes, comment)
+    errors = window_errors(cron, duration_minutes, comment)
     if errors:
         raise ValidationError(errors)
     window = MaintenanceWindow(matchers=cleaned, project_id=project_id, cron=" ".join(cron.split()),
@@ -281,7 +281,7 @@ def maintenance_window_update(*, user, window: MaintenanceWindow, **fields) -> M
         if window.project_id != old_project:
             _authorize(user, window)  # moving it needs the right on both sides
     cron = fields.get("cron", window.cron)
-    errors = _window_errors(cron, fields.get("duration_minutes", window.duration_minutes),
+    errors = window_errors(cron, fields.get("duration_minutes", window.duration_minutes),
                             fields.get("comment", window.comment))
     if errors:
         window.refresh_from_db()

@@ -380,3 +380,55 @@ def test_a_silence_from_an_alert_stops_its_next_message_until_it_ends(worker, we
     messages = webhook_server.wait(3)
     assert "h1" in messages[2]["json"]["title"]
     assert len(webhook_server.settle(1)) == 3
+
+
+# --- the admin and the Monitoring page -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_admin_expires_silences_and_edits_windows_through_the_services(team, rules):
+    client = as_user(team["staff"])
+    alert = AlertFactory(rule=rules["cpu-high"], subject="h1")
+    silence = services.silence_create(user=team["staff"], matchers={"rule": "cpu-high"}, ends_at=timezone.now() +
+                                      timedelta(hours=1))
+    assert client.get("/admin/monitoring/silence/").status_code == 200
+    assert client.get(f"/admin/monitoring/silence/{silence.pk}/change/").status_code == 200
+    client.post("/admin/monitoring/silence/", {"action": "expire_silences", "_selected_action": [silence.pk]})
+    silence.refresh_from_db()
+    alert.refresh_from_db()
+    assert silence.state == "expired" and not alert.is_silenced
+    bad = client.post("/admin/monitoring/maintenancewindow/add/", {
+        "matchers": '{"rule": "cpu-high"}', "cron": "at night", "duration_minutes": "60", "comment": "", "enabled": "on"})
+    assert bad.status_code == 200 and not MaintenanceWindow.objects.exists()
+    response = client.post("/admin/monitoring/maintenancewindow/add/", {
+        "matchers": '{"rule": "alpha-jobs"}', "cron": "0 2 * * 6", "duration_minutes": "60", "comment": "",
+        "enabled": "on"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    window = MaintenanceWindow.objects.get()
+    assert window.project_id == team["alpha"].pk and window.matchers["project"] == team["alpha"].pk
+    assert client.get("/admin/monitoring/maintenancewindow/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_monitoring_page_shows_silences_windows_and_the_buttons_by_role(team, rules):
+    from mlops_dashboard.models import ProjectPreference
+
+    alert = project_alert(team)
+    services.silence_create(user=team["maint"], matchers={"rule": "alpha-jobs"}, ends_at=timezone.now() +
+                            timedelta(hours=1), comment="deploying")
+    MaintenanceWindowFactory(matchers={"project": team["alpha"].pk}, project=team["alpha"], comment="backups")
+    for name in ("maint", "view"):
+        ProjectPreference.objects.update_or_create(user=team[name], defaults={"project": team["alpha"]})
+    page = as_user(team["maint"]).get("/monitoring/").content.decode()
+    assert 'data-action="silence"' in page and 'data-action="snooze"' in page and "Silenced until" in page
+    assert "deploying" in page and "backups" in page and 'data-action="expire-silence"' in page
+    assert 'id="silence-dialog"' in page and 'data-action="delete-window"' in page
+    page = as_user(team["view"]).get("/monitoring/").content.decode()
+    assert 'data-action="silence"' not in page and 'data-action="expire-silence"' not in page
+    assert "needs the maintainer role" in page
+    row = as_user(team["view"]).get(f"/monitoring/alerts/{alert.pk}/row/").content.decode()
+    assert 'data-silenced="true"' in row and "Silenced until" in row
+    for url in ("/monitoring/silences/section/", "/monitoring/maintenance-windows/section/"):
+        response = as_user(team["bee"]).get(url)
+        assert response.status_code == 200 and "deploying" not in response.content.decode()
+        assert "backups" not in response.content.decode()
