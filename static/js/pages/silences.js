@@ -117,7 +117,7 @@ export function initSilences({ data, alertRows }) {
     const row = button.closest("tr");
     const id = row.dataset.alertId;
     if (button.dataset.action === "silence") {
-      openDialog({ rule: row.dataset.rule, subject: row.dataset.subject, project: row.dataset.project, id });
+      openDialog({ rule: button.dataset.rule, subject: button.dataset.subject, project: button.dataset.project, id });
       return;
     }
     button.disabled = true;
@@ -136,16 +136,17 @@ export function initSilences({ data, alertRows }) {
     }
   });
 
-  // The silenced filter: rows carry data-silenced (kept by each live refresh).
+  // The silenced filter: a silenced row shows its "Silenced until" badge (kept by each live refresh).
   const filter = $("alerts-silenced-filter");
   function applyFilter() {
     const want = filter?.value || "";
     for (const row of document.querySelectorAll("#alert-rows tr")) {
-      row.hidden = want !== "" && row.dataset.silenced !== want;
+      const silenced = row.querySelector('[data-field="silenced"]') ? "true" : "false";
+      row.hidden = want !== "" && silenced !== want;
     }
   }
   filter?.addEventListener("change", applyFilter);
-  new MutationObserver(applyFilter).observe($("alert-rows"), { childList: true, subtree: true, attributes: true, attributeFilter: ["data-silenced"] });
+  if ($("alert-rows")) new MutationObserver(applyFilter).observe($("alert-rows"), { childList: true, subtree: true });
 
   document.addEventListener("click", async (event) => {
     const button = event.target.closest('button[data-action="new-silence"], button[data-action="expire-silence"], button[data-action="delete-window"]');
