@@ -124,7 +124,8 @@ def channels_for(notification: Notification, alerts: list[Alert] = ()) -> list[N
 def notification_send(*, notification_id: int) -> list[Delivery]:
     """Make the due notification's message and its deliveries (once, whoever calls first)."""
     with transaction.atomic():
-        notification = Notification.objects.select_for_update().filter(
+        # of=self: PostgreSQL cannot lock the nullable side of the rule's outer join.
+        notification = Notification.objects.select_for_update(of=("self",)).filter(
             pk=notification_id, status=Notification.Status.PENDING).select_related("rule").first()
         if notification is None:
             return []
