@@ -95,22 +95,44 @@ def _authorize(user, obj) -> None:
 # --- the alerts they hold back ----------------------------------------------------------------------------
 
 
-def _remark(alerts) -> int:
-    """Recompute what holds each of these unresolved alerts back now; publish the ones that changed."""
-    now = timezone.now()
+def _remark(alerts, now=None) -> int:
+    """Recompute what holds each of these unresolved alerts back now; publish the ones that changed.
+    An open alert no silence holds any more and that was never notified (it opened silenced) is
+    notified now, like an alert that opens (its repeats and resolution follow)."""
+    from .notifications import alert_opened  # notifications imports this module
+
+    now = now or timezone.now()
     changed = 0
-    for alert in alerts.exclude(status=Alert.Status.RESOLVED).select_related("acknowledged_by", "resolved_by")[:REMARK_LIMIT]:
+    for alert in alerts.exclude(status=Alert.Status.RESOLVED).select_related("rule", "acknowledged_by",
+                                                                                "resolved_by")[:REMARK_LIMIT]:
         held = silence_for(rule=alert.rule_key, priority=alert.priority, subject=alert.subject,
                            project_id=alert.project_id, now=now)
         silence, until = held if held else (None, None)
         if (alert.silence_id, alert.silenced_until) == (getattr(silence, "pk", None), until):
             continue
-        if until is None and not alert.is_silenced and alert.silence_id is None:
-            continue  # nothing shown changes
         Alert.objects.filter(pk=alert.pk).update(silence=silence, silenced_until=until)
         alert.silence, alert.silenced_until = silence, until
+        if until is None and alert.status == Alert.Status.OPEN and alert.last_notified_at is None:
+            alert_opened(alert)
         publish_on_commit(catalog.SystemAlert(alert=alert_payload(alert), project_id=alert.project_id))
         changed += 1
+    return changed
+
+
+def silences_sweep(*, now=None, lookback: timedelta = timedelta(minutes=10)) -> int:
+    """Beat's part (from notifications_sweep): mark the alerts of silences that started lately and of
+    maintenance windows that hold now, and unmark those whose silence or window has ended (an open
+    one that was never notified is notified then). Returns how many alerts changed."""
+    now = now or timezone.now()
+    changed = 0
+    with transaction.atomic():
+        changed += _remark(Alert.objects.filter(silenced_until__isnull=False, silenced_until__lte=now), now)
+        for silence in Silence.objects.filter(starts_at__lte=now, starts_at__gt=now - lookback, ends_at__gt=now):
+            changed += _remark(_matching(silence.matchers, silence.project_id).filter(silence__isnull=True), now)
+        for window in MaintenanceWindow.objects.filter(enabled=True):
+            if silencing.window_active(window.cron, window.duration_minutes, now) is not None:
+                changed += _remark(_matching(window.matchers, window.project_id).filter(
+                    silence__isnull=True, silenced_until__isnull=True), now)
     return changed
 
 

@@ -17,6 +17,7 @@ from mlops_dashboard.models import AuditEntry
 from monitoring import silencing
 from monitoring import services
 from monitoring.models import Alert, AlertRule, MaintenanceWindow, Notification, Silence
+from tests import procs
 from tests.factories import (AlertFactory, AlertRuleFactory, MaintenanceWindowFactory, NotificationChannelFactory,
                              ProjectFactory, SilenceFactory, UserFactory, member)
 
@@ -371,15 +372,40 @@ def test_a_silence_from_an_alert_stops_its_next_message_until_it_ends(worker, we
     assert "h2" in messages[1]["json"]["title"] and "more" not in messages[1]["json"]["title"]
     assert not Notification.objects.filter(alerts=held).exists()
 
-    # Ended early: the next alert on h1 goes out again.
+    # Ended early: the alert it held (still open, never notified) goes out, and so does the next one.
     assert client.delete(f"/api/silences/{silence_id}/").status_code == 204
     held.refresh_from_db()
     assert not held.is_silenced
-    services.alert_resolve(alert=held, user=staff)
-    raise_cpu("h1")
     messages = webhook_server.wait(3)
-    assert "h1" in messages[2]["json"]["title"]
-    assert len(webhook_server.settle(1)) == 3
+    assert "h1" in messages[2]["json"]["title"] and "RESOLVED" not in messages[2]["json"]["title"]
+    procs.wait_for(lambda: Alert.objects.get(pk=held.pk).last_notified_at, timeout=60, message="held notified")
+    services.alert_resolve(alert=Alert.objects.get(pk=held.pk), user=staff)
+    raise_cpu("h1")
+    titles = [m["json"]["title"] for m in webhook_server.wait(5)[3:]]
+    assert sorted("RESOLVED" in t for t in titles) == [False, True] and all("h1" in t for t in titles), titles
+    assert len(webhook_server.settle(1)) == 5
+
+
+@pytest.mark.django_db
+def test_beat_marks_silences_that_start_and_notifies_what_they_held_once_they_end(team, rules):
+    alert = services.alert_raise(rule_kind="metric", rule=rules["cpu-high"], subject="h1", title="CPU on h1")
+    Notification.objects.all().delete()  # its group: as if sent nowhere yet
+    silence = SilenceFactory(matchers={"rule": "cpu-high"}, starts_at=timezone.now() + timedelta(minutes=1))
+    assert services.notifications_sweep()["silences_changed"] == 0  # pending: nothing yet
+    Silence.objects.filter(pk=silence.pk).update(starts_at=timezone.now() - timedelta(seconds=5))
+    assert services.notifications_sweep()["silences_changed"] == 1
+    alert.refresh_from_db()
+    assert alert.is_silenced and alert.silence_id == silence.pk
+    assert services.notifications_sweep()["silences_changed"] == 0  # once
+    # It ends by itself (shortened: the alert marked with its new end, as a silence made so would).
+    ends = timezone.now() + timedelta(seconds=1)
+    Silence.objects.filter(pk=silence.pk).update(ends_at=ends)
+    Alert.objects.filter(pk=alert.pk).update(silenced_until=ends)
+    procs.wait_for(lambda: timezone.now() > ends, timeout=10, message="the silence's end")
+    assert services.notifications_sweep()["silences_changed"] == 1
+    alert.refresh_from_db()
+    assert not alert.is_silenced and alert.silenced_until is None
+    assert Notification.objects.filter(alerts=alert, kind="firing", status="pending").exists()
 
 
 # --- the admin and the Monitoring page -------------------------------------------------------------------------
