@@ -108,6 +108,7 @@ class AlertSnoozeView(APIView):
         201: SilenceSerializer, **DENIED, 409: OpenApiResponse(description="The alert is resolved.")})
     def post(self, request, pk: int):
         alert = permissions.get_visible(Alert.objects.select_related("rule"), request.user, pk=pk)
+        permissions.authorize(request.user, "manage", Silence(project_id=alert.project_id))  # before the body
         body = SnoozeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:

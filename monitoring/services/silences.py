@@ -169,6 +169,7 @@ def silence_create(*, user, matchers, ends_at, starts_at=None, comment: str = ""
     """A silence from `starts_at` (default now; a past time counts as now) to `ends_at` (in the future,
     after the start, at most SILENCE_MAX_DAYS later). 400 naming the field; 403/404 as `_authorize`."""
     cleaned, project_id = _owned_matchers(user, matchers)
+    _authorize(user, Silence(project_id=project_id))  # before saying anything about the rest
     now = timezone.now()
     starts_at, ends_at = _when(starts_at, "starts_at"), _when(ends_at, "ends_at")
     if ends_at is None:
@@ -229,6 +230,7 @@ def silence_expire(*, user, silence: Silence) -> Silence:
 
 def alert_snooze(*, user, alert: Alert, minutes: int) -> Silence:
     """A snooze of one alert: a silence of its rule, subject (exactly) and project, for 1..7 days."""
+    _authorize(user, Silence(project_id=alert.project_id))
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= SNOOZE_MAX_MINUTES:
         raise ValidationError({"minutes": f"From 1 to {SNOOZE_MAX_MINUTES} minutes (7 days)."})
     if alert.status == Alert.Status.RESOLVED:
@@ -269,6 +271,7 @@ def _window_values(window: MaintenanceWindow) -> dict:
 def maintenance_window_create(*, user, matchers, cron: str, duration_minutes: int, comment: str = "",
                               enabled: bool = True) -> MaintenanceWindow:
     cleaned, project_id = _owned_matchers(user, matchers)
+    _authorize(user, MaintenanceWindow(project_id=project_id))
     errors = window_errors(cron, duration_minutes, comment)
     if errors:
         raise ValidationError(errors)

@@ -458,3 +458,13 @@ def test_the_monitoring_page_shows_silences_windows_and_the_buttons_by_role(team
         response = as_user(team["bee"]).get(url)
         assert response.status_code == 200 and "deploying" not in response.content.decode()
         assert "backups" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_role_is_checked_before_the_body(team, rules):
+    job = project_alert(team)
+    assert post(as_user(team["edit"]), f"/api/alerts/{job.pk}/snooze/", {"minutes": 0}).status_code == 403
+    assert post(as_user(team["edit"]), "/api/silences/", {"matchers": {"project": team["alpha"].pk},
+                                                          "ends_at": later(hours=-1)}).status_code == 403
+    assert post(as_user(team["bee"]), "/api/maintenance-windows/", {
+        "matchers": {"project": team["alpha"].pk}, "cron": "0 2 * * *", "duration_minutes": 0}).status_code in (400, 404)
