@@ -135,3 +135,4 @@ class AnomalyDetectionAdmin(ReadOnlyAdmin):
 
 
 from . import admin_channels  # noqa: E402,F401  (notification channels and deliveries)
+from . import admin_silences  # noqa: E402,F401  (silences and maintenance windows)

@@ -108,12 +108,14 @@ class ResolveSerializer(serializers.Serializer):
 class AlertFilters(ProjectFilters):
     status = serializers.ChoiceField([*Alert.Status.values, "unresolved"], required=False)
     priority = serializers.ChoiceField(Priority.values, required=False)
+    silenced = serializers.BooleanField(required=False, help_text="true: only alerts a silence, snooze or "
+                                                                 "maintenance window holds back now; false: the others.")
 
 
 class AlertViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Alerts, newest first: the system's (global, `project` null) and those of the user's projects
     (a job's alert belongs to the job's project; another project's answers 404). Filters: `status`
-    (open, acknowledged, resolved, unresolved), `priority`, `project` (that project's alerts only,
+    (open, acknowledged, resolved, unresolved), `priority`, `silenced`, `project` (that project's alerts only,
     without the system's). Acknowledge and resolve with POST: a project's alert needs its editor
     role, a system alert staff (403 naming the role); 409 when the alert's status does not allow it."""
 
@@ -123,7 +125,8 @@ class AlertViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     def get_queryset(self):
         filters = self.filters()
-        return self.scoped(selectors.alerts(status=filters.get("status"), priority=filters.get("priority"), limit=0))
+        return self.scoped(selectors.alerts(status=filters.get("status"), priority=filters.get("priority"),
+                                            silenced=filters.get("silenced"), limit=0))
 
     def _alert(self, pk) -> Alert:
         return permissions.get_visible(Alert.objects.select_related("project"), self.request.user, pk=pk)

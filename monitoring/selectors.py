@@ -197,8 +197,12 @@ def _scoped(rows, user, project, *, include_global: bool = True):
     return rows
 
 
-def alerts(*, status: str | None = None, priority: str | None = None, limit: int = 100, user=None, project=None):
+def alerts(*, status: str | None = None, priority: str | None = None, limit: int = 100, user=None, project=None,
+           silenced: bool | None = None):
     rows = _scoped(Alert.objects.select_related("acknowledged_by", "resolved_by", "rule"), user, project)
+    if silenced is not None:
+        held = Q(silenced_until__gt=timezone.now())
+        rows = rows.filter(held) if silenced else rows.exclude(held)
     if status == "unresolved":
         rows = rows.exclude(status=Alert.Status.RESOLVED)
     elif status:

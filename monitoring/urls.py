@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_alerts, views_channels
+from . import views, views_alerts, views_channels, views_silences
 
 app_name = "monitoring"
 
@@ -24,5 +24,7 @@ urlpatterns = [
     path("channels/<int:pk>/test/", views_channels.channel_test, name="channel-test"),
     path("channels/<int:pk>/delete/", views_channels.channel_delete, name="channel-delete"),
     path("channels/<int:pk>/row/", views_channels.channel_row, name="channel-row"),
+    path("silences/section/", views_silences.silences_section, name="silences-section"),
+    path("maintenance-windows/section/", views_silences.windows_section, name="windows-section"),
     path("datasets/<int:dataset_id>/anomalies/", views.dataset_anomalies_result, name="dataset-anomalies-result"),
 ]

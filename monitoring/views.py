@@ -15,7 +15,7 @@ from mlops_dashboard.storage import storage_report
 
 from datasets import selectors as dataset_selectors
 
-from . import selectors, services
+from . import selectors, services, views_silences
 from .forms import AlertRuleForm
 from .models import METRICS, Alert, AlertRule, Anomaly
 from .views_channels import channels_context
@@ -99,8 +99,10 @@ def _index_context(request, form=None, editing=None) -> dict:
         "hosts": selectors.latest_metrics(),
         "health": selectors.health_current(),
         **channels_context(request, project=project),
+        **views_silences.silences_context(request),
         "page_data": {
             "api": _api_urls(),
+            **views_silences.silence_page_data(),
             "minutes": 60,
             "alertRowUrl": reverse("monitoring:alert-row", args=[0]),
             "anomalyRowUrl": reverse("monitoring:anomaly-row", args=[0]),

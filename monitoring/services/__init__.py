@@ -66,7 +66,19 @@ from .notifications import (  # noqa: F401
     notifications_sweep,
 )
 from .personal import alert_personal, personal_channel, preference_get, preference_set  # noqa: F401
-from .silences import silence_for  # noqa: F401
+from .silences import (  # noqa: F401
+    SILENCE_MAX_DAYS,
+    SNOOZE_MAX_MINUTES,
+    alert_snooze,
+    maintenance_window_create,
+    maintenance_window_delete,
+    maintenance_window_update,
+    silence_create,
+    silence_expire,
+    silence_for,
+    silences_visible,
+)
+from .silences import Conflict as SilenceConflict  # noqa: F401
 from .rollup import (  # noqa: F401
     AVERAGED,
     metrics_rollup,

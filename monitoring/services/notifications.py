@@ -29,7 +29,7 @@ from mlops_dashboard.events import catalog, publish_on_commit
 from .. import notify
 from ..models import PRIORITY_RANK, Alert, Delivery, Notification, NotificationChannel
 from . import messages, personal
-from .silences import silence_for
+from .silences import silence_for, silences_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -266,8 +266,10 @@ def _quietly(fn, *args, **kwargs) -> None:
 
 
 def notifications_sweep(*, now=None) -> dict:
-    """Send the groups that are due (their countdown task was lost) and the repeats that are due."""
+    """Send the groups that are due (their countdown task was lost) and the repeats that are due;
+    mark and unmark the alerts of silences and maintenance windows that started or ended."""
     now = now or timezone.now()
+    silenced = silences_sweep(now=now)
     due = list(Notification.objects.filter(status=Notification.Status.PENDING,
                                            send_after__lte=now - timedelta(seconds=5)).values_list("pk", flat=True)[:100])
     for notification_id in due:
@@ -283,7 +285,7 @@ def notifications_sweep(*, now=None) -> dict:
             if claimed and not _silence(alert):
                 _notification_now(Notification.Kind.REPEAT, [alert])
                 repeats += 1
-    return {"due": len(due), "repeats": repeats}
+    return {"due": len(due), "repeats": repeats, "silences_changed": silenced}
 
 
 def alert_deliveries(alert: Alert) -> list[Delivery]:

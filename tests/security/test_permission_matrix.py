@@ -173,6 +173,20 @@ class World:
 
         return NotificationChannelFactory(project=self.alpha if project else None,
                                           name=f"{'alpha' if project else 'global'} hook {uuid.uuid4().hex[:6]}")
+    def silence(self, *, project=True):
+        """An active silence: of Alpha (its `project` matcher) or global (one rule everywhere)."""
+        from tests.factories import SilenceFactory
+
+        if project:
+            return SilenceFactory(matchers={"project": self.alpha.pk}, project=self.alpha)
+        return SilenceFactory()
+
+    def window(self, *, project=True):
+        from tests.factories import MaintenanceWindowFactory
+
+        if project:
+            return MaintenanceWindowFactory(matchers={"project": self.alpha.pk}, project=self.alpha)
+        return MaintenanceWindowFactory()
 
     def rule(self, *, project=True):
         from tests.factories import AlertRuleFactory
@@ -246,6 +260,14 @@ def _rule_body(world, *, project: bool) -> dict:
     # `project: null` says "global" outright (a missing project could default to the user's only one).
     return {"project": None, "name": f"CPU very high {uuid.uuid4().hex[:6]}", "kind": "metric",
             "metric": "cpu_percent", "comparison": "gt", "threshold": 97, "duration_seconds": 60}
+
+
+def _in_hours(hours: float) -> str:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return (timezone.now() + timedelta(hours=hours)).isoformat()
 
 
 def _upload(w, obj, o) -> dict:
@@ -400,6 +422,45 @@ MATRIX: dict[str, list[Case]] = {
         Case("staff", "/api/notification-channels/{obj.pk}/test/", GLOBAL_CHANNEL, variant="global channel",
              ok=(202,), global_target=True),
     ],
+    # silences, snoozes, maintenance windows: staff for global ones, maintainers for their project's
+    "POST /api/silences/": [
+        Case("maintainer", "/api/silences/", body=lambda w, obj, o: {
+            "matchers": {"project": w.alpha.pk, "subject": "training_job.*"}, "ends_at": _in_hours(2)},
+            variant="project silence", ok=(201,)),
+        Case("staff", "/api/silences/", body=lambda w, obj, o: {"matchers": {"rule": "cpu-high"}, "ends_at": _in_hours(2)},
+             variant="global silence", ok=(201,), global_target=True),
+    ],
+    "DELETE /api/silences/{}/": [
+        Case("maintainer", "/api/silences/{obj.pk}/", lambda w, o: w.silence(), variant="project silence", ok=(204,)),
+        Case("staff", "/api/silences/{obj.pk}/", lambda w, o: w.silence(project=False), variant="global silence",
+             ok=(204,), global_target=True),
+    ],
+    "POST /api/alerts/{}/snooze/": [
+        Case("maintainer", "/api/alerts/{obj.pk}/snooze/", lambda w, o: w.alert(), {"minutes": 60},
+             variant="job alert", ok=(201,), notes="the same rights as silencing its rule in the project"),
+        Case("staff", "/api/alerts/{obj.pk}/snooze/", lambda w, o: w.alert(project=False), {"minutes": 60},
+             variant="system alert", ok=(201,), global_target=True),
+    ],
+    "POST /api/maintenance-windows/": [
+        Case("maintainer", "/api/maintenance-windows/", body=lambda w, obj, o: {
+            "matchers": {"project": w.alpha.pk}, "cron": "0 2 * * 6", "duration_minutes": 60},
+            variant="project window", ok=(201,)),
+        Case("staff", "/api/maintenance-windows/", body={"matchers": {"rule": "cpu-high"}, "cron": "0 2 * * 6",
+                                                         "duration_minutes": 60},
+             variant="global window", ok=(201,), global_target=True),
+    ],
+    "PATCH /api/maintenance-windows/{}/": [
+        Case("maintainer", "/api/maintenance-windows/{obj.pk}/", lambda w, o: w.window(), {"enabled": False},
+             variant="project window", ok=(200,)),
+        Case("staff", "/api/maintenance-windows/{obj.pk}/", lambda w, o: w.window(project=False), {"enabled": False},
+             variant="global window", ok=(200,), global_target=True),
+    ],
+    "DELETE /api/maintenance-windows/{}/": [
+        Case("maintainer", "/api/maintenance-windows/{obj.pk}/", lambda w, o: w.window(), variant="project window",
+             ok=(204,)),
+        Case("staff", "/api/maintenance-windows/{obj.pk}/", lambda w, o: w.window(project=False),
+             variant="global window", ok=(204,), global_target=True),
+    ],
     # projects and members
     "POST /api/projects/": [Case("staff", "/api/projects/", body={"name": "Gamma"}, ok=(201,), global_target=True)],
     "POST /api/projects/{}/members/": [Case("maintainer", "/api/projects/{w.alpha.pk}/members/",
@@ -433,6 +494,7 @@ def expected(case: Case, actor: str):
 TRACKED = ("datasets.Dataset", "datasets.ProcessingJob", "training.TrainingJob", "training.ModelVersion",
            "training.Deployment", "pipelines.Pipeline", "pipelines.PipelineRun", "monitoring.AlertRule",
            "monitoring.Alert", "monitoring.AnomalyDetection", "monitoring.NotificationChannel", "monitoring.Delivery",
+           "monitoring.Silence", "monitoring.MaintenanceWindow",
            "mlops_dashboard.Project",
            "mlops_dashboard.Membership")
 

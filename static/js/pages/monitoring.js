@@ -3,6 +3,7 @@
 // health badge (health_change). Chart.js is the vendored UMD build (window.Chart).
 
 import { realtime } from "../realtime.js";
+import { initSilences } from "./silences.js";
 import { formatBytes, formatTime, getJSON, liveFragments, postJSON, refreshRelativeTimes, setStatusBadge, setText, toast } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("monitoring-data")?.textContent || "{}");
@@ -224,7 +225,7 @@ realtime.on("system_alert", (e) => {
 
 $("alert-rows")?.addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-action]");
-  if (!button) return;
+  if (!button || !["acknowledge", "resolve"].includes(button.dataset.action)) return; // silence, snooze: silences.js
   const id = button.closest("tr").dataset.alertId;
   const action = button.dataset.action;
   const url = data.api[action].replace(/\/0\/(acknowledge|resolve)\/$/, `/${id}/$1/`);
@@ -270,6 +271,7 @@ function syncRuleForm() {
 document.getElementById("id_kind")?.addEventListener("change", syncRuleForm);
 syncRuleForm();
 
+initSilences({ data, alertRows });
 initCharts();
 refreshRelativeTimes();
 setInterval(refreshRelativeTimes, 15000);
