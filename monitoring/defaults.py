@@ -112,6 +112,20 @@ DEFAULT_RULES = [
 ]
 
 
+DEFAULT_RULES.append({
+    "slug": "notification-channel-failing",
+    "name": "Notification channel failing",
+    "kind": "channel_failing",
+    "priority": "high",
+    "description": "A notification channel failed NOTIFY_CHANNEL_FAILURES_ALERT attempts in a row; the alert "
+                   "goes out on the other channels and clears at the channel's next successful send.",
+    "suggested_actions": [
+        "Open Monitoring → Notification channels: the channel's row shows its last error.",
+        "Check the channel's URL and the service it points at, then send a test.",
+    ],
+})
+
+
 def install(model) -> int:
     """Create the default rules that are missing (by slug); never touches edited ones. Returns the count."""
     created = 0

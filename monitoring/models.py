@@ -111,6 +111,7 @@ class AlertRule(models.Model):
         PIPELINE_FAILED = "pipeline_failed", "Pipeline run failed"
         JOB_STALLED = "job_stalled", "Job stalled"
         ANOMALY = "anomaly", "Severe metric anomaly"
+        CHANNEL_FAILING = "channel_failing", "Notification channel failing"
         CUSTOM = "custom", "Raised by an app"
 
     class Comparison(models.TextChoices):

@@ -182,18 +182,17 @@ def channel_failing_raise(channel: NotificationChannel, *, error: str):
     """A channel that failed NOTIFY_CHANNEL_FAILURES_ALERT attempts in a row: a system alert (global),
     sent on the other channels (`channels_for` leaves the failing one out). `error` is already scrubbed."""
     alert = alert_raise(
-        rule_kind=AlertRule.Kind.CUSTOM, subject=_subject(channel), alert_type="notification",
-        title=f"Notification channel failing: {channel.name}"[:200], source=channel.name, priority="high",
+        rule_kind=AlertRule.Kind.CHANNEL_FAILING, subject=_subject(channel), alert_type="notification",
+        title=f"Notification channel failing: {channel.name}"[:200], source=channel.name,
         message=f"{channel.consecutive_failures} attempts in a row failed ({channel.service} "
                 f"{channel.url_masked}); the last: {error}"[:2000],
-        suggested_actions=["Check the channel's URL and the service it points at, then send a test."],
         metadata={"channel_id": channel.pk, "url_masked": channel.url_masked},
     )
-    if alert is None:  # every global rule of kind "custom" is disabled: an admin turned these off
-        logger.warning("notification channel %s is failing; its alert is off (custom rules disabled)", channel.pk)
+    if alert is None:  # staff disabled the "Notification channel failing" rule
+        logger.warning("notification channel %s is failing; its alert rule is disabled", channel.pk)
     return alert
 
 
 def channel_failing_clear(channel: NotificationChannel, *, message: str = ""):
-    return alert_condition_clear(rule_kind=AlertRule.Kind.CUSTOM, subject=_subject(channel),
+    return alert_condition_clear(rule_kind=AlertRule.Kind.CHANNEL_FAILING, subject=_subject(channel),
                                  message=message or f"{channel.name} delivered again.")

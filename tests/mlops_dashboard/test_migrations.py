@@ -101,6 +101,7 @@ BEFORE_PROJECTS = [
 PROJECT_ROWS = [("datasets", "Dataset"), ("datasets", "ProcessingJob"), ("training", "TrainingJob"),
                 ("training", "ModelVersion"), ("training", "Deployment"), ("pipelines", "Pipeline"),
                 ("pipelines", "PipelineRun"), ("monitoring", "AnomalyDetection")]
+RULES_ADDED_SINCE = ("notification-channel-failing",)
 EVERY_MODEL = [*PROJECT_ROWS, ("auth", "User"), ("pipelines", "StepRun"), ("monitoring", "AlertRule"),
                ("monitoring", "Alert"), ("monitoring", "Anomaly"), ("mlops_dashboard", "Activity")]
 
@@ -178,7 +179,10 @@ def test_the_data_of_the_previous_version_lands_in_default_and_nothing_is_lost()
 
     new = migrate()
     get = new.get_model
-    assert {model: get(*model).objects.count() for model in EVERY_MODEL} == counts  # nothing lost
+    now = {model: get(*model).objects.count() for model in EVERY_MODEL}
+    # Default rules installed by later migrations (issue 15: a failing notification channel's).
+    now[("monitoring", "AlertRule")] -= get("monitoring", "AlertRule").objects.filter(slug__in=RULES_ADDED_SINCE).count()
+    assert now == counts  # nothing lost
     default = get("mlops_dashboard", "Project").objects.get()
     assert (default.name, default.slug) == ("Default", "default")
     for model in PROJECT_ROWS:
