@@ -54,6 +54,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from mlops_dashboard.runtime import percentile  # noqa: E402
 from monitoring import anomaly  # noqa: E402
 from monitoring.defaults import DEFAULT_RULES  # noqa: E402
 
@@ -183,18 +184,8 @@ def _p95_series(times, items, sampled, per_socket=False):
         values = [v for _, v in window]
         if per_socket:  # one figure per socket: the last few pings of the tab's socket and the spikes
             values = values[-2:] + [v for _, v in window if v > 40]
-        out.append(round(_percentile(values, 95), 2))
+        out.append(round(percentile(values, 95), 2))
     return out
-
-
-def _percentile(values, q):
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _prediction_rates(host: Host, rng, sampled) -> list[float | None]:
