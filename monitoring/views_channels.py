@@ -35,7 +35,10 @@ class ChannelForm(forms.Form):
     default_route = forms.BooleanField(label="Default route", required=False, initial=True,
                                        help_text="Receives the alerts of every rule that names no channel.")
     # Any id: the service answers 404 for a project the user cannot see, 403 without the role.
-    project = forms.IntegerField(label="For", required=False, min_value=1, widget=forms.Select())
+    project = forms.IntegerField(
+        label="For", required=False, min_value=1, widget=forms.Select(),
+        help_text="A project's channel receives the alerts of the project's own rules (those naming it, and with "
+                  "default route those naming none); global rules send to global channels only.")
 
     def __init__(self, *args, user=None, current=None, **kwargs):
         super().__init__(*args, **kwargs)
