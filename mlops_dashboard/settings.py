@@ -459,6 +459,7 @@ SPECTACULAR_SETTINGS = {
         "ActivitySeverityEnum": "mlops_dashboard.models.Activity.Severity",
         "AnomalySeverityEnum": "monitoring.models.Anomaly.Severity",
         "AlertStatusEnum": "monitoring.models.Alert.Status",
+        "DeliveryStatusEnum": "monitoring.models.Delivery.Status",
     },
     # Swagger UI from the installed package, not a CDN: the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -386,7 +386,8 @@ class DatasetAnomaliesView(APIView):
 
 class PersonalNotificationsSerializer(serializers.Serializer):
     my_jobs_failed = serializers.BooleanField(help_text="Email me when a job I started fails.")
-    email = serializers.EmailField(read_only=True, help_text="Where it goes: the account's address.")
+    email = serializers.EmailField(read_only=True, allow_null=True,
+                                   help_text="Where it goes: the account's address; null: the account has none.")
     channel = serializers.CharField(read_only=True, allow_null=True,
                                     help_text="The global email channel it goes through; null: none exists, "
                                               "nothing can be sent.")

@@ -67,7 +67,7 @@ class NotificationChannelSerializer(serializers.Serializer):
         return channel_services.channel_update(user=self.context["request"].user, channel=instance, **validated_data)
 
 
-class DeliverySerializer(serializers.ModelSerializer):
+class ChannelTestDeliverySerializer(serializers.ModelSerializer):
     kind = serializers.CharField(source="notification.kind", read_only=True)
 
     class Meta:
@@ -112,9 +112,9 @@ class NotificationChannelViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixi
     def perform_destroy(self, instance):
         channel_services.channel_delete(user=self.request.user, channel=instance)
 
-    @extend_schema(request=None, responses={202: DeliverySerializer})
+    @extend_schema(request=None, responses={202: ChannelTestDeliverySerializer})
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
         channel = permissions.get_visible(NotificationChannel.objects.all(), request.user, pk=pk)
         delivery = channel_services.channel_test(user=request.user, channel=channel)
-        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+        return Response(ChannelTestDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

@@ -335,6 +335,40 @@ class NotificationChannelFactory(factory.django.DjangoModelFactory):
     url_masked = factory.LazyAttribute(lambda o: notify.mask(o.url))
 
 
+class NotificationFactory(factory.django.DjangoModelFactory):
+    """A firing message of the CPU rule, already gathered and sending."""
+
+    class Meta:
+        model = "monitoring.Notification"
+
+    kind = "firing"
+    status = "sending"
+    priority = "high"
+    title = "[HIGH] CPU above 90% on h1"
+    body = "CPU above 90% on h1"
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    """A pending delivery of a notification to a channel."""
+
+    class Meta:
+        model = "monitoring.Delivery"
+
+    notification = factory.SubFactory(NotificationFactory)
+    channel = factory.SubFactory(NotificationChannelFactory)
+    channel_name = factory.SelfAttribute("channel.name")
+
+
+class NotificationPreferenceFactory(factory.django.DjangoModelFactory):
+    """A user who asked to be emailed when their jobs fail."""
+
+    class Meta:
+        model = "monitoring.NotificationPreference"
+
+    user = factory.SubFactory(UserFactory)
+    my_jobs_failed = True
+
+
 class SilenceFactory(factory.django.DjangoModelFactory):
     """A global silence of one rule, active for the next hour."""
 

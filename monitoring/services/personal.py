@@ -37,7 +37,7 @@ def preference_get(user) -> dict:
     """What the account page and `GET /api/account/notifications/` show."""
     pref = NotificationPreference.objects.filter(user=user).first()
     channel = personal_channel()
-    return {"my_jobs_failed": bool(pref and pref.my_jobs_failed), "email": user.email or "",
+    return {"my_jobs_failed": bool(pref and pref.my_jobs_failed), "email": user.email or None,
             "channel": channel.name if channel else None}
 
 

@@ -34,7 +34,7 @@ def fail_training(user, project=None):
 
 def test_the_account_page_and_api_say_what_can_be_sent(client, user):
     client.force_login(user)
-    assert client.get("/api/account/notifications/").json() == {"my_jobs_failed": False, "email": user.email or "",
+    assert client.get("/api/account/notifications/").json() == {"my_jobs_failed": False, "email": user.email or None,
                                                                  "channel": None}
     page = client.get("/account/notifications/").content.decode()
     assert 'id="no-channel"' in page and 'name="my_jobs_failed"' in page
