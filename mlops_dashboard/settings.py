@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "datasets",
     "training",
     "monitoring",
+    "telemetry",
 ]
 
 MIDDLEWARE = [
@@ -298,6 +299,23 @@ CELERY_BEAT_SCHEDULE.update(
         "monitoring-rollup": {"task": "monitoring.metrics_rollup", "schedule": float(MONITORING_ROLLUP_INTERVAL)},
     }
 )
+
+# SECTION: telemetry ---------------------------------------------------------------------------
+
+# Series from any source (machines, services, models) through POST /api/telemetry/.
+TELEMETRY_MAX_SOURCES = env.int("TELEMETRY_MAX_SOURCES", default=1000)  # per project; past it, 400
+TELEMETRY_MAX_METRICS = env.int("TELEMETRY_MAX_METRICS", default=100)  # per source; past it, 400
+TELEMETRY_MAX_POINTS = env.int("TELEMETRY_MAX_POINTS", default=10_000)  # per ingest request; past it, 413
+# A source is silent after this many times its expected interval without a reading.
+TELEMETRY_SILENT_FACTOR = env.int("TELEMETRY_SILENT_FACTOR", default=3)
+# Retention per resolution: raw points, per-minute and per-hour rollups (days).
+TELEMETRY_RAW_RETENTION_DAYS = env.int("TELEMETRY_RAW_RETENTION_DAYS", default=30)
+TELEMETRY_MINUTE_RETENTION_DAYS = env.int("TELEMETRY_MINUTE_RETENTION_DAYS", default=90)
+TELEMETRY_HOUR_RETENTION_DAYS = env.int("TELEMETRY_HOUR_RETENTION_DAYS", default=730)
+# A chart without an explicit resolution gets at most about this many points.
+TELEMETRY_MAX_CHART_POINTS = env.int("TELEMETRY_MAX_CHART_POINTS", default=2000)
+# `make run` simulates a small plant (4 machines) through the ingest API, labelled as demo data.
+DEMO_TELEMETRY = env.bool("DEMO_TELEMETRY", default=True)
 
 # SECTION: notifications -------------------------------------------------------------------------
 

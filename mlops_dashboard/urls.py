@@ -56,8 +56,10 @@ urlpatterns = [
     path("api/", include("training.api_urls")),
     path("api/", include("pipelines.api_urls")),
     path("api/", include("monitoring.api_urls")),
+    path("api/", include("telemetry.api_urls")),
     path("datasets/", include("datasets.urls")),
     path("training/", include("training.urls")),
     path("pipelines/", include("pipelines.urls")),
     path("monitoring/", include("monitoring.urls")),
+    path("telemetry/", include("telemetry.urls")),
 ]

@@ -415,3 +415,62 @@ class AnomalyFactory(factory.django.DjangoModelFactory):
     score = 8.0
     severity = "high"
     baseline = 20.0
+
+
+class SourceFactory(factory.django.DjangoModelFactory):
+    """A telemetry source of the default project, reporting every 10 s, seen just now."""
+
+    class Meta:
+        model = "telemetry.Source"
+        django_get_or_create = ("project", "name")
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"press-{n:02d}")
+    expected_interval_seconds = 10
+    last_seen = factory.LazyFunction(timezone.now)
+
+
+class MetricFactory(factory.django.DjangoModelFactory):
+    """A series: the temperature of a source, in °C."""
+
+    class Meta:
+        model = "telemetry.Metric"
+        django_get_or_create = ("source", "name")
+
+    source = factory.SubFactory(SourceFactory)
+    name = "temperature"
+    unit = "°C"
+
+
+class PointFactory(factory.django.DjangoModelFactory):
+    """One reading of a series, a minute apart from the previous one."""
+
+    class Meta:
+        model = "telemetry.Point"
+
+    series = factory.SubFactory(MetricFactory)
+    timestamp = factory.Sequence(lambda n: timezone.now().replace(microsecond=0) - timedelta(minutes=n))
+    value = 70.0
+
+
+class MinuteRollupFactory(factory.django.DjangoModelFactory):
+    """One minute of a series: three readings of 69, 70 and 71."""
+
+    class Meta:
+        model = "telemetry.MinuteRollup"
+
+    series = factory.SubFactory(MetricFactory)
+    bucket = factory.Sequence(lambda n: timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=n))
+    count = 3
+    sum = 210.0
+    min = 69.0
+    max = 71.0
+
+
+class HourRollupFactory(MinuteRollupFactory):
+    """One hour of a series."""
+
+    class Meta:
+        model = "telemetry.HourRollup"
+
+    bucket = factory.Sequence(lambda n: timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=n))

@@ -666,6 +666,21 @@ class AnomalyDetected(Event):
     project_id: int | None = None
 
 
+@register("Telemetry", "telemetry.{source_id}", "project.{project_id}")
+class TelemetryPoints(Event):
+    """New readings of one source: `points` are `[metric, epoch_ms, value]` in time order. At most one
+    event per second per source per server process, carrying that second's points; cut to fit a
+    frame with `truncated` true (the page then refetches the range from the series API). Sent on the
+    project's topic too (`project_id` set) while someone watches the project's Telemetry page."""
+
+    type = "telemetry_points"
+    source_id: int
+    source: str
+    points: list
+    truncated: bool = False
+    project_id: int | None = None
+
+
 @register("Monitoring", "dashboard")
 class PerformanceMetrics(Event):
     """Resource usage for the Monitoring page's charts."""

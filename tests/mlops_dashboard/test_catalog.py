@@ -65,6 +65,8 @@ EXAMPLES = {
                                 retry_in=60.0),
     "anomaly_detected": dict(source="metrics", entity="host-a", metric="cpu_percent", value=99.0,
                              anomaly_score=8.1, severity="high"),
+    "telemetry_points": dict(source_id=4, source="press-07", points=[["temperature", 1764669600000, 71.3]],
+                             truncated=False),
     "performance_metrics": dict(cpu_usage=1.0, memory_usage=2.0, disk_usage=3.0, network_io={"sent": 1}),
     "chart_data": dict(resource={}, network={}, performance={}),
     "service_health": dict(services=[{"name": "redis", "status": "ok"}]),

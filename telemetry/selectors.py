@@ -1,0 +1,88 @@
+"""Reads of telemetry, already filtered to what the user may see: the API, pages and admin use these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from mlops_dashboard import permissions
+
+from .models import HourRollup, Metric, MinuteRollup, Point, Source
+
+RESOLUTIONS = ("raw", "minute", "hour")
+BUCKET_SECONDS = {"minute": 60, "hour": 3600}
+
+
+def sources_visible(user, *, project=None) -> QuerySet[Source]:
+    """Sources of the projects the user may see (one project when given)."""
+    sources = permissions.visible(Source.objects.all(), user)
+    if project is not None:
+        sources = sources.filter(project=project)
+    return sources
+
+
+def source_get(user, ref, *, project=None) -> Source:
+    """A visible source by id or by name (a name must be unambiguous among the visible projects, or
+    `project` given); Http404 otherwise."""
+    sources = sources_visible(user, project=project)
+    text = str(ref)
+    if text.isdigit():
+        found = sources.filter(pk=int(text)).first()
+        if found is not None:
+            return found
+    matches = list(sources.filter(name=text)[:2])
+    if len(matches) != 1:
+        raise Http404("No such source.")
+    return matches[0]
+
+
+def metric_get(source: Source, name: str) -> Metric:
+    metric = source.metrics.filter(name=name).first()
+    if metric is None:
+        raise Http404(f"Source {source.name} has no metric {name}.")
+    return metric
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Series:
+    resolution: str
+    points: list  # raw: [ms, value]; rollups: [ms, mean, min, max, count]
+
+    def as_json(self) -> dict:
+        return {"resolution": self.resolution, "points": self.points}
+
+
+def resolution_for(start: datetime, end: datetime, interval_seconds: int) -> str:
+    """The finest resolution that gives at most about TELEMETRY_MAX_CHART_POINTS points."""
+    span = max((end - start).total_seconds(), 0)
+    limit = settings.TELEMETRY_MAX_CHART_POINTS
+    if span / max(interval_seconds, 1) <= limit:
+        return "raw"
+    if span / 60 <= limit:
+        return "minute"
+    return "hour"
+
+
+def series(metric: Metric, *, start: datetime | None = None, end: datetime | None = None,
+           resolution: str | None = None) -> Series:
+    """Readings of one series in [start, end] (default: the last hour), oldest first."""
+    end = end or timezone.now()
+    start = start or end - timedelta(hours=1)
+    resolution = resolution or resolution_for(start, end, metric.interval_seconds)
+    if resolution == "raw":
+        rows = (Point.objects.filter(series_id=metric.pk, timestamp__gte=start, timestamp__lte=end)
+                .order_by("timestamp").values_list("timestamp", "value"))
+        return Series("raw", [[epoch_ms(t), v] for t, v in rows])
+    model = MinuteRollup if resolution == "minute" else HourRollup
+    rows = (model.objects.filter(series_id=metric.pk, bucket__gte=start, bucket__lte=end)
+            .order_by("bucket").values_list("bucket", "sum", "min", "max", "count"))
+    return Series(resolution, [[epoch_ms(b), s / n if n else None, lo, hi, n] for b, s, lo, hi, n in rows])
