@@ -321,9 +321,10 @@ class Anomaly(models.Model):
     class Source(models.TextChoices):
         METRICS = "metrics", "Metrics"
         DATASET = "dataset", "Dataset"
+        TELEMETRY = "telemetry", "Telemetry"
 
     source = models.CharField(max_length=20, choices=Source.choices, db_index=True)
-    entity = models.CharField(max_length=200, help_text="The host, or the dataset's name.")
+    entity = models.CharField(max_length=200, help_text="The host, the dataset's name, or the telemetry source's.")
     metric = models.CharField(max_length=64)
     value = models.FloatField(null=True, blank=True)
     score = models.FloatField()
@@ -337,6 +338,11 @@ class Anomaly(models.Model):
                                 related_name="+")
     alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="anomalies")
     detected_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Telemetry: the source whose reading this is, and the reading's own time (a range detection
+    # finds readings of the past; `detected_at` stays when it was found).
+    telemetry_source = models.ForeignKey("telemetry.Source", null=True, blank=True, on_delete=models.CASCADE,
+                                         related_name="+")
+    observed_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-detected_at", "-id"]

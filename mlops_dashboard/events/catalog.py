@@ -650,7 +650,9 @@ class AnomalyDetected(Event):
     """A metric value or a dataset's rows scored as anomalous. Metrics: `source` metrics, `entity` the
     host, `baseline` the series' median. Datasets: `source` dataset, `metric` isolation_forest,
     `value` the share of rows flagged, `anomaly_score` the highest row score, with `dataset_id` and
-    `detection_id`."""
+    `detection_id`. Telemetry: `source` telemetry, `entity` the source's name (`source_id` its id),
+    `metric` the most deviating one, `observed_at` the reading's time (ISO 8601; the event's own
+    `timestamp` is when it was published)."""
 
     type = "anomaly_detected"
     source: str
@@ -664,6 +666,8 @@ class AnomalyDetected(Event):
     dataset_id: int | None = None
     detection_id: int | None = None
     project_id: int | None = None
+    source_id: int | None = None
+    observed_at: str | None = None
 
 
 @register("Telemetry", "telemetry.{source_id}", "project.{project_id}")
