@@ -109,7 +109,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "channel_name", "notification", "status", "attempts", "last_attempt_at", "sent_at",
                     "error")
-    list_filter = ("status", "notification__kind")
+    list_filter = ("status", "notification__kind", "notification__project")
     list_select_related = ("notification",)
     search_fields = ("channel_name", "error", "notification__title")
     date_hierarchy = "created_at"
