@@ -92,7 +92,7 @@ def test_faults_come_a_few_an_hour_of_every_kind():
 
 def test_the_values_hold_exactly_the_faults_announced():
     plant = demo.Plant(seed=5, faults_per_hour=4)
-    start, end = DAY, DAY + 12 * HOUR
+    start, end = DAY, DAY + 4 * HOUR
     faults = plant.faults_between(start, end)
     assert {f.kind for f in faults} == {"step", "spike", "drift", "stuck"}
     for t in plant.grid(start, end - 1):
@@ -311,3 +311,11 @@ def test_the_demo_sender_targets_loopback_when_the_server_listens_on_every_addre
     run_stack = load_run_stack()
     line, = [l for l in run_stack.procfile({"HOST": "0.0.0.0", "WEB_PORT": "9000"}).splitlines() if l.startswith("demo:")]
     assert line.endswith("--url http://127.0.0.1:9000")
+
+
+def test_the_sender_names_an_allowed_host(settings):
+    from telemetry.management.commands.telemetry_demo import host_header
+
+    assert host_header("http://127.0.0.1:8000") == {}
+    settings.ALLOWED_HOSTS = ["dashboard.example.com"]
+    assert host_header("http://127.0.0.1:8000") == {"Host": "dashboard.example.com"}

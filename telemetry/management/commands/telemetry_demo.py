@@ -95,7 +95,7 @@ class DemoSender:
         self.series = len(plant.machines) * len(plant.metrics)
         # Whole instants per request (every series' reading of an instant travels together).
         self.batch_points = max(self.series, min(settings.TELEMETRY_MAX_POINTS, 10_000) // self.series * self.series)
-        self.client = httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0))
+        self.client = httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), headers=host_header(self.url))
         self.key: str | None = None
         self.project_id: int | None = None
         self.cursor: float | None = None
@@ -227,6 +227,19 @@ class DemoSender:
             self.client.close()
         with contextlib.suppress(Exception):
             connection.close()
+
+
+def host_header(url: str) -> dict:
+    """The Host header to send: the URL's own when ALLOWED_HOSTS takes it (the usual 127.0.0.1),
+    else the first host named there (a server on 0.0.0.0 that serves only its public name)."""
+    from django.http.request import split_domain_port, validate_host
+
+    netloc = httpx.URL(url).netloc.decode()
+    domain, _ = split_domain_port(netloc)
+    if validate_host(domain, settings.ALLOWED_HOSTS):
+        return {}
+    named = [h for h in settings.ALLOWED_HOSTS if h and h != "*" and not h.startswith(".")]
+    return {"Host": named[0]} if named else {}
 
 
 def _detail(response: httpx.Response) -> str:
