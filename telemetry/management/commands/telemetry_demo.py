@@ -13,6 +13,7 @@ said once in the log; a revoked or expired token is replaced. It runs until SIGI
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import signal
 import threading
@@ -55,6 +56,7 @@ class Command(BaseCommand):
         if not settings.DEMO_TELEMETRY:
             self.stdout.write("Demo plant: DEMO_TELEMETRY is off; nothing to send.")
             return
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request every 5 s
         plant = demo.Plant(seed=options["seed"], interval=options["interval"],
                            day_seconds=options["day_seconds"], faults_per_hour=options["faults_per_hour"])
         sender = DemoSender(plant, url=options["url"], backfill_seconds=options["backfill_hours"] * 3600,
