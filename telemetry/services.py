@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -18,9 +19,9 @@ from .models import Metric, Source
 from .selectors import epoch_ms
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One validated point of an ingest request."""
+class Reading(NamedTuple):
+    """One validated point of an ingest request (a named tuple: made 10,000 times a request, it costs
+    a fraction of a frozen dataclass)."""
 
     source: str
     metric: str
