@@ -1,5 +1,6 @@
 """`make run`: Redis (found or started), migrations, static files, first-run setup, then the ASGI
-server, Celery worker(s) and Celery beat under one supervisor (honcho).
+server, Celery worker(s), Celery beat and the demo plant (`manage.py telemetry_demo`, unless
+DEMO_TELEMETRY=false) under one supervisor (honcho).
 
 Every way of stopping it stops everything it started: Ctrl-C (SIGINT), SIGTERM to it or to its
 process group (systemd, a container runtime, a supervisor), SIGHUP (the terminal closed). honcho
@@ -44,7 +45,17 @@ def procfile(env: dict) -> str:
         lines.append(f"worker{i + 1 if i else ''}: exec {PY} -m celery -A mlops_dashboard worker -l info "
                      f"-c {concurrency} -n worker{i + 1}@%h")
     lines.append(f"beat: {PY} -m celery -A mlops_dashboard beat -l info")
+    if demo_telemetry(env):
+        # The demo plant sends through the API like any client: to the first web process.
+        target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        target = f"[{target}]" if ":" in target else target
+        lines.append(f"demo: exec {PY} manage.py telemetry_demo --url http://{target}:{port}")
     return "\n".join(lines) + "\n"
+
+
+def demo_telemetry(env: dict) -> bool:
+    """DEMO_TELEMETRY as settings.py reads it (django-environ's booleans), on by default."""
+    return env.get("DEMO_TELEMETRY", "true").strip().lower() in ("true", "on", "ok", "y", "yes", "1")
 
 
 def manage(*args, env):

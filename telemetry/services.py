@@ -126,3 +126,47 @@ def _mark_seen(series, batches, now) -> None:
             Metric.objects.filter(pk=metric.pk).update(last_value=value, last_timestamp=newest)
     source_ids = {b.source_id for b in batches.values()}
     Source.objects.filter(pk__in=source_ids).update(last_seen=now)
+
+
+def sources_mark_demo(*, user, project, registry: dict) -> list[Source]:
+    """Make (or keep) the sources and metrics of `registry` in `project`, labelled as demo data
+    (`is_demo`), with the registry's description, labels, expected interval and units filled in where
+    still empty (an operator's edits stay). A source of that name that is not demo data is never
+    taken over (ValidationError). `registry`: {source: {description, labels,
+    expected_interval_seconds, metrics: {metric: {unit, description}}}} (telemetry.demo.registry)."""
+    permissions.authorize(user, "create", project)
+    out = []
+    with transaction.atomic():
+        existing = {s.name: s for s in Source.objects.filter(project=project, name__in=list(registry))}
+        taken = sorted(name for name, s in existing.items() if not s.is_demo)
+        if taken:
+            raise ValidationError({"sources": f"{', '.join(taken)} already exist in {project.name} with real "
+                                              "readings: the demo does not write into them."})
+        have, limit = Source.objects.filter(project=project).count(), settings.TELEMETRY_MAX_SOURCES
+        if have + len(set(registry) - set(existing)) > limit:
+            raise ValidationError({"sources": f"This project may have at most {limit} sources "
+                                              f"(TELEMETRY_MAX_SOURCES); it has {have}."})
+        for name, spec in registry.items():
+            source, created = Source.objects.get_or_create(project=project, name=name, defaults={
+                "description": spec.get("description", ""), "labels": spec.get("labels", {}),
+                "expected_interval_seconds": spec.get("expected_interval_seconds", 60), "is_demo": True,
+                "created_by": user if getattr(user, "pk", None) else None})
+            if not created:
+                changed = {"is_demo": True}
+                if not source.description:
+                    changed["description"] = spec.get("description", "")
+                if not source.labels:
+                    changed["labels"] = spec.get("labels", {})
+                for key, value in changed.items():
+                    setattr(source, key, value)
+                source.full_clean()
+                source.save(update_fields=list(changed))
+            for metric_name, metric_spec in spec.get("metrics", {}).items():
+                metric, made = Metric.objects.get_or_create(source=source, name=metric_name, defaults={
+                    "unit": metric_spec.get("unit", ""), "description": metric_spec.get("description", "")})
+                if not made and (not metric.unit or not metric.description):
+                    metric.unit = metric.unit or metric_spec.get("unit", "")
+                    metric.description = metric.description or metric_spec.get("description", "")
+                    metric.save(update_fields=["unit", "description"])
+            out.append(source)
+    return out

@@ -1,7 +1,7 @@
 """`make run` (scripts/run_stack.py) stops everything it started, however it is stopped: SIGINT to its
 process group (Ctrl-C in a terminal), SIGTERM to the group (systemd, a container runtime) and SIGHUP
 (the terminal closed). Each run is a real stack: a private redis-server, uvicorn, a Celery worker and
-beat, on a SQLite file and static files of its own."""
+beat, and the demo plant's sender (telemetry_demo), on a SQLite file and static files of its own."""
 
 import os
 import signal
@@ -73,7 +73,7 @@ def test_every_stop_signal_stops_everything_run_stack_started(tmp_path, sig):
                        message="the stack to serve /health/")
         started = procs.tree(psutil.Process(proc.pid))[1:]
         commands = " ".join(" ".join(p.cmdline()) for p in alive(started))
-        for part in ("redis-server", "uvicorn", "worker", "beat"):
+        for part in ("redis-server", "uvicorn", "worker", "beat", "telemetry_demo"):
             assert part in commands, (part, describe(started))
 
         os.killpg(proc.pid, sig)  # to the process group, as systemd and a terminal do
