@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -112,9 +112,18 @@ def silent_condition(sources, now) -> Q:
     return condition
 
 
+class LabelValueField(serializers.CharField):
+    """A label's value: a string as given (a number is refused, not turned into one)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("A string.")
+        return super().to_internal_value(data)
+
+
 def labels_field():
     return serializers.DictField(
-        child=serializers.CharField(max_length=services.LABEL_VALUE_MAX, allow_blank=True), required=False,
+        child=LabelValueField(max_length=services.LABEL_VALUE_MAX, allow_blank=True), required=False,
         help_text=f"At most {services.LABELS_MAX} labels; keys of 1 to {services.LABEL_KEY_MAX} characters, "
                   f"values strings of at most {services.LABEL_VALUE_MAX}. Replaces the labels.")
 
@@ -205,6 +214,15 @@ class MetricRegistrySerializer(serializers.Serializer):
         "{} for the defaults."))
 
 
+def _metric(source: Source, name: str) -> Metric:
+    try:
+        metric = selectors.metric_get(source, name)
+    except Http404 as exc:  # DRF's handler would answer a bare "Not found."
+        raise NotFound(str(exc)) from None
+    metric.source = source
+    return metric
+
+
 class MetricRegistryView(APIView):
     """PATCH a metric of a source (by the source's id and the metric's name): `unit`, `description`,
     `labels`, `expected_interval_seconds` (null: the source's), `anomaly` (streaming detection
@@ -217,7 +235,7 @@ class MetricRegistryView(APIView):
         source = selectors.sources_visible(request.user).filter(pk=pk).first()
         if source is None:
             raise Http404("No such source.")
-        metric = selectors.metric_get(source, name)
+        metric = _metric(source, name)
         services.source_authorize(request.user, "change", source)
         body = MetricRegistrySerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
@@ -256,7 +274,10 @@ def source_for(user, ref: str, *, project=None) -> Source:
             projects = ", ".join(f"{s.project.name} (id {s.project_id})" for s in named)
             raise ValidationError({"source": [f"Several of your projects have a source named “{ref}”: {projects}. "
                                               "Give `project`, or the source's id."]})
-    return selectors.source_get(user, ref, project=project)
+    try:
+        return selectors.source_get(user, ref, project=project)
+    except Http404:
+        raise NotFound(f"No source “{ref[:100]}” in your projects.") from None
 
 
 _ROLLUPS = {"minute": MinuteRollup, "hour": HourRollup}
@@ -291,8 +312,7 @@ class SeriesView(APIView):
         query.is_valid(raise_exception=True)
         q = query.validated_data
         source = source_for(request.user, q["source"], project=q.get("project"))
-        metric = selectors.metric_get(source, q["metric"])
-        metric.source = source
+        metric = _metric(source, q["metric"])
         start, end = q["start"], q["end"]
         cap = settings.TELEMETRY_MAX_SERIES_POINTS
         resolution = q.get("resolution")
