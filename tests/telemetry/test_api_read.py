@@ -170,12 +170,14 @@ def test_sources_of_the_users_projects_with_status_and_metrics(api, user):
     MetricFactory(source=live, name="power", unit="kW")
     SourceFactory(name="press-08", expected_interval_seconds=10, last_seen=now - timedelta(seconds=31))
     SourceFactory(name="press-09", last_seen=None)
+    SourceFactory(name="mixer-1", expected_interval_seconds=60, last_seen=now - timedelta(seconds=100))  # 3× is 180 s
     SourceFactory(name="kiln-2", project=ProjectFactory(slug="hidden"))
     body = api.get(SOURCES).json()
-    assert body["count"] == 3
+    assert body["count"] == 4
     rows = {r["name"]: r for r in body["results"]}
-    assert set(rows) == {"press-07", "press-08", "press-09"}
-    assert {n: r["status"] for n, r in rows.items()} == {"press-07": "live", "press-08": "silent", "press-09": "silent"}
+    assert set(rows) == {"mixer-1", "press-07", "press-08", "press-09"}
+    assert {n: r["status"] for n, r in rows.items()} == {"mixer-1": "live", "press-07": "live", "press-08": "silent",
+                                                         "press-09": "silent"}
     row = rows["press-07"]
     assert row["id"] == live.pk and row["project"] == live.project_id and row["description"] == "Press"
     assert row["labels"] == {"line": "3"} and row["expected_interval_seconds"] == 10 and row["is_demo"] is False
@@ -184,13 +186,13 @@ def test_sources_of_the_users_projects_with_status_and_metrics(api, user):
     assert temperature["unit"] == "°C" and temperature["last_value"] == 71.5
     assert temperature["last_timestamp"].startswith("2026-12-02T10:00:00")
     # Filters: status, search, project, demo.
-    assert [r["name"] for r in api.get(SOURCES, {"status": "live"}).json()["results"]] == ["press-07"]
+    assert [r["name"] for r in api.get(SOURCES, {"status": "live"}).json()["results"]] == ["mixer-1", "press-07"]
     assert [r["name"] for r in api.get(SOURCES, {"status": "silent"}).json()["results"]] == ["press-08", "press-09"]
     assert [r["name"] for r in api.get(SOURCES, {"search": "PRESS-0"}).json()["results"]] == [
         "press-07", "press-08", "press-09"]
-    assert api.get(SOURCES, {"project": live.project_id}).json()["count"] == 3
+    assert api.get(SOURCES, {"project": live.project_id}).json()["count"] == 4
     assert api.get(SOURCES, {"is_demo": "true"}).json()["count"] == 0
-    assert api.get(SOURCES, {"limit": 1}).json()["results"][0]["name"] == "press-07"
+    assert api.get(SOURCES, {"limit": 1}).json()["results"][0]["name"] == "mixer-1"
     for bad in ({"status": "asleep"}, {"project": "0"}, {"limit": "x"}, {"search": ""}):
         response = api.get(SOURCES, bad)
         assert response.status_code == 400 and next(iter(bad)) in response.json()["errors"], bad
