@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch, Q
 from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -100,18 +99,6 @@ class SourceFilters(QuerySerializer):
     is_demo = serializers.BooleanField(required=False, help_text="true: only the demo plant's; false: the others.")
 
 
-def silent_condition(sources, now) -> Q:
-    """Which of `sources` are silent at `now`: never seen, or not within TELEMETRY_SILENT_FACTOR × their
-    interval. One condition per distinct interval (a handful in practice), rather than duration
-    arithmetic that SQLite and PostgreSQL spell differently."""
-    factor = settings.TELEMETRY_SILENT_FACTOR
-    condition = Q(last_seen__isnull=True)
-    intervals = sources.order_by().values_list("expected_interval_seconds", flat=True).distinct()
-    for interval in intervals:
-        condition |= Q(expected_interval_seconds=interval, last_seen__lt=now - timedelta(seconds=interval * factor))
-    return condition
-
-
 class LabelValueField(serializers.CharField):
     """A label's value: a string as given (a number is refused, not turned into one)."""
 
@@ -150,17 +137,11 @@ class SourceViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        metrics = Prefetch("metrics", queryset=Metric.objects.order_by("name", "id"))
-        sources = self.scoped(selectors.sources_visible(self.request.user)).prefetch_related(metrics)
         filters = self.filters()
-        if filters.get("search"):
-            sources = sources.filter(Q(name__icontains=filters["search"]) | Q(description__icontains=filters["search"]))
-        if "is_demo" in filters:
-            sources = sources.filter(is_demo=filters["is_demo"])
-        if filters.get("status"):
-            silent = silent_condition(sources, timezone.now())
-            sources = sources.filter(silent) if filters["status"] == Status.SILENT else sources.exclude(silent)
-        return sources.order_by("name", "id")
+        # `scoped` applies `?project=`; the selector the rest (the pages call it too).
+        return selectors.sources_list(self.request.user, sources=self.scoped(Source.objects.all()),
+                                      status=filters.get("status"), search=filters.get("search"),
+                                      is_demo=filters.get("is_demo"))
 
     def filters(self) -> dict:
         if not hasattr(self, "_filters"):

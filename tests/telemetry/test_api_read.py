@@ -9,7 +9,7 @@ from django.utils import timezone
 from mlops_dashboard.models import AuditEntry
 from telemetry.models import HourRollup, Metric, MinuteRollup, Point, Source
 from telemetry.selectors import epoch_ms
-from tests.factories import (HourRollupFactory, MetricFactory, MinuteRollupFactory, PointFactory, ProjectFactory,
+from tests.factories import (HourRollupFactory, MetricFactory, MinuteRollupFactory, ProjectFactory,
                              SourceFactory, UserFactory, member)
 
 pytestmark = pytest.mark.django_db
