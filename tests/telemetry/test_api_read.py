@@ -276,6 +276,7 @@ def test_registry_of_another_project_is_404(api):
     ({"labels": {"k" * 65: "v"}}, "labels"),
     ({"labels": {"k": "v" * 201}}, "labels"),
     ({"labels": ["a"]}, "labels"),
+    ({"labels": {"a\u0000b": "v"}}, "labels"),
     ({"description": "x" * 2001}, "description"),
 ])
 def test_source_registry_bad_values_are_400(api, body, field):
