@@ -115,6 +115,36 @@ def test_shutdown_sends_the_held_window_at_once(events):
     assert not pub.thread.is_alive()
 
 
+EXITING_PROCESS = """
+import django
+django.setup()
+from telemetry import live
+from telemetry.services import SeriesBatch
+from telemetry.signals import points_ingested
+T = {t0}
+import time
+def ingest(k):
+    points_ingested.send(sender=None, project_id=7, batches=[SeriesBatch(31, "press-31", 310, "temperature", [[T + k, float(k)]])])
+ingest(0)  # a quiet source: sent at once
+while 31 not in live.publisher().last_sent:
+    time.sleep(0.01)
+ingest(1)  # within the second: held
+ingest(2)
+# ... and the process ends at once, as a server or a pool process does: the held window goes out.
+"""
+
+
+def test_a_process_that_exits_sends_its_held_window_first(events):
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", EXITING_PROCESS.format(t0=T0_MS)], env=procs.child_env(), cwd=procs.ROOT,
+                   check=True, timeout=120)
+    got = telemetry_events(events, 31)
+    assert [p for e in got for p in e["points"]] == [["temperature", T0_MS + k, float(k)] for k in range(3)]
+    assert len(got) == 2
+
+
 def test_the_ingest_signal_feeds_the_process_publisher(transactional_db, user, project, events):
     services.points_ingest(user=user, project=project, readings=[
         services.Reading(source="press-07", metric="temperature", timestamp=T0 + timedelta(seconds=s), value=s)
