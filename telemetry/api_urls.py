@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import api
+
+urlpatterns: list = [
+    path("telemetry/", api.TelemetryIngestView.as_view(), name="api-telemetry-ingest"),
+]
