@@ -295,3 +295,66 @@ def test_replay_after_last_event_id_covers_a_followed_source_and_nothing_leaks(o
     page = client.get(f"/api/events/?after={start}&limit=1000&topics=telemetry.{source_a.id}").json()
     assert [e["id"] for e in telemetry_of(page["events"], source_a.id)] == [e["id"] for e in ours]
     assert not telemetry_of(page["events"], source_b.id)
+
+
+def test_ingest_through_the_api_at_50_batches_a_second_reaches_a_socket_coalesced(open_socket, client, teams, server):
+    """The publisher of the ASGI server process: 3 s of POST /api/telemetry/ at 50 batches a second
+    (from 4 clients at once, each on a schedule), with telemetry-scoped tokens as the demo plant sends
+    them. The source's socket gets at most one event a second (+1), holding every point exactly once;
+    each event in time order, and each client's points in the order it sent them."""
+    import httpx
+
+    from tests.factories import ApiTokenFactory
+
+    a, _, ann, _, source_a, _ = teams
+    key = ApiTokenFactory(user=ann, name="plant", scope="telemetry").key
+    sock = open_socket(cookie=session_cookie(client, ann))
+    sock.send({"type": "subscribe", "topics": [f"telemetry.{source_a.id}"]})
+    joined(sock)
+    rate, duration = 50, 3.0
+    lock, counter, sent, failures = threading.Lock(), iter(range(10**6)), {}, []
+    started = time.monotonic()
+
+    def plant(n):
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Token {key}"}, timeout=30) as http:
+            while True:
+                with lock:
+                    i = next(counter)
+                due = started + i / rate
+                if due - started >= duration:
+                    return
+                time.sleep(max(0.0, due - time.monotonic()))
+                ms = T0_MS + 10 * i
+                points = [{"source": "press-07", "metric": "temperature", "value": i + 0.5, "timestamp": ms + 1},
+                          {"source": "press-07", "metric": "power", "value": -i - 0.5, "timestamp": ms}]
+                response = http.post("/api/telemetry/", json={"project": a.id, "points": points})
+                if response.status_code != 202:
+                    failures.append(response.text)
+                    return
+                sent.setdefault(n, []).extend([["power", ms, -i - 0.5], ["temperature", ms + 1, i + 0.5]])
+
+    clients = [threading.Thread(target=plant, args=(n,)) for n in range(4)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(timeout=120)
+    seconds = time.monotonic() - started
+    assert not failures, failures[:1]
+    total = sum(len(points) for points in sent.values())
+    assert total == 2 * rate * duration
+    got = []
+    while sum(len(e["points"]) for e in got) < total:
+        got += telemetry_of(sock.recv_until(lambda e: e.get("type") == "telemetry_points", timeout=30), source_a.id)
+    stream = [tuple(p) for e in got for p in e["points"]]
+    assert sorted(stream) == sorted(tuple(p) for points in sent.values() for p in points)  # each exactly once
+    for e in got:
+        assert [p[1] for p in e["points"]] == sorted(p[1] for p in e["points"])
+    for points in sent.values():
+        mine = set(map(tuple, points))
+        assert [p for p in stream if p in mine] == list(map(tuple, points))
+    assert len(got) <= math.ceil(seconds) + 1, (seconds, [len(e["points"]) for e in got])
+    stamps = [datetime.fromisoformat(e["timestamp"]) for e in got]
+    assert all((b - a).total_seconds() >= 0.95 for a, b in zip(stamps, stamps[1:], strict=False))
+    event_record.expect(got, "telemetry_points", source_id=source_a.id, source="press-07", truncated=False)
+    end = marker()
+    assert not telemetry_of(until(sock, end), source_a.id)  # nothing more, no duplicate
