@@ -36,6 +36,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -76,6 +77,9 @@ class Window:
     dropped: bool = False  # points were left out to bound memory (more than a frame holds)
 
     def add(self, metric: str, points, cap: int) -> None:
+        if len(points) > cap:  # a batch is in time order: only its newest can make it into a frame
+            points = points[-cap:]
+            self.dropped = True
         self.points.extend([metric, ms, value] for ms, value in points)
         if len(self.points) > 2 * cap:
             self.points = _in_time_order(self.points)[-cap:]
@@ -93,9 +97,15 @@ def fit_points(points: list, *, source_id: int, source: str, project_id: int | N
     empty = {"timestamp": bus.now_iso(), "source_id": source_id, "source": source, "points": [],
              "truncated": True, "project_id": project_id}
     budget = limit - _FRAME_ROOM - len(_dumps(empty))
+    names: dict[str, int] = {}  # a metric's size as JSON, with the brackets and commas of its point
     total, keep = 0, len(points)
     while keep > 0:
-        size = len(_dumps(points[keep - 1])) + 1
+        metric, ms, value = points[keep - 1]
+        if (name := names.get(metric)) is None:
+            name = names[metric] = len(_dumps(metric)) + 5
+        # json writes an int or a finite float as its repr; anything else is measured the slow way.
+        number = len(repr(value)) if type(value) in (int, float) and math.isfinite(value) else len(_dumps(value))
+        size = name + len(repr(ms)) + number
         if total + size > budget:
             break
         total += size

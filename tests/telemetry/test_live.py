@@ -358,3 +358,33 @@ def test_ingest_through_the_api_at_50_batches_a_second_reaches_a_socket_coalesce
     event_record.expect(got, "telemetry_points", source_id=source_a.id, source="press-07", truncated=False)
     end = marker()
     assert not telemetry_of(until(sock, end), source_a.id)  # nothing more, no duplicate
+
+
+def test_a_batch_larger_than_a_frame_reaches_the_socket_cut_with_truncated(open_socket, client, teams, server):
+    """10,000 points in one request (TELEMETRY_MAX_POINTS): the event that reaches the socket is one
+    frame under WS_MAX_MESSAGE_BYTES, holding the newest points, with `truncated` true."""
+    import httpx
+
+    from tests.factories import ApiTokenFactory
+
+    a, _, ann, _, source_a, _ = teams
+    key = ApiTokenFactory(user=ann, name="plant", scope="telemetry").key
+    sock = open_socket(cookie=session_cookie(client, ann))
+    sock.send({"type": "subscribe", "topics": [f"telemetry.{source_a.id}"]})
+    joined(sock)
+    points = [{"source": "press-07", "metric": "vibration", "value": k / 7, "timestamp": T0_MS + k}
+              for k in range(settings.TELEMETRY_MAX_POINTS)]
+    response = httpx.post(f"{server.url}/api/telemetry/", json={"project": a.id, "points": points},
+                          headers={"Authorization": f"Token {key}"}, timeout=60)
+    assert response.status_code == 202, response.text
+    deadline = time.monotonic() + 30
+    while True:
+        text = sock.conn.recv(timeout=max(0.1, deadline - time.monotonic()))
+        event = event_record.saw([json.loads(text)])[0]
+        if event.get("type") == "telemetry_points":
+            break
+    assert len(text.encode()) <= settings.WS_MAX_MESSAGE_BYTES
+    event_record.expect([event], "telemetry_points", source_id=source_a.id, truncated=True)
+    kept = event["points"]
+    assert 1000 < len(kept) < len(points)
+    assert kept == [["vibration", p["timestamp"], p["value"]] for p in points[-len(kept):]]
