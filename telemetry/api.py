@@ -7,19 +7,24 @@ scopes, throttles and the schema."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
-from rest_framework.parsers import BaseParser
+from rest_framework.generics import RetrieveAPIView
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mlops_dashboard import projects
+from mlops_dashboard import permissions, projects
 from mlops_dashboard.api_errors import PROBLEM, problem
+from mlops_dashboard.schema import ProblemAutoSchema
 
-from . import services
-from .ingest import NAME, PointError, readings_parse
+from . import imports, services
+from .ingest import NAME, NAME_RULE, PointError, readings_parse
+from .models import TelemetryImport
 
 try:  # a few times faster than json on large bodies; optional
     import orjson as _json
@@ -151,3 +156,128 @@ def _point_error(exc: PointError) -> Response:
     where = f"points[{exc.index}]" + (f".{exc.field}" if exc.field else "")
     inner = {exc.field: [exc.message]} if exc.field else [exc.message]
     return _problem(400, f"{where}: {exc.message}", errors={"points": {str(exc.index): inner}}, code="invalid")
+
+
+# --- CSV imports of history -----------------------------------------------------------------------
+
+
+def max_upload_bytes() -> int:
+    return settings.DATASET_MAX_UPLOAD_MB * 1024 * 1024
+
+
+def import_precheck(user, query) -> None:
+    """What can be told of an import before its body (run by the ASGI layer too, datasets/upload.py):
+    the project in the URL (404 unseen, 403 without the editor role, 400 not an id); none there, the
+    user must be an editor somewhere; a `?source=` must be a name."""
+    project = query.get("project")
+    if project not in (None, ""):
+        projects.project_for_create(user, project)
+    elif not projects.creatable_projects(user):
+        raise PermissionDenied("Importing telemetry needs the editor role in a project; you are not an editor of any.")
+    source = query.get("source")
+    if source not in (None, "") and NAME.fullmatch(source) is None:
+        raise DjangoValidationError({"source": f"A name of {NAME_RULE}."})
+
+
+class TelemetryImportSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="Where to follow it: GET it until `status` is terminal.")
+    duration = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = TelemetryImport
+        fields = ["id", "url", "project", "status", "progress", "original_filename", "file_size", "format", "source",
+                  "rows", "points", "first_timestamp", "last_timestamp", "error", "created_at", "started_at",
+                  "finished_at", "duration"]
+        read_only_fields = fields
+
+    def get_url(self, obj) -> str:
+        return reverse("api-telemetry-import-detail", args=[obj.pk])
+
+
+class TelemetryImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True, help_text=(
+        "A CSV: long `timestamp,source,metric,value` (source may be left out for `source`), or wide "
+        "`timestamp,<metric>,<metric>...` with a `source` column or `source` given. Timestamps ISO 8601 (UTC "
+        "without an offset) or epoch milliseconds; an empty cell of a wide file is no reading."))
+    project = serializers.IntegerField(min_value=1, max_value=MAX_PROJECT_ID, required=False, help_text=(
+        "The project (or `?project=` in the URL, checked before the body is read). Required when you may "
+        "write to several projects."))
+    source = serializers.RegexField(NAME.pattern, max_length=100, required=False, help_text=(
+        "The source of every reading, for a file without a `source` column (or `?source=`)."))
+
+
+IMPORT_QUERY = [
+    OpenApiParameter("project", int, OpenApiParameter.QUERY, required=False,
+                     description="The project, instead of the form field: checked (404, 403, 400) before the body "
+                                 "is read."),
+    OpenApiParameter("source", str, OpenApiParameter.QUERY, required=False, pattern=NAME.pattern,
+                     description="The source, instead of the form field (a file without a `source` column)."),
+]
+
+
+class TelemetryImportSchema(ProblemAutoSchema):
+    """An import names a project that may be invisible to its user: 404 too (the path has none)."""
+
+    def error_statuses(self) -> set[int]:
+        return super().error_statuses() | {404}
+
+
+class TelemetryImportView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+    schema = TelemetryImportSchema()
+
+    @extend_schema(
+        request={"multipart/form-data": TelemetryImportUploadSerializer},
+        responses={202: TelemetryImportSerializer},
+        parameters=IMPORT_QUERY,
+        operation_id="telemetry_import",
+        description=(
+            "Import a CSV of history. The upload streams to disk (DATASET_MAX_UPLOAD_MB, UPLOADS_PER_USER, "
+            "`upload_progress` events as for datasets) and its header is checked at once (400); a worker then "
+            "checks every line and writes the points, reporting `telemetry_import_progress` and "
+            "`telemetry_import_completed` on `user.<id>` and `project.<id>`. All or nothing: a bad line fails the "
+            "import naming the line, and nothing is stored. Answers 202 with the import; follow `url`. Who may: "
+            "an editor of the project (403 names the role)."
+        ),
+    )
+    def post(self, request):
+        query = request.query_params
+        import_precheck(request.user, query)  # before the body (the ASGI layer has run it too)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > max_upload_bytes():
+            raise PayloadTooLarge(_too_large())
+        serializer = TelemetryImportUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        upload = data["file"]
+        if upload.size > max_upload_bytes():
+            raise PayloadTooLarge(_too_large())
+        project = _one_of(query, data, "project")
+        source = _one_of(query, data, "source") or ""
+        job = imports.telemetry_import_create(user=request.user, uploaded_file=upload, project=project,
+                                              source=source)
+        return Response(TelemetryImportSerializer(job).data, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": reverse("api-telemetry-import-detail", args=[job.pk])})
+
+
+def _one_of(query, data, name: str):
+    in_url, in_form = query.get(name) or None, data.get(name)
+    if in_url is not None and in_form is not None and str(in_form) != str(in_url):
+        raise serializers.ValidationError({name: [f"The URL names {name} {in_url} and the form {in_form}: give one."]})
+    return in_url if in_url is not None else in_form
+
+
+def _too_large() -> str:
+    return f"The file is larger than the {settings.DATASET_MAX_UPLOAD_MB} MB upload limit (DATASET_MAX_UPLOAD_MB)."
+
+
+class TelemetryImportDetailView(RetrieveAPIView):
+    """An import of telemetry history: its status, progress, counts and, when it failed, why."""
+
+    serializer_class = TelemetryImportSerializer
+
+    def get_object(self):
+        return permissions.get_visible(TelemetryImport.objects.all(), self.request.user, pk=self.kwargs["pk"])
