@@ -191,12 +191,10 @@ class LivePublisher:
             while True:
                 now = time.monotonic()
                 urgent = self.force or self.stopping
-                ready = [sid for sid in self.windows if urgent or self._due(sid) <= now]
-                if ready:
-                    # Oldest due first, so one busy source does not hold the others back.
-                    ready.sort(key=self._due)
-                    window = self.windows.pop(ready[0])
-                    self._send_unlocked(window)
+                # The window due the longest first, so one busy source does not hold the others back.
+                first = min(self.windows, key=self._due, default=None)
+                if first is not None and (urgent or self._due(first) <= now):
+                    self._send_unlocked(self.windows.pop(first))
                     continue
                 if self.stopping:
                     self.cond.notify_all()
