@@ -9,10 +9,14 @@ class TelemetryConfig(AppConfig):
         from mlops_dashboard import jobs, request_bodies, retention
         from mlops_dashboard.events.topics import register_topic
 
-        from . import api, imports
+        from . import api, imports, live
 
         # `telemetry.<source id>`: a source's live points, checked against the source's project.
         register_topic("telemetry", "telemetry.Source")
+        # `telemetry_project.<project id>`: the project's Telemetry page watches it (telemetry/live.py);
+        # a member of the project (the view permission on it) may.
+        register_topic(live.WATCH_TOPIC, "mlops_dashboard.Project")
+        live.connect()
 
         # TELEMETRY_MAX_POINTS points of long names are more than DATA_UPLOAD_MAX_MEMORY_SIZE.
         request_bodies.register_body_limit(

@@ -185,6 +185,30 @@ def test_replay_within_the_horizon_of_a_small_log_is_complete(open_socket, clien
     assert [sock.recv()["id"] for _ in range(4)] == ids[-4:]
 
 
+def test_object_topics_named_on_connect_are_checked_and_covered_by_the_replay(open_socket, client, user):
+    """`?topics=` (what realtime.js sends on a reconnect): each object topic is checked as `subscribe`
+    checks it and joined before the replay, so events only on it that were missed come back too."""
+    from tests.factories import DatasetFactory, PipelineFactory, PipelineRunFactory, ProjectFactory
+
+    run = PipelineRunFactory(pipeline=PipelineFactory(dataset=DatasetFactory()))
+    theirs = DatasetFactory(project=ProjectFactory(slug="other"))
+    step = {"step_index": 0, "kind": "train", "status": "running", "log": ["line"]}
+    start = publish(created(1))
+    missed = publish(catalog.PipelineStep(project_id=run.pipeline.dataset.project_id, pipeline_id=run.pipeline_id,
+                                          run_id=run.id, **step))  # on the run's topic only
+    sock = open_socket(cookie=session_cookie(client, user),
+                       path=f"/ws/?last_event_id={start}&topics=pipeline_run.{run.id},dataset.{theirs.id},nonsense")
+    errors = [sock.recv(), sock.recv()]
+    assert [(e["type"], e["code"]) for e in errors] == [("error", "bad_topic"), ("error", "forbidden_topic")]
+    assert f"dataset.{theirs.id}" in errors[1]["message"]
+    event_record.expect([sock.recv()], "pipeline_step", run_id=run.id, step_index=0)
+    # The refused dataset's topic (and another project's): never here.
+    publish(catalog.DatasetCreated(project_id=theirs.project_id, dataset_id=theirs.id, name="theirs"))
+    live = publish(catalog.PipelineStep(project_id=run.pipeline.dataset.project_id, pipeline_id=run.pipeline_id,
+                                        run_id=run.id, **step))
+    assert sock.recv()["id"] == live > missed
+
+
 def test_bad_last_event_id_is_an_error(open_socket, client, user):
     sock = open_socket(cookie=session_cookie(client, user), path="/ws/?last_event_id=abc")
     assert sock.recv()["code"] == "bad_message"
