@@ -9,12 +9,12 @@ detector's (IsolationForest over aligned rows): both read the same `TelemetryTra
 
 Kinds:
 - faults (`FAULTS`), each on one metric chosen at random, labelled from its onset to its end:
-  - `step`: the level moves by 15–40 % of the metric's usual level (up or down; a power loss, a
-    heater stuck on) for 20 min – 2 h, then comes back;
-  - `drift`: a slow, steady move, up or down, reaching 15–35 % of the level in 30 min – 3 h, and
-    held there until the end of the fault (a sensor losing calibration, a bearing wearing);
-  - `spike`: a burst of 3–10 readings far out (40–120 % of the level; a knock, a surge), then
-    normal again: longer than one reading, so not a glitch;
+  - `step`: the level moves by 8–20 noise widths (standard deviations of the sensor's noise), up
+    or down (a power loss, a heater stuck on), for 20 min – 2 h, then comes back;
+  - `drift`: a slow, steady move, up or down, reaching 10–25 noise widths in 30 min – 3 h, and
+    held there to the end of the trace (a sensor losing calibration, a bearing wearing);
+  - `spike`: a burst of 3–10 readings 10–30 noise widths out (a knock, a surge), then normal
+    again: longer than one reading, so not a glitch;
   - `stuck`: the sensor repeats its last reading, exactly, for 30 min – 3 h (a frozen driver, a
     cached value), while the real series keeps varying;
 - normal (`NORMALS`), which must not raise anything:
@@ -148,28 +148,27 @@ def make_trace(kind: str, rng: np.random.Generator, *, step: float = 60.0, hours
         sign = float(rng.choice((-1.0, 1.0)))
         if kind == "step":
             length = rng.uniform(20, 120) * 60
-            share = rng.uniform(0.15, 0.40)
+            share = rng.uniform(8, 20)
             a = onset_for(length)
             b = min(n, a + int(length / step))
-            values[a:b] += sign * share * shape.level
+            values[a:b] += sign * share * shape.noise
         elif kind == "drift":
             ramp = rng.uniform(30, 180) * 60
-            hold = rng.uniform(30, 90) * 60
-            share = rng.uniform(0.15, 0.35)
-            a = onset_for(ramp + hold)
-            b = min(n, a + int((ramp + hold) / step))
+            share = rng.uniform(10, 25)
+            a = onset_for(ramp)
+            b = n
             k = np.arange(b - a) * step
-            values[a:b] += sign * share * shape.level * np.minimum(1.0, k / ramp)
-            length = ramp + hold
+            values[a:b] += sign * share * shape.noise * np.minimum(1.0, k / ramp)
+            length = (b - a) * step
         elif kind == "spike":
             burst = int(rng.integers(3, 11))
             length = burst * step
-            share = rng.uniform(0.40, 1.20)
-            if shape.low >= 0 and sign < 0:
-                share = min(share, 0.8)  # a reading below zero is a different fault
+            share = rng.uniform(10, 30)
+            if sign < 0:  # not below the floor: a reading below zero is a different fault
+                share = min(share, 0.8 * shape.level / shape.noise)
             a = onset_for(length)
             b = min(n, a + burst)
-            values[a:b] += sign * share * shape.level * rng.uniform(0.8, 1.2, b - a)
+            values[a:b] += sign * share * shape.noise * rng.uniform(0.8, 1.2, b - a)
         else:  # stuck
             length = rng.uniform(30, 180) * 60
             a = onset_for(length)
@@ -179,7 +178,7 @@ def make_trace(kind: str, rng: np.random.Generator, *, step: float = 60.0, hours
         faulty[shape.name][a:b] = True
         trace.fault = (float(times[a]), float(times[b - 1]))
         trace.fault_metric = shape.name
-        trace.params = {"metric": shape.name, "direction": "up" if sign > 0 else "down", "share": round(share, 3),
+        trace.params = {"metric": shape.name, "direction": "up" if sign > 0 else "down", "sigmas": round(share, 2),
                         "minutes": round(length / 60, 1), "readings": b - a}
     elif kind == "gap":
         length = rng.uniform(10, 90) * 60
