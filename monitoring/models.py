@@ -112,6 +112,8 @@ class AlertRule(models.Model):
         JOB_STALLED = "job_stalled", "Job stalled"
         ANOMALY = "anomaly", "Severe metric anomaly"
         CHANNEL_FAILING = "channel_failing", "Notification channel failing"
+        TELEMETRY_ANOMALY = "telemetry_anomaly", "Telemetry anomaly"
+        TELEMETRY_SILENT = "telemetry_silent", "Telemetry source silent"
         CUSTOM = "custom", "Raised by an app"
 
     class Comparison(models.TextChoices):

@@ -125,3 +125,15 @@ def _mark_seen(series, batches, now) -> None:
             Metric.objects.filter(pk=metric.pk).update(last_value=value, last_timestamp=newest)
     source_ids = {b.source_id for b in batches.values()}
     Source.objects.filter(pk__in=source_ids).update(last_seen=now)
+
+
+def source_silence_mark(*, source: Source, since: datetime | None) -> bool:
+    """Record that a source went silent at `since` (None: it reports again). Conditional, so that
+    of several processes checking at once one sees the change: True for that one."""
+    sources = Source.objects.filter(pk=source.pk)
+    if since is not None:
+        changed = sources.filter(silent_since__isnull=True).update(silent_since=since)
+    else:
+        changed = sources.filter(silent_since__isnull=False).update(silent_since=None)
+    source.silent_since = since
+    return bool(changed)

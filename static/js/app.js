@@ -60,6 +60,19 @@ export const toastRules = {
       sticky: alert.priority === "critical" ? true : undefined,
     };
   },
+  // A telemetry series' anomaly (streaming, or a range detection's first flagged readings): every
+  // page of the project's members toasts it. Host-metric anomalies only refresh the Monitoring page.
+  anomaly_detected: (e) =>
+    e.source === "telemetry"
+      ? {
+          kind: ALERT_KINDS[e.severity] || "warning",
+          title: `Anomaly: ${e.metric} on ${e.entity}`,
+          message:
+            `${e.value == null ? "—" : Number(e.value).toLocaleString()}` +
+            (e.baseline == null ? "" : ` (usually ${Number(e.baseline).toLocaleString()})`) +
+            (e.observed_at ? ` at ${new Date(e.observed_at).toLocaleString()}` : ""),
+        }
+      : null,
   health_change: (e) => ({
     kind: HEALTH_KINDS[e.current_health] || "info",
     title: `System health: ${e.current_health}`,
