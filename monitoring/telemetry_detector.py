@@ -50,6 +50,7 @@ class SeriesSpec:
     stuck: int = 10
     clear: int = 5
     cooldown: int = 300
+    detrend: bool = True
 
     @property
     def metric_spec(self) -> MetricSpec:
@@ -80,8 +81,9 @@ def spec_from(overrides: dict | None, base: SeriesSpec = DEFAULT, *, where: str 
     def bad(name, text):
         return ValueError(f"{where}.{name}: {text}")
 
-    if not isinstance(spec.enabled, bool):
-        raise bad("enabled", "true or false")
+    for name in ("enabled", "detrend"):
+        if not isinstance(getattr(spec, name), bool):
+            raise bad(name, "true or false")
     for name, low, high in (("window", 10, 1000), ("min_samples", 3, 1000), ("stuck", 0, 1000), ("clear", 1, 1000),
                             ("cooldown", 0, 86_400)):
         value = getattr(spec, name)
@@ -189,19 +191,37 @@ def _longest_run(values: list[float]) -> int:
     return longest
 
 
-def without_stuck_runs(spec: SeriesSpec, history: list[float]) -> list[float]:
-    """The history with every run of `stuck` or more identical readings cut to its first reading: a
-    stretch where the sensor was stuck is not the series' usual spread (its MAD would be 0)."""
+def without_stuck_runs(spec: SeriesSpec, history: list[float], times: list[int] | None = None):
+    """The history (and its times) with every run of `stuck` or more identical readings cut to its
+    first reading: a stretch where the sensor was stuck is not the series' usual spread (its MAD
+    would be 0)."""
     if not spec.stuck or _longest_run(history) < spec.stuck:
-        return history
+        return history, times
     kept, i = [], 0
     while i < len(history):
         j = i
         while j + 1 < len(history) and history[j + 1] == history[i]:
             j += 1
-        kept.extend(history[i:j + 1] if j - i + 1 < spec.stuck else [history[i]])
+        kept.extend(range(i, j + 1) if j - i + 1 < spec.stuck else [i])
         i = j + 1
-    return kept
+    return [history[k] for k in kept], (None if times is None else [times[k] for k in kept])
+
+
+def detrended(spec: SeriesSpec, history: list[float], times: list[int] | None, at_ms: int) -> list[float]:
+    """The history brought to the time of the new reading along its robust trend: a daily cycle or a
+    slow wander moves the level within a window, which would widen the MAD and hide a fault. The
+    slope is the median of the slopes between readings half the baseline apart (the baseline: the
+    window before the last `of` readings), by their timestamps (a gap is a gap)."""
+    if not spec.detrend or times is None or len(history) < spec.min_samples:
+        return history
+    m = len(history) - (spec.of - 1)
+    h = m // 2
+    slopes = sorted((history[j + h] - history[j]) / (times[j + h] - times[j]) for j in range(m - h)
+                    if times[j + h] > times[j])
+    if not slopes:
+        return history
+    slope = anomaly._median(slopes)
+    return [v + slope * (at_ms - t) for v, t in zip(history, times)]
 
 
 def stuck_run(spec: SeriesSpec, history: list[float], value: float) -> int:
@@ -225,9 +245,16 @@ def stuck_run(spec: SeriesSpec, history: list[float], value: float) -> int:
     return run
 
 
-def step(spec: SeriesSpec, state: SeriesState, history: list[float], value: float, at_ms: int) -> Decision:
+def _level_history(spec: SeriesSpec, history: list[float], times: list[int] | None, at_ms: int) -> list[float]:
+    values, times = without_stuck_runs(spec, history, times)
+    return detrended(spec, values, times, at_ms)
+
+
+def step(spec: SeriesSpec, state: SeriesState, history: list[float], value: float, at_ms: int,
+         times: list[int] | None = None) -> Decision:
     """Decide about one new reading (`value` at `at_ms`) of a series whose earlier readings are
-    `history` (oldest first, at most spec.window); updates `state` in place."""
+    `history` (oldest first, at most spec.window) taken at `times` (epoch ms; None: no detrending);
+    updates `state` in place."""
     state.last_ms = at_ms if state.last_ms is None else max(state.last_ms, at_ms)
     table = {"series": spec.metric_spec}
     episode = state.episode
@@ -243,7 +270,7 @@ def step(spec: SeriesSpec, state: SeriesState, history: list[float], value: floa
             episode.normal = episode.normal + 1 if back else 0
             done = "back" if episode.normal >= spec.clear else None
             if done is None and episode.readings >= spec.window:
-                verdict = anomaly.evaluate("series", without_stuck_runs(spec, history), value, threshold=spec.threshold,
+                verdict = anomaly.evaluate("series", _level_history(spec, history, times, at_ms), value, threshold=spec.threshold,
                                            min_samples=spec.min_samples, table=table)
                 if verdict.score is not None and not verdict.agreeing:
                     done = "settled"
@@ -267,7 +294,7 @@ def step(spec: SeriesSpec, state: SeriesState, history: list[float], value: floa
         state.episode = Episode(kind=STUCK, baseline=value, opened_ms=at_ms)
         return Decision(opened=True, kind=STUCK, score=float(limit), severity="medium", baseline=value,
                         details={"kind": STUCK, "identical_readings": run})
-    verdict = anomaly.evaluate("series", without_stuck_runs(spec, history), value, threshold=spec.threshold,
+    verdict = anomaly.evaluate("series", _level_history(spec, history, times, at_ms), value, threshold=spec.threshold,
                                min_samples=spec.min_samples, table=table)
     if not verdict.confirmed:
         return NOTHING

@@ -164,10 +164,12 @@ def _score_series(metric, spec: detector.SeriesSpec, item: dict, counts: dict) -
     new = [i for i, (ms, _) in enumerate(rows) if ms >= start and (after is None or ms > after)]
     counts["skipped"] += max(0, int(item["count"]) - len(new))
     values = [v for _, v in rows]
+    times = [ms for ms, _ in rows]
     changed = False
     for i in new:
         ms, value = rows[i]
-        decision = detector.step(spec, series_state, values[max(0, i - spec.window):i], value, ms)
+        earlier = max(0, i - spec.window)
+        decision = detector.step(spec, series_state, values[earlier:i], value, ms, times[earlier:i])
         counts["scored"] += 1
         changed = True
         if decision.opened:
