@@ -66,6 +66,6 @@ def telemetry_points_score(project_id: int | None, series: list[dict]) -> dict:
 @shared_task(name="monitoring.telemetry_silent_check", ignore_result=True)
 def telemetry_silent_check() -> dict:
     """Sources silent for TELEMETRY_SILENT_FACTOR × their interval alert; back ones resolve."""
-    if not state.try_lock("telemetry-silent-check", 5):
+    if not settings.MONITORING_ENABLED or not state.try_lock("telemetry-silent-check", 5):
         return {}
     return services.telemetry_silent_check()

@@ -184,3 +184,42 @@ def test_a_fault_reaches_a_socket_of_the_project_through_the_worker(server, work
     assert T0 + timedelta(minutes=100) <= observed <= T0 + timedelta(minutes=110)
     sock.expect("system_alert", timeout=30, alert={"status": "open", "subject": f"press-07#{source.pk}:temperature"})
     assert Anomaly.objects.filter(source="telemetry").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_scoring_the_same_series_at_once_score_each_reading_once(user, project, rules):
+    """Two workers handed overlapping batches of one series (a retry, a duplicate request) at the
+    same moment: the series' lock makes them take turns, and each reading is scored once."""
+    import threading
+
+    from django.db import connection
+
+    values = noise(140)
+    for i in range(100, 130):
+        values[i] += 10.0
+    # Not through the session's worker here: the two scorers are this test's threads.
+    uid = "monitoring.telemetry_points_score"
+    telemetry_signals.points_ingested.disconnect(dispatch_uid=uid)
+    try:
+        telemetry_services.points_ingest(user=user, project=project, readings=readings(values))
+    finally:
+        telemetry_signals.points_ingested.connect(telemetry_anomalies.points_ingested_enqueue, dispatch_uid=uid)
+    metric = Metric.objects.get(name="temperature")
+    ms = [int((T0 + timedelta(seconds=i * STEP)).timestamp() * 1000) for i in (0, 139)]
+    series = [{"metric_id": metric.pk, "source_id": metric.source_id, "start": ms[0], "end": ms[1], "count": 140}]
+    results, barrier = [], threading.Barrier(2)
+
+    def score():
+        try:
+            barrier.wait()
+            results.append(telemetry_anomalies.telemetry_points_score(project_id=project.pk, series=series))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=score) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(r["scored"] for r in results) == [0, 140]
+    assert sum(r["opened"] for r in results) == 1 and Anomaly.objects.count() == 1
