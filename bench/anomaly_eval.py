@@ -36,6 +36,12 @@ socket ping p95, and a project's prediction rate computed as monitoring.state.pr
 Printed: per incident type, the rules that alerted, recall and time to detect; per rule, precision
 (alerts opened during an incident / all its alerts) and recall per incident type; the alerts each
 normal shift raised; all before and after. Seeded and deterministic; a few seconds.
+
+Then telemetry (--telemetry-runs, default 8; 0 skips it): the streaming detector of telemetry series
+(monitoring/telemetry_detector.py, what monitoring.services.telemetry_anomalies runs on every ingested
+reading) on the traces of bench/telemetry_traces.py (a machine's temperature, vibration and power with a
+daily cycle, noise and glitches; step, drift, spike and stuck-sensor faults; normal days and gaps):
+recall, precision and time to detect per trace kind, and overall. About a minute.
 """
 
 from __future__ import annotations
