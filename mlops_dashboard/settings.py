@@ -319,6 +319,19 @@ TELEMETRY_MAX_CHART_POINTS = env.int("TELEMETRY_MAX_CHART_POINTS", default=2000)
 TELEMETRY_MAX_SERIES_POINTS = env.int("TELEMETRY_MAX_SERIES_POINTS", default=50_000)
 # `make run` simulates a small plant (4 machines) through the ingest API, labelled as demo data.
 DEMO_TELEMETRY = env.bool("DEMO_TELEMETRY", default=True)
+# Streaming anomaly detection of every new reading (monitoring): overrides of the telemetry default
+# spec for every series, as JSON {field: value} (monitoring/telemetry_detector.py's SeriesSpec:
+# enabled, direction, min_change, relative_change, agree, of, score, threshold, alerts, floor,
+# relative_floor, window, min_samples, stuck, clear, cooldown); a metric's own `anomaly` applies on top.
+TELEMETRY_ANOMALY_DEFAULTS = env.json("TELEMETRY_ANOMALY_DEFAULTS", default={})
+# At most this many new readings of one series are scored per ingest request (the newest; a backfill
+# of history is not streamed through the detector point by point).
+TELEMETRY_ANOMALY_MAX_POINTS = env.int("TELEMETRY_ANOMALY_MAX_POINTS", default=2000)
+# Silent sources are looked for this often (s); each opens an alert under the telemetry-silent rule.
+CELERY_BEAT_SCHEDULE["telemetry-silent-check"] = {
+    "task": "monitoring.telemetry_silent_check", "schedule": float(env.int("TELEMETRY_SILENT_CHECK_INTERVAL", default=15)),
+    "options": {"expires": 15},
+}
 
 # SECTION: notifications -------------------------------------------------------------------------
 

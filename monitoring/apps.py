@@ -16,6 +16,20 @@ def anomaly_metrics_setting(app_configs=None, **kwargs):
     return []
 
 
+@checks.register()
+def telemetry_anomaly_setting(app_configs=None, **kwargs):
+    """TELEMETRY_ANOMALY_DEFAULTS is read for every scored batch: say at startup when it is invalid."""
+    from django.conf import settings
+
+    from . import telemetry_detector
+
+    try:
+        telemetry_detector.spec_from(settings.TELEMETRY_ANOMALY_DEFAULTS, where="TELEMETRY_ANOMALY_DEFAULTS")
+    except (TypeError, ValueError) as error:
+        return [checks.Error(str(error), id="monitoring.E002")]
+    return []
+
+
 class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "monitoring"
@@ -40,6 +54,13 @@ class MonitoringConfig(AppConfig):
             resender="monitoring.services.detection.anomaly_detections_resend_lost",
         ))
         jobs.job_failed.connect(signals.job_failed_alert, dispatch_uid="monitoring.job_failed_alert")
+        # Telemetry's new readings are scored by a task (streaming anomalies; telemetry never imports us).
+        from telemetry import signals as telemetry_signals
+
+        from .services import telemetry_anomalies
+
+        telemetry_signals.points_ingested.connect(telemetry_anomalies.points_ingested_enqueue,
+                                                  dispatch_uid="monitoring.telemetry_points_score")
         self._register_retention()
         # An ASGI server process (uvicorn, daphne, ...) runs a collector of its own.
         role = collector.server_process_role()

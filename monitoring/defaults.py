@@ -126,6 +126,38 @@ DEFAULT_RULES.append({
 })
 
 
+# Issue 16: telemetry. Each belongs to the source's project (a project's own rule of the kind takes
+# the place of these global ones for its sources).
+DEFAULT_RULES.append({
+    "slug": "telemetry-anomaly",
+    "name": "Telemetry anomaly",
+    "kind": "telemetry_anomaly",
+    "priority": "medium",
+    "description": "A telemetry series moved far from its recent range (robust score, minimum change, most of its "
+                   "last readings) or its sensor is stuck repeating one reading. One alert per fault; it clears "
+                   "when the series is back in range for a few readings. Per-series settings: the metric's "
+                   "`anomaly` (enabled, direction, min_change, agree, of, ...). A threshold here is the lowest "
+                   "robust score that opens an alert.",
+    "suggested_actions": [
+        "Open the source's page: the anomaly is marked on the metric's chart.",
+        "A stuck sensor: check the device or the program that reads it.",
+    ],
+})
+DEFAULT_RULES.append({
+    "slug": "telemetry-silent",
+    "name": "Telemetry source silent",
+    "kind": "telemetry_silent",
+    "priority": "medium",
+    "description": "A telemetry source sent nothing for TELEMETRY_SILENT_FACTOR times its expected interval; the "
+                   "alert clears with its next reading.",
+    "suggested_actions": [
+        "Check the machine or program that sends the readings, and its token.",
+        "A source that reports less often: raise its expected interval on the Telemetry page.",
+    ],
+})
+TELEMETRY_RULES = ("telemetry-anomaly", "telemetry-silent")
+
+
 def install(model) -> int:
     """Create the default rules that are missing (by slug); never touches edited ones. Returns the count."""
     created = 0

@@ -53,7 +53,7 @@ class AlertRuleForm(forms.ModelForm):
 
     scope = forms.ChoiceField(
         label="For", required=False, choices=[("project", "This project"), ("global", "Every project (global)")],
-        help_text="A project's rules watch its jobs and serving model; global rules (staff) also hosts and workers.")
+        help_text="A project's rules watch its jobs, serving model and telemetry; global rules (staff) also hosts and workers.")
 
     def __init__(self, *args, user=None, project=None, **kwargs):
         self.user, self.project = user, project

@@ -112,6 +112,8 @@ class AlertRule(models.Model):
         JOB_STALLED = "job_stalled", "Job stalled"
         ANOMALY = "anomaly", "Severe metric anomaly"
         CHANNEL_FAILING = "channel_failing", "Notification channel failing"
+        TELEMETRY_ANOMALY = "telemetry_anomaly", "Telemetry anomaly"
+        TELEMETRY_SILENT = "telemetry_silent", "Telemetry source silent"
         CUSTOM = "custom", "Raised by an app"
 
     class Comparison(models.TextChoices):
@@ -151,7 +153,8 @@ class AlertRule(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     # The kinds a project's rule may have (the rest watch hosts and workers: global only).
-    PROJECT_KINDS = ("metric", "job_failed", "training_failed", "pipeline_failed", "job_stalled", "custom")
+    PROJECT_KINDS = ("metric", "job_failed", "training_failed", "pipeline_failed", "job_stalled", "custom",
+                     "telemetry_anomaly", "telemetry_silent")
 
     class Meta:
         ordering = ["kind", "name", "id"]
@@ -173,7 +176,7 @@ class AlertRule(models.Model):
         elif self.kind == self.Kind.JOB_STALLED:
             if self.threshold is not None and self.threshold < 1:
                 errors["threshold"] = "A stall is at least one usual progress interval (1 or more)."
-        elif self.kind == self.Kind.ANOMALY:
+        elif self.kind in (self.Kind.ANOMALY, self.Kind.TELEMETRY_ANOMALY):
             if self.threshold is not None and self.threshold <= 0:
                 errors["threshold"] = "The anomaly score threshold is positive."
         if not isinstance(self.suggested_actions, list) or not all(isinstance(a, str) for a in self.suggested_actions):
@@ -182,7 +185,7 @@ class AlertRule(models.Model):
             # A project's rules watch what belongs to it: its jobs and its serving figures; hosts,
             # workers and metric anomalies are global (staff's rules).
             if self.kind not in self.PROJECT_KINDS:
-                errors["kind"] = (f"A project's rule watches its jobs or its serving model: one of "
+                errors["kind"] = (f"A project's rule watches its jobs, its serving model or its telemetry: one of "
                                   f"{', '.join(self.PROJECT_KINDS)}; {self.kind} rules are global (staff).")
             elif self.kind == self.Kind.METRIC and self.metric and self.metric not in PROJECT_METRICS:
                 errors["metric"] = (f"A project's metric rule watches {' or '.join(sorted(PROJECT_METRICS))}; "

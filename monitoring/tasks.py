@@ -54,3 +54,18 @@ def notification_deliver(self, delivery_id: int) -> None:
 def notifications_sweep() -> dict:
     """Due groups nobody sent, and repeats of still-open alerts."""
     return services.notifications_sweep()
+
+
+@shared_task(name="monitoring.telemetry_points_score", ignore_result=True)
+def telemetry_points_score(project_id: int | None, series: list[dict]) -> dict:
+    """Streaming anomaly detection of one ingest request's new readings ({metric_id, source_id,
+    start, end, count} per series, epoch ms)."""
+    return services.telemetry_points_score(project_id=project_id, series=series)
+
+
+@shared_task(name="monitoring.telemetry_silent_check", ignore_result=True)
+def telemetry_silent_check() -> dict:
+    """Sources silent for TELEMETRY_SILENT_FACTOR × their interval alert; back ones resolve."""
+    if not settings.MONITORING_ENABLED or not state.try_lock("telemetry-silent-check", 5):
+        return {}
+    return services.telemetry_silent_check()

@@ -79,8 +79,9 @@ class Metric(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     expected_interval_seconds = models.PositiveIntegerField(
         null=True, blank=True, validators=validate_interval, help_text="Empty: the source's.")
-    # Streaming anomaly detection of this series: overrides of monitoring.anomaly's per-metric spec
-    # (direction, min_change, persist, window, alert); empty: the telemetry default.
+    # Streaming anomaly detection of this series: overrides of the telemetry default spec (fields of
+    # monitoring/telemetry_detector.py's SeriesSpec: enabled, direction, min_change, agree, of,
+    # window, stuck, ...); empty: the default (TELEMETRY_ANOMALY_DEFAULTS).
     anomaly = models.JSONField(default=dict, blank=True)
     last_value = models.FloatField(null=True, blank=True)
     last_timestamp = models.DateTimeField(null=True, blank=True)

@@ -118,3 +118,36 @@ def sources_list(user, *, project=None, sources: QuerySet[Source] | None = None,
         sources = sources.filter(silent) if status == "silent" else sources.exclude(silent)
     metrics = Prefetch("metrics", queryset=Metric.objects.order_by("name", "id"))
     return sources.prefetch_related(metrics).order_by("name", "id")
+
+# --- what other apps' background work reads (no user: not filtered by visibility) ---------------------
+
+
+def metrics_with_sources(ids) -> dict[int, Metric]:
+    """Metrics by id, with their source (monitoring's streaming anomaly detection)."""
+    return {m.pk: m for m in Metric.objects.filter(pk__in=list(ids)).select_related("source")}
+
+
+def points_last(metric_id: int, *, until: datetime, count: int) -> list[tuple[int, float]]:
+    """The last `count` raw readings of a series at or before `until`, oldest first: [(epoch_ms, value)]."""
+    rows = (Point.objects.filter(series_id=metric_id, timestamp__lte=until).order_by("-timestamp")
+            .values_list("timestamp", "value")[:max(0, count)])
+    return [(epoch_ms(t), v) for t, v in reversed(list(rows))]
+
+
+def sources_silence_changes(now: datetime | None = None) -> tuple[list[Source], list[Source]]:
+    """(sources that went silent and are not marked yet, sources marked silent that report again):
+    silent is more than TELEMETRY_SILENT_FACTOR × its expected interval since its last reading."""
+    now = now or timezone.now()
+    factor = settings.TELEMETRY_SILENT_FACTOR
+    # At least factor × 1 s old (the shortest interval); the exact test is per source's interval.
+    candidates = Source.objects.filter(silent_since__isnull=True, last_seen__lt=now - timedelta(seconds=factor))
+    went = [s for s in candidates.only("id", "name", "project_id", "last_seen", "expected_interval_seconds",
+                                       "silent_since")
+            if s.status_at(now) == "silent"]
+    back = [s for s in Source.objects.filter(silent_since__isnull=False) if s.status_at(now) == "live"]
+    return went, back
+
+
+def sources_marked_silent(ids) -> list[Source]:
+    """Of these sources, the ones marked silent (a reading of theirs just arrived)."""
+    return list(Source.objects.filter(pk__in=list(ids), silent_since__isnull=False))

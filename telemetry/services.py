@@ -348,3 +348,14 @@ def source_delete(*, user, source: Source) -> None:
         Source.objects.filter(pk=source_id).delete()
         activity_record(title=f"Telemetry source deleted: {name}", action_type="telemetry_source", user=user,
                         description=summary, metadata={"source_id": source_id}, project=project_id)
+
+def source_silence_mark(*, source: Source, since: datetime | None) -> bool:
+    """Record that a source went silent at `since` (None: it reports again). Conditional, so that
+    of several processes checking at once one sees the change: True for that one."""
+    sources = Source.objects.filter(pk=source.pk)
+    if since is not None:
+        changed = sources.filter(silent_since__isnull=True).update(silent_since=since)
+    else:
+        changed = sources.filter(silent_since__isnull=False).update(silent_since=None)
+    source.silent_since = since
+    return bool(changed)

@@ -83,3 +83,8 @@ from .rollup import (  # noqa: F401
     AVERAGED,
     metrics_rollup,
 )
+from .telemetry_anomalies import (  # noqa: F401
+    anomaly_spec_validate,
+    telemetry_points_score,
+    telemetry_silent_check,
+)

@@ -60,6 +60,21 @@ export const toastRules = {
       sticky: alert.priority === "critical" ? true : undefined,
     };
   },
+  // A telemetry series' anomaly (streaming, or a range detection's first flagged readings): every
+  // page of the project's members toasts it. Host-metric anomalies only refresh the Monitoring page.
+  // (An alert it opens toasts too, as every alert does: under its own title.)
+  anomaly_detected: (e) => {
+    if (e.source !== "telemetry") return null;
+    const shown = (v) => (v == null ? "—" : Number(v).toLocaleString(undefined, { maximumFractionDigits: 2 }));
+    return {
+      kind: e.severity === "low" ? "info" : "warning",
+      title: `${e.entity} · ${e.metric}: ${e.severity} anomaly`,
+      message:
+        shown(e.value) +
+        (e.baseline == null ? "" : ` (usually ${shown(e.baseline)})`) +
+        (e.observed_at ? ` at ${new Date(e.observed_at).toLocaleString()}` : ""),
+    };
+  },
   health_change: (e) => ({
     kind: HEALTH_KINDS[e.current_health] || "info",
     title: `System health: ${e.current_health}`,

@@ -101,7 +101,7 @@ BEFORE_PROJECTS = [
 PROJECT_ROWS = [("datasets", "Dataset"), ("datasets", "ProcessingJob"), ("training", "TrainingJob"),
                 ("training", "ModelVersion"), ("training", "Deployment"), ("pipelines", "Pipeline"),
                 ("pipelines", "PipelineRun"), ("monitoring", "AnomalyDetection")]
-RULES_ADDED_SINCE = ("notification-channel-failing",)
+RULES_ADDED_SINCE = ("notification-channel-failing", "telemetry-anomaly", "telemetry-silent")
 EVERY_MODEL = [*PROJECT_ROWS, ("auth", "User"), ("pipelines", "StepRun"), ("monitoring", "AlertRule"),
                ("monitoring", "Alert"), ("monitoring", "Anomaly"), ("mlops_dashboard", "Activity")]
 
