@@ -314,6 +314,9 @@ TELEMETRY_MINUTE_RETENTION_DAYS = env.int("TELEMETRY_MINUTE_RETENTION_DAYS", def
 TELEMETRY_HOUR_RETENTION_DAYS = env.int("TELEMETRY_HOUR_RETENTION_DAYS", default=730)
 # A chart without an explicit resolution gets at most about this many points.
 TELEMETRY_MAX_CHART_POINTS = env.int("TELEMETRY_MAX_CHART_POINTS", default=2000)
+# The most rows GET /api/telemetry/series/ returns (past it, 400 asking for a coarser resolution or a
+# shorter range): 50,000 raw points are about 1.5 MB of JSON, as many rollups about 4 MB.
+TELEMETRY_MAX_SERIES_POINTS = env.int("TELEMETRY_MAX_SERIES_POINTS", default=50_000)
 # `make run` simulates a small plant (4 machines) through the ingest API, labelled as demo data.
 DEMO_TELEMETRY = env.bool("DEMO_TELEMETRY", default=True)
 
