@@ -64,7 +64,7 @@ def index(request):
             "sources": [{"id": s.pk, "name": s.name, "metrics": [{"id": m.pk, "name": m.name} for m in s.metrics.all()]}
                         for s in sources],
             "cardUrl": reverse("telemetry:source-card", args=[0]),
-            "seriesUrl": "/api/telemetry/series/",
+            "seriesUrl": reverse("api-telemetry-series"),
             "sparklineSeconds": SPARKLINE_SECONDS,
             "maxSubscriptions": settings.WS_MAX_SUBSCRIPTIONS,
         },
@@ -115,7 +115,7 @@ def _detail_context(request, source: Source, *, source_form=None, metric_forms=N
             "ranges": {k: s for k, _, s in RANGES},
             "defaultRange": DEFAULT_RANGE,
             "initial": {"start": selectors.epoch_ms(start), "end": selectors.epoch_ms(end), "series": initial},
-            "seriesUrl": "/api/telemetry/series/",
+            "seriesUrl": reverse("api-telemetry-series"),
             "detectUrl": "/api/anomaly/detect/",
             "anomaliesUrl": reverse("monitoring:telemetry-anomalies", args=[fresh.pk]),
         },

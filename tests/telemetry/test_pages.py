@@ -124,3 +124,34 @@ def test_the_anomalies_fragment_lists_the_sources_anomalies_in_range(client, use
     assert f'data-observed="{int(inside.observed_at.timestamp())}"' in html and 'data-value="99.5"' in html
     everything = client.get(f"/monitoring/telemetry/{source.pk}/anomalies/?start=nonsense").content.decode()
     assert f'data-anomaly-id="{old.pk}"' in everything
+
+
+def test_the_registry_forms_save_through_the_services_and_show_errors_by_field(client, user):
+    source = SourceFactory(name="press-07")
+    metric = MetricFactory(source=source, name="temperature", unit="°C")
+    client.force_login(user)
+    response = client.post(f"/telemetry/sources/{source.pk}/registry/", {
+        "description": "Press line A", "labels": '{"line": "A"}', "expected_interval_seconds": 5})
+    assert response.status_code == 302 and response["Location"].endswith(f"/telemetry/sources/{source.pk}/#registry")
+    source.refresh_from_db()
+    assert (source.description, source.labels, source.expected_interval_seconds) == ("Press line A", {"line": "A"}, 5)
+
+    prefix = f"metric-{metric.pk}"
+    response = client.post(f"/telemetry/sources/{source.pk}/metrics/{metric.pk}/registry/", {
+        f"{prefix}-unit": "K", f"{prefix}-description": "", f"{prefix}-labels": "",
+        f"{prefix}-expected_interval_seconds": ""})
+    assert response.status_code == 302
+    metric.refresh_from_db()
+    assert metric.unit == "K" and metric.labels == {} and metric.expected_interval_seconds is None
+
+    bad = client.post(f"/telemetry/sources/{source.pk}/registry/", {
+        "description": "x", "labels": '["not", "an object"]', "expected_interval_seconds": 0})
+    assert bad.status_code == 400
+    html = bad.content.decode()
+    assert 'data-error-for="labels"' in html and 'data-error-for="expected_interval_seconds"' in html
+    source.refresh_from_db()
+    assert source.description == "Press line A"
+    bad_metric = client.post(f"/telemetry/sources/{source.pk}/metrics/{metric.pk}/registry/", {
+        f"{prefix}-unit": "K", f"{prefix}-labels": '{"k": 3}', f"{prefix}-expected_interval_seconds": ""})
+    assert bad_metric.status_code == 400 and f'data-error-for="{prefix}-labels"' in bad_metric.content.decode()
+    assert client.post(f"/telemetry/sources/{source.pk}/metrics/999999/registry/", {}).status_code == 404
