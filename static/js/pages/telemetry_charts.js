@@ -123,9 +123,10 @@ export function sparkline(el, data) {
 
 /**
  * A source page's chart. `onZoom(min, max)` is called when the user drags across it (the page
- * applies the zoom to every chart); `anomalies()` gives the marks [{x, value}] to draw.
+ * applies the zoom to every chart); `anomalies()` gives the marks [{x, value}] to draw; `onDraw(u)`
+ * runs after each redraw.
  */
-export function lineChart(el, data, { label, unit, onZoom, anomalies }) {
+export function lineChart(el, data, { label, unit, onZoom, anomalies, onDraw }) {
   const { width } = elementSize(el, 240);
   const chart = new uPlot(
     {
@@ -157,7 +158,8 @@ export function lineChart(el, data, { label, unit, onZoom, anomalies }) {
             onZoom?.(min, max);
           },
         ],
-        draw: [(u) => drawAnomalies(u, anomalies?.() || [])],
+        // After uPlot's batched commit: the scales and the data are the ones on screen.
+        draw: [(u) => drawAnomalies(u, anomalies?.() || []), (u) => onDraw?.(u)],
       },
     },
     data,

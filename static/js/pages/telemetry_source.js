@@ -45,12 +45,13 @@ function visibleBounds() {
   return view.zoom ? { start: view.zoom.min, end: view.zoom.max } : rangeBounds();
 }
 
-function publishState(c) {
-  const xs = c.data[0];
+/** What the chart shows, on its element (after uPlot's redraw: its scales are then the ones drawn). */
+function publishState(c, u) {
+  const xs = u.data[0] || [];
   c.el.dataset.points = String(xs.length);
   c.el.dataset.lastX = xs.length ? String(xs[xs.length - 1]) : "";
-  c.el.dataset.xMin = String(Math.round(c.chart.scales.x.min ?? 0));
-  c.el.dataset.xMax = String(Math.round(c.chart.scales.x.max ?? 0));
+  c.el.dataset.xMin = String(Math.round(u.scales.x.min ?? 0));
+  c.el.dataset.xMax = String(Math.round(u.scales.x.max ?? 0));
   c.el.dataset.resolution = c.resolution;
 }
 
@@ -60,7 +61,6 @@ function render() {
   for (const c of charts.values()) {
     c.chart.setData(c.data, false);
     c.chart.setScale("x", { min: start, max: end });
-    publishState(c);
   }
   const follow = $("tl-follow");
   if (follow) {
@@ -158,6 +158,7 @@ function initCharts() {
       unit: metric.unit,
       onZoom: zoomTo,
       anomalies: () => marks.filter((m) => m.metric === metric.name),
+      onDraw: (u) => publishState(c, u),
     });
     setResolution(c, initial?.resolution);
     charts.set(metric.name, c);
