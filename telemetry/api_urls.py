@@ -2,12 +2,13 @@ from django.urls import path, re_path
 
 from mlops_dashboard.routers import ApiRouter
 
-from . import api_read
+from . import api, api_read
 from .models import NAME_PATTERN
 
 ID = ApiRouter.ID
 
 urlpatterns = [
+    path("telemetry/", api.TelemetryIngestView.as_view(), name="api-telemetry-ingest"),
     path("telemetry/sources/", api_read.SourceViewSet.as_view({"get": "list"}), name="api-telemetry-sources"),
     re_path(rf"^telemetry/sources/(?P<pk>{ID})/$", api_read.SourceViewSet.as_view(
         {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}), name="api-telemetry-source"),

@@ -97,6 +97,17 @@ def events(redis_client):
         log()  # what the test's actions sent counts as sent, even when the test read none of it
 
 
+@pytest.fixture(autouse=True)
+def _telemetry_live_points_sent():
+    """Telemetry held in this process for a live event (telemetry/live.py, up to a second) is sent
+    by the end of the test that ingested it, not into the next test's events."""
+    yield
+    from telemetry import live
+
+    if live._publisher is not None:
+        live._publisher.flush()
+
+
 def session_cookie(client, user) -> str:
     client.force_login(user)
     return client.cookies[settings.SESSION_COOKIE_NAME].value

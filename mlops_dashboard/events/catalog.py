@@ -675,7 +675,8 @@ class TelemetryPoints(Event):
     """New readings of one source: `points` are `[metric, epoch_ms, value]` in time order. At most one
     event per second per source per server process, carrying that second's points; cut to fit a
     frame with `truncated` true (the page then refetches the range from the series API). Sent on the
-    project's topic too (`project_id` set) while someone watches the project's Telemetry page."""
+    project's topic too (`project_id` set) while someone watches the project's Telemetry page (a socket
+    subscribed to `telemetry_project.<project id>`, on which nothing itself is sent)."""
 
     type = "telemetry_points"
     source_id: int

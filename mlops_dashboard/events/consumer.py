@@ -4,7 +4,8 @@ On connect: authenticate, join the topics its user may read (`dashboard`, `user.
 projects, `staff` for staff: events/topics.py), replay the log after the client's `last_event_id`,
 then relay live events. When the user's memberships change, the socket is told on its account group
 (`account.projects`) and joins or leaves project topics within moments. Object topics are joined on
-the client's `subscribe`, each checked with the view permission on its object.
+the client's `subscribe`, each checked with the view permission on its object, or named on connect
+(`?topics=dataset.3,telemetry.7`, checked alike) so that the replay after `last_event_id` covers them.
 
 Every event carries a global id and arrives in id order, so dropping any id at or below the last one
 sent removes both replay/live overlaps and the duplicates of an event addressed to several topics
@@ -47,6 +48,16 @@ REPLAY_PAGE = 2000
 RATE_CLOSE_CODE = 1008
 
 logger = logging.getLogger(__name__)
+
+
+def _query_topics(query: dict) -> tuple[list[str], list[str]]:
+    """The object topics of the connect URL's `topics` (comma-separated, as the events API takes
+    them), at most WS_MAX_SUBSCRIPTIONS; and the names that are not object topics."""
+    raw = (query.get("topics") or [""])[0]
+    names = list(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+    wanted = [t for t in names if topic_rules.object_topic(t) is not None]
+    unknown = [t[:60] for t in names if topic_rules.object_topic(t) is None]
+    return wanted[:settings.WS_MAX_SUBSCRIPTIONS], unknown[:5]
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
@@ -209,11 +220,22 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(sockets.STAFF_GROUP, self.channel_name)
         for topic in sorted(self.view.base_topics()):
             await self._join(topic)
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        # Object topics named on connect are joined before the replay, so it covers them too.
+        wanted, unknown = _query_topics(query)
+        granted = await database_sync_to_async(topic_rules.grant)(user, wanted) if wanted else {}
+        for topic, project_id in granted.items():
+            self.granted[topic] = project_id
+            await self._join(topic)
         await self.accept()
         runtime.connection_opened()
         self.counted = True
+        if unknown:
+            await self._error("bad_topic", f"Not object topics, left out: {', '.join(unknown)[:200]}.")
+        refused = [t for t in wanted if t not in granted]
+        if refused:
+            await self._error("forbidden_topic", f"No such objects that you may view, left out: {', '.join(refused)[:200]}.")
 
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         raw = (query.get("last_event_id") or [None])[0]
         after = None
         if raw not in (None, ""):

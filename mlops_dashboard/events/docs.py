@@ -35,7 +35,9 @@ shortened list gets a sibling `<name>_truncated` holding the number of items lef
 - Send `{"type": "ping", "ts": ...}` to get `pong`; `{"type": "subscribe" | "unsubscribe",
   "topics": [...]}` to follow object topics: each needs the view permission on its object, else
   `error` `forbidden_topic` (also for an object that does not exist); leaving a project leaves its
-  objects' topics. Messages over 64 KiB, malformed or unknown ones are answered with `error`.
+  objects' topics. Object topics may also be named on connect, `?last_event_id=N&topics=dataset.3,telemetry.7`
+  (checked alike; refused ones are left out and named in one `forbidden_topic` error), so that the
+  replay after `N` covers them too. Messages over 64 KiB, malformed or unknown ones are answered with `error`.
 - `GET /api/events/?after=N&limit=100` returns the same logged events as JSON, those a socket of
   yours would get now: the polling fallback. `&topics=training_job.12,dataset.3` adds object
   topics, as `subscribe` does; those you may not view are listed in `refused_topics`. A page holds at most `limit` events and 1 MB of them (`EVENTS_PAGE_MAX_BYTES`): page on
@@ -58,6 +60,8 @@ shortened list gets a sibling `<name>_truncated` holding the number of items lef
 | `project.<id>` | the project's members and staff (joined on connect, and on being added): its objects |
 | `staff` | staff sockets (joined on connect): activity lines of no project (logins) |
 | `dataset.<id>`, `processing_job.<id>`, `training_job.<id>`, `model.<id>`, `pipeline.<id>`, `pipeline_run.<id>` | sockets that subscribed and may view the object, for pages that follow one thing |
+| `telemetry.<source id>` | sockets that subscribed and may view the source: its live points |
+| `telemetry_project.<project id>` | nothing is sent on it: a socket of a project member subscribes while it shows the project's Telemetry page, and meanwhile the project's sources send `telemetry_points` to `project.<id>` too |
 """
 
 

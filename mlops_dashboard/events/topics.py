@@ -136,6 +136,18 @@ def may_subscribe(user, topic: str, *, fresh: bool = True) -> tuple[bool, int | 
     return permissions.can_see(user, obj), permissions.project_id_of(obj)
 
 
+def grant(user, topics) -> dict[str, int | None]:
+    """The object topics among `topics` the user may follow, each with its object's project id (a
+    socket's `topics` named on connect)."""
+    permissions.forget_roles(user)
+    out = {}
+    for topic in topics:
+        allowed, project_id = may_subscribe(user, topic, fresh=False)
+        if allowed:
+            out[topic] = project_id
+    return out
+
+
 def granted_topics(user, topics) -> set[str]:
     """The object topics among `topics` that the user may follow (the events API's `topics`)."""
     permissions.forget_roles(user)

@@ -223,6 +223,8 @@ export class RealtimeClient {
     const url = new URL(this.config.wsPath, `${scheme}//${location.host}`);
     url.protocol = scheme;
     url.searchParams.set("last_event_id", String(this.lastEventId));
+    // The object topics it follows, joined before the replay: a reconnect gets what it missed on them too.
+    if (this._topics.size) url.searchParams.set("topics", this.topics.join(","));
     return url.toString();
   }
 

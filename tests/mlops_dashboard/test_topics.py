@@ -13,7 +13,7 @@ def test_every_object_topic_of_the_catalog_is_registered_by_its_app():
         for cls in REGISTRY.values() for alternatives in cls.topics for template in alternatives.split("|")
         if "." in template
     } - {"project", "user"}
-    assert prefixes == {"dataset", "processing_job", "training_job", "model", "pipeline", "pipeline_run"}
+    assert prefixes == {"dataset", "processing_job", "training_job", "model", "pipeline", "pipeline_run", "telemetry"}
     assert prefixes <= set(topics.registered_prefixes())
 
 
