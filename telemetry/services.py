@@ -261,6 +261,32 @@ def metric_update(*, user, metric: Metric, **fields) -> Metric:
     return metric
 
 
+def _series_delete(series_ids: list[int]) -> int:
+    """Points and rollups of these series, set-based (no cascade to follow: points have no database
+    constraint). The number of points."""
+    if not series_ids:
+        return 0
+    MinuteRollup.objects.filter(series_id__in=series_ids).delete()
+    HourRollup.objects.filter(series_id__in=series_ids).delete()
+    return Point.objects.filter(series_id__in=series_ids).delete()[0]
+
+
+def metric_delete(*, user, metric: Metric) -> None:
+    """Remove one series of a source with its points and rollups (the source's change rule)."""
+    metric = Metric.objects.select_related("source").filter(pk=metric.pk).first()
+    if metric is None:
+        return
+    source_authorize(user, "change", metric.source)
+    with transaction.atomic():
+        removed = _series_delete([metric.pk])
+        audit_record(user=user, action="delete", obj=metric, project=metric.source.project_id,
+                     summary=f"{removed} points", object_repr=str(metric))
+        Metric.objects.filter(pk=metric.pk).delete()
+        activity_record(title=f"Telemetry metric deleted: {metric}", action_type="telemetry_source", user=user,
+                        description=f"{removed} points", metadata={"source_id": metric.source_id, "metric": metric.name},
+                        project=metric.source.project_id)
+
+
 def source_delete(*, user, source: Source) -> None:
     """Remove a source with its metrics, their points and rollups (set-based deletes: points have no
     database constraint to cascade along)."""
@@ -270,14 +296,11 @@ def source_delete(*, user, source: Source) -> None:
         if source is None:
             return
         series_ids = list(Metric.objects.filter(source=source).values_list("pk", flat=True))
-        counts = {}
-        for model in (Point, MinuteRollup, HourRollup):
-            counts[model.__name__] = model.objects.filter(series_id__in=series_ids).delete()[0] if series_ids else 0
+        removed = _series_delete(series_ids)
         name, project_id, source_id = source.name, source.project_id, source.pk
-        audit_record(user=user, action="delete", obj=source,
-                     summary=f"{len(series_ids)} metrics, {counts['Point']} points")
+        summary = f"{len(series_ids)} metrics, {removed} points"
+        audit_record(user=user, action="delete", obj=source, summary=summary)
         Metric.objects.filter(source_id=source_id).delete()
         Source.objects.filter(pk=source_id).delete()
         activity_record(title=f"Telemetry source deleted: {name}", action_type="telemetry_source", user=user,
-                        description=f"{len(series_ids)} metrics, {counts['Point']} points",
-                        metadata={"source_id": source_id}, project=project_id)
+                        description=summary, metadata={"source_id": source_id}, project=project_id)
