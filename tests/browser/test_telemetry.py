@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from mlops_dashboard.events import catalog, publish
+from mlops_dashboard.tokens import api_token_create
 from monitoring.models import Anomaly
 from telemetry import services
 from telemetry.models import Source
@@ -22,15 +24,15 @@ from tests.factories import ProjectFactory
 pytestmark = pytest.mark.browser
 
 
-def ingest(user, project, source: str, values: dict[str, float], at: datetime | None = None) -> int:
-    """Readings of one moment through the ingest service, and their live event (the page's topic)."""
-    at = at or timezone.now()
-    services.points_ingest(user=user, project=project,
-                           readings=[Reading(source, metric, at, value) for metric, value in values.items()])
-    row = Source.objects.get(project=project, name=source)
-    publish(catalog.TelemetryPoints(source_id=row.pk, source=source, project_id=project.pk,
-                                    points=[[metric, epoch_ms(at), value] for metric, value in values.items()]))
-    return epoch_ms(at)
+def ingest(server, key: str, source: str, values: dict[str, float], at: datetime | None = None) -> int:
+    """Readings of one moment through the real server's ingest API (a telemetry token): its process
+    sends them live (telemetry/live.py)."""
+    ms = epoch_ms(at or timezone.now())
+    response = httpx.post(server.url + "/api/telemetry/", headers={"Authorization": f"Token {key}"}, timeout=60,
+                          json={"points": [{"source": source, "metric": m, "value": v, "timestamp": ms}
+                                           for m, v in values.items()]})
+    assert response.status_code == 202, response.text
+    return ms
 
 
 def chart_state(page, metric: str) -> dict:
@@ -57,7 +59,8 @@ def plant(user):
         services.points_ingest(user=user, project=project, readings=[
             Reading("press-07", "temperature", start + timedelta(minutes=i), 70.0 + (i % 5)),
             Reading("press-07", "vibration", start + timedelta(minutes=i), 1.0 + (i % 3) / 10)])
-    return project, Source.objects.get(project=project, name="press-07")
+    key = api_token_create(user=user, name="plant", scope="telemetry", project=project)[1]
+    return project, Source.objects.get(project=project, name="press-07"), key
 
 
 def open_source(open_page, server, user, source):
@@ -68,14 +71,14 @@ def open_source(open_page, server, user, source):
 
 
 def test_the_source_chart_moves_while_points_arrive(server, open_page, user, plant):
-    project, source = plant
+    project, source, key = plant
     page = open_source(open_page, server, user, source)
     before = chart_state(page, "temperature")
     # Points keep coming until the page shows them (the socket's subscription is in place by then).
     sent: list[int] = []
 
     def moved() -> bool:
-        sent.append(ingest(user, project, "press-07", {"temperature": 80.0 + len(sent), "vibration": 2.0}))
+        sent.append(ingest(server, key, "press-07", {"temperature": 80.0 + len(sent), "vibration": 2.0}))
         time.sleep(0.5)
         return chart_state(page, "temperature")["lastX"] == sent[-1]
 
@@ -85,14 +88,14 @@ def test_the_source_chart_moves_while_points_arrive(server, open_page, user, pla
     assert after["xMax"] >= before["xMax"]  # following now: the window slid
     expect(page.locator('.tl-chart-card[data-metric="temperature"] [data-latest]')).to_have_text(str(80 + len(sent) - 1))
     # More arrive: the chart keeps growing, the vibration chart too.
-    last = ingest(user, project, "press-07", {"temperature": 99.0, "vibration": 3.0})
+    last = ingest(server, key, "press-07", {"temperature": 99.0, "vibration": 3.0})
     page.wait_for_function(f"() => Number(document.querySelector('.tl-chart-card[data-metric=\"vibration\"] [data-chart]').dataset.lastX) === {last}")
     expect(page.locator("#tl-status .badge")).to_have_attribute("data-status", "live")
     assert not page.console_errors
 
 
 def test_a_zoom_holds_across_live_updates(server, open_page, user, plant):
-    project, source = plant
+    project, source, key = plant
     page = open_source(open_page, server, user, source)
     chart = page.locator('.tl-chart-card[data-metric="temperature"] .u-over')
     box = chart.bounding_box()
@@ -113,13 +116,13 @@ def test_a_zoom_holds_across_live_updates(server, open_page, user, plant):
     sent: list[int] = []
 
     def grew() -> bool:
-        sent.append(ingest(user, project, "press-07", {"temperature": 75.0, "vibration": 1.5}))
+        sent.append(ingest(server, key, "press-07", {"temperature": 75.0, "vibration": 1.5}))
         time.sleep(0.5)
         return chart_state(page, "temperature")["lastX"] == sent[-1]
 
     wait_until(grew, message="live points to reach the zoomed chart")
     for _ in range(3):
-        sent.append(ingest(user, project, "press-07", {"temperature": 76.0, "vibration": 1.6}))
+        sent.append(ingest(server, key, "press-07", {"temperature": 76.0, "vibration": 1.6}))
     page.wait_for_function(f"() => Number(document.querySelector('.tl-chart-card[data-metric=\"temperature\"] [data-chart]').dataset.lastX) === {sent[-1]}")
     page.wait_for_timeout(5500)  # past the page's slide timer
     held = chart_state(page, "temperature")
@@ -135,7 +138,7 @@ def test_a_zoom_holds_across_live_updates(server, open_page, user, plant):
 
 
 def test_an_anomaly_of_the_source_toasts_and_lands_in_its_table(server, open_page, user, plant):
-    project, source = plant
+    project, source, key = plant
     page = open_source(open_page, server, user, source)
     expect(page.locator("#tl-anomaly-rows")).to_have_attribute("data-count", "0")
     observed = timezone.now().replace(microsecond=0) - timedelta(minutes=10)
@@ -155,7 +158,7 @@ def test_an_anomaly_of_the_source_toasts_and_lands_in_its_table(server, open_pag
 
 
 def test_the_index_shows_sources_and_moves_their_sparklines(server, open_page, user, plant):
-    project, source = plant
+    project, source, key = plant
     page = open_page(server, user, path="/telemetry/")
     card = page.locator(f"#tl-source-{source.pk}")
     expect(card.locator(".badge")).to_have_attribute("data-status", "live")
@@ -166,7 +169,7 @@ def test_the_index_shows_sources_and_moves_their_sparklines(server, open_page, u
     sent: list[int] = []
 
     def moved() -> bool:
-        sent.append(ingest(user, project, "press-07", {"temperature": 123.5, "vibration": 2.0}))
+        sent.append(ingest(server, key, "press-07", {"temperature": 123.5, "vibration": 2.0}))
         time.sleep(0.5)
         return int(spark.get_attribute("data-points") or 0) > 60
 
@@ -174,4 +177,25 @@ def test_the_index_shows_sources_and_moves_their_sparklines(server, open_page, u
     # The card is re-rendered by the server (last value) and the sparkline survives the morph.
     expect(card.locator('[data-metric="temperature"] [data-field="last-value"]')).to_contain_text("123.5")
     expect(spark.locator("canvas")).to_have_count(1)
+    assert not page.console_errors
+
+
+def test_a_new_source_of_the_project_appears_on_the_index(server, open_page, user, plant):
+    project, source, key = plant
+    page = open_page(server, user, path="/telemetry/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(page.locator(".tl-card")).to_have_count(1)
+    sent: list[int] = []
+
+    def appeared() -> bool:
+        sent.append(ingest(server, key, "gpu-node-2", {"temperature": 61.0 + len(sent)}))
+        time.sleep(0.5)
+        return page.locator(".tl-card").count() == 2
+
+    wait_until(appeared, message="the new source's card")
+    new = Source.objects.get(project=project, name="gpu-node-2")
+    card = page.locator(f"#tl-source-{new.pk}")
+    expect(card.locator(".badge")).to_have_attribute("data-status", "live")
+    expect(card.locator('[data-metric="temperature"] .tl-spark canvas')).to_have_count(1)
+    expect(page.locator("[data-live-count]")).to_have_text("2")
     assert not page.console_errors

@@ -1,7 +1,10 @@
 // The Telemetry page: a card per source of the current project (templates/telemetry/includes/
 // source_card.html) with its status, last values and a sparkline per metric (uPlot, the last hour
-// from the series API). Live: each visible source's `telemetry_points` extend its sparklines and
-// re-render its card (coalesced); a timer re-renders the cards so "silent" shows without an event.
+// from the series API). Live: the page watches the project (`telemetry_project.<id>`, see
+// telemetry/live.py), so every source of the project sends its `telemetry_points` to the project's
+// topic meanwhile; they extend the sparklines and re-render the source's card (coalesced). A source
+// or a metric seen for the first time gets its card or sparkline; a timer re-renders the cards so
+// "silent" shows without an event.
 
 import { realtime } from "../realtime.js";
 import { liveFragments, refreshRelativeTimes, setText } from "../ui.js";
@@ -12,46 +15,59 @@ const WINDOW_MS = (data.sparklineSeconds || 3600) * 1000;
 const CARD_REFRESH_MS = 2000; // at most one card render per source this often while points arrive
 const STATUS_REFRESH_MS = 30000;
 
-const sparks = new Map(); // metric id → {chart, data}
-const byName = new Map(); // `${source id}/${metric name}` → metric id
+const sparks = new Map(); // metric id → {chart, data}, or null while its last hour loads
 const pending = new Map(); // source id → timer of its coalesced card refresh
+const $ = (id) => document.getElementById(id);
 
 const cards = liveFragments({
   url: (id) => data.cardUrl.replace(/\/0\/card\/$/, `/${id}/card/`),
-  find: (id) => document.getElementById(`tl-source-${id}`),
-  place: (el) => document.getElementById("tl-sources")?.append(el),
+  find: (id) => $(`tl-source-${id}`),
+  place: (el) => $("tl-sources")?.append(el),
   onUpdate: (el) => {
-    reattach(el);
+    attach(el);
     updateSummary();
   },
 });
 
-/** After a morph the sparkline holders are empty again: put each chart back into its holder. */
-function reattach(root) {
-  for (const holder of root.querySelectorAll("[data-spark]")) {
-    const spark = sparks.get(Number(holder.dataset.spark));
-    if (spark && spark.chart.root.parentElement !== holder) holder.append(spark.chart.root);
+function sourceIds() {
+  return new Set([...document.querySelectorAll(".tl-card[data-source-id]")].map((el) => Number(el.dataset.sourceId)));
+}
+
+/** Each metric row of a card gets its sparkline: the existing chart put back into its holder after a
+ * morph (the server renders the holder empty), or a new one loaded for a metric seen first. */
+function attach(card) {
+  const sourceId = Number(card.dataset.sourceId);
+  for (const row of card.querySelectorAll("tr[data-metric-id]")) {
+    const id = Number(row.dataset.metricId);
+    const holder = row.querySelector("[data-spark]");
+    if (!holder) continue;
+    const spark = sparks.get(id);
+    if (spark === undefined) initSparkline(sourceId, row.dataset.metric, id, holder);
+    else if (spark && spark.chart.root.parentElement !== holder) {
+      holder.append(spark.chart.root);
+      holder.dataset.points = String(spark.data[0].length);
+    }
   }
 }
 
 function updateSummary() {
-  const all = document.querySelectorAll(".tl-card");
-  const live = document.querySelectorAll('.tl-card[data-status="live"]');
-  setText(document.querySelector("[data-live-count]"), String(live.length));
-  return all.length;
+  setText(document.querySelector("[data-live-count]"), String(document.querySelectorAll('.tl-card[data-status="live"]').length));
 }
 
-async function initSparkline(source, metric) {
-  byName.set(`${source.id}/${metric.name}`, metric.id);
-  const holder = document.querySelector(`[data-spark="${metric.id}"]`);
-  if (!holder) return;
+async function initSparkline(sourceId, name, id, holder) {
+  sparks.set(id, null);
   const end = Date.now();
-  const series = await fetchSeries(data.seriesUrl, { source: source.id, metric: metric.name, start: end - WINDOW_MS, end });
+  const series = await fetchSeries(data.seriesUrl, { source: sourceId, metric: name, start: end - WINDOW_MS, end });
   const columns = columnsFrom(series);
-  const chart = sparkline(holder, columns);
-  sparks.set(metric.id, { chart, data: columns });
-  draw(metric.id);
+  for (const p of early.get(id) || []) insertPoint(columns, p[0], p[1]);
+  early.delete(id);
+  const current = document.querySelector(`[data-spark="${id}"]`) || holder;
+  sparks.set(id, { chart: sparkline(current, columns), data: columns, sourceId, name });
+  draw(id);
 }
+
+// Points that arrive while a sparkline's last hour loads.
+const early = new Map();
 
 function draw(metricId) {
   const spark = sparks.get(metricId);
@@ -64,17 +80,36 @@ function draw(metricId) {
   if (holder) holder.dataset.points = String(spark.data[0].length);
 }
 
+function metricId(sourceId, name) {
+  const row = document.querySelector(`#tl-source-${sourceId} tr[data-metric="${CSS.escape(name)}"]`);
+  return row ? Number(row.dataset.metricId) : null;
+}
+
 function onPoints(event) {
+  if (!$(`tl-source-${event.source_id}`) && !$("tl-sources")) {
+    location.reload(); // the first source of an empty project: the page's layout changes
+    return;
+  }
   const touched = new Set();
+  let unknown = false;
   for (const [metric, x, y] of event.points || []) {
-    const id = byName.get(`${event.source_id}/${metric}`);
-    const spark = id != null ? sparks.get(id) : null;
-    if (!spark) continue;
-    insertPoint(spark.data, x, y);
-    touched.add(id);
+    const id = metricId(event.source_id, metric);
+    if (id == null) {
+      unknown = true;
+      continue;
+    }
+    const spark = sparks.get(id);
+    if (spark) {
+      insertPoint(spark.data, x, y);
+      touched.add(id);
+    } else {
+      if (!early.has(id)) early.set(id, []);
+      early.get(id).push([x, y]);
+    }
   }
   for (const id of touched) draw(id);
-  scheduleCard(event.source_id);
+  if (unknown) cards.refresh(event.source_id); // a new source or metric: its card (and sparkline) now
+  else scheduleCard(event.source_id);
 }
 
 function scheduleCard(sourceId) {
@@ -88,17 +123,15 @@ function scheduleCard(sourceId) {
   );
 }
 
-if (data.sources?.length) {
-  const ids = new Set(data.sources.map((s) => s.id));
-  for (const source of data.sources) for (const metric of source.metrics) initSparkline(source, metric);
+if (data.projectId) {
+  for (const card of document.querySelectorAll(".tl-card[data-source-id]")) attach(card);
   realtime.on("telemetry_points", (e) => {
-    if (ids.has(e.source_id)) onPoints(e);
+    if (e.project_id === data.projectId || sourceIds().has(e.source_id)) onPoints(e);
   });
-  // Each source's topic, within the socket's subscription budget (the page's other topics aside).
-  const budget = Math.max(0, (data.maxSubscriptions || 200) - 10);
-  realtime.subscribe(data.sources.slice(0, budget).map((s) => `telemetry.${s.id}`));
+  realtime.subscribe([`telemetry_project.${data.projectId}`]);
+  realtime.onResync(() => location.reload());
   setInterval(() => {
-    for (const id of ids) cards.refresh(id);
+    for (const id of sourceIds()) cards.refresh(id);
     for (const id of sparks.keys()) draw(id);
   }, STATUS_REFRESH_MS);
   setInterval(() => refreshRelativeTimes(), 15000);
