@@ -355,8 +355,8 @@ class DetectionRequestSerializer(serializers.Serializer):
     def validate(self, attrs):
         given = set(getattr(self, "initial_data", {}) or {})
         if ("dataset" in attrs) == ("source" in attrs):
-            raise serializers.ValidationError({"source": "Give either `dataset` or `source` (a telemetry source), "
-                                                         "not both and not neither."})
+            why = "Give either `dataset` or `source` (a telemetry source), not both and not neither."
+            raise serializers.ValidationError({"dataset": why, "source": why})
         if "dataset" in attrs:
             extra = [name for name in TELEMETRY_FIELDS if name in given]
             if extra:
