@@ -52,12 +52,13 @@ def wait_until(check, *, timeout=30.0, message="condition"):
 
 @pytest.fixture
 def plant(user):
-    """press-07 with an hour of temperature and vibration, a reading a minute."""
+    """press-07 with an hour of temperature and vibration, a reading a minute; the temperature spikes
+    to 150 half an hour ago."""
     project = ProjectFactory()
     start = timezone.now().replace(microsecond=0) - timedelta(minutes=59)
     for i in range(60):
         services.points_ingest(user=user, project=project, readings=[
-            Reading("press-07", "temperature", start + timedelta(minutes=i), 70.0 + (i % 5)),
+            Reading("press-07", "temperature", start + timedelta(minutes=i), 150.0 if i == 30 else 70.0 + (i % 5)),
             Reading("press-07", "vibration", start + timedelta(minutes=i), 1.0 + (i % 3) / 10)])
     key = api_token_create(user=user, name="plant", scope="telemetry", project=project)[1]
     return project, Source.objects.get(project=project, name="press-07"), key
@@ -147,9 +148,10 @@ def test_an_anomaly_of_the_source_toasts_and_lands_in_its_table(server, open_pag
     publish(catalog.AnomalyDetected(source="telemetry", entity="press-07", metric="temperature", value=140.0,
                                     anomaly_score=6.5, severity="high", anomaly_id=anomaly.pk, project_id=project.pk,
                                     source_id=source.pk, observed_at=observed.astimezone(UTC).isoformat()))
-    toast = page.locator("#toasts .toast", has_text="Anomaly on press-07")
+    toast = page.locator("#toasts .toast", has_text="press-07")
     expect(toast).to_be_visible()
-    expect(toast).to_contain_text("temperature = 140")
+    expect(toast).to_contain_text("temperature")
+    expect(toast).to_contain_text("140")
     expect(page.locator(f'#tl-anomaly-rows tr[data-anomaly-id="{anomaly.pk}"]')).to_be_visible()
     expect(page.locator("#tl-anomaly-rows")).to_have_attribute("data-count", "1")
     marks = page.evaluate("() => window.__telemetry && document.querySelectorAll('#tl-anomaly-rows tr[data-anomaly-id]').length")
@@ -199,3 +201,35 @@ def test_a_new_source_of_the_project_appears_on_the_index(server, open_page, use
     expect(card.locator('[data-metric="temperature"] .tl-spark canvas')).to_have_count(1)
     expect(page.locator("[data-live-count]")).to_have_text("2")
     assert not page.console_errors
+
+
+def test_a_range_detection_from_the_page_toasts_its_anomalies_and_fills_the_table(server, worker, open_page, user, plant):
+    project, source, key = plant
+    page = open_source(open_page, server, user, source)
+    form = page.locator("#tl-detect-form")
+    form.locator('input[name="use_baseline"]').uncheck()  # an hour of history only: fit on the range
+    expect(form.locator(".tl-detect__baseline")).to_be_hidden()
+    form.locator('input[name="contamination"]').fill("0.05")
+    form.locator("#tl-detect-run").click()
+    expect(page.locator("#tl-detect-status")).to_contain_text("queued")
+    # The worker runs it: each flagged reading toasts, the summary closes it, the table refreshes.
+    expect(page.locator("#toasts .toast", has_text="Anomaly detection finished: press-07")).to_be_visible(timeout=90_000)
+    expect(page.locator("#tl-detect-status")).to_contain_text("readings flagged")
+    expect(page.locator('#tl-anomaly-rows tr[data-value="150.0"]')).to_have_count(1)
+    flagged = Anomaly.objects.filter(telemetry_source=source, detection__isnull=False)
+    assert flagged.filter(value=150.0).exists()
+    expect(page.locator("#tl-anomaly-rows tr[data-anomaly-id]")).to_have_count(flagged.count())
+    assert not page.console_errors
+
+
+def test_a_bad_detection_request_says_why_on_the_page(server, open_page, user, plant):
+    project, source, key = plant
+    page = open_source(open_page, server, user, source)
+    form = page.locator("#tl-detect-form")
+    form.locator('input[name="use_baseline"]').uncheck()
+    form.locator('input[name="start"]').fill("2026-01-01T00:00:00")
+    form.locator('input[name="end"]').fill("2026-01-01T01:00:00")
+    form.locator("#tl-detect-run").click()
+    expect(page.locator("#tl-detect-error")).to_be_visible()
+    expect(page.locator("#tl-detect-error")).to_contain_text("50")
+    assert [e for e in page.console_errors if "400" not in e] == []

@@ -4,7 +4,6 @@
 // so it runs under the site's CSP; its stylesheet is vendor/uplot/uPlot.min.css.
 
 import uPlot from "../../vendor/uplot/uPlot.esm.js";
-import { toastRules } from "../app.js";
 import { getJSON } from "../ui.js";
 
 export { uPlot };
@@ -12,19 +11,6 @@ export { uPlot };
 const STROKE = "#4f46e5";
 const BAND = "rgba(79, 70, 229, 0.14)";
 const ANOMALY = "#f04438";
-
-// A toast for a telemetry anomaly (app.js's rules may already have one: that one stays).
-if (!toastRules.anomaly_detected) {
-  toastRules.anomaly_detected = (e) =>
-    e.source === "telemetry"
-      ? {
-          kind: e.severity === "high" || e.severity === "critical" ? "error" : "warning",
-          title: `Anomaly on ${e.entity}`,
-          message: `${e.metric} = ${formatValue(e.value)} (score ${formatValue(e.anomaly_score)}, ${e.severity})` +
-            (e.observed_at ? ` at ${new Date(e.observed_at).toLocaleString()}` : ""),
-        }
-      : null;
-}
 
 export function formatValue(v, unit = "") {
   if (v == null || Number.isNaN(Number(v))) return "—";

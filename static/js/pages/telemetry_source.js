@@ -276,7 +276,7 @@ function initDetect() {
     const start = fromInput(form.elements.start.value) ?? bounds.start;
     const end = fromInput(form.elements.end.value) ?? bounds.end;
     const body = {
-      source: data.sourceId,
+      source: String(data.sourceId),
       metrics: [...form.querySelectorAll('input[name="metrics"]:checked')].map((i) => i.value),
       start: new Date(start).toISOString(),
       end: new Date(end).toISOString(),
@@ -294,8 +294,9 @@ function initDetect() {
     try {
       const { ok, status, body: answer } = await postJSON(data.detectUrl, body);
       if (ok) {
-        setText($("tl-detect-status"), "Running… flagged readings appear as toasts and in the table.");
-        toast({ kind: "info", title: "Anomaly detection started", message: `${data.source}: ${body.metrics.join(", ") || "every metric"}.` });
+        const id = answer?.id != null ? ` #${answer.id}` : "";
+        setText($("tl-detect-status"), `Detection${id} queued: flagged readings appear as toasts and in the table.`);
+        toast({ kind: "info", title: `Anomaly detection${id} started`, message: `${data.source}: ${body.metrics.join(", ") || "every metric"}.` });
       } else {
         showError(describeError(answer) || `The detection could not be started (HTTP ${status}).`);
       }
@@ -316,11 +317,19 @@ function describeError(body) {
     .join(" · ");
 }
 
-realtime.on("activity_update", (e) => {
-  const a = e.activity || {};
-  if (a.action_type !== "anomaly_detection" || a.metadata?.source_id !== data.sourceId) return;
-  setText($("tl-detect-status"), [a.title, a.description].filter(Boolean).join(": "));
-  if (a.status && a.status !== "running") refreshAnomalies();
+// The detection's progress and end arrive as events (the toasts are app.js's); the table follows.
+realtime.on("anomaly_detection_progress", (e) => {
+  if (e.source_id !== data.sourceId) return;
+  setText($("tl-detect-status"), `Detection #${e.detection_id}: ${Math.round(e.progress)}% · ${e.current_step}`);
+});
+realtime.on("anomaly_detection_completed", (e) => {
+  if (e.source_id !== data.sourceId) return;
+  const text =
+    e.status === "succeeded"
+      ? `Detection #${e.detection_id}: ${(e.n_flagged ?? 0).toLocaleString()} of ${(e.n_rows ?? 0).toLocaleString()} readings flagged.`
+      : `Detection #${e.detection_id} ${e.status}${e.error ? `: ${e.error}` : "."}`;
+  setText($("tl-detect-status"), text);
+  refreshAnomalies();
 });
 
 // --- wiring ---------------------------------------------------------------------------------------
