@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
@@ -61,12 +60,9 @@ def index(request):
         "ingest_url": request.build_absolute_uri("/api/telemetry/"),
         "page_data": {
             "projectId": project.pk if project else None,
-            "sources": [{"id": s.pk, "name": s.name, "metrics": [{"id": m.pk, "name": m.name} for m in s.metrics.all()]}
-                        for s in sources],
             "cardUrl": reverse("telemetry:source-card", args=[0]),
             "seriesUrl": reverse("api-telemetry-series"),
             "sparklineSeconds": SPARKLINE_SECONDS,
-            "maxSubscriptions": settings.WS_MAX_SUBSCRIPTIONS,
         },
     }
     return render(request, "telemetry/index.html", context)

@@ -19,6 +19,7 @@ from telemetry import services
 from telemetry.models import Source
 from telemetry.selectors import epoch_ms
 from telemetry.services import Reading
+from tests.events import expect as expect_event
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.browser
@@ -233,3 +234,27 @@ def test_a_bad_detection_request_says_why_on_the_page(server, open_page, user, p
     expect(page.locator("#tl-detect-error")).to_be_visible()
     expect(page.locator("#tl-detect-error")).to_contain_text("50")
     assert [e for e in page.console_errors if "400" not in e] == []
+
+
+def test_a_truncated_event_makes_the_page_refetch_the_range(server, open_page, user, plant, events):
+    project, source, key = plant
+    page = open_source(open_page, server, user, source)
+    page.locator('[data-range="15m"]').click()
+    expect(page.locator('[data-range="15m"]')).to_have_attribute("aria-pressed", "true")
+    # One request of 1,900 readings, 0.4 s apart, ending now: more than a frame holds (the live event
+    # keeps the newest, `truncated`), fewer than a raw chart's cap (the series API answers them all).
+    end = epoch_ms(timezone.now())
+    points = [{"source": "press-07", "metric": "temperature", "value": 70.123456789 + i / 1e6, "timestamp": end - 400 * i}
+              for i in range(1900)]
+    response = httpx.post(server.url + "/api/telemetry/", headers={"Authorization": f"Token {key}"}, timeout=60,
+                          json={"points": points})
+    assert response.status_code == 202, response.text
+    chart = page.locator('.tl-chart-card[data-metric="temperature"] [data-chart]')
+    expect(chart).to_have_attribute("data-last-x", str(end))
+    expect(chart).to_have_attribute("data-resolution", "raw")
+    page.wait_for_function(
+        "() => Number(document.querySelector('.tl-chart-card[data-metric=\"temperature\"] [data-chart]').dataset.points) >= 1900")
+    # The event carried only the newest of them: the rest came from the series API.
+    cut = expect_event(events(), "telemetry_points", source_id=source.pk, truncated=True)
+    assert len(cut["points"]) < 1900 and cut["points"][-1][1] == end
+    assert not page.console_errors
