@@ -155,8 +155,9 @@ def test_an_anomaly_of_the_source_toasts_and_lands_in_its_table(server, open_pag
     expect(toast).to_contain_text("140")
     expect(page.locator(f'#tl-anomaly-rows tr[data-anomaly-id="{anomaly.pk}"]')).to_be_visible()
     expect(page.locator("#tl-anomaly-rows")).to_have_attribute("data-count", "1")
-    marks = page.evaluate("() => window.__telemetry && document.querySelectorAll('#tl-anomaly-rows tr[data-anomaly-id]').length")
-    assert marks == 1
+    # Marked on its metric's chart, not on the other.
+    expect(page.locator('.tl-chart-card[data-metric="temperature"] [data-chart]')).to_have_attribute("data-marks", "1")
+    expect(page.locator('.tl-chart-card[data-metric="vibration"] [data-chart]')).to_have_attribute("data-marks", "0")
     assert not page.console_errors
 
 

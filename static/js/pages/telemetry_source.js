@@ -53,6 +53,8 @@ function publishState(c, u) {
   c.el.dataset.xMin = String(Math.round(u.scales.x.min ?? 0));
   c.el.dataset.xMax = String(Math.round(u.scales.x.max ?? 0));
   c.el.dataset.resolution = c.resolution;
+  const [min, max] = [u.scales.x.min, u.scales.x.max];
+  c.el.dataset.marks = String(marks.filter((m) => m.metric === c.metric.name && m.x >= min && m.x <= max).length);
 }
 
 /** Redraw every chart over the page's x range, with the data they hold. */
