@@ -30,12 +30,14 @@ MIN_RANGE_ROWS = 50
 MIN_BASELINE_ROWS = 100
 MAX_SPAN = timedelta(days=31)  # of the range, and of the baseline
 MAX_GRID_ROWS = 100_000  # instants of the source's interval in the range (or the baseline)
+MAX_READINGS = 1_000_000  # instants × metrics, in the range (or the baseline): what one request reads
 DEFAULT_BASELINE = timedelta(days=7)
 EVENTS_MAX = 50  # flagged readings that each send anomaly_detected (the first ones in time)
 RECORDED_MAX = 10_000  # flagged readings recorded as anomalies (the most anomalous ones)
 
 
-def _check_span(name: str, start: datetime, end: datetime, step: int, *, start_field: str, end_field: str) -> None:
+def _check_span(name: str, start: datetime, end: datetime, step: int, *, start_field: str, end_field: str,
+                metrics: int = 1) -> None:
     if end <= start:
         raise ValidationError({end_field: f"The {name}'s end must be after its start."})
     if end - start > MAX_SPAN:
@@ -45,6 +47,9 @@ def _check_span(name: str, start: datetime, end: datetime, step: int, *, start_f
     if instants > MAX_GRID_ROWS:
         raise ValidationError({end_field: f"The {name} holds {instants:,} intervals of {step} s; at most "
                                           f"{MAX_GRID_ROWS:,}: shorten it."})
+    if instants * metrics > MAX_READINGS:
+        raise ValidationError({end_field: f"The {name} holds {instants:,} intervals of {metrics} metrics; at most "
+                                          f"{MAX_READINGS:,} readings: shorten it or name fewer metrics."})
 
 
 def _baseline_period(*, start, use_baseline, baseline_start, baseline_end):
@@ -78,12 +83,12 @@ def telemetry_detection_start(*, source, start: datetime, end: datetime, metrics
     if not metrics:
         raise ValidationError({"source": f"{source.name} has no metric to score."})
     step = source.expected_interval_seconds
-    _check_span("range", start, end, step, start_field="start", end_field="end")
+    _check_span("range", start, end, step, start_field="start", end_field="end", metrics=len(metrics))
     baseline_start, baseline_end = _baseline_period(start=start, use_baseline=use_baseline,
                                                     baseline_start=baseline_start, baseline_end=baseline_end)
     if use_baseline:
         _check_span("baseline", baseline_start, baseline_end, step, start_field="baseline_start",
-                    end_field="baseline_end")
+                    end_field="baseline_end", metrics=len(metrics))
     rows_range = len(telemetry_selectors.aligned_rows(source, metrics, start, end))
     if rows_range < MIN_RANGE_ROWS:
         raise ValidationError({"start": f"The range has {rows_range} aligned rows of {', '.join(metrics)} (every "
