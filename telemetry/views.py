@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,8 +29,7 @@ SPARKLINE_SECONDS = 3600
 def _sources(request, project):
     if project is None:
         return []
-    metrics = Prefetch("metrics", queryset=Metric.objects.order_by("name", "id"))
-    return list(selectors.sources_visible(request.user, project=project).prefetch_related(metrics))
+    return list(selectors.sources_list(request.user, project=project))
 
 
 def _source(request, pk: int) -> Source:
