@@ -119,15 +119,21 @@ class AnomalyAdmin(ReadOnlyAdmin):
 
 @admin.register(AnomalyDetection)
 class AnomalyDetectionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "project", "dataset_name", "contamination", "status", "n_rows", "n_flagged", "max_score",
+    list_display = ("id", "project", "target_name", "contamination", "status", "n_rows", "n_flagged", "max_score",
                     "created_at")
     list_filter = ("project", "status")
     list_select_related = ("project",)
-    search_fields = ("dataset_name",)
-    fields = ("project", "dataset", "dataset_name", "contamination", "columns", "columns_used", "status", "error", "n_rows",
+    search_fields = ("dataset_name", "source_name")
+    fields = ("project", "dataset", "dataset_name", "source", "source_name", "metrics", "start", "end", "use_baseline",
+              "baseline_start", "baseline_end", "rows_range", "rows_baseline", "contamination", "columns",
+              "columns_used", "status", "error", "n_rows",
               "n_flagged", "share_flagged", "max_score", "threshold", "scores_file", "top_rows_display", "created_by",
               "created_at", "started_at", "finished_at")
     readonly_fields = fields
+
+    @admin.display(description="dataset or source", ordering="dataset_name")
+    def target_name(self, detection):
+        return detection.target_name
 
     @admin.display(description="top rows")
     def top_rows_display(self, detection):

@@ -3,8 +3,11 @@ on-demand anomaly detection, and the activity feed."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.http import Http404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
@@ -15,6 +18,7 @@ from datasets import selectors as dataset_selectors
 from mlops_dashboard import permissions
 from mlops_dashboard.api_errors import problem_response
 from mlops_dashboard.filters import IdField, ProjectFilters, ProjectScopedMixin, QuerySerializer
+from telemetry import selectors as telemetry_selectors
 
 from . import payloads, selectors, services
 from .models import METRICS, Alert, AlertRule, Anomaly, AnomalyDetection, Delivery, Priority
@@ -241,7 +245,7 @@ class AnomalySerializer(serializers.ModelSerializer):
     class Meta:
         model = Anomaly
         fields = ["id", "project", "source", "entity", "metric", "value", "score", "severity", "baseline", "details",
-                  "detection", "alert", "detected_at"]
+                  "detection", "alert", "detected_at", "telemetry_source", "observed_at"]
         read_only_fields = fields
 
 
@@ -267,22 +271,74 @@ class AnomalyViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveM
 
 class DetectionSerializer(serializers.ModelSerializer):
     duration = serializers.FloatField(read_only=True)
-    dataset_id = serializers.IntegerField(read_only=True)
+    dataset_id = serializers.IntegerField(read_only=True, allow_null=True, help_text="Null for a telemetry detection.")
+    source_id = serializers.IntegerField(read_only=True, allow_null=True,
+                                         help_text="The telemetry source; null for a dataset detection.")
 
     class Meta:
         model = AnomalyDetection
-        fields = ["id", "project", "dataset_id", "dataset_name", "contamination", "columns", "columns_used", "status",
-                  "progress", "error", "n_rows", "n_flagged", "share_flagged", "max_score", "threshold", "top_rows",
-                  "created_at", "started_at", "finished_at", "duration"]
+        fields = ["id", "project", "dataset_id", "dataset_name", "source_id", "source_name", "metrics", "start", "end",
+                  "use_baseline", "baseline_start", "baseline_end", "rows_range", "rows_baseline", "contamination",
+                  "columns", "columns_used", "status", "progress", "error", "n_rows", "n_flagged", "share_flagged",
+                  "max_score", "threshold", "top_rows", "created_at", "started_at", "finished_at", "duration"]
         read_only_fields = fields
 
 
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}],
+                      "description": "ISO 8601 (UTC when it has no offset) or epoch milliseconds."})
+class InstantField(serializers.Field):
+    """A moment: ISO 8601 (UTC when it names no offset) or milliseconds since the epoch."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            raise serializers.ValidationError("Expected ISO 8601 or epoch milliseconds.")
+        moment = None
+        if isinstance(data, (int, float)) or (isinstance(data, str) and data.strip().isdigit()):
+            try:
+                moment = datetime.fromtimestamp(float(data) / 1000, tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                moment = None
+        elif isinstance(data, str):
+            try:
+                moment = parse_datetime(data.strip()) if len(data) <= 64 else None
+            except ValueError:  # well formed, but no such date
+                moment = None
+            if moment is not None and moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+        if moment is None:
+            raise serializers.ValidationError("Expected ISO 8601 (2026-12-02T10:00:00Z) or epoch milliseconds.")
+        if not EARLIEST <= moment < LATEST:
+            raise serializers.ValidationError("Out of range (1970 to 2200).")
+        return moment
+
+    def to_representation(self, value):
+        return value.isoformat() if value else None
+
+
+TELEMETRY_FIELDS = ("source", "metrics", "start", "end", "use_baseline", "baseline_start", "baseline_end")
+
+
 class DetectionRequestSerializer(serializers.Serializer):
-    dataset = serializers.IntegerField(min_value=1)
-    project = IdField(help_text="The dataset's project (set by the dataset; another one is a 400).")
+    dataset = serializers.IntegerField(min_value=1, required=False, help_text="A ready dataset (or give `source`).")
+    source = serializers.CharField(max_length=100, required=False,
+                                   help_text="A telemetry source, by name or id (or give `dataset`).")
+    project = IdField(help_text="The dataset's or source's project (set by it; another one is a 400). With "
+                                "`source`, it also tells apart sources of the same name in two projects.")
     contamination = serializers.FloatField(default=0.05)
     columns = serializers.ListField(child=serializers.CharField(max_length=255), required=False, allow_empty=True,
-                                    max_length=500)
+                                    max_length=500, help_text="Dataset: the columns to score (default: every numeric one).")
+    metrics = serializers.ListField(child=serializers.CharField(max_length=100), required=False, allow_empty=True,
+                                    max_length=100, help_text="Telemetry: the metrics scored together (default: all "
+                                                              "of the source's).")
+    start = InstantField(required=False, help_text="Telemetry: the range's start (required with `source`).")
+    end = InstantField(required=False, help_text="Telemetry: the range's end, after `start`, at most 31 days later.")
+    use_baseline = serializers.BooleanField(default=True, help_text="Telemetry: fit on a baseline period (true) "
+                                                                    "or on the range itself.")
+    baseline_start = InstantField(required=False, help_text="Telemetry: default 7 days before `baseline_end`.")
+    baseline_end = InstantField(required=False, help_text="Telemetry: default `start`.")
 
     def validate_contamination(self, value):
         if not 0.0 < value <= 0.5:
@@ -296,9 +352,31 @@ class DetectionRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError(f"No dataset with id {value}.")
         return dataset
 
+    def validate(self, attrs):
+        given = set(getattr(self, "initial_data", {}) or {})
+        if ("dataset" in attrs) == ("source" in attrs):
+            why = "Give either `dataset` or `source` (a telemetry source), not both and not neither."
+            raise serializers.ValidationError({"dataset": why, "source": why})
+        if "dataset" in attrs:
+            extra = [name for name in TELEMETRY_FIELDS if name in given]
+            if extra:
+                raise serializers.ValidationError({extra[0]: "Read only with `source` (a telemetry detection)."})
+            return attrs
+        if "columns" in given:
+            raise serializers.ValidationError({"columns": "Read only with `dataset`; a telemetry detection takes "
+                                                          "`metrics`."})
+        missing = [name for name in ("start", "end") if name not in attrs]
+        if missing:
+            raise serializers.ValidationError({name: "Required with `source`." for name in missing})
+        # An unknown source (or another project's) answers 404, like an unknown object in the path.
+        attrs["source"] = telemetry_selectors.source_get(self.context["request"].user, attrs["source"],
+                                                         project=attrs.get("project"))
+        return attrs
+
 
 class DetectionFilters(ProjectFilters):
     dataset = IdField(help_text="Only detections on this dataset.")
+    source = IdField(help_text="Only detections on this telemetry source (by id).")
 
 
 class ScoresQuery(QuerySerializer):
@@ -308,9 +386,14 @@ class ScoresQuery(QuerySerializer):
 
 class DetectionViewSet(ProjectScopedMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
                        mixins.DestroyModelMixin, viewsets.GenericViewSet):
-    """IsolationForest over a ready dataset, in a worker. POST {dataset, contamination (0, 0.5], columns?}
-    (the editor role in the dataset's project) answers 202 with the queued detection; it belongs to
-    the dataset's project. `anomaly_detected` announces the result, and GET shows it with the 50
+    """IsolationForest in a worker, over a ready dataset or a telemetry source's time range. POST
+    {dataset, contamination (0, 0.5], columns?} or {source (name or id), metrics?, start, end,
+    contamination, use_baseline (default true), baseline_start?, baseline_end?} (never both; the
+    editor role in the target's project) answers 202 with the queued detection; it belongs to the
+    target's project. A telemetry detection aligns the metrics on the source's interval and needs
+    50 aligned rows in the range and 100 in the baseline (default: the 7 days before `start`), else
+    400 saying how many there are. `anomaly_detected` announces the result (a telemetry detection:
+    each of its first 50 flagged readings, then `anomaly_detection_completed`), and GET shows it with the 50
     most anomalous rows. `scores/` pages through every row's score. `cancel/` stops a queued or
     running one, DELETE removes a finished one: its creator (editor) or a maintainer."""
 
@@ -318,15 +401,26 @@ class DetectionViewSet(ProjectScopedMixin, mixins.CreateModelMixin, mixins.Retri
     filters_class = DetectionFilters
 
     def get_queryset(self):
-        dataset = self.filters().get("dataset")
+        filters = self.filters()
         rows = AnomalyDetection.objects.select_related("project")
-        return self.scoped(rows.filter(dataset_id=dataset) if dataset else rows)
+        if filters.get("dataset"):
+            rows = rows.filter(dataset_id=filters["dataset"])
+        if filters.get("source"):
+            rows = rows.filter(source_id=filters["source"])
+        return self.scoped(rows)
 
     @extend_schema(request=DetectionRequestSerializer, responses={202: DetectionSerializer})
     def create(self, request, *args, **kwargs):
         body = DetectionRequestSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        if "source" in data:
+            detection = services.telemetry_detection_start(
+                source=data["source"], metrics=data.get("metrics") or None, start=data["start"], end=data["end"],
+                contamination=data["contamination"], use_baseline=data["use_baseline"],
+                baseline_start=data.get("baseline_start"), baseline_end=data.get("baseline_end"),
+                user=request.user, project=data.get("project"))
+            return Response(DetectionSerializer(detection).data, status=status.HTTP_202_ACCEPTED)
         detection = services.anomaly_detection_start(dataset=data["dataset"], contamination=data["contamination"],
                                                      columns=data.get("columns") or None, user=request.user,
                                                      project=data.get("project"))

@@ -48,7 +48,7 @@ class MonitoringConfig(AppConfig):
         # processing job (its alert, and its creator's email when they asked).
         jobs.register(jobs.JobKind(
             key="anomaly_detection", model=self.get_model("AnomalyDetection"),
-            label=lambda detection: f"Anomaly detection #{detection.pk} ({detection.dataset_name})",
+            label=lambda detection: f"Anomaly detection #{detection.pk} ({detection.target_name})",
             step_text=lambda detection: detection.status, progress_fields=(), failed_rule="job_failed",
             reaper="monitoring.services.detection.anomaly_detections_reap_stale",
             resender="monitoring.services.detection.anomaly_detections_resend_lost",

@@ -129,3 +129,65 @@ def detect(
     ]
     return Result(scores=scores, flagged=flagged, threshold=threshold, columns=list(numeric.columns),
                   dropped=dropped, top_rows=top_rows)
+
+
+# --- a range of multivariate readings, optionally against a baseline period -----------------------
+
+# How far above the threshold a reading's score is, for its severity (scores are in (0, 1)).
+SEVERITY_MARGINS = (("critical", 0.15), ("high", 0.09), ("medium", 0.04))
+MAD_SCALE = 1.4826  # a normal distribution's MAD → its standard deviation
+
+
+@dataclass
+class RangeResult:
+    scores: np.ndarray  # float64, one per range row
+    flagged: np.ndarray  # bool, one per range row
+    threshold: float
+    deviating: np.ndarray  # int, per range row: the column with the largest robust z
+    z: np.ndarray  # float64, per range row: that column's robust z
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.flagged.sum())
+
+
+def severity_for(score: float, threshold: float) -> str:
+    margin = score - threshold
+    for name, floor in SEVERITY_MARGINS:
+        if margin >= floor:
+            return name
+    return "low"
+
+
+def robust_z(reference: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """|x - median| / (1.4826·MAD) per column, the median and MAD of `reference`; a constant column's
+    scale falls back to its standard deviation, then to a tiny share of its level."""
+    median = np.median(reference, axis=0)
+    scale = MAD_SCALE * np.median(np.abs(reference - median), axis=0)
+    std = reference.std(axis=0)
+    scale = np.where(scale > 0, scale, std)
+    scale = np.where(scale > 0, scale, np.maximum(np.abs(median) * 1e-3, 1e-9))
+    return np.abs(rows - median) / scale
+
+
+def detect_range(rows, *, contamination: float, baseline=None, random_state: int = 0) -> RangeResult:
+    """Score `rows` (n × metrics) with an IsolationForest. With a baseline it is fitted on the baseline
+    and its threshold is the baseline's score quantile at `contamination` (sklearn's offset): a range
+    as ordinary as its baseline has about that share flagged, a faulty one more. Without, it is fitted
+    on the rows themselves and flags `contamination` of them."""
+    from sklearn.ensemble import IsolationForest
+
+    if not 0.0 < contamination <= 0.5:
+        raise DetectionError("contamination must be in (0, 0.5].")
+    rows = np.asarray(rows, dtype=np.float64)
+    reference = rows if baseline is None else np.asarray(baseline, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[0] < 2 or reference.shape[0] < 2:
+        raise DetectionError("At least two aligned rows are needed to score anomalies.")
+    forest = IsolationForest(contamination=contamination, random_state=random_state, n_estimators=100)
+    forest.fit(reference)
+    scores = -forest.score_samples(rows)
+    threshold = float(-forest.offset_)
+    z = robust_z(reference, rows)
+    deviating = np.argmax(z, axis=1)
+    return RangeResult(scores=scores, flagged=scores > threshold, threshold=threshold, deviating=deviating,
+                       z=z[np.arange(rows.shape[0]), deviating])

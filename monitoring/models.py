@@ -288,10 +288,25 @@ def validate_contamination(value: float) -> None:
 
 
 class AnomalyDetection(JobFields):
-    """An IsolationForest over a ready dataset's numeric columns: a score per row, the top rows."""
+    """An IsolationForest over a ready dataset's numeric columns (a score per row, the top rows), or
+    over a telemetry source's readings in a time range, aligned on its interval (each flagged reading
+    an Anomaly). Exactly one of `dataset` and `source` is set."""
 
     project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.PROTECT, related_name="+")
-    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="anomaly_detections")
+    dataset = models.ForeignKey("datasets.Dataset", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="anomaly_detections")
+    # Telemetry: the source, its metrics (empty: all of them), the range scored and the baseline fitted.
+    source = models.ForeignKey("telemetry.Source", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    source_name = models.CharField(max_length=100, blank=True)
+    metrics = models.JSONField(default=list, blank=True, help_text="Telemetry: the metrics scored together.")
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True)
+    use_baseline = models.BooleanField(default=False, help_text="Telemetry: fitted on the baseline period, "
+                                                                "else on the range itself.")
+    baseline_start = models.DateTimeField(null=True, blank=True)
+    baseline_end = models.DateTimeField(null=True, blank=True)
+    rows_range = models.IntegerField(null=True, blank=True, help_text="Aligned rows in the range.")
+    rows_baseline = models.IntegerField(null=True, blank=True, help_text="Aligned rows in the baseline.")
     dataset_name = models.CharField(max_length=200, blank=True)
     contamination = models.FloatField(default=0.05, validators=[validate_contamination])
     columns = models.JSONField(default=list, blank=True, help_text="Requested columns; empty: every numeric one.")
@@ -309,9 +324,22 @@ class AnomalyDetection(JobFields):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(
+            condition=models.Q(dataset__isnull=False, source__isnull=True)
+            | models.Q(dataset__isnull=True, source__isnull=False),
+            name="monitoring_detection_one_target")]
 
     def __str__(self):
-        return f"Anomaly detection #{self.pk} on {self.dataset_name} ({self.status})"
+        return f"Anomaly detection #{self.pk} on {self.target_name} ({self.status})"
+
+    @property
+    def is_telemetry(self) -> bool:
+        return self.source_id is not None
+
+    @property
+    def target_name(self) -> str:
+        """The dataset's name or the telemetry source's, as it was when the detection started."""
+        return self.source_name if self.is_telemetry else self.dataset_name
 
 
 class Anomaly(models.Model):

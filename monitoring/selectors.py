@@ -236,6 +236,20 @@ def anomalies_recent(*, limit: int = 50, source: str | None = None, user=None, p
     return list(rows[:limit])
 
 
+def telemetry_source_anomalies(*, source, start=None, end=None, metric: str | None = None, limit: int = 200,
+                               user=None) -> list[Anomaly]:
+    """The anomalies of a telemetry source's readings observed in [start, end], newest first (the
+    source page's chart marks and table)."""
+    rows = permissions.visible(Anomaly.objects.filter(telemetry_source_id=getattr(source, "pk", source)), user)
+    if start is not None:
+        rows = rows.filter(observed_at__gte=start)
+    if end is not None:
+        rows = rows.filter(observed_at__lte=end)
+    if metric:
+        rows = rows.filter(metric=metric)
+    return list(rows.order_by("-observed_at", "-id")[:limit])
+
+
 def dataset_anomaly_detection_latest(*, dataset) -> AnomalyDetection | None:
     """The dataset's latest detection (running or finished), for templates/monitoring/includes/dataset_anomalies.html."""
     return AnomalyDetection.objects.filter(dataset=dataset).first()

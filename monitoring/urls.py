@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_alerts, views_channels, views_silences
+from . import views, views_alerts, views_channels, views_silences, views_telemetry
 
 app_name = "monitoring"
 
@@ -27,4 +27,5 @@ urlpatterns = [
     path("silences/section/", views_silences.silences_section, name="silences-section"),
     path("maintenance-windows/section/", views_silences.windows_section, name="windows-section"),
     path("datasets/<int:dataset_id>/anomalies/", views.dataset_anomalies_result, name="dataset-anomalies-result"),
+    path("telemetry/<int:source_id>/anomalies/", views_telemetry.telemetry_anomalies, name="telemetry-anomalies"),
 ]

@@ -88,6 +88,56 @@ def series(metric: Metric, *, start: datetime | None = None, end: datetime | Non
     return Series(resolution, [[epoch_ms(b), s / n if n else None, lo, hi, n] for b, s, lo, hi, n in rows])
 
 
+# A reading stands for its series on the grid for at most this many intervals after its time.
+CARRY_INTERVALS = 2
+
+
+@dataclass(frozen=True)
+class AlignedRows:
+    """Readings of several series of one source on one time grid (the source's interval): `times`
+    are the grid's instants (epoch ms) where every metric has a value, `values` one row per time,
+    one column per metric (in `metrics` order)."""
+
+    metrics: list[str]
+    step_seconds: int
+    times: list[int]
+    values: list[list[float]]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def aligned_rows(source: Source, metrics: list[str], start: datetime, end: datetime) -> AlignedRows:
+    """The source's `metrics` aligned onto a grid at its expected interval over [start, end]: at each
+    grid instant a series' value is its last reading at or before it, carried forward for at most
+    CARRY_INTERVALS intervals; instants where a metric has no value are dropped."""
+    import numpy as np
+
+    step = int(source.expected_interval_seconds)
+    start_ms, end_ms, step_ms = epoch_ms(start), epoch_ms(end), step * 1000
+    grid = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+    ids = dict(source.metrics.filter(name__in=metrics).values_list("name", "pk"))
+    columns, present = [], np.ones(grid.shape[0], dtype=bool)
+    carry_ms = CARRY_INTERVALS * step_ms
+    since = start - timedelta(seconds=CARRY_INTERVALS * step)
+    for name in metrics:
+        rows = []
+        if name in ids:
+            rows = list(Point.objects.filter(series_id=ids[name], timestamp__gte=since, timestamp__lte=end)
+                        .order_by("timestamp").values_list("timestamp", "value"))
+        if not rows:
+            return AlignedRows(list(metrics), step, [], [])
+        times = np.fromiter((epoch_ms(t) for t, _ in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((v for _, v in rows), dtype=np.float64, count=len(rows))
+        last = np.searchsorted(times, grid, side="right") - 1  # the last reading at or before each instant
+        ok = last >= 0
+        ok[ok] &= (grid[ok] - times[last[ok]]) <= carry_ms
+        present &= ok & np.isfinite(values[np.clip(last, 0, None)])
+        columns.append(values[np.clip(last, 0, None)])
+    matrix = np.column_stack(columns)[present] if columns else np.empty((0, 0))
+    return AlignedRows(list(metrics), step, grid[present].tolist(), matrix.tolist())
+
+
 # --- the sources list (API and pages) ------------------------------------------------------------------
 
 

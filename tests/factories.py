@@ -402,6 +402,22 @@ class AnomalyDetectionFactory(factory.django.DjangoModelFactory):
     dataset_name = factory.SelfAttribute("dataset.name")
 
 
+class TelemetryDetectionFactory(factory.django.DjangoModelFactory):
+    """A range detection over a telemetry source's temperature in the last hour, fitted on the range, queued."""
+
+    class Meta:
+        model = "monitoring.AnomalyDetection"
+
+    dataset = None
+    source = factory.SubFactory("tests.factories.SourceFactory")
+    source_name = factory.SelfAttribute("source.name")
+    project = factory.SelfAttribute("source.project")
+    metrics = factory.LazyFunction(lambda: ["temperature"])
+    end = factory.LazyFunction(lambda: timezone.now().replace(microsecond=0))
+    start = factory.LazyAttribute(lambda o: o.end - timedelta(hours=1))
+    use_baseline = False
+
+
 class AnomalyFactory(factory.django.DjangoModelFactory):
     """A CPU spike found on host h1."""
 

@@ -670,6 +670,35 @@ class AnomalyDetected(Event):
     observed_at: str | None = None
 
 
+@register("Monitoring", "project.{project_id}", coalesce_by="detection_id")
+class AnomalyDetectionProgress(Event):
+    """A telemetry range detection advanced (`progress` 0-100; `current_step` in words)."""
+
+    type = "anomaly_detection_progress"
+    project_id: int
+    detection_id: int
+    progress: float
+    current_step: str
+    source_id: int | None = None
+
+
+@register("Monitoring", "project.{project_id}", closes=("anomaly_detection_progress",))
+class AnomalyDetectionCompleted(Event):
+    """A telemetry range detection ended: succeeded with `n_flagged` of `n_rows` readings flagged (the
+    first 50 each sent `anomaly_detected`), or failed/cancelled with an `error`."""
+
+    type = "anomaly_detection_completed"
+    project_id: int
+    detection_id: int
+    status: JobStatus
+    entity: str
+    n_rows: int | None = None
+    n_flagged: int | None = None
+    duration: float | None = None
+    error: str | None = None
+    source_id: int | None = None
+
+
 @register("Telemetry", "telemetry.{source_id}", "project.{project_id}")
 class TelemetryPoints(Event):
     """New readings of one source: `points` are `[metric, epoch_ms, value]` in time order. At most one

@@ -50,6 +50,7 @@ from .detection import (  # noqa: F401
     anomaly_detection_start,
     anomaly_detections_reap_stale,
 )
+from .range_detection import telemetry_detection_start  # noqa: F401
 from .watch import (  # noqa: F401
     job_failed_alert,
     jobs_check,

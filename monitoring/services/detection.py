@@ -1,4 +1,5 @@
-"""On-demand anomaly detection: an IsolationForest over a ready dataset, run by a worker."""
+"""On-demand anomaly detection: an IsolationForest over a ready dataset, run by a worker (a telemetry
+source's range: range_detection)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,11 @@ def anomaly_detection_run(*, detection_id: int) -> AnomalyDetection | None:
     if not jobs.claim(AnomalyDetection, detection_id):
         logger.info("anomaly detection %s already claimed or ended; skipped", detection_id)
         return None
-    detection = AnomalyDetection.objects.select_related("dataset").get(pk=detection_id)
+    detection = AnomalyDetection.objects.select_related("dataset", "source").get(pk=detection_id)
+    if detection.is_telemetry:
+        from .range_detection import telemetry_detection_run
+
+        return telemetry_detection_run(detection)
     dataset = detection.dataset
     with jobs.heartbeat(AnomalyDetection, detection_id):
         try:
@@ -125,16 +130,25 @@ def _detection_complete(detection: AnomalyDetection, result) -> AnomalyDetection
     return detection
 
 
+def _target_metadata(detection: AnomalyDetection) -> dict:
+    if detection.is_telemetry:
+        return {"detection_id": detection.pk, "source_id": detection.source_id}
+    return {"detection_id": detection.pk, "dataset_id": detection.dataset_id}
+
+
 def _detection_fail(detection: AnomalyDetection, error: str) -> AnomalyDetection:
     with transaction.atomic():
         if jobs.finish(AnomalyDetection, detection.pk, status=JobStatus.FAILED, error=error):
             detection.refresh_from_db()
             activity_record(
-                title=f"Anomaly detection failed: {detection.dataset_name}", action_type="anomaly_detection",
+                title=f"Anomaly detection failed: {detection.target_name}", action_type="anomaly_detection",
                 user=detection.created_by, status="failed", severity_level="error", description=error[:500],
-                metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
-                project=detection.project_id,
+                metadata=_target_metadata(detection), project=detection.project_id,
             )
+            if detection.is_telemetry:
+                from .range_detection import completed_send
+
+                completed_send(detection)
             transaction.on_commit(lambda: jobs.job_failed_send("anomaly_detection", detection), robust=True)
     return detection
 
@@ -156,10 +170,13 @@ def anomaly_detection_cancel(*, detection: AnomalyDetection, user) -> AnomalyDet
                                     "cancelled.")
         detection.refresh_from_db()
         audit_record(user=user, action="cancel", obj=detection, summary=f"status: {was} → cancelled")
-        activity_record(title=f"Anomaly detection cancelled: {detection.dataset_name}",
+        activity_record(title=f"Anomaly detection cancelled: {detection.target_name}",
                         action_type="anomaly_detection", user=user, status="cancelled", severity_level="warning",
-                        metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
-                        project=detection.project_id)
+                        metadata=_target_metadata(detection), project=detection.project_id)
+        if detection.is_telemetry:
+            from .range_detection import completed_send
+
+            completed_send(detection)
     return detection
 
 
@@ -169,11 +186,10 @@ def anomaly_detection_delete(*, detection: AnomalyDetection, user) -> None:
     if detection.status not in TERMINAL:
         raise DetectionConflict(f"The detection is {detection.status}; cancel it before deleting it.")
     with transaction.atomic():
-        audit_record(user=user, action="delete", obj=detection, summary=f"{detection.status}, {detection.dataset_name}")
-        activity_record(title=f"Anomaly detection deleted: {detection.dataset_name}",
+        audit_record(user=user, action="delete", obj=detection, summary=f"{detection.status}, {detection.target_name}")
+        activity_record(title=f"Anomaly detection deleted: {detection.target_name}",
                         action_type="anomaly_detection", user=user, status="deleted",
-                        metadata={"detection_id": detection.pk, "dataset_id": detection.dataset_id},
-                        project=detection.project_id)
+                        metadata=_target_metadata(detection), project=detection.project_id)
         detection.delete()
 
 

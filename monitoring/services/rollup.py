@@ -89,13 +89,13 @@ def metric_anomalies_prune(cutoff) -> int:
 
 def anomalies_prune(cutoff) -> int:
     """Streaming anomalies, then finished anomaly detections with their anomalies and score files,
-    except each dataset's latest finished one (the dataset page shows it)."""
+    except each dataset's latest finished one (the dataset page shows it); telemetry ones all go."""
     deleted = metric_anomalies_prune(cutoff)
     latest = (AnomalyDetection.objects.filter(dataset=OuterRef("dataset"), status__in=list(TERMINAL))
               .order_by("-created_at", "-id").values("pk")[:1])
     old = AnomalyDetection.objects.filter(status__in=list(TERMINAL)).filter(
         Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
-    ).exclude(pk=Subquery(latest))
+    ).exclude(dataset__isnull=False, pk=Subquery(latest))  # a telemetry detection (no dataset) has no "latest"
     return deleted + delete_in_batches(old)
 
 

@@ -99,6 +99,43 @@ export const toastRules = {
   resync: () => ({ kind: "warning", title: "Missed updates — refreshing", message: "Some live updates were missed while offline." }),
 };
 
+// A range detection sends anomaly_detected for up to 50 readings at once: toast the first few of
+// each detection, then its closing summary (anomaly_detection_completed) gives the count.
+const DETECTION_TOASTS = 5;
+const detectionToasts = new Map();
+const anomalyToast =
+  toastRules.anomaly_detected ||
+  ((e) =>
+    e.source === "telemetry"
+      ? {
+          kind: ALERT_KINDS[e.severity] || "warning",
+          title: `Anomaly: ${e.metric} on ${e.entity}`,
+          message: `${e.value == null ? "—" : Number(e.value).toLocaleString()}` + (e.observed_at ? ` at ${new Date(e.observed_at).toLocaleString()}` : ""),
+        }
+      : null);
+toastRules.anomaly_detected = (e) => {
+  if (e.detection_id == null || e.source !== "telemetry") return anomalyToast(e);
+  const shown = detectionToasts.get(e.detection_id) || 0;
+  detectionToasts.set(e.detection_id, shown + 1);
+  if (shown >= DETECTION_TOASTS) return null;
+  const spec = anomalyToast(e);
+  // Many at once: none of them sticks (the summary says how many there were).
+  return spec ? { ...spec, kind: spec.kind === "error" ? "warning" : spec.kind, sticky: false } : null;
+};
+toastRules.anomaly_detection_completed = (e) => {
+  detectionToasts.delete(e.detection_id);
+  if (e.status === "succeeded") {
+    return {
+      kind: e.n_flagged ? "warning" : "success",
+      title: `Anomaly detection finished: ${e.entity}`,
+      message: `${(e.n_flagged ?? 0).toLocaleString()} of ${(e.n_rows ?? 0).toLocaleString()} readings flagged.`,
+    };
+  }
+  return e.status === "cancelled"
+    ? { kind: "warning", title: `Anomaly detection cancelled: ${e.entity}`, message: e.error || "" }
+    : { kind: "error", title: `Anomaly detection failed: ${e.entity}`, message: e.error || "" };
+};
+
 export function toastForEvent(event) {
   const rule = toastRules[event.type];
   return rule ? rule(event) : null;

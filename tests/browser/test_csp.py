@@ -31,7 +31,7 @@ def test_every_page_admin_and_api_docs_render_without_a_csp_violation(server, op
     page = open_page(server, staff_user)
     # A page of the site is ready once its socket is live: connect-src 'self' lets ws: through.
     for name in ("dashboard", "datasets", "dataset", "training", "training job", "models", "pipelines",
-                 "pipeline", "pipeline run", "monitoring", "system", "live events"):
+                 "pipeline", "pipeline run", "monitoring", "system", "live events", "telemetry", "telemetry source"):
         settle(page, site[name], LIVE)
         expect(page.locator(LIVE)).to_have_text("Live")
     settle(page, "/activity/", "li.activity")  # the dashboard's activity fragment

@@ -66,7 +66,19 @@ def site(transactional_db, staff_user):
     latest = state.client()
     gone = json.loads(latest.hget(state.key("latest"), "worker-gone"))
     latest.hset(state.key("latest"), "worker-gone", json.dumps({**gone, "at": gone["at"] - 3600}))
+    # Telemetry: a source with two metrics and an hour of readings.
+    from telemetry import services as telemetry
+    from telemetry.models import Source
+    from telemetry.services import Reading
+
+    now = timezone.now().replace(microsecond=0)
+    telemetry.points_ingest(user=staff_user, project=dataset.project, readings=[
+        Reading("press-07", metric, now - timezone.timedelta(minutes=i), value + i % 4)
+        for i in range(60) for metric, value in (("temperature", 70.0), ("vibration", 1.0))])
+    source = Source.objects.get(project=dataset.project, name="press-07")
     return {
+        "telemetry": "/telemetry/",
+        "telemetry source": f"/telemetry/sources/{source.pk}/",
         "dashboard": "/",
         "datasets": "/datasets/",
         "dataset": f"/datasets/{dataset.pk}/",
@@ -113,7 +125,7 @@ def check(page, path, *, signed_in=True) -> list[str]:
 
 
 PAGES = ["dashboard", "datasets", "dataset", "training", "training job", "models", "pipelines", "pipeline",
-         "pipeline run", "monitoring", "system", "live events"]
+         "pipeline run", "monitoring", "system", "live events", "telemetry", "telemetry source"]
 
 
 @pytest.mark.parametrize("name", PAGES)

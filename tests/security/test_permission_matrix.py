@@ -697,6 +697,13 @@ PAGES: dict[str, list[PageCase]] = {
         PageCase(f"/monitoring/channels/{{obj.pk}}/{verb}/", GLOBAL_CHANNEL, {}, variant="global channel",
                  global_target=True),
     ] for verb in ("toggle", "test", "delete")},
+    # telemetry: a source's registry on its page (maintainers, or the editor who created the source)
+    "POST /telemetry/sources/{}/registry/": [PageCase("/telemetry/sources/{obj.pk}/registry/", SOURCE, {
+        "description": "Press line A", "labels": '{"line": "A"}', "expected_interval_seconds": 5})],
+    "POST /telemetry/sources/{}/metrics/{}/registry/": [PageCase(
+        "/telemetry/sources/{obj.source_id}/metrics/{obj.pk}/registry/", SOURCE_METRIC,
+        lambda w, obj, o: {f"metric-{obj.pk}-unit": "K", f"metric-{obj.pk}-labels": "",
+                           f"metric-{obj.pk}-description": "", f"metric-{obj.pk}-expected_interval_seconds": ""})],
 }
 
 
