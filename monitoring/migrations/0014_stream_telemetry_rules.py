@@ -22,7 +22,7 @@ def uninstall(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0012_anomaly_telemetry'),
+        ('monitoring', '0013_range_telemetry_detection'),
     ]
 
     operations = [
