@@ -279,3 +279,21 @@ def test_an_in_process_run_records_each_flagged_reading_and_sends_the_first_50(a
     # Deleting it takes its anomalies and score file; the retention pruner treats it like any other.
     services.anomaly_detection_delete(detection=detection, user=None)
     assert not Anomaly.objects.filter(source="telemetry").exists()
+
+
+def test_retention_prunes_old_telemetry_detections_and_keeps_a_datasets_latest(project):
+    from django.utils import timezone
+
+    from monitoring.services.rollup import anomalies_prune
+    from tests.factories import AnomalyDetectionFactory, TelemetryDetectionFactory
+
+    old = timezone.now() - timedelta(days=400)
+    telemetry = TelemetryDetectionFactory(status="succeeded", finished_at=old)
+    kept = AnomalyDetectionFactory(status="succeeded", finished_at=old)
+    Anomaly.objects.create(source="telemetry", entity=telemetry.source_name, metric="temperature", value=1.0,
+                           score=0.7, severity="low", detection=telemetry, project=telemetry.project,
+                           telemetry_source=telemetry.source, observed_at=old)
+    assert str(telemetry).endswith(f"on {telemetry.source.name} (succeeded)")
+    anomalies_prune(timezone.now() - timedelta(days=30))
+    assert list(AnomalyDetection.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert not Anomaly.objects.exists()
