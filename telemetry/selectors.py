@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from mlops_dashboard import permissions
 
-from .models import HourRollup, Metric, MinuteRollup, Point, Source
+from . import store
+from .models import Metric, Point, Source
 
 RESOLUTIONS = ("raw", "minute", "hour")
 BUCKET_SECONDS = {"minute": 60, "hour": 3600}
@@ -82,7 +83,6 @@ def series(metric: Metric, *, start: datetime | None = None, end: datetime | Non
         rows = (Point.objects.filter(series_id=metric.pk, timestamp__gte=start, timestamp__lte=end)
                 .order_by("timestamp").values_list("timestamp", "value"))
         return Series("raw", [[epoch_ms(t), v] for t, v in rows])
-    model = MinuteRollup if resolution == "minute" else HourRollup
-    rows = (model.objects.filter(series_id=metric.pk, bucket__gte=start, bucket__lte=end)
-            .order_by("bucket").values_list("bucket", "sum", "min", "max", "count"))
-    return Series(resolution, [[epoch_ms(b), s / n if n else None, lo, hi, n] for b, s, lo, hi, n in rows])
+    # Minutes written since the last rollup refresh are computed from the raw points (never stale).
+    rows = store.rollups_read(metric.pk, resolution, start, end)
+    return Series(resolution, [[epoch_ms(b), s / n if n else None, lo, hi, n] for b, n, s, lo, hi in rows])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -117,11 +117,24 @@ def _batches(series, latest) -> dict[int, SeriesBatch]:
 
 def _mark_seen(series, batches, now) -> None:
     """Each metric's last value (when newer than the stored one) and each source's last_seen."""
+    last = []
     for batch in batches.values():
         metric = series[(batch.source, batch.metric)]
         ms, value = batch.points[-1]
         newest = datetime.fromtimestamp(ms / 1000, tz=UTC)
         if metric.last_timestamp is None or newest >= metric.last_timestamp:
-            Metric.objects.filter(pk=metric.pk).update(last_value=value, last_timestamp=newest)
+            last.append((metric.pk, value, newest))
+    if last and connection.vendor == "postgresql":
+        # One statement for every metric of the request (the condition again: a concurrent request may
+        # have stored a newer reading meanwhile).
+        ids, values, times = zip(*last, strict=True)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {Metric._meta.db_table} m SET last_value = d.value, last_timestamp = d.at "
+                           f"FROM unnest(%s::bigint[], %s::float8[], %s::timestamptz[]) AS d(id, value, at) "
+                           f"WHERE m.id = d.id AND (m.last_timestamp IS NULL OR d.at >= m.last_timestamp)",
+                           [list(ids), list(values), list(times)])
+    else:
+        for pk, value, newest in last:
+            Metric.objects.filter(pk=pk).update(last_value=value, last_timestamp=newest)
     source_ids = {b.source_id for b in batches.values()}
     Source.objects.filter(pk__in=source_ids).update(last_seen=now)

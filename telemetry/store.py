@@ -1,50 +1,196 @@
-"""Writing and rolling up points: the only module that knows how the point tables are laid out."""
+"""Writing and rolling up points: the only module that knows how the point tables are laid out.
+
+Rollups stay current this way: writing points marks each (series, minute) it touched in
+`RollupPending`, in the same statement on PostgreSQL (same transaction on SQLite). Beat runs
+`rollups_refresh_pending` every TELEMETRY_ROLLUP_INTERVAL seconds: it takes the marks and recomputes
+those minutes from the raw points, then their hours from the minute rollups, one
+`INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE` per resolution. Stored rollups thus lag the
+points by up to that interval; `rollups_read` (the series selector's) computes the still marked
+buckets from the raw points, so what it returns is never stale. `rollups_refresh(series_ids, start,
+end)` recomputes a whole range at once (the CSV import's).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from django.db import connection
-from django.db.models import Count, Max, Min, Sum
-from django.db.models.functions import TruncHour, TruncMinute
+from django.db import connection, transaction
 
-from .models import HourRollup, MinuteRollup, Point
+from .models import HourRollup, MinuteRollup, Point, RollupPending
 
 Row = tuple[int, datetime, float]  # (series id, timestamp, value)
+# (bucket, count, sum, min, max)
+Bucket = tuple[datetime, int, float, float, float]
 
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+PENDING_BATCH = 5000  # marks taken per statement by rollups_refresh_pending
+_SQLITE_ROWS = 500  # VALUES rows per statement on SQLite (its bound-parameter limit)
 
-def points_write(rows: list[Row]) -> None:
-    """Upsert readings; a (series, timestamp) already stored takes the new value. `rows` hold at most
-    one reading per (series, timestamp)."""
-    if not rows:
-        return
-    Point.objects.bulk_create(
-        [Point(series_id=s, timestamp=t, value=v) for s, t, v in rows],
-        update_conflicts=True, unique_fields=["series_id", "timestamp"], update_fields=["value"],
-        batch_size=2000,
-    )
+POINT = Point._meta.db_table
+MINUTES = MinuteRollup._meta.db_table
+HOURS = HourRollup._meta.db_table
+PENDING = RollupPending._meta.db_table
+_UPSERT = ("ON CONFLICT (series_id, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum, "
+           "min = EXCLUDED.min, max = EXCLUDED.max")
 
-
-def rollups_refresh(series_ids: Iterable[int], start: datetime, end: datetime) -> None:
-    """Recompute the minute and hour buckets of these series that overlap [start, end]."""
-    series_ids = list(series_ids)
-    for model, trunc in ((MinuteRollup, TruncMinute), (HourRollup, TruncHour)):
-        lo = _floor(start, model)
-        points = Point.objects.filter(series_id__in=series_ids, timestamp__gte=lo, timestamp__lte=end)
-        grouped = (points.annotate(b=trunc("timestamp")).values("series_id", "b")
-                   .annotate(n=Count("value"), s=Sum("value"), lo=Min("value"), hi=Max("value")))
-        rows = [model(series_id=g["series_id"], bucket=g["b"], count=g["n"], sum=g["s"], min=g["lo"], max=g["hi"])
-                for g in grouped]
-        model.objects.bulk_create(rows, update_conflicts=True, unique_fields=["series_id", "bucket"],
-                                  update_fields=["count", "sum", "min", "max"], batch_size=2000)
-
-
-def _floor(moment: datetime, model) -> datetime:
-    if model is MinuteRollup:
-        return moment.replace(second=0, microsecond=0)
-    return moment.replace(minute=0, second=0, microsecond=0)
+# PostgreSQL: one statement writes a batch and marks its minutes.
+_PG_WRITE = f"""
+WITH written AS (
+    INSERT INTO {POINT} (series_id, "timestamp", value)
+    SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[])
+    ON CONFLICT (series_id, "timestamp") DO UPDATE SET value = EXCLUDED.value
+    RETURNING series_id, "timestamp")
+INSERT INTO {PENDING} (series_id, bucket)
+SELECT DISTINCT series_id, date_trunc('minute', "timestamp", 'UTC') FROM written ORDER BY 1, 2
+ON CONFLICT DO NOTHING"""
 
 
 def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
+
+
+def floor(moment: datetime, size: timedelta) -> datetime:
+    moment = moment.astimezone(UTC)
+    if size == MINUTE:
+        return moment.replace(second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def points_write(rows: list[Row]) -> None:
+    """Upsert readings; a (series, timestamp) already stored takes the new value. `rows` hold at most
+    one reading per (series, timestamp). Marks the minutes written for `rollups_refresh_pending`."""
+    if not rows:
+        return
+    if is_postgresql():
+        series, times, values = zip(*rows, strict=True)
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_WRITE, [list(series), list(times), list(values)])
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    marks = sorted({(s, floor(t, MINUTE)) for s, t, _ in rows})
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(f'INSERT INTO {POINT} (series_id, "timestamp", value) VALUES (%s, %s, %s) '
+                           f'ON CONFLICT (series_id, "timestamp") DO UPDATE SET value = excluded.value',
+                           [(s, adapt(t), v) for s, t, v in rows])
+        cursor.executemany(f"INSERT INTO {PENDING} (series_id, bucket) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                           [(s, adapt(b)) for s, b in marks])
+
+
+def _keys_relation(keys: list[tuple[int, datetime]], size: timedelta) -> tuple[str, list]:
+    """A relation d(i, series_id, lo, hi) of the buckets (series, start) of `size`, and its params."""
+    if is_postgresql():
+        return ("unnest(%s::int[], %s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS d(i, series_id, lo, hi)",
+                [list(range(len(keys))), [s for s, _ in keys], [b for _, b in keys], [b + size for _, b in keys]])
+    adapt = connection.ops.adapt_datetimefield_value
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(keys))
+    params = [x for i, (s, b) in enumerate(keys) for x in (i, s, adapt(b), adapt(b + size))]
+    return (f"(SELECT column1 AS i, column2 AS series_id, column3 AS lo, column4 AS hi FROM (VALUES {values})) AS d",
+            params)
+
+
+def _chunks(keys: list, n: int):
+    for i in range(0, len(keys), n):
+        yield keys[i:i + n]
+
+
+def _recompute(keys: list[tuple[int, datetime]], size: timedelta) -> None:
+    """Store the rollups of these buckets: minutes from the raw points, hours from the minutes."""
+    if size == MINUTE:
+        target, source, time, agg = MINUTES, POINT, '"timestamp"', "count(*), sum(p.value), min(p.value), max(p.value)"
+    else:
+        target, source, time, agg = HOURS, MINUTES, "bucket", "sum(p.count), sum(p.sum), min(p.min), max(p.max)"
+    step = len(keys) if is_postgresql() else _SQLITE_ROWS
+    for chunk in _chunks(sorted(keys), max(step, 1)):
+        relation, params = _keys_relation(chunk, size)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {target} (series_id, bucket, count, sum, min, max) "
+                f"SELECT d.series_id, d.lo, {agg} FROM {relation} "
+                f"JOIN {source} p ON p.series_id = d.series_id AND p.{time} >= d.lo AND p.{time} < d.hi "
+                f"WHERE true GROUP BY d.series_id, d.lo {_UPSERT}", params)
+
+
+def rollups_refresh_pending(*, limit: int = PENDING_BATCH) -> int:
+    """Recompute the rollups of the minutes marked by writes (and of their hours), a batch of marks at a
+    time, until none is left. Returns how many minutes were recomputed."""
+    done = 0
+    while True:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                if is_postgresql():
+                    # SKIP LOCKED: two runs at once take different marks.
+                    cursor.execute(f"DELETE FROM {PENDING} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {PENDING} "
+                                   f"LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING series_id, bucket", [limit])
+                    minutes = [(s, b) for s, b in cursor.fetchall()]
+                else:
+                    taken = list(RollupPending.objects.order_by("series_id", "bucket")
+                                 .values_list("series_id", "bucket")[:limit])
+                    minutes = [(s, b) for s, b in taken]
+                    for chunk in _chunks(minutes, _SQLITE_ROWS):
+                        relation, params = _keys_relation(chunk, MINUTE)
+                        cursor.execute(f"DELETE FROM {PENDING} WHERE EXISTS (SELECT 1 FROM {relation} "
+                                       f"WHERE d.series_id = {PENDING}.series_id AND d.lo = {PENDING}.bucket)", params)
+            if not minutes:
+                return done
+            _recompute(minutes, MINUTE)
+            _recompute(sorted({(s, floor(b, HOUR)) for s, b in minutes}), HOUR)
+        done += len(minutes)
+        if len(minutes) < limit:
+            return done
+
+
+def rollups_refresh(series_ids: Iterable[int], start: datetime, end: datetime) -> None:
+    """Recompute the minute and hour buckets of these series that overlap [start, end] (and clear their
+    marks)."""
+    series_ids = sorted(set(series_ids))
+    if not series_ids:
+        return
+    lo_minute, hi_minute = floor(start, MINUTE), floor(end, MINUTE) + MINUTE
+    lo_hour, hi_hour = floor(start, HOUR), floor(end, HOUR) + HOUR
+    ids = ", ".join(["%s"] * len(series_ids))
+    if is_postgresql():
+        trunc_minute, trunc_hour = "date_trunc('minute', \"timestamp\", 'UTC')", "date_trunc('hour', bucket, 'UTC')"
+    else:
+        trunc_minute = "strftime('%%Y-%%m-%%d %%H:%%M:00', \"timestamp\")"
+        trunc_hour = "strftime('%%Y-%%m-%%d %%H:00:00', bucket)"
+    adapt = connection.ops.adapt_datetimefield_value
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {PENDING} WHERE series_id IN ({ids}) AND bucket >= %s AND bucket < %s",
+                       [*series_ids, adapt(lo_minute), adapt(hi_minute)])
+        cursor.execute(
+            f"INSERT INTO {MINUTES} (series_id, bucket, count, sum, min, max) "
+            f"SELECT series_id, {trunc_minute}, count(*), sum(value), min(value), max(value) FROM {POINT} "
+            f'WHERE series_id IN ({ids}) AND "timestamp" >= %s AND "timestamp" < %s GROUP BY 1, 2 {_UPSERT}',
+            [*series_ids, adapt(lo_minute), adapt(hi_minute)])
+        cursor.execute(
+            f"INSERT INTO {HOURS} (series_id, bucket, count, sum, min, max) "
+            f"SELECT series_id, {trunc_hour}, sum(count), sum(sum), min(min), max(max) FROM {MINUTES} "
+            f"WHERE series_id IN ({ids}) AND bucket >= %s AND bucket < %s GROUP BY 1, 2 {_UPSERT}",
+            [*series_ids, adapt(lo_hour), adapt(hi_hour)])
+
+
+def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime) -> list[Bucket]:
+    """The rollups of one series with a bucket start in [start, end], oldest first. Buckets whose
+    minutes are still marked (written since the last refresh) are computed from the raw points."""
+    size = MINUTE if resolution == "minute" else HOUR
+    model = MinuteRollup if resolution == "minute" else HourRollup
+    # The marks first: a refresh committing between the two reads leaves the stored rows fresh.
+    marked = RollupPending.objects.filter(series_id=series_id, bucket__gte=floor(start, size), bucket__lte=end)
+    stale = sorted({floor(b, size) for b in marked.values_list("bucket", flat=True)})
+    stored = {b: (b, n, s, lo, hi) for b, n, s, lo, hi in
+              model.objects.filter(series_id=series_id, bucket__gte=start, bucket__lte=end)
+              .order_by("bucket").values_list("bucket", "count", "sum", "min", "max")}
+    stale = [b for b in stale if start <= b <= end]
+    if not stale:
+        return list(stored.values())
+    for chunk in _chunks(stale, PENDING_BATCH if is_postgresql() else _SQLITE_ROWS):
+        relation, params = _keys_relation([(series_id, b) for b in chunk], size)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT d.i, count(*), sum(p.value), min(p.value), max(p.value) FROM {relation} "
+                           f'JOIN {POINT} p ON p.series_id = d.series_id AND p."timestamp" >= d.lo '
+                           f'AND p."timestamp" < d.hi GROUP BY d.i', params)
+            for i, n, s, lo, hi in cursor.fetchall():
+                stored[chunk[i]] = (chunk[i], n, s, lo, hi)
+    return [stored[b] for b in sorted(stored)]

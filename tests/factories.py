@@ -474,3 +474,13 @@ class HourRollupFactory(MinuteRollupFactory):
         model = "telemetry.HourRollup"
 
     bucket = factory.Sequence(lambda n: timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=n))
+
+
+class RollupPendingFactory(factory.django.DjangoModelFactory):
+    """A minute of a series whose rollups are not yet refreshed."""
+
+    class Meta:
+        model = "telemetry.RollupPending"
+
+    series = factory.SubFactory(MetricFactory)
+    bucket = factory.Sequence(lambda n: timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=n))
