@@ -24,7 +24,8 @@ from mlops_dashboard import leases, request_bodies
 from mlops_dashboard.events import apublish
 from mlops_dashboard.events.catalog import UploadProgress
 
-UPLOAD_PATHS = ("/api/datasets/", "/datasets/upload/")
+# Telemetry's CSV imports of history stream the same way (their check: telemetry/apps.py).
+UPLOAD_PATHS = ("/api/datasets/", "/datasets/upload/", "/api/telemetry/import/")
 FILENAME = re.compile(rb'filename="([^"\r\n]{1,255})"')
 INTERVAL = 0.25
 

@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path, re_path
 
-urlpatterns: list = []
+from . import api
+
+urlpatterns: list = [
+    path("telemetry/", api.TelemetryIngestView.as_view(), name="api-telemetry-ingest"),
+    path("telemetry/import/", api.TelemetryImportView.as_view(), name="api-telemetry-import"),
+    re_path(r"^telemetry/imports/(?P<pk>[0-9]{1,18})/$", api.TelemetryImportDetailView.as_view(),
+            name="api-telemetry-import-detail"),
+]

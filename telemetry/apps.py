@@ -6,10 +6,34 @@ class TelemetryConfig(AppConfig):
     name = "telemetry"
 
     def ready(self):
+        from mlops_dashboard import jobs, request_bodies, retention
         from mlops_dashboard.events.topics import register_topic
+
+        from . import api, imports
 
         # `telemetry.<source id>`: a source's live points, checked against the source's project.
         register_topic("telemetry", "telemetry.Source")
+
+        # TELEMETRY_MAX_POINTS points of long names are more than DATA_UPLOAD_MAX_MEMORY_SIZE.
+        request_bodies.register_body_limit(
+            "api-telemetry-ingest", api.ingest_body_limit(),
+            f"The request body is larger than {api.ingest_body_limit() / 2**20:.1f} MiB (about "
+            f"{api.BYTES_PER_POINT} bytes for each of TELEMETRY_MAX_POINTS points); send smaller batches.")
+
+        # CSV imports stream like dataset uploads (datasets/upload.py): refused before the body when forbidden.
+        request_bodies.register_body_check("api-telemetry-import", api.import_precheck)
+        # A dead worker's import ends failed (the reaper); a lost message is sent again.
+        jobs.register(jobs.JobKind(
+            key="telemetry_import", model=self.get_model("TelemetryImport"), label=imports.import_label,
+            step_text=imports.import_step_text, progress_fields=("progress", "rows", "points"),
+            reaper="telemetry.imports.telemetry_imports_reap_stale",
+            resender="telemetry.imports.telemetry_imports_resend_lost",
+        ))
+        retention.register(retention.StorageKind(
+            key="telemetry_imports", label="Telemetry imports", models=("telemetry.TelemetryImport",),
+            setting="RETENTION_JOBS_DAYS", pruner="telemetry.imports.telemetry_imports_prune",
+            directory="telemetry_imports", referenced="telemetry.imports.telemetry_import_files_referenced",
+        ))
         self._register_retention()
 
     @staticmethod

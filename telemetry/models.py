@@ -17,6 +17,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
+from mlops_dashboard.jobs import JobFields
+
 NAME_PATTERN = r"[A-Za-z0-9._-]{1,100}"
 NAME_HELP = "Letters, digits, dot, underscore and dash; at most 100 characters."
 validate_name = RegexValidator(rf"^{NAME_PATTERN}\Z", NAME_HELP)
@@ -140,6 +142,40 @@ class MinuteRollup(RollupFields):
 
 class HourRollup(RollupFields):
     pk = models.CompositePrimaryKey("series_id", "bucket")
+
+
+def import_upload_path(instance, filename) -> str:
+    # Never a path from the client: a generated name under telemetry_imports/.
+    import uuid
+
+    return f"telemetry_imports/{uuid.uuid4().hex}.csv"
+
+
+class TelemetryImport(JobFields):
+    """A CSV of history sent to POST /api/telemetry/import/: streamed to disk, then read by a worker
+    in chunks. All or nothing: a bad line fails the import, naming it, and nothing is stored. The
+    file is deleted once the import ends (succeeded or failed)."""
+
+    project = models.ForeignKey("mlops_dashboard.Project", on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    file = models.FileField(upload_to=import_upload_path, max_length=300, blank=True)
+    original_filename = models.CharField(max_length=255, blank=True)
+    file_size = models.BigIntegerField(default=0)
+    source = models.CharField(max_length=100, blank=True, validators=[validate_name],
+                              help_text="The source of a wide CSV without a source column.")
+    format = models.CharField(max_length=8, blank=True, help_text="long or wide, once the header is read.")
+    rows = models.PositiveBigIntegerField(default=0, help_text="Data lines read.")
+    points = models.PositiveBigIntegerField(default=0, help_text="Points stored (after the last value won).")
+    first_timestamp = models.DateTimeField(null=True, blank=True)
+    last_timestamp = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "telemetry import"
+
+    def __str__(self):
+        return f"Telemetry import #{self.pk} ({self.original_filename or 'upload'})"
 
 
 class RollupPending(models.Model):

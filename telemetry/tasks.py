@@ -2,7 +2,12 @@
 
 from celery import shared_task
 
-from . import partitions, store
+from . import imports, partitions, store
+
+
+@shared_task(name="telemetry.telemetry_import_run", ignore_result=True)
+def telemetry_import_run(import_id: int) -> None:
+    imports.telemetry_import_run(import_id=import_id)
 
 
 @shared_task(name="telemetry.partitions_maintain", ignore_result=True)

@@ -476,6 +476,23 @@ class HourRollupFactory(MinuteRollupFactory):
     bucket = factory.Sequence(lambda n: timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=n))
 
 
+class TelemetryImportFactory(factory.django.DjangoModelFactory):
+    """A CSV import of telemetry history into the default project: ended, 10 lines, 30 points."""
+
+    class Meta:
+        model = "telemetry.TelemetryImport"
+
+    project = factory.SubFactory(ProjectFactory)
+    created_by = factory.SubFactory(UserFactory)
+    original_filename = "history.csv"
+    format = "wide"
+    source = "press-07"
+    status = "succeeded"
+    progress = 100.0
+    rows = 10
+    points = 30
+
+
 class RollupPendingFactory(factory.django.DjangoModelFactory):
     """A minute of a series whose rollups are not yet refreshed."""
 

@@ -685,6 +685,41 @@ class TelemetryPoints(Event):
     project_id: int | None = None
 
 
+@register("Telemetry", "user.{user_id}", "project.{project_id}", coalesce_by="import_id")
+class TelemetryImportProgress(Event):
+    """A CSV import of telemetry history advanced (`progress` 0-100: checking every line is the first
+    half, writing the second); `rows` read and `points` stored so far."""
+
+    type = "telemetry_import_progress"
+    project_id: int
+    import_id: int
+    filename: str
+    status: JobStatus
+    progress: float
+    rows: int
+    points: int
+    user_id: int | None = None
+
+
+@register("Telemetry", "user.{user_id}", "project.{project_id}", closes=("telemetry_import_progress",))
+class TelemetryImportCompleted(Event):
+    """A CSV import of telemetry history ended: succeeded (`points` stored, over `start`..`end`), or
+    failed with an `error` naming the first bad line (nothing stored then)."""
+
+    type = "telemetry_import_completed"
+    project_id: int
+    import_id: int
+    filename: str
+    status: JobStatus
+    rows: int
+    points: int
+    duration: float
+    start: str | None = None
+    end: str | None = None
+    error: str | None = None
+    user_id: int | None = None
+
+
 @register("Monitoring", "dashboard")
 class PerformanceMetrics(Event):
     """Resource usage for the Monitoring page's charts."""

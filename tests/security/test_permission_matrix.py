@@ -468,6 +468,10 @@ MATRIX: dict[str, list[Case]] = {
                                             ok=(201,))],
     "PATCH /api/projects/{}/members/{}/": [Case("maintainer", MEMBER, _dave, {"role": "editor"}, ok=(200,))],
     "DELETE /api/projects/{}/members/{}/": [Case("maintainer", MEMBER, _dave, ok=(200, 204))],
+    # telemetry
+    "POST /api/telemetry/": [Case("editor", "/api/telemetry/", body=lambda w, obj, o: {
+        "project": w.alpha.pk, "points": [{"source": "press-07", "metric": "temperature", "value": 71.3}]},
+        ok=(202,))],
     # diagnostics
     "POST /api/events/test/": [Case("staff", "/api/events/test/", body={"via": "server"}, ok=(201,),
                                     global_target=True)],
@@ -496,7 +500,8 @@ TRACKED = ("datasets.Dataset", "datasets.ProcessingJob", "training.TrainingJob",
            "monitoring.Alert", "monitoring.AnomalyDetection", "monitoring.NotificationChannel", "monitoring.Delivery",
            "monitoring.Silence", "monitoring.MaintenanceWindow",
            "mlops_dashboard.Project",
-           "mlops_dashboard.Membership")
+           "mlops_dashboard.Membership",
+           "telemetry.Source", "telemetry.Metric", "telemetry.Point")
 
 
 def snapshot(obj) -> dict:

@@ -56,7 +56,7 @@ def unpartition(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('telemetry', '0001_initial'),
+        ('telemetry', '0002_ingest_imports'),
     ]
 
     operations = [
