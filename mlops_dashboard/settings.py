@@ -328,6 +328,9 @@ CELERY_BEAT_SCHEDULE["telemetry-rollups"] = {
     "task": "telemetry.rollups_refresh", "schedule": TELEMETRY_ROLLUP_INTERVAL,
     "options": {"expires": TELEMETRY_ROLLUP_INTERVAL},
 }
+# The most rows GET /api/telemetry/series/ returns (past it, 400 asking for a coarser resolution or a
+# shorter range): 50,000 raw points are about 1.5 MB of JSON, as many rollups about 4 MB.
+TELEMETRY_MAX_SERIES_POINTS = env.int("TELEMETRY_MAX_SERIES_POINTS", default=50_000)
 # `make run` simulates a small plant (4 machines) through the ingest API, labelled as demo data.
 DEMO_TELEMETRY = env.bool("DEMO_TELEMETRY", default=True)
 

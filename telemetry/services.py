@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -12,9 +13,11 @@ from django.db.models import Count
 from django.utils import timezone
 
 from mlops_dashboard import permissions
+from mlops_dashboard.activity import activity_record
+from mlops_dashboard.audit import audit_record, changes_summary
 
 from . import signals, store
-from .models import Metric, Source
+from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Source
 from .selectors import epoch_ms
 
 
@@ -138,3 +141,180 @@ def _mark_seen(series, batches, now) -> None:
             Metric.objects.filter(pk=pk).update(last_value=value, last_timestamp=newest)
     source_ids = {b.source_id for b in batches.values()}
     Source.objects.filter(pk__in=source_ids).update(last_seen=now)
+
+
+# --- the registry: what a source and its metrics are -----------------------------------------------
+
+LABELS_MAX = 50
+LABEL_KEY_MAX = 64
+LABEL_VALUE_MAX = 200
+SOURCE_FIELDS = ("description", "labels", "expected_interval_seconds")
+METRIC_FIELDS = ("unit", "description", "labels", "expected_interval_seconds", "anomaly")
+# Streaming detection overrides of a series (Metric.anomaly): monitoring's per-metric spec fields, and
+# `enabled`. Their shape is checked here (telemetry does not import monitoring).
+ANOMALY_DIRECTIONS = ("up", "down", "both")
+ANOMALY_FIELDS = ("enabled", "direction", "min_change", "relative_change", "agree", "of", "score", "alerts")
+
+
+def source_authorize(user, action: str, source: Source) -> None:
+    """Change and delete: the project's maintainers, or the editor who created the source (403 naming
+    the role); a source of a project the user cannot see: 404."""
+    permissions.authorize(user, action, source)
+
+
+def labels_clean(labels, field: str = "labels") -> dict:
+    """Free labels: an object of at most LABELS_MAX short string values."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict):
+        raise ValidationError({field: ["An object of labels: {\"line\": \"3\", \"site\": \"north\"}."]})
+    if len(labels) > LABELS_MAX:
+        raise ValidationError({field: [f"At most {LABELS_MAX} labels; there are {len(labels)}."]})
+    for key, value in labels.items():
+        if not isinstance(key, str) or not 1 <= len(key.strip()) <= LABEL_KEY_MAX:
+            raise ValidationError({field: [f"Label names have 1 to {LABEL_KEY_MAX} characters: {str(key)[:80]!r}."]})
+        if not isinstance(value, str) or len(value) > LABEL_VALUE_MAX:
+            raise ValidationError({field: [f"Label “{key}”: a string of at most {LABEL_VALUE_MAX} characters."]})
+    return {key.strip(): value for key, value in labels.items()}
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def anomaly_clean(anomaly) -> dict:
+    """Per-series streaming detection overrides: {enabled, direction (up|down|both), min_change (≥ 0),
+    relative_change (≥ 0), agree and of (1 to 60, agree ≤ of), score (> 0, or null), alerts}."""
+    if anomaly is None:
+        return {}
+    if not isinstance(anomaly, dict):
+        raise ValidationError({"anomaly": ["An object of overrides, {} for the defaults."]})
+    unknown = sorted(str(k)[:40] for k in set(anomaly) - set(ANOMALY_FIELDS))
+    if unknown:
+        raise ValidationError({"anomaly": [f"Unknown field(s) {', '.join(unknown)}; known: {', '.join(ANOMALY_FIELDS)}."]})
+
+    def bad(name, text):
+        return ValidationError({"anomaly": [f"{name}: {text}."]})
+
+    for name in ("enabled", "alerts"):
+        if name in anomaly and not isinstance(anomaly[name], bool):
+            raise bad(name, "true or false")
+    if "direction" in anomaly and anomaly["direction"] not in ANOMALY_DIRECTIONS:
+        raise bad("direction", f"one of {', '.join(ANOMALY_DIRECTIONS)}")
+    for name in ("min_change", "relative_change"):
+        if name in anomaly and not (_number(anomaly[name]) and anomaly[name] >= 0):
+            raise bad(name, "a number, 0 or more")
+    for name in ("agree", "of"):
+        if name in anomaly and not (isinstance(anomaly[name], int) and not isinstance(anomaly[name], bool)
+                                    and 1 <= anomaly[name] <= 60):
+            raise bad(name, "a whole number from 1 to 60")
+    if "agree" in anomaly and "of" in anomaly and anomaly["agree"] > anomaly["of"]:
+        raise bad("agree", f"at most `of` ({anomaly['of']})")
+    if anomaly.get("score") is not None and not (_number(anomaly["score"]) and anomaly["score"] > 0):
+        raise bad("score", "a positive number, or null for the default")
+    return dict(anomaly)
+
+
+def _registry(obj, names) -> dict:
+    return {name: getattr(obj, name) for name in names}
+
+
+def source_update(*, user, source: Source, **fields) -> Source:
+    """Change a source's registry fields: description, labels, expected_interval_seconds."""
+    unknown = set(fields) - set(SOURCE_FIELDS)
+    if unknown:
+        raise ValidationError({f: ["Not a registry field of a source."] for f in sorted(unknown)})
+    source_authorize(user, "change", source)
+    source = Source.objects.get(pk=source.pk)  # the stored row, not a caller's edited copy
+    before = _registry(source, SOURCE_FIELDS)
+    if "labels" in fields:
+        fields["labels"] = labels_clean(fields["labels"])
+    for name, value in fields.items():
+        setattr(source, name, value)
+    source.full_clean(validate_constraints=False)
+    after = _registry(source, SOURCE_FIELDS)
+    if after == before:
+        return source
+    with transaction.atomic():
+        source.save(update_fields=[name for name in SOURCE_FIELDS if before[name] != after[name]])
+        summary = changes_summary(before, after)
+        audit_record(user=user, action="update", obj=source, summary=summary)
+        activity_record(title=f"Telemetry source updated: {source.name}", action_type="telemetry_source", user=user,
+                        description=summary[:500], metadata={"source_id": source.pk}, project=source.project_id)
+    return source
+
+
+def metric_update(*, user, metric: Metric, **fields) -> Metric:
+    """Change a metric's registry fields: unit, description, labels, expected_interval_seconds (None:
+    the source's) and anomaly (streaming detection overrides, see anomaly_clean)."""
+    unknown = set(fields) - set(METRIC_FIELDS)
+    if unknown:
+        raise ValidationError({f: ["Not a registry field of a metric."] for f in sorted(unknown)})
+    metric = Metric.objects.select_related("source").get(pk=metric.pk)
+    source_authorize(user, "change", metric.source)
+    before = _registry(metric, METRIC_FIELDS)
+    if "labels" in fields:
+        fields["labels"] = labels_clean(fields["labels"])
+    if "anomaly" in fields:
+        fields["anomaly"] = anomaly_clean(fields["anomaly"])
+    for name, value in fields.items():
+        setattr(metric, name, value)
+    metric.full_clean(validate_constraints=False)
+    after = _registry(metric, METRIC_FIELDS)
+    if after == before:
+        return metric
+    with transaction.atomic():
+        metric.save(update_fields=[name for name in METRIC_FIELDS if before[name] != after[name]])
+        summary = changes_summary(before, after)
+        audit_record(user=user, action="update", obj=metric, project=metric.source.project_id, summary=summary,
+                     object_repr=str(metric))
+        activity_record(title=f"Telemetry metric updated: {metric}", action_type="telemetry_source", user=user,
+                        description=summary[:500], metadata={"source_id": metric.source_id, "metric": metric.name},
+                        project=metric.source.project_id)
+    return metric
+
+
+def _series_delete(series_ids: list[int]) -> int:
+    """Points and rollups of these series, set-based (no cascade to follow: points have no database
+    constraint). The number of points."""
+    if not series_ids:
+        return 0
+    MinuteRollup.objects.filter(series_id__in=series_ids).delete()
+    HourRollup.objects.filter(series_id__in=series_ids).delete()
+    RollupPending.objects.filter(series_id__in=series_ids).delete()
+    return Point.objects.filter(series_id__in=series_ids).delete()[0]
+
+
+def metric_delete(*, user, metric: Metric) -> None:
+    """Remove one series of a source with its points and rollups (the source's change rule)."""
+    metric = Metric.objects.select_related("source").filter(pk=metric.pk).first()
+    if metric is None:
+        return
+    source_authorize(user, "change", metric.source)
+    with transaction.atomic():
+        removed = _series_delete([metric.pk])
+        audit_record(user=user, action="delete", obj=metric, project=metric.source.project_id,
+                     summary=f"{removed} points", object_repr=str(metric))
+        Metric.objects.filter(pk=metric.pk).delete()
+        activity_record(title=f"Telemetry metric deleted: {metric}", action_type="telemetry_source", user=user,
+                        description=f"{removed} points", metadata={"source_id": metric.source_id, "metric": metric.name},
+                        project=metric.source.project_id)
+
+
+def source_delete(*, user, source: Source) -> None:
+    """Remove a source with its metrics, their points and rollups (set-based deletes: points have no
+    database constraint to cascade along)."""
+    source_authorize(user, "delete", source)
+    with transaction.atomic():
+        source = Source.objects.select_for_update().filter(pk=source.pk).first()
+        if source is None:
+            return
+        series_ids = list(Metric.objects.filter(source=source).values_list("pk", flat=True))
+        removed = _series_delete(series_ids)
+        name, project_id, source_id = source.name, source.project_id, source.pk
+        summary = f"{len(series_ids)} metrics, {removed} points"
+        audit_record(user=user, action="delete", obj=source, summary=summary)
+        Metric.objects.filter(source_id=source_id).delete()
+        Source.objects.filter(pk=source_id).delete()
+        activity_record(title=f"Telemetry source deleted: {name}", action_type="telemetry_source", user=user,
+                        description=summary, metadata={"source_id": source_id}, project=project_id)

@@ -91,6 +91,13 @@ def _audit(n, user):
         audit_record(user=f.UserFactory(), action="login")
 
 
+def _telemetry_sources(n, user):
+    for i in range(n):
+        source = f.SourceFactory(expected_interval_seconds=10 + i % 3, created_by=f.UserFactory())
+        f.MetricFactory(source=source, name="temperature")
+        f.MetricFactory(source=source, name="power", unit="kW")
+
+
 LISTS = {
     "/api/datasets/": _datasets,
     "/api/processing-jobs/": _processing_jobs,
@@ -105,6 +112,7 @@ LISTS = {
     "/api/anomalies/": _anomalies,
     "/api/anomaly/detect/": _detections,
     "/api/audit/": _audit,
+    "/api/telemetry/sources/": _telemetry_sources,
 }
 
 

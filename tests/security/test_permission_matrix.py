@@ -298,6 +298,18 @@ def _channel_form(w, obj, o, *, project: bool = True) -> dict:
 DATASET = lambda w, o: w.dataset(o)  # noqa: E731 - the table reads better with short names
 PIPELINE = lambda w, o: w.pipeline(o)  # noqa: E731
 PROJECT_RULE = lambda w, o: w.rule()  # noqa: E731
+
+
+def _source(w, o):
+    from tests.factories import MetricFactory, PointFactory, SourceFactory
+
+    source = SourceFactory(project=w.alpha, name="press-07", created_by=o)
+    PointFactory(series=MetricFactory(source=source, name="temperature"))
+    return source
+
+
+SOURCE = _source
+SOURCE_METRIC = lambda w, o: _source(w, o).metrics.get()  # noqa: E731
 GLOBAL_RULE = lambda w, o: w.rule(project=False)  # noqa: E731
 PROJECT_CHANNEL = lambda w, o: w.channel()  # noqa: E731
 GLOBAL_CHANNEL = lambda w, o: w.channel(project=False)  # noqa: E731
@@ -461,6 +473,14 @@ MATRIX: dict[str, list[Case]] = {
         Case("staff", "/api/maintenance-windows/{obj.pk}/", lambda w, o: w.window(project=False),
              variant="global window", ok=(204,), global_target=True),
     ],
+    # telemetry: the registry of a project's sources (maintainers, or the editor who created the source)
+    "PATCH /api/telemetry/sources/{}/": [Case("owner-or-maintainer", "/api/telemetry/sources/{obj.pk}/", SOURCE,
+                                              {"description": "Press line 3"}, ok=(200,))],
+    "DELETE /api/telemetry/sources/{}/": [Case("owner-or-maintainer", "/api/telemetry/sources/{obj.pk}/", SOURCE,
+                                               ok=(204,))],
+    "PATCH /api/telemetry/sources/{}/metrics/{}/": [Case(
+        "owner-or-maintainer", "/api/telemetry/sources/{obj.source_id}/metrics/{obj.name}/", SOURCE_METRIC,
+        {"unit": "K", "anomaly": {"direction": "up"}}, ok=(200,), notes="a metric follows its source's rule")],
     # projects and members
     "POST /api/projects/": [Case("staff", "/api/projects/", body={"name": "Gamma"}, ok=(201,), global_target=True)],
     "POST /api/projects/{}/members/": [Case("maintainer", "/api/projects/{w.alpha.pk}/members/",
@@ -499,6 +519,7 @@ TRACKED = ("datasets.Dataset", "datasets.ProcessingJob", "training.TrainingJob",
            "training.Deployment", "pipelines.Pipeline", "pipelines.PipelineRun", "monitoring.AlertRule",
            "monitoring.Alert", "monitoring.AnomalyDetection", "monitoring.NotificationChannel", "monitoring.Delivery",
            "monitoring.Silence", "monitoring.MaintenanceWindow",
+           "telemetry.Source", "telemetry.Metric", "telemetry.Point",
            "mlops_dashboard.Project",
            "mlops_dashboard.Membership",
            "telemetry.Source", "telemetry.Metric", "telemetry.Point")
