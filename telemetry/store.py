@@ -20,8 +20,6 @@ from django.db import connection, transaction
 from .models import HourRollup, MinuteRollup, Point, RollupPending
 
 Row = tuple[int, datetime, float]  # (series id, timestamp, value)
-# (bucket, count, sum, min, max)
-Bucket = tuple[datetime, int, float, float, float]
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -171,20 +169,51 @@ def rollups_refresh(series_ids: Iterable[int], start: datetime, end: datetime) -
             [*series_ids, adapt(lo_hour), adapt(hi_hour)])
 
 
-def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime) -> list[Bucket]:
-    """The rollups of one series with a bucket start in [start, end], oldest first. Buckets whose
-    minutes are still marked (written since the last refresh) are computed from the raw points."""
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+# PostgreSQL computes epoch milliseconds (as int(datetime.timestamp() * 1000) does) and the mean
+# itself: a chart's rows come back as plain numbers, nothing built per row in Python but the list.
+_PG_MS = "trunc(extract(epoch FROM {}) * 1000)::bigint"
+
+
+def points_read(series_id: int, start: datetime, end: datetime) -> list[list]:
+    """Raw readings of one series in [start, end], oldest first: [[epoch_ms, value], ...]."""
+    if is_postgresql():
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT {_PG_MS.format(chr(34) + "timestamp" + chr(34))}, value FROM {POINT} '
+                           f'WHERE series_id = %s AND "timestamp" >= %s AND "timestamp" <= %s ORDER BY "timestamp"',
+                           [series_id, start, end])
+            return [list(row) for row in cursor.fetchall()]
+    rows = (Point.objects.filter(series_id=series_id, timestamp__gte=start, timestamp__lte=end)
+            .order_by("timestamp").values_list("timestamp", "value"))
+    return [[_epoch_ms(t), v] for t, v in rows]
+
+
+def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime) -> list[list]:
+    """The rollups of one series with a bucket start in [start, end], oldest first:
+    [[epoch_ms, mean, min, max, count], ...]. Buckets whose minutes are still marked (written since
+    the last refresh) are computed from the raw points."""
     size = MINUTE if resolution == "minute" else HOUR
     model = MinuteRollup if resolution == "minute" else HourRollup
     # The marks first: a refresh committing between the two reads leaves the stored rows fresh.
     marked = RollupPending.objects.filter(series_id=series_id, bucket__gte=floor(start, size), bucket__lte=end)
     stale = sorted({floor(b, size) for b in marked.values_list("bucket", flat=True)})
-    stored = {b: (b, n, s, lo, hi) for b, n, s, lo, hi in
-              model.objects.filter(series_id=series_id, bucket__gte=start, bucket__lte=end)
-              .order_by("bucket").values_list("bucket", "count", "sum", "min", "max")}
     stale = [b for b in stale if start <= b <= end]
+    if is_postgresql():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {_PG_MS.format('bucket')}, sum / nullif(count, 0), min, max, count "
+                           f"FROM {model._meta.db_table} WHERE series_id = %s AND bucket >= %s AND bucket <= %s "
+                           f"ORDER BY bucket", [series_id, start, end])
+            rows = [list(row) for row in cursor.fetchall()]
+    else:
+        rows = [[_epoch_ms(b), s / n if n else None, lo, hi, n] for b, n, s, lo, hi in
+                model.objects.filter(series_id=series_id, bucket__gte=start, bucket__lte=end)
+                .order_by("bucket").values_list("bucket", "count", "sum", "min", "max")]
     if not stale:
-        return list(stored.values())
+        return rows
+    by_ms = {row[0]: row for row in rows}
     for chunk in _chunks(stale, PENDING_BATCH if is_postgresql() else _SQLITE_ROWS):
         relation, params = _keys_relation([(series_id, b) for b in chunk], size)
         with connection.cursor() as cursor:
@@ -192,5 +221,6 @@ def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime
                            f'JOIN {POINT} p ON p.series_id = d.series_id AND p."timestamp" >= d.lo '
                            f'AND p."timestamp" < d.hi GROUP BY d.i', params)
             for i, n, s, lo, hi in cursor.fetchall():
-                stored[chunk[i]] = (chunk[i], n, s, lo, hi)
-    return [stored[b] for b in sorted(stored)]
+                ms = _epoch_ms(chunk[i])
+                by_ms[ms] = [ms, s / n if n else None, lo, hi, n]
+    return [by_ms[ms] for ms in sorted(by_ms)]
