@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from telemetry import selectors, services, store
-from telemetry.models import HourRollup, Metric, MinuteRollup, RollupPending
+from telemetry.models import HourRollup, Metric, MinuteRollup, Point, RollupPending
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 SPAN = timedelta(hours=3)
@@ -125,3 +125,13 @@ def test_a_late_point_makes_its_minute_and_hour_stale_until_refreshed(user, proj
     assert store.rollups_refresh_pending() == 1
     assert MinuteRollup.objects.get(series=metric, bucket=T0).max == 100.0
     assert HourRollup.objects.get(series=metric, bucket=T0).count == 31
+
+
+@pytest.mark.django_db
+def test_points_keep_their_exact_time_and_value(user, project):
+    moments = [datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), T0.replace(microsecond=123_457),
+               datetime(2099, 1, 1, 0, 0, 0, 1, tzinfo=UTC)]
+    values = [0.1 + 0.2, 1e-300, -123456.789012345]
+    services.points_ingest(user=user, project=project, readings=[
+        services.Reading("m1", "t", m, v) for m, v in zip(moments, values, strict=True)])
+    assert [(p.timestamp, p.value) for p in Point.objects.order_by("timestamp")] == list(zip(moments, values, strict=True))
