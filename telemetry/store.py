@@ -183,13 +183,14 @@ def _epoch_ms(moment: datetime) -> int:
 # PostgreSQL computes epoch milliseconds (as int(datetime.timestamp() * 1000) does) and the mean
 # itself: a chart's rows come back as plain numbers, nothing built per row in Python but the list.
 _PG_MS = "trunc(extract(epoch FROM {}) * 1000)::bigint"
+_TIME = '"timestamp"'
 
 
 def points_read(series_id: int, start: datetime, end: datetime) -> list[list]:
     """Raw readings of one series in [start, end], oldest first: [[epoch_ms, value], ...]."""
     if is_postgresql():
         with connection.cursor() as cursor:
-            cursor.execute(f'SELECT {_PG_MS.format(chr(34) + "timestamp" + chr(34))}, value FROM {POINT} '
+            cursor.execute(f'SELECT {_PG_MS.format(_TIME)}, value FROM {POINT} '
                            f'WHERE series_id = %s AND "timestamp" >= %s AND "timestamp" <= %s ORDER BY "timestamp"',
                            [series_id, start, end])
             return [list(row) for row in cursor.fetchall()]
@@ -221,13 +222,37 @@ def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime
     if not stale:
         return rows
     by_ms = {row[0]: row for row in rows}
-    for chunk in _chunks(stale, PENDING_BATCH if is_postgresql() else _SQLITE_ROWS):
+    for ms, n, total, lo, hi in _buckets_from_raw(series_id, stale, size):
+        by_ms[ms] = [ms, total / n if n else None, lo, hi, n]
+    return [by_ms[ms] for ms in sorted(by_ms)]
+
+
+def _buckets_from_raw(series_id: int, buckets: list[datetime], size: timedelta):
+    """(epoch_ms, count, sum, min, max) of these buckets of one series, from the raw points."""
+    if is_postgresql():
+        # Runs of consecutive buckets as time ranges of literal bounds (client-side binding): the
+        # planner prunes the partitions and reads the primary key's index once per run.
+        runs: list[list[datetime]] = []
+        for b in buckets:
+            if runs and runs[-1][1] == b:
+                runs[-1][1] = b + size
+            else:
+                runs.append([b, b + size])
+        unit = "minute" if size == MINUTE else "hour"
+        bucket_ms = _PG_MS.format(f"""date_trunc('{unit}', "timestamp", 'UTC')""")
+        for chunk in _chunks(runs, 100):
+            ranges = " OR ".join(['("timestamp" >= %s AND "timestamp" < %s)'] * len(chunk))
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT {bucket_ms}, count(*), sum(value), min(value), max(value) FROM {POINT} "
+                               f"WHERE series_id = %s AND ({ranges}) GROUP BY 1",
+                               [series_id, *[x for run in chunk for x in run]])
+                yield from cursor.fetchall()
+        return
+    for chunk in _chunks(buckets, _SQLITE_ROWS):
         relation, params = _keys_relation([(series_id, b) for b in chunk], size)
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT d.i, count(*), sum(p.value), min(p.value), max(p.value) FROM {relation} "
                            f'JOIN {POINT} p ON p.series_id = d.series_id AND p."timestamp" >= d.lo '
                            f'AND p."timestamp" < d.hi GROUP BY d.i', params)
-            for i, n, s, lo, hi in cursor.fetchall():
-                ms = _epoch_ms(chunk[i])
-                by_ms[ms] = [ms, s / n if n else None, lo, hi, n]
-    return [by_ms[ms] for ms in sorted(by_ms)]
+            for i, n, total, lo, hi in cursor.fetchall():
+                yield _epoch_ms(chunk[i]), n, total, lo, hi
