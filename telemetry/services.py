@@ -18,7 +18,6 @@ from mlops_dashboard.audit import audit_record, changes_summary
 
 from . import signals, store
 from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Source
-from .selectors import epoch_ms
 
 
 @dataclass(frozen=True)
@@ -51,11 +50,13 @@ def points_ingest(*, user, project, readings: list[Reading], now: datetime | Non
     # The last occurrence of a key wins, in the request's order.
     latest: dict[tuple[str, str, datetime], float] = {}
     for r in readings:
-        latest.pop((r.source, r.metric, r.timestamp), None)
-        latest[(r.source, r.metric, r.timestamp)] = r.value
+        key = (r.source, r.metric, r.timestamp)
+        latest.pop(key, None)
+        latest[key] = r.value
     with transaction.atomic():
         series = _series_for(project, {(s, m) for s, m, _ in latest}, user=user)
-        rows = [(series[(s, m)].pk, t, v) for (s, m, t), v in latest.items()]
+        ids = {key: metric.pk for key, metric in series.items()}
+        rows = [(ids[(s, m)], t, v) for (s, m, t), v in latest.items()]
         store.points_write(rows)
         batches = _batches(series, latest)
         _mark_seen(series, batches, now)
@@ -109,12 +110,14 @@ def _series_for(project, keys: set[tuple[str, str]], *, user) -> dict[tuple[str,
 
 def _batches(series, latest) -> dict[int, SeriesBatch]:
     batches: dict[int, SeriesBatch] = {}
+    points: dict[tuple[str, str], list] = {}  # each series' list, found by the names in hand
     for (s, m, t), v in sorted(latest.items(), key=lambda kv: kv[0][2]):
-        metric = series[(s, m)]
-        batch = batches.get(metric.pk)
-        if batch is None:
+        found = points.get((s, m))
+        if found is None:
+            metric = series[(s, m)]
             batch = batches[metric.pk] = SeriesBatch(metric.source_id, s, metric.pk, m)
-        batch.points.append([epoch_ms(t), v])
+            found = points[(s, m)] = batch.points
+        found.append([int(t.timestamp() * 1000), v])  # selectors.epoch_ms, inlined: once per point
     return batches
 
 
