@@ -205,20 +205,20 @@ def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime
     the last refresh) are computed from the raw points."""
     size = MINUTE if resolution == "minute" else HOUR
     model = MinuteRollup if resolution == "minute" else HourRollup
+    if is_postgresql():
+        # One statement, so one snapshot: a refresh (marks deleted and rollups stored in one
+        # transaction) is seen whole or not at all.
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_ROLLUPS_READ.format(table=model._meta.db_table, unit=resolution),
+                           [series_id, floor(start, size), end, series_id, start, end, series_id, start, end])
+            return [list(row) for row in cursor.fetchall()]
     # The marks first: a refresh committing between the two reads leaves the stored rows fresh.
     marked = RollupPending.objects.filter(series_id=series_id, bucket__gte=floor(start, size), bucket__lte=end)
     stale = sorted({floor(b, size) for b in marked.values_list("bucket", flat=True)})
     stale = [b for b in stale if start <= b <= end]
-    if is_postgresql():
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {_PG_MS.format('bucket')}, sum / nullif(count, 0), min, max, count "
-                           f"FROM {model._meta.db_table} WHERE series_id = %s AND bucket >= %s AND bucket <= %s "
-                           f"ORDER BY bucket", [series_id, start, end])
-            rows = [list(row) for row in cursor.fetchall()]
-    else:
-        rows = [[_epoch_ms(b), s / n if n else None, lo, hi, n] for b, n, s, lo, hi in
-                model.objects.filter(series_id=series_id, bucket__gte=start, bucket__lte=end)
-                .order_by("bucket").values_list("bucket", "count", "sum", "min", "max")]
+    rows = [[_epoch_ms(b), s / n if n else None, lo, hi, n] for b, n, s, lo, hi in
+            model.objects.filter(series_id=series_id, bucket__gte=start, bucket__lte=end)
+            .order_by("bucket").values_list("bucket", "count", "sum", "min", "max")]
     if not stale:
         return rows
     by_ms = {row[0]: row for row in rows}
@@ -227,27 +227,29 @@ def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime
     return [by_ms[ms] for ms in sorted(by_ms)]
 
 
+# The stored rollups of a range, except the buckets with marked minutes, which come from the raw
+# points (read between the oldest and the newest of them only).
+_PG_ROLLUPS_READ = f"""
+WITH stale AS MATERIALIZED (
+    SELECT DISTINCT date_trunc('{{unit}}', bucket, 'UTC') AS b FROM {PENDING}
+    WHERE series_id = %s AND bucket >= %s AND bucket <= %s),
+stored AS (
+    SELECT bucket AS b, count AS n, sum AS s, min AS lo, max AS hi FROM {{table}}
+    WHERE series_id = %s AND bucket >= %s AND bucket <= %s AND bucket NOT IN (SELECT b FROM stale)),
+fresh AS (
+    SELECT date_trunc('{{unit}}', "timestamp", 'UTC') AS b, count(*) AS n, sum(value) AS s, min(value) AS lo,
+           max(value) AS hi
+    FROM {POINT} WHERE series_id = %s AND "timestamp" >= (SELECT min(b) FROM stale)
+        AND "timestamp" < (SELECT max(b) FROM stale) + interval '1 {{unit}}'
+        AND date_trunc('{{unit}}', "timestamp", 'UTC') IN (SELECT b FROM stale)
+    GROUP BY 1)
+SELECT {_PG_MS.format("b")}, s / nullif(n, 0), lo, hi, n FROM (
+    SELECT * FROM stored UNION ALL SELECT * FROM fresh WHERE b >= %s AND b <= %s) AS buckets
+ORDER BY b"""
+
+
 def _buckets_from_raw(series_id: int, buckets: list[datetime], size: timedelta):
-    """(epoch_ms, count, sum, min, max) of these buckets of one series, from the raw points."""
-    if is_postgresql():
-        # Runs of consecutive buckets as time ranges of literal bounds (client-side binding): the
-        # planner prunes the partitions and reads the primary key's index once per run.
-        runs: list[list[datetime]] = []
-        for b in buckets:
-            if runs and runs[-1][1] == b:
-                runs[-1][1] = b + size
-            else:
-                runs.append([b, b + size])
-        unit = "minute" if size == MINUTE else "hour"
-        bucket_ms = _PG_MS.format(f"""date_trunc('{unit}', "timestamp", 'UTC')""")
-        for chunk in _chunks(runs, 100):
-            ranges = " OR ".join(['("timestamp" >= %s AND "timestamp" < %s)'] * len(chunk))
-            with connection.cursor() as cursor:
-                cursor.execute(f"SELECT {bucket_ms}, count(*), sum(value), min(value), max(value) FROM {POINT} "
-                               f"WHERE series_id = %s AND ({ranges}) GROUP BY 1",
-                               [series_id, *[x for run in chunk for x in run]])
-                yield from cursor.fetchall()
-        return
+    """(epoch_ms, count, sum, min, max) of these buckets of one series, from the raw points (SQLite)."""
     for chunk in _chunks(buckets, _SQLITE_ROWS):
         relation, params = _keys_relation([(series_id, b) for b in chunk], size)
         with connection.cursor() as cursor:
