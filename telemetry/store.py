@@ -209,8 +209,9 @@ def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime
         # One statement, so one snapshot: a refresh (marks deleted and rollups stored in one
         # transaction) is seen whole or not at all.
         with connection.cursor() as cursor:
-            cursor.execute(_PG_ROLLUPS_READ.format(table=model._meta.db_table, unit=resolution),
-                           [series_id, floor(start, size), end, series_id, start, end, series_id, start, end])
+            sql = _PG_ROLLUPS_READ.format(table=model._meta.db_table, unit=resolution,
+                                          minutes="" if resolution == "minute" else _PG_UNMARKED_MINUTES)
+            cursor.execute(sql, {"series": series_id, "floor": floor(start, size), "start": start, "end": end})
             return [list(row) for row in cursor.fetchall()]
     # The marks first: a refresh committing between the two reads leaves the stored rows fresh.
     marked = RollupPending.objects.filter(series_id=series_id, bucket__gte=floor(start, size), bucket__lte=end)
@@ -227,25 +228,37 @@ def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime
     return [by_ms[ms] for ms in sorted(by_ms)]
 
 
-# The stored rollups of a range, except the buckets with marked minutes, which come from the raw
-# points (read between the oldest and the newest of them only).
+# The stored rollups of a range, except the buckets with marked minutes: those are summed from the
+# raw points of the marked minutes (read between the oldest and the newest mark only) and, for hours,
+# the stored minutes of the hour that are not marked.
 _PG_ROLLUPS_READ = f"""
-WITH stale AS MATERIALIZED (
-    SELECT DISTINCT date_trunc('{{unit}}', bucket, 'UTC') AS b FROM {PENDING}
-    WHERE series_id = %s AND bucket >= %s AND bucket <= %s),
+WITH marks AS MATERIALIZED (
+    SELECT bucket AS m FROM {PENDING} WHERE series_id = %(series)s AND bucket >= %(floor)s AND bucket <= %(end)s),
+stale AS MATERIALIZED (SELECT DISTINCT date_trunc('{{unit}}', m, 'UTC') AS b FROM marks),
 stored AS (
     SELECT bucket AS b, count AS n, sum AS s, min AS lo, max AS hi FROM {{table}}
-    WHERE series_id = %s AND bucket >= %s AND bucket <= %s AND bucket NOT IN (SELECT b FROM stale)),
-fresh AS (
-    SELECT date_trunc('{{unit}}', "timestamp", 'UTC') AS b, count(*) AS n, sum(value) AS s, min(value) AS lo,
+    WHERE series_id = %(series)s AND bucket >= %(start)s AND bucket <= %(end)s AND bucket NOT IN (SELECT b FROM stale)),
+parts AS (
+    SELECT date_trunc('minute', "timestamp", 'UTC') AS m, count(*) AS n, sum(value) AS s, min(value) AS lo,
            max(value) AS hi
-    FROM {POINT} WHERE series_id = %s AND "timestamp" >= (SELECT min(b) FROM stale)
-        AND "timestamp" < (SELECT max(b) FROM stale) + interval '1 {{unit}}'
-        AND date_trunc('{{unit}}', "timestamp", 'UTC') IN (SELECT b FROM stale)
-    GROUP BY 1)
+    FROM {POINT} WHERE series_id = %(series)s AND "timestamp" >= (SELECT min(m) FROM marks)
+        AND "timestamp" < (SELECT max(m) FROM marks) + interval '1 minute'
+        AND date_trunc('minute', "timestamp", 'UTC') IN (SELECT m FROM marks)
+    GROUP BY 1
+    {{minutes}}),
+fresh AS (
+    SELECT date_trunc('{{unit}}', m, 'UTC') AS b, sum(n)::bigint AS n, sum(s) AS s, min(lo) AS lo, max(hi) AS hi
+    FROM parts GROUP BY 1)
 SELECT {_PG_MS.format("b")}, s / nullif(n, 0), lo, hi, n FROM (
-    SELECT * FROM stored UNION ALL SELECT * FROM fresh WHERE b >= %s AND b <= %s) AS buckets
+    SELECT * FROM stored UNION ALL SELECT * FROM fresh WHERE b >= %(start)s AND b <= %(end)s) AS buckets
 ORDER BY b"""
+# For hours: the hour's stored minutes that are not marked.
+_PG_UNMARKED_MINUTES = f"""
+    UNION ALL
+    SELECT bucket, count, sum, min, max FROM {MINUTES}
+    WHERE series_id = %(series)s AND bucket >= (SELECT min(b) FROM stale)
+        AND bucket < (SELECT max(b) FROM stale) + interval '1 hour'
+        AND date_trunc('hour', bucket, 'UTC') IN (SELECT b FROM stale) AND bucket NOT IN (SELECT m FROM marks)"""
 
 
 def _buckets_from_raw(series_id: int, buckets: list[datetime], size: timedelta):
