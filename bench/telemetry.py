@@ -13,10 +13,10 @@ What runs (real processes, loopback only; about two minutes):
   --seconds. Baseline: the same rows, emptied from the table, sent again with `COPY telemetry_point
   FROM STDIN` in batches of 1,000 rows (one transaction each), from as many connections;
 - charts: one series of --points raw points over 30 days (written by COPY, then its rollups by
-  `store.rollups_refresh`), a source reporting every 2 s; its newest 2 minutes written by
-  `store.points_write` and left unrefreshed, as live data is between two runs of the rollup task. A 24-hour chart (auto resolution: minute
-  rollups), a 30-day chart (hour rollups) and a 1-hour raw chart, each read 40 times through the
-  series selector (in this process) and through GET /api/telemetry/series/; baseline: a bare
+  `store.rollups_refresh`), a source reporting about every 2.6 s; its newest 2 minutes written by
+  `store.points_write` and left unrefreshed, as live data is between two runs of the rollup task.
+  A 24-hour chart (auto resolution: minute rollups), a 30-day chart (hour rollups) and a 1-hour raw
+  chart, each read 40 times through the series selector (in this process) and through GET /api/telemetry/series/; baseline: a bare
   `SELECT` of the same rows (psycopg, this process).
 
 Printed: a Markdown table of each figure beside its baseline, the ratio, the target and PASS/FAIL.

@@ -139,7 +139,8 @@ def expired_prune(table: Table, cutoff: datetime, *, batch_size: int | None = No
             if end > cutoff:
                 break
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(%s)", [name])
+                cursor.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+                               [name])
                 row = cursor.fetchone()
                 cursor.execute("SET LOCAL lock_timeout = '5s'")
                 cursor.execute(f"DROP TABLE IF EXISTS {q(name)}")

@@ -115,7 +115,8 @@ def test_a_late_point_makes_its_minute_and_hour_stale_until_refreshed(user, proj
     services.points_ingest(user=user, project=project, readings=readings)
     assert store.rollups_refresh_pending() == 5
     metric = Metric.objects.get(name="t")
-    services.points_ingest(user=user, project=project, readings=[services.Reading("m1", "t", T0 + timedelta(seconds=5), 100.0)])
+    late = services.Reading("m1", "t", T0 + timedelta(seconds=5), 100.0)
+    services.points_ingest(user=user, project=project, readings=[late])
     # Stored: stale; read: fresh.
     assert MinuteRollup.objects.get(series=metric, bucket=T0).max == 5.0
     first = selectors.series(metric, start=T0, end=T0 + timedelta(minutes=10), resolution="minute").points[0]
@@ -134,4 +135,5 @@ def test_points_keep_their_exact_time_and_value(user, project):
     values = [0.1 + 0.2, 1e-300, -123456.789012345]
     services.points_ingest(user=user, project=project, readings=[
         services.Reading("m1", "t", m, v) for m, v in zip(moments, values, strict=True)])
-    assert [(p.timestamp, p.value) for p in Point.objects.order_by("timestamp")] == list(zip(moments, values, strict=True))
+    stored = [(p.timestamp, p.value) for p in Point.objects.order_by("timestamp")]
+    assert stored == list(zip(moments, values, strict=True))
