@@ -206,13 +206,7 @@ def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime
     size = MINUTE if resolution == "minute" else HOUR
     model = MinuteRollup if resolution == "minute" else HourRollup
     if is_postgresql():
-        # One statement, so one snapshot: a refresh (marks deleted and rollups stored in one
-        # transaction) is seen whole or not at all.
-        with connection.cursor() as cursor:
-            sql = _PG_ROLLUPS_READ.format(table=model._meta.db_table, unit=resolution,
-                                          minutes="" if resolution == "minute" else _PG_UNMARKED_MINUTES)
-            cursor.execute(sql, {"series": series_id, "floor": floor(start, size), "start": start, "end": end})
-            return [list(row) for row in cursor.fetchall()]
+        return _pg_rollups_read(series_id, resolution, start, end)
     # The marks first: a refresh committing between the two reads leaves the stored rows fresh.
     marked = RollupPending.objects.filter(series_id=series_id, bucket__gte=floor(start, size), bucket__lte=end)
     stale = sorted({floor(b, size) for b in marked.values_list("bucket", flat=True)})
@@ -228,37 +222,53 @@ def rollups_read(series_id: int, resolution: str, start: datetime, end: datetime
     return [by_ms[ms] for ms in sorted(by_ms)]
 
 
-# The stored rollups of a range, except the buckets with marked minutes: those are summed from the
-# raw points of the marked minutes (read between the oldest and the newest mark only) and, for hours,
-# the stored minutes of the hour that are not marked.
-_PG_ROLLUPS_READ = f"""
-WITH marks AS MATERIALIZED (
-    SELECT bucket AS m FROM {PENDING} WHERE series_id = %(series)s AND bucket >= %(floor)s AND bucket <= %(end)s),
-stale AS MATERIALIZED (SELECT DISTINCT date_trunc('{{unit}}', m, 'UTC') AS b FROM marks),
-stored AS (
-    SELECT bucket AS b, count AS n, sum AS s, min AS lo, max AS hi FROM {{table}}
-    WHERE series_id = %(series)s AND bucket >= %(start)s AND bucket <= %(end)s AND bucket NOT IN (SELECT b FROM stale)),
-parts AS (
-    SELECT date_trunc('minute', "timestamp", 'UTC') AS m, count(*) AS n, sum(value) AS s, min(value) AS lo,
-           max(value) AS hi
-    FROM {POINT} WHERE series_id = %(series)s AND "timestamp" >= (SELECT min(m) FROM marks)
-        AND "timestamp" < (SELECT max(m) FROM marks) + interval '1 minute'
-        AND date_trunc('minute', "timestamp", 'UTC') IN (SELECT m FROM marks)
-    GROUP BY 1
-    {{minutes}}),
-fresh AS (
-    SELECT date_trunc('{{unit}}', m, 'UTC') AS b, sum(n)::bigint AS n, sum(s) AS s, min(lo) AS lo, max(hi) AS hi
-    FROM parts GROUP BY 1)
-SELECT {_PG_MS.format("b")}, s / nullif(n, 0), lo, hi, n FROM (
-    SELECT * FROM stored UNION ALL SELECT * FROM fresh WHERE b >= %(start)s AND b <= %(end)s) AS buckets
-ORDER BY b"""
-# For hours: the hour's stored minutes that are not marked.
-_PG_UNMARKED_MINUTES = f"""
-    UNION ALL
-    SELECT bucket, count, sum, min, max FROM {MINUTES}
-    WHERE series_id = %(series)s AND bucket >= (SELECT min(b) FROM stale)
-        AND bucket < (SELECT max(b) FROM stale) + interval '1 hour'
-        AND date_trunc('hour', bucket, 'UTC') IN (SELECT b FROM stale) AND bucket NOT IN (SELECT m FROM marks)"""
+def _runs(buckets: list[datetime], size: timedelta) -> list[list[datetime]]:
+    """Consecutive buckets (sorted) merged into [start, end) ranges."""
+    runs: list[list[datetime]] = []
+    for b in buckets:
+        if runs and runs[-1][1] == b:
+            runs[-1][1] = b + size
+        else:
+            runs.append([b, b + size])
+    return runs
+
+
+def _ranges_sql(column: str, runs: list[list[datetime]]) -> tuple[str, list]:
+    return (" OR ".join([f"({column} >= %s AND {column} < %s)"] * len(runs)), [x for run in runs for x in run])
+
+
+def _pg_rollups_read(series_id: int, resolution: str, start: datetime, end: datetime) -> list[list]:
+    """Two statements: the marks of the range, then the stored buckets and the marked ones from the raw
+    points (for hours, with their stored unmarked minutes), all bounds literals (client-side binding),
+    so the planner prunes the partitions. The marks are read first: a refresh committing in between
+    leaves the stored rows fresh."""
+    size = MINUTE if resolution == "minute" else HOUR
+    table = MINUTES if resolution == "minute" else HOURS
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT bucket FROM {PENDING} WHERE series_id = %s AND bucket >= %s AND bucket <= %s "
+                       f"ORDER BY bucket", [series_id, floor(start, size), end])
+        marks = [m for (m,) in cursor.fetchall() if start <= floor(m, size) <= end]
+        stored = (f"SELECT bucket AS b, count AS n, sum AS s, min AS lo, max AS hi FROM {table} "
+                  f"WHERE series_id = %s AND bucket >= %s AND bucket <= %s")
+        params: list = [series_id, start, end]
+        if marks:
+            stale = sorted({floor(m, size) for m in marks})
+            stored += f" AND bucket NOT IN ({', '.join(['%s'] * len(stale))})"
+            params += stale
+            ranges, values = _ranges_sql('"timestamp"', _runs(marks, MINUTE))
+            parts = (f"SELECT date_trunc('minute', \"timestamp\", 'UTC') AS m, count(*) AS n, sum(value) AS s, "
+                     f"min(value) AS lo, max(value) AS hi FROM {POINT} WHERE series_id = %s AND ({ranges}) GROUP BY 1")
+            params += [series_id, *values]
+            if size == HOUR:
+                ranges, values = _ranges_sql("bucket", _runs(stale, HOUR))
+                parts += (f" UNION ALL SELECT bucket, count, sum, min, max FROM {MINUTES} WHERE series_id = %s "
+                          f"AND ({ranges}) AND bucket NOT IN ({', '.join(['%s'] * len(marks))})")
+                params += [series_id, *values, *marks]
+            stored += (f" UNION ALL SELECT date_trunc('{resolution}', m, 'UTC'), sum(n)::bigint, sum(s), min(lo), "
+                       f"max(hi) FROM ({parts}) AS parts GROUP BY 1")
+        cursor.execute(f"SELECT {_PG_MS.format('b')}, s / nullif(n, 0), lo, hi, n FROM ({stored}) AS buckets "
+                       f"ORDER BY b", params)
+        return [list(row) for row in cursor.fetchall()]
 
 
 def _buckets_from_raw(series_id: int, buckets: list[datetime], size: timedelta):
