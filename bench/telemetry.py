@@ -249,8 +249,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="also profile the ingest view (cProfile)")
     args = parser.parse_args()
     if not postgres_answers():
-        log("bench/telemetry.py measures PostgreSQL: none answers on 127.0.0.1:5432")
-        return 1
+        log("bench/telemetry.py measures PostgreSQL: none answers on 127.0.0.1:5432, skipped")
+        return 0
 
     stack = Stack("telemetry", redis_db=11, keep=args.keep, postgres=True, LOG_LEVEL="WARNING",
                   DEMO_TELEMETRY="false", API_THROTTLE_USER="100000/second")
