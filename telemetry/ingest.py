@@ -97,6 +97,7 @@ def readings_parse(points, now: datetime) -> list[Reading]:
     fullmatch = NAME.fullmatch
     isfinite = math.isfinite
     fromisoformat = datetime.fromisoformat
+    names: set[str] = set()
     for index, point in enumerate(points):
         if type(point) is not dict:
             raise PointError("", f"An object {{source, metric, value, timestamp?}}; got {_show(point)}.", index)
@@ -105,12 +106,16 @@ def readings_parse(points, now: datetime) -> list[Reading]:
         value = point.get("value")
         stamp = point.get("timestamp")
         try:
-            # The common case inline (str names, float value, ISO text with an offset); the rest,
-            # and every error, through the checks above.
-            if type(source) is not str or fullmatch(source) is None:
-                name_check(source, "source")
-            if type(metric) is not str or fullmatch(metric) is None:
-                name_check(metric, "metric")
+            # The common case inline (known names, a float, ISO text in UTC); the rest, and every
+            # error, through the checks above. Names repeat: one regex match per distinct name.
+            if type(source) is not str or source not in names:
+                if type(source) is not str or fullmatch(source) is None:
+                    name_check(source, "source")
+                names.add(source)
+            if type(metric) is not str or metric not in names:
+                if type(metric) is not str or fullmatch(metric) is None:
+                    name_check(metric, "metric")
+                names.add(metric)
             if type(value) is not float or not isfinite(value):
                 value = value_check(value)
             if stamp is None:  # left out (or null): the server's time

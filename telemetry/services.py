@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -20,9 +21,9 @@ from . import signals, store
 from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Source
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One validated point of an ingest request."""
+class Reading(NamedTuple):
+    """One validated point of an ingest request (a named tuple: made 10,000 times a request, it costs
+    a fraction of a frozen dataclass)."""
 
     source: str
     metric: str

@@ -492,6 +492,9 @@ MATRIX: dict[str, list[Case]] = {
     "POST /api/telemetry/": [Case("editor", "/api/telemetry/", body=lambda w, obj, o: {
         "project": w.alpha.pk, "points": [{"source": "press-07", "metric": "temperature", "value": 71.3}]},
         ok=(202,))],
+    "POST /api/telemetry/import/": [Case("editor", "/api/telemetry/import/?project={w.alpha.pk}", body=lambda w, obj, o: {
+        "file": SimpleUploadedFile("history.csv", b"timestamp,source,metric,value\n2026-12-01T08:00:00Z,a,b,1\n",
+                                   "text/csv")}, ok=(202,), fmt="multipart")],
     # diagnostics
     "POST /api/events/test/": [Case("staff", "/api/events/test/", body={"via": "server"}, ok=(201,),
                                     global_target=True)],
@@ -522,7 +525,7 @@ TRACKED = ("datasets.Dataset", "datasets.ProcessingJob", "training.TrainingJob",
            "telemetry.Source", "telemetry.Metric", "telemetry.Point",
            "mlops_dashboard.Project",
            "mlops_dashboard.Membership",
-           "telemetry.Source", "telemetry.Metric", "telemetry.Point")
+           "telemetry.Source", "telemetry.Metric", "telemetry.Point", "telemetry.TelemetryImport")
 
 
 def snapshot(obj) -> dict:

@@ -95,7 +95,7 @@ def test_a_wide_csv_with_a_source_parameter(server, worker, client, user, projec
                           timeout=60)
     assert response.status_code == 202, response.text
     job = wait_ended(response.json()["id"])
-    assert (job.status, job.format, job.rows, job.points) == ("succeeded", "wide", 4, 10), job.error
+    assert (job.status, job.format, job.rows, job.points) == ("succeeded", "wide", 4, 9), job.error
     source = Source.objects.get(project=project, name="line-1")
     values = {m.name: [p.value for p in Point.objects.filter(series=m).order_by("timestamp")]
               for m in source.metrics.all()}

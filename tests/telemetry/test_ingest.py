@@ -106,6 +106,8 @@ BAD_POINTS = [
     ("source", {"source": ""}, "name of"),
     ("source", {"source": "x" * 101}, "name of"),
     ("source", {"source": 7}, "name of"),
+    ("source", {"source": ["press-07"]}, "name of"),
+    ("metric", {"metric": {"name": "t"}}, "name of"),
     ("source", {"source": ...}, "Required"),
     ("metric", {"metric": "temp/°C"}, "name of"),
     ("metric", {"metric": ...}, "Required"),
