@@ -9,13 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch, Q
 from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -100,21 +99,18 @@ class SourceFilters(QuerySerializer):
     is_demo = serializers.BooleanField(required=False, help_text="true: only the demo plant's; false: the others.")
 
 
-def silent_condition(sources, now) -> Q:
-    """Which of `sources` are silent at `now`: never seen, or not within TELEMETRY_SILENT_FACTOR × their
-    interval. One condition per distinct interval (a handful in practice), rather than duration
-    arithmetic that SQLite and PostgreSQL spell differently."""
-    factor = settings.TELEMETRY_SILENT_FACTOR
-    condition = Q(last_seen__isnull=True)
-    intervals = sources.order_by().values_list("expected_interval_seconds", flat=True).distinct()
-    for interval in intervals:
-        condition |= Q(expected_interval_seconds=interval, last_seen__lt=now - timedelta(seconds=interval * factor))
-    return condition
+class LabelValueField(serializers.CharField):
+    """A label's value: a string as given (a number is refused, not turned into one)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("A string.")
+        return super().to_internal_value(data)
 
 
 def labels_field():
     return serializers.DictField(
-        child=serializers.CharField(max_length=services.LABEL_VALUE_MAX, allow_blank=True), required=False,
+        child=LabelValueField(max_length=services.LABEL_VALUE_MAX, allow_blank=True), required=False,
         help_text=f"At most {services.LABELS_MAX} labels; keys of 1 to {services.LABEL_KEY_MAX} characters, "
                   f"values strings of at most {services.LABEL_VALUE_MAX}. Replaces the labels.")
 
@@ -141,17 +137,11 @@ class SourceViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        metrics = Prefetch("metrics", queryset=Metric.objects.order_by("name", "id"))
-        sources = self.scoped(selectors.sources_visible(self.request.user)).prefetch_related(metrics)
         filters = self.filters()
-        if filters.get("search"):
-            sources = sources.filter(Q(name__icontains=filters["search"]) | Q(description__icontains=filters["search"]))
-        if "is_demo" in filters:
-            sources = sources.filter(is_demo=filters["is_demo"])
-        if filters.get("status"):
-            silent = silent_condition(sources, timezone.now())
-            sources = sources.filter(silent) if filters["status"] == Status.SILENT else sources.exclude(silent)
-        return sources.order_by("name", "id")
+        # `scoped` applies `?project=`; the selector the rest (the pages call it too).
+        return selectors.sources_list(self.request.user, sources=self.scoped(Source.objects.all()),
+                                      status=filters.get("status"), search=filters.get("search"),
+                                      is_demo=filters.get("is_demo"))
 
     def filters(self) -> dict:
         if not hasattr(self, "_filters"):
@@ -205,6 +195,15 @@ class MetricRegistrySerializer(serializers.Serializer):
         "{} for the defaults."))
 
 
+def _metric(source: Source, name: str) -> Metric:
+    try:
+        metric = selectors.metric_get(source, name)
+    except Http404 as exc:  # DRF's handler would answer a bare "Not found."
+        raise NotFound(str(exc)) from None
+    metric.source = source
+    return metric
+
+
 class MetricRegistryView(APIView):
     """PATCH a metric of a source (by the source's id and the metric's name): `unit`, `description`,
     `labels`, `expected_interval_seconds` (null: the source's), `anomaly` (streaming detection
@@ -217,7 +216,7 @@ class MetricRegistryView(APIView):
         source = selectors.sources_visible(request.user).filter(pk=pk).first()
         if source is None:
             raise Http404("No such source.")
-        metric = selectors.metric_get(source, name)
+        metric = _metric(source, name)
         services.source_authorize(request.user, "change", source)
         body = MetricRegistrySerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
@@ -256,7 +255,10 @@ def source_for(user, ref: str, *, project=None) -> Source:
             projects = ", ".join(f"{s.project.name} (id {s.project_id})" for s in named)
             raise ValidationError({"source": [f"Several of your projects have a source named “{ref}”: {projects}. "
                                               "Give `project`, or the source's id."]})
-    return selectors.source_get(user, ref, project=project)
+    try:
+        return selectors.source_get(user, ref, project=project)
+    except Http404:
+        raise NotFound(f"No source “{ref[:100]}” in your projects.") from None
 
 
 _ROLLUPS = {"minute": MinuteRollup, "hour": HourRollup}
@@ -291,8 +293,7 @@ class SeriesView(APIView):
         query.is_valid(raise_exception=True)
         q = query.validated_data
         source = source_for(request.user, q["source"], project=q.get("project"))
-        metric = selectors.metric_get(source, q["metric"])
-        metric.source = source
+        metric = _metric(source, q["metric"])
         start, end = q["start"], q["end"]
         cap = settings.TELEMETRY_MAX_SERIES_POINTS
         resolution = q.get("resolution")

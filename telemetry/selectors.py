@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -83,3 +83,35 @@ def series(metric: Metric, *, start: datetime | None = None, end: datetime | Non
         return Series("raw", store.points_read(metric.pk, start, end))
     # Minutes written since the last rollup refresh are computed from the raw points (never stale).
     return Series(resolution, store.rollups_read(metric.pk, resolution, start, end))
+
+
+# --- the sources list (API and pages) ------------------------------------------------------------------
+
+
+def silent_condition(sources: QuerySet[Source], now: datetime) -> Q:
+    """Which of `sources` are silent at `now` (as Source.status_at says): never seen, or not within
+    TELEMETRY_SILENT_FACTOR × their interval. One condition per distinct interval (a handful in
+    practice) rather than duration arithmetic, which SQLite and PostgreSQL spell differently."""
+    factor = settings.TELEMETRY_SILENT_FACTOR
+    condition = Q(last_seen__isnull=True)
+    for interval in sources.order_by().values_list("expected_interval_seconds", flat=True).distinct():
+        condition |= Q(expected_interval_seconds=interval, last_seen__lt=now - timedelta(seconds=interval * factor))
+    return condition
+
+
+def sources_list(user, *, project=None, sources: QuerySet[Source] | None = None, status: str | None = None,
+                 search: str | None = None, is_demo: bool | None = None, now: datetime | None = None) -> QuerySet[Source]:
+    """The visible sources by name, their metrics (by name) prefetched: of one project when given;
+    `status` live or silent (at `now`); `search` in the name or description; `is_demo` True or False."""
+    sources = sources_visible(user, project=project) if sources is None else permissions.visible(sources, user)
+    if project is not None:
+        sources = sources.filter(project=project)
+    if search:
+        sources = sources.filter(Q(name__icontains=search) | Q(description__icontains=search))
+    if is_demo is not None:
+        sources = sources.filter(is_demo=is_demo)
+    if status:
+        silent = silent_condition(sources, now or timezone.now())
+        sources = sources.filter(silent) if status == "silent" else sources.exclude(silent)
+    metrics = Prefetch("metrics", queryset=Metric.objects.order_by("name", "id"))
+    return sources.prefetch_related(metrics).order_by("name", "id")

@@ -175,9 +175,9 @@ def labels_clean(labels, field: str = "labels") -> dict:
     if len(labels) > LABELS_MAX:
         raise ValidationError({field: [f"At most {LABELS_MAX} labels; there are {len(labels)}."]})
     for key, value in labels.items():
-        if not isinstance(key, str) or not 1 <= len(key.strip()) <= LABEL_KEY_MAX:
+        if not isinstance(key, str) or not 1 <= len(key.strip()) <= LABEL_KEY_MAX or "\x00" in key:
             raise ValidationError({field: [f"Label names have 1 to {LABEL_KEY_MAX} characters: {str(key)[:80]!r}."]})
-        if not isinstance(value, str) or len(value) > LABEL_VALUE_MAX:
+        if not isinstance(value, str) or len(value) > LABEL_VALUE_MAX or "\x00" in value:
             raise ValidationError({field: [f"Label “{key}”: a string of at most {LABEL_VALUE_MAX} characters."]})
     return {key.strip(): value for key, value in labels.items()}
 

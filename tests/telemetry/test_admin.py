@@ -101,6 +101,20 @@ def test_deleting_a_source_removes_its_metrics_points_and_rollups(staff):
     assert Point.objects.filter(pk=kept.pk).exists()
 
 
+def test_deleting_a_metric_removes_its_points_and_rollups(staff):
+    source = SourceFactory(name="press-07")
+    metric, kept = MetricFactory(source=source, name="temperature"), MetricFactory(source=source, name="power")
+    PointFactory.create_batch(3, series=metric)
+    MinuteRollupFactory(series=metric)
+    PointFactory(series=kept)
+    response = staff.post(f"/admin/telemetry/metric/{metric.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Metric.objects.filter(pk=metric.pk).exists() and not Point.objects.filter(series_id=metric.pk).exists()
+    assert not MinuteRollup.objects.filter(series_id=metric.pk).exists()
+    assert Source.objects.filter(pk=source.pk).exists() and Point.objects.filter(series=kept).count() == 1
+    assert AuditEntry.objects.filter(object_type="telemetry.metric", action="delete").exists()
+
+
 def test_points_and_rollups_are_not_in_the_admin():
     for model in (Point, MinuteRollup, HourRollup):
         assert not admin.site.is_registered(model)
