@@ -34,6 +34,7 @@ chromium:
 bench: install
 	$(PY) scripts/redis_local.py -- $(PY) bench/event_latency.py
 	$(PY) bench/anomaly_eval.py
+	$(PY) scripts/redis_local.py -- $(PY) bench/telemetry.py
 
 docs: venv
 	$(PY) manage.py events_doc > docs/events.md

@@ -314,6 +314,20 @@ TELEMETRY_MINUTE_RETENTION_DAYS = env.int("TELEMETRY_MINUTE_RETENTION_DAYS", def
 TELEMETRY_HOUR_RETENTION_DAYS = env.int("TELEMETRY_HOUR_RETENTION_DAYS", default=730)
 # A chart without an explicit resolution gets at most about this many points.
 TELEMETRY_MAX_CHART_POINTS = env.int("TELEMETRY_MAX_CHART_POINTS", default=2000)
+# Storage: on PostgreSQL beat makes the partitions of the coming days and drops expired ones (raw
+# points by day, minute rollups by week, hour rollups by month); on SQLite it deletes expired rows.
+TELEMETRY_PARTITIONS_AHEAD_DAYS = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS", default=7)
+TELEMETRY_PARTITIONS_INTERVAL = env.float("TELEMETRY_PARTITIONS_INTERVAL", default=3600.0)  # s
+# Stored rollups of freshly written minutes are recomputed this often (s); charts are never stale (the
+# series selector computes the not yet refreshed minutes from the raw points).
+TELEMETRY_ROLLUP_INTERVAL = env.float("TELEMETRY_ROLLUP_INTERVAL", default=5.0)
+CELERY_BEAT_SCHEDULE["telemetry-partitions"] = {
+    "task": "telemetry.partitions_maintain", "schedule": TELEMETRY_PARTITIONS_INTERVAL,
+}
+CELERY_BEAT_SCHEDULE["telemetry-rollups"] = {
+    "task": "telemetry.rollups_refresh", "schedule": TELEMETRY_ROLLUP_INTERVAL,
+    "options": {"expires": TELEMETRY_ROLLUP_INTERVAL},
+}
 # The most rows GET /api/telemetry/series/ returns (past it, 400 asking for a coarser resolution or a
 # shorter range): 50,000 raw points are about 1.5 MB of JSON, as many rollups about 4 MB.
 TELEMETRY_MAX_SERIES_POINTS = env.int("TELEMETRY_MAX_SERIES_POINTS", default=50_000)

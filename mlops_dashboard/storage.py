@@ -28,8 +28,14 @@ ESTIMATE_ABOVE_ROWS = 100_000
 
 
 def _table_postgresql(cursor, table: str, exact) -> dict:
-    cursor.execute("SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
-                   "WHERE c.oid = to_regclass(%s)", [connection.ops.quote_name(table)])
+    # A partitioned table weighs what its partitions (the leaves of its tree) weigh; a plain table is
+    # measured alone. reltuples is -1 for a leaf never analyzed (taken as 0 while another was).
+    cursor.execute("SELECT CASE WHEN bool_or(c.reltuples >= 0) THEN sum(greatest(c.reltuples, 0))::bigint "
+                   "ELSE -1 END, sum(pg_total_relation_size(c.oid))::bigint "
+                   "FROM pg_class c WHERE c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass(%s)) "
+                   "WHERE isleaf UNION SELECT to_regclass(%s) WHERE NOT EXISTS "
+                   "(SELECT 1 FROM pg_partition_tree(to_regclass(%s))))",
+                   [connection.ops.quote_name(table)] * 3)
     estimate, size = cursor.fetchone()
     if estimate is None or estimate < 0 or estimate <= ESTIMATE_ABOVE_ROWS:  # -1: never analyzed
         return {"rows": exact(), "estimated": False, "bytes": size}

@@ -38,3 +38,17 @@ class TelemetryConfig(AppConfig):
             setting="RETENTION_JOBS_DAYS", pruner="telemetry.imports.telemetry_imports_prune",
             directory="telemetry_imports", referenced="telemetry.imports.telemetry_import_files_referenced",
         ))
+        self._register_retention()
+
+    @staticmethod
+    def _register_retention():
+        from mlops_dashboard.retention import StorageKind, register
+
+        prune = "telemetry.partitions"
+        register(StorageKind(key="telemetry_points", label="Telemetry points (raw)", models=("telemetry.Point",),
+                             setting="TELEMETRY_RAW_RETENTION_DAYS", pruner=f"{prune}.points_prune"))
+        register(StorageKind(key="telemetry_minutes", label="Telemetry per minute",
+                             models=("telemetry.MinuteRollup",), setting="TELEMETRY_MINUTE_RETENTION_DAYS",
+                             pruner=f"{prune}.minute_rollups_prune"))
+        register(StorageKind(key="telemetry_hours", label="Telemetry per hour", models=("telemetry.HourRollup",),
+                             setting="TELEMETRY_HOUR_RETENTION_DAYS", pruner=f"{prune}.hour_rollups_prune"))

@@ -177,3 +177,19 @@ class TelemetryImport(JobFields):
 
     def __str__(self):
         return f"Telemetry import #{self.pk} ({self.original_filename or 'upload'})"
+
+
+class RollupPending(models.Model):
+    """A minute of a series whose rollups are stale: marked by the write of its points (in the same
+    transaction), consumed by `store.rollups_refresh_pending` (beat, every few seconds). The series
+    selector computes these minutes (and their hours) from the raw points, so a chart is never stale."""
+
+    pk = models.CompositePrimaryKey("series_id", "bucket")
+    series = models.ForeignKey(Metric, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    bucket = models.DateTimeField(help_text="The minute's start (UTC).")
+
+    class Meta:
+        ordering = ["series_id", "bucket"]
+
+    def __str__(self):
+        return f"{self.series_id}@{self.bucket.isoformat()} pending"

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from mlops_dashboard import permissions
 
-from .models import HourRollup, Metric, MinuteRollup, Point, Source
+from . import store
+from .models import Metric, Source
 
 RESOLUTIONS = ("raw", "minute", "hour")
 BUCKET_SECONDS = {"minute": 60, "hour": 3600}
@@ -79,13 +80,9 @@ def series(metric: Metric, *, start: datetime | None = None, end: datetime | Non
     start = start or end - timedelta(hours=1)
     resolution = resolution or resolution_for(start, end, metric.interval_seconds)
     if resolution == "raw":
-        rows = (Point.objects.filter(series_id=metric.pk, timestamp__gte=start, timestamp__lte=end)
-                .order_by("timestamp").values_list("timestamp", "value"))
-        return Series("raw", [[epoch_ms(t), v] for t, v in rows])
-    model = MinuteRollup if resolution == "minute" else HourRollup
-    rows = (model.objects.filter(series_id=metric.pk, bucket__gte=start, bucket__lte=end)
-            .order_by("bucket").values_list("bucket", "sum", "min", "max", "count"))
-    return Series(resolution, [[epoch_ms(b), s / n if n else None, lo, hi, n] for b, s, lo, hi, n in rows])
+        return Series("raw", store.points_read(metric.pk, start, end))
+    # Minutes written since the last rollup refresh are computed from the raw points (never stale).
+    return Series(resolution, store.rollups_read(metric.pk, resolution, start, end))
 
 
 # A reading stands for its series on the grid for at most this many intervals after its time.

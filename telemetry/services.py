@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -18,8 +18,7 @@ from mlops_dashboard.activity import activity_record
 from mlops_dashboard.audit import audit_record, changes_summary
 
 from . import signals, store
-from .models import HourRollup, Metric, MinuteRollup, Point, Source
-from .selectors import epoch_ms
+from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Source
 
 
 class Reading(NamedTuple):
@@ -52,11 +51,13 @@ def points_ingest(*, user, project, readings: list[Reading], now: datetime | Non
     # The last occurrence of a key wins, in the request's order.
     latest: dict[tuple[str, str, datetime], float] = {}
     for r in readings:
-        latest.pop((r.source, r.metric, r.timestamp), None)
-        latest[(r.source, r.metric, r.timestamp)] = r.value
+        key = (r.source, r.metric, r.timestamp)
+        latest.pop(key, None)
+        latest[key] = r.value
     with transaction.atomic():
         series = _series_for(project, {(s, m) for s, m, _ in latest}, user=user)
-        rows = [(series[(s, m)].pk, t, v) for (s, m, t), v in latest.items()]
+        ids = {key: metric.pk for key, metric in series.items()}
+        rows = [(ids[(s, m)], t, v) for (s, m, t), v in latest.items()]
         store.points_write(rows)
         batches = _batches(series, latest)
         _mark_seen(series, batches, now)
@@ -110,23 +111,38 @@ def _series_for(project, keys: set[tuple[str, str]], *, user) -> dict[tuple[str,
 
 def _batches(series, latest) -> dict[int, SeriesBatch]:
     batches: dict[int, SeriesBatch] = {}
+    points: dict[tuple[str, str], list] = {}  # each series' list, found by the names in hand
     for (s, m, t), v in sorted(latest.items(), key=lambda kv: kv[0][2]):
-        metric = series[(s, m)]
-        batch = batches.get(metric.pk)
-        if batch is None:
+        found = points.get((s, m))
+        if found is None:
+            metric = series[(s, m)]
             batch = batches[metric.pk] = SeriesBatch(metric.source_id, s, metric.pk, m)
-        batch.points.append([epoch_ms(t), v])
+            found = points[(s, m)] = batch.points
+        found.append([int(t.timestamp() * 1000), v])  # selectors.epoch_ms, inlined: once per point
     return batches
 
 
 def _mark_seen(series, batches, now) -> None:
     """Each metric's last value (when newer than the stored one) and each source's last_seen."""
+    last = []
     for batch in batches.values():
         metric = series[(batch.source, batch.metric)]
         ms, value = batch.points[-1]
         newest = datetime.fromtimestamp(ms / 1000, tz=UTC)
         if metric.last_timestamp is None or newest >= metric.last_timestamp:
-            Metric.objects.filter(pk=metric.pk).update(last_value=value, last_timestamp=newest)
+            last.append((metric.pk, value, newest))
+    if last and connection.vendor == "postgresql":
+        # One statement for every metric of the request (the condition again: a concurrent request may
+        # have stored a newer reading meanwhile).
+        ids, values, times = zip(*last, strict=True)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {Metric._meta.db_table} m SET last_value = d.value, last_timestamp = d.at "
+                           f"FROM unnest(%s::bigint[], %s::float8[], %s::timestamptz[]) AS d(id, value, at) "
+                           f"WHERE m.id = d.id AND (m.last_timestamp IS NULL OR d.at >= m.last_timestamp)",
+                           [list(ids), list(values), list(times)])
+    else:
+        for pk, value, newest in last:
+            Metric.objects.filter(pk=pk).update(last_value=value, last_timestamp=newest)
     source_ids = {b.source_id for b in batches.values()}
     Source.objects.filter(pk__in=source_ids).update(last_seen=now)
 
@@ -312,6 +328,7 @@ def _series_delete(series_ids: list[int]) -> int:
         return 0
     MinuteRollup.objects.filter(series_id__in=series_ids).delete()
     HourRollup.objects.filter(series_id__in=series_ids).delete()
+    RollupPending.objects.filter(series_id__in=series_ids).delete()
     return Point.objects.filter(series_id__in=series_ids).delete()[0]
 
 

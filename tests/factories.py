@@ -507,3 +507,13 @@ class TelemetryImportFactory(factory.django.DjangoModelFactory):
     progress = 100.0
     rows = 10
     points = 30
+
+
+class RollupPendingFactory(factory.django.DjangoModelFactory):
+    """A minute of a series whose rollups are not yet refreshed."""
+
+    class Meta:
+        model = "telemetry.RollupPending"
+
+    series = factory.SubFactory(MetricFactory)
+    bucket = factory.Sequence(lambda n: timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=n))
