@@ -41,14 +41,17 @@ def activity(age: timedelta) -> Activity:
 def test_every_app_registers_what_grows_and_beat_prunes_it_hourly():
     registered = {kind.key: kind for kind in retention.kinds()}
     assert {"activity", "sessions", "alerts", "anomalies", "pipeline_runs", "training_jobs", "processing_jobs",
-            "metric_samples_raw", "metric_samples_minute", "datasets", "model_versions"} <= set(registered)
+            "metric_samples_raw", "metric_samples_minute", "datasets", "model_versions", "telemetry_points",
+            "telemetry_minutes", "telemetry_hours", "telemetry_imports"} <= set(registered)
     settings_of = {key: kind.setting for key, kind in registered.items()}
     assert settings_of["activity"] == "RETENTION_ACTIVITY_DAYS" and settings_of["alerts"] == "RETENTION_ALERTS_DAYS"
     assert settings_of["pipeline_runs"] == "RETENTION_PIPELINE_RUNS_DAYS"
     assert settings_of["training_jobs"] == settings_of["processing_jobs"] == "RETENTION_JOBS_DAYS"
     assert settings_of["anomalies"] == "RETENTION_ANOMALIES_DAYS"
+    assert settings_of["telemetry_points"] == "TELEMETRY_RAW_RETENTION_DAYS"
     # Orphaned files are looked for in every folder where rows keep files.
-    assert {k.directory for k in registered.values() if k.referenced} == {"datasets", "models", "anomaly"}
+    assert {k.directory for k in registered.values() if k.referenced} == {"datasets", "models", "anomaly",
+                                                                           "telemetry_imports"}
     entry = settings.CELERY_BEAT_SCHEDULE["retention-prune"]
     assert entry["task"] == "mlops_dashboard.retention_prune" and entry["schedule"] == 3600
 
