@@ -266,58 +266,59 @@ def _registry(obj, names) -> dict:
     return {name: getattr(obj, name) for name in names}
 
 
-def source_update(*, user, source: Source, **fields) -> Source:
-    """Change a source's registry fields: description, labels, expected_interval_seconds."""
-    unknown = set(fields) - set(SOURCE_FIELDS)
+def _registry_fields_check(fields: dict, names: tuple[str, ...], *, what: str) -> None:
+    unknown = set(fields) - set(names)
     if unknown:
-        raise ValidationError({f: ["Not a registry field of a source."] for f in sorted(unknown)})
-    source_authorize(user, "change", source)
-    source = Source.objects.get(pk=source.pk)  # the stored row, not a caller's edited copy
-    before = _registry(source, SOURCE_FIELDS)
+        raise ValidationError({f: [f"Not a registry field of a {what}."] for f in sorted(unknown)})
+
+
+def _registry_change(obj, fields: dict, names: tuple[str, ...]) -> tuple[dict, dict]:
+    """Set the registry fields of a source or metric (the stored row, permission checked) and
+    validate them: (before, after)."""
+    before = _registry(obj, names)
     if "labels" in fields:
         fields["labels"] = labels_clean(fields["labels"])
+    if "anomaly" in fields:
+        fields["anomaly"] = anomaly_clean(fields["anomaly"])
     for name, value in fields.items():
-        setattr(source, name, value)
-    source.full_clean(validate_constraints=False)
-    after = _registry(source, SOURCE_FIELDS)
-    if after == before:
-        return source
+        setattr(obj, name, value)
+    obj.full_clean(validate_constraints=False)
+    return before, _registry(obj, names)
+
+
+def _registry_save(obj, before: dict, after: dict, *, user, project_id: int, title: str, metadata: dict) -> None:
+    """Save what changed, with its audit entry and activity line."""
     with transaction.atomic():
-        source.save(update_fields=[name for name in SOURCE_FIELDS if before[name] != after[name]])
+        obj.save(update_fields=[name for name in before if before[name] != after[name]])
         summary = changes_summary(before, after)
-        audit_record(user=user, action="update", obj=source, summary=summary)
-        activity_record(title=f"Telemetry source updated: {source.name}", action_type="telemetry_source", user=user,
-                        description=summary[:500], metadata={"source_id": source.pk}, project=source.project_id)
+        audit_record(user=user, action="update", obj=obj, project=project_id, summary=summary, object_repr=str(obj))
+        activity_record(title=title, action_type="telemetry_source", user=user, description=summary[:500],
+                        metadata=metadata, project=project_id)
+
+
+def source_update(*, user, source: Source, **fields) -> Source:
+    """Change a source's registry fields: description, labels, expected_interval_seconds."""
+    _registry_fields_check(fields, SOURCE_FIELDS, what="source")
+    source_authorize(user, "change", source)
+    source = Source.objects.get(pk=source.pk)  # the stored row, not a caller's edited copy
+    before, after = _registry_change(source, fields, SOURCE_FIELDS)
+    if after != before:
+        _registry_save(source, before, after, user=user, project_id=source.project_id,
+                       title=f"Telemetry source updated: {source.name}", metadata={"source_id": source.pk})
     return source
 
 
 def metric_update(*, user, metric: Metric, **fields) -> Metric:
     """Change a metric's registry fields: unit, description, labels, expected_interval_seconds (None:
     the source's) and anomaly (streaming detection overrides, see anomaly_clean)."""
-    unknown = set(fields) - set(METRIC_FIELDS)
-    if unknown:
-        raise ValidationError({f: ["Not a registry field of a metric."] for f in sorted(unknown)})
+    _registry_fields_check(fields, METRIC_FIELDS, what="metric")
     metric = Metric.objects.select_related("source").get(pk=metric.pk)
     source_authorize(user, "change", metric.source)
-    before = _registry(metric, METRIC_FIELDS)
-    if "labels" in fields:
-        fields["labels"] = labels_clean(fields["labels"])
-    if "anomaly" in fields:
-        fields["anomaly"] = anomaly_clean(fields["anomaly"])
-    for name, value in fields.items():
-        setattr(metric, name, value)
-    metric.full_clean(validate_constraints=False)
-    after = _registry(metric, METRIC_FIELDS)
-    if after == before:
-        return metric
-    with transaction.atomic():
-        metric.save(update_fields=[name for name in METRIC_FIELDS if before[name] != after[name]])
-        summary = changes_summary(before, after)
-        audit_record(user=user, action="update", obj=metric, project=metric.source.project_id, summary=summary,
-                     object_repr=str(metric))
-        activity_record(title=f"Telemetry metric updated: {metric}", action_type="telemetry_source", user=user,
-                        description=summary[:500], metadata={"source_id": metric.source_id, "metric": metric.name},
-                        project=metric.source.project_id)
+    before, after = _registry_change(metric, fields, METRIC_FIELDS)
+    if after != before:
+        _registry_save(metric, before, after, user=user, project_id=metric.source.project_id,
+                       title=f"Telemetry metric updated: {metric}",
+                       metadata={"source_id": metric.source_id, "metric": metric.name})
     return metric
 
 

@@ -53,12 +53,19 @@ def anomaly_detection_start(*, dataset, contamination: float = 0.05, columns: li
     detection.full_clean()
     description = (f"IsolationForest, contamination {contamination:g}"
                    + (f", columns {', '.join(columns)}" if columns else ""))
+    return detection_queue(detection=detection, user=user, target=dataset.name, description=description,
+                           metadata={"dataset_id": dataset.pk})
+
+
+def detection_queue(*, detection: AnomalyDetection, user, target: str, description: str,
+                    metadata: dict) -> AnomalyDetection:
+    """Save a validated new detection with its audit entry and activity line, and run it on commit."""
     with transaction.atomic():
         detection.save()
         audit_record(user=user, action="create", obj=detection, summary=description)
-        activity_record(title=f"Anomaly detection started: {dataset.name}", action_type="anomaly_detection",
-                        user=user, status="queued", description=description, project=project,
-                        metadata={"detection_id": detection.pk, "dataset_id": dataset.pk})
+        activity_record(title=f"Anomaly detection started: {target}", action_type="anomaly_detection",
+                        user=user, status="queued", description=description, project=detection.project_id,
+                        metadata={"detection_id": detection.pk, **metadata})
         from ..tasks import anomaly_detection_run as task
 
         pk = detection.pk

@@ -16,7 +16,6 @@ from django.db import transaction
 
 from mlops_dashboard import jobs, permissions
 from mlops_dashboard.activity import activity_record
-from mlops_dashboard.audit import audit_record
 from mlops_dashboard.events import catalog, publish_on_commit
 from mlops_dashboard.jobs import JobStatus
 from mlops_dashboard.projects import parent_project
@@ -110,17 +109,10 @@ def telemetry_detection_start(*, source, start: datetime, end: datetime, metrics
                    f"contamination {contamination:g}, "
                    + (f"fitted on {baseline_start:%Y-%m-%d %H:%M}–{baseline_end:%Y-%m-%d %H:%M}" if use_baseline
                       else "fitted on the range"))
-    with transaction.atomic():
-        detection.save()
-        audit_record(user=user, action="create", obj=detection, summary=description)
-        activity_record(title=f"Anomaly detection started: {source.name}", action_type="anomaly_detection",
-                        user=user, status="queued", description=description, project=project,
-                        metadata={"detection_id": detection.pk, "source_id": source.pk})
-        from ..tasks import anomaly_detection_run as task
+    from .detection import detection_queue
 
-        pk = detection.pk
-        transaction.on_commit(lambda: task.delay(pk))
-    return detection
+    return detection_queue(detection=detection, user=user, target=source.name, description=description,
+                           metadata={"source_id": source.pk})
 
 
 def _progress(detection: AnomalyDetection, progress: float, step: str) -> None:
