@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Case, F, FilteredRelation, Prefetch, Q, QuerySet, Value, When
 from django.http import Http404
 from django.utils import timezone
 
@@ -49,6 +49,30 @@ def metric_get(source: Source, name: str) -> Metric:
     return metric
 
 
+def series_candidates(user, ref, metric: str, *, project=None, limit: int = 10) -> list[Source]:
+    """In one query, the visible sources a series request may name by `ref` (the source whose id it
+    is first, then those of that name by project; at most `limit`), their project loaded, each with
+    `series_metric`: its metric named `metric` (its source set), or None."""
+    text = str(ref)
+    match = Q(name=text)
+    order = ["project_id", "id"]
+    if text.isdigit() and len(text) <= 18:
+        match |= Q(pk=int(text))
+        order.insert(0, Case(When(pk=int(text), then=Value(0)), default=Value(1)))
+    rows = (sources_visible(user, project=project).filter(match).select_related("project")
+            .annotate(wanted=FilteredRelation("metrics", condition=Q(metrics__name=metric)),
+                      metric_pk=F("wanted__id"), metric_interval=F("wanted__expected_interval_seconds"))
+            .order_by(*order)[:limit])
+    found = []
+    for source in rows:
+        source.series_metric = None
+        if source.metric_pk is not None:
+            source.series_metric = Metric(pk=source.metric_pk, source=source, name=metric,
+                                          expected_interval_seconds=source.metric_interval)
+        found.append(source)
+    return found
+
+
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -74,15 +98,25 @@ def resolution_for(start: datetime, end: datetime, interval_seconds: int) -> str
 
 
 def series(metric: Metric, *, start: datetime | None = None, end: datetime | None = None,
-           resolution: str | None = None) -> Series:
-    """Readings of one series in [start, end] (default: the last hour), oldest first."""
+           resolution: str | None = None, limit: int | None = None) -> Series:
+    """Readings of one series in [start, end] (default: the last hour), oldest first. `limit`: of raw
+    readings, the first `limit` only (rollups: see `buckets_at_most`)."""
     end = end or timezone.now()
     start = start or end - timedelta(hours=1)
     resolution = resolution or resolution_for(start, end, metric.interval_seconds)
     if resolution == "raw":
-        return Series("raw", store.points_read(metric.pk, start, end))
+        return Series("raw", store.points_read(metric.pk, start, end, limit=limit))
     # Minutes written since the last rollup refresh are computed from the raw points (never stale).
     return Series(resolution, store.rollups_read(metric.pk, resolution, start, end))
+
+
+def buckets_at_most(resolution: str, start: datetime, end: datetime) -> int:
+    """How many rollup buckets (of `resolution`) can start in [start, end]: an upper bound on the rows
+    of a rollup read, known without reading."""
+    size = BUCKET_SECONDS[resolution]
+    first = -(-int(start.timestamp()) // size) * size  # the first bucket start at or after `start`
+    last = int(end.timestamp()) // size * size
+    return max(0, (last - first) // size + 1)
 
 
 # A reading stands for its series on the grid for at most this many intervals after its time.
