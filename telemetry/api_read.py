@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -21,7 +20,7 @@ from rest_framework.views import APIView
 from mlops_dashboard.filters import IdField, ProjectScopedMixin, QuerySerializer
 
 from . import selectors, services
-from .models import NAME_PATTERN, HourRollup, Metric, MinuteRollup, Source, Status
+from .models import NAME_PATTERN, Metric, Source, Status
 
 # Times a query string may name: epoch milliseconds or ISO 8601, within these years (a wider range
 # is no series of this product, and stays clear of datetime's limits when defaults are derived).
@@ -265,19 +264,6 @@ def series_for(user, ref: str, metric: str, *, project=None) -> Metric:
     return source.series_metric
 
 
-_COARSER = {"raw": "minute", "minute": "hour"}
-_ROLLUPS = {"minute": MinuteRollup, "hour": HourRollup}
-
-
-def _buckets_over(metric: Metric, resolution: str, start, end, limit: int) -> bool:
-    """Whether more than `limit` buckets of that resolution are in the range: mostly known from the
-    span (span ÷ bucket); counted (stopping past the limit) only when the span allows more."""
-    if selectors.buckets_at_most(resolution, start, end) <= limit:
-        return False
-    rows = _ROLLUPS[resolution].objects.filter(series_id=metric.pk, bucket__gte=start, bucket__lte=end)
-    return rows.values("pk")[: limit + 1].count() > limit
-
-
 def _moment_json(moment: datetime) -> str:
     """A time as DRF's encoder writes it (milliseconds, Z for UTC)."""
     text = moment.isoformat()
@@ -296,36 +282,6 @@ except ImportError:  # pragma: no cover
 
     def _json(body: dict) -> bytes:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-
-
-def series_read(metric: Metric, *, start, end, resolution: str | None) -> selectors.Series:
-    """The series over [start, end] at `resolution`, or (None) the finest that gives at most about
-    TELEMETRY_MAX_CHART_POINTS rows; ValidationError past TELEMETRY_MAX_SERIES_POINTS rows. Raw reads
-    ask for one row more than they allow (no count first); rollup bounds come from the span."""
-    cap = settings.TELEMETRY_MAX_SERIES_POINTS
-    if resolution is None:
-        # The expected interval gives a first guess; a source sending faster than it said moves up.
-        resolution = selectors.resolution_for(start, end, metric.interval_seconds)
-        target = min(2 * settings.TELEMETRY_MAX_CHART_POINTS, cap)
-        if resolution == "raw":
-            series = selectors.series(metric, start=start, end=end, resolution="raw", limit=target + 1)
-            if len(series.points) <= target:
-                return series
-            resolution = "minute"
-        if resolution == "minute" and _buckets_over(metric, "minute", start, end, target):
-            resolution = "hour"
-    if resolution == "raw":
-        series = selectors.series(metric, start=start, end=end, resolution="raw", limit=cap + 1)
-        over = len(series.points) > cap
-    else:
-        over = _buckets_over(metric, resolution, start, end, cap)
-        series = None if over else selectors.series(metric, start=start, end=end, resolution=resolution)
-    if over:
-        coarser = _COARSER.get(resolution)
-        advice = f"ask for resolution={coarser}, or a shorter range" if coarser else "ask for a shorter range"
-        raise ValidationError({"resolution": [
-            f"More than {cap:,} {resolution} rows in this range (TELEMETRY_MAX_SERIES_POINTS): {advice}."]})
-    return series
 
 
 class SeriesView(APIView):
@@ -348,7 +304,14 @@ class SeriesView(APIView):
         q = query.validated_data
         metric = series_for(request.user, q["source"], q["metric"], project=q.get("project"))
         start, end = q["start"], q["end"]
-        series = series_read(metric, start=start, end=end, resolution=q.get("resolution"))
+        try:
+            series = selectors.series_chart(metric, start=start, end=end, resolution=q.get("resolution"))
+        except selectors.TooManyRows as exc:
+            coarser = selectors.COARSER.get(exc.resolution)
+            advice = f"ask for resolution={coarser}, or a shorter range" if coarser else "ask for a shorter range"
+            raise ValidationError({"resolution": [
+                f"More than {exc.limit:,} {exc.resolution} rows in this range (TELEMETRY_MAX_SERIES_POINTS): "
+                f"{advice}."]}) from None
         # The body is lists of numbers already: written straight to JSON (DRF's renderer walks them in
         # Python); authentication, throttles and errors stay DRF's.
         body = {**series.as_json(), "start": _moment_json(start), "end": _moment_json(end)}

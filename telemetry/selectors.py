@@ -13,7 +13,7 @@ from django.utils import timezone
 from mlops_dashboard import permissions
 
 from . import store
-from .models import Metric, Source
+from .models import HourRollup, Metric, MinuteRollup, Point, Source
 
 RESOLUTIONS = ("raw", "minute", "hour")
 BUCKET_SECONDS = {"minute": 60, "hour": 3600}
@@ -117,6 +117,54 @@ def buckets_at_most(resolution: str, start: datetime, end: datetime) -> int:
     first = -(-int(start.timestamp()) // size) * size  # the first bucket start at or after `start`
     last = int(end.timestamp()) // size * size
     return max(0, (last - first) // size + 1)
+
+
+COARSER = {"raw": "minute", "minute": "hour"}
+
+
+class TooManyRows(Exception):
+    """More than `limit` rows of `resolution` in the range asked for."""
+
+    def __init__(self, resolution: str, limit: int):
+        super().__init__(f"More than {limit} {resolution} rows.")
+        self.resolution, self.limit = resolution, limit
+
+
+def _buckets_over(metric: Metric, resolution: str, start: datetime, end: datetime, limit: int) -> bool:
+    """Whether more than `limit` buckets of that resolution are in the range: mostly known from the
+    span (span ÷ bucket); counted (stopping past the limit) only when the span allows more."""
+    if buckets_at_most(resolution, start, end) <= limit:
+        return False
+    model = MinuteRollup if resolution == "minute" else HourRollup
+    rows = model.objects.filter(series_id=metric.pk, bucket__gte=start, bucket__lte=end)
+    return rows.values("pk")[: limit + 1].count() > limit
+
+
+def series_chart(metric: Metric, *, start: datetime, end: datetime, resolution: str | None = None) -> Series:
+    """A chart's series over [start, end] (the series API and the source page's first render): at
+    `resolution`, or (None) the finest that gives at most about TELEMETRY_MAX_CHART_POINTS rows (the
+    expected interval's guess first; a source sending faster than it said moves up). TooManyRows past
+    TELEMETRY_MAX_SERIES_POINTS. No count before the read: a raw read asks for one row more than it
+    allows; a rollup read's bound comes from the span (counted only when the span allows more)."""
+    cap = settings.TELEMETRY_MAX_SERIES_POINTS
+    if resolution is None:
+        resolution = resolution_for(start, end, metric.interval_seconds)
+        target = min(2 * settings.TELEMETRY_MAX_CHART_POINTS, cap)
+        if resolution == "raw":
+            raw = series(metric, start=start, end=end, resolution="raw", limit=target + 1)
+            if len(raw.points) <= target:
+                return raw
+            resolution = "minute"
+        if resolution == "minute" and _buckets_over(metric, "minute", start, end, target):
+            resolution = "hour"
+    if resolution == "raw":
+        raw = series(metric, start=start, end=end, resolution="raw", limit=cap + 1)
+        if len(raw.points) > cap:
+            raise TooManyRows("raw", cap)
+        return raw
+    if _buckets_over(metric, resolution, start, end, cap):
+        raise TooManyRows(resolution, cap)
+    return series(metric, start=start, end=end, resolution=resolution)
 
 
 # A reading stands for its series on the grid for at most this many intervals after its time.
