@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
@@ -21,7 +20,7 @@ from rest_framework.views import APIView
 from mlops_dashboard.filters import IdField, ProjectScopedMixin, QuerySerializer
 
 from . import selectors, services
-from .models import NAME_PATTERN, HourRollup, Metric, MinuteRollup, Point, Source, Status
+from .models import NAME_PATTERN, Metric, Source, Status
 
 # Times a query string may name: epoch milliseconds or ISO 8601, within these years (a wider range
 # is no series of this product, and stays clear of datetime's limits when defaults are derived).
@@ -245,33 +244,47 @@ class SeriesQuery(QuerySerializer):
         return {**data, "start": start, "end": end}
 
 
-def source_for(user, ref: str, *, project=None) -> Source:
-    """The source a series request names: by id, or by a name that is unambiguous among the user's
-    projects (a 400 naming the projects otherwise, unless `project` chooses)."""
-    if project is None and not ref.isdigit():
-        named = list(selectors.sources_visible(user).filter(name=ref).select_related("project")
-                     .order_by("project_id")[:10])
-        if len(named) > 1:
+def series_for(user, ref: str, metric: str, *, project=None) -> Metric:
+    """The series a request names, its source set, in one query: the source by id, or by a name that
+    is unambiguous among the user's projects (a 400 naming the projects otherwise, unless `project`
+    chooses); 404 for an unknown source or metric."""
+    found = selectors.series_candidates(user, ref, metric, project=project)
+    source = next((s for s in found if ref.isdigit() and str(s.pk) == ref), None)
+    if source is None:
+        named = [s for s in found if s.name == ref]
+        if len(named) > 1 and project is None and not ref.isdigit():
             projects = ", ".join(f"{s.project.name} (id {s.project_id})" for s in named)
             raise ValidationError({"source": [f"Several of your projects have a source named “{ref}”: {projects}. "
                                               "Give `project`, or the source's id."]})
-    try:
-        return selectors.source_get(user, ref, project=project)
-    except Http404:
-        raise NotFound(f"No source “{ref[:100]}” in your projects.") from None
+        if len(named) != 1:
+            raise NotFound(f"No source “{ref[:100]}” in your projects.")
+        source = named[0]
+    if source.series_metric is None:
+        raise NotFound(f"Source {source.name} has no metric {metric}.")
+    return source.series_metric
 
 
-_ROLLUPS = {"minute": MinuteRollup, "hour": HourRollup}
-_COARSER = {"raw": "minute", "minute": "hour"}
+def _moment_json(moment: datetime) -> str:
+    """A time as DRF's encoder writes it (milliseconds, Z for UTC)."""
+    text = moment.isoformat()
+    if moment.microsecond:
+        text = text[:23] + text[26:]
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _rows_over(metric: Metric, resolution: str, start, end, limit: int) -> bool:
-    """Whether the range holds more than `limit` rows at that resolution (stops counting past it)."""
-    if resolution == "raw":
-        rows = Point.objects.filter(series_id=metric.pk, timestamp__gte=start, timestamp__lte=end)
-    else:
-        rows = _ROLLUPS[resolution].objects.filter(series_id=metric.pk, bucket__gte=start, bucket__lte=end)
-    return rows.values("pk")[: limit + 1].count() > limit
+# orjson, when installed, writes a chart's numbers about 15x faster than json (0.2 vs 3.9 ms for 1,440
+# minute rows). Not pinned: telemetry/api.py's ingest parser also switches to it when importable, and
+# two of its errors change then (an infinite value, a project id past 64 bits).
+try:
+    import orjson
+
+    def _json(body: dict) -> bytes:
+        return orjson.dumps(body)
+except ImportError:  # pragma: no cover
+    import json
+
+    def _json(body: dict) -> bytes:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 class SeriesView(APIView):
@@ -292,21 +305,17 @@ class SeriesView(APIView):
         query = SeriesQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
-        source = source_for(request.user, q["source"], project=q.get("project"))
-        metric = _metric(source, q["metric"])
+        metric = series_for(request.user, q["source"], q["metric"], project=q.get("project"))
         start, end = q["start"], q["end"]
-        cap = settings.TELEMETRY_MAX_SERIES_POINTS
-        resolution = q.get("resolution")
-        if resolution is None:
-            # The expected interval gives a first guess; a source sending faster than it said moves up.
-            resolution = selectors.resolution_for(start, end, metric.interval_seconds)
-            target = min(2 * settings.TELEMETRY_MAX_CHART_POINTS, cap)
-            while resolution in _COARSER and _rows_over(metric, resolution, start, end, target):
-                resolution = _COARSER[resolution]
-        if _rows_over(metric, resolution, start, end, cap):
-            coarser = _COARSER.get(resolution)
+        try:
+            series = selectors.series_chart(metric, start=start, end=end, resolution=q.get("resolution"))
+        except selectors.TooManyRows as exc:
+            coarser = selectors.COARSER.get(exc.resolution)
             advice = f"ask for resolution={coarser}, or a shorter range" if coarser else "ask for a shorter range"
             raise ValidationError({"resolution": [
-                f"More than {cap:,} {resolution} rows in this range (TELEMETRY_MAX_SERIES_POINTS): {advice}."]})
-        series = selectors.series(metric, start=start, end=end, resolution=resolution)
-        return Response({**series.as_json(), "start": start, "end": end})
+                f"More than {exc.limit:,} {exc.resolution} rows in this range (TELEMETRY_MAX_SERIES_POINTS): "
+                f"{advice}."]}) from None
+        # The body is lists of numbers already: written straight to JSON (DRF's renderer walks them in
+        # Python); authentication, throttles and errors stay DRF's.
+        body = {**series.as_json(), "start": _moment_json(start), "end": _moment_json(end)}
+        return HttpResponse(_json(body), content_type="application/json")

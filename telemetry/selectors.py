@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Case, F, FilteredRelation, Prefetch, Q, QuerySet, Value, When
 from django.http import Http404
 from django.utils import timezone
 
 from mlops_dashboard import permissions
 
 from . import store
-from .models import Metric, Point, Source
+from .models import HourRollup, Metric, MinuteRollup, Point, Source
 
 RESOLUTIONS = ("raw", "minute", "hour")
 BUCKET_SECONDS = {"minute": 60, "hour": 3600}
@@ -49,6 +49,30 @@ def metric_get(source: Source, name: str) -> Metric:
     return metric
 
 
+def series_candidates(user, ref, metric: str, *, project=None, limit: int = 10) -> list[Source]:
+    """In one query, the visible sources a series request may name by `ref` (the source whose id it
+    is first, then those of that name by project; at most `limit`), their project loaded, each with
+    `series_metric`: its metric named `metric` (its source set), or None."""
+    text = str(ref)
+    match = Q(name=text)
+    order = ["project_id", "id"]
+    if text.isdigit() and len(text) <= 18:
+        match |= Q(pk=int(text))
+        order.insert(0, Case(When(pk=int(text), then=Value(0)), default=Value(1)))
+    rows = (sources_visible(user, project=project).filter(match).select_related("project")
+            .annotate(wanted=FilteredRelation("metrics", condition=Q(metrics__name=metric)),
+                      metric_pk=F("wanted__id"), metric_interval=F("wanted__expected_interval_seconds"))
+            .order_by(*order)[:limit])
+    found = []
+    for source in rows:
+        source.series_metric = None
+        if source.metric_pk is not None:
+            source.series_metric = Metric(pk=source.metric_pk, source=source, name=metric,
+                                          expected_interval_seconds=source.metric_interval)
+        found.append(source)
+    return found
+
+
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -74,15 +98,73 @@ def resolution_for(start: datetime, end: datetime, interval_seconds: int) -> str
 
 
 def series(metric: Metric, *, start: datetime | None = None, end: datetime | None = None,
-           resolution: str | None = None) -> Series:
-    """Readings of one series in [start, end] (default: the last hour), oldest first."""
+           resolution: str | None = None, limit: int | None = None) -> Series:
+    """Readings of one series in [start, end] (default: the last hour), oldest first. `limit`: of raw
+    readings, the first `limit` only (rollups: see `buckets_at_most`)."""
     end = end or timezone.now()
     start = start or end - timedelta(hours=1)
     resolution = resolution or resolution_for(start, end, metric.interval_seconds)
     if resolution == "raw":
-        return Series("raw", store.points_read(metric.pk, start, end))
+        return Series("raw", store.points_read(metric.pk, start, end, limit=limit))
     # Minutes written since the last rollup refresh are computed from the raw points (never stale).
     return Series(resolution, store.rollups_read(metric.pk, resolution, start, end))
+
+
+def buckets_at_most(resolution: str, start: datetime, end: datetime) -> int:
+    """How many rollup buckets (of `resolution`) can start in [start, end]: an upper bound on the rows
+    of a rollup read, known without reading."""
+    size = BUCKET_SECONDS[resolution]
+    first = -(-int(start.timestamp()) // size) * size  # the first bucket start at or after `start`
+    last = int(end.timestamp()) // size * size
+    return max(0, (last - first) // size + 1)
+
+
+COARSER = {"raw": "minute", "minute": "hour"}
+
+
+class TooManyRows(Exception):
+    """More than `limit` rows of `resolution` in the range asked for."""
+
+    def __init__(self, resolution: str, limit: int):
+        super().__init__(f"More than {limit} {resolution} rows.")
+        self.resolution, self.limit = resolution, limit
+
+
+def _buckets_over(metric: Metric, resolution: str, start: datetime, end: datetime, limit: int) -> bool:
+    """Whether more than `limit` buckets of that resolution are in the range: mostly known from the
+    span (span ÷ bucket); counted (stopping past the limit) only when the span allows more."""
+    if buckets_at_most(resolution, start, end) <= limit:
+        return False
+    model = MinuteRollup if resolution == "minute" else HourRollup
+    rows = model.objects.filter(series_id=metric.pk, bucket__gte=start, bucket__lte=end)
+    return rows.values("pk")[: limit + 1].count() > limit
+
+
+def series_chart(metric: Metric, *, start: datetime, end: datetime, resolution: str | None = None) -> Series:
+    """A chart's series over [start, end] (the series API and the source page's first render): at
+    `resolution`, or (None) the finest that gives at most about TELEMETRY_MAX_CHART_POINTS rows (the
+    expected interval's guess first; a source sending faster than it said moves up). TooManyRows past
+    TELEMETRY_MAX_SERIES_POINTS. No count before the read: a raw read asks for one row more than it
+    allows; a rollup read's bound comes from the span (counted only when the span allows more)."""
+    cap = settings.TELEMETRY_MAX_SERIES_POINTS
+    if resolution is None:
+        resolution = resolution_for(start, end, metric.interval_seconds)
+        target = min(2 * settings.TELEMETRY_MAX_CHART_POINTS, cap)
+        if resolution == "raw":
+            raw = series(metric, start=start, end=end, resolution="raw", limit=target + 1)
+            if len(raw.points) <= target:
+                return raw
+            resolution = "minute"
+        if resolution == "minute" and _buckets_over(metric, "minute", start, end, target):
+            resolution = "hour"
+    if resolution == "raw":
+        raw = series(metric, start=start, end=end, resolution="raw", limit=cap + 1)
+        if len(raw.points) > cap:
+            raise TooManyRows("raw", cap)
+        return raw
+    if _buckets_over(metric, resolution, start, end, cap):
+        raise TooManyRows(resolution, cap)
+    return series(metric, start=start, end=end, resolution=resolution)
 
 
 # A reading stands for its series on the grid for at most this many intervals after its time.

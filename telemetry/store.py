@@ -186,16 +186,20 @@ _PG_MS = "trunc(extract(epoch FROM {}) * 1000)::bigint"
 _TIME = '"timestamp"'
 
 
-def points_read(series_id: int, start: datetime, end: datetime) -> list[list]:
-    """Raw readings of one series in [start, end], oldest first: [[epoch_ms, value], ...]."""
+def points_read(series_id: int, start: datetime, end: datetime, *, limit: int | None = None) -> list[list]:
+    """Raw readings of one series in [start, end], oldest first: [[epoch_ms, value], ...]; the first
+    `limit` only when given (a caller asks for one more than it allows to learn that there are more)."""
     if is_postgresql():
         with connection.cursor() as cursor:
             cursor.execute(f'SELECT {_PG_MS.format(_TIME)}, value FROM {POINT} '
-                           f'WHERE series_id = %s AND "timestamp" >= %s AND "timestamp" <= %s ORDER BY "timestamp"',
-                           [series_id, start, end])
+                           f'WHERE series_id = %s AND "timestamp" >= %s AND "timestamp" <= %s ORDER BY "timestamp"'
+                           + (" LIMIT %s" if limit is not None else ""),
+                           [series_id, start, end] + ([limit] if limit is not None else []))
             return [list(row) for row in cursor.fetchall()]
     rows = (Point.objects.filter(series_id=series_id, timestamp__gte=start, timestamp__lte=end)
             .order_by("timestamp").values_list("timestamp", "value"))
+    if limit is not None:
+        rows = rows[:limit]
     return [[_epoch_ms(t), v] for t, v in rows]
 
 

@@ -87,7 +87,10 @@ def _detail_context(request, source: Source, *, source_form=None, metric_forms=N
     initial = {}
     for metric in metrics:
         metric.source = fresh
-        initial[str(metric.pk)] = selectors.series(metric, start=start, end=end).as_json()
+        try:  # as the series API answers the same request (the chart asks it for the other ranges)
+            initial[str(metric.pk)] = selectors.series_chart(metric, start=start, end=end).as_json()
+        except selectors.TooManyRows:  # not within an hour at auto resolution; the chart asks the API then
+            pass
     return {
         "nav": "telemetry",
         "source": fresh,

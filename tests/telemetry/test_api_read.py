@@ -333,3 +333,53 @@ def test_delete_removes_the_source_metrics_points_and_rollups_only(api):
     entry = AuditEntry.objects.get(object_type="telemetry.source", action="delete")
     assert "2 metrics, 40 points" in entry.summary
     assert api.get(SERIES, {"source": "press-07", "metric": "temperature"}).status_code == 404
+
+
+def test_series_reads_in_a_constant_few_queries(api, django_assert_num_queries):
+    """Session, user, memberships, the source with its metric (one query), then the read itself (raw:
+    one; rollups: the pending marks and the rows): no count before the read, no second lookup."""
+    metric = MetricFactory(source=SourceFactory(name="press-07"), name="temperature")
+    points(metric, 30)
+    query = {"source": "press-07", "metric": "temperature", "start": iso(T0), "end": iso(T0 + timedelta(hours=1))}
+    for extra, count in (({}, 5), ({"resolution": "raw"}, 5), ({"resolution": "minute"}, 6),
+                         ({"resolution": "hour"}, 6), ({"source": str(metric.source_id)}, 5)):
+        with django_assert_num_queries(count):
+            assert api.get(SERIES, {**query, **extra}).status_code == 200
+
+
+def test_series_rollup_limit_is_exact_when_the_span_allows_more(api, settings):
+    """The span bounds the rollup rows; when it allows more than TELEMETRY_MAX_SERIES_POINTS, they are
+    counted: a sparse long range is still answered, one really over the limit is the 400."""
+    settings.TELEMETRY_MAX_SERIES_POINTS = 100
+    metric = MetricFactory()
+    for i in range(100):
+        MinuteRollupFactory(series=metric, bucket=T0 + timedelta(minutes=2 * i))
+    query = {"source": metric.source.name, "metric": metric.name, "start": iso(T0),
+             "end": iso(T0 + timedelta(hours=5)), "resolution": "minute"}
+    assert len(api.get(SERIES, query).json()["points"]) == 100  # 301 minutes in the span, 100 rows
+    MinuteRollupFactory(series=metric, bucket=T0 + timedelta(minutes=201))
+    response = api.get(SERIES, query)
+    assert response.status_code == 400 and "resolution=hour" in response.json()["detail"]
+    # Within the bound (61 minutes), no count is needed.
+    short = api.get(SERIES, {**query, "end": iso(T0 + timedelta(hours=1))}).json()
+    assert len(short["points"]) == 31
+
+
+def test_series_body_times_are_as_drf_wrote_them(api):
+    metric = MetricFactory()
+    body = api.get(SERIES, {"source": metric.source.name, "metric": metric.name,
+                            "start": "2026-12-02T10:00:00.123456Z", "end": "2026-12-02T13:00:00+02:00"}).json()
+    assert body["start"] == "2026-12-02T10:00:00.123Z" and body["end"] == "2026-12-02T13:00:00+02:00"
+
+
+def test_series_source_named_like_another_sources_id(api):
+    """A digit reference is the source with that id first; else the one source of that name."""
+    other = MetricFactory(name="temperature")
+    named = MetricFactory(source=SourceFactory(name=str(other.source_id)), name="temperature")
+    points(other, 1, value=lambda i: 1.0)
+    points(named, 1, value=lambda i: 2.0)
+    query = {"metric": "temperature", "start": iso(T0 - timedelta(minutes=1)), "end": iso(T0 + timedelta(minutes=1))}
+    assert api.get(SERIES, {**query, "source": str(other.source_id)}).json()["points"][0][1] == 1.0
+    lone = MetricFactory(source=SourceFactory(name="424242"), name="temperature")
+    points(lone, 1, value=lambda i: 3.0)
+    assert api.get(SERIES, {**query, "source": "424242"}).json()["points"][0][1] == 3.0
