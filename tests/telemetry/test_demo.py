@@ -266,9 +266,11 @@ def test_the_sender_waits_for_a_server_that_is_not_up_yet_and_stops_cleanly_on_s
         server = procs.Server(port=port).start(timeout=120)
         procs.wait_for(lambda: Point.objects.filter(series__source__name="press-04").count() >= 12 * 6,
                        timeout=120, interval=0.5, message="the demo's points to land once the server is up")
+        # The sender logs its recovery once the 202 is back (after the points are stored): wait for it.
+        procs.wait_for(lambda: "sending again" in output() or "Demo plant: 4 machines" in output(),
+                       timeout=60, interval=0.5, message="the sender to say it is sending again")
         # Said once, however many retries it took.
         assert output().count("does not answer (ConnectError)") == 1, output()
-        assert "sending again" in output() or "Demo plant: 4 machines" in output()
         os.killpg(sender.pid, signal.SIGTERM)
         assert sender.wait(timeout=30) == 0, output()
         assert "stopped" in output()
