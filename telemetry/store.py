@@ -59,10 +59,16 @@ def floor(moment: datetime, size: timedelta) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def points_write(rows: list[Row]) -> None:
+def points_write(rows: list[Row], *, also: Iterable[tuple[str, list]] = ()) -> None:
     """Upsert readings; a (series, timestamp) already stored takes the new value. `rows` hold at most
-    one reading per (series, timestamp). Marks the minutes written for `rollups_refresh_pending`."""
+    one reading per (series, timestamp). Marks the minutes written for `rollups_refresh_pending`.
+    `also`: further data-modifying statements (sql, params) of the caller's, run in the same round trip
+    on PostgreSQL (as more `WITH` parts of the one statement); the caller runs its own elsewhere."""
+    also = list(also)
     if not rows:
+        for sql, params in also:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
         return
     if is_postgresql():
         # Arrays as text literals built by str.join: a fifth of the CPU of psycopg dumping a list
@@ -70,8 +76,13 @@ def points_write(rows: list[Row]) -> None:
         ids = "{" + ",".join([str(s) for s, _, _ in rows]) + "}"
         times = "{" + ",".join([str((t - _EPOCH) // _MICROSECOND) for _, t, _ in rows]) + "}"
         values = "{" + ",".join([repr(float(v)) for _, _, v in rows]) + "}"
+        sql, params = _PG_WRITE, [ids, times, values]
+        if also:  # "WITH a AS (...), ... <the write>": PostgreSQL runs every data-modifying part once
+            sql = "WITH " + ", ".join(f"also{i} AS ({part})" for i, (part, _) in enumerate(also)) + ",\n" + \
+                  _PG_WRITE.lstrip().removeprefix("WITH ")
+            params = [p for _, part_params in also for p in part_params] + params
         with connection.cursor() as cursor:
-            cursor.execute(_PG_WRITE, [ids, times, values])
+            cursor.execute(sql, params)
         return
     adapt = connection.ops.adapt_datetimefield_value
     marks = sorted({(s, floor(t, MINUTE)) for s, t, _ in rows})
