@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -61,17 +62,72 @@ def points_ingest(*, user, project, readings: list[Reading], now: datetime | Non
             latest.pop(key, None)
             latest[key] = r.value
     keys = {(s, m) for s, m, _ in latest}
-    with transaction.atomic():
-        series = _series_known(project, keys)
+    if connection.vendor == "postgresql" and (cached := _series_cached(project.pk, keys)) is not None:
+        # Series this process has seen: one statement (no lookup), which writes only those still
+        # stored under these names (a deleted one is not, nor its id ever again) and says how many.
+        batches = _batches(cached, latest)
+        found = store.points_write([(cached[(s, m)][0], t, v) for (s, m, t), v in latest.items()],
+                                   also=_mark_seen(cached, batches, now, checked=len(batches)),
+                                   only=_series_check(project.pk, cached))
+        if found == len(batches):
+            transaction.on_commit(lambda: signals.points_ingested.send(
+                sender=Source, project_id=project.pk, batches=list(batches.values())))
+            return len(readings)
+        _KNOWN.clear()  # one is gone (nothing was written): look them all up again
+    series = _series_known(project, keys)
+    # Known series on PostgreSQL: the write is one statement (points, minutes marked, last values,
+    # last_seen), atomic by itself: no BEGIN and COMMIT round trips around it.
+    single = series is not None and connection.vendor == "postgresql"
+    with transaction.atomic() if not single else nullcontext():
         if series is None:  # a new source or metric: made here, within the limits
             series = {key: _Series(metric.pk, metric.source_id, metric.last_timestamp)
                       for key, metric in _series_for(project, keys, user=user).items()}
         rows = [(series[(s, m)][0], t, v) for (s, m, t), v in latest.items()]
         batches = _batches(series, latest)
         store.points_write(rows, also=_mark_seen(series, batches, now))
-        transaction.on_commit(lambda: signals.points_ingested.send(
-            sender=Source, project_id=project.pk, batches=list(batches.values())))
+
+        def done():
+            if connection.vendor == "postgresql":
+                _series_remember(project.pk, series)
+            signals.points_ingested.send(sender=Source, project_id=project.pk, batches=list(batches.values()))
+
+        transaction.on_commit(done)
     return len(readings)
+
+
+# Per process: (project id, source, metric) → (metric id, source id) of the series written lately.
+# Never trusted alone: the write checks each against the stored names (`_series_check`).
+_KNOWN: dict[tuple[int, str, str], tuple[int, int]] = {}
+_KNOWN_MAX = 50_000
+
+
+def _series_cached(project_id: int, keys) -> dict | None:
+    out = {}
+    for s, m in keys:
+        found = _KNOWN.get((project_id, s, m))
+        if found is None:
+            return None
+        out[(s, m)] = _Series(found[0], found[1], None)
+    return out
+
+
+def _series_remember(project_id: int, series) -> None:
+    if len(_KNOWN) + len(series) > _KNOWN_MAX:
+        _KNOWN.clear()
+    for (s, m), known in series.items():
+        _KNOWN[(project_id, s, m)] = (known.metric_id, known.source_id)
+
+
+def _series_check(project_id: int, series) -> tuple[str, list]:
+    """A query of the ids of `series` still stored as they were: that metric id, of that name, of
+    that source (id and name) of that project."""
+    keys = list(series)
+    return (f"SELECT m.id FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS k(id, source_id, "
+            f"source, metric) JOIN {Metric._meta.db_table} m ON m.id = k.id AND m.source_id = k.source_id "
+            f"AND m.name = k.metric JOIN {Source._meta.db_table} s ON s.id = k.source_id AND s.name = k.source "
+            f"AND s.project_id = %s",
+            [[series[k].metric_id for k in keys], [series[k].source_id for k in keys], [s for s, _ in keys],
+             [m for _, m in keys], project_id])
 
 
 class _Series(NamedTuple):
@@ -150,10 +206,11 @@ def _batches(series, latest) -> dict[int, SeriesBatch]:
     return batches
 
 
-def _mark_seen(series, batches, now) -> list:
+def _mark_seen(series, batches, now, checked: int | None = None) -> list:
     """Each metric's last value (when newer than the stored one) and each source's last_seen. On
-    PostgreSQL: the statements, for `store.points_write` to run in the same round trip as the points;
-    elsewhere run here, and none returned."""
+    PostgreSQL: the statements, for `store.points_write` to run in the same round trip as the points
+    (with `checked`, only when its check of the series finds that many); elsewhere run here, and
+    none returned."""
     source_ids = sorted({b.source_id for b in batches.values()})
     if connection.vendor == "postgresql":
         # The condition in SQL (a concurrent request may have stored a newer reading meanwhile).
@@ -163,13 +220,15 @@ def _mark_seen(series, batches, now) -> list:
             ids.append(batch.metric_id)
             values.append(value)
             times.append(ms)
+        guard = "" if checked is None else f" AND (SELECT n FROM checked) = {int(checked)}"
         return [
             (f"UPDATE {Metric._meta.db_table} m SET last_value = d.value, last_timestamp = d.at "
              f"FROM (SELECT id, value, timestamptz 'epoch' + ms * interval '1 millisecond' AS at "
              f"FROM unnest(%s::bigint[], %s::float8[], %s::bigint[]) AS u(id, value, ms)) AS d "
-             f"WHERE m.id = d.id AND (m.last_timestamp IS NULL OR d.at >= m.last_timestamp)",
+             f"WHERE m.id = d.id AND (m.last_timestamp IS NULL OR d.at >= m.last_timestamp){guard}",
              [ids, values, times]),
-            (f"UPDATE {Source._meta.db_table} SET last_seen = %s WHERE id = ANY(%s::bigint[])", [now, source_ids]),
+            (f"UPDATE {Source._meta.db_table} SET last_seen = %s WHERE id = ANY(%s::bigint[]){guard}",
+             [now, source_ids]),
         ]
     for batch in batches.values():
         stored = series[(batch.source, batch.metric)].last_timestamp
