@@ -13,7 +13,7 @@ from django.utils import timezone
 from mlops_dashboard import permissions
 
 from . import store
-from .models import Metric, Source
+from .models import Metric, Point, Source
 
 RESOLUTIONS = ("raw", "minute", "hour")
 BUCKET_SECONDS = {"minute": 60, "hour": 3600}
