@@ -2,7 +2,8 @@
 """Telemetry storage on PostgreSQL: the ingest API and the chart queries, each beside the bare
 database doing the same work in the same run.
 
-    .venv/bin/python bench/telemetry.py [--clients 4] [--seconds 15] [--points 1000000] [--keep]
+    .venv/bin/python bench/telemetry.py [--clients 4] [--seconds 15] [--points 1000000] [--keep] [--profile]
+        [--ingest-only]
 
 What runs (real processes, loopback only; about two minutes):
 - a PostgreSQL database of its own (created, migrated, dropped at the end: bench/_stack.py), the
@@ -184,7 +185,9 @@ def profile_view(token: str, batches: list, top: int = 30) -> None:
     n = len(batches) - 3
     log(f"\nprofile of the ingest view: {n} requests of {BATCH} points, {(time.perf_counter() - t) / n * 1000:.1f} ms "
         f"each (profiled)")
-    pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(top)
+    stats = pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative")
+    stats.print_stats(top)
+    stats.print_stats(r"telemetry/|monitoring/|mlops_dashboard/", top)  # the project's own functions
 
 
 def copy_text(rows, series_ids: dict) -> bytes:
@@ -239,6 +242,15 @@ def chart_series(dsn: str, project_id: int, n_points: int, end: datetime):
     return source, metric
 
 
+def _table(rows_out, database: str = "") -> None:
+    log("\n| figure | measured | baseline | ratio | target | result |")
+    log("| --- | ---: | ---: | ---: | --- | --- |")
+    for name, value, baseline, ratio, target, ok in rows_out:
+        result = "" if ok is None else "PASS" if ok else "FAIL"
+        log(f"| {name} | {value} | {baseline} | {ratio} | {target} | {result} |")
+    log(f"\n{database}{'; ' if database else ''}{os.cpu_count()} cores shared by the server, PostgreSQL and the clients.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=4)
@@ -247,6 +259,7 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=1_000_000, help="raw points of the chart series")
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     parser.add_argument("--profile", action="store_true", help="also profile the ingest view (cProfile)")
+    parser.add_argument("--ingest-only", action="store_true", help="measure ingest only (no chart series)")
     args = parser.parse_args()
     if not postgres_answers():
         log("bench/telemetry.py measures PostgreSQL: none answers on 127.0.0.1:5432, skipped")
@@ -292,6 +305,9 @@ def main() -> int:
                          f"{copy_rate:,.0f} (COPY)", f"{ratio:.2f}x", ">= 0.25x COPY", ratio >= 0.25 and not errors))
 
         # --- charts -------------------------------------------------------------------------------
+        if args.ingest_only:
+            _table(rows_out)
+            return 0
         import httpx
         import psycopg
 
@@ -343,12 +359,7 @@ def main() -> int:
                                      f"{m:.1f} ({pct_ms(samples, 0.95):.1f})", f"{b:.1f} (SELECT)",
                                      f"{m / b:.1f}x", "<= 2x SELECT, < 200 ms", m <= 2 * b and m < 200))
 
-        log("\n| figure | measured | baseline | ratio | target | result |")
-        log("| --- | ---: | ---: | ---: | --- | --- |")
-        for name, value, baseline, ratio, target, ok in rows_out:
-            result = "" if ok is None else "PASS" if ok else "FAIL"
-            log(f"| {name} | {value} | {baseline} | {ratio} | {target} | {result} |")
-        log(f"\n{stack.database}; {os.cpu_count()} cores shared by the server, PostgreSQL and the clients.")
+        _table(rows_out, stack.database)
         return 0
     except Exception:
         stack.show_logs()

@@ -97,6 +97,8 @@ def readings_parse(points, now: datetime) -> list[Reading]:
     fullmatch = NAME.fullmatch
     isfinite = math.isfinite
     fromisoformat = datetime.fromisoformat
+    fromtimestamp = datetime.fromtimestamp
+    latest_ms = latest.timestamp() * 1000
     names: set[str] = set()
     for index, point in enumerate(points):
         if type(point) is not dict:
@@ -128,6 +130,12 @@ def readings_parse(points, now: datetime) -> list[Reading]:
                         continue
                 except ValueError:
                     pass
+                moment = timestamp_parse(stamp, latest)
+            elif type(stamp) is int and EARLIEST_MS <= stamp <= latest_ms:  # epoch ms, in range
+                moment = fromtimestamp(stamp / 1000, UTC)
+                if moment <= latest:
+                    append(Reading(source, metric, moment, value))
+                    continue
                 moment = timestamp_parse(stamp, latest)
             else:
                 moment = timestamp_parse(stamp, latest)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
@@ -19,6 +20,10 @@ from mlops_dashboard.audit import audit_record, changes_summary
 
 from . import signals, store
 from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Source
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class Reading(NamedTuple):
@@ -49,21 +54,99 @@ def points_ingest(*, user, project, readings: list[Reading], now: datetime | Non
     permissions.authorize(user, "create", project)
     now = now or timezone.now()
     # The last occurrence of a key wins, in the request's order.
-    latest: dict[tuple[str, str, datetime], float] = {}
-    for r in readings:
-        key = (r.source, r.metric, r.timestamp)
-        latest.pop(key, None)
-        latest[key] = r.value
-    with transaction.atomic():
-        series = _series_for(project, {(s, m) for s, m, _ in latest}, user=user)
-        ids = {key: metric.pk for key, metric in series.items()}
-        rows = [(ids[(s, m)], t, v) for (s, m, t), v in latest.items()]
-        store.points_write(rows)
+    latest: dict[tuple[str, str, datetime], float] = {(s, m, t): v for s, m, t, v in readings}
+    if len(latest) < len(readings):  # repeats: each key where it last occurs
+        latest = {}
+        for r in readings:
+            key = (r.source, r.metric, r.timestamp)
+            latest.pop(key, None)
+            latest[key] = r.value
+    keys = {(s, m) for s, m, _ in latest}
+    if connection.vendor == "postgresql" and (cached := _series_cached(project.pk, keys)) is not None:
+        # Series this process has seen: one statement (no lookup), which writes only those still
+        # stored under these names (a deleted one is not, nor its id ever again) and says how many.
+        batches = _batches(cached, latest)
+        found = store.points_write([(cached[(s, m)][0], t, v) for (s, m, t), v in latest.items()],
+                                   also=_mark_seen(cached, batches, now, checked=len(batches)),
+                                   only=_series_check(project.pk, cached))
+        if found == len(batches):
+            transaction.on_commit(lambda: signals.points_ingested.send(
+                sender=Source, project_id=project.pk, batches=list(batches.values())))
+            return len(readings)
+        _KNOWN.clear()  # one is gone (nothing was written): look them all up again
+    series = _series_known(project, keys)
+    # Known series on PostgreSQL: the write is one statement (points, minutes marked, last values,
+    # last_seen), atomic by itself: no BEGIN and COMMIT round trips around it.
+    single = series is not None and connection.vendor == "postgresql"
+    with transaction.atomic() if not single else nullcontext():
+        if series is None:  # a new source or metric: made here, within the limits
+            series = {key: _Series(metric.pk, metric.source_id, metric.last_timestamp)
+                      for key, metric in _series_for(project, keys, user=user).items()}
+        rows = [(series[(s, m)][0], t, v) for (s, m, t), v in latest.items()]
         batches = _batches(series, latest)
-        _mark_seen(series, batches, now)
-        transaction.on_commit(lambda: signals.points_ingested.send(
-            sender=Source, project_id=project.pk, batches=list(batches.values())))
+        store.points_write(rows, also=_mark_seen(series, batches, now))
+
+        def done():
+            if connection.vendor == "postgresql":
+                _series_remember(project.pk, series)
+            signals.points_ingested.send(sender=Source, project_id=project.pk, batches=list(batches.values()))
+
+        transaction.on_commit(done)
     return len(readings)
+
+
+# Per process: (project id, source, metric) → (metric id, source id) of the series written lately.
+# Never trusted alone: the write checks each against the stored names (`_series_check`).
+_KNOWN: dict[tuple[int, str, str], tuple[int, int]] = {}
+_KNOWN_MAX = 50_000
+
+
+def _series_cached(project_id: int, keys) -> dict | None:
+    out = {}
+    for s, m in keys:
+        found = _KNOWN.get((project_id, s, m))
+        if found is None:
+            return None
+        out[(s, m)] = _Series(found[0], found[1], None)
+    return out
+
+
+def _series_remember(project_id: int, series) -> None:
+    if len(_KNOWN) + len(series) > _KNOWN_MAX:
+        _KNOWN.clear()
+    for (s, m), known in series.items():
+        _KNOWN[(project_id, s, m)] = (known.metric_id, known.source_id)
+
+
+def _series_check(project_id: int, series) -> tuple[str, list]:
+    """A query of the ids of `series` still stored as they were: that metric id, of that name, of
+    that source (id and name) of that project."""
+    keys = list(series)
+    return (f"SELECT m.id FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS k(id, source_id, "
+            f"source, metric) JOIN {Metric._meta.db_table} m ON m.id = k.id AND m.source_id = k.source_id "
+            f"AND m.name = k.metric JOIN {Source._meta.db_table} s ON s.id = k.source_id AND s.name = k.source "
+            f"AND s.project_id = %s",
+            [[series[k].metric_id for k in keys], [series[k].source_id for k in keys], [s for s, _ in keys],
+             [m for _, m in keys], project_id])
+
+
+class _Series(NamedTuple):
+    """What ingest needs of a series: its id, its source's id and its stored last reading's time."""
+
+    metric_id: int
+    source_id: int
+    last_timestamp: datetime | None
+
+
+def _series_known(project, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Series] | None:
+    """Every (source, metric) of `keys` already stored, in one query (no model built); None when one
+    of them is new (then `_series_for` makes it)."""
+    found = {(s, m): _Series(pk, source_id, last) for s, m, pk, source_id, last in Metric.objects.filter(
+        source__project=project, source__name__in={s for s, _ in keys}, name__in={m for _, m in keys},
+    ).values_list("source__name", "name", "pk", "source_id", "last_timestamp")}
+    if len(found) < len(keys) or not keys <= found.keys():
+        return None
+    return {key: found[key] for key in keys}
 
 
 def _series_for(project, keys: set[tuple[str, str]], *, user) -> dict[tuple[str, str], Metric]:
@@ -112,39 +195,49 @@ def _series_for(project, keys: set[tuple[str, str]], *, user) -> dict[tuple[str,
 def _batches(series, latest) -> dict[int, SeriesBatch]:
     batches: dict[int, SeriesBatch] = {}
     points: dict[tuple[str, str], list] = {}  # each series' list, found by the names in hand
+    epoch = _EPOCH
     for (s, m, t), v in sorted(latest.items(), key=lambda kv: kv[0][2]):
         found = points.get((s, m))
         if found is None:
-            metric = series[(s, m)]
-            batch = batches[metric.pk] = SeriesBatch(metric.source_id, s, metric.pk, m)
+            metric_id, source_id, _ = series[(s, m)]
+            batch = batches[metric_id] = SeriesBatch(source_id, s, metric_id, m)
             found = points[(s, m)] = batch.points
-        found.append([int(t.timestamp() * 1000), v])  # selectors.epoch_ms, inlined: once per point
+        found.append([(t - epoch) // _MS, v])  # selectors.epoch_ms, inlined: once per point
     return batches
 
 
-def _mark_seen(series, batches, now) -> None:
-    """Each metric's last value (when newer than the stored one) and each source's last_seen."""
-    last = []
+def _mark_seen(series, batches, now, checked: int | None = None) -> list:
+    """Each metric's last value (when newer than the stored one) and each source's last_seen. On
+    PostgreSQL: the statements, for `store.points_write` to run in the same round trip as the points
+    (with `checked`, only when its check of the series finds that many); elsewhere run here, and
+    none returned."""
+    source_ids = sorted({b.source_id for b in batches.values()})
+    if connection.vendor == "postgresql":
+        # The condition in SQL (a concurrent request may have stored a newer reading meanwhile).
+        ids, values, times = [], [], []
+        for batch in batches.values():
+            ms, value = batch.points[-1]
+            ids.append(batch.metric_id)
+            values.append(value)
+            times.append(ms)
+        guard = "" if checked is None else f" AND (SELECT n FROM checked) = {int(checked)}"
+        return [
+            (f"UPDATE {Metric._meta.db_table} m SET last_value = d.value, last_timestamp = d.at "
+             f"FROM (SELECT id, value, timestamptz 'epoch' + ms * interval '1 millisecond' AS at "
+             f"FROM unnest(%s::bigint[], %s::float8[], %s::bigint[]) AS u(id, value, ms)) AS d "
+             f"WHERE m.id = d.id AND (m.last_timestamp IS NULL OR d.at >= m.last_timestamp){guard}",
+             [ids, values, times]),
+            (f"UPDATE {Source._meta.db_table} SET last_seen = %s WHERE id = ANY(%s::bigint[]){guard}",
+             [now, source_ids]),
+        ]
     for batch in batches.values():
-        metric = series[(batch.source, batch.metric)]
+        stored = series[(batch.source, batch.metric)].last_timestamp
         ms, value = batch.points[-1]
         newest = datetime.fromtimestamp(ms / 1000, tz=UTC)
-        if metric.last_timestamp is None or newest >= metric.last_timestamp:
-            last.append((metric.pk, value, newest))
-    if last and connection.vendor == "postgresql":
-        # One statement for every metric of the request (the condition again: a concurrent request may
-        # have stored a newer reading meanwhile).
-        ids, values, times = zip(*last, strict=True)
-        with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {Metric._meta.db_table} m SET last_value = d.value, last_timestamp = d.at "
-                           f"FROM unnest(%s::bigint[], %s::float8[], %s::timestamptz[]) AS d(id, value, at) "
-                           f"WHERE m.id = d.id AND (m.last_timestamp IS NULL OR d.at >= m.last_timestamp)",
-                           [list(ids), list(values), list(times)])
-    else:
-        for pk, value, newest in last:
-            Metric.objects.filter(pk=pk).update(last_value=value, last_timestamp=newest)
-    source_ids = {b.source_id for b in batches.values()}
+        if stored is None or newest >= stored:
+            Metric.objects.filter(pk=batch.metric_id).update(last_value=value, last_timestamp=newest)
     Source.objects.filter(pk__in=source_ids).update(last_seen=now)
+    return []
 
 
 def sources_mark_demo(*, user, project, registry: dict) -> list[Source]:

@@ -47,6 +47,22 @@ INSERT INTO {PENDING} (series_id, bucket)
 SELECT DISTINCT series_id, date_trunc('minute', "timestamp", 'UTC') FROM written ORDER BY 1, 2
 ON CONFLICT DO NOTHING"""
 
+# The same, when every series of the rows is among those the query `only` finds (their number in
+# `checked`, which the caller's other parts may test too); else nothing. Answers that number.
+_PG_CHECKED = "checked AS (SELECT count(*) AS n FROM ({only}) AS c)"
+_PG_WRITE_ONLY = f"""written AS (
+    INSERT INTO {POINT} (series_id, "timestamp", value)
+    SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v
+    FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS d(s, t, v)
+    WHERE (SELECT n FROM checked) = %s
+    ON CONFLICT (series_id, "timestamp") DO UPDATE SET value = EXCLUDED.value
+    RETURNING series_id, "timestamp"),
+marked AS (
+    INSERT INTO {PENDING} (series_id, bucket)
+    SELECT DISTINCT series_id, date_trunc('minute', "timestamp", 'UTC') FROM written ORDER BY 1, 2
+    ON CONFLICT DO NOTHING)
+SELECT n FROM checked"""
+
 
 def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
@@ -59,20 +75,42 @@ def floor(moment: datetime, size: timedelta) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def points_write(rows: list[Row]) -> None:
+def points_write(rows: list[Row], *, also: Iterable[tuple[str, list]] = (),
+                 only: tuple[str, list] | None = None) -> int | None:
     """Upsert readings; a (series, timestamp) already stored takes the new value. `rows` hold at most
-    one reading per (series, timestamp). Marks the minutes written for `rollups_refresh_pending`."""
+    one reading per (series, timestamp). Marks the minutes written for `rollups_refresh_pending`.
+    `also`: further data-modifying statements (sql, params) of the caller's, run in the same round trip
+    on PostgreSQL (as more `WITH` parts of the one statement); the caller runs its own elsewhere.
+    `only` (PostgreSQL): a query (sql, params) of series ids: the rows are written only when every
+    series of them is among those it finds; their number is returned (else None). The `also` parts
+    may test it too: `(SELECT n FROM checked)`."""
+    also = list(also)
     if not rows:
-        return
+        for sql, params in also:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+        return 0 if only is not None else None
     if is_postgresql():
         # Arrays as text literals built by str.join: a fifth of the CPU of psycopg dumping a list
         # element by element. Times as exact epoch microseconds; floats by repr (exact round trip).
         ids = "{" + ",".join([str(s) for s, _, _ in rows]) + "}"
         times = "{" + ",".join([str((t - _EPOCH) // _MICROSECOND) for _, t, _ in rows]) + "}"
         values = "{" + ",".join([repr(float(v)) for _, _, v in rows]) + "}"
+        # "WITH [checked,] a AS (...), ... <the write>": PostgreSQL runs every data-modifying part once.
+        parts = [f"also{i} AS ({part})" for i, (part, _) in enumerate(also)]
+        params = [p for _, part_params in also for p in part_params]
+        if only is not None:
+            parts.insert(0, _PG_CHECKED.format(only=only[0]))
+            params[:0] = only[1]
+            parts.append(_PG_WRITE_ONLY)
+            params += [ids, times, values, len({s for s, _, _ in rows})]
+        else:
+            parts.append(_PG_WRITE.lstrip().removeprefix("WITH "))
+            params += [ids, times, values]
+        sql = "WITH " + ",\n".join(parts)
         with connection.cursor() as cursor:
-            cursor.execute(_PG_WRITE, [ids, times, values])
-        return
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0] if only is not None else None
     adapt = connection.ops.adapt_datetimefield_value
     marks = sorted({(s, floor(t, MINUTE)) for s, t, _ in rows})
     with transaction.atomic(), connection.cursor() as cursor:

@@ -60,3 +60,52 @@ def test_series_raw_and_rollups(user, project):
     assert MinuteRollup.objects.count() == 3
     minute = selectors.series(metric, start=T0, end=T0 + timedelta(minutes=5), resolution="minute")
     assert minute.points[0][1:] == [1.0, 0.0, 2.0, 3]
+
+
+@pytest.mark.django_db
+def test_a_known_series_costs_two_statements_and_an_older_reading_keeps_its_last_value(user, project):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    services.points_ingest(user=user, project=project, readings=[reading(1.0, 60), reading(2.0, 60, metric="power")])
+    later = T0 + timedelta(hours=1)
+    with CaptureQueriesContext(connection) as queries:
+        services.points_ingest(user=user, project=project, now=later, readings=[
+            reading(0.5, 0), reading(3.0, 120, metric="power")])
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    if connection.vendor == "postgresql":  # the lookup, then the points with last values and last_seen
+        assert len(statements) <= 2, statements
+    temperature, power = (Metric.objects.get(name=name) for name in ("temperature", "power"))
+    assert (temperature.last_value, temperature.last_timestamp) == (1.0, T0 + timedelta(seconds=60))
+    assert (power.last_value, power.last_timestamp) == (3.0, T0 + timedelta(seconds=120))
+    assert Point.objects.get(series=temperature, timestamp=T0).value == 0.5
+    assert Source.objects.get(name="press-07").last_seen == later
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_series_deleted_and_made_again_gets_the_points_not_the_old_id(user, project):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    services.points_ingest(user=user, project=project, readings=[reading(1.0), reading(1.0, metric="power")])
+    with CaptureQueriesContext(connection) as queries:  # a known series: one statement on PostgreSQL
+        services.points_ingest(user=user, project=project, readings=[reading(2.0, 60), reading(2.0, 60, metric="power")])
+    if connection.vendor == "postgresql":
+        assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
+    old = Metric.objects.get(name="temperature")
+    services.metric_delete(user=user, metric=old)
+    services.points_ingest(user=user, project=project, readings=[reading(3.0, 120), reading(3.0, 120, metric="power")])
+    new = Metric.objects.get(name="temperature")
+    assert new.pk != old.pk
+    assert not Point.objects.filter(series_id=old.pk).exists()
+    assert [(p.timestamp, p.value) for p in Point.objects.filter(series=new)] == [(T0 + timedelta(seconds=120), 3.0)]
+    assert (new.last_value, new.last_timestamp) == (3.0, T0 + timedelta(seconds=120))
+    assert Point.objects.filter(series__name="power").count() == 3
+    # The whole source deleted and sent again: made anew, under the same name.
+    source = Source.objects.get(name="press-07")
+    services.source_delete(user=user, source=source)
+    services.points_ingest(user=user, project=project, readings=[reading(4.0, 180)])
+    again = Source.objects.get(name="press-07")
+    assert again.pk != source.pk
+    assert [p.value for p in Point.objects.filter(series__source=again)] == [4.0]
+    assert Point.objects.count() == 1
