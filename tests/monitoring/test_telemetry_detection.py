@@ -239,6 +239,7 @@ def test_a_range_detection_flags_injected_faults_and_their_anomalies_reach_the_s
     assert len(sent) == min(50, len(anomalies))
     progress = [e["progress"] for e in events("anomaly_detection_progress") if e["detection_id"] == detection_id]
     assert progress and progress == sorted(progress)
+    events.expect("anomaly_detection_progress", detection_id=detection_id, project_id=source.project_id)
     # The API shows it.
     body = client.get(f"/api/anomaly/detect/{detection_id}/").json()
     assert body["source_name"] == "press-07" and body["n_flagged"] == len(anomalies) and len(body["top_rows"]) == 50
