@@ -64,8 +64,36 @@ class MetricInline(admin.TabularInline):
         return False
 
 
+class RegistryAdmin(admin.ModelAdmin):
+    """Sources and metrics: made on first sight by POST /api/telemetry/, changed and deleted through
+    the services (validated, audited)."""
+
+    registry_fields: tuple[str, ...] = ()
+
+    def registry_update(self, user, obj, fields):
+        raise NotImplementedError
+
+    def registry_delete(self, user, obj):
+        raise NotImplementedError
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in self.registry_fields if name in form.cleaned_data}
+        self.registry_update(request.user, obj, fields)
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        self.registry_delete(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.registry_delete(request.user, obj)
+
+
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(RegistryAdmin):
     form = SourceAdminForm
     list_display = ("name", "project", "status", "last_seen", "expected_interval_seconds", "is_demo", "metrics_count")
     list_filter = ("project", "is_demo")
@@ -87,24 +115,17 @@ class SourceAdmin(admin.ModelAdmin):
     def metrics_count(self, obj):
         return getattr(obj, "metrics_count", None)
 
-    def has_add_permission(self, request):
-        return False  # made on first sight by POST /api/telemetry/
+    registry_fields = services.SOURCE_FIELDS
 
-    def save_model(self, request, obj, form, change):
-        fields = {name: form.cleaned_data[name] for name in services.SOURCE_FIELDS if name in form.cleaned_data}
-        services.source_update(user=request.user, source=obj, **fields)
-        obj.refresh_from_db()
+    def registry_update(self, user, obj, fields):
+        services.source_update(user=user, source=obj, **fields)
 
-    def delete_model(self, request, obj):
-        services.source_delete(user=request.user, source=obj)
-
-    def delete_queryset(self, request, queryset):
-        for source in queryset:
-            services.source_delete(user=request.user, source=source)
+    def registry_delete(self, user, obj):
+        services.source_delete(user=user, source=obj)
 
 
 @admin.register(Metric)
-class MetricAdmin(admin.ModelAdmin):
+class MetricAdmin(RegistryAdmin):
     form = MetricAdminForm
     list_display = ("name", "source", "project", "unit", "expected_interval_seconds", "last_value", "last_timestamp")
     list_filter = (("source__project", admin.RelatedOnlyFieldListFilter), "unit")
@@ -118,20 +139,13 @@ class MetricAdmin(admin.ModelAdmin):
     def project(self, obj):
         return obj.source.project
 
-    def has_add_permission(self, request):
-        return False  # made on first sight by POST /api/telemetry/
+    registry_fields = services.METRIC_FIELDS
 
-    def save_model(self, request, obj, form, change):
-        fields = {name: form.cleaned_data[name] for name in services.METRIC_FIELDS if name in form.cleaned_data}
-        services.metric_update(user=request.user, metric=obj, **fields)
-        obj.refresh_from_db()
+    def registry_update(self, user, obj, fields):
+        services.metric_update(user=user, metric=obj, **fields)
 
-    def delete_model(self, request, obj):
-        services.metric_delete(user=request.user, metric=obj)
-
-    def delete_queryset(self, request, queryset):
-        for metric in queryset:
-            services.metric_delete(user=request.user, metric=metric)
+    def registry_delete(self, user, obj):
+        services.metric_delete(user=user, metric=obj)
 
 
 @admin.register(TelemetryImport)
