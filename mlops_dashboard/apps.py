@@ -39,6 +39,10 @@ class MlopsDashboardConfig(AppConfig):
 
         connect_signals()  # a password change revokes the user's API tokens
 
+        from . import auth_cache
+
+        auth_cache.connect_signals()  # cached tokens and roles follow every change within a second
+
         from . import memberships
 
         memberships.connect_signals()  # DEFAULT_PROJECT_ROLE: new users join "Default"

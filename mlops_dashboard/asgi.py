@@ -16,6 +16,7 @@ from datasets.upload import UploadProgressMiddleware, is_upload  # noqa: E402
 from mlops_dashboard.events.auth import TokenAuthMiddleware, origin_validator  # noqa: E402
 from mlops_dashboard.events import fastpath  # noqa: E402
 from mlops_dashboard.events.consumer import EventsConsumer  # noqa: E402
+from mlops_dashboard.fast_routes import FastRoutes  # noqa: E402
 from mlops_dashboard.middleware import RequestSlots  # noqa: E402
 from mlops_dashboard.request_bodies import RequestBodies  # noqa: E402
 
@@ -27,8 +28,9 @@ upload_app = AuthMiddlewareStack(TokenAuthMiddleware(UploadProgressMiddleware(dj
 
 
 # Everything else has its body read (bounded in size and time) in the event loop, then waits for
-# one of the process's request slots: a slow client never holds a slot (nor does an upload).
-bounded_app = RequestBodies(RequestSlots(django_asgi_app))
+# one of the process's request slots: a slow client never holds a slot (nor does an upload). The
+# API's hot endpoints called with a token are served from their own threads (fast_routes.py).
+bounded_app = RequestBodies(FastRoutes(RequestSlots(django_asgi_app)))
 
 
 async def http_app(scope, receive, send):

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils.text import slugify
 
-from . import permissions
+from . import auth_cache, permissions
 from .activity import activity_record
 from .audit import audit_record
 from .models import Project, ProjectPreference, Role
@@ -62,7 +62,7 @@ def project_for_create(user, project_id=None, *, field: str = "project") -> Proj
             pk = int(project_id)
         except (TypeError, ValueError):
             raise ValidationError({field: "A project id (an integer)."}) from None
-        project = Project.objects.filter(pk=pk).first()
+        project = auth_cache.project_get(pk)
         if project is None or not permissions.can_see(user, project):
             raise Http404("No such project.")
         permissions.authorize(user, "create", project)

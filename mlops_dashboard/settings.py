@@ -68,6 +68,9 @@ MIDDLEWARE = [
 # Requests of one server process at work in Django at once (the rest wait in the event loop; see
 # middleware.RequestSlots, applied in asgi.py).
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=10)
+# Threads of one server process serving the API's hot endpoints (telemetry ingest and series,
+# predictions) for token-authenticated calls, apart from the slots above (fast_routes.py).
+API_FAST_THREADS = env.int("API_FAST_THREADS", default=4)
 # A request body (not an upload's) must arrive whole within this many seconds, else 408; an upload's
 # body must not pause longer than this. Read before the request takes a slot (request_bodies.py).
 WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=30.0)
@@ -445,6 +448,10 @@ MIGRATION_MODULES = {"knox": None}
 API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
 # Live tokens one user may hold at once (each POST /api/auth/token/ makes one): a bound, not a quota.
 API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=100)
+# Each server process keeps the tokens it has checked, with their users' roles (auth_cache.py), and
+# reads a change counter in Redis at most this often: a revoked token, a deactivated user or a
+# changed membership is honoured everywhere within this many seconds. 0: no cache (a query per call).
+AUTH_CACHE_CHECK_SECONDS = env.float("AUTH_CACHE_CHECK_SECONDS", default=1.0)
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
     # A fixed expiry: a leaked key stops working on schedule, however much it is used.

@@ -22,6 +22,7 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 
+from . import auth_cache
 from .models import ApiToken, Project, TokenScope
 
 # A minute between two writes of a token's last use: a program calling many times a second costs
@@ -94,28 +95,45 @@ def api_tokens_of(user):
 
 
 def api_token_check(key: str) -> ApiToken:
-    """The live token whose key is `key` (its user loaded, its last use noted), else AuthenticationFailed."""
+    """The live token whose key is `key` (its user loaded, its last use noted), else AuthenticationFailed.
+    From this process's cache when it holds the key (auth_cache.py: changes honoured within a second)."""
     if not key or len(key) > MAX_KEY_LENGTH:
         raise exceptions.AuthenticationFailed("Invalid token.")
+    now = timezone.now()
+    token = auth_cache.token_get(key)
+    if token is not None and (token.expiry is None or token.expiry > now):
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+            _note_use(token, now)
+            auth_cache.token_used(key, now)
+        return token
+    token = _token_read(key, now)
+    auth_cache.token_put(key, token)
+    return token
+
+
+def _token_read(key: str, now) -> ApiToken:
     digest = hash_token(key)
     for token in ApiToken.objects.filter(token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH]).select_related("user"):
         if compare_digest(digest, token.digest):
             break
     else:
         raise exceptions.AuthenticationFailed("Invalid token.")
-    now = timezone.now()
     if token.expiry is not None and token.expiry <= now:
         token.delete()
         raise exceptions.AuthenticationFailed("Token expired: create a new one (/account/tokens/).")
     if not token.user.is_active:
         raise exceptions.AuthenticationFailed("User inactive or deleted.")
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        # Conditional: of several requests racing past the check above, one writes.
-        ApiToken.objects.filter(pk=token.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
-        ).update(last_used_at=now)
-        token.last_used_at = now
+        _note_use(token, now)
     return token
+
+
+def _note_use(token: ApiToken, now) -> None:
+    # Conditional: of several requests racing past the check, one writes (an UPDATE sends no signal).
+    ApiToken.objects.filter(pk=token.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
+    ).update(last_used_at=now)
+    token.last_used_at = now
 
 
 class ApiTokenAuthentication(TokenAuthentication):

@@ -61,6 +61,11 @@ class MonitoringConfig(AppConfig):
 
         telemetry_signals.points_ingested.connect(telemetry_anomalies.points_ingested_enqueue,
                                                   dispatch_uid="monitoring.telemetry_points_score")
+        from celery.signals import worker_process_shutdown, worker_shutdown
+
+        for signal in (worker_process_shutdown, worker_shutdown):
+            signal.connect(telemetry_anomalies.score_queue_flush, weak=False,
+                           dispatch_uid=f"monitoring.score_queue_flush.{signal.name}")
         self._register_retention()
         # An ASGI server process (uvicorn, daphne, ...) runs a collector of its own.
         role = collector.server_process_role()

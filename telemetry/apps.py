@@ -6,7 +6,7 @@ class TelemetryConfig(AppConfig):
     name = "telemetry"
 
     def ready(self):
-        from mlops_dashboard import jobs, request_bodies, retention
+        from mlops_dashboard import fast_routes, jobs, request_bodies, retention
         from mlops_dashboard.events.topics import register_topic
 
         from . import api, imports, live
@@ -23,6 +23,10 @@ class TelemetryConfig(AppConfig):
             "api-telemetry-ingest", api.ingest_body_limit(),
             f"The request body is larger than {api.ingest_body_limit() / 2**20:.1f} MiB (about "
             f"{api.BYTES_PER_POINT} bytes for each of TELEMETRY_MAX_POINTS points); send smaller batches.")
+
+        # Programs call these many times a second: served from the API's own threads (with a token).
+        fast_routes.register_fast_route("api-telemetry-ingest", methods=("POST",))
+        fast_routes.register_fast_route("api-telemetry-series", methods=("GET",))
 
         # CSV imports stream like dataset uploads (datasets/upload.py): refused before the body when forbidden.
         request_bodies.register_body_check("api-telemetry-import", api.import_precheck)

@@ -1,9 +1,9 @@
 """Telemetry, watched: every new reading scored against its series' recent history (streaming
 anomalies, monitoring.telemetry_detector), and sources that stopped reporting (silent).
 
-- `points_ingested_enqueue` (connected to telemetry.signals.points_ingested in apps.ready) enqueues
-  one `monitoring.telemetry_points_score` task per ingest request, with each series' id and time
-  range, never the points.
+- `points_ingested_enqueue` (connected to telemetry.signals.points_ingested in apps.ready) holds
+  each series' id and time range (never the points); a background thread enqueues them as one
+  `monitoring.telemetry_points_score` task per project every SCORE_BATCH_SECONDS.
 - `telemetry_points_score` reads each series' last readings (telemetry.selectors.points_last) and
   steps the detector through the new ones, one series at a time under a Redis lock (several
   workers may score batches of one series: each reading is scored once, in time order). The
@@ -18,8 +18,12 @@ anomalies, monitoring.telemetry_detector), and sources that stopped reporting (s
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -86,17 +90,90 @@ def batches_series(batches) -> list[dict]:
 
 
 def points_ingested_enqueue(sender=None, *, project_id=None, batches=(), **kwargs) -> None:
-    """telemetry.signals.points_ingested (sent on commit): score the new points in a worker. A
-    broker that is down costs the scoring of this request, never the ingest."""
-    from .. import tasks
-
+    """telemetry.signals.points_ingested (sent on commit): score the new points in a worker. Held
+    here and enqueued by a background thread (`score_queue`), so an ingest request never waits on
+    the broker; a broker that is down costs the scoring of those points, never the ingest."""
     series = batches_series(batches)
-    if not series:
-        return
-    try:
-        tasks.telemetry_points_score.delay(project_id, series)
-    except Exception:
-        logger.warning("telemetry scoring not enqueued (broker unavailable)", exc_info=True)
+    if series:
+        score_queue().offer(project_id, series)
+
+
+SCORE_BATCH_SECONDS = 0.5  # the ranges of this long go to the workers as one task per project
+
+
+class ScoreQueue:
+    """The series ranges of a process's ingests, merged per series (earliest start, latest end,
+    counts added) and sent as one `telemetry_points_score` task per project every
+    SCORE_BATCH_SECONDS by one thread: a client posting 100 batches a second costs two tasks a second,
+    not a hundred. Whatever is held is sent at process exit (atexit, Celery's shutdown signals)."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.held: dict = {}  # project id -> {metric id: series item}
+        self.thread: threading.Thread | None = None
+
+    def offer(self, project_id, series: list[dict]) -> None:
+        with self.cond:
+            held = self.held.setdefault(project_id, {})
+            for item in series:
+                known = held.get(item["metric_id"])
+                if known is None:
+                    held[item["metric_id"]] = dict(item)
+                else:
+                    known["start"] = min(known["start"], item["start"])
+                    known["end"] = max(known["end"], item["end"])
+                    known["count"] += item["count"]
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="telemetry-score-queue", daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.held:
+                    self.cond.wait()
+            time.sleep(SCORE_BATCH_SECONDS)  # what arrives meanwhile goes in the same tasks
+            self.flush()
+
+    def flush(self) -> None:
+        from .. import tasks
+
+        with self.cond:
+            taken, self.held = self.held, {}
+        for project_id, items in taken.items():
+            try:
+                tasks.telemetry_points_score.delay(project_id, list(items.values()))
+            except Exception:
+                logger.warning("telemetry scoring not enqueued (broker unavailable)", exc_info=True)
+
+
+_queue: ScoreQueue | None = None
+_queue_lock = threading.Lock()
+
+
+def score_queue() -> ScoreQueue:
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            _queue = ScoreQueue()
+        return _queue
+
+
+def score_queue_flush(**kwargs) -> None:
+    """Enqueue what is held now (process exit; tests)."""
+    if _queue is not None:
+        _queue.flush()
+
+
+def _after_fork() -> None:  # the parent's ranges are the parent's to send; its thread did not come along
+    global _queue, _queue_lock
+    _queue = None
+    _queue_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+atexit.register(score_queue_flush)
 
 
 # --- scoring ----------------------------------------------------------------------------------------
