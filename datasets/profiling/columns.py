@@ -275,7 +275,7 @@ class ColumnStats:
             self.whitespace += int(counts[padded].sum())
             if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
                 for value in dictionary.filter(pa.array(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
-                    if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
+                    if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
                         self.whitespace_examples.append(value)
         if self.spaced_checked < 10_000:
             inner = _as_numpy_bool(pc.match_substring_regex(stripped, r"\s"))
