@@ -106,6 +106,7 @@ class ColumnStats:
         self.spaced_checked = 0
         self.length_sum = 0
         self.length_max = 0
+        self.wide = False
 
     # -- per chunk --
 
@@ -249,6 +250,8 @@ class ColumnStats:
         n = len(arr)
         n_missing = arr.null_count
         self.missing += n_missing
+        if self.wide:
+            return self._update_wide_string(arr, n_missing)
         encoded = arr.dictionary_encode()
         dictionary = encoded.dictionary
         k = len(dictionary)
@@ -283,6 +286,53 @@ class ColumnStats:
             self.spaced_checked += n_valid
         if self.num_alive or self.date_alive:
             self._track_candidates(dictionary, stripped, counts, idx, k, positions, keys)
+        # Mostly distinct values, beyond exact counts and type candidates: the next chunks skip the
+        # dictionary (what it costs is most of the column's time).
+        self.wide = not (self.counts_exact or self.num_alive or self.date_alive) and k > n_valid // 2
+        self.seen += n_valid
+        return row_hashes
+
+    def _update_wide_string(self, arr: pa.Array, n_missing: int) -> np.ndarray:
+        """The same statistics as the dictionary path, from the values' hashes; the chunk's heavy
+        hitters are its most repeated hashes (ties broken by first row, as a dictionary would)."""
+        n_valid = len(arr) - n_missing
+        row_hashes = hash_strings(arr, self.salt)
+        if n_missing:
+            valid = _as_numpy_bool(arr.is_valid())
+            row_hashes[~valid] = NULL_HASH
+            valid_rows = np.flatnonzero(valid)
+            valid_h = row_hashes[valid_rows]
+        else:
+            valid_rows = None
+            valid_h = row_hashes
+        if not n_valid:
+            return row_hashes
+        unique_h, first, counts = np.unique(valid_h, return_index=True, return_counts=True)
+        self.distinct.update(unique_h)
+        take = min(len(counts), 32)
+        top = np.argpartition(-counts, take - 1)[:take] if take < len(counts) else np.arange(len(counts))
+        top = top[np.argsort(first[top], kind="stable")]
+        rows = first[top] if valid_rows is None else valid_rows[first[top]]
+        table = self.counts
+        for value, c in zip(arr.take(pa.array(rows)).to_pylist(), counts[top].tolist()):
+            table[value] = table.get(value, 0) + c
+        if len(table) > 2 * HEAVY_HITTERS:
+            self._prune_counts(HEAVY_HITTERS)
+        lengths = pc.utf8_length(arr)
+        self.length_sum += int(pc.sum(lengths).as_py() or 0)
+        self.length_max = max(self.length_max, int(pc.max(lengths).as_py() or 0))
+        stripped = pc.utf8_trim_whitespace(arr)
+        padded = pc.not_equal(stripped, arr)
+        n_padded = int(pc.sum(padded).as_py() or 0)
+        if n_padded:
+            self.whitespace += n_padded
+            if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
+                for value in pc.unique(arr.filter(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
+                    if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
+                        self.whitespace_examples.append(value)
+        if self.spaced_checked < 10_000:
+            self.spaced += int(pc.sum(pc.match_substring_regex(stripped, r"\s")).as_py() or 0)
+            self.spaced_checked += n_valid
         self.seen += n_valid
         return row_hashes
 

@@ -24,8 +24,8 @@ NULL_VALUES = [
 
 BLOCK_LIMIT = 1024 * 1024 * 1024
 _MIN_BLOCK = 1024
-_MAX_BLOCK = 4 * 1024 * 1024
-_READ_AHEAD_BLOCKS = 4
+_MAX_BLOCK = 2 * 1024 * 1024
+_READ_AHEAD_BLOCKS = 3
 
 
 def arrow_encoding(encoding: str) -> str:

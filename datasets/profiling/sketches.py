@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from .hashing import U64, merge_sorted, mix, unique_sorted
+from .hashing import U64, contains_sorted, merge_sorted, mix, unique_sorted
 
 DISTINCT_CAP = 100_000
 SAMPLE_SIZE = 100_000
@@ -26,7 +24,7 @@ class DistinctSketch:
     below its current largest one can matter, so most of them are dropped on arrival.
     """
 
-    __slots__ = ("cap", "hashes", "saturated", "pending", "pending_len", "repetitive")
+    __slots__ = ("cap", "hashes", "saturated", "pending", "pending_len", "offered", "repetitive")
 
     def __init__(self, cap: int | None = None):
         self.cap = cap or DISTINCT_CAP
@@ -34,14 +32,20 @@ class DistinctSketch:
         self.saturated = False
         self.pending: list[np.ndarray] = []
         self.pending_len = 0
+        self.offered = 0
         self.repetitive = False
 
     def update(self, h: np.ndarray) -> None:
         if self.saturated:
             h = h[h < self.hashes[-1]]
         elif self.repetitive and len(h) > 1024:
-            # Many repeats: a hash-based unique per chunk keeps the buffer (and the sorts) small.
-            h = pc.unique(pa.array(h, type=pa.uint64())).to_numpy()
+            # Many repeats: the chunk's unique hashes, less those already kept, keep the buffer and
+            # the merges small (a sort beats Arrow's hash-based unique on hashes).
+            h = unique_sorted(h)
+            self.offered += len(h)
+            h = h[~contains_sorted(self.hashes, h)]
+        else:
+            self.offered += len(h)
         if not len(h):
             return
         self.pending.append(h)
@@ -52,9 +56,9 @@ class DistinctSketch:
     def _merge(self) -> None:
         if not self.pending:
             return
-        incoming = self.pending_len
+        incoming = self.offered
         new = unique_sorted(np.concatenate(self.pending))
-        self.pending, self.pending_len = [], 0
+        self.pending, self.pending_len, self.offered = [], 0, 0
         if self.saturated:
             new = new[new < self.hashes[-1]]
         merged, added = merge_sorted(self.hashes, new)
