@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .hashing import NULL_HASH, U64, hash_numbers, hash_strings, mix, salt_for
+from .hashing import NULL_HASH, U64, contains_sorted, hash_numbers, hash_strings, mix, salt_for
 from .schema import ColumnProfile, Histogram, TopValue
 from .sketches import DistinctSketch, Moments, RowSampler
 
@@ -307,14 +307,22 @@ class ColumnStats:
             valid_h = row_hashes
         if not n_valid:
             return row_hashes
-        unique_h, first, counts = np.unique(valid_h, return_index=True, return_counts=True)
+        ordered = np.sort(valid_h)
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        unique_h = ordered[starts]
+        counts = np.diff(np.append(starts, len(ordered)))
         self.distinct.update(unique_h)
         take = min(len(counts), 32)
-        top = np.argpartition(-counts, take - 1)[:take] if take < len(counts) else np.arange(len(counts))
-        top = top[np.argsort(first[top], kind="stable")]
-        rows = first[top] if valid_rows is None else valid_rows[first[top]]
+        top = np.sort(np.argpartition(-counts, take - 1)[:take]) if take < len(counts) else np.arange(len(counts))
+        candidates = np.flatnonzero(contains_sorted(unique_h[top], valid_h))
+        _, first = np.unique(valid_h[candidates], return_index=True)  # in hash order, like top
+        rows = candidates[first]
+        order = np.argsort(rows)
+        rows, top_counts = rows[order], counts[top][order]
+        if valid_rows is not None:
+            rows = valid_rows[rows]
         table = self.counts
-        for value, c in zip(arr.take(pa.array(rows)).to_pylist(), counts[top].tolist()):
+        for value, c in zip(arr.take(pa.array(rows)).to_pylist(), top_counts.tolist()):
             table[value] = table.get(value, 0) + c
         if len(table) > 2 * HEAVY_HITTERS:
             self._prune_counts(HEAVY_HITTERS)

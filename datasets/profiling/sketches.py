@@ -16,6 +16,8 @@ DISTINCT_CAP = 100_000
 SAMPLE_SIZE = 100_000
 DUPLICATE_HASH_CAP = 4_000_000
 _PENDING_ROW_HASHES = 1 << 18
+_BUCKETS = 16
+_BUCKET_STARTS = (np.arange(1, _BUCKETS, dtype=U64) << U64(60))
 
 class DistinctSketch:
     """Exact distinct count up to ``cap`` hashes, K-minimum-values estimate beyond.
@@ -198,24 +200,29 @@ class Moments:
 class DuplicateCounter:
     """Counts duplicate rows as rows minus distinct row hashes.
 
-    The distinct 64-bit row hashes are kept in a sorted array: exact (up to hash collisions,
-    negligible below billions of rows) while there are at most ``cap`` distinct rows. Beyond that
-    only the ``cap`` smallest hashes are kept, the number of distinct rows is the K-minimum-values
+    The distinct 64-bit row hashes are kept sorted, in ``_BUCKETS`` arrays by their top bits (so a
+    merge copies one bucket at a time, not all of them): exact (up to hash collisions, negligible
+    below billions of rows) while there are at most ``cap`` distinct rows. Beyond that only the
+    ``cap`` smallest hashes are kept, the number of distinct rows is the K-minimum-values
     estimate, and the result is flagged approximate.
     """
 
     def __init__(self, cap: int | None = None):
         self.cap = cap or DUPLICATE_HASH_CAP
-        self.hashes = np.empty(0, dtype=U64)
+        self.buckets = [np.empty(0, dtype=U64) for _ in range(_BUCKETS)]
+        self.kept = 0
         self.saturated = False
         self.rows = 0
         self.pending: list[np.ndarray] = []
         self.pending_len = 0
 
+    def _largest(self) -> np.uint64:
+        return next(b[-1] for b in reversed(self.buckets) if len(b))
+
     def add(self, row_hashes: np.ndarray) -> None:
         self.rows += len(row_hashes)
         if self.saturated:
-            row_hashes = row_hashes[row_hashes < self.hashes[-1]]
+            row_hashes = row_hashes[row_hashes < self._largest()]
         self.pending.append(row_hashes)
         self.pending_len += len(row_hashes)
         if self.pending_len >= _PENDING_ROW_HASHES:
@@ -227,22 +234,32 @@ class DuplicateCounter:
         new = unique_sorted(np.concatenate(self.pending))
         self.pending, self.pending_len = [], 0
         if self.saturated:
-            new = new[new < self.hashes[-1]]
-        self.hashes, _ = merge_sorted(self.hashes, new)
-        if len(self.hashes) > self.cap:
-            self.hashes = self.hashes[: self.cap].copy()
+            new = new[new < self._largest()]
+        edges = [0, *np.searchsorted(new, _BUCKET_STARTS).tolist(), len(new)]
+        for i, (lo, hi) in enumerate(zip(edges, edges[1:])):
+            if hi > lo:
+                merged, added = merge_sorted(self.buckets[i], new[lo:hi])
+                self.buckets[i] = merged
+                self.kept += added
+        excess = self.kept - self.cap
+        for i in reversed(range(_BUCKETS)):
+            if excess <= 0:
+                break
             self.saturated = True
+            cut = min(excess, len(self.buckets[i]))
+            self.buckets[i] = self.buckets[i][: len(self.buckets[i]) - cut].copy()
+            self.kept -= cut
+            excess -= cut
 
     def duplicates(self) -> int:
         self.flush()
         if not self.saturated:
-            return self.rows - len(self.hashes)
-        kth = (float(self.hashes[-1]) + 1.0) / 2.0**64
-        distinct = (len(self.hashes) - 1) / kth
+            return self.rows - self.kept
+        kth = (float(self._largest()) + 1.0) / 2.0**64
+        distinct = (self.kept - 1) / kth
         return max(0, int(round(self.rows - distinct)))
 
     @property
     def approximate(self) -> bool:
         self.flush()
         return self.saturated
-
