@@ -1,6 +1,6 @@
 """Reading a CSV file: Arrow's streaming reader held a few blocks ahead of the profiler, and a preview.
 
-Blocks are about 4 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it); Arrow parses them
+Blocks are about 2 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it); Arrow parses them
 in C++ on background threads into record batches.
 """
 
@@ -25,7 +25,7 @@ NULL_VALUES = [
 BLOCK_LIMIT = 1024 * 1024 * 1024
 _MIN_BLOCK = 1024
 _MAX_BLOCK = 2 * 1024 * 1024
-_READ_AHEAD_BLOCKS = 3
+_READ_AHEAD_BLOCKS = 2
 
 
 def arrow_encoding(encoding: str) -> str:
@@ -38,7 +38,7 @@ def arrow_encoding(encoding: str) -> str:
 
 
 def block_size_for(path: str, chunk_rows: int) -> int:
-    """Bytes per block: about ``chunk_rows`` rows of the file's head, within 1 KiB and 4 MiB."""
+    """Bytes per block: about ``chunk_rows`` rows of the file's head, within 1 KiB and 2 MiB."""
     return int(min(max(chunk_rows * _average_row_bytes(path) * 1.05, _MIN_BLOCK), _MAX_BLOCK))
 
 
