@@ -425,6 +425,8 @@ class ColumnStats:
 
     def _kill_numeric(self) -> None:
         self.num_alive = False
+        if self.num_moments is not None:
+            self.num_moments.close()
         self.num_moments = None
 
     # -- result --

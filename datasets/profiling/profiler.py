@@ -133,6 +133,7 @@ def _profile_pass(stream: CsvStream, *, file_size, target_column, chunk_rows,
                 h = column.update(arr, positions, keys)
                 row_hash *= ROW_PRIME
                 row_hash += h
+            sampler.end_chunk()
             duplicates.add(mix(row_hash))
             rows += chunk.num_rows
         if progress is not None and file_size:

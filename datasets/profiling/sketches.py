@@ -91,8 +91,9 @@ _SAMPLE_SEED = U64(0x243F6A8885A308D3)
 class RowSampler:
     """A uniform sample of row numbers shared by all columns: the rows whose key (a hash of the
     row number) is among the ``size`` smallest. Bottom-k by key is a uniform sample without
-    replacement, it does not depend on the chunking, and computing one key per row (not per
-    column) keeps it cheap. Each column keeps its values for the sampled rows where it has one.
+    replacement, and computing one key per row (not per column) keeps it cheap. The keys of the
+    candidate rows are kept once, here; each column's :class:`Moments` keeps its values on the
+    same rows, in the same order (NaN where it has none).
     """
 
     def __init__(self, size: int | None = None):
@@ -101,6 +102,7 @@ class RowSampler:
         self.keys = np.empty(0, dtype=U64)
         self.pending: list[np.ndarray] = []
         self.pending_len = 0
+        self.columns: list[Moments] = []
 
     def select(self, offset: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions (within the chunk) and keys of the chunk's rows that may be in the sample."""
@@ -112,12 +114,27 @@ class RowSampler:
             keys = keys[positions]
         self.pending.append(keys)
         self.pending_len += len(keys)
-        if len(self.keys) + self.pending_len > self.size + self.size // 4:
+        return positions, keys
+
+    def end_chunk(self) -> None:
+        """After every column took the chunk: columns that had no values in it get NaN, and once
+        the candidates are a quarter more than the sample, those beyond it are dropped."""
+        length = len(self.keys) + self.pending_len
+        for column in self.columns:
+            column.pad(length)
+        if length > self.size + self.size // 4:
             merged = np.concatenate([self.keys, *self.pending])
             self.pending, self.pending_len = [], 0
             self.threshold = np.partition(merged, self.size - 1)[self.size - 1]
-            self.keys = merged[merged <= self.threshold]
-        return positions, keys
+            keep = merged <= self.threshold
+            self.keys = merged[keep]
+            for column in self.columns:
+                column.compact(keep)
+
+    def in_sample(self) -> np.ndarray:
+        """Which candidate rows are in the sample."""
+        keys = np.concatenate([self.keys, *self.pending])
+        return keys <= self.threshold
 
     @property
     def complete(self) -> bool:
@@ -135,60 +152,56 @@ class Moments:
         self.m2 = 0.0
         self.min: float | None = None
         self.max: float | None = None
-        self.keys = np.empty(0, dtype=U64)
-        self.values = np.empty(0, dtype=np.float64)
-        self.pending_keys: list[np.ndarray] = []
-        self.pending_values: list[np.ndarray] = []
-        self.pending_len = 0
+        self.values = np.empty(0, dtype=np.float64)  # on the sampler's candidate rows
+        self.pending: list[np.ndarray] = []
+        self.length = 0
+        sampler.columns.append(self)
 
     def update(self, values: np.ndarray, full: np.ndarray, positions: np.ndarray, keys: np.ndarray) -> None:
         """values: the chunk's finite values; full: the chunk as float64 (NaN/inf where there is
         no usable value); positions/keys: the chunk's candidate sample rows (from the sampler)."""
         nb = len(values)
-        if not nb:
-            return
-        mean_b = float(values.mean())
-        d = values - mean_b
-        d *= d
-        m2_b = float(d.sum())  # not np.dot: BLAS threads would spin on big chunks
-        vmin, vmax = float(values.min()), float(values.max())
-        if self.n == 0:
-            self.n, self.mean, self.m2, self.min, self.max = nb, mean_b, m2_b, vmin, vmax
-        else:
-            n = self.n + nb
-            delta = mean_b - self.mean
-            self.mean += delta * nb / n
-            self.m2 += m2_b + delta * delta * self.n * nb / n
-            self.n = n
-            self.min = min(self.min, vmin)
-            self.max = max(self.max, vmax)
-        if not len(positions):
-            return
-        sampled = full[positions]
-        ok = np.isfinite(sampled)
-        if not ok.all():
-            sampled, keys = sampled[ok], keys[ok]
-        self.pending_keys.append(keys)
-        self.pending_values.append(sampled)
-        self.pending_len += len(keys)
-        if self.pending_len >= self.sampler.size // 4:
-            self._merge()
+        if nb:
+            mean_b = float(values.mean())
+            d = values - mean_b
+            d *= d
+            m2_b = float(d.sum())  # not np.dot: BLAS threads would spin on big chunks
+            vmin, vmax = float(values.min()), float(values.max())
+            if self.n == 0:
+                self.n, self.mean, self.m2, self.min, self.max = nb, mean_b, m2_b, vmin, vmax
+            else:
+                n = self.n + nb
+                delta = mean_b - self.mean
+                self.mean += delta * nb / n
+                self.m2 += m2_b + delta * delta * self.n * nb / n
+                self.n = n
+                self.min = min(self.min, vmin)
+                self.max = max(self.max, vmax)
+        if len(positions):
+            self.pending.append(full[positions])
+            self.length += len(positions)
 
-    def _merge(self) -> None:
-        if not self.pending_keys:
-            return
-        keys = np.concatenate([self.keys, *self.pending_keys])
-        values = np.concatenate([self.values, *self.pending_values])
-        self.pending_keys, self.pending_values, self.pending_len = [], [], 0
-        threshold = self.sampler.threshold
-        if threshold != _NO_THRESHOLD:
-            keep = keys <= threshold
-            keys, values = keys[keep], values[keep]
-        self.keys, self.values = keys, values
+    def pad(self, length: int) -> None:
+        if self.length < length:
+            self.pending.append(np.full(length - self.length, np.nan))
+            self.length = length
+
+    def compact(self, keep: np.ndarray) -> None:
+        self.values = np.concatenate([self.values, *self.pending])[keep]
+        self.pending = []
+        self.length = len(self.values)
+
+    def close(self) -> None:
+        """Stop following the sample (the column is no longer read as numbers)."""
+        self.sampler.columns.remove(self)
+        self.values, self.pending = np.empty(0, dtype=np.float64), []
 
     def sample(self) -> np.ndarray:
-        self._merge()
-        return self.values
+        values = np.concatenate([self.values, *self.pending])
+        keep = np.isfinite(values)
+        if not self.sampler.complete:
+            keep &= self.sampler.in_sample()
+        return values[keep]
 
     def std(self) -> float | None:
         return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else None
