@@ -233,6 +233,28 @@ def test_batch_boundaries_do_not_change_the_profile(tmp_path):
         assert_same(profile(path, target_column="churned", chunk_rows=chunk_rows), whole)
 
 
+def test_mostly_distinct_strings_skip_the_dictionary_with_the_same_statistics(tmp_path, monkeypatch):
+    """Past exact counts, a column of mostly distinct strings is read from its hashes (no Arrow
+    dictionary): everything but the approximate top values is as from the dictionary path."""
+    rng = np.random.default_rng(3)
+    n = 4_000
+    names = np.char.add("name ", rng.integers(0, 10**7, n).astype(str)).astype(object)
+    names[rng.random(n) < 0.05] = None
+    names[::97] = " padded"
+    names[5::101] = "trailing "
+    path = tmp_path / "wide.csv"
+    pd.DataFrame({"name": names, "n": np.arange(n)}).to_csv(path, index=False)
+    exact = columns(profile(path))["name"]
+    monkeypatch.setattr(column_stats, "STRING_COUNTS_CAP", 50)
+    wide = columns(profile(path, chunk_rows=300))["name"]
+    assert wide.top_values_approximate is True and exact.top_values_approximate is False
+    for field in ("missing_count", "distinct_count", "distinct_approximate", "mean_length", "max_length",
+                  "whitespace_count", "whitespace_examples", "type", "looks_like_identifier"):
+        assert getattr(wide, field) == getattr(exact, field), field
+    assert exact.whitespace_examples == [" padded", "trailing "]
+    assert wide.top_values[:2] == exact.top_values[:2]  # the repeated values are found
+
+
 def test_progress_is_reported(tmp_path):
     calls = []
     profile(TITANIC, chunk_rows=100, progress=lambda fraction, step: calls.append((fraction, step)))
