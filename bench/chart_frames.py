@@ -13,7 +13,8 @@ events through the real bus (`mlops_dashboard.events.publish`), the events a hos
 events per second, host after host for each moment. The stream ends when the page shows the last
 sample (its CPU chart's latest value), or after --max-seconds (then it fails, with what was measured).
 
-Measured in the page, from just before the first event to the last one shown:
+Measured in the page, first for --idle-seconds with nothing arriving (the machine's floor: a shared
+machine's other load shows there too), then from just before the first event to the last one shown:
 - frame times: the deltas between successive requestAnimationFrame callbacks;
 - long tasks: PerformanceObserver's `longtask` entries (main-thread tasks over 50 ms).
 Target: no frame over 50 ms. Printed as a Markdown table.
@@ -23,6 +24,7 @@ Redis: REDIS_URL's host, database 13, key prefix `chart_frames-<pid>` (deleted a
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import threading
@@ -118,7 +120,17 @@ def session_for_bench_user() -> str:
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-def measure(server_url: str, cookie: str, events: list[dict], rate: float, max_seconds: float) -> dict:
+def renice_browser(nice: int):
+    """Chromium's processes (this process's descendants) at `nice`: the machine is shared."""
+    import psutil
+
+    for proc in psutil.Process().children(recursive=True):
+        if "chrom" in proc.name():
+            os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
+
+
+def measure(server_url: str, cookie: str, events: list[dict], rate: float, max_seconds: float, *,
+            idle_seconds: float, nice: int) -> dict:
     from django.conf import settings
     from playwright.sync_api import expect, sync_playwright
 
@@ -133,6 +145,11 @@ def measure(server_url: str, cookie: str, events: list[dict], rate: float, max_s
             page.goto("/monitoring/")
             expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=60_000)
             page.wait_for_timeout(2000)  # the history request and first paint are over
+            if nice:
+                renice_browser(nice)
+            page.evaluate(RECORDER)  # the machine's floor: the same page, live, with nothing arriving
+            page.wait_for_timeout(idle_seconds * 1000)
+            idle = page.evaluate(STOP)
             page.evaluate(RECORDER)
             sent: list[int] = []
             publisher = threading.Thread(target=stream, args=(events, rate, sent), daemon=True)
@@ -149,7 +166,7 @@ def measure(server_url: str, cookie: str, events: list[dict], rate: float, max_s
             result = page.evaluate(STOP)
             if errors:
                 raise RuntimeError(f"page errors: {errors[:3]}")
-            return {**result, "published": published, "shown": shown, "sent": len(sent)}
+            return {**result, "idle": idle, "published": published, "shown": shown, "sent": len(sent)}
         finally:
             browser.close()
 
@@ -161,6 +178,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="chart_data events published per second (default 100)")
     parser.add_argument("--max-seconds", type=float, default=600,
                         help="stop measuring then if the page has not shown the last sample (default 600)")
+    parser.add_argument("--idle-seconds", type=float, default=10, help="frames measured first with nothing arriving (default 10)")
+    parser.add_argument("--nice", type=int, default=0, help="niceness of Chromium and the server (negative: root; default 0)")
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     args = parser.parse_args()
 
@@ -174,24 +193,26 @@ def main() -> int:
                               env=stack.env)
         django_setup(stack.env)
         cookie = session_for_bench_user()
-        server = stack.server()
+        server = stack.server(nice=args.nice)
         events = chart_events(args.hosts, args.samples, int(time.time() * 1000))
         log(f"streaming {len(events):,} chart_data events ({args.hosts} hosts × {args.samples} samples) "
             f"at {args.rate:g}/s into /monitoring/ ...")
-        r = measure(server.url, cookie, events, args.rate, args.max_seconds)
-        frames, long_tasks = r["frames"], r["longTasks"]
+        r = measure(server.url, cookie, events, args.rate, args.max_seconds, idle_seconds=args.idle_seconds,
+                    nice=args.nice)
         caught_up = (f"the page showed the last one after {r['shown']:.1f} s" if r["shown"] is not None
                      else f"the page had NOT shown the last one after {args.max_seconds:g} s (measured until then)")
-        log(f"published {r['sent']:,} events in {r['published']:.1f} s; {caught_up}; "
-            f"{len(frames):,} frames, {len(long_tasks)} long tasks "
-            f"(longest {max(long_tasks, default=0):.0f} ms, {sum(long_tasks) / 1000:.1f} s in all)")
-        worst = max(frames)
+        log(f"published {r['sent']:,} events in {r['published']:.1f} s; {caught_up}")
         log("")
-        log("| frames while streaming | max | p99 | p50 | target | result |")
-        log("| --- | --- | --- | --- | --- | --- |")
-        log(f"| {len(frames):,} frames, {len(events):,} events at {args.rate:g}/s | {worst:.1f} ms | "
-            f"{pct(frames, 0.99):.1f} ms | {pct(frames, 0.5):.1f} ms | ≤ {TARGET_MS:.0f} ms | "
-            f"{'PASS' if worst <= TARGET_MS and r['shown'] is not None else 'FAIL'} |")
+        log("| Monitoring page | frames | long tasks (longest) | max | p99 | p50 | target | result |")
+        log("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        rows = [(f"idle page, {args.idle_seconds:g} s (the machine's floor)", r["idle"], True),
+                (f"streaming {len(events):,} events at {args.rate:g}/s", r, r["shown"] is not None)]
+        for label, m, complete in rows:
+            f, lt = m["frames"], m["longTasks"]
+            worst = max(f)
+            log(f"| {label} | {len(f):,} | {len(lt)} ({max(lt, default=0):.0f} ms) | {worst:.1f} ms | "
+                f"{pct(f, 0.99):.1f} ms | {pct(f, 0.5):.1f} ms | ≤ {TARGET_MS:.0f} ms | "
+                f"{'PASS' if worst <= TARGET_MS and complete else 'FAIL'} |")
         return 0
     except Exception:
         stack.show_logs()

@@ -1,7 +1,7 @@
 // uPlot for live time series (the Telemetry pages, the Monitoring page). Data is uPlot's columns:
 // [xs (epoch ms), then one column per series], null where a series has no value at that x. Live
-// values are put in place in the columns, and the chart is given them again (setData) at most once
-// a frame: uPlot redraws, it is never rebuilt. uPlot sets sizes through the CSSOM (no style
+// values are put in place in the columns, and the chart is given them again (setData) a few times a
+// second at most: uPlot redraws, it is never rebuilt. uPlot sets sizes through the CSSOM (no style
 // attribute), so it runs under the site's CSP; its stylesheet is vendor/uplot/uPlot.min.css.
 
 import uPlot from "../vendor/uplot/uPlot.esm.js";
@@ -75,16 +75,19 @@ export function publishState(el, u) {
   el.dataset.xMax = String(Math.round(u.scales.x.max ?? 0));
 }
 
-/** `render` at most once a frame, however many times this is called before it. */
-export function oncePerFrame(render) {
+/** `render` in an animation frame, at most once per `ms`, however many times this is called in
+ * between: a burst of samples (a replay, many hosts) costs a few redraws, not one per sample. */
+export function atMostEvery(ms, render) {
   let pending = false;
+  let last = -Infinity;
   return () => {
     if (pending) return;
     pending = true;
-    requestAnimationFrame(() => {
+    setTimeout(() => requestAnimationFrame(() => {
       pending = false;
+      last = performance.now();
       render();
-    });
+    }), Math.max(0, last + ms - performance.now()));
   };
 }
 

@@ -2,13 +2,13 @@
 // table (system_alert, with acknowledge / resolve through the API), anomalies (anomaly_detected) and
 // the health badge (health_change).
 //
-// Charts: a sample is put in place in its chart's columns (time order, so a replay after a reconnect
-// only fills in) and the charts redraw at most once a frame. The x range is the page's: the last hour
-// ending now (it slides), or the span the user dragged across a chart (every chart zooms; live
-// samples are kept, the view stays) until "Reset zoom". Tests read each chart's data-points /
-// data-last-x / data-x-min / data-x-max (../charts.js publishState).
+// Charts: a sample is put in place in its chart's columns (time order, so a replay after a
+// reconnect only fills in); the charts redraw at most every RENDER_MS, one a frame. The x range is
+// the page's: the last hour ending now (it slides), or the span the user dragged across a chart
+// (every chart zooms; live samples are kept, the view stays) until "Reset zoom". Tests read each
+// chart's data-points / data-last-x / data-x-min / data-x-max (../charts.js publishState).
 
-import { AXIS, elementSize, fitWidths, insertValue, lastValue, oncePerFrame, publishState, trimBefore, uPlot, zoomOnDrag } from "../charts.js";
+import { atMostEvery, AXIS, elementSize, fitWidths, insertValue, lastValue, publishState, trimBefore, uPlot, zoomOnDrag } from "../charts.js";
 import { realtime } from "../realtime.js";
 import { initSilences } from "./silences.js";
 import { formatBytes, formatTime, getJSON, liveFragments, postJSON, refreshRelativeTimes, setStatusBadge, setText, toast } from "../ui.js";
@@ -16,6 +16,7 @@ import { formatBytes, formatTime, getJSON, liveFragments, postJSON, refreshRelat
 const data = JSON.parse(document.getElementById("monitoring-data")?.textContent || "{}");
 const WINDOW_MS = (data.minutes || 60) * 60 * 1000;
 const CHART_HEIGHT = 170;
+const RENDER_MS = 1000; // samples come every few seconds: redrawing more often only costs frames
 const MAX_ANOMALIES = 50;
 const PALETTE = ["#4f46e5", "#12b76a", "#f79009", "#2e90fa", "#f04438", "#7a5af8", "#15b79e", "#667085"];
 const $ = (id) => document.getElementById(id);
@@ -120,23 +121,32 @@ function latestLabel(name, c) {
   setText(el, parts.join(" · ") || "—");
 }
 
-/** Redraw every chart over the page's x range with the data it holds (uPlot redraws, nothing is rebuilt). */
+/** Redraw every chart over the page's x range with the data it holds (uPlot redraws, nothing is
+ * rebuilt), a chart a frame: each frame repaints one canvas, not six. */
 function render() {
   const now = Date.now();
   const { min, max } = zoom || { min: now - WINDOW_MS, max: now };
-  for (const [name, c] of Object.entries(charts)) {
+  const queue = Object.entries(charts);
+  const next = () => {
+    const [name, c] = queue.shift();
     if (!zoom) trimBefore(c.data, min);
     c.chart.setData(c.data, false);
     c.chart.setScale("x", { min, max });
     latestLabel(name, c);
-  }
+    if (queue.length) requestAnimationFrame(next);
+    else showView();
+  };
+  next();
+}
+
+function showView() {
   $("mon-reset-zoom").hidden = !zoom;
   const follow = $("mon-follow");
   follow.dataset.following = String(!zoom);
   setText(follow, zoom ? "Zoomed: live samples are kept, the view stays" : "Last hour, following now");
 }
 
-const scheduleRender = oncePerFrame(render);
+const scheduleRender = atMostEvery(RENDER_MS, render);
 
 function zoomTo(min, max) {
   if (!(max > min)) return;
