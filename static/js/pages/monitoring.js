@@ -67,7 +67,7 @@ function makeChart(name, spec) {
         // From zero, to the unit's ceiling (100 %) or a little above the highest value.
         y: { range: (u, min, max) => [0, spec.max ?? (max > 0 ? uPlot.rangeNum(0, max, 0.1, true)[1] : 1)] },
       },
-      axes: [AXIS, { ...AXIS, size: 64, values: (u, splits) => splits.map((v) => formatValue(spec, v)) }],
+      axes: [AXIS, { ...AXIS, size: 76, values: (u, splits) => splits.map((v) => formatValue(spec, v)) }],
       series: [{ label: "Time", value: (u, v) => (v == null ? "—" : formatTime(new Date(v))) }],
       hooks: { setSelect: [zoomOnDrag(zoomTo)], draw: [(u) => publishState(el, u)] },
     },
