@@ -3,10 +3,11 @@
 
     .venv/bin/python bench/chart_frames.py                   # 6 hosts × 720 samples (an hour at 5 s)
     .venv/bin/python bench/chart_frames.py --samples 120     # a shorter stream while developing
+    .venv/bin/python bench/chart_frames.py --nice -10        # on a busy shared machine (root)
 
 What runs (real processes, loopback only): a temporary SQLite database with one user, one uvicorn
-process as `make run` starts it (bench/_stack.py, static files collected; no Celery worker, so the only host metrics are
-the bench's), and Debian's Chromium (/usr/bin/chromium, headless, as the browser tests launch it)
+process as `make run` starts it (bench/_stack.py, static files collected; no Celery worker, so the
+only host metrics are the bench's), and Debian's Chromium (/usr/bin/chromium, headless, as the browser tests launch it)
 on /monitoring/ with the user's session. Once the page is live, the bench publishes `chart_data`
 events through the real bus (`mlops_dashboard.events.publish`), the events a host's sample sends:
 --hosts hosts × --samples samples each, 5 s apart, ending now (an hour by default), at --rate
