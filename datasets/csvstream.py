@@ -74,6 +74,12 @@ class Source:
         self.schema = reader.schema
         stream.close()
 
+    def _retype(self, types: dict[str, pa.DataType]) -> None:
+        self.types.update(types)
+        for name, kind in types.items():
+            i = self.schema.get_field_index(name)
+            self.schema = self.schema.set(i, self.schema.field(i).with_type(kind))
+
     def _open(self):
         stream = pa.OSFile(self.path)
         try:
@@ -116,8 +122,7 @@ class Source:
                     gaps.update(name for name, column in zip(batch.schema.names, batch.columns)
                                 if column.type == pa.int64() and column.null_count)
                 # pandas reads an integer column with gaps as floats: so do the passes after this one
-                self.types.update(dict.fromkeys(gaps, pa.float64()))
-                self._read_schema()
+                self._retype(dict.fromkeys(gaps, pa.float64()))
                 return
             except pa.ArrowInvalid as exc:
                 match = _CONVERSION.search(str(exc))
@@ -126,14 +131,15 @@ class Source:
                 name = self.schema.names[int(match[1])]
                 after = _WIDER.index(match[2]) + 1 if match[2] in _WIDER else len(_WIDER) - 1
                 wider = next(t for t in _WIDER[after:] if _fits(t, match[3]))
-                self.types[name] = pa.type_for_alias(wider)
-                self._read_schema()
+                self._retype({name: pa.type_for_alias(wider)})
 
 
 def text_of_floats(values: pa.Array) -> pa.Array:
     """Floats as pandas writes them: Arrow writes 2.0 as "2", pandas as "2.0"."""
     text = pc.cast(values, pa.string())
-    whole = pc.match_substring_regex(text, r"^-?\d+$")
+    whole = pc.and_(pc.equal(pc.floor(values), values), pc.less(pc.abs(values), 1e16))  # 1e16: "1e+16"
+    if not pc.any(whole).as_py():
+        return text
     return pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
 
 
