@@ -141,7 +141,8 @@ def run(
 ) -> tuple[list[Output], dict]:
     """Run one operation; returns its output files and a summary of what it did."""
     report = progress or (lambda fraction, step: None)
-    passes = 3 if operation == "clean" and options["missing"] in ("fill_median", "fill_mode") else 2
+    # clean: a pass more for a median or a mode (and a mean of a column that is not numeric)
+    passes = 3 if operation == "clean" and options["missing"] not in ("none", "drop_rows", "fill_constant") else 2
     ticker = csvstream.Ticker(report, should_stop, passes)
     ticker.start("reading the file")
     source = csvstream.Source(path, encoding, delimiter, block_size, ticker)

@@ -283,8 +283,7 @@ def sampling_text(job: TrainingJob) -> str:
     if job.sampling == TrainingJob.Sampling.ALL:
         return f"Trained on all {job.rows_used:,} rows."
     kind = "a stratified" if job.sampling == TrainingJob.Sampling.STRATIFIED else "a random"
-    return (f"Trained on {kind} sample of {job.rows_used:,} of {job.rows_total:,} rows "
-            f"(TRAINING_MAX_ROWS is {settings.TRAINING_MAX_ROWS:,}).")
+    return f"Trained on {kind} sample of {job.rows_used:,} of {job.rows_total:,} rows (TRAINING_MAX_ROWS)."
 
 
 # Seconds between two reads of a running job's cancel_requested (see ProgressRecorder.should_stop).
