@@ -80,7 +80,9 @@ class Source:
             i = self.schema.get_field_index(name)
             self.schema = self.schema.set(i, self.schema.field(i).with_type(kind))
 
-    def _open(self):
+    def _open(self, columns: list[str] | None = None):
+        # Some columns only (after a first pass has typed them all): the others are not converted.
+        types = {name: self.schema.field(name).type for name in columns} if columns else self.types
         stream = pa.OSFile(self.path)
         try:
             reader = pacsv.open_csv(
@@ -88,7 +90,8 @@ class Source:
                 read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter or ",", newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
-                                                     quoted_strings_can_be_null=True, column_types=self.types),
+                                                     quoted_strings_can_be_null=True, column_types=types,
+                                                     include_columns=columns or []),
             )
         except BaseException:
             stream.close()
@@ -100,8 +103,9 @@ class Source:
             return self._open()
         return stream, reader
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        stream, reader = self._open()
+    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The file's batches: every column, or (after `scan`) only `columns`."""
+        stream, reader = self._open(columns)
         size = max(os.path.getsize(self.path), 1)
         try:
             for batch in reader:

@@ -355,7 +355,7 @@ def _fill_values(source: csvstream.Source, columns: list[str], strategy: str, ke
     values: dict[str, list] = {c: [] for c in columns}
     offset = 0
     ticker.start("computing fill values")
-    for batch in source.batches():
+    for batch in source.batches(columns):
         rows = batch.num_rows
         if keep is not None:
             batch = batch.filter(pa.array(keep[offset:offset + rows]))
