@@ -1,17 +1,34 @@
-"""Processing operations over a CSV file: clean, split, scale. Pure pandas, no Django.
+"""Processing operations over a CSV file: clean, split, scale. Pure Arrow and NumPy, no Django.
 
-Each operation reads its input, reports progress through `progress(fraction, step)`, checks
-`should_stop()` between steps, and writes one or more output CSV files. Options are checked up
-front by `clean_options()` so that a bad request fails at the edge, before any work is queued.
+Each operation streams its input in blocks (Arrow's streaming CSV reader) and writes its outputs
+block by block (Arrow's CSV writer), so memory holds a few blocks plus what a statistic needs (a
+64-bit hash per row to drop duplicates, the values of a column with gaps for a median or a mode,
+the target column to stratify), never the whole file. A statistic over the whole file (a mean, a
+fill value, which rows are duplicates or go to the test side) is a first pass; writing is the last.
+
+Values are read as pandas reads them (its missing markers; integers, floats and booleans, anything
+else text) and the results are the ones pandas gave over the whole file: the same rows kept, the
+same split for a seed, the same fill values and scaling (reading and writing: `csvstream`).
+
+Each operation reports progress through `progress(fraction, step)`, checks `should_stop()` between
+blocks, and writes one or more output CSV files. Options are checked up front by
+`clean_options()` so that a bad request fails at the edge, before any work is queued.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import csvstream
+from .csvstream import Cancelled  # noqa: F401 (the callers' name for it)
+from .profiling import hashing
 
 OPERATIONS = ("clean", "split", "scale")
 MISSING_STRATEGIES = ("none", "drop_rows", "fill_mean", "fill_median", "fill_mode", "fill_constant")
@@ -24,10 +41,6 @@ class OptionsError(ValueError):
     def __init__(self, errors: dict[str, str]):
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
         self.errors = errors
-
-
-class Cancelled(Exception):
-    """should_stop() said so."""
 
 
 @dataclass
@@ -113,15 +126,6 @@ def clean_options(operation: str, options, *, columns: list[str], target_column:
     return out
 
 
-def _read(path: str, encoding: str, delimiter: str) -> pd.DataFrame:
-    return pd.read_csv(path, encoding=encoding, sep=delimiter, low_memory=False)
-
-
-def _check(should_stop):
-    if should_stop is not None and should_stop():
-        raise Cancelled()
-
-
 def run(
     operation: str,
     *,
@@ -133,107 +137,384 @@ def run(
     output_path: Callable[[str], str],
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    block_size: int = csvstream.BLOCK_BYTES,
 ) -> tuple[list[Output], dict]:
     """Run one operation; returns its output files and a summary of what it did."""
     report = progress or (lambda fraction, step: None)
-    report(0.0, "reading the file")
-    frame = _read(path, encoding, delimiter)
-    _check(should_stop)
+    # clean: a pass more for a median or a mode (and a mean of a column that is not numeric)
+    passes = 3 if operation == "clean" and options["missing"] not in ("none", "drop_rows", "fill_constant") else 2
+    ticker = csvstream.Ticker(report, should_stop, passes)
+    ticker.start("reading the file")
+    source = csvstream.Source(path, encoding, delimiter, block_size, ticker)
     handler = {"clean": _clean, "split": _split, "scale": _scale}[operation]
-    frames, summary = handler(frame, options, target_column, report, should_stop)
-    outputs = []
-    for i, (label, out) in enumerate(frames):
-        _check(should_stop)
-        report(0.8 + 0.2 * i / len(frames), f"writing the {label} file")
-        target = output_path(label)
-        out.to_csv(target, index=False)
-        outputs.append(Output(label=label, path=target, rows=len(out)))
+    labels, transform, summary = handler(source, options, target_column, ticker)
+    ticker.start(f"writing the {' and '.join(labels)} file{'s' if len(labels) > 1 else ''}")
+    writers = [csvstream.Writer(output_path(label), source.schema.names) for label in labels]
+    rows = _write(source, writers, transform)
     report(1.0, "done")
-    return outputs, {"rows_in": int(len(frame)), **summary}
+    outputs = [Output(label=label, path=w.path, rows=w.rows) for label, w in zip(labels, writers)]
+    return outputs, {"rows_in": rows, **summary}
 
 
-def _clean(frame, options, target, report, should_stop):
-    summary = {}
-    report(0.2, "dropping duplicate rows")
-    if options["drop_duplicates"]:
-        before = len(frame)
-        frame = frame.drop_duplicates()
-        summary["duplicates_dropped"] = int(before - len(frame))
-    _check(should_stop)
-    report(0.5, "handling missing values")
-    columns = options.get("columns") or list(frame.columns)
+def _write(source: csvstream.Source, writers: list[csvstream.Writer], transform) -> int:
+    """The last pass: each batch's transform, one batch per writer; returns the rows read."""
+    offset = 0
+    try:
+        for batch in source.batches():
+            for writer, out in zip(writers, transform(batch, offset)):
+                if out.num_rows:
+                    writer.write(out)
+            offset += batch.num_rows
+    finally:
+        for writer in writers:
+            writer.close()
+    return offset
+
+
+@dataclass
+class Sample:
+    path: str
+    rows: int  # rows written
+    rows_total: int  # rows in the file
+    stratified: bool
+
+
+def sample(
+    *,
+    path: str,
+    encoding: str,
+    delimiter: str,
+    rows: int,
+    target_column: str,
+    stratify: Callable[[pd.Series], bool],
+    output_path: str,
+    random_state: int = 42,
+    progress: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    block_size: int = csvstream.BLOCK_BYTES,
+) -> Sample:
+    """About `rows` rows of the file drawn at random (seeded), in file order, written to `output_path`.
+    When `stratify(target)` says so (given the whole target column), each value of the target keeps
+    its share of the rows; else every row has the same chance."""
+    ticker = csvstream.Ticker(progress or (lambda fraction, step: None), should_stop, 2)
+    ticker.start("reading the target column")
+    source = csvstream.Source(path, encoding, delimiter, block_size, ticker)
+    has_target = target_column in source.schema.names
+    state: dict = {}
+
+    def start():
+        state.update(rows=0, target=[])
+
+        def visit(batch):
+            state["rows"] += batch.num_rows
+            if has_target:
+                state["target"].append(batch.column(target_column))
+        return visit
+
+    source.scan(start)
+    ticker.end()
+    total, target = state["rows"], state.pop("target")
+    rng = np.random.default_rng(random_state)
+    keep = np.zeros(total, dtype=bool)
+    stratified = bool(target) and stratify(pa.chunked_array(target).to_pandas())
+    if stratified:
+        share = rows / total
+        for idx in _groups([_keys(c) for c in target], rng):
+            keep[idx[:int(round(len(idx) * share))]] = True
+    else:
+        keep[rng.choice(total, min(rows, total), replace=False)] = True
+    del target
+    ticker.start(f"writing a sample of {int(keep.sum()):,} of {total:,} rows")
+    writer = csvstream.Writer(output_path, source.schema.names)
+    _write(source, [writer], lambda batch, offset: [batch.filter(pa.array(keep[offset:offset + batch.num_rows]))])
+    return Sample(path=output_path, rows=writer.rows, rows_total=total, stratified=stratified)
+
+
+# --- clean ------------------------------------------------------------------------------------------
+
+
+def _row_hashes(batch: pa.RecordBatch) -> np.ndarray:
+    """A 64-bit hash of each row: equal rows (missing equal to missing) get equal hashes in any block."""
+    rows = np.zeros(batch.num_rows, dtype=hashing.U64)
+    for i, column in enumerate(batch.columns):
+        salt = hashing.salt_for(i)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            h = hashing.hash_strings(column, salt)
+        elif pa.types.is_null(column.type):
+            h = np.zeros(batch.num_rows, dtype=hashing.U64)
+        else:
+            values = column.cast(pa.int64() if pa.types.is_boolean(column.type) else column.type)
+            h = hashing.hash_numbers(values.fill_null(0).to_numpy(), salt)
+        if column.null_count:
+            h[column.is_null().to_numpy(zero_copy_only=False)] = hashing.NULL_HASH ^ salt
+        rows *= hashing.ROW_PRIME
+        rows ^= h
+        hashing.mix(rows)
+    return rows
+
+
+def _kept_first(hashes: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are the first of their kind (not in `seen`, first in the batch), and `seen` with them."""
+    unique, first = np.unique(hashes, return_index=True)
+    pos = np.searchsorted(seen, unique)
+    inside = pos < len(seen)
+    fresh = np.ones(len(unique), dtype=bool)
+    fresh[inside] = seen[pos[inside]] != unique[inside]
+    keep = np.zeros(len(hashes), dtype=bool)
+    keep[first[fresh]] = True
+    return keep, np.insert(seen, pos[fresh], unique[fresh])
+
+
+def _mode(values: pa.ChunkedArray):
+    """The most frequent value, the smallest of them on a tie (pandas' `mode().iloc[0]`)."""
+    if not len(values):
+        return None
+    counts = pc.value_counts(values.combine_chunks())
+    top = pc.equal(counts.field("counts"), pc.max(counts.field("counts")))
+    return pc.min(pc.filter(counts.field("values"), top)).as_py()
+
+
+def _valid(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
+    valid = np.ones(batch.num_rows, dtype=bool)
+    for name in columns:
+        column = batch.column(name)
+        if column.null_count:
+            valid &= column.is_valid().to_numpy(zero_copy_only=False)
+    return valid
+
+
+def _clean(source: csvstream.Source, options, target, ticker):
+    columns = options.get("columns") or source.schema.names
     strategy = options["missing"]
-    missing_before = int(frame[columns].isna().sum().sum())
+    state: dict = {}
+
+    def start():
+        state.update(rows=0, seen=np.empty(0, dtype=hashing.U64), keep=[], incomplete=0,
+                     missing=dict.fromkeys(columns, 0), sums=dict.fromkeys(columns, 0.0))
+
+        def visit(batch):
+            state["rows"] += batch.num_rows
+            if options["drop_duplicates"]:
+                keep, state["seen"] = _kept_first(_row_hashes(batch), state["seen"])
+                state["keep"].append(keep)
+                batch = batch.filter(pa.array(keep))
+            for name in columns:
+                column = batch.column(name)
+                state["missing"][name] += column.null_count
+                if strategy == "fill_mean" and column.type in (pa.int64(), pa.float64()):
+                    state["sums"][name] += pc.sum(column.cast(pa.float64())).as_py() or 0.0
+            state["incomplete"] += batch.num_rows - int(_valid(batch, columns).sum())
+        return visit
+
+    ticker.start("finding duplicate rows and missing values")
+    source.scan(start)
+    ticker.end()
+    types = dict(zip(source.schema.names, source.schema.types))
+    keep = np.concatenate(state["keep"]) if state["keep"] else None
+    rows = int(keep.sum()) if keep is not None else state["rows"]
+    summary = {}
+    if options["drop_duplicates"]:
+        summary["duplicates_dropped"] = state["rows"] - rows
+    gaps = [c for c in columns if state["missing"][c]]
+    if strategy == "fill_constant":
+        values = dict.fromkeys(gaps, options["fill_value"])
+    elif strategy == "fill_mean":
+        values = {c: state["sums"][c] / (rows - state["missing"][c]) if rows > state["missing"][c] else None
+                  for c in gaps if types[c] in (pa.int64(), pa.float64())}
+    else:
+        values = {}
+    wanted = [c for c in gaps if c not in values] if strategy.startswith("fill_") else []
+    if wanted:
+        values.update(_fill_values(source, wanted, strategy, keep, ticker))
+    fills = {c: _filler(types[c], v) for c, v in values.items()
+             if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
+    def transform(batch, offset):
+        if keep is not None:
+            batch = batch.filter(pa.array(keep[offset:offset + batch.num_rows]))
+        if strategy == "drop_rows":
+            batch = batch.filter(pa.array(_valid(batch, columns)))
+        elif fills:
+            names = batch.schema.names
+            batch = pa.RecordBatch.from_arrays(
+                [fills[n](batch.column(n)) if n in fills else batch.column(n) for n in names], names=names)
+        return [batch]
+
     if strategy == "drop_rows":
-        before = len(frame)
-        frame = frame.dropna(subset=columns)
-        summary["rows_dropped_for_missing"] = int(before - len(frame))
-    elif strategy != "none":
-        for column in columns:
-            series = frame[column]
-            if not series.isna().any():
-                continue
-            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-            if strategy == "fill_mean" and numeric:
-                value = series.mean()
-            elif strategy == "fill_median" and numeric:
-                value = series.median()
-            elif strategy == "fill_constant":
-                value = options["fill_value"]
-            else:  # mode, and mean/median for non-numeric columns
-                modes = series.mode(dropna=True)
-                value = modes.iloc[0] if len(modes) else None
-            if value is not None and not (isinstance(value, float) and np.isnan(value)):
-                frame[column] = series.fillna(value)
-    summary["missing_before"] = missing_before
-    summary["missing_after"] = int(frame[columns].isna().sum().sum())
-    summary["rows_out"] = int(len(frame))
-    return [("cleaned", frame)], summary
+        summary["rows_dropped_for_missing"] = state["incomplete"]
+        rows -= state["incomplete"]
+    summary["missing_before"] = sum(state["missing"].values())
+    summary["missing_after"] = 0 if strategy == "drop_rows" else sum(
+        state["missing"][c] for c in columns if c not in fills)
+    summary["rows_out"] = rows
+    return ["cleaned"], transform, summary
 
 
-def _split(frame, options, target, report, should_stop):
-    report(0.3, "splitting rows")
+def _fill_values(source: csvstream.Source, columns: list[str], strategy: str, keep, ticker) -> dict:
+    """A second pass for a median or a mode: the kept values of the columns with gaps."""
+    values: dict[str, list] = {c: [] for c in columns}
+    offset = 0
+    ticker.start("computing fill values")
+    for batch in source.batches(columns):
+        rows = batch.num_rows
+        if keep is not None:
+            batch = batch.filter(pa.array(keep[offset:offset + rows]))
+        offset += rows
+        for name in columns:
+            values[name].append(batch.column(name).drop_null())
+    ticker.end()
+    out = {}
+    for name, chunks in values.items():
+        column = pa.chunked_array(chunks, type=source.schema.field(name).type)
+        numeric = column.type in (pa.int64(), pa.float64())
+        if strategy == "fill_median" and numeric:
+            out[name] = float(np.median(column.to_numpy())) if len(column) else None
+        else:  # a mode, and a mean or median of a column that is not numeric
+            out[name] = _mode(column)
+    return out
+
+
+def _filler(column_type: pa.DataType, value) -> Callable[[pa.Array], pa.Array]:
+    """Fill a column's gaps with `value` as pandas' fillna does: an integer column filled with a
+    fraction becomes floats; a value of another kind makes the column text."""
+    if isinstance(value, bool):
+        kind = pa.bool_() if pa.types.is_boolean(column_type) else None
+    elif isinstance(value, int):
+        kind = column_type if column_type in (pa.int64(), pa.float64()) else None
+    elif isinstance(value, float):
+        kind = pa.float64() if csvstream.is_numeric(column_type) else None
+    else:
+        kind = pa.string() if pa.types.is_string(column_type) else None
+    if pa.types.is_null(column_type) and kind is None:
+        kind = pa.string()
+    if kind is None:  # mixed: pandas writes the column's values and the fill as text
+        text = str(value)
+
+        def to_text(array):
+            array = csvstream.text_of_floats(array) if pa.types.is_floating(array.type) else array.cast(pa.string())
+            return pc.fill_null(array, text)
+        return to_text
+    scalar = pa.scalar(value, type=kind)
+    return lambda array: pc.fill_null(array.cast(kind), scalar)
+
+
+# --- split ------------------------------------------------------------------------------------------
+
+
+def _keys(column: pa.Array) -> pa.Array:
+    """The target as text, as pandas' `astype("string").fillna("<missing>")` gives it (the groups' order)."""
+    text = csvstream.text_of_floats(column) if pa.types.is_floating(column.type) else column.cast(pa.string())
+    if pa.types.is_boolean(column.type):
+        text = pc.utf8_capitalize(text)
+    return pc.fill_null(text, "<missing>")
+
+
+def _groups(keys: list[pa.Array], rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """The row numbers of each group of equal keys, the groups in the keys' order, each group's rows
+    shuffled (as pandas' sorted groupby, then a shuffle of each group's index, gave them)."""
+    encoded = pa.chunked_array(keys, type=pa.string()).combine_chunks().dictionary_encode()
+    rank = np.empty(len(encoded.dictionary), dtype=np.int64)
+    rank[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(encoded.dictionary))
+    codes = rank[encoded.indices.to_numpy()]
+    order = np.argsort(codes, kind="stable")  # each group's rows in file order
+    bounds = np.searchsorted(codes[order], np.arange(len(rank) + 1))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        idx = order[lo:hi].copy()
+        rng.shuffle(idx)
+        yield idx
+
+
+def _split(source: csvstream.Source, options, target, ticker):
+    stratify = options["stratify"]
+    if stratify and target not in source.schema.names:
+        raise ValueError(f"target column {target!r} is not in the file")
+    state: dict = {}
+
+    def start():
+        state.update(rows=0, keys=[])
+
+        def visit(batch):
+            state["rows"] += batch.num_rows
+            if stratify:
+                state["keys"].append(_keys(batch.column(target)))
+        return visit
+
+    ticker.start("reading the rows to split")
+    source.scan(start)
+    ticker.end()
+    rows = state["rows"]
     rng = np.random.default_rng(options["random_state"])
     ratio = options["test_ratio"]
-    if options["stratify"]:
-        if target not in frame.columns:
-            raise ValueError(f"target column {target!r} is not in the file")
-        test_idx = []
-        for _, group in frame.groupby(frame[target].astype("string").fillna("<missing>"), sort=True):
-            idx = group.index.to_numpy().copy()
-            rng.shuffle(idx)
-            take = int(round(len(idx) * ratio))
-            test_idx.extend(idx[:take].tolist())
-        test_mask = frame.index.isin(test_idx)
+    test_mask = np.zeros(rows, dtype=bool)
+    if stratify:
+        for idx in _groups(state.pop("keys"), rng):
+            test_mask[idx[:int(round(len(idx) * ratio))]] = True
     else:
-        order = np.arange(len(frame))
+        order = np.arange(rows)
         if options["shuffle"]:
             rng.shuffle(order)
-        cut = int(round(len(frame) * ratio))
-        test_mask = np.zeros(len(frame), dtype=bool)
-        test_mask[order[:cut] if options["shuffle"] else order[len(frame) - cut:]] = True
-    train, test = frame[~test_mask], frame[test_mask]
-    if len(train) == 0 or len(test) == 0:
-        raise ValueError(f"a {ratio:g} split of {len(frame)} rows leaves one side empty")
-    return [("train", train), ("test", test)], {"train_rows": int(len(train)), "test_rows": int(len(test))}
+        cut = int(round(rows * ratio))
+        test_mask[order[:cut] if options["shuffle"] else order[rows - cut:]] = True
+    test_rows = int(test_mask.sum())
+    if test_rows in (0, rows):
+        raise ValueError(f"a {ratio:g} split of {rows} rows leaves one side empty")
+
+    def transform(batch, offset):
+        mask = test_mask[offset:offset + batch.num_rows]
+        return [batch.filter(pa.array(~mask)), batch.filter(pa.array(mask))]
+
+    return ["train", "test"], transform, {"train_rows": rows - test_rows, "test_rows": test_rows}
 
 
-def _scale(frame, options, target, report, should_stop):
-    report(0.3, "scaling numeric columns")
-    numeric = [
-        c for c in frame.columns
-        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) and c != target
-    ]
-    columns = [c for c in (options.get("columns") or numeric) if c in numeric]
-    skipped = [c for c in (options.get("columns") or []) if c not in numeric]
-    stats = {}
-    for column in columns:
-        series = frame[column].astype(float)
-        if options["method"] == "standard":
-            center, spread = series.mean(), series.std(ddof=0)
+# --- scale ------------------------------------------------------------------------------------------
+
+
+def _scale(source: csvstream.Source, options, target, ticker):
+    state: dict = {}
+
+    def start():
+        numeric = [f.name for f in source.schema if csvstream.is_numeric(f.type) and f.name != target]
+        state.update(numeric=numeric, columns=[c for c in (options.get("columns") or numeric) if c in numeric])
+        state["stats"] = {c: [0, 0.0, 0.0, math.inf, -math.inf] for c in state["columns"]}  # n, mean, M2, min, max
+
+        def visit(batch):
+            for name, acc in state["stats"].items():
+                values = batch.column(name).drop_null().cast(pa.float64()).to_numpy()
+                if not len(values):
+                    continue
+                n, mean = len(values), float(values.mean())
+                m2 = float(((values - mean) ** 2).sum())
+                total = acc[0] + n
+                delta = mean - acc[1]  # Chan et al.'s merge of two partial variances
+                acc[2] += m2 + delta * delta * acc[0] * n / total
+                acc[1] += delta * n / total
+                acc[0] = total
+                acc[3], acc[4] = min(acc[3], float(values.min())), max(acc[4], float(values.max()))
+        return visit
+
+    ticker.start("computing the columns' statistics")
+    source.scan(start)
+    ticker.end()
+    columns = state["columns"]
+    skipped = [c for c in (options.get("columns") or []) if c not in state["numeric"]]
+    parameters = {}
+    for name in columns:
+        n, mean, m2, low, high = state["stats"][name]
+        if not n:
+            center, spread = math.nan, math.nan
+        elif options["method"] == "standard":
+            center, spread = mean, math.sqrt(m2 / n)
         else:
-            center, spread = series.min(), series.max() - series.min()
-        spread = spread if spread and not np.isnan(spread) else 1.0
-        frame[column] = (series - center) / spread
-        stats[column] = {"center": float(center) if not np.isnan(center) else None, "scale": float(spread)}
-    return [("scaled", frame)], {"scaled_columns": columns, "skipped_columns": skipped, "parameters": stats}
+            center, spread = low, high - low
+        spread = spread if spread and not math.isnan(spread) else 1.0
+        parameters[name] = (center, spread)
+
+    def transform(batch, offset):
+        names = batch.schema.names
+        arrays = [pc.divide(pc.subtract(batch.column(n).cast(pa.float64()), parameters[n][0]), parameters[n][1])
+                  if n in parameters else batch.column(n) for n in names]
+        return [pa.RecordBatch.from_arrays(arrays, names=names)]
+
+    stats = {c: {"center": None if math.isnan(center) else float(center), "scale": float(spread)}
+             for c, (center, spread) in parameters.items()}
+    return ["scaled"], transform, {"scaled_columns": columns, "skipped_columns": skipped, "parameters": stats}

@@ -24,6 +24,15 @@ def processing_options_clean(operation: str, options, *, columns: list[str], tar
     return operations.clean_options(operation, options, columns=columns, target_column=target_column)
 
 
+def dataset_sample(dataset: Dataset, *, rows: int, target_column: str, stratify, output_path: str,
+                   progress=None, should_stop=None) -> operations.Sample:
+    """About `rows` rows of the dataset's file, drawn at random (seeded) into `output_path`, stratified by
+    the target when `stratify(target column as a pandas Series)` says so (see operations.sample)."""
+    return operations.sample(path=dataset.file.path, encoding=dataset.encoding, delimiter=dataset.delimiter,
+                             rows=rows, target_column=target_column, stratify=stratify, output_path=output_path,
+                             progress=progress, should_stop=should_stop)
+
+
 def _scoped(queryset, user, project):
     """Rows the user may read (user None: every row, for the system), of one project if given."""
     queryset = permissions.visible(queryset, user) if user is not None else queryset

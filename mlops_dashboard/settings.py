@@ -245,6 +245,8 @@ TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=1800)
 TRAINING_HARD_TIME_LIMIT = env.int("TRAINING_HARD_TIME_LIMIT", default=1860)
 # BLAS/OpenMP threads per training job: each pool process runs one job, so more oversubscribes.
 TRAINING_THREADS = env.int("TRAINING_THREADS", default=1)
+# Rows a job trains on at most: a larger dataset is sampled (stratified by class for classification).
+TRAINING_MAX_ROWS = env.int("TRAINING_MAX_ROWS", default=1_000_000)
 
 # SECTION: pipelines ----------------------------------------------------------------------------
 

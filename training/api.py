@@ -68,7 +68,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "id", "project", "name", "dataset", "dataset_name", "target_column", "task", "algorithm", "epochs", "test_size",
             "status", "progress", "stage", "current_epoch", "total_epochs", "current_loss", "live_accuracy",
             "estimated_time_remaining", "message", "error", "error_code", "stage_failed", "suggestions",
-            "cancel_requested", "metrics", "final_accuracy", "validation_score", "training_time", "model_version", "model_label",
+            "cancel_requested", "metrics", "final_accuracy", "validation_score", "training_time", "rows_total", "rows_used", "sampling", "model_version", "model_label",
             "soft_time_limit", "time_limit", "created_at", "started_at", "finished_at", "duration", "url",
         ]
         read_only_fields = fields

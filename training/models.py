@@ -50,6 +50,11 @@ class TrainingJob(JobFields):
         RANDOM_FOREST = "random_forest", "Random forest"
         GRADIENT_BOOSTING = "gradient_boosting", "Gradient boosting"
 
+    class Sampling(models.TextChoices):
+        ALL = "all", "All rows"
+        RANDOM = "random", "Random sample"
+        STRATIFIED = "stratified", "Stratified sample"
+
     class Stage(models.TextChoices):
         DATA_PREPARATION = "data_preparation", "Data preparation"
         FEATURE_ENGINEERING = "feature_engineering", "Feature engineering"
@@ -86,6 +91,10 @@ class TrainingJob(JobFields):
     final_accuracy = models.FloatField(null=True, blank=True)
     validation_score = models.FloatField(null=True, blank=True)
     training_time = models.FloatField(null=True, blank=True)
+    # What it trained on: all the dataset's rows, or a sample of them (TRAINING_MAX_ROWS).
+    rows_total = models.PositiveBigIntegerField(null=True, blank=True, help_text="Rows in the dataset's file.")
+    rows_used = models.PositiveBigIntegerField(null=True, blank=True, help_text="Rows it read to train and validate.")
+    sampling = models.CharField(max_length=16, choices=Sampling.choices, blank=True)
 
     soft_time_limit = models.PositiveIntegerField(null=True, blank=True)
     time_limit = models.PositiveIntegerField(null=True, blank=True)

@@ -84,6 +84,7 @@ def job_detail(request, pk: int):
         "stages": stages,
         "stage_failed_label": services.STAGE_LABELS.get(job.stage_failed, job.stage_failed),
         "score_label": "R²" if job.task == "regression" else "Accuracy",
+        "rows_text": services.sampling_text(job),
         "page_data": {
             "id": job.pk,
             "status": job.status,

@@ -464,7 +464,8 @@ class TrainingProgress(Event):
 
 @register("Training and models", *TRAINING_TOPICS, closes=("training_progress",))
 class TrainingCompleted(Event):
-    """A training job succeeded and registered a model version."""
+    """A training job succeeded and registered a model version. It trained on `rows_used` of the
+    dataset's `rows_total` rows: all of them, or a random or stratified sample (TRAINING_MAX_ROWS)."""
 
     type = "training_completed"
     project_id: int
@@ -475,6 +476,9 @@ class TrainingCompleted(Event):
     training_time: float
     model_size: int
     total_epochs: int
+    rows_used: int
+    rows_total: int
+    sampling: typing.Literal["all", "random", "stratified"]
     message: str
 
 

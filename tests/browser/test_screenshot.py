@@ -35,8 +35,8 @@ def test_live_events_screenshot(server, open_page, staff_user):
                               active_connections=12, current_health="healthy", api_response_time_ms=24.0,
                               ws_response_time_ms=3.1),
         catalog.TrainingCompleted(project_id=project, job_id=12, model_id=7, final_accuracy=0.934, validation_score=0.921,
-                                  training_time=184.2, model_size=1843200, total_epochs=20,
-                                  message="churn-classifier v3 reached 93.4% accuracy."),
+                                  training_time=184.2, model_size=1843200, total_epochs=20, rows_used=48210,
+                                  rows_total=48210, sampling="all", message="churn-classifier v3 reached 93.4% accuracy."),
     ]
     for event in events:
         publish(event)

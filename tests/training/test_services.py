@@ -115,6 +115,44 @@ def test_run_trains_registers_a_version_and_publishes_in_order(titanic, events):
     assert done["model_size"] == version.artifact_size and done["validation_score"] == pytest.approx(job.validation_score)
 
 
+def test_a_dataset_over_training_max_rows_trains_on_a_stratified_sample_and_says_so(titanic, events, settings,
+                                                                                      client, user):
+    settings.TRAINING_MAX_ROWS = 300
+    job = start(titanic, algorithm="sgd", epochs=2)
+    version = services.training_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.task == "classification"
+    assert (job.sampling, job.rows_total) == ("stratified", 891) and abs(job.rows_used - 300) <= 2
+    assert version.n_train + version.n_test == job.rows_used
+    text = f"Trained on a stratified sample of {job.rows_used:,} of 891 rows"
+    events.expect("training_completed", job_id=job.pk, rows_used=job.rows_used, rows_total=891, sampling="stratified")
+    client.force_login(user)
+    assert text in client.get(f"/training/jobs/{job.pk}/").content.decode()
+
+
+def test_a_regression_over_training_max_rows_trains_on_a_random_sample(titanic, events, settings):
+    settings.TRAINING_MAX_ROWS = 200
+    job = start(titanic, algorithm="sgd", epochs=1, target_column="fare")
+    services.training_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert (job.status, job.task, job.sampling, job.rows_used, job.rows_total) == (
+        "succeeded", "regression", "random", 200, 891)
+    events.expect("training_completed", job_id=job.pk, rows_used=200, rows_total=891, sampling="random")
+
+
+def test_a_dataset_within_training_max_rows_trains_on_all_its_rows(titanic, events, client, user):
+    job = start(titanic, algorithm="sgd", epochs=1)
+    services.training_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert (job.sampling, job.rows_used, job.rows_total) == ("all", 891, 891)
+    events.expect("training_completed", job_id=job.pk, rows_used=891, rows_total=891, sampling="all")
+    client.force_login(user)
+    assert "Trained on all 891 rows." in client.get(f"/training/jobs/{job.pk}/").content.decode()
+
+
 def test_every_epoch_is_published_when_progress_is_not_coalesced(titanic, events, settings, monkeypatch):
     settings.EVENT_PROGRESS_INTERVAL = 0
     monkeypatch.setattr(bus.throttle(), "interval", 0)

@@ -8,6 +8,8 @@ reaper) stays cheap.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 import typing
 
@@ -216,19 +218,72 @@ def _train(job: TrainingJob, recorder: ProgressRecorder):
 
     from .. import trainer
 
-    with heartbeat(TrainingJob, job.pk), threadpool_limits(limits=settings.TRAINING_THREADS):
+    dataset = job.dataset
+    with heartbeat(TrainingJob, job.pk), threadpool_limits(limits=settings.TRAINING_THREADS), \
+            tempfile.TemporaryDirectory(prefix="training-sample-") as workdir:
+        csv_path, task = _training_rows(job, recorder, workdir)
         return trainer.train(
-            csv_path=job.dataset.file.path,
+            csv_path=csv_path,
             target_column=job.target_column,
-            task=job.task or None,
+            task=task,
             algorithm=job.algorithm,
             epochs=job.epochs,
             test_size=job.test_size,
-            encoding=job.dataset.encoding or "utf-8",
-            delimiter=job.dataset.delimiter or ",",
+            encoding=dataset.encoding or "utf-8",
+            delimiter=dataset.delimiter or ",",
             on_progress=recorder,
             should_stop=recorder.should_stop,
         )
+
+
+def _training_rows(job: TrainingJob, recorder: ProgressRecorder, workdir: str) -> tuple[str, str | None]:
+    """The file to train on and the task: the dataset's own file, or, past TRAINING_MAX_ROWS rows, a
+    sample of it (stratified by class for classification) in `workdir`. Says which on the row and in
+    a progress event."""
+    from .. import trainer
+
+    dataset, limit, task = job.dataset, settings.TRAINING_MAX_ROWS, job.task or None
+    total = dataset.row_count or 0
+    fields = {"rows_total": total, "rows_used": total, "sampling": TrainingJob.Sampling.ALL}
+    path = dataset.file.path
+    if total > limit:
+        def classification(target) -> bool:
+            nonlocal task
+            task = task or trainer.infer_task(target.dropna())
+            return task == "classification"
+
+        def progress(fraction: float, step: str):
+            recorder(trainer.ProgressUpdate(stage="data_preparation", progress=round(10.0 * fraction, 4),
+                                            message=f"Sampling {limit:,} of {total:,} rows: {step}"))
+
+        def should_stop() -> bool:
+            if recorder.should_stop():
+                raise trainer.TrainingCancelled()
+            return False
+
+        sample = datasets_selectors.dataset_sample(
+            dataset, rows=limit, target_column=job.target_column, stratify=classification,
+            output_path=os.path.join(workdir, "sample.csv"), progress=progress, should_stop=should_stop)
+        path = sample.path
+        fields = {"rows_total": sample.rows_total, "rows_used": sample.rows,
+                  "sampling": TrainingJob.Sampling.STRATIFIED if sample.stratified else TrainingJob.Sampling.RANDOM}
+    if not TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(**fields):
+        raise JobGone(job.pk)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    if fields["sampling"] != TrainingJob.Sampling.ALL:
+        recorder(trainer.ProgressUpdate(stage="data_preparation", progress=10.0, message=sampling_text(job)))
+    return path, task
+
+
+def sampling_text(job: TrainingJob) -> str:
+    """What a job trained on, in a sentence (its page, its events)."""
+    if not job.sampling:
+        return ""
+    if job.sampling == TrainingJob.Sampling.ALL:
+        return f"Trained on all {job.rows_used:,} rows."
+    kind = "a stratified" if job.sampling == TrainingJob.Sampling.STRATIFIED else "a random"
+    return f"Trained on {kind} sample of {job.rows_used:,} of {job.rows_total:,} rows (TRAINING_MAX_ROWS)."
 
 
 # Seconds between two reads of a running job's cancel_requested (see ProgressRecorder.should_stop).
@@ -364,6 +419,9 @@ def _training_job_complete(*, job: TrainingJob, result) -> ModelVersion | None:
                             training_time=float(result.training_time),
                             model_size=int(result.model_size),
                             total_epochs=job.epochs,
+                            rows_used=int(job.rows_used or 0),
+                            rows_total=int(job.rows_total or 0),
+                            sampling=job.sampling or TrainingJob.Sampling.ALL,
                             message=f"{version.label} registered. {message}",
                         )
                     )

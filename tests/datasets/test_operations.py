@@ -1,0 +1,167 @@
+"""Processing operations stream their input: the same results as pandas over the whole file, whatever
+the block size (a block of a few rows here, megabytes in production)."""
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from datasets import csvstream, operations
+DATA = os.environ.get("MLOPS_SHARED_DATA", "/work/shared/data")
+TITANIC = os.path.join(DATA, "titanic.csv")
+PENGUINS = os.path.join(DATA, "penguins.csv")
+
+TARGETS = {TITANIC: "survived", PENGUINS: "species"}
+
+
+def run(path, operation, options, tmp_path, block_size=csvstream.BLOCK_BYTES):
+    target = TARGETS.get(path, "")
+    options = operations.clean_options(operation, options, columns=list(pd.read_csv(path, nrows=0).columns),
+                                       target_column=target)
+    outputs, summary = operations.run(
+        operation, path=str(path), encoding="utf-8", delimiter=",", options=options, target_column=target,
+        output_path=lambda label: str(tmp_path / f"{label}-{block_size}.csv"), block_size=block_size,
+    )
+    return {o.label: pd.read_csv(o.path) for o in outputs}, summary, outputs
+
+
+# What the operations gave when they read the whole file into pandas.
+
+def cleaned(frame, options):
+    frame = frame.drop_duplicates() if options.get("drop_duplicates", True) else frame
+    columns = options.get("columns") or list(frame.columns)
+    strategy = options.get("missing", "none")
+    if strategy == "drop_rows":
+        return frame.dropna(subset=columns)
+    for column in columns if strategy != "none" else []:
+        series = frame[column]
+        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        if strategy == "fill_mean" and numeric:
+            value = series.mean()
+        elif strategy == "fill_median" and numeric:
+            value = series.median()
+        elif strategy == "fill_constant":
+            value = options["fill_value"]
+        else:
+            modes = series.mode(dropna=True)
+            value = modes.iloc[0] if len(modes) else None
+        if value is not None and series.isna().any():
+            frame[column] = series.fillna(value)
+    return frame
+
+
+def split(frame, options, target):
+    rng = np.random.default_rng(options.get("random_state", 42))
+    ratio = options.get("test_ratio", 0.2)
+    if options.get("stratify"):
+        test_idx = []
+        for _, group in frame.groupby(frame[target].astype("string").fillna("<missing>"), sort=True):
+            idx = group.index.to_numpy().copy()
+            rng.shuffle(idx)
+            test_idx.extend(idx[:int(round(len(idx) * ratio))].tolist())
+        mask = frame.index.isin(test_idx)
+    else:
+        order = np.arange(len(frame))
+        rng.shuffle(order)
+        mask = np.zeros(len(frame), dtype=bool)
+        mask[order[:int(round(len(frame) * ratio))]] = True
+    return frame[~mask], frame[mask]
+
+
+def scaled(frame, options, target):
+    for column in frame.columns:
+        series = frame[column]
+        if column == target or not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        series = frame[column].astype(float)
+        if options.get("method", "standard") == "standard":
+            center, spread = series.mean(), series.std(ddof=0)
+        else:
+            center, spread = series.min(), series.max() - series.min()
+        frame[column] = (series - center) / (spread or 1.0)
+    return frame
+
+
+def same(actual, expected):
+    """The file read back is the file pandas wrote, read back."""
+    expected = pd.read_csv(io.StringIO(expected.to_csv(index=False)))
+    pd.testing.assert_frame_equal(actual, expected, rtol=1e-9)
+
+
+CASES = [
+    ("clean", {"missing": "fill_mean"}),
+    ("clean", {"missing": "fill_median"}),
+    ("clean", {"missing": "fill_mode"}),
+    ("clean", {"missing": "drop_rows"}),
+    ("clean", {"missing": "fill_constant", "fill_value": 0}),
+    ("clean", {"missing": "none", "drop_duplicates": True}),
+    ("split", {"test_ratio": 0.25, "random_state": 7}),
+    ("split", {"stratify": True}),
+    ("scale", {"method": "standard"}),
+    ("scale", {"method": "minmax"}),
+]
+
+
+@pytest.mark.parametrize("path", [TITANIC, PENGUINS], ids=["titanic", "penguins"])
+@pytest.mark.parametrize("operation,options", CASES, ids=[f"{o}-{sorted(p.items())}" for o, p in CASES])
+def test_streamed_operations_give_what_pandas_gave_over_the_whole_file(path, operation, options, tmp_path):
+    frame = pd.read_csv(path, low_memory=False)
+    target = TARGETS[path]
+    expected = {
+        "clean": lambda: {"cleaned": cleaned(frame.copy(), options)},
+        "split": lambda: dict(zip(("train", "test"), split(frame, options, target))),
+        "scale": lambda: {"scaled": scaled(frame.copy(), options, target)},
+    }[operation]()
+    whole, summary, outputs = run(path, operation, options, tmp_path)
+    assert whole.keys() == expected.keys()
+    for label in expected:
+        same(whole[label], expected[label])
+    assert summary["rows_in"] == len(frame)
+    assert [o.rows for o in outputs] == [len(expected[label]) for label in expected]
+    # a block of a few rows: many blocks, the same files and summary
+    blocks, block_summary, _ = run(path, operation, options, tmp_path, block_size=1024)
+    for label in expected:
+        same(blocks[label], whole[label])
+    if operation == "scale":  # sums taken block by block: the same to the last few bits
+        streamed = block_summary.pop("parameters")
+        for column, parameters in summary.pop("parameters").items():
+            assert streamed[column] == pytest.approx(parameters, rel=1e-12)
+    assert block_summary == summary
+
+
+def test_a_later_block_that_does_not_fit_the_first_ones_types_widens_the_column(tmp_path):
+    """Arrow infers types from the first block: an integer column with a fraction, then a word, further
+    down, and dates (text to pandas), come out as pandas read them."""
+    lines = ["n,code,day,flag"] + [f"{i},{i % 3},2020-01-0{i % 9 + 1},{i % 2 == 0}" for i in range(400)]
+    lines += ["2.5,x,,", "7,,2020-02-01,True", "7,,2020-02-01,True"]
+    path = tmp_path / "late.csv"
+    path.write_text("\n".join(lines) + "\n")
+    frame = pd.read_csv(path)
+    for operation, options, expected in [
+        ("clean", {"missing": "fill_mode"}, lambda: cleaned(frame.copy(), {"missing": "fill_mode"})),
+        ("scale", {}, lambda: scaled(frame.copy(), {}, "")),
+    ]:
+        for block_size in (1024, csvstream.BLOCK_BYTES):
+            outputs, _, _ = run(str(path), operation, options, tmp_path, block_size=block_size)
+            same(next(iter(outputs.values())), expected())
+
+
+@pytest.mark.parametrize("block_size", [1024, csvstream.BLOCK_BYTES])
+def test_a_stratified_sample_keeps_each_class_share_and_is_the_same_for_the_seed(block_size, tmp_path):
+    def draw(name, stratify=True):
+        return operations.sample(path=PENGUINS, encoding="utf-8", delimiter=",", rows=100, target_column="species",
+                                 stratify=lambda target: stratify, output_path=str(tmp_path / name),
+                                 block_size=block_size)
+
+    frame = pd.read_csv(PENGUINS)
+    drawn = draw("a.csv")
+    assert (drawn.rows_total, drawn.stratified) == (344, True) and abs(drawn.rows - 100) <= 2
+    sample = pd.read_csv(drawn.path)
+    shares = frame["species"].value_counts() * 100 / 344
+    assert (sample["species"].value_counts() - shares).abs().max() <= 0.5
+    assert sample.merge(frame.drop_duplicates(), how="left", indicator=True)["_merge"].eq("both").all()
+    assert pd.read_csv(draw("b.csv").path).equals(sample)
+    random = draw("c.csv", stratify=False)
+    assert (random.rows, random.stratified) == (100, False)
