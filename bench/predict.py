@@ -200,9 +200,11 @@ def main() -> int:
         log(f"API: 2 clients, batches of {BATCH:,} rows, {args.batch_seconds:.0f} s")
         batched = load(url, token, [{"instances": batch}], 2, args.batch_seconds)
 
+        from training import counters
         from training.models import ModelVersion
 
-        counted = ModelVersion.objects.get(pk=version.pk).prediction_count
+        # The exact total: the database's plus what Redis counted since the last flush (none runs here).
+        counted = counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count
     finally:
         if server is not None:
             server.stop()

@@ -245,6 +245,12 @@ TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=1800)
 TRAINING_HARD_TIME_LIMIT = env.int("TRAINING_HARD_TIME_LIMIT", default=1860)
 # BLAS/OpenMP threads per training job: each pool process runs one job, so more oversubscribes.
 TRAINING_THREADS = env.int("TRAINING_THREADS", default=1)
+# Prediction counts are kept in Redis (exact wherever shown) and written to the database this often (s).
+PREDICTION_FLUSH_SECONDS = env.float("PREDICTION_FLUSH_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["prediction-counts-flush"] = {
+    "task": "training.prediction_counts_flush", "schedule": PREDICTION_FLUSH_SECONDS,
+    "options": {"expires": PREDICTION_FLUSH_SECONDS},
+}
 
 # SECTION: pipelines ----------------------------------------------------------------------------
 

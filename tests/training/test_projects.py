@@ -255,6 +255,7 @@ def test_by_name_is_served_when_unambiguous_and_400_naming_the_projects_otherwis
     served = post(limited, "/api/models/by-name/churn/predict/", {"instances": instances})
     assert served.status_code == 200 and served.json()["model_id"] == there.pk
     assert post(limited, f"/api/models/{here.pk}/predict/", {"instances": instances}).status_code == 404
+    services.prediction_counts_flush()
     assert ModelVersion.objects.get(pk=there.pk).prediction_count == 2
     assert ModelVersion.objects.get(pk=here.pk).prediction_count == 2
 
