@@ -42,7 +42,6 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])
 return total
 """
-_script = None
 
 
 def _key(name: str) -> str:
@@ -53,17 +52,11 @@ def _keys() -> list[str]:
     return [_key("version-totals"), _key("version-last"), _key("dirty")]
 
 
-def _record_script():
-    global _script
-    if _script is None:
-        _script = bus.sync_client().register_script(_RECORD)
-    return _script
-
-
 def record_into(pipe, pk: int, count: int, now: datetime) -> None:
     """Queue on a Redis pipeline: add `count` predictions to version `pk` at `now`. Its result is
     the new total, or None when Redis holds none for this version yet: then `record_seeded`."""
-    _record_script()(keys=_keys(), args=[pk, count, repr(now.timestamp())], client=pipe)
+    # EVAL, not a registered Script: a pipeline holding one asks SCRIPT EXISTS first (a round trip).
+    pipe.eval(_RECORD, 3, *_keys(), pk, count, repr(now.timestamp()))
 
 
 def record_seeded(pk: int, count: int, now: datetime) -> int:
@@ -72,17 +65,13 @@ def record_seeded(pk: int, count: int, now: datetime) -> int:
     row = ModelVersion.objects.filter(pk=pk).values_list("prediction_count", flat=True).first()
     if row is None:
         raise ModelVersion.DoesNotExist(f"model version {pk} no longer exists")
-    bus.sync_client().hsetnx(_keys()[0], pk, int(row))
-    return int(_record_script()(keys=_keys(), args=[pk, count, repr(now.timestamp())]))
+    client = bus.sync_client()
+    client.hsetnx(_keys()[0], pk, int(row))
+    return int(client.eval(_RECORD, 3, *_keys(), pk, count, repr(now.timestamp())))
 
 
 def record_database(pk: int, count: int, now: datetime) -> int:
-    """Add to the database's count directly (Redis away); the new total there."""
-    return _record_database(pk, count, now)
-
-
-def _record_database(pk: int, count: int, now: datetime) -> int:
-    """One UPDATE ... RETURNING (PostgreSQL, SQLite >= 3.35): the row lock lasts one statement.
+    """Add to the database's count directly (Redis away); the new total there. One UPDATE ... RETURNING (PostgreSQL, SQLite >= 3.35): the row lock lasts one statement.
     A total Redis holds is larger and wins when it answers again (`overlay`)."""
     table = connection.ops.quote_name(ModelVersion._meta.db_table)
     count_col = connection.ops.quote_name("prediction_count")

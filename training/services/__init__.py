@@ -47,6 +47,7 @@ from .serving import (
     predictions_per_minute,
     project_by_slug,
     project_prediction_total,
+    serving_changed,
 )
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "predictions_per_minute",
     "project_by_slug",
     "project_prediction_total",
+    "serving_changed",
     "training_job_cancel",
     "training_job_default_name",
     "training_job_run",
