@@ -17,6 +17,7 @@ With Redis away, a request counts in the database directly, as before.
 
 from __future__ import annotations
 
+import calendar
 import logging
 from datetime import datetime, timezone as dt_timezone
 
@@ -52,27 +53,35 @@ def _keys() -> list[str]:
     return [_key("version-totals"), _key("version-last"), _key("dirty")]
 
 
-def record_into(pipe, pk: int, count: int, now: datetime) -> None:
-    """Queue on a Redis pipeline: add `count` predictions to version `pk` at `now`. Its result is
-    the new total, or None when Redis holds none for this version yet: then `record_seeded`."""
+def _field(pk: int, created_at: datetime) -> str:
+    """A version's field in the hashes: its id and creation time (microseconds), so that a database
+    made again (a reset, tests) whose ids come back never inherits another version's counts."""
+    return f"{pk}:{calendar.timegm(created_at.utctimetuple()) * 1_000_000 + created_at.microsecond}"
+
+
+def record_into(pipe, version: ModelVersion, count: int, now: datetime) -> None:
+    """Queue on a Redis pipeline: add `count` predictions to `version` at `now`. Its result is the
+    new total, or None when Redis holds none for this version yet: then `record_seeded`."""
     # EVAL, not a registered Script: a pipeline holding one asks SCRIPT EXISTS first (a round trip).
-    pipe.eval(_RECORD, 3, *_keys(), pk, count, repr(now.timestamp()))
+    pipe.eval(_RECORD, 3, *_keys(), _field(version.pk, version.created_at), count, repr(now.timestamp()))
 
 
-def record_seeded(pk: int, count: int, now: datetime) -> int:
-    """Seed version `pk`'s total in Redis from the database's (unless another process just did),
+def record_seeded(version: ModelVersion, count: int, now: datetime) -> int:
+    """Seed the version's total in Redis from the database's (unless another process just did),
     then add `count`; the new total."""
-    row = ModelVersion.objects.filter(pk=pk).values_list("prediction_count", flat=True).first()
+    row = ModelVersion.objects.filter(pk=version.pk).values_list("prediction_count", flat=True).first()
     if row is None:
-        raise ModelVersion.DoesNotExist(f"model version {pk} no longer exists")
+        raise ModelVersion.DoesNotExist(f"model version {version.pk} no longer exists")
+    field = _field(version.pk, version.created_at)
     client = bus.sync_client()
-    client.hsetnx(_keys()[0], pk, int(row))
-    return int(client.eval(_RECORD, 3, *_keys(), pk, count, repr(now.timestamp())))
+    client.hsetnx(_keys()[0], field, int(row))
+    return int(client.eval(_RECORD, 3, *_keys(), field, count, repr(now.timestamp())))
 
 
 def record_database(pk: int, count: int, now: datetime) -> int:
-    """Add to the database's count directly (Redis away); the new total there. One UPDATE ... RETURNING (PostgreSQL, SQLite >= 3.35): the row lock lasts one statement.
-    A total Redis holds is larger and wins when it answers again (`overlay`)."""
+    """Add to the database's count directly (Redis away); the new total there. One UPDATE ...
+    RETURNING (PostgreSQL, SQLite >= 3.35): the row lock lasts one statement. A total Redis holds
+    is larger and wins when it answers again (`overlay`)."""
     table = connection.ops.quote_name(ModelVersion._meta.db_table)
     count_col = connection.ops.quote_name("prediction_count")
     at_col = connection.ops.quote_name("last_prediction_at")
@@ -93,18 +102,18 @@ def _moment(raw) -> datetime | None:
     return datetime.fromtimestamp(float(raw), tz=dt_timezone.utc) if raw is not None else None
 
 
-def _read(pks: list[int]) -> tuple[list, list]:
-    """Redis's totals and last times of these versions (None where it holds none, or is away)."""
-    if not pks:
+def _read(fields: list[str]) -> tuple[list, list]:
+    """Redis's totals and last times of these fields (None where it holds none, or is away)."""
+    if not fields:
         return [], []
     try:
         pipe = bus.sync_client().pipeline(transaction=False)
-        pipe.hmget(_keys()[0], pks)
-        pipe.hmget(_keys()[1], pks)
+        pipe.hmget(_keys()[0], fields)
+        pipe.hmget(_keys()[1], fields)
         totals, lasts = pipe.execute()
     except redis.RedisError as exc:
         logger.warning("unflushed prediction counts not read: %s", exc)
-        return [None] * len(pks), [None] * len(pks)
+        return [None] * len(fields), [None] * len(fields)
     return totals, lasts
 
 
@@ -112,7 +121,7 @@ def overlay(versions):
     """Set each version's `prediction_count` and `last_prediction_at` to the exact figures (the
     database's, or Redis's when larger: counted and not flushed yet). Returns `versions`."""
     versions = list(versions) if not isinstance(versions, list) else versions
-    totals, lasts = _read([v.pk for v in versions])
+    totals, lasts = _read([_field(v.pk, v.created_at) for v in versions])
     for version, total, last in zip(versions, totals, lasts):
         if total is not None and int(total) > (version.prediction_count or 0):
             version.prediction_count = int(total)
@@ -124,9 +133,9 @@ def overlay(versions):
 
 def total_of(queryset) -> int:
     """Exact predictions served by these versions."""
-    rows = list(queryset.values_list("pk", "prediction_count"))
-    totals, _ = _read([pk for pk, _ in rows])
-    return sum(max(int(count or 0), int(total or 0)) for (_, count), total in zip(rows, totals))
+    rows = list(queryset.values_list("pk", "created_at", "prediction_count"))
+    totals, _ = _read([_field(pk, created) for pk, created, _ in rows])
+    return sum(max(int(count or 0), int(total or 0)) for (_, _, count), total in zip(rows, totals))
 
 
 def flush() -> int:
@@ -138,13 +147,18 @@ def flush() -> int:
         taken = client.spop(_keys()[2], FLUSH_BATCH)
         if not taken:
             return written
-        pks = [int(pk) for pk in taken]
+        fields = [f.decode() if isinstance(f, bytes) else f for f in taken]
         try:
             pipe = client.pipeline(transaction=False)
-            pipe.hmget(_keys()[0], pks)
-            pipe.hmget(_keys()[1], pks)
+            pipe.hmget(_keys()[0], fields)
+            pipe.hmget(_keys()[1], fields)
             totals, lasts = pipe.execute()
-            for pk, total, last in zip(pks, totals, lasts):
+            rows = {_field(pk, created): pk for pk, created in ModelVersion.objects.filter(
+                pk__in=[int(f.split(":")[0]) for f in fields]).values_list("pk", "created_at")}
+            for field, total, last in zip(fields, totals, lasts):
+                pk = rows.get(field)
+                if pk is None:  # the version is gone (or its id is another version's now)
+                    continue
                 if total is not None:
                     ModelVersion.objects.filter(pk=pk, prediction_count__lt=int(total)).update(prediction_count=int(total))
                 moment = _moment(last)
@@ -153,19 +167,20 @@ def flush() -> int:
                                                 pk=pk).update(last_prediction_at=moment)
                 written += 1
         except Exception:
-            client.sadd(_keys()[2], *pks)
+            client.sadd(_keys()[2], *fields)
             raise
-        if len(pks) < FLUSH_BATCH:
+        if len(fields) < FLUSH_BATCH:
             return written
 
 
-def forget(pk: int) -> None:
+def forget(pk: int, created_at: datetime) -> None:
     """A deleted version's figures go (the database's row went)."""
+    field = _field(pk, created_at)
     try:
         pipe = bus.sync_client().pipeline(transaction=False)
-        pipe.hdel(_keys()[0], pk)
-        pipe.hdel(_keys()[1], pk)
-        pipe.srem(_keys()[2], pk)
+        pipe.hdel(_keys()[0], field)
+        pipe.hdel(_keys()[1], field)
+        pipe.srem(_keys()[2], field)
         pipe.execute()
     except redis.RedisError as exc:
         logger.warning("prediction counts of deleted version %s left in Redis: %s", pk, exc)

@@ -169,7 +169,7 @@ def model_version_delete(*, user, version: ModelVersion) -> None:
             raise Conflict(f"{version.label} is serving {version.name!r}; deploy another version (or roll back) "
                            "before deleting it.")
         counters.overlay([version])
-        pk, label, artifact = version.pk, version.label, version.artifact.name
+        pk, created_at, label, artifact = version.pk, version.created_at, version.label, version.artifact.name
         audit_record(user=user, action="delete", obj=version, summary=f"{label} ({version.algorithm}, "
                      f"{version.prediction_count} predictions)")
         version.delete()
@@ -178,7 +178,7 @@ def model_version_delete(*, user, version: ModelVersion) -> None:
                                 severity_level="warning", description=f"{label} was deleted.",
                                 metadata={"model_id": pk}, project=version.project_id)
         transaction.on_commit(lambda: _artifact_delete(pk, artifact))
-        transaction.on_commit(lambda: counters.forget(pk))
+        transaction.on_commit(lambda: counters.forget(pk, created_at))
 
 
 def _artifact_delete(pk: int, name: str) -> None:

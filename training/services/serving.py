@@ -269,7 +269,7 @@ def _count(version: ModelVersion, count: int, moment):
     rate_key = _redis_key("predictions", project_id, "rate", slot)
     client = bus.sync_client()
     pipe = client.pipeline(transaction=False)
-    counters.record_into(pipe, version.pk, count, moment)
+    counters.record_into(pipe, version, count, moment)
     pipe.incrby(total_key, count)
     pipe.expire(total_key, 86_400)  # idle a day: re-seeded from the exact totals
     pipe.incrby(rate_key, count)
@@ -277,7 +277,7 @@ def _count(version: ModelVersion, count: int, moment):
     pipe.set(_redis_key("predictions", "gate", version.pk), 1, nx=True, ex=VOLUME_INTERVAL)
     version_total, redis_total, _, _, _, gate_open = pipe.execute()
     if version_total is None:  # Redis holds no total of this version yet: seeded from the database's
-        version_total = counters.record_seeded(version.pk, count, moment)
+        version_total = counters.record_seeded(version, count, moment)
     version_total = int(version_total)  # counted: from here on, a Redis error only loses the event
     try:
         # The milestone is one of the project's total; Redis' INCRBY orders concurrent requests
