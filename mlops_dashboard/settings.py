@@ -455,8 +455,9 @@ API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
 # Live tokens one user may hold at once (each POST /api/auth/token/ makes one): a bound, not a quota.
 API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=100)
 # Each server process keeps the tokens it has checked, with their users' roles (auth_cache.py), and
-# reads a change counter in Redis at most this often: a revoked token, a deactivated user or a
-# changed membership is honoured everywhere within this many seconds. 0: no cache (a query per call).
+# the model versions predictions look up (training/services/serving.py), and reads their change
+# counters in Redis at most this often: a revoked token, a deactivated user, a changed membership, a
+# deploy or a rollback is honoured everywhere within this many seconds. 0: no cache (queries per call).
 AUTH_CACHE_CHECK_SECONDS = env.float("AUTH_CACHE_CHECK_SECONDS", default=1.0)
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
