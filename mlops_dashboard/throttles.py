@@ -1,15 +1,55 @@
 """API rate limits per client: anonymous callers by address, logged-in users (session or token) by
-user. The counts live in the shared cache (CACHES["default"], Redis), so every server process
-counts against one budget. A 429 is a problem-details body with Retry-After (api_errors.py)."""
+user. The counts live in the shared cache's Redis (CACHES["default"]), so every server process
+counts against one budget. A 429 is a
+problem-details body with Retry-After (api_errors.py).
+
+DRF's sliding window (the times of the requests of the last period), kept as a Redis list and
+checked and updated by one script: one round trip per request where DRF's cache-based throttle
+makes two (a read, then a write of the whole history), and no lost counts between processes
+racing each other."""
 
 import logging
 
 from django.conf import settings
+from django.core.cache import caches
 from redis.exceptions import RedisError
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
-
 logger = logging.getLogger(__name__)
+
+# KEYS[1]: the client's list of request times, newest first. ARGV: now, period (s), allowed requests.
+# Drops the times older than the period; refuses when as many as allowed remain, else notes now.
+# Returns {allowed (1|0), requests in the window, the oldest time in it (a string, or false)}.
+WINDOW_LUA = """
+local now = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local allowed = tonumber(ARGV[3])
+while true do
+  local oldest = redis.call('LINDEX', KEYS[1], -1)
+  if not oldest or tonumber(oldest) > now - period then break end
+  redis.call('RPOP', KEYS[1])
+end
+local n = redis.call('LLEN', KEYS[1])
+if n >= allowed then
+  return {0, n, redis.call('LINDEX', KEYS[1], -1)}
+end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(period))
+return {1, n + 1, redis.call('LINDEX', KEYS[1], -1)}
+"""
+
+_script = None  # registered once; run with each call's client
+
+
+def _window(key: str, now: float, period: int, allowed: int):
+    """Run the script on the shared cache's Redis (CACHES["default"]), under the cache's key for `key`."""
+    global _script
+    cache = caches["default"]
+    full_key = cache.make_key(key)
+    client = cache._cache.get_client(full_key, write=True)  # django's RedisCache: a redis-py client
+    if _script is None:
+        _script = client.register_script(WINDOW_LUA)
+    return _script(keys=[full_key], args=[repr(now), period, allowed], client=client)
 
 
 class _SettingRate:
@@ -23,11 +63,27 @@ class _SettingRate:
         return getattr(settings, self.setting) or None
 
     def allow_request(self, request, view):
-        try:
-            return super().allow_request(request, view)
-        except (RedisError, OSError):  # the count is away with Redis: serve rather than fail the API
-            logger.warning("API throttle skipped: the cache does not answer", exc_info=True)
+        if self.rate is None:
             return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.now = self.timer()
+        try:
+            allowed, self.count, oldest = _window(self.key, self.now, self.duration, self.num_requests)
+        except (RedisError, OSError):  # the count is away with Redis: serve rather than fail the API
+            logger.warning("API throttle skipped: Redis does not answer", exc_info=True)
+            return True
+        self.oldest = float(oldest) if oldest else None
+        return bool(allowed)
+
+    def wait(self):
+        """DRF's advice: the rest of the oldest request's period, shared among the requests left."""
+        remaining = self.duration - (self.now - self.oldest) if self.oldest is not None else self.duration
+        available = self.num_requests - self.count + 1
+        if available <= 0:
+            return None
+        return remaining / float(available)
 
 
 class AnonThrottle(_SettingRate, AnonRateThrottle):

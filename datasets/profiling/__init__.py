@@ -27,7 +27,7 @@ How it works (see also docs/quality.md)
 The file is read with ``pyarrow.csv.open_csv`` (a streaming reader that parses in C++ on
 background threads), fed through a small throttle so that Arrow never reads more than a few
 blocks ahead of the profiler: Arrow's own read-ahead is otherwise unbounded and would pull a large
-file into memory. Blocks are about 4 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it);
+file into memory. Blocks are about 2 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it);
 each becomes a record batch that is folded into per-column accumulators, then dropped. Arrow
 infers column types from the first block; if a later block contradicts them (an integer column
 with a decimal further down, an empty column that fills up later, ...) the pass is restarted with
@@ -45,6 +45,8 @@ Per column, with bounded memory:
 * value counts (top values): exact while a column has at most ``STRING_COUNTS_CAP`` (strings) or
   ``NUMERIC_COUNTS_CAP`` (numbers) distinct values; beyond that strings keep the heaviest
   candidates of each chunk (at most ``2 * HEAVY_HITTERS``) and ``top_values_approximate`` is true.
+  A column of mostly distinct strings then skips Arrow's dictionary: its chunks' most repeated
+  values are found by sorting their hashes (ties, values seen once, go by first row).
 * numbers: count, min, max, mean and standard deviation (sample, ddof=1, like pandas) are exact,
   merged across chunks with Chan's parallel formula. Infinite values are counted apart and left out
   of the statistics. Quantiles and the histogram come from a uniform sample of ``SAMPLE_SIZE``
@@ -54,9 +56,9 @@ Per column, with bounded memory:
   bins from the exact min to the exact max (integer columns with a range below 20 get one bin per
   integer and exact counts); sample counts are scaled to the column's size.
 * duplicate rows: rows minus distinct rows, the distinct rows being counted on 64-bit row hashes
-  kept in a sorted array. Exact up to ``DUPLICATE_HASH_CAP`` distinct rows; beyond that only the
-  smallest hashes are kept, the number of distinct rows is a K-minimum-values estimate and
-  ``duplicate_rows_approximate`` is true.
+  kept sorted (in 16 buckets by their top bits). Exact up to ``DUPLICATE_HASH_CAP`` distinct
+  rows; beyond that only the smallest hashes are kept, the number of distinct rows is a
+  K-minimum-values estimate and ``duplicate_rows_approximate`` is true.
 
 Type inference (``type``), in order:
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .hashing import NULL_HASH, U64, hash_numbers, hash_strings, mix, salt_for
+from .hashing import NULL_HASH, U64, contains_sorted, hash_numbers, hash_strings, mix, salt_for
 from .schema import ColumnProfile, Histogram, TopValue
 from .sketches import DistinctSketch, Moments, RowSampler
 
@@ -106,6 +106,7 @@ class ColumnStats:
         self.spaced_checked = 0
         self.length_sum = 0
         self.length_max = 0
+        self.wide = False
 
     # -- per chunk --
 
@@ -249,6 +250,8 @@ class ColumnStats:
         n = len(arr)
         n_missing = arr.null_count
         self.missing += n_missing
+        if self.wide:
+            return self._update_wide_string(arr, n_missing)
         encoded = arr.dictionary_encode()
         dictionary = encoded.dictionary
         k = len(dictionary)
@@ -275,7 +278,7 @@ class ColumnStats:
             self.whitespace += int(counts[padded].sum())
             if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
                 for value in dictionary.filter(pa.array(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
-                    if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
+                    if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
                         self.whitespace_examples.append(value)
         if self.spaced_checked < 10_000:
             inner = _as_numpy_bool(pc.match_substring_regex(stripped, r"\s"))
@@ -283,6 +286,61 @@ class ColumnStats:
             self.spaced_checked += n_valid
         if self.num_alive or self.date_alive:
             self._track_candidates(dictionary, stripped, counts, idx, k, positions, keys)
+        # Mostly distinct values, beyond exact counts and type candidates: the next chunks skip the
+        # dictionary (what it costs is most of the column's time).
+        self.wide = not (self.counts_exact or self.num_alive or self.date_alive) and k > n_valid // 2
+        self.seen += n_valid
+        return row_hashes
+
+    def _update_wide_string(self, arr: pa.Array, n_missing: int) -> np.ndarray:
+        """The same statistics as the dictionary path, from the values' hashes; the chunk's heavy
+        hitters are its most repeated hashes (ties broken by first row, as a dictionary would)."""
+        n_valid = len(arr) - n_missing
+        row_hashes = hash_strings(arr, self.salt)
+        if n_missing:
+            valid = _as_numpy_bool(arr.is_valid())
+            row_hashes[~valid] = NULL_HASH
+            valid_rows = np.flatnonzero(valid)
+            valid_h = row_hashes[valid_rows]
+        else:
+            valid_rows = None
+            valid_h = row_hashes
+        if not n_valid:
+            return row_hashes
+        ordered = np.sort(valid_h)
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        unique_h = ordered[starts]
+        counts = np.diff(np.append(starts, len(ordered)))
+        self.distinct.update(unique_h)
+        take = min(len(counts), 32)
+        top = np.sort(np.argpartition(-counts, take - 1)[:take]) if take < len(counts) else np.arange(len(counts))
+        candidates = np.flatnonzero(contains_sorted(unique_h[top], valid_h))
+        _, first = np.unique(valid_h[candidates], return_index=True)  # in hash order, like top
+        rows = candidates[first]
+        order = np.argsort(rows)
+        rows, top_counts = rows[order], counts[top][order]
+        if valid_rows is not None:
+            rows = valid_rows[rows]
+        table = self.counts
+        for value, c in zip(arr.take(pa.array(rows)).to_pylist(), top_counts.tolist()):
+            table[value] = table.get(value, 0) + c
+        if len(table) > 2 * HEAVY_HITTERS:
+            self._prune_counts(HEAVY_HITTERS)
+        lengths = pc.utf8_length(arr)
+        self.length_sum += int(pc.sum(lengths).as_py() or 0)
+        self.length_max = max(self.length_max, int(pc.max(lengths).as_py() or 0))
+        stripped = pc.utf8_trim_whitespace(arr)
+        padded = pc.not_equal(stripped, arr)
+        n_padded = int(pc.sum(padded).as_py() or 0)
+        if n_padded:
+            self.whitespace += n_padded
+            if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
+                for value in pc.unique(arr.filter(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
+                    if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
+                        self.whitespace_examples.append(value)
+        if self.spaced_checked < 10_000:
+            self.spaced += int(pc.sum(pc.match_substring_regex(stripped, r"\s")).as_py() or 0)
+            self.spaced_checked += n_valid
         self.seen += n_valid
         return row_hashes
 
@@ -367,6 +425,8 @@ class ColumnStats:
 
     def _kill_numeric(self) -> None:
         self.num_alive = False
+        if self.num_moments is not None:
+            self.num_moments.close()
         self.num_moments = None
 
     # -- result --

@@ -110,6 +110,15 @@ def unique_sorted(x: np.ndarray) -> np.ndarray:
     return a[keep]
 
 
+def contains_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which values of ``b`` are in the sorted array ``a``."""
+    if not len(a):
+        return np.zeros(len(b), dtype=bool)
+    pos = np.searchsorted(a, b)
+    pos[pos == len(a)] = 0
+    return a[pos] == b
+
+
 def merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
     """Union of two sorted, duplicate-free uint64 arrays (without re-sorting ``a``), and the
     number of values of ``b`` that were not in ``a``."""

@@ -72,6 +72,18 @@ def add_test_script(page, path: Path, name: str | None = None):
     page.add_script_tag(url=url)
 
 
+def drag_across(page, locator, start: float, end: float):
+    """Drag the mouse across the middle of `locator` from `start` to `end` (fractions of its width),
+    as a user zooms a chart."""
+    box = locator.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * start, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * (start + end) / 2, y, steps=8)
+    page.mouse.move(box["x"] + box["width"] * end, y, steps=8)
+    page.mouse.up()
+
+
 class PageOpener:
     """Opens pages in fresh contexts (see open_page); close() closes them and fails on any CSP
     violation one of them reported."""

@@ -19,6 +19,7 @@ from telemetry import services
 from telemetry.models import Source
 from telemetry.selectors import epoch_ms
 from telemetry.services import Reading
+from tests.browser.conftest import drag_across
 from tests.events import expect as expect_event
 from tests.factories import ProjectFactory
 
@@ -99,14 +100,7 @@ def test_the_source_chart_moves_while_points_arrive(server, open_page, user, pla
 def test_a_zoom_holds_across_live_updates(server, open_page, user, plant):
     project, source, key = plant
     page = open_source(open_page, server, user, source)
-    chart = page.locator('.tl-chart-card[data-metric="temperature"] .u-over')
-    box = chart.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.2, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.4, y, steps=8)
-    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=8)
-    page.mouse.up()
+    drag_across(page, page.locator('.tl-chart-card[data-metric="temperature"] .u-over'), 0.2, 0.5)
     expect(page.locator("#tl-reset-zoom")).to_be_visible()
     expect(page.locator("#tl-follow")).to_have_attribute("data-following", "false")
     zoomed = chart_state(page, "temperature")

@@ -208,6 +208,53 @@ def test_chunked_equals_single_chunk(path):
         assert_same(chunked, whole)
 
 
+def test_batch_boundaries_do_not_change_the_profile(tmp_path):
+    """Every kind of column, cut into batches of a few rows (and blocks of a few hundred bytes)."""
+    rng = np.random.default_rng(11)
+    n = 3_000
+    df = pd.DataFrame({
+        "id": np.arange(n),
+        "age": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(18, 90, n)), dtype="Int64"),
+        "score": np.round(rng.normal(0, 1, n), 3),
+        "flag": rng.integers(0, 2, n),
+        "plan": rng.choice(["free", "pro", "team"], n),
+        "churned": rng.choice(["yes", "no"], n),
+        "is_active": rng.random(n) < 0.5,
+        "day": pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D"),
+        "user": np.char.add("user_", rng.integers(0, 10**6, n).astype(str)),
+        "note": rng.choice(["a b", " padded", "x", "", "1.5"], n),
+    })
+    df = pd.concat([df, df.iloc[:40]], ignore_index=True)  # duplicate rows
+    path = tmp_path / "mixed.csv"
+    df.to_csv(path, index=False, date_format="%Y-%m-%d")
+    whole = profile(path, target_column="churned")
+    assert whole.rows == len(df) and whole.duplicate_rows == 40
+    for chunk_rows in (1, 3, 64, 1000):
+        assert_same(profile(path, target_column="churned", chunk_rows=chunk_rows), whole)
+
+
+def test_mostly_distinct_strings_skip_the_dictionary_with_the_same_statistics(tmp_path, monkeypatch):
+    """Past exact counts, a column of mostly distinct strings is read from its hashes (no Arrow
+    dictionary): everything but the approximate top values is as from the dictionary path."""
+    rng = np.random.default_rng(3)
+    n = 4_000
+    names = np.char.add("name ", rng.integers(0, 10**7, n).astype(str)).astype(object)
+    names[rng.random(n) < 0.05] = None
+    names[::97] = " padded"
+    names[5::101] = "trailing "
+    path = tmp_path / "wide.csv"
+    pd.DataFrame({"name": names, "n": np.arange(n)}).to_csv(path, index=False)
+    exact = columns(profile(path))["name"]
+    monkeypatch.setattr(column_stats, "STRING_COUNTS_CAP", 50)
+    wide = columns(profile(path, chunk_rows=300))["name"]
+    assert wide.top_values_approximate is True and exact.top_values_approximate is False
+    for field in ("missing_count", "distinct_count", "distinct_approximate", "mean_length", "max_length",
+                  "whitespace_count", "whitespace_examples", "type", "looks_like_identifier"):
+        assert getattr(wide, field) == getattr(exact, field), field
+    assert exact.whitespace_examples == [" padded", "trailing "]
+    assert wide.top_values[:2] == exact.top_values[:2]  # the repeated values are found
+
+
 def test_progress_is_reported(tmp_path):
     calls = []
     profile(TITANIC, chunk_rows=100, progress=lambda fraction, step: calls.append((fraction, step)))
@@ -429,6 +476,18 @@ def test_a_new_profile_is_stored_as_before():
     fresh = profile(STORED / "shapes.csv", target_column="label").to_json()
     fresh["profile_time"] = data["profile_time"]
     assert json.dumps(fresh) == json.dumps(data)
+
+
+@pytest.mark.parametrize("name, path, target", [("titanic", TITANIC, "survived"), ("penguins", PENGUINS, "species")])
+def test_real_files_profile_as_the_former_profiler_did(name, path, target):
+    """titanic.profile.json and penguins.profile.json were stored by the profiler before it was made
+    faster (issue 17): the profile of the real files stays the same, key for key."""
+    expected = stored(f"{name}.profile.json")
+    fresh = profile(path, target_column=target).to_json()
+    assert_same(fresh, expected)
+    assert list(fresh) == list(expected)
+    for mine, theirs in zip(fresh["column_profiles"], expected["column_profiles"]):
+        assert list(mine) == list(theirs)
 
 
 def test_a_profile_without_the_optional_keys_still_loads():

@@ -1,18 +1,25 @@
-// The Monitoring page: live charts (the last hour from the API, then chart_data), the alerts table
-// (system_alert, with acknowledge / resolve through the API), anomalies (anomaly_detected) and the
-// health badge (health_change). Chart.js is the vendored UMD build (window.Chart).
+// The Monitoring page: live charts (uPlot: the last hour from the API, then chart_data), the alerts
+// table (system_alert, with acknowledge / resolve through the API), anomalies (anomaly_detected) and
+// the health badge (health_change).
+//
+// Charts: a sample is put in place in its chart's columns (time order, so a replay after a
+// reconnect only fills in); the charts redraw at most every RENDER_MS, one a frame. The x range is
+// the page's: the last hour ending now (it slides), or the span the user dragged across a chart
+// (every chart zooms; live samples are kept, the view stays) until "Reset zoom". Tests read each
+// chart's data-points / data-last-x / data-x-min / data-x-max (../charts.js publishState).
 
+import { atMostEvery, AXIS, elementSize, fitWidths, insertValue, lastValue, publishState, trimBefore, uPlot, zoomOnDrag } from "../charts.js";
 import { realtime } from "../realtime.js";
 import { initSilences } from "./silences.js";
 import { formatBytes, formatTime, getJSON, liveFragments, postJSON, refreshRelativeTimes, setStatusBadge, setText, toast } from "../ui.js";
 
 const data = JSON.parse(document.getElementById("monitoring-data")?.textContent || "{}");
 const WINDOW_MS = (data.minutes || 60) * 60 * 1000;
+const CHART_HEIGHT = 170;
+const RENDER_MS = 1000; // samples come every few seconds: redrawing more often only costs frames
 const MAX_ANOMALIES = 50;
 const PALETTE = ["#4f46e5", "#12b76a", "#f79009", "#2e90fa", "#f04438", "#7a5af8", "#15b79e", "#667085"];
 const $ = (id) => document.getElementById(id);
-
-// --- formatting -----------------------------------------------------------------------------------------
 
 // --- charts -----------------------------------------------------------------------------------------------
 
@@ -27,8 +34,9 @@ const CHARTS = {
   predictions: { part: "project", system: [["predictions_per_minute", "predictions_per_minute", "Predictions / min"]], unit: "/min" },
 };
 
-const charts = {};
+const charts = {}; // name → {spec, el, chart, data: uPlot's columns, keys: the series' keys in column order}
 const hostColors = new Map();
+let zoom = null; // {min, max} while zoomed
 
 function colorFor(key) {
   if (!hostColors.has(key)) hostColors.set(key, PALETTE[hostColors.size % PALETTE.length]);
@@ -44,102 +52,106 @@ function formatValue(spec, v) {
 }
 
 function makeChart(name, spec) {
-  const canvas = $(`chart-${name}`);
-  if (!canvas || !window.Chart) return null;
-  return new window.Chart(canvas, {
-    type: "line",
-    data: { datasets: [] },
-    options: {
-      animation: false,
-      responsive: true,
-      maintainAspectRatio: false,
-      parsing: false,
-      normalized: true,
-      interaction: { mode: "nearest", axis: "x", intersect: false },
-      elements: { point: { radius: 0, hitRadius: 6 }, line: { borderWidth: 2, tension: 0.25 } },
-      plugins: {
-        legend: { display: true, position: "bottom", labels: { boxWidth: 10, boxHeight: 10, font: { size: 11 } } },
-        tooltip: {
-          callbacks: {
-            title: (items) => (items.length ? formatTime(new Date(items[0].parsed.x)) : ""),
-            label: (item) => `${item.dataset.label}: ${formatValue(spec, item.parsed.y)}`,
-          },
-        },
-      },
+  const el = $(`chart-${name}`);
+  if (!el) return null;
+  const c = { spec, el, data: [[]], keys: [] };
+  c.chart = new uPlot(
+    {
+      width: elementSize(el, CHART_HEIGHT).width,
+      height: CHART_HEIGHT,
+      ms: 1,
+      cursor: { drag: { x: true, y: false, setScale: false } },
+      legend: { show: true, live: true },
       scales: {
-        x: { type: "linear", ticks: { maxTicksLimit: 6, callback: (v) => formatTime(new Date(v)).slice(0, 5), font: { size: 11 } }, grid: { display: false } },
-        y: { beginAtZero: true, suggestedMax: spec.max, ticks: { maxTicksLimit: 5, font: { size: 11 }, callback: (v) => formatValue(spec, v) } },
+        x: { time: true },
+        // From zero, to the unit's ceiling (100 %) or a little above the highest value.
+        y: { range: (u, min, max) => [0, spec.max ?? (max > 0 ? uPlot.rangeNum(0, max, 0.1, true)[1] : 1)] },
       },
+      axes: [AXIS, { ...AXIS, size: 76, values: (u, splits) => splits.map((v) => formatValue(spec, v)) }],
+      series: [{ label: "Time", value: (u, v) => (v == null ? "—" : formatTime(new Date(v))) }],
+      hooks: { setSelect: [zoomOnDrag(zoomTo)], draw: [(u) => publishState(el, u)] },
     },
+    c.data,
+    el,
+  );
+  return c;
+}
+
+/** The column of a series, added (with its legend entry) the first time it has a value. */
+function column(c, key, label) {
+  const i = c.keys.indexOf(key);
+  if (i >= 0) return i + 1;
+  const dashed = key.endsWith("|recv_rate") || key.endsWith("|ws_ms");
+  c.keys.push(key);
+  c.data.push(new Array(c.data[0].length).fill(null));
+  c.chart.addSeries({
+    label,
+    stroke: colorFor(key.split("|")[0]),
+    width: 2,
+    dash: dashed ? [5, 4] : undefined,
+    spanGaps: true,
+    points: { show: false },
+    value: (u, v) => formatValue(c.spec, v),
   });
+  return c.keys.length;
 }
 
-function dataset(chart, key, label) {
-  let ds = chart.data.datasets.find((d) => d.key === key);
-  if (!ds) {
-    const color = colorFor(key.split("|")[0]);
-    const dashed = key.endsWith("|recv_rate") || key.endsWith("|ws_ms");
-    ds = { key, label, data: [], borderColor: color, backgroundColor: color, borderDash: dashed ? [5, 4] : [], spanGaps: true };
-    chart.data.datasets.push(ds);
-  }
-  return ds;
-}
-
-function push(ds, t, y) {
+function put(c, key, label, t, y) {
   if (y == null) return;
-  const last = ds.data[ds.data.length - 1];
-  if (last && t < last.x) {
-    const i = ds.data.findIndex((p) => p.x > t);
-    ds.data.splice(i < 0 ? ds.data.length : i, 0, { x: t, y });
-  } else if (!last || t > last.x) {
-    ds.data.push({ x: t, y });
-  }
-}
-
-function trim(chart, now) {
-  const cutoff = now - WINDOW_MS;
-  for (const ds of chart.data.datasets) {
-    let drop = 0;
-    while (drop < ds.data.length && ds.data[drop].x < cutoff) drop += 1;
-    if (drop) ds.data.splice(0, drop);
-  }
-  chart.options.scales.x.min = cutoff;
-  chart.options.scales.x.max = now;
-}
-
-function latestLabel(name) {
-  const spec = CHARTS[name];
-  const chart = charts[name];
-  const el = document.querySelector(`[data-chart="${name}"] [data-latest]`);
-  if (!chart || !el) return;
-  const parts = chart.data.datasets
-    .filter((ds) => ds.data.length)
-    .slice(0, 2)
-    .map((ds) => formatValue(spec, ds.data[ds.data.length - 1].y));
-  setText(el, parts.join(" · ") || "—");
+  insertValue(c.data, t, column(c, key, label), y);
 }
 
 /** Add one point (a chart_data event, or a row of the history) to every chart it feeds. */
 export function addPoint(part, point) {
-  for (const [name, spec] of Object.entries(CHARTS)) {
-    const chart = charts[name];
-    if (!chart || spec.part !== part) continue;
-    for (const [field, , suffix] of spec.perHost || []) {
-      push(dataset(chart, `${point.host}|${field}`, `${point.host}${suffix}`), point.t, point[field]);
-    }
-    for (const [field, , label] of spec.system || []) {
-      push(dataset(chart, `system|${field}`, label), point.t, point[field]);
-    }
+  for (const c of Object.values(charts)) {
+    if (c.spec.part !== part) continue;
+    for (const [field, , suffix] of c.spec.perHost || []) put(c, `${point.host}|${field}`, `${point.host}${suffix}`, point.t, point[field]);
+    for (const [field, , label] of c.spec.system || []) put(c, `system|${field}`, label, point.t, point[field]);
   }
 }
 
-function redraw() {
+function latestLabel(name, c) {
+  const el = document.querySelector(`[data-chart="${name}"] [data-latest]`);
+  if (!el) return;
+  const parts = c.keys
+    .map((key, i) => lastValue(c.data, i + 1))
+    .filter((v) => v != null)
+    .slice(0, 2)
+    .map((v) => formatValue(c.spec, v));
+  setText(el, parts.join(" · ") || "—");
+}
+
+/** Redraw every chart over the page's x range with the data it holds (uPlot redraws, nothing is
+ * rebuilt), a chart a frame: each frame repaints one canvas, not six. */
+function render() {
   const now = Date.now();
-  for (const [name, chart] of Object.entries(charts)) {
-    trim(chart, now);
-    chart.update("none");
-    latestLabel(name);
-  }
+  const { min, max } = zoom || { min: now - WINDOW_MS, max: now };
+  const queue = Object.entries(charts);
+  const next = () => {
+    const [name, c] = queue.shift();
+    if (!zoom) trimBefore(c.data, min);
+    c.chart.setData(c.data, false);
+    c.chart.setScale("x", { min, max });
+    latestLabel(name, c);
+    if (queue.length) requestAnimationFrame(next);
+    else showView();
+  };
+  next();
+}
+
+function showView() {
+  $("mon-reset-zoom").hidden = !zoom;
+  const follow = $("mon-follow");
+  follow.dataset.following = String(!zoom);
+  setText(follow, zoom ? "Zoomed: live samples are kept, the view stays" : "Last hour, following now");
+}
+
+const scheduleRender = atMostEvery(RENDER_MS, render);
+
+function zoomTo(min, max) {
+  if (!(max > min)) return;
+  zoom = { min, max };
+  render();
 }
 
 async function loadHistory() {
@@ -157,12 +169,15 @@ async function loadHistory() {
   }
 }
 
+function addChartData(e) {
+  for (const part of ["resource", "network", "performance"]) if (e[part]) addPoint(part, e[part]);
+}
+
 function initCharts() {
-  if (!window.Chart) {
-    console.error("Chart.js is not loaded");
-    return;
+  for (const [name, spec] of Object.entries(CHARTS)) {
+    const c = makeChart(name, spec);
+    if (c) charts[name] = c;
   }
-  for (const [name, spec] of Object.entries(CHARTS)) charts[name] = makeChart(name, spec);
   const pending = [];
   let loaded = false;
   realtime.on("chart_data", (e) => {
@@ -170,22 +185,27 @@ function initCharts() {
       pending.push(e);
       return;
     }
-    for (const part of ["resource", "network", "performance"]) if (e[part]) addPoint(part, e[part]);
-    redraw();
+    addChartData(e);
+    scheduleRender();
   });
   loadHistory()
     .catch((err) => console.warn("chart history unavailable", err))
     .finally(() => {
       loaded = true;
-      for (const e of pending) for (const part of ["resource", "network", "performance"]) if (e[part]) addPoint(part, e[part]);
-      redraw();
+      for (const e of pending) addChartData(e);
+      render();
     });
   realtime.on("project_metrics", (e) => {
     if (data.projectId == null || e.project_id !== data.projectId) return;
     addPoint("project", { t: Date.now(), predictions_per_minute: e.predictions_per_minute });
-    if (loaded) redraw();
+    if (loaded) scheduleRender();
   });
-  setInterval(redraw, 15000); // slide the window even when nothing arrives
+  $("mon-reset-zoom").addEventListener("click", () => {
+    zoom = null;
+    render();
+  });
+  window.addEventListener("resize", () => fitWidths(Object.values(charts)));
+  setInterval(scheduleRender, 15000); // slide the window even when nothing arrives
 }
 
 // --- health -------------------------------------------------------------------------------------------------

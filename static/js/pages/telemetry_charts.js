@@ -1,12 +1,11 @@
 // uPlot charts of telemetry series, shared by the Telemetry page (sparklines) and a source's page
-// (a chart per metric). Data is uPlot's columns: [xs (epoch ms), values (raw value or rollup mean),
-// mins, maxs]; raw points have no min/max. uPlot sets sizes through the CSSOM (no style attribute),
-// so it runs under the site's CSP; its stylesheet is vendor/uplot/uPlot.min.css.
+// (a chart per metric). Data is uPlot's columns (../charts.js): [xs (epoch ms), values (raw value or
+// rollup mean), mins, maxs]; raw points have no min/max.
 
-import uPlot from "../../vendor/uplot/uPlot.esm.js";
+import { AXIS, elementSize, insertValue, uPlot, zoomOnDrag } from "../charts.js";
 import { getJSON } from "../ui.js";
 
-export { uPlot };
+export { trimBefore } from "../charts.js";
 
 const STROKE = "#4f46e5";
 const BAND = "rgba(79, 70, 229, 0.14)";
@@ -35,37 +34,7 @@ export function columnsFrom(series) {
 
 /** Put one reading in its place (time order; the same time replaces: the last value wins). */
 export function insertPoint(data, x, y) {
-  const xs = data[0];
-  const n = xs.length;
-  if (!n || x > xs[n - 1]) {
-    xs.push(x);
-    data[1].push(y);
-    data[2].push(null);
-    data[3].push(null);
-    return;
-  }
-  let lo = 0, hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  if (xs[lo] === x) {
-    data[1][lo] = y;
-    return;
-  }
-  xs.splice(lo, 0, x);
-  data[1].splice(lo, 0, y);
-  data[2].splice(lo, 0, null);
-  data[3].splice(lo, 0, null);
-}
-
-/** Drop the readings before `x` (a window that follows now keeps memory bounded). */
-export function trimBefore(data, x) {
-  const xs = data[0];
-  let i = 0;
-  while (i < xs.length && xs[i] < x) i += 1;
-  if (i) for (const col of data) col.splice(0, i);
+  insertValue(data, x, 1, y);
 }
 
 /** GET the series API: {ok, series} (series null when it failed). */
@@ -79,11 +48,6 @@ export async function fetchSeries(url, { source, metric, start, end, resolution 
     console.warn("could not load", metric, err);
     return null;
   }
-}
-
-function elementSize(el, fallbackHeight) {
-  const rect = el.getBoundingClientRect();
-  return { width: Math.max(120, Math.floor(rect.width) || 480), height: Math.max(24, Math.floor(rect.height) || fallbackHeight) };
 }
 
 /** A small chart without axes or cursor: the Telemetry page's last hour of a metric. */
@@ -122,11 +86,7 @@ export function lineChart(el, data, { label, unit, onZoom, anomalies, onDraw }) 
       cursor: { drag: { x: true, y: false, setScale: false } },
       scales: { x: { time: true } },
       legend: { show: true, live: true },
-      axes: [
-        { stroke: "#535c6e", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e5e7eb" } },
-        { stroke: "#535c6e", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e5e7eb" }, size: 56,
-          values: (u, splits) => splits.map((v) => formatValue(v)) },
-      ],
+      axes: [AXIS, { ...AXIS, size: 56, values: (u, splits) => splits.map((v) => formatValue(v)) }],
       series: [
         {},
         { label, stroke: STROKE, width: 1.5, points: { show: false }, value: (u, v) => formatValue(v, unit) },
@@ -135,15 +95,7 @@ export function lineChart(el, data, { label, unit, onZoom, anomalies, onDraw }) 
       ],
       bands: [{ series: [3, 2], fill: BAND }],
       hooks: {
-        setSelect: [
-          (u) => {
-            if (u.select.width < 4) return;
-            const min = u.posToVal(u.select.left, "x");
-            const max = u.posToVal(u.select.left + u.select.width, "x");
-            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-            onZoom?.(min, max);
-          },
-        ],
+        setSelect: [zoomOnDrag(onZoom)],
         // After uPlot's batched commit: the scales and the data are the ones on screen.
         draw: [(u) => drawAnomalies(u, anomalies?.() || []), (u) => onDraw?.(u)],
       },

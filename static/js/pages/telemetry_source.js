@@ -8,6 +8,7 @@
 // from `window.__telemetry`.
 
 import { realtime } from "../realtime.js";
+import { fitWidths, publishState } from "../charts.js";
 import { postJSON, refreshFragment, setStatusBadge, setText, toast } from "../ui.js";
 import { columnsFrom, fetchSeries, formatValue, insertPoint, lineChart, trimBefore } from "./telemetry_charts.js";
 
@@ -46,12 +47,8 @@ function visibleBounds() {
 }
 
 /** What the chart shows, on its element (after uPlot's redraw: its scales are then the ones drawn). */
-function publishState(c, u) {
-  const xs = u.data[0] || [];
-  c.el.dataset.points = String(xs.length);
-  c.el.dataset.lastX = xs.length ? String(xs[xs.length - 1]) : "";
-  c.el.dataset.xMin = String(Math.round(u.scales.x.min ?? 0));
-  c.el.dataset.xMax = String(Math.round(u.scales.x.max ?? 0));
+function publishChartState(c, u) {
+  publishState(c.el, u);
   c.el.dataset.resolution = c.resolution;
   const [min, max] = [u.scales.x.min, u.scales.x.max];
   c.el.dataset.marks = String(marks.filter((m) => m.metric === c.metric.name && m.x >= min && m.x <= max).length);
@@ -160,20 +157,13 @@ function initCharts() {
       unit: metric.unit,
       onZoom: zoomTo,
       anomalies: () => marks.filter((m) => m.metric === metric.name),
-      onDraw: (u) => publishState(c, u),
+      onDraw: (u) => publishChartState(c, u),
     });
     setResolution(c, initial?.resolution);
     charts.set(metric.name, c);
   }
   window.__telemetry = { charts, view, reload, render };
   render();
-}
-
-function resizeCharts() {
-  for (const c of charts.values()) {
-    const width = Math.floor(c.el.getBoundingClientRect().width);
-    if (width > 0 && width !== c.chart.width) c.chart.setSize({ width, height: c.chart.height });
-  }
 }
 
 // --- live -----------------------------------------------------------------------------------------
@@ -367,7 +357,7 @@ if (data.sourceId) {
   });
   realtime.onResync(() => reload());
   realtime.subscribe([`telemetry.${data.sourceId}`]);
-  window.addEventListener("resize", resizeCharts);
+  window.addEventListener("resize", () => fitWidths(charts.values()));
   setInterval(() => {
     checkSilent();
     if (following()) render();
