@@ -16,7 +16,8 @@ Every request is counted by the server (prediction counters, prediction_volume e
 production. The baseline is `training.trainer.predict` on the same loaded model and the same rows,
 in this process: one row per call, then 1,000 rows per call.
 
-Printed: requests and rows per second, p50/p99 latency, and the ratios API / in-process.
+Printed: requests and rows per second, p50/p99 latency, the ratios API / in-process, and each target
+of issue 17 with PASS or FAIL.
 Redis: REDIS_URL's host, database 14, key prefix `bench-<pid>` (deleted at the end).
 """
 
@@ -200,9 +201,11 @@ def main() -> int:
         log(f"API: 2 clients, batches of {BATCH:,} rows, {args.batch_seconds:.0f} s")
         batched = load(url, token, [{"instances": batch}], 2, args.batch_seconds)
 
+        from training import counters
         from training.models import ModelVersion
 
-        counted = ModelVersion.objects.get(pk=version.pk).prediction_count
+        # The exact total: the database's plus what Redis counted since the last flush (none runs here).
+        counted = counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count
     finally:
         if server is not None:
             server.stop()
@@ -244,6 +247,21 @@ def main() -> int:
           f"in-process rows/s / API rows/s ({args.clients} clients) = {local_rps / api_rps:.2f}x")
     print(f"1,000-row batch: API p50 latency / in-process p50 = {pct(batched['latencies'], .5) / pct(l_batch, .5):.2f}x; "
           f"in-process rows/s / API rows/s = {local_batch_rows / api_batch_rows:.2f}x")
+    print()
+    alone_p50, local_p50 = pct(alone["latencies"], .5), pct(l_single, .5)
+    single_p50, single_p99 = pct(single["latencies"], .5), pct(single["latencies"], .99)
+    targets = [
+        (f"single row, 1 client: API p50 {alone_p50 * ms:.2f} ms <= 2 x in-process p50 + 1 ms "
+         f"({(2 * local_p50 + 0.001) * ms:.2f} ms)", alone_p50 <= 2 * local_p50 + 0.001),
+        (f"single row, {args.clients} clients: API rows/s {api_rps:.0f} >= 0.5 x in-process rows/s ({0.5 * local_rps:.0f})",
+         api_rps >= 0.5 * local_rps),
+        (f"single row, {args.clients} clients: API p99 {single_p99 * ms:.1f} ms <= 10 x its p50 ({10 * single_p50 * ms:.1f} ms)",
+         single_p99 <= 10 * single_p50),
+        (f"1,000-row batches: API rows/s {api_batch_rows:.0f} >= 0.8 x in-process rows/s ({0.8 * local_batch_rows:.0f})",
+         api_batch_rows >= 0.8 * local_batch_rows),
+    ]
+    for text, ok in targets:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
     answered = len(alone["latencies"]) + len(single["latencies"]) + len(batched["latencies"]) * BATCH
     warmups = 1 + args.clients + 2 * BATCH
     print(f"predictions counted by the server: {counted:,} (answered {answered:,} rows + {warmups:,} in warm-up requests)")

@@ -6,11 +6,11 @@ two queries per call before any work: the token's row and the user's memberships
 checked once is kept, with its user and that user's roles, and later calls with the same key take it
 from memory.
 
-Staying right: anything that can change an answer (a token made, changed or revoked; a user saved or
-deleted; a membership or a project changed) bumps a generation counter in Redis when its
-transaction commits, and drops this process's cache at once. Every process reads the counter at most
-once every AUTH_CACHE_CHECK_SECONDS (1 s), and empties its cache when it moved: a revoked token, a
-deactivated user or a removed member is refused everywhere within a second. Expiry needs no bump (it
+Staying right (generation_cache.py): anything that can change an answer (a token made, changed or
+revoked; a user saved or deleted; a membership or a project changed) bumps a generation counter in
+Redis when its transaction commits, and drops this process's cache at once. Every process reads the
+counter at most once every AUTH_CACHE_CHECK_SECONDS (1 s), and empties its cache when it moved: a
+revoked token, a deactivated user or a removed member is refused everywhere within a second. Expiry needs no bump (it
 is checked on every use). With Redis away, nothing is cached: every call reads the database.
 
 Each request gets its own copies of the cached token and user (requests set attributes on them).
@@ -19,70 +19,36 @@ Each request gets its own copies of the cached token and user (requests set attr
 from __future__ import annotations
 
 import copy
-import logging
-import threading
-import time
 
-from django.conf import settings
-from django.db import transaction
-from redis.exceptions import RedisError
-
-logger = logging.getLogger(__name__)
+from .generation_cache import GenerationCache
 
 MAX_ENTRIES = 10_000  # keys of one process; past it the cache starts over
 
 
 class _Cache:
     def __init__(self):
-        self.lock = threading.Lock()
         self.tokens: dict[str, object] = {}
         self.projects: dict[int, object] = {}
-        self.generation: bytes | None = None
-        self.checked_at = float("-inf")
-        self.up = False  # Redis answered at the last read
 
 
 _cache = _Cache()
 
 
+def _clear() -> None:
+    _cache.tokens.clear()
+    _cache.projects.clear()
+
+
+_generation = GenerationCache("authz", _clear)
+
+
 def generation_key() -> str:
-    return f"{settings.REDIS_KEY_PREFIX}:authz:generation"
-
-
-def _usable() -> bool:
-    """May the cache answer now? Reads Redis's generation when the last read is older than the
-    check interval (one caller reads; the others use what is known), and empties the cache if it
-    moved. False without Redis or with the cache turned off."""
-    every = settings.AUTH_CACHE_CHECK_SECONDS
-    if every <= 0:
-        return False
-    now = time.monotonic()
-    if now - _cache.checked_at < every:
-        return _cache.up
-    with _cache.lock:
-        if now - _cache.checked_at < every:  # another thread just read it
-            return _cache.up
-        from .events import bus
-
-        _cache.checked_at = now  # tried again after the interval, Redis up or not
-        try:
-            generation = bus.sync_client().get(generation_key())
-        except (RedisError, OSError):
-            if _cache.up:
-                logger.warning("auth cache off: Redis does not answer", exc_info=True)
-            _clear()
-            _cache.up = False
-            return False
-        if generation != _cache.generation or not _cache.up:
-            _clear()
-            _cache.generation = generation
-        _cache.up = True
-        return True
+    return _generation.key()
 
 
 def token_get(key: str):
     """A copy of the cached token of this key (with a copy of its user), or None."""
-    if not _usable():
+    if not _generation.usable():
         return None
     token = _cache.tokens.get(key)
     if token is None:
@@ -98,37 +64,40 @@ def token_put(key: str, token) -> None:
     now, so that requests made with it need no query for them either."""
     from . import permissions
 
-    if not _usable():
+    if not _generation.usable():
         return
-    generation = _cache.generation
+    generation = _generation.generation
     user = copy.copy(token.user)
     permissions.roles(user)  # every membership, cached on this user (a token's limit applies on use)
     kept = copy.copy(token)
     kept.user = user
-    with _cache.lock:
-        if _cache.generation != generation:  # changed meanwhile: this reading may be stale
-            return
+
+    def store():
         if len(_cache.tokens) >= MAX_ENTRIES:
             _cache.tokens.clear()
         _cache.tokens[key] = kept
+
+    _generation.put(generation, store)  # not if changed meanwhile: this reading may be stale
 
 
 def project_get(pk: int):
     """A copy of project `pk` (None when there is none), from the cache when it holds it."""
     from .models import Project
 
-    usable = _usable()
+    usable = _generation.usable()
     project = _cache.projects.get(pk) if usable else None
     if project is None:
-        generation = _cache.generation
+        generation = _generation.generation
         project = Project.objects.filter(pk=pk).first()
         if project is None or not usable:
             return project
-        with _cache.lock:
-            if _cache.generation == generation:
-                if len(_cache.projects) >= MAX_ENTRIES:
-                    _cache.projects.clear()
-                _cache.projects[pk] = project
+
+        def store():
+            if len(_cache.projects) >= MAX_ENTRIES:
+                _cache.projects.clear()
+            _cache.projects[pk] = project
+
+        _generation.put(generation, store)
     return copy.copy(project)
 
 
@@ -139,14 +108,8 @@ def token_used(key: str, moment) -> None:
         token.last_used_at = moment
 
 
-def _clear() -> None:
-    _cache.tokens.clear()
-    _cache.projects.clear()
-
-
 def forget_all() -> None:
-    with _cache.lock:
-        _clear()
+    _generation.forget_all()
 
 
 def changed(sender=None, update_fields=None, **kwargs) -> None:
@@ -154,19 +117,7 @@ def changed(sender=None, update_fields=None, **kwargs) -> None:
     (A login's own save of `last_login` changes nothing here.)"""
     if update_fields is not None and set(update_fields) <= {"last_login"}:
         return
-    forget_all()
-    transaction.on_commit(_bump, robust=True)
-
-
-def _bump() -> None:
-    from .events import bus
-
-    forget_all()  # again: a request of this process may have cached the old state meanwhile
-    try:
-        bus.sync_client().incr(generation_key())
-    except (RedisError, OSError):
-        logger.warning("auth cache: the change could not be announced (Redis away); other processes "
-                       "see it within AUTH_CACHE_CHECK_SECONDS of Redis answering again", exc_info=True)
+    _generation.changed()
 
 
 def connect_signals() -> None:

@@ -33,10 +33,10 @@ from django.contrib.auth.models import AnonymousUser
 from django.core import signals
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import Resolver404, resolve, set_script_prefix
+from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
-from .request_bodies import header, path_info
+from .request_bodies import header, resolve_scope
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +74,8 @@ class FastRoutes:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not _ROUTES or not _token_request(scope):
             return await self.app(scope, receive, send)
-        try:
-            match = resolve(path_info(scope))
-        except Resolver404:
-            return await self.app(scope, receive, send)
-        if scope["method"] not in _ROUTES.get(match.url_name, ()):
+        match = resolve_scope(scope)  # once, by RequestBodies before
+        if match is None or scope["method"] not in _ROUTES.get(match.url_name, ()):
             return await self.app(scope, receive, send)
         chunks = []
         while True:  # already read by RequestBodies: this takes it from memory

@@ -85,10 +85,31 @@ def view_needs_login(func) -> bool:
 def route_for(path_info: str) -> Route:
     try:
         match = resolve(path_info)
-    except Resolver404:  # static files, 404s: public; their body is still bounded
+    except Resolver404:
+        match = None
+    return _route_of(match)
+
+
+def _route_of(match) -> Route:
+    if match is None:  # static files, 404s: public; their body is still bounded
         return Route(False, *default_body_limit())
     limit = _BODY_LIMITS.get(match.url_name) or default_body_limit()
     return Route(view_needs_login(match.func), *limit)
+
+
+# The request's URL resolved, kept in its scope for the layers after this one (fast_routes.py):
+# resolving walks every URL pattern, a noticeable part of a short API call.
+SCOPE_MATCH = "mlops_dashboard.resolver_match"
+
+
+def resolve_scope(scope):
+    """The ResolverMatch of the scope's path (None when no view has it), resolved once per request."""
+    if SCOPE_MATCH not in scope:
+        try:
+            scope[SCOPE_MATCH] = resolve(path_info(scope))
+        except Resolver404:
+            scope[SCOPE_MATCH] = None
+    return scope[SCOPE_MATCH]
 
 
 def path_info(scope) -> str:
@@ -164,7 +185,7 @@ class RequestBodies:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        route = route_for(path_info(scope))
+        route = _route_of(resolve_scope(scope))
         if not carries_credentials(scope):
             if route.login_required and has_body(scope):
                 return await refuse_anonymous(scope, send)
@@ -201,11 +222,8 @@ class RequestBodies:
 
 
 def body_check_for(scope) -> Callable | None:
-    try:
-        match = resolve(path_info(scope))
-    except Resolver404:
-        return None
-    return _BODY_CHECKS.get(match.url_name)
+    match = resolve_scope(scope)
+    return _BODY_CHECKS.get(match.url_name) if match is not None else None
 
 
 async def refuse_before_body(scope, send, user) -> bool:

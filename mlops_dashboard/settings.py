@@ -247,6 +247,12 @@ TRAINING_HARD_TIME_LIMIT = env.int("TRAINING_HARD_TIME_LIMIT", default=1860)
 TRAINING_THREADS = env.int("TRAINING_THREADS", default=1)
 # Rows a job trains on at most: a larger dataset is sampled (stratified by class for classification).
 TRAINING_MAX_ROWS = env.int("TRAINING_MAX_ROWS", default=1_000_000)
+# Prediction counts are kept in Redis (exact wherever shown) and written to the database this often (s).
+PREDICTION_FLUSH_SECONDS = env.float("PREDICTION_FLUSH_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["prediction-counts-flush"] = {
+    "task": "training.prediction_counts_flush", "schedule": PREDICTION_FLUSH_SECONDS,
+    "options": {"expires": PREDICTION_FLUSH_SECONDS},
+}
 
 # SECTION: pipelines ----------------------------------------------------------------------------
 
@@ -451,8 +457,9 @@ API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
 # Live tokens one user may hold at once (each POST /api/auth/token/ makes one): a bound, not a quota.
 API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=100)
 # Each server process keeps the tokens it has checked, with their users' roles (auth_cache.py), and
-# reads a change counter in Redis at most this often: a revoked token, a deactivated user or a
-# changed membership is honoured everywhere within this many seconds. 0: no cache (a query per call).
+# the model versions predictions look up (training/services/serving.py), and reads their change
+# counters in Redis at most this often: a revoked token, a deactivated user, a changed membership, a
+# deploy or a rollback is honoured everywhere within this many seconds. 0: no cache (queries per call).
 AUTH_CACHE_CHECK_SECONDS = env.float("AUTH_CACHE_CHECK_SECONDS", default=1.0)
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),

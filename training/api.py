@@ -21,7 +21,7 @@ from mlops_dashboard.filters import ChoicesListField, IdField, ProjectFilters, P
 from mlops_dashboard.jobs import JobStatus
 from mlops_dashboard.models import Project
 
-from . import selectors, services
+from . import counters, selectors, services
 from .models import ALGORITHMS, MAX_EPOCHS, Deployment, ModelVersion, TrainingJob, validate_model_name
 
 # A JSON body larger than this is refused before it is read (10,000 wide rows fit): by the ASGI
@@ -308,7 +308,7 @@ def _predict(version: ModelVersion, request) -> Response:
 def _serving_version(project: Project, name: str) -> ModelVersion:
     """The version serving `name` in a project: 404 when the project has no model of that name,
     409 when none of its versions is deployed."""
-    version = selectors.model_version_serving(project_id=project.pk, name=name)
+    version = services.model_version_serving_cached(project_id=project.pk, name=name)
     if version is None:
         if not selectors.model_projects_named(name, {project.pk}):
             raise exceptions.NotFound(f"Project “{project.name}” has no model named {name!r}.")
@@ -346,6 +346,14 @@ class ModelVersionViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.Retr
             queryset = queryset.filter(status__in=filters["status"])
         return queryset
 
+    # Prediction counts: the exact figures, flushed to the database or not yet (counters.py).
+    def get_object(self):
+        return counters.overlay([super().get_object()])[0]
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return None if page is None else counters.overlay(page)
+
     @extend_schema(request=None, responses=inline_serializer(
         "DeployResult", {"model": ModelVersionSerializer(), "deployment": DeploymentSerializer(allow_null=True)}))
     @action(detail=True, methods=["post"])
@@ -358,6 +366,7 @@ class ModelVersionViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.Retr
         except services.Conflict as exc:
             raise ConflictError(str(exc)) from None
         version.refresh_from_db()
+        counters.overlay([version])
         return Response(
             {
                 "model": ModelVersionSerializer(version).data,
@@ -387,7 +396,10 @@ class ModelVersionPredictView(PredictView):
     @extend_schema(request=PREDICT_REQUEST, responses=PREDICT_RESPONSE, operation_id="models_predict_create",
                    description="Predict with this version (deployed or not). " + PREDICT_WHO)
     def post(self, request, pk: int):
-        version = permissions.get_visible(ModelVersion.objects.select_related("project"), request.user, pk=pk)
+        version = services.model_version_for_predict(pk)
+        if version is None:
+            raise Http404("No such object.")
+        permissions.authorize(request.user, "view", version)  # 404 when not visible, before the body
         return _predict(version, request)
 
 
@@ -397,7 +409,7 @@ class ProjectModelPredictView(PredictView):
                                "project has no model of that name (or you may not see the project), 409 if none of "
                                "its versions is deployed. " + PREDICT_WHO)
     def post(self, request, slug: str, name: str):
-        project = Project.objects.filter(slug=slug).first()
+        project = services.project_by_slug(slug)
         if project is None or not permissions.can_see(request.user, project):
             raise Http404("No such project.")
         return _predict(_serving_version(project, name), request)
@@ -411,7 +423,7 @@ class PredictByNameView(PredictView):
                                "/api/projects/<slug>/models/<name>/predict/), 409 if none of its versions is "
                                "deployed. " + PREDICT_WHO)
     def post(self, request, name: str):
-        projects = selectors.model_projects_named(name, permissions.visible_project_ids(request.user))
+        projects = services.model_projects_named_cached(name, permissions.visible_project_ids(request.user))
         if not projects:
             raise exceptions.NotFound(f"No model is named {name!r} in your projects.")
         if len(projects) > 1:

@@ -7,16 +7,20 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training and models"
 
     def ready(self):
-        from mlops_dashboard import jobs, request_bodies, retention
+        from mlops_dashboard import fast_routes, jobs, request_bodies, retention
         from mlops_dashboard.events.topics import register_topic
 
         from . import api, selectors
+        from .services import serving
 
         for prefix, model in (("training_job", "training.TrainingJob"), ("model", "training.ModelVersion")):
             register_topic(prefix, model)  # socket subscriptions check view permission on it
 
         for url_name in api.PREDICT_URL_NAMES:  # batches of rows: more than the default body limit
             request_bodies.register_body_limit(url_name, api.MAX_PREDICT_BODY, api.PREDICT_TOO_LARGE)
+            # Programs call these many times a second: served from the API's own threads (with a token).
+            fast_routes.register_fast_route(url_name, methods=("POST",))
+        serving.connect_signals()  # cached versions follow every deploy, rollback and change within a second
 
         jobs.register(jobs.JobKind(
             key="training_job", model=self.get_model("TrainingJob"), label=selectors.training_job_label,

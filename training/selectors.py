@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from django.db.models import Sum
 
 from datasets import selectors as datasets_selectors
 
+from . import counters
 from .models import ALGORITHMS, ModelVersion, TrainingJob
 
 # --- what other apps read of training (pipelines) ----------------------------------------------------
@@ -68,7 +68,8 @@ def model_groups(*, project=None, name: str | None = None) -> list[dict]:
         versions = versions.filter(project_id=getattr(project, "pk", project))
     if name is not None:
         versions = versions.filter(name=name)
-    versions = list(versions.select_related("dataset", "training_job", "project").order_by("project_id", "name", "-version"))
+    versions = counters.overlay(list(
+        versions.select_related("dataset", "training_job", "project").order_by("project_id", "name", "-version")))
     groups = []
     for (project_id, name), items in groupby(versions, key=lambda v: (v.project_id, v.name)):
         items = list(items)
@@ -90,13 +91,13 @@ def model_groups(*, project=None, name: str | None = None) -> list[dict]:
 def prediction_total(*, project_id: int | None = None) -> int:
     """Predictions served by every model version (of one project, when given)."""
     versions = ModelVersion.objects.all() if project_id is None else ModelVersion.objects.filter(project_id=project_id)
-    return int(versions.aggregate(n=Sum("prediction_count"))["n"] or 0)
+    return counters.total_of(versions)
 
 
 def project_serving_figures(project_id: int) -> dict:
     """The model figures of one project, for its own topic and pages (never `dashboard`):
 
-    - `predictions_total`: predictions served by the project's versions (the database's count);
+    - `predictions_total`: predictions served by the project's versions (exact: counters.py);
     - `predictions_per_minute`: the project's rate over about the last minute (Redis; 0.0 without it);
     - `current_accuracy`: the validation score of the project's most recently deployed active
       version (None when nothing serves);
@@ -170,7 +171,7 @@ def _of_project(queryset, project_id: int | None):
 def model_versions_active(*, limit: int = 5, project_id: int | None = None) -> list[ModelVersion]:
     """The active model versions (of one project, when given), the most recently deployed first."""
     active = _of_project(ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE), project_id)
-    return list(active.order_by("-deployed_at", "-id")[:limit])
+    return counters.overlay(list(active.order_by("-deployed_at", "-id")[:limit]))
 
 
 def model_versions_active_count(*, project_id: int | None = None) -> int:

@@ -254,7 +254,13 @@ def test_predict_by_id_and_by_name(api, titanic_model, user, clean_prediction_co
     man = {**instances[0], "sex": "male", "pclass": 3, "class": "Third", "who": "man", "adult_male": True, "age": 30}
     served = post(program, "/api/models/by-name/titanic/predict/", {"instances": [woman, man]})
     assert served.status_code == 200 and served.json()["predictions"] == [1, 0]
+    # Counted in Redis: exact in the API before the flush writes it to the database, and after.
+    assert ModelVersion.objects.get(pk=titanic_model.pk).prediction_count == 0
+    assert api.get(f"/api/models/{titanic_model.pk}/").json()["prediction_count"] == 202
+    assert services.prediction_counts_flush() == 1
     assert ModelVersion.objects.get(pk=titanic_model.pk).prediction_count == 202
+    assert api.get(f"/api/models/{titanic_model.pk}/").json()["prediction_count"] == 202
+    assert services.prediction_counts_flush() == 0  # nothing new: nothing written
 
 
 BAD_INSTANCES = {

@@ -419,6 +419,7 @@ def test_predictions_are_sensible_and_counted(titanic, train_version, clean_pred
     accuracy = sum(int(p == y) for p, y in zip(result["predictions"], labels)) / len(labels)
     assert accuracy > 0.8
     assert all(set(p) == {"0", "1"} and sum(p.values()) == pytest.approx(1) for p in result["probabilities"])
+    services.prediction_counts_flush()
     assert ModelVersion.objects.get(pk=version.pk).prediction_count == len(instances)
 
 
@@ -434,6 +435,7 @@ def test_milestones(titanic, train_version, events, clean_prediction_counters):
     assert sent[-1]["model_predictions"] == 1110 and sent[-1]["predictions_per_minute"] > 0
     assert "1,000 predictions" in sent[-1]["message"]
     events.expect("prediction_volume", model_id=version.pk, total_predictions=1110, milestone_reached=1000)
+    services.prediction_counts_flush()
     assert ModelVersion.objects.get(pk=version.pk).prediction_count == 1110
 
 

@@ -166,6 +166,7 @@ def test_predictions_through_two_server_processes_are_counted_exactly_once(serve
     finally:
         second.stop()
     assert not failures
+    services.prediction_counts_flush()
     assert ModelVersion.objects.get(pk=version.pk).prediction_count == 2 * 4 * 30 * 5
     milestones = procs.wait_for(
         lambda: (lambda m: m if 1000 in m else None)([e["milestone_reached"] for e in events("prediction_volume")

@@ -18,6 +18,7 @@ from mlops_dashboard.activity import activity_record_quietly
 from mlops_dashboard.audit import audit_record
 from mlops_dashboard.events import catalog, publish_on_commit
 
+from .. import counters
 from ..models import Deployment, ModelVersion, TrainingJob
 from .errors import Conflict
 from .serving import forget_model, model_status_event, model_version_mark_error
@@ -167,7 +168,8 @@ def model_version_delete(*, user, version: ModelVersion) -> None:
         if version.status == ModelVersion.Status.ACTIVE:
             raise Conflict(f"{version.label} is serving {version.name!r}; deploy another version (or roll back) "
                            "before deleting it.")
-        pk, label, artifact = version.pk, version.label, version.artifact.name
+        counters.overlay([version])
+        pk, created_at, label, artifact = version.pk, version.created_at, version.label, version.artifact.name
         audit_record(user=user, action="delete", obj=version, summary=f"{label} ({version.algorithm}, "
                      f"{version.prediction_count} predictions)")
         version.delete()
@@ -176,6 +178,7 @@ def model_version_delete(*, user, version: ModelVersion) -> None:
                                 severity_level="warning", description=f"{label} was deleted.",
                                 metadata={"model_id": pk}, project=version.project_id)
         transaction.on_commit(lambda: _artifact_delete(pk, artifact))
+        transaction.on_commit(lambda: counters.forget(pk, created_at))
 
 
 def _artifact_delete(pk: int, name: str) -> None:

@@ -4,6 +4,7 @@ predict with it, and count its predictions (milestones, per-minute rate, volume 
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -12,13 +13,14 @@ from collections import OrderedDict
 import redis
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
-from django.db.models import Sum
+from django.db import transaction
 from django.utils import timezone
 
 from mlops_dashboard import permissions
 from mlops_dashboard.events import bus, catalog, publish_on_commit
+from mlops_dashboard.generation_cache import GenerationCache
 
+from .. import counters, selectors
 from ..models import ModelVersion
 from .errors import ArtifactError
 
@@ -33,6 +35,79 @@ MODEL_CACHE_SIZE = 8
 
 _models: OrderedDict[tuple[int, str], object] = OrderedDict()
 _models_lock = threading.Lock()
+
+
+# The lookups a prediction request makes (the version by id, the one serving a name, the projects
+# having a name, a project by slug), cached per process and dropped everywhere within a second of a
+# change (generation_cache.py): a deploy, a rollback, a version saved, deleted or in error, a project
+# changed. Entries are copied out: requests set attributes on them.
+_lookups: dict[tuple, object] = {}
+LOOKUPS_MAX = 10_000
+
+
+def _lookups_clear() -> None:
+    _lookups.clear()
+
+
+_lookups_generation = GenerationCache("serving", _lookups_clear)
+
+
+def _cached(key: tuple, load):
+    usable = _lookups_generation.usable()
+    if usable and key in _lookups:
+        value = _lookups[key]
+    else:
+        generation = _lookups_generation.generation
+        value = load()
+        if usable:
+            def store():
+                if len(_lookups) >= LOOKUPS_MAX:
+                    _lookups.clear()
+                _lookups[key] = value
+
+            _lookups_generation.put(generation, store)
+    if isinstance(value, list):
+        return [copy.copy(v) for v in value]
+    return copy.copy(value)
+
+
+def serving_changed(sender=None, **kwargs) -> None:
+    """A version, a deployment or a project changed: every process's lookups go within a second."""
+    _lookups_generation.changed()
+
+
+def model_version_for_predict(pk: int) -> ModelVersion | None:
+    """Version `pk` with its project (None when there is none); visibility is the caller's check."""
+    return _cached(("version", pk), lambda: ModelVersion.objects.select_related("project").filter(pk=pk).first())
+
+
+def model_version_serving_cached(*, project_id: int, name: str) -> ModelVersion | None:
+    return _cached(("serving", project_id, name),
+                   lambda: selectors.model_version_serving(project_id=project_id, name=name))
+
+
+def model_projects_named_cached(name: str, project_ids) -> list:
+    ids = None if project_ids is None else frozenset(project_ids)
+    return _cached(("named", name, ids), lambda: selectors.model_projects_named(name, ids))
+
+
+def project_by_slug(slug: str):
+    from mlops_dashboard.models import Project
+
+    return _cached(("project", slug), lambda: Project.objects.filter(slug=slug).first())
+
+
+def connect_signals() -> None:
+    from django.db.models.signals import post_delete, post_save
+
+    from mlops_dashboard.models import Project
+
+    from ..models import Deployment
+
+    for model in (ModelVersion, Deployment, Project):
+        uid = f"training.serving.{model._meta.label_lower}"
+        post_save.connect(serving_changed, sender=model, dispatch_uid=f"{uid}.save")
+        post_delete.connect(serving_changed, sender=model, dispatch_uid=f"{uid}.delete")
 
 
 def forget_model(version_id: int) -> None:
@@ -61,6 +136,7 @@ def model_version_mark_error(*, version: ModelVersion, reason: str) -> bool:
             logger.error("model version %s marked error: %s", version.pk, reason)
             version.status = ModelVersion.Status.ERROR
             publish_on_commit(model_status_event(version, ModelVersion.Status.ERROR))
+            serving_changed()  # an update(): no signal
     forget_model(version.pk)
     return bool(changed)
 
@@ -92,6 +168,20 @@ def model_version_load(*, version: ModelVersion):
     return model
 
 
+_threads = threading.local()
+
+
+def _one_thread_each() -> None:
+    """Each prediction uses one core (BLAS and OpenMP, e.g. gradient boosting's): the server's
+    threads (API_FAST_THREADS) run several at once, and more threads per call would oversubscribe
+    the machine. Set once per thread (OpenMP's limit is the calling thread's)."""
+    if not getattr(_threads, "limited", False):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+        _threads.limited = True
+
+
 def model_version_predict(*, version: ModelVersion, instances: list, user=None) -> dict:
     """Predict with a version and count the predictions. Who may: anyone who may see the version
     (viewer and up; None: the system). Raises trainer.InvalidInputError when the instances do not
@@ -101,6 +191,7 @@ def model_version_predict(*, version: ModelVersion, instances: list, user=None) 
     permissions.authorize(user, "view", version)
     if version.status == ModelVersion.Status.ERROR:
         raise ArtifactError(f"{version.label} is in error and cannot serve predictions.")
+    _one_thread_each()
     model = model_version_load(version=version)
     result = trainer.predict(model, instances, version.feature_schema)  # checks the instances first
     model_version_record_predictions(version=version, count=len(instances))
@@ -109,38 +200,25 @@ def model_version_predict(*, version: ModelVersion, instances: list, user=None) 
 
 def model_version_record_predictions(*, version: ModelVersion, count: int) -> int:
     """Add `count` predictions to the version's total (atomically, whatever the number of server
-    processes) and publish its project's prediction_volume at milestones or every 10 s. Returns the
-    new total."""
+    processes: in Redis, flushed to the database by `prediction_counts_flush`; counters.py) and
+    publish its project's prediction_volume at milestones or every 10 s. Returns the new total.
+    One round trip to Redis as a rule; with Redis away, the database counts (and no event goes)."""
     now = timezone.now()
-    total = _add_predictions(version.pk, count, now)
+    try:
+        total, event = _count(version, count, now)
+    except redis.RedisError as exc:
+        logger.warning("prediction volume not tracked: %s", exc)
+        total, event = counters.record_database(version.pk, count, now), None
     version.prediction_count, version.last_prediction_at = total, now
-    event = _prediction_volume_event(version=version, count=count, version_total=total)
     if event is not None:
         publish_on_commit(event)
     return total
 
 
-def _add_predictions(pk: int, count: int, now) -> int:
-    """Add to a version's prediction count and return its new total, in one statement.
-
-    Every concurrent prediction of a model updates this one row, so it is a single UPDATE ...
-    RETURNING (PostgreSQL, and SQLite since 3.35): the row lock lasts one statement, with no
-    round trip while it is held. An UPDATE then a SELECT in a transaction held it across both,
-    and under load the predictions queued on it. (The ORM's update() cannot return values.)"""
-    table = connection.ops.quote_name(ModelVersion._meta.db_table)
-    count_col = connection.ops.quote_name("prediction_count")
-    at_col = connection.ops.quote_name("last_prediction_at")
-    pk_col = connection.ops.quote_name(ModelVersion._meta.pk.column)
-    field = ModelVersion._meta.get_field("last_prediction_at")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {count_col} = {count_col} + %s, {at_col} = %s WHERE {pk_col} = %s RETURNING {count_col}",
-            [count, field.get_db_prep_value(now, connection), pk],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise ModelVersion.DoesNotExist(f"model version {pk} no longer exists")
-    return int(row[0])
+def prediction_counts_flush() -> int:
+    """Write the prediction counts kept in Redis to the database (the beat task, every
+    PREDICTION_FLUSH_SECONDS). Returns how many versions were written."""
+    return counters.flush()
 
 
 def milestone_between(old: int, new: int) -> int | None:
@@ -181,45 +259,49 @@ def predictions_per_minute(project_id: int, *, now: float | None = None) -> floa
     return _per_minute(buckets, now, slot)
 
 
-def _prediction_volume_event(*, version: ModelVersion, count: int, version_total: int):
-    """Every figure here is the version's project's: its counters, milestones and rate are its own."""
+def _count(version: ModelVersion, count: int, moment):
+    """The version's new total, and the prediction_volume event to publish (or None). Every figure
+    of the event is the version's project's: its counters, milestones and rate are its own."""
     now = time.time()
     slot = int(now // RATE_SLOT)
     project_id = version.project_id
     total_key = _redis_key("predictions", project_id, "total")
     rate_key = _redis_key("predictions", project_id, "rate", slot)
+    client = bus.sync_client()
+    pipe = client.pipeline(transaction=False)
+    counters.record_into(pipe, version, count, moment)
+    pipe.incrby(total_key, count)
+    pipe.expire(total_key, 86_400)  # idle a day: re-seeded from the exact totals
+    pipe.incrby(rate_key, count)
+    pipe.expire(rate_key, RATE_SLOT * 8)
+    pipe.set(_redis_key("predictions", "gate", version.pk), 1, nx=True, ex=VOLUME_INTERVAL)
+    version_total, redis_total, _, _, _, gate_open = pipe.execute()
+    if version_total is None:  # Redis holds no total of this version yet: seeded from the database's
+        version_total = counters.record_seeded(version, count, moment)
+    version_total = int(version_total)  # counted: from here on, a Redis error only loses the event
     try:
-        client = bus.sync_client()
-        pipe = client.pipeline(transaction=False)
-        pipe.incrby(total_key, count)
-        pipe.expire(total_key, 86_400)  # idle a day: re-seeded from the database
-        pipe.incrby(rate_key, count)
-        pipe.expire(rate_key, RATE_SLOT * 8)
-        pipe.set(_redis_key("predictions", "gate", version.pk), 1, nx=True, ex=VOLUME_INTERVAL)
-        redis_total, _, _, _, gate_open = pipe.execute()
         # The milestone is one of the project's total; Redis' INCRBY orders concurrent requests
         # across processes, so exactly one request crosses each milestone. Its counter is seeded
-        # from the database when Redis lost it (first use, or a restart).
+        # from the exact totals when Redis lost it (first use, or a restart).
         if redis_total == count:
             seeded = project_prediction_total(project_id)
             client.incrby(total_key, max(0, seeded - count))
             milestone = milestone_between(seeded - count, seeded)
-            redis_total = seeded
         else:
             milestone = milestone_between(redis_total - count, redis_total)
         if milestone is None and not gate_open:
-            return None
+            return version_total, None
         buckets = client.mget(_rate_keys(project_id, slot))
     except redis.RedisError as exc:
         logger.warning("prediction volume not tracked: %s", exc)
-        return None
+        return version_total, None
     per_minute = _per_minute(buckets, now, slot)
-    total = project_prediction_total(project_id)  # the database's: what the API and the pages show
+    total = project_prediction_total(project_id)  # what the API and the pages show
     if milestone is not None:
         message = f"{milestone:,} predictions served ({version.label} now at {version_total:,})."
     else:
         message = f"{total:,} predictions served; {per_minute:,.0f} per minute."
-    return catalog.PredictionVolume(
+    return version_total, catalog.PredictionVolume(
         project_id=project_id,
         total_predictions=int(total),
         predictions_per_minute=float(per_minute),
@@ -233,4 +315,4 @@ def _prediction_volume_event(*, version: ModelVersion, count: int, version_total
 
 def project_prediction_total(project_id: int) -> int:
     """Predictions served by every version of one project."""
-    return int(ModelVersion.objects.filter(project_id=project_id).aggregate(n=Sum("prediction_count"))["n"] or 0)
+    return counters.total_of(ModelVersion.objects.filter(project_id=project_id))

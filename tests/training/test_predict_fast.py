@@ -1,0 +1,154 @@
+"""Predictions served from the API's own threads (fast_routes.py) with versions cached per process and
+counts kept in Redis (training/counters.py): the same answers and counts as Django's full path, a
+rollback and a revoked token honoured by a running server within a second, counts exact whether
+flushed to the database or not, and none lost to a flush running alongside predictions."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from mlops_dashboard.models import TokenScope
+from mlops_dashboard.tokens import api_token_create
+from tests.factories import ProjectFactory, UserFactory, member
+from tests.mlops_dashboard.test_fast_routes import asgi_call
+from training import api, counters, services
+from training.models import ModelVersion
+
+from .conftest import titanic_instances
+
+
+@pytest.fixture
+def served(transactional_db, titanic, train_version, user, clean_prediction_counters):
+    """A deployed titanic model, alice's token, and a few rows of it."""
+    version = train_version(titanic, name="titanic", algorithm="random_forest", epochs=3)
+    services.model_version_deploy(user=None, version=version)
+    _, key = api_token_create(user=user)
+    instances, _ = titanic_instances(version, 3)
+    return version, key, instances
+
+
+def both_paths(path: str, raw: bytes, key: str) -> list[tuple[int, bytes]]:
+    """The same request through Django's full stack (the test client), then through the ASGI
+    application (a token call to a predict route: the fast path)."""
+    headers = {"Authorization": f"Token {key}"}
+    django = Client().post(path, data=raw, content_type="application/json", headers=headers)
+    status, _, content = asgi_call("post", path, raw, {**headers, "Content-Type": "application/json"})
+    return [(django.status_code, django.content), (status, content)]
+
+
+def test_the_fast_path_predicts_refuses_and_counts_as_django_does(served):
+    version, key, instances = served
+    other = ProjectFactory(name="Elsewhere", slug="elsewhere")
+    stranger = UserFactory(username="stranger")
+    member(stranger, "viewer", other)
+    _, stranger_key = api_token_create(user=stranger)
+    _, telemetry_key = api_token_create(user=stranger, scope=TokenScope.TELEMETRY)
+    good = json.dumps({"instances": instances}).encode()
+    missing = json.dumps({"instances": [{k: v for k, v in instances[0].items() if k != "age"}]}).encode()
+    cases = [
+        ("by id", f"/api/models/{version.pk}/predict/", good, key, 200),
+        ("by name", "/api/models/by-name/titanic/predict/", good, key, 200),
+        ("by project", f"/api/projects/{version.project.slug}/models/titanic/predict/", good, key, 200),
+        ("missing column", f"/api/models/{version.pk}/predict/", missing, key, 400),
+        ("not json", f"/api/models/{version.pk}/predict/", b"{not json", key, 400),
+        ("no instances", f"/api/models/{version.pk}/predict/", b'{"rows": []}', key, 400),
+        ("unknown name", "/api/models/by-name/nobody/predict/", good, key, 404),
+        ("unknown id", "/api/models/999999/predict/", good, key, 404),
+        ("another project's version", f"/api/models/{version.pk}/predict/", missing, stranger_key, 404),
+        ("another project's slug", f"/api/projects/{version.project.slug}/models/titanic/predict/", good,
+         stranger_key, 404),
+        ("a telemetry token", f"/api/models/{version.pk}/predict/", good, telemetry_key, 403),
+        ("a bad token", f"/api/models/{version.pk}/predict/", good, "nope", 401),
+    ]
+    for name, path, raw, token, expected in cases:
+        (django_status, django_body), (fast_status, fast_body) = both_paths(path, raw, token)
+        assert django_status == fast_status == expected, (name, django_body, fast_body)
+        assert json.loads(fast_body) == json.loads(django_body), name
+    # Three requests of three rows answered on each path: counted alike.
+    assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == 2 * 3 * 3
+
+
+def test_a_body_over_the_limit_is_413_on_both_paths(served):
+    version, key, _ = served
+    raw = b" " * (api.MAX_PREDICT_BODY + 1)
+    (django_status, django_body), (fast_status, fast_body) = both_paths(f"/api/models/{version.pk}/predict/", raw, key)
+    assert django_status == fast_status == 413, (django_body, fast_body)
+
+
+def _after_the_check_interval():
+    time.sleep(settings.AUTH_CACHE_CHECK_SECONDS + 0.05)
+
+
+def test_a_deploy_and_a_rollback_are_honoured_by_a_running_server_within_a_second(server, served, titanic,
+                                                                                     train_version):
+    first, key, instances = served
+    second = train_version(titanic, name="titanic", algorithm="random_forest", epochs=3)
+    url = "/api/models/by-name/titanic/predict/"
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Token {key}"}, timeout=30) as http:
+        for _ in range(3):  # cached by the server now
+            assert http.post(url, json={"instances": instances}).json()["model_version"] == first.version
+        services.model_version_deploy(user=None, version=second)
+        _after_the_check_interval()
+        assert http.post(url, json={"instances": instances}).json()["model_version"] == second.version
+        services.model_version_deploy(user=None, version=ModelVersion.objects.get(pk=first.pk))  # the rollback
+        _after_the_check_interval()
+        assert http.post(url, json={"instances": instances}).json()["model_version"] == first.version
+
+
+def test_a_revoked_token_cannot_predict_on_a_running_server_within_a_second(server, served):
+    version, key, instances = served
+    program = UserFactory(username="program")
+    member(program, "viewer", version.project)
+    token, other = api_token_create(user=program, scope=TokenScope.PREDICT)
+    url = f"/api/models/{version.pk}/predict/"
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for _ in range(3):
+            r = http.post(url, json={"instances": instances}, headers={"Authorization": f"Token {other}"})
+            assert r.status_code == 200, r.text
+        token.delete()
+        _after_the_check_interval()
+        r = http.post(url, json={"instances": instances}, headers={"Authorization": f"Token {other}"})
+        assert r.status_code == 401, r.text
+
+
+def test_counts_are_exact_before_and_after_a_flush_and_none_is_lost_to_one(served):
+    """Four threads count while a fifth flushes again and again: the total shown is exact all along
+    (the database's, or Redis's when larger), and the database's is exact after the last flush."""
+    version, _, _ = served
+    stop = threading.Event()
+    flushes = []
+
+    def flusher():
+        while not stop.is_set():
+            flushes.append(services.prediction_counts_flush())
+
+    def counter():
+        for _ in range(200):
+            services.model_version_record_predictions(version=ModelVersion.objects.get(pk=version.pk), count=3)
+
+    flushing = threading.Thread(target=flusher)
+    flushing.start()
+    threads = [threading.Thread(target=counter) for _ in range(4)]
+    for t in threads:
+        t.start()
+    seen = []
+    while any(t.is_alive() for t in threads):
+        seen.append(counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count)
+    for t in threads:
+        t.join()
+    stop.set()
+    flushing.join()
+    assert sum(flushes) > 0  # the flush wrote while counts went on
+    assert seen == sorted(seen)  # never went back
+    assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == 4 * 200 * 3
+    services.prediction_counts_flush()
+    row = ModelVersion.objects.get(pk=version.pk)
+    assert row.prediction_count == 4 * 200 * 3 and row.last_prediction_at is not None
+    assert services.project_prediction_total(version.project_id) == 4 * 200 * 3
