@@ -61,7 +61,7 @@ def test_monitoring_page_renders_charts_alerts_anomalies_and_rules(client, staff
     html = client.get("/monitoring/").content.decode()
     for canvas in ("chart-cpu", "chart-memory", "chart-disk", "chart-network", "chart-latency", "chart-predictions"):
         assert f'id="{canvas}"' in html
-    assert "vendor/chart.js/chart.umd.min.js" in html
+    assert "vendor/uplot/uPlot.min.css" in html and "js/pages/monitoring.js" in html  # uPlot, from its module
     assert "Worker missing: w1" in html and 'data-action="acknowledge"' in html
     assert 'data-anomaly-id="' in html and "cpu_percent" in html
     assert "CPU above 90%" in html and "Create rule" in html
