@@ -10,8 +10,9 @@ Staying right (generation_cache.py): anything that can change an answer (a token
 revoked; a user saved or deleted; a membership or a project changed) bumps a generation counter in
 Redis when its transaction commits, and drops this process's cache at once. Every process reads the
 counter at most once every AUTH_CACHE_CHECK_SECONDS (1 s), and empties its cache when it moved: a
-revoked token, a deactivated user or a removed member is refused everywhere within a second. Expiry needs no bump (it
-is checked on every use). With Redis away, nothing is cached: every call reads the database.
+revoked token, a deactivated user or a removed member is refused everywhere within a second. Expiry
+needs no bump (it is checked on every use). With Redis away, nothing is cached: every call reads the
+database.
 
 Each request gets its own copies of the cached token and user (requests set attributes on them).
 """
