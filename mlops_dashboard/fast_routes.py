@@ -36,6 +36,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
+from .api_errors import problem_response
 from .request_bodies import header, resolve_scope
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,13 @@ class FastRoutes:
             if not message.get("more_body", False):
                 break
         loop = asyncio.get_running_loop()
-        status, headers, body = await loop.run_in_executor(self._pool(), self._serve, scope, b"".join(chunks), match)
+        try:
+            status, headers, body = await loop.run_in_executor(self._pool(), self._serve, scope, b"".join(chunks),
+                                                               match)
+        except Exception:  # past the middleware's own handling: still a problem body, never a bare 500
+            logger.exception("API fast route failed on %s", scope["path"])
+            failed = problem_response(500, "The server failed to handle this request; it has been logged.")
+            status, headers, body = failed.status_code, _headers(failed), failed.content
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -105,8 +112,13 @@ class FastRoutes:
         thread's database connection goes back). Returns what to send."""
         set_script_prefix(settings.FORCE_SCRIPT_NAME or scope.get("root_path", "") or "/")
         signals.request_started.send(sender=self.__class__, scope=scope)
-        request = ASGIRequest(scope, io.BytesIO(body))
         response = None
+        try:
+            request = ASGIRequest(scope, io.BytesIO(body))
+        except UnicodeDecodeError:  # as Django's handler answers a path or query it cannot decode
+            signals.request_finished.send(sender=self.__class__)
+            bad = problem_response(400, "The request's URL is not valid UTF-8.", code="invalid")
+            return bad.status_code, _headers(bad), bad.content
         try:
             request.resolver_match = match
             request.user = AnonymousUser()  # DRF authenticates from the token; nothing else reads it

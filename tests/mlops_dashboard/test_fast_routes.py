@@ -43,11 +43,13 @@ CASES = [
 ]
 
 
-def asgi_call(method: str, path: str, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
+def asgi_call(method: str, path: str, body: bytes, headers: dict, *, raw_query: bytes | None = None
+              ) -> tuple[int, dict, bytes]:
     """One request through the project's ASGI application, in a thread with its own event loop."""
     path, _, query = path.partition("?")
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.upper(),
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+             "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": query.encode() if raw_query is None else raw_query,
              "root_path": "", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000),
              "headers": [(k.lower().encode(), v.encode()) for k, v in
                          {**headers, "host": "127.0.0.1", "content-length": str(len(body))}.items()]}
@@ -216,3 +218,10 @@ def test_a_checked_token_and_its_roles_are_then_read_from_memory(editor_key, dja
         assert permissions.role_in(again, project) == "editor"
     again.username = "changed in this request only"
     assert api_token_check(key).user.username == "fast-editor"  # each request has its own copy
+
+
+def test_a_query_string_that_is_not_utf8_is_a_400_on_the_fast_path(editor_key):
+    _, _, key = editor_key
+    status, _, content = asgi_call("get", "/api/telemetry/series/", b"", {"Authorization": f"Token {key}"},
+                                   raw_query=b"source=\xff&metric=temperature")
+    assert status == 400 and json.loads(content)["code"] == "invalid"
