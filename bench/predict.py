@@ -8,7 +8,8 @@ What runs (real processes, loopback only; about a minute, never more than two):
   dataset, a random-forest model trained on it by `training.services.training_job_run` (the code a
   worker runs) and deployed;
 - one uvicorn process serving `mlops_dashboard.asgi` (tests/procs.Server);
-- --clients threads, each with a keep-alive HTTP connection and `Authorization: Token <key>`,
+- --clients threads, each with a keep-alive HTTP connection (http.client, bodies encoded before the
+  clock starts) and `Authorization: Token <key>`,
   sending single-row requests to POST /api/models/by-name/<name>/predict/ for --seconds (after 5 s
   of a single client, for the latency of a request that does not queue); then two clients sending
   batches of 1,000 rows for --batch-seconds.
@@ -131,9 +132,20 @@ def in_process(version, rows: list[dict], batch: list[dict], seconds: float) -> 
 
 
 def load(url: str, token: str, payloads, clients: int, seconds: float) -> dict:
-    """`clients` threads POST payloads (cycling) for `seconds`; latencies of 200s, counts of others."""
-    import httpx
+    """`clients` threads POST payloads (cycling) for `seconds`; latencies of 200s, counts of others.
 
+    Each thread keeps one keep-alive connection (http.client) and sends bodies encoded before the
+    clock starts. The clients stand for programs on other machines: what they spend is not the
+    server's, and on this 2-core machine it is taken from the server. httpx cost 0.3 ms more per
+    request than http.client (0.48 against 0.19 ms against a bare asyncio server), which was a
+    tenth of a single-row request's latency."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    bodies = [json.dumps(p, separators=(",", ":")).encode() for p in payloads]
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json", "Accept": "application/json"}
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[int] = [0] * clients
     stop_at = [0.0]
@@ -141,19 +153,29 @@ def load(url: str, token: str, payloads, clients: int, seconds: float) -> dict:
     start = threading.Barrier(clients + 1, action=lambda: stop_at.__setitem__(0, time.perf_counter() + seconds))
 
     def client(slot: int):
-        with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=30) as http:
-            http.post(url, json=payloads[slot % len(payloads)])  # connect and warm up
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+        def post(body: bytes) -> int:
+            conn.request("POST", parts.path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+
+        try:
+            post(bodies[slot % len(bodies)])  # connect and warm up
             start.wait()
             i = slot
             while time.perf_counter() < stop_at[0]:
                 t0 = time.perf_counter()
-                response = http.post(url, json=payloads[i % len(payloads)])
+                status = post(bodies[i % len(bodies)])
                 took = time.perf_counter() - t0
-                if response.status_code == 200:
+                if status == 200:
                     latencies[slot].append(took)
                 else:
                     errors[slot] += 1
                 i += clients
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
     for t in threads:

@@ -102,13 +102,27 @@ def _route_of(match) -> Route:
 SCOPE_MATCH = "mlops_dashboard.resolver_match"
 
 
+# Paths resolved lately (a program calls the same few URLs many times a second): path -> match.
+# Matches are only read (a view gets copies of their arguments). Emptied when full.
+_resolved: dict[tuple[str, str], object] = {}
+RESOLVED_MAX = 4096
+
+
 def resolve_scope(scope):
     """The ResolverMatch of the scope's path (None when no view has it), resolved once per request."""
     if SCOPE_MATCH not in scope:
+        path = path_info(scope)
+        key = (settings.ROOT_URLCONF, path)
         try:
-            scope[SCOPE_MATCH] = resolve(path_info(scope))
-        except Resolver404:
-            scope[SCOPE_MATCH] = None
+            scope[SCOPE_MATCH] = _resolved[key]
+        except KeyError:
+            try:
+                match = resolve(path)
+            except Resolver404:
+                match = None
+            if len(_resolved) >= RESOLVED_MAX:
+                _resolved.clear()
+            scope[SCOPE_MATCH] = _resolved[key] = match
     return scope[SCOPE_MATCH]
 
 

@@ -39,6 +39,17 @@ return {1, n + 1, redis.call('LINDEX', KEYS[1], -1)}
 """
 
 _script = None  # registered once; run with each call's client
+# Django's RedisCache makes a new redis-py client (on its pool) for every call, which cost a tenth of
+# a short API call: one per pool is kept here.
+_clients: dict[int, tuple[object, object]] = {}
+
+
+def _client(cache, key: str):
+    pool = cache._cache._get_connection_pool(True)  # django's RedisCache: the writer's pool
+    kept = _clients.get(id(pool))
+    if kept is None or kept[0] is not pool:
+        kept = _clients[id(pool)] = (pool, cache._cache.get_client(key, write=True))
+    return kept[1]
 
 
 def _window(key: str, now: float, period: int, allowed: int):
@@ -46,7 +57,7 @@ def _window(key: str, now: float, period: int, allowed: int):
     global _script
     cache = caches["default"]
     full_key = cache.make_key(key)
-    client = cache._cache.get_client(full_key, write=True)  # django's RedisCache: a redis-py client
+    client = _client(cache, full_key)
     if _script is None:
         _script = client.register_script(WINDOW_LUA)
     return _script(keys=[full_key], args=[repr(now), period, allowed], client=client)

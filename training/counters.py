@@ -59,11 +59,42 @@ def _field(pk: int, created_at: datetime) -> str:
     return f"{pk}:{calendar.timegm(created_at.utctimetuple()) * 1_000_000 + created_at.microsecond}"
 
 
-def record_into(pipe, version: ModelVersion, count: int, now: datetime) -> None:
-    """Queue on a Redis pipeline: add `count` predictions to `version` at `now`. Its result is the
-    new total, or None when Redis holds none for this version yet: then `record_seeded`."""
-    # EVAL, not a registered Script: a pipeline holding one asks SCRIPT EXISTS first (a round trip).
-    pipe.eval(_RECORD, 3, *_keys(), _field(version.pk, version.created_at), count, repr(now.timestamp()))
+# _RECORD, then the same count added to other counters (each kept for its own seconds), and a key
+# set unless it exists (a gate, for its seconds). KEYS: _RECORD's three, the gate, then the counters.
+# ARGV: _RECORD's three, the gate's seconds, then each counter's seconds.
+# Returns {the version's total or false, the first counter's new value, 1 when the gate was set}.
+_RECORD_WITH = """
+local total = false
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  total = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('SADD', KEYS[3], ARGV[1])
+end
+local first = false
+for i = 5, #KEYS do
+  local value = redis.call('INCRBY', KEYS[i], ARGV[2])
+  redis.call('EXPIRE', KEYS[i], ARGV[i])
+  if not first then first = value end
+end
+local gate = redis.call('SET', KEYS[4], 1, 'NX', 'EX', ARGV[4]) and 1 or 0
+return {total, first, gate}
+"""
+_record_with = None
+
+
+def record_with(client, version: ModelVersion, count: int, now: datetime, *, gate: tuple[str, int],
+                counters: list[tuple[str, int]]):
+    """Add `count` predictions to `version` at `now`, add `count` to each (key, seconds kept) of
+    `counters`, and set the `gate` (key, seconds) unless it is set, in one round trip. Returns
+    (the version's new total, or None when Redis holds none for it yet: then `record_seeded`;
+    the first counter's new value; whether the gate was set)."""
+    global _record_with
+    if _record_with is None:
+        _record_with = client.register_script(_RECORD_WITH)
+    keys = [*_keys(), gate[0], *(key for key, _ in counters)]
+    args = [_field(version.pk, version.created_at), count, repr(now.timestamp()), gate[1], *(ttl for _, ttl in counters)]
+    total, first, opened = _record_with(keys=keys, args=args, client=client)
+    return (None if total is None else int(total)), int(first), bool(opened)
 
 
 def record_seeded(version: ModelVersion, count: int, now: datetime) -> int:

@@ -22,6 +22,7 @@ from mlops_dashboard.generation_cache import GenerationCache
 
 from .. import counters, selectors
 from ..models import ModelVersion
+from .coalescing import Coalescer
 from .errors import ArtifactError
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,11 @@ def model_version_load(*, version: ModelVersion):
 
 _threads = threading.local()
 
+# Rows of concurrent requests predicted in one call, at most: a few small requests together, never
+# a big one held up behind another.
+COALESCE_MAX_ROWS = 256
+_coalescer = Coalescer(COALESCE_MAX_ROWS)
+
 
 def _one_thread_each() -> None:
     """Each prediction uses one core (BLAS and OpenMP, e.g. gradient boosting's): the server's
@@ -193,9 +199,26 @@ def model_version_predict(*, version: ModelVersion, instances: list, user=None) 
         raise ArtifactError(f"{version.label} is in error and cannot serve predictions.")
     _one_thread_each()
     model = model_version_load(version=version)
-    result = trainer.predict(model, instances, version.feature_schema)  # checks the instances first
-    model_version_record_predictions(version=version, count=len(instances))
-    return result
+    errors = trainer.check_instances(instances, version.feature_schema)
+    if errors:
+        raise trainer.InvalidInputError(errors)
+
+    def run(groups: list[list]) -> list[dict]:
+        """Predict and count the rows of these requests in one call; each request's share."""
+        rows = groups[0] if len(groups) == 1 else [row for group in groups for row in group]
+        result = trainer.predict_checked(model, rows, version.feature_schema)
+        model_version_record_predictions(version=version, count=len(rows))
+        if len(groups) == 1:
+            return [result]
+        shares, start = [], 0
+        for group in groups:
+            end = start + len(group)
+            shares.append({k: v[start:end] if isinstance(v, list) else v for k, v in result.items()})
+            start = end
+        return shares
+
+    # Requests for this model while it is busy are predicted together (coalescing.py).
+    return _coalescer.run((version.pk, version.artifact_sha256), instances, run)
 
 
 def model_version_record_predictions(*, version: ModelVersion, count: int) -> int:
@@ -268,17 +291,13 @@ def _count(version: ModelVersion, count: int, moment):
     total_key = _redis_key("predictions", project_id, "total")
     rate_key = _redis_key("predictions", project_id, "rate", slot)
     client = bus.sync_client()
-    pipe = client.pipeline(transaction=False)
-    counters.record_into(pipe, version, count, moment)
-    pipe.incrby(total_key, count)
-    pipe.expire(total_key, 86_400)  # idle a day: re-seeded from the exact totals
-    pipe.incrby(rate_key, count)
-    pipe.expire(rate_key, RATE_SLOT * 8)
-    pipe.set(_redis_key("predictions", "gate", version.pk), 1, nx=True, ex=VOLUME_INTERVAL)
-    version_total, redis_total, _, _, _, gate_open = pipe.execute()
+    # The project's total is kept a day when idle (then re-seeded from the exact totals).
+    version_total, redis_total, gate_open = counters.record_with(
+        client, version, count, moment, gate=(_redis_key("predictions", "gate", version.pk), VOLUME_INTERVAL),
+        counters=[(total_key, 86_400), (rate_key, RATE_SLOT * 8)])
     if version_total is None:  # Redis holds no total of this version yet: seeded from the database's
         version_total = counters.record_seeded(version, count, moment)
-    version_total = int(version_total)  # counted: from here on, a Redis error only loses the event
+    # Counted: from here on, a Redis error only loses the event.
     try:
         # The milestone is one of the project's total; Redis' INCRBY orders concurrent requests
         # across processes, so exactly one request crosses each milestone. Its counter is seeded

@@ -19,7 +19,7 @@ from __future__ import annotations
 from .errors import ArtifactIntegrityError, InvalidInputError, TrainingCancelled, TrainingError
 from .features import DatetimeFeatures, infer_task
 from .fitting import ALGORITHMS, STAGES, TASKS, ProgressUpdate, ScaledTargetRegressor, TrainingResult, train
-from .prediction import check_instances, load_artifact, predict
+from .prediction import check_instances, load_artifact, predict, predict_checked
 
 __all__ = [
     "ALGORITHMS",
@@ -37,5 +37,6 @@ __all__ = [
     "infer_task",
     "load_artifact",
     "predict",
+    "predict_checked",
     "train",
 ]

@@ -153,6 +153,13 @@ def predict(model, instances: list[dict[str, Any]], feature_schema: list[dict[st
     errors = check_instances(instances, feature_schema)
     if errors:
         raise InvalidInputError(errors)
+    return predict_checked(model, instances, feature_schema)
+
+
+def predict_checked(model, instances: list[dict[str, Any]], feature_schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`predict` of instances that :func:`check_instances` found no problem with. Each row's
+    result depends on that row alone, so the instances of several requests can be predicted in one
+    call and the result split back (services.serving's coalescing)."""
     X = None
     if isinstance(model, Pipeline) and len(model.steps) == 2:
         # The fitted preprocessor as plain numpy (compiled.py): same numbers, a fraction
