@@ -87,3 +87,26 @@ def test_the_count_is_shared_by_every_server_process(transactional_db, client, u
     finally:
         for server in servers:
             server.stop()
+
+
+
+def test_checks_made_at_once_by_many_threads_spend_the_budget_exactly():
+    """40 checks at once from one process's threads against 25 allowed: the script counts each once."""
+    import threading
+    import time
+
+    from mlops_dashboard import throttles
+
+    now, answers = time.time(), []
+    barrier = threading.Barrier(40)
+
+    def check():
+        barrier.wait(30)
+        answers.append(throttles._window("throttle_test_burst", now, 60, 25)[0])
+
+    threads = [threading.Thread(target=check) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(answers) == [0] * 15 + [1] * 25

@@ -18,11 +18,11 @@ from django.utils import timezone
 
 from mlops_dashboard import permissions
 from mlops_dashboard.events import bus, catalog, publish_on_commit
+from mlops_dashboard.coalescing import Coalescer
 from mlops_dashboard.generation_cache import GenerationCache
 
 from .. import counters, selectors
 from ..models import ModelVersion
-from .coalescing import Coalescer
 from .errors import ArtifactError
 
 logger = logging.getLogger(__name__)

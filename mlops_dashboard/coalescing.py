@@ -1,18 +1,18 @@
-"""Concurrent predictions of one model, run as one call.
+"""Calls that may run together, run together: the work of several threads done in one go.
 
-A random forest spends most of a one-row prediction walking its trees in Python, and about as long
-for eight rows. So requests for the same loaded model that arrive while it is busy wait for it, and
-the next of them predicts all the waiting rows at once (dynamic batching, as model servers do it):
+Some work costs about as much for many items as for one: a random forest walks its trees in Python
+for one row or eight. So calls with the same key
+that arrive while one runs wait for it, and the next of them runs all the waiting calls at once
+(dynamic batching, as model servers do it):
 
-- a request that finds the model idle runs at once, alone: a single client waits for nothing;
-- while one call runs, later requests queue; when it ends, the first of them takes the queue (up to
-  `max_rows` rows in all, in arrival order) and predicts it in one call, and every request gets its
-  own rows' results back;
-- when a combined call fails, each request of it runs again alone, so that each gets its own result
-  or error, never another request's.
+- a call that finds its key idle runs at once, alone: a lone caller waits for nothing;
+- while one runs, later calls queue; when it ends, the first of them takes the queue (up to
+  `max_rows` rows in all, in arrival order) and runs it in one go, and each call gets its own share
+  of the results back;
+- when a combined run fails, each call of it runs again alone, so that each gets its own result or
+  error, never another call's.
 
-Every request is checked before it queues (its own 400), and the results a combined call gives are
-the ones each request gets alone: a row's prediction depends on that row only.
+Used by predictions (training.services.serving: the rows of concurrent requests for one model).
 """
 
 from __future__ import annotations
