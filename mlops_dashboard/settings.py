@@ -70,7 +70,7 @@ MIDDLEWARE = [
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=10)
 # Threads of one server process serving the API's hot endpoints (telemetry ingest and series,
 # predictions) for token-authenticated calls, apart from the slots above (fast_routes.py).
-API_FAST_THREADS = env.int("API_FAST_THREADS", default=4)
+API_FAST_THREADS = env.int("API_FAST_THREADS", default=8)
 # A request body (not an upload's) must arrive whole within this many seconds, else 408; an upload's
 # body must not pause longer than this. Read before the request takes a slot (request_bodies.py).
 WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=30.0)
@@ -130,9 +130,13 @@ else:
             "min_size": 1, "max_size": pool_size, "timeout": 30, "max_idle": 300,
         }
         DATABASES["default"]["CONN_MAX_AGE"] = 0
+        # Django's backend, whose pool skips the check of a connection back from use a moment ago.
+        DATABASES["default"]["ENGINE"] = "mlops_dashboard.postgresql"
     else:
         DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# A pooled connection given back less than this ago is handed out without a check (postgresql/base.py).
+DATABASE_POOL_CHECK_IDLE_SECONDS = env.float("DATABASE_POOL_CHECK_IDLE_SECONDS", default=1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # SECTION: redis, cache, channels ---------------------------------------------------------------
