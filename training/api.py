@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as datasets_selectors
-from mlops_dashboard import permissions
+from mlops_dashboard import fast_json, permissions
 from mlops_dashboard.filters import ChoicesListField, IdField, ProjectFilters, ProjectScopedMixin
 from mlops_dashboard.jobs import JobStatus
 from mlops_dashboard.models import Project
@@ -387,9 +387,12 @@ class ModelVersionViewSet(ProjectScopedMixin, mixins.ListModelMixin, mixins.Retr
 
 
 class PredictView(APIView):
-    """A prediction endpoint: the only kind a `predict`-scoped token may call."""
+    """A prediction endpoint: the only kind a `predict`-scoped token may call. JSON is read and
+    written by orjson where it gives what json gives (fast_json.py)."""
 
     token_scopes = ("predict",)
+    parser_classes = fast_json.PARSER_CLASSES
+    renderer_classes = fast_json.RENDERER_CLASSES
 
 
 class ModelVersionPredictView(PredictView):
