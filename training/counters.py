@@ -88,13 +88,64 @@ def record_with(client, version: ModelVersion, count: int, now: datetime, *, gat
     `counters`, and set the `gate` (key, seconds) unless it is set, in one round trip. Returns
     (the version's new total, or None when Redis holds none for it yet: then `record_seeded`;
     the first counter's new value; whether the gate was set)."""
+    return record_with_send(client, version, count, now, gate=gate, counters=counters).reply()
+
+
+def _script(client):
     global _record_with
     if _record_with is None:
         _record_with = client.register_script(_RECORD_WITH)
+    return _record_with
+
+
+class Sent:
+    """A `record_with` sent to Redis whose reply is read later (`reply`), so that the round trip
+    overlaps the caller's work (the model predicting). When it could not be sent, or Redis did not
+    know the script, `reply` makes the call the ordinary way (and raises what that raises)."""
+
+    def __init__(self, client, keys: list, args: list):
+        self.client, self.keys, self.args = client, keys, args
+        self.conn = None
+        pool = client.connection_pool
+        try:
+            conn = pool.get_connection()
+        except (redis.RedisError, OSError):
+            return
+        try:
+            conn.send_command("EVALSHA", _script(client).sha, len(keys), *keys, *args)
+        except (redis.RedisError, OSError):
+            conn.disconnect()
+            pool.release(conn)
+        else:
+            self.conn = conn
+
+    def reply(self):
+        raw = None
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            pool = self.client.connection_pool
+            try:
+                raw = conn.read_response()
+            except redis.exceptions.NoScriptError:  # Redis restarted: the ordinary call loads it
+                pool.release(conn)
+            except BaseException:
+                conn.disconnect()  # a reply may be left unread on it
+                pool.release(conn)
+                raise
+            else:
+                pool.release(conn)
+        if raw is None:
+            raw = _script(self.client)(keys=self.keys, args=self.args, client=self.client)
+        total, first, opened = raw
+        return (None if total is None else int(total)), int(first), bool(opened)
+
+
+def record_with_send(client, version: ModelVersion, count: int, now: datetime, *, gate: tuple[str, int],
+                     counters: list[tuple[str, int]]) -> Sent:
+    """`record_with`, sent now; its result is `.reply()`."""
     keys = [*_keys(), gate[0], *(key for key, _ in counters)]
     args = [_field(version.pk, version.created_at), count, repr(now.timestamp()), gate[1], *(ttl for _, ttl in counters)]
-    total, first, opened = _record_with(keys=keys, args=args, client=client)
-    return (None if total is None else int(total)), int(first), bool(opened)
+    return Sent(client, keys, args)
 
 
 def record_seeded(version: ModelVersion, count: int, now: datetime) -> int:

@@ -152,3 +152,31 @@ def test_counts_are_exact_before_and_after_a_flush_and_none_is_lost_to_one(serve
     row = ModelVersion.objects.get(pk=version.pk)
     assert row.prediction_count == 4 * 200 * 3 and row.last_prediction_at is not None
     assert services.project_prediction_total(version.project_id) == 4 * 200 * 3
+
+
+def test_counting_goes_on_when_redis_forgot_its_scripts(served, redis_client):
+    """The count is sent before the model runs and read after it; a Redis that restarted (no
+    scripts) gets the script loaded again, and nothing is lost."""
+    version, _, instances = served
+    model_version = ModelVersion.objects.get(pk=version.pk)
+    services.model_version_predict(version=model_version, instances=instances)
+    redis_client.script_flush()
+    services.model_version_predict(version=model_version, instances=instances)
+    services.model_version_predict(version=model_version, instances=instances)
+    assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == 3 * len(instances)
+
+
+def test_a_prediction_that_fails_after_it_was_counted_takes_its_count_back(served, monkeypatch):
+    from training import trainer
+
+    version, _, instances = served
+    model_version = ModelVersion.objects.get(pk=version.pk)
+    services.model_version_predict(version=model_version, instances=instances)
+
+    def broken(*args, **kwargs):  # a model failing on rows its checks accepted
+        raise RuntimeError("the model failed")
+
+    monkeypatch.setattr(trainer, "predict_checked", broken)
+    with pytest.raises(RuntimeError):
+        services.model_version_predict(version=model_version, instances=instances)
+    assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == len(instances)

@@ -14,6 +14,8 @@ import redis
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Model
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from mlops_dashboard import permissions
@@ -68,8 +70,21 @@ def _cached(key: tuple, load):
 
             _lookups_generation.put(generation, store)
     if isinstance(value, list):
-        return [copy.copy(v) for v in value]
-    return copy.copy(value)
+        return [_copied(v) for v in value]
+    return _copied(value)
+
+
+def _copied(obj):
+    """A shallow copy of a cached row, as copy.copy makes it (Model.__getstate__: its own fields and
+    related-object cache), without the pickling protocol's detour: a few of these per prediction."""
+    if not isinstance(obj, Model):
+        return copy.copy(obj)
+    new = obj.__class__.__new__(obj.__class__)
+    new.__dict__.update(obj.__dict__)
+    state = new._state = ModelState()
+    state.__dict__.update(obj._state.__dict__)
+    state.fields_cache = obj._state.fields_cache.copy()
+    return new
 
 
 def serving_changed(sender=None, **kwargs) -> None:
@@ -204,10 +219,18 @@ def model_version_predict(*, version: ModelVersion, instances: list, user=None) 
         raise trainer.InvalidInputError(errors)
 
     def run(groups: list[list]) -> list[dict]:
-        """Predict and count the rows of these requests in one call; each request's share."""
+        """Predict and count the rows of these requests in one call; each request's share. The
+        count goes to Redis first, and its reply is read once the model is done: the round trip
+        overlaps the prediction (a prediction that fails takes its count back)."""
         rows = groups[0] if len(groups) == 1 else [row for group in groups for row in group]
-        result = trainer.predict_checked(model, rows, version.feature_schema)
-        model_version_record_predictions(version=version, count=len(rows))
+        counting = _record_begin(version, len(rows))
+        try:
+            result = trainer.predict_checked(model, rows, version.feature_schema)
+        except BaseException:
+            _record_end(counting)
+            model_version_record_predictions(version=version, count=-len(rows))
+            raise
+        _record_end(counting)
         if len(groups) == 1:
             return [result]
         shares, start = [], 0
@@ -226,9 +249,25 @@ def model_version_record_predictions(*, version: ModelVersion, count: int) -> in
     processes: in Redis, flushed to the database by `prediction_counts_flush`; counters.py) and
     publish its project's prediction_volume at milestones or every 10 s. Returns the new total.
     One round trip to Redis as a rule; with Redis away, the database counts (and no event goes)."""
+    return _record_end(_record_begin(version, count))
+
+
+def _record_begin(version: ModelVersion, count: int) -> tuple:
+    """model_version_record_predictions, sent to Redis; `_record_end` reads its reply and finishes."""
     now = timezone.now()
     try:
-        total, event = _count(version, count, now)
+        state = _count_send(version, count, now)
+    except redis.RedisError as exc:
+        state = exc
+    return version, count, now, state
+
+
+def _record_end(begun: tuple) -> int:
+    version, count, now, state = begun
+    try:
+        if isinstance(state, redis.RedisError):
+            raise state
+        total, event = _count_finish(state)
     except redis.RedisError as exc:
         logger.warning("prediction volume not tracked: %s", exc)
         total, event = counters.record_database(version.pk, count, now), None
@@ -282,19 +321,26 @@ def predictions_per_minute(project_id: int, *, now: float | None = None) -> floa
     return _per_minute(buckets, now, slot)
 
 
-def _count(version: ModelVersion, count: int, moment):
-    """The version's new total, and the prediction_volume event to publish (or None). Every figure
-    of the event is the version's project's: its counters, milestones and rate are its own."""
+def _count_send(version: ModelVersion, count: int, moment) -> tuple:
+    """Send the counting of `count` predictions (`_count_finish` reads the reply)."""
     now = time.time()
     slot = int(now // RATE_SLOT)
-    project_id = version.project_id
-    total_key = _redis_key("predictions", project_id, "total")
-    rate_key = _redis_key("predictions", project_id, "rate", slot)
+    total_key = _redis_key("predictions", version.project_id, "total")
+    rate_key = _redis_key("predictions", version.project_id, "rate", slot)
     client = bus.sync_client()
     # The project's total is kept a day when idle (then re-seeded from the exact totals).
-    version_total, redis_total, gate_open = counters.record_with(
+    sent = counters.record_with_send(
         client, version, count, moment, gate=(_redis_key("predictions", "gate", version.pk), VOLUME_INTERVAL),
         counters=[(total_key, 86_400), (rate_key, RATE_SLOT * 8)])
+    return client, sent, version, count, moment, now, slot, total_key
+
+
+def _count_finish(state: tuple):
+    """The version's new total, and the prediction_volume event to publish (or None). Every figure
+    of the event is the version's project's: its counters, milestones and rate are its own."""
+    client, sent, version, count, moment, now, slot, total_key = state
+    project_id = version.project_id
+    version_total, redis_total, gate_open = sent.reply()
     if version_total is None:  # Redis holds no total of this version yet: seeded from the database's
         version_total = counters.record_seeded(version, count, moment)
     # Counted: from here on, a Redis error only loses the event.
