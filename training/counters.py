@@ -82,15 +82,6 @@ return {total, first, gate}
 _record_with = None
 
 
-def record_with(client, version: ModelVersion, count: int, now: datetime, *, gate: tuple[str, int],
-                counters: list[tuple[str, int]]):
-    """Add `count` predictions to `version` at `now`, add `count` to each (key, seconds kept) of
-    `counters`, and set the `gate` (key, seconds) unless it is set, in one round trip. Returns
-    (the version's new total, or None when Redis holds none for it yet: then `record_seeded`;
-    the first counter's new value; whether the gate was set)."""
-    return record_with_send(client, version, count, now, gate=gate, counters=counters).reply()
-
-
 def _script(client):
     global _record_with
     if _record_with is None:
@@ -99,7 +90,7 @@ def _script(client):
 
 
 class Sent:
-    """A `record_with` sent to Redis whose reply is read later (`reply`), so that the round trip
+    """The counting script (_RECORD_WITH) sent to Redis whose reply is read later (`reply`), so that the round trip
     overlaps the caller's work (the model predicting). When it could not be sent, or Redis did not
     know the script, `reply` makes the call the ordinary way (and raises what that raises)."""
 
@@ -142,7 +133,10 @@ class Sent:
 
 def record_with_send(client, version: ModelVersion, count: int, now: datetime, *, gate: tuple[str, int],
                      counters: list[tuple[str, int]]) -> Sent:
-    """`record_with`, sent now; its result is `.reply()`."""
+    """Add `count` predictions to `version` at `now`, add `count` to each (key, seconds kept) of
+    `counters`, and set the `gate` (key, seconds) unless it is set, in one round trip, sent now. Its
+    `.reply()` is (the version's new total, or None when Redis holds none for it yet: then
+    `record_seeded`; the first counter's new value; whether the gate was set)."""
     keys = [*_keys(), gate[0], *(key for key, _ in counters)]
     args = [_field(version.pk, version.created_at), count, repr(now.timestamp()), gate[1], *(ttl for _, ttl in counters)]
     return Sent(client, keys, args)
