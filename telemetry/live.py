@@ -41,6 +41,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import redis
 from django.conf import settings
@@ -86,8 +87,11 @@ class Window:
             self.dropped = True
 
 
+_TIME = itemgetter(1)  # a point's epoch_ms
+
+
 def _in_time_order(points: list) -> list:
-    return sorted(points, key=lambda p: p[1])  # stable: one timestamp's points keep their arrival order
+    return sorted(points, key=_TIME)  # stable: one timestamp's points keep their arrival order
 
 
 def fit_points(points: list, *, source_id: int, source: str, project_id: int | None,

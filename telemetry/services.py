@@ -6,6 +6,7 @@ import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import NamedTuple
 
 from django.conf import settings
@@ -24,6 +25,8 @@ from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Sour
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_US = timedelta(microseconds=1)
+_FIRST = itemgetter(0)
 
 
 class Reading(NamedTuple):
@@ -65,9 +68,8 @@ def points_ingest(*, user, project, readings: list[Reading], now: datetime | Non
     if connection.vendor == "postgresql" and (cached := _series_cached(project.pk, keys)) is not None:
         # Series this process has seen: one statement (no lookup), which writes only those still
         # stored under these names (a deleted one is not, nor its id ever again) and says how many.
-        batches = _batches(cached, latest)
-        found = store.points_write([(cached[(s, m)][0], t, v) for (s, m, t), v in latest.items()],
-                                   also=_mark_seen(cached, batches, now, checked=len(batches)),
+        batches, rows = _batches_timed(cached, latest)
+        found = store.points_write(rows, also=_mark_seen(cached, batches, now, checked=len(batches)),
                                    only=_series_check(project.pk, cached))
         if found == len(batches):
             transaction.on_commit(lambda: signals.points_ingested.send(
@@ -204,6 +206,27 @@ def _batches(series, latest) -> dict[int, SeriesBatch]:
             found = points[(s, m)] = batch.points
         found.append([(t - epoch) // _MS, v])  # selectors.epoch_ms, inlined: once per point
     return batches
+
+
+def _batches_timed(series, latest) -> tuple[dict[int, SeriesBatch], list[tuple[int, int, float]]]:
+    """`_batches`, and the rows to write with their times as epoch microseconds (store.points_write
+    on PostgreSQL): each point's time converted once, and sorted as an integer."""
+    batches: dict[int, SeriesBatch] = {}
+    found: dict[tuple[str, str], tuple[int, list]] = {}  # each series' id and list, by the names in hand
+    rows = []
+    append = rows.append
+    epoch = _EPOCH
+    timed = [((t - epoch) // _US, s, m, v) for (s, m, t), v in latest.items()]
+    timed.sort(key=_FIRST)  # stable: as _batches' sort by time
+    for us, s, m, v in timed:
+        entry = found.get((s, m))
+        if entry is None:
+            metric_id, source_id, _ = series[(s, m)]
+            batch = batches[metric_id] = SeriesBatch(source_id, s, metric_id, m)
+            entry = found[(s, m)] = (metric_id, batch.points)
+        entry[1].append([us // 1000, v])
+        append((entry[0], us, v))
+    return batches, rows
 
 
 def _mark_seen(series, batches, now, checked: int | None = None) -> list:

@@ -19,7 +19,9 @@ from django.db import connection, transaction
 
 from .models import HourRollup, MinuteRollup, Point, RollupPending
 
-Row = tuple[int, datetime, float]  # (series id, timestamp, value)
+# (series id, timestamp, value); on PostgreSQL the timestamp may be epoch microseconds (an int), the
+# same for every row of a call.
+Row = tuple[int, datetime | int, float]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -94,7 +96,10 @@ def points_write(rows: list[Row], *, also: Iterable[tuple[str, list]] = (),
         # Arrays as text literals built by str.join: a fifth of the CPU of psycopg dumping a list
         # element by element. Times as exact epoch microseconds; floats by repr (exact round trip).
         ids = "{" + ",".join([str(s) for s, _, _ in rows]) + "}"
-        times = "{" + ",".join([str((t - _EPOCH) // _MICROSECOND) for _, t, _ in rows]) + "}"
+        if type(rows[0][1]) is int:  # epoch microseconds already (services' path for known series)
+            times = "{" + ",".join([str(t) for _, t, _ in rows]) + "}"
+        else:
+            times = "{" + ",".join([str((t - _EPOCH) // _MICROSECOND) for _, t, _ in rows]) + "}"
         values = "{" + ",".join([repr(float(v)) for _, _, v in rows]) + "}"
         # "WITH [checked,] a AS (...), ... <the write>": PostgreSQL runs every data-modifying part once.
         parts = [f"also{i} AS ({part})" for i, (part, _) in enumerate(also)]
