@@ -9,6 +9,7 @@ makes two (a read, then a write of the whole history), and no lost counts betwee
 racing each other."""
 
 import logging
+import threading
 
 from django.conf import settings
 from django.core.cache import caches
@@ -39,17 +40,23 @@ return {1, n + 1, redis.call('LINDEX', KEYS[1], -1)}
 """
 
 _script = None  # registered once; run with each call's client
-# Django's RedisCache makes a new redis-py client (on its pool) for every call, which cost a tenth of
-# a short API call: one per pool is kept here.
-_clients: dict[int, tuple[object, object]] = {}
+# One redis-py client per process for the cache's Redis (per writer URL: a test may point the cache
+# elsewhere). Django's `caches` gives each request context a cache object of its own, with a
+# connection pool of its own: asking it for a client cost a new connection per request.
+_clients: dict[str, object] = {}
+_clients_lock = threading.Lock()
 
 
-def _client(cache, key: str):
-    pool = cache._cache._get_connection_pool(True)  # django's RedisCache: the writer's pool
-    kept = _clients.get(id(pool))
-    if kept is None or kept[0] is not pool:
-        kept = _clients[id(pool)] = (pool, cache._cache.get_client(key, write=True))
-    return kept[1]
+def _client(cache):
+    url = cache._servers[0]  # django's RedisCache: the first server is the writer
+    client = _clients.get(url)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(url)
+            if client is None:
+                made = cache._cache  # the pool class and options as the cache's own
+                client = _clients[url] = made._client(connection_pool=made._pool_class.from_url(url, **made._pool_options))
+    return client
 
 
 def _window(key: str, now: float, period: int, allowed: int):
@@ -57,7 +64,7 @@ def _window(key: str, now: float, period: int, allowed: int):
     global _script
     cache = caches["default"]
     full_key = cache.make_key(key)
-    client = _client(cache, full_key)
+    client = _client(cache)
     if _script is None:
         _script = client.register_script(WINDOW_LUA)
     return _script(keys=[full_key], args=[repr(now), period, allowed], client=client)

@@ -110,3 +110,21 @@ def test_checks_made_at_once_by_many_threads_spend_the_budget_exactly():
     for t in threads:
         t.join(60)
     assert sorted(answers) == [0] * 15 + [1] * 25
+
+
+def test_a_server_keeps_its_redis_connections_however_many_calls_it_throttles(transactional_db, client, user,
+                                                                              redis_client):
+    """Django gives each request a cache object of its own (with its own connection pool): the
+    throttle's client is the process's, so 300 calls do not open 300 connections."""
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(client, user)}
+    server = procs.Server(API_THROTTLE_USER="100000/minute")
+    try:
+        server.start(timeout=120)
+        with httpx.Client(base_url=server.url, cookies=cookies, timeout=60) as http:
+            assert http.get("/api/events/").status_code == 200
+            before = redis_client.info("clients")["connected_clients"]
+            assert {http.get("/api/events/").status_code for _ in range(300)} == {200}
+        after = redis_client.info("clients")["connected_clients"]
+        assert after - before < 30, (before, after)
+    finally:
+        server.stop()
