@@ -108,7 +108,9 @@ def _detail_context(request, source: Source, *, source_form=None, metric_forms=N
             "projectId": fresh.project_id,
             "silentAfterMs": fresh.silent_after_seconds() * 1000,
             "lastSeenMs": selectors.epoch_ms(fresh.last_seen) if fresh.last_seen else None,
-            "metrics": [{"id": m.pk, "name": m.name, "unit": m.unit} for m in metrics],
+            "metrics": [{"id": m.pk, "name": m.name, "unit": m.unit,
+                         "lastMs": selectors.epoch_ms(m.last_timestamp) if m.last_timestamp else None}
+                        for m in metrics],
             "ranges": {k: s for k, _, s in RANGES},
             "defaultRange": DEFAULT_RANGE,
             "initial": {"start": selectors.epoch_ms(start), "end": selectors.epoch_ms(end), "series": initial},

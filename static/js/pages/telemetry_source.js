@@ -92,6 +92,12 @@ async function reload() {
         if (!series) return; // keep what the chart has
         c.data = columnsFrom(series);
         setResolution(c, series.resolution);
+        if (series.resolution === "raw") {
+          // A reading stored while no live event reached this page (before its socket subscribed,
+          // or while it was away) is in the refetched range: the latest value follows it.
+          const xs = c.data[0];
+          if (xs.length) showLatest(c, xs[xs.length - 1], c.data[1][xs.length - 1]);
+        }
       }),
     );
     render();
@@ -151,7 +157,7 @@ function initCharts() {
     if (!el) continue;
     const initial = data.initial?.series?.[String(metric.id)];
     const columns = columnsFrom(initial);
-    const c = { metric, card, el, data: columns, resolution: "raw" };
+    const c = { metric, card, el, data: columns, resolution: "raw", latestX: metric.lastMs ?? null };
     c.chart = lineChart(el, columns, {
       label: metric.name,
       unit: metric.unit,
@@ -183,10 +189,7 @@ function onPoints(event) {
     const last = latest.get(metric);
     if (!last || x >= last[0]) latest.set(metric, [x, y]);
   }
-  for (const [metric, [, y]] of latest) {
-    const c = charts.get(metric);
-    setText(c.card.querySelector("[data-latest]"), formatValue(y, c.metric.unit));
-  }
+  for (const [metric, [x, y]] of latest) showLatest(charts.get(metric), x, y);
   if (following()) {
     const { start } = rangeBounds();
     for (const c of charts.values()) trimBefore(c.data, start - view.span);
@@ -194,6 +197,13 @@ function onPoints(event) {
   render();
   if (event.truncated) reload();
   if (newMetricSeen) suggestReload();
+}
+
+/** The metric's latest value, when `x` is its newest reading yet (a late or replayed older one is not). */
+function showLatest(c, x, y) {
+  if (c.latestX != null && x < c.latestX) return;
+  c.latestX = x;
+  setText(c.card.querySelector("[data-latest]"), formatValue(y, c.metric.unit));
 }
 
 let suggested = false;
