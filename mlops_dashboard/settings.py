@@ -130,8 +130,7 @@ else:
             "min_size": 1, "max_size": pool_size, "timeout": 30, "max_idle": 300,
         }
         DATABASES["default"]["CONN_MAX_AGE"] = 0
-        # Django's backend, whose pool skips the check of a connection back from use a moment ago.
-        DATABASES["default"]["ENGINE"] = "mlops_dashboard.postgresql"
+        DATABASES["default"]["ENGINE"] = "mlops_dashboard.postgresql"  # Django's, with a cheaper pool check
     else:
         DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
