@@ -24,7 +24,6 @@ from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Sour
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 _US = timedelta(microseconds=1)
 _FIRST = itemgetter(0)
 
@@ -68,7 +67,7 @@ def points_ingest(*, user, project, readings: list[Reading], now: datetime | Non
     if connection.vendor == "postgresql" and (cached := _series_cached(project.pk, keys)) is not None:
         # Series this process has seen: one statement (no lookup), which writes only those still
         # stored under these names (a deleted one is not, nor its id ever again) and says how many.
-        batches, rows = _batches_timed(cached, latest)
+        batches, rows = _batches(cached, latest)
         found = store.points_write(rows, also=_mark_seen(cached, batches, now, checked=len(batches)),
                                    only=_series_check(project.pk, cached))
         if found == len(batches):
@@ -84,8 +83,9 @@ def points_ingest(*, user, project, readings: list[Reading], now: datetime | Non
         if series is None:  # a new source or metric: made here, within the limits
             series = {key: _Series(metric.pk, metric.source_id, metric.last_timestamp)
                       for key, metric in _series_for(project, keys, user=user).items()}
-        rows = [(series[(s, m)][0], t, v) for (s, m, t), v in latest.items()]
-        batches = _batches(series, latest)
+        batches, rows = _batches(series, latest)
+        if connection.vendor != "postgresql":  # times as datetimes, for SQLite's parameters
+            rows = [(series[(s, m)][0], t, v) for (s, m, t), v in latest.items()]
         store.points_write(rows, also=_mark_seen(series, batches, now))
 
         def done():
@@ -194,22 +194,9 @@ def _series_for(project, keys: set[tuple[str, str]], *, user) -> dict[tuple[str,
     return out
 
 
-def _batches(series, latest) -> dict[int, SeriesBatch]:
-    batches: dict[int, SeriesBatch] = {}
-    points: dict[tuple[str, str], list] = {}  # each series' list, found by the names in hand
-    epoch = _EPOCH
-    for (s, m, t), v in sorted(latest.items(), key=lambda kv: kv[0][2]):
-        found = points.get((s, m))
-        if found is None:
-            metric_id, source_id, _ = series[(s, m)]
-            batch = batches[metric_id] = SeriesBatch(source_id, s, metric_id, m)
-            found = points[(s, m)] = batch.points
-        found.append([(t - epoch) // _MS, v])  # selectors.epoch_ms, inlined: once per point
-    return batches
-
-
-def _batches_timed(series, latest) -> tuple[dict[int, SeriesBatch], list[tuple[int, int, float]]]:
-    """`_batches`, and the rows to write with their times as epoch microseconds (store.points_write
+def _batches(series, latest) -> tuple[dict[int, SeriesBatch], list[tuple[int, int, float]]]:
+    """Each series' points of a request in time order ([epoch_ms, value], for the live events and the
+    last values), and the rows to write with their times as epoch microseconds (store.points_write
     on PostgreSQL): each point's time converted once, and sorted as an integer."""
     batches: dict[int, SeriesBatch] = {}
     found: dict[tuple[str, str], tuple[int, list]] = {}  # each series' id and list, by the names in hand
@@ -217,7 +204,7 @@ def _batches_timed(series, latest) -> tuple[dict[int, SeriesBatch], list[tuple[i
     append = rows.append
     epoch = _EPOCH
     timed = [((t - epoch) // _US, s, m, v) for (s, m, t), v in latest.items()]
-    timed.sort(key=_FIRST)  # stable: as _batches' sort by time
+    timed.sort(key=_FIRST)  # stable: points of one time keep the request's order
     for us, s, m, v in timed:
         entry = found.get((s, m))
         if entry is None:
