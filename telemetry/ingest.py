@@ -17,6 +17,8 @@ NAME_RULE = "1 to 100 of A-Z a-z 0-9 . _ -"
 # after the server's clock plus FUTURE_SLACK too (a clock far ahead would pin a series' last value).
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 EARLIEST_MS = 946_684_800_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 FUTURE_SLACK = timedelta(days=1)
 TIMESTAMP_RULE = "ISO 8601 (2026-12-02T10:00:00Z; without an offset, UTC) or epoch milliseconds (a number)"
 
@@ -88,7 +90,8 @@ def timestamp_parse(value, latest: datetime) -> datetime:
 
 
 def readings_parse(points, now: datetime) -> list[Reading]:
-    """Every point as a Reading, or PointError naming the first bad one (index and field)."""
+    """Every point as a Reading (its time in epoch microseconds), or PointError naming the first bad
+    one (index and field)."""
     if type(points) is not list:
         raise PointError("points", "A list of points: {source, metric, value, timestamp?}.")
     latest = now + FUTURE_SLACK
@@ -97,7 +100,8 @@ def readings_parse(points, now: datetime) -> list[Reading]:
     fullmatch = NAME.fullmatch
     isfinite = math.isfinite
     fromisoformat = datetime.fromisoformat
-    fromtimestamp = datetime.fromtimestamp
+    epoch, microsecond = EPOCH, MICROSECOND
+    now_us = (now - epoch) // microsecond
     latest_ms = latest.timestamp() * 1000
     names: set[str] = set()
     for index, point in enumerate(points):
@@ -121,28 +125,24 @@ def readings_parse(points, now: datetime) -> list[Reading]:
             if type(value) is not float or not isfinite(value):
                 value = value_check(value)
             if stamp is None:  # left out (or null): the server's time
-                moment = now
-            elif type(stamp) is str:
+                append(Reading(source, metric, now_us, value))
+                continue
+            if type(stamp) is int and EARLIEST_MS <= stamp <= latest_ms:  # epoch ms, in range
+                append(Reading(source, metric, stamp * 1000, value))
+                continue
+            if type(stamp) is str:
                 try:
                     moment = fromisoformat(stamp)
                     if moment.tzinfo is UTC and EARLIEST <= moment <= latest:
-                        append(Reading(source, metric, moment, value))
+                        append(Reading(source, metric, (moment - epoch) // microsecond, value))
                         continue
                 except ValueError:
                     pass
-                moment = timestamp_parse(stamp, latest)
-            elif type(stamp) is int and EARLIEST_MS <= stamp <= latest_ms:  # epoch ms, in range
-                moment = fromtimestamp(stamp / 1000, UTC)
-                if moment <= latest:
-                    append(Reading(source, metric, moment, value))
-                    continue
-                moment = timestamp_parse(stamp, latest)
-            else:
-                moment = timestamp_parse(stamp, latest)
+            moment = timestamp_parse(stamp, latest)
         except PointError as exc:
             exc.index = index
             raise
-        append(Reading(source, metric, moment, value))
+        append(Reading(source, metric, (moment - epoch) // microsecond, value))
     return out
 
 

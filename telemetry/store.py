@@ -13,11 +13,13 @@ end)` recomputes a whole range at once (the CSV import's).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from psycopg.errors import UniqueViolation
 
-from .models import HourRollup, MinuteRollup, Point, RollupPending
+from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending
 
 # (series id, timestamp, value); on PostgreSQL the timestamp may be epoch microseconds (an int), the
 # same for every row of a call.
@@ -37,33 +39,26 @@ PENDING = RollupPending._meta.db_table
 _UPSERT = ("ON CONFLICT (series_id, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum, "
            "min = EXCLUDED.min, max = EXCLUDED.max")
 
-# PostgreSQL: one statement writes a batch and marks its minutes.
-_PG_WRITE = f"""
-WITH written AS (
-    INSERT INTO {POINT} (series_id, "timestamp", value)
-    SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v
-    FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS d(s, t, v)
-    ON CONFLICT (series_id, "timestamp") DO UPDATE SET value = EXCLUDED.value
-    RETURNING series_id, "timestamp")
-INSERT INTO {PENDING} (series_id, bucket)
-SELECT DISTINCT series_id, date_trunc('minute', "timestamp", 'UTC') FROM written ORDER BY 1, 2
-ON CONFLICT DO NOTHING"""
-
-# The same, when every series of the rows is among those the query `only` finds (their number in
-# `checked`, which the caller's other parts may test too); else nothing. Answers that number.
+# PostgreSQL: one statement writes a batch, marks its minutes and runs the caller's other parts. A
+# reading newer than its series' last one (Metric.last_timestamp, which every write moves up to its
+# newest reading) is inserted plainly; the others (a reading sent again, or late) go through
+# ON CONFLICT ... DO UPDATE, whose speculative insertion costs PostgreSQL about as much again per row. A reading "new" by that test may still be stored already (a concurrent write of the same
+# times, an import under way): the statement then fails on the primary key, having changed nothing,
+# and is run again with every reading through ON CONFLICT (`points_write`).
+_PG_ROWS = ("pts AS (SELECT s, timestamptz 'epoch' + t * interval '1 microsecond' AS at, v "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS u(s, t, v))")
+_PG_LAST = f"prior AS (SELECT id, last_timestamp FROM {Metric._meta.db_table} WHERE id IN (SELECT s FROM pts))"
+_PG_NEW = ("(SELECT pts.* FROM pts LEFT JOIN prior ON prior.id = pts.s "
+           "WHERE (prior.last_timestamp IS NULL OR pts.at > prior.last_timestamp){guard})")
+_PG_OLD = "(SELECT pts.* FROM pts JOIN prior ON prior.id = pts.s WHERE pts.at <= prior.last_timestamp{guard})"
+_PG_ALL = "(SELECT * FROM pts WHERE true{guard})"
+_PG_INSERT = f'INSERT INTO {POINT} (series_id, "timestamp", value) SELECT s, at, v FROM {{rows}} AS r'
+_PG_UPSERT = _PG_INSERT + ' ON CONFLICT (series_id, "timestamp") DO UPDATE SET value = EXCLUDED.value'
+_PG_MARKS = (f"INSERT INTO {PENDING} (series_id, bucket) SELECT DISTINCT s, date_trunc('minute', at, 'UTC') "
+             "FROM pts WHERE true{guard} ORDER BY 1, 2 ON CONFLICT DO NOTHING")
+# With `only`: the number of series it finds (the caller's other parts may test it too:
+# `(SELECT n FROM checked)`); every write is guarded by it.
 _PG_CHECKED = "checked AS (SELECT count(*) AS n FROM ({only}) AS c)"
-_PG_WRITE_ONLY = f"""written AS (
-    INSERT INTO {POINT} (series_id, "timestamp", value)
-    SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v
-    FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS d(s, t, v)
-    WHERE (SELECT n FROM checked) = %s
-    ON CONFLICT (series_id, "timestamp") DO UPDATE SET value = EXCLUDED.value
-    RETURNING series_id, "timestamp"),
-marked AS (
-    INSERT INTO {PENDING} (series_id, bucket)
-    SELECT DISTINCT series_id, date_trunc('minute', "timestamp", 'UTC') FROM written ORDER BY 1, 2
-    ON CONFLICT DO NOTHING)
-SELECT n FROM checked"""
 
 
 def is_postgresql() -> bool:
@@ -93,29 +88,7 @@ def points_write(rows: list[Row], *, also: Iterable[tuple[str, list]] = (),
                 cursor.execute(sql, params)
         return 0 if only is not None else None
     if is_postgresql():
-        # Arrays as text literals built by str.join: a fifth of the CPU of psycopg dumping a list
-        # element by element. Times as exact epoch microseconds; floats by repr (exact round trip).
-        ids = "{" + ",".join([str(s) for s, _, _ in rows]) + "}"
-        if type(rows[0][1]) is int:  # epoch microseconds already (services' path for known series)
-            times = "{" + ",".join([str(t) for _, t, _ in rows]) + "}"
-        else:
-            times = "{" + ",".join([str((t - _EPOCH) // _MICROSECOND) for _, t, _ in rows]) + "}"
-        values = "{" + ",".join([repr(float(v)) for _, _, v in rows]) + "}"
-        # "WITH [checked,] a AS (...), ... <the write>": PostgreSQL runs every data-modifying part once.
-        parts = [f"also{i} AS ({part})" for i, (part, _) in enumerate(also)]
-        params = [p for _, part_params in also for p in part_params]
-        if only is not None:
-            parts.insert(0, _PG_CHECKED.format(only=only[0]))
-            params[:0] = only[1]
-            parts.append(_PG_WRITE_ONLY)
-            params += [ids, times, values, len({s for s, _, _ in rows})]
-        else:
-            parts.append(_PG_WRITE.lstrip().removeprefix("WITH "))
-            params += [ids, times, values]
-        sql = "WITH " + ",\n".join(parts)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()[0] if only is not None else None
+        return _pg_write(rows, also, only)
     adapt = connection.ops.adapt_datetimefield_value
     marks = sorted({(s, floor(t, MINUTE)) for s, t, _ in rows})
     with transaction.atomic(), connection.cursor() as cursor:
@@ -124,6 +97,55 @@ def points_write(rows: list[Row], *, also: Iterable[tuple[str, list]] = (),
                            [(s, adapt(t), v) for s, t, v in rows])
         cursor.executemany(f"INSERT INTO {PENDING} (series_id, bucket) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                            [(s, adapt(b)) for s, b in marks])
+
+
+def _pg_write(rows: list[Row], also: list[tuple[str, list]], only: tuple[str, list] | None) -> int | None:
+    """points_write on PostgreSQL: one statement (see _PG_ROWS), run again with every reading through
+    ON CONFLICT if a reading taken for new was stored already."""
+    # Arrays as text literals built by str.join: a fifth of the CPU of psycopg dumping a list element
+    # by element. Times as exact epoch microseconds; floats by repr (exact round trip).
+    micros = [t for _, t, _ in rows] if type(rows[0][1]) is int else [(t - _EPOCH) // _MICROSECOND for _, t, _ in rows]
+    n_series = len({s for s, _, _ in rows}) if only is not None else 0
+    arrays = ["{" + ",".join([str(s) for s, _, _ in rows]) + "}", "{" + ",".join([str(t) for t in micros]) + "}",
+              "{" + ",".join([repr(float(v)) for _, _, v in rows]) + "}"]
+
+    def statement(optimistic: bool) -> tuple[str, list]:
+        parts, params = [], []
+        if only is not None:
+            parts.append(_PG_CHECKED.format(only=only[0]))
+            params += only[1]
+        for i, (part, part_params) in enumerate(also):
+            parts.append(f"also{i} AS ({part})")
+            params += part_params
+        parts.append(_PG_ROWS)
+        params += arrays
+        guard, guard_params = ("", []) if only is None else (" AND (SELECT n FROM checked) = %s", [n_series])
+        if optimistic:
+            parts.append(_PG_LAST)
+            parts.append(f"fresh AS ({_PG_INSERT.format(rows=_PG_NEW.format(guard=guard))})")
+            parts.append(f"late AS ({_PG_UPSERT.format(rows=_PG_OLD.format(guard=guard))})")
+            params += guard_params * 2
+        else:
+            parts.append(f"written AS ({_PG_UPSERT.format(rows=_PG_ALL.format(guard=guard))})")
+            params += guard_params
+        parts.append(f"marked AS ({_PG_MARKS.format(guard=guard)})")
+        params += guard_params
+        return "WITH " + ",\n".join(parts) + ("\nSELECT n FROM checked" if only is not None else "\nSELECT 1"), params
+
+    sql, params = statement(optimistic=True)
+    try:
+        # In a transaction, a savepoint: the failed statement must not spoil the caller's transaction.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            found = cursor.fetchone()[0]
+    except IntegrityError as exc:
+        if not isinstance(exc.__cause__, UniqueViolation):
+            raise
+        sql, params = statement(optimistic=False)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            found = cursor.fetchone()[0]
+    return found if only is not None else None
 
 
 def _keys_relation(keys: list[tuple[int, datetime]], size: timedelta) -> tuple[str, list]:

@@ -109,3 +109,73 @@ def test_a_series_deleted_and_made_again_gets_the_points_not_the_old_id(user, pr
     assert again.pk != source.pk
     assert [p.value for p in Point.objects.filter(series__source=again)] == [4.0]
     assert Point.objects.count() == 1
+
+
+def _stored(metric_name: str) -> dict:
+    return {p.timestamp: p.value for p in Point.objects.filter(series__name=metric_name)}
+
+
+@pytest.mark.parametrize("in_transaction", [True, False], ids=["in-a-transaction", "autocommit"])
+def test_a_reading_stored_already_though_newer_than_the_last_value_is_replaced(request, user, project,
+                                                                               in_transaction):
+    """A reading newer than its series' last value is written as new. When it was stored already (an
+    import under way, a concurrent request), the write is still an upsert: its value replaced, the
+    rest of the batch written, and a caller's transaction left usable."""
+    request.getfixturevalue("db" if in_transaction else "transactional_db")
+    from telemetry.models import RollupPending
+
+    services.points_ingest(user=user, project=project, readings=[reading(1.0, 0), reading(2.0, 60)])
+    assert services.points_ingest(user=user, project=project, readings=[reading(1.5, 0)]) == 1  # sent again
+    Metric.objects.update(last_value=None, last_timestamp=None)  # as an import leaves it while it writes
+    RollupPending.objects.all().delete()
+    for n in range(2):  # known series on the second round (the one-statement path)
+        services.points_ingest(user=user, project=project, readings=[
+            reading(10.0 + n, 60), reading(20.0 + n, 120), reading(30.0 + n, 120, metric="power")])
+    assert _stored("temperature") == {T0: 1.5, T0 + timedelta(seconds=60): 11.0, T0 + timedelta(seconds=120): 21.0}
+    assert _stored("power") == {T0 + timedelta(seconds=120): 31.0}
+    temperature = Metric.objects.get(name="temperature")
+    assert (temperature.last_value, temperature.last_timestamp) == (21.0, T0 + timedelta(seconds=120))
+    marked = {(r.series_id, r.bucket) for r in RollupPending.objects.all()}
+    assert {(temperature.pk, T0 + timedelta(minutes=m)) for m in (1, 2)} <= marked
+    assert Source.objects.filter(name="press-07").exists()  # the caller's transaction still answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_writing_the_same_times_all_succeed_and_one_value_wins(user, project):
+    """Four threads send the same readings of one series at once, round after round, each with its
+    own values: every request is stored whole (no error from the race), and each reading holds one of
+    the values sent for it."""
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite writes one request at a time")
+    services.points_ingest(user=user, project=project, readings=[reading(0.0, 0)])
+    rounds, errors = 20, []
+    barrier = threading.Barrier(4)
+
+    def send(k):
+        try:
+            for r in range(rounds):
+                barrier.wait(timeout=60)
+                services.points_ingest(user=user, project=project, readings=[
+                    reading(1000.0 * k + r, 10 * r + s) for s in range(1, 11)])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+            barrier.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    stored = _stored("temperature")
+    assert len(stored) == 1 + 10 * rounds
+    for r in range(rounds):
+        for s in range(1, 11):
+            moment = T0 + timedelta(seconds=10 * r + s)
+            assert stored[moment] in {1000.0 * k + r for k in range(4)}, (r, s, stored[moment])
