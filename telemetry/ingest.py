@@ -9,7 +9,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
-from .services import Reading
+from .services import Grouped
 
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 NAME_RULE = "1 to 100 of A-Z a-z 0-9 . _ -"
@@ -89,14 +89,13 @@ def timestamp_parse(value, latest: datetime) -> datetime:
     return moment
 
 
-def readings_parse(points, now: datetime) -> list[Reading]:
-    """Every point as a Reading (its time in epoch microseconds), or PointError naming the first bad
-    one (index and field)."""
+def readings_parse(points, now: datetime) -> Grouped:
+    """Every point, by series (its time in epoch microseconds; the last value sent for a time wins),
+    or PointError naming the first bad one (index and field)."""
     if type(points) is not list:
         raise PointError("points", "A list of points: {source, metric, value, timestamp?}.")
     latest = now + FUTURE_SLACK
-    out = []
-    append = out.append
+    series: dict[tuple[str, str], dict[int, float]] = {}
     fullmatch = NAME.fullmatch
     isfinite = math.isfinite
     fromisoformat = datetime.fromisoformat
@@ -112,8 +111,8 @@ def readings_parse(points, now: datetime) -> list[Reading]:
         value = point.get("value")
         stamp = point.get("timestamp")
         try:
-            # The common case inline (known names, a float, ISO text in UTC); the rest, and every
-            # error, through the checks above. Names repeat: one regex match per distinct name.
+            # The common case inline (known names, a float, epoch ms or ISO text in UTC); the rest,
+            # and every error, through the checks above. Names repeat: one regex match per distinct name.
             if type(source) is not str or source not in names:
                 if type(source) is not str or fullmatch(source) is None:
                     name_check(source, "source")
@@ -124,26 +123,29 @@ def readings_parse(points, now: datetime) -> list[Reading]:
                 names.add(metric)
             if type(value) is not float or not isfinite(value):
                 value = value_check(value)
-            if stamp is None:  # left out (or null): the server's time
-                append(Reading(source, metric, now_us, value))
-                continue
             if type(stamp) is int and EARLIEST_MS <= stamp <= latest_ms:  # epoch ms, in range
-                append(Reading(source, metric, stamp * 1000, value))
-                continue
-            if type(stamp) is str:
-                try:
-                    moment = fromisoformat(stamp)
-                    if moment.tzinfo is UTC and EARLIEST <= moment <= latest:
-                        append(Reading(source, metric, (moment - epoch) // microsecond, value))
-                        continue
-                except ValueError:
-                    pass
-            moment = timestamp_parse(stamp, latest)
+                moment = stamp * 1000
+            elif stamp is None:  # left out (or null): the server's time
+                moment = now_us
+            else:
+                moment = None
+                if type(stamp) is str:
+                    try:
+                        parsed = fromisoformat(stamp)
+                        if parsed.tzinfo is UTC and EARLIEST <= parsed <= latest:
+                            moment = (parsed - epoch) // microsecond
+                    except ValueError:
+                        pass
+                if moment is None:
+                    moment = (timestamp_parse(stamp, latest) - epoch) // microsecond
         except PointError as exc:
             exc.index = index
             raise
-        append(Reading(source, metric, (moment - epoch) // microsecond, value))
-    return out
+        times = series.get((source, metric))
+        if times is None:
+            times = series[(source, metric)] = {}
+        times[moment] = value
+    return Grouped(series, len(points))
 
 
 def _show(value) -> str:

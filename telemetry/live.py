@@ -69,22 +69,38 @@ def watch_topic(project_id: int) -> str:
 
 @dataclass
 class Window:
-    """One source's points waiting for their event."""
+    """One source's points waiting for their event: each batch as it came, (metric, [[epoch_ms,
+    value], ...] in time order), made into the event's [metric, epoch_ms, value] points only when it
+    is sent, at most once a second (a busy source gets dozens of batches a second)."""
 
     source_id: int
     source: str
     project_id: int
-    points: list = field(default_factory=list)  # [metric, epoch_ms, value], in arrival order
+    batches: list = field(default_factory=list)  # (metric, points), in arrival order
+    held: int = 0  # points in `batches`
     dropped: bool = False  # points were left out to bound memory (more than a frame holds)
 
     def add(self, metric: str, points, cap: int) -> None:
         if len(points) > cap:  # a batch is in time order: only its newest can make it into a frame
             points = points[-cap:]
             self.dropped = True
-        self.points.extend([metric, ms, value] for ms, value in points)
-        if len(self.points) > 2 * cap:
-            self.points = _in_time_order(self.points)[-cap:]
+        self.batches.append((metric, points))
+        self.held += len(points)
+        if self.held > 2 * cap:  # the batches whose newest point is oldest go first, down to `cap`
+            batches = self.batches
+            drop = set()
+            for i in sorted(range(len(batches)), key=lambda i: batches[i][1][-1][0]):
+                if self.held - len(batches[i][1]) < cap:
+                    break
+                self.held -= len(batches[i][1])
+                drop.add(i)
+            self.batches = [b for i, b in enumerate(batches) if i not in drop]  # the rest in arrival order
             self.dropped = True
+
+    @property
+    def points(self) -> list:
+        """The held points, [metric, epoch_ms, value], in time order."""
+        return _in_time_order([[metric, ms, value] for metric, points in self.batches for ms, value in points])
 
 
 _TIME = itemgetter(1)  # a point's epoch_ms
@@ -232,7 +248,7 @@ class LivePublisher:
 
     def _send(self, window: Window) -> None:
         project_id = window.project_id if self.watched(window.project_id) else None
-        points, cut = fit_points(_in_time_order(window.points), source_id=window.source_id, source=window.source,
+        points, cut = fit_points(window.points, source_id=window.source_id, source=window.source,
                                  project_id=project_id, limit=settings.WS_MAX_MESSAGE_BYTES)
         bus.publish(catalog.TelemetryPoints(source_id=window.source_id, source=window.source, points=points,
                                             truncated=cut or window.dropped, project_id=project_id))

@@ -6,7 +6,6 @@ import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
 from typing import NamedTuple
 
 from django.conf import settings
@@ -25,18 +24,35 @@ from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Sour
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_FIRST = itemgetter(0)
 
 
 class Reading(NamedTuple):
-    """One validated point of an ingest request (a named tuple: made 10,000 times a request, it costs
-    a fraction of a frozen dataclass). Its time in epoch microseconds, as the API's parser gives it
-    (ints hash and sort several times faster than datetimes), or an aware datetime."""
+    """One point to ingest: its time an aware datetime or epoch microseconds."""
 
     source: str
     metric: str
     timestamp: int | datetime
     value: float
+
+
+class Grouped(NamedTuple):
+    """An ingest request's points by series, as the API's parser gives them: {(source, metric): {epoch
+    µs: value}} (the last value sent for a time wins), and how many points the request held. Made in
+    the one pass over the request's points, it needs no object per point; ints hash and sort several
+    times faster than datetimes."""
+
+    series: dict[tuple[str, str], dict[int, float]]
+    count: int
+
+
+def readings_group(readings: list[Reading]) -> Grouped:
+    series: dict[tuple[str, str], dict[int, float]] = {}
+    for s, m, t, v in readings:
+        times = series.get((s, m))
+        if times is None:
+            times = series[(s, m)] = {}
+        times[t if type(t) is int else (t - _EPOCH) // _US] = v
+    return Grouped(series, len(readings))
 
 
 @dataclass
@@ -50,46 +66,36 @@ class SeriesBatch:
     points: list = field(default_factory=list)
 
 
-def points_ingest(*, user, project, readings: list[Reading], now: datetime | None = None) -> int:
+def points_ingest(*, user, project, readings: list[Reading] | Grouped, now: datetime | None = None) -> int:
     """Store readings in `project` (the last value of a repeated (source, metric, timestamp) wins).
     Sources and metrics are made on first sight, up to TELEMETRY_MAX_SOURCES per project and
-    TELEMETRY_MAX_METRICS per source (past those, ValidationError). On commit, `points_ingested`."""
+    TELEMETRY_MAX_METRICS per source (past those, ValidationError). On commit, `points_ingested`.
+    Returns how many points the request held."""
     permissions.authorize(user, "create", project)
     now = now or timezone.now()
-    if not all(type(r[2]) is int for r in readings):  # times as datetimes: to epoch microseconds
-        readings = [r if type(r[2]) is int else r._replace(timestamp=(r[2] - _EPOCH) // _US) for r in readings]
-    # The last occurrence of a key wins, in the request's order.
-    latest: dict[tuple[str, str, int], float] = {(s, m, t): v for s, m, t, v in readings}
-    if len(latest) < len(readings):  # repeats: each key where it last occurs
-        latest = {}
-        for r in readings:
-            key = (r.source, r.metric, r.timestamp)
-            latest.pop(key, None)
-            latest[key] = r.value
-    keys = {(s, m) for s, m, _ in latest}
+    grouped = readings if isinstance(readings, Grouped) else readings_group(readings)
+    keys = grouped.series.keys()
     if connection.vendor == "postgresql" and (cached := _series_cached(project.pk, keys)) is not None:
         # Series this process has seen: one statement (no lookup), which writes only those still
         # stored under these names (a deleted one is not, nor its id ever again) and says how many.
-        batches, rows = _batches(cached, latest)
-        found = store.points_write(rows, also=_mark_seen(cached, batches, now, checked=len(batches)),
-                                   only=_series_check(project.pk, cached))
+        batches, columns = _batches(cached, grouped.series)
+        found = store.points_write_columns(*columns, also=_mark_seen(cached, batches, now, checked=len(batches)),
+                                           only=_series_check(project.pk, cached))
         if found == len(batches):
             transaction.on_commit(lambda: signals.points_ingested.send(
                 sender=Source, project_id=project.pk, batches=list(batches.values())))
-            return len(readings)
+            return grouped.count
         _KNOWN.clear()  # one is gone (nothing was written): look them all up again
-    series = _series_known(project, keys)
+    series = _series_known(project, set(keys))
     # Known series on PostgreSQL: the write is one statement (points, minutes marked, last values,
     # last_seen), atomic by itself: no BEGIN and COMMIT round trips around it.
     single = series is not None and connection.vendor == "postgresql"
     with transaction.atomic() if not single else nullcontext():
         if series is None:  # a new source or metric: made here, within the limits
             series = {key: _Series(metric.pk, metric.source_id, metric.last_timestamp)
-                      for key, metric in _series_for(project, keys, user=user).items()}
-        batches, rows = _batches(series, latest)
-        if connection.vendor != "postgresql":  # times as datetimes, for SQLite's parameters
-            rows = [(series[(s, m)][0], _EPOCH + t * _US, v) for (s, m, t), v in latest.items()]
-        store.points_write(rows, also=_mark_seen(series, batches, now))
+                      for key, metric in _series_for(project, set(keys), user=user).items()}
+        batches, columns = _batches(series, grouped.series)
+        store.points_write_columns(*columns, also=_mark_seen(series, batches, now))
 
         def done():
             if connection.vendor == "postgresql":
@@ -97,7 +103,7 @@ def points_ingest(*, user, project, readings: list[Reading], now: datetime | Non
             signals.points_ingested.send(sender=Source, project_id=project.pk, batches=list(batches.values()))
 
         transaction.on_commit(done)
-    return len(readings)
+    return grouped.count
 
 
 # Per process: (project id, source, metric) → (metric id, source id) of the series written lately.
@@ -197,25 +203,22 @@ def _series_for(project, keys: set[tuple[str, str]], *, user) -> dict[tuple[str,
     return out
 
 
-def _batches(series, latest) -> tuple[dict[int, SeriesBatch], list[tuple[int, int, float]]]:
+def _batches(series, grouped) -> tuple[dict[int, SeriesBatch], tuple[list, list, list]]:
     """Each series' points of a request in time order ([epoch_ms, value], for the live events and the
-    last values), and the rows to write with their times as epoch microseconds (store.points_write
-    on PostgreSQL). `latest`: {(source, metric, epoch µs): value}."""
+    last values), and the columns to write (series ids, epoch µs, values), series by series in time
+    order. `grouped`: {(source, metric): {epoch µs: value}}."""
     batches: dict[int, SeriesBatch] = {}
-    found: dict[tuple[str, str], tuple[int, list]] = {}  # each series' id and list, by the names in hand
-    rows = []
-    append = rows.append
-    timed = [(t, s, m, v) for (s, m, t), v in latest.items()]
-    timed.sort(key=_FIRST)  # stable: points of one time keep the request's order
-    for us, s, m, v in timed:
-        entry = found.get((s, m))
-        if entry is None:
-            metric_id, source_id, _ = series[(s, m)]
-            batch = batches[metric_id] = SeriesBatch(source_id, s, metric_id, m)
-            entry = found[(s, m)] = (metric_id, batch.points)
-        entry[1].append([us // 1000, v])
-        append((entry[0], us, v))
-    return batches, rows
+    ids, times, values = [], [], []
+    for (s, m), readings in grouped.items():
+        metric_id, source_id, _ = series[(s, m)]
+        ordered = sorted(readings)
+        in_order = [readings[t] for t in ordered]
+        batches[metric_id] = SeriesBatch(source_id, s, metric_id, m,
+                                         [[t // 1000, v] for t, v in zip(ordered, in_order)])
+        ids += [metric_id] * len(ordered)
+        times += ordered
+        values += in_order
+    return batches, (ids, times, values)
 
 
 def _mark_seen(series, batches, now, checked: int | None = None) -> list:

@@ -21,8 +21,7 @@ from psycopg.errors import UniqueViolation
 
 from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending
 
-# (series id, timestamp, value); on PostgreSQL the timestamp may be epoch microseconds (an int), the
-# same for every row of a call.
+# (series id, timestamp, value): the timestamp an aware datetime or epoch microseconds (an int).
 Row = tuple[int, datetime | int, float]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -75,39 +74,49 @@ def floor(moment: datetime, size: timedelta) -> datetime:
 def points_write(rows: list[Row], *, also: Iterable[tuple[str, list]] = (),
                  only: tuple[str, list] | None = None) -> int | None:
     """Upsert readings; a (series, timestamp) already stored takes the new value. `rows` hold at most
-    one reading per (series, timestamp). Marks the minutes written for `rollups_refresh_pending`.
+    one reading per (series, timestamp). See points_write_columns."""
+    micros = [t if type(t) is int else (t - _EPOCH) // _MICROSECOND for _, t, _ in rows]
+    return points_write_columns([s for s, _, _ in rows], micros, [v for _, _, v in rows], also=also, only=only)
+
+
+def points_write_columns(ids: list[int], micros: list[int], values: list[float], *,
+                         also: Iterable[tuple[str, list]] = (), only: tuple[str, list] | None = None) -> int | None:
+    """Upsert readings given as columns: series ids, times in epoch microseconds, values (at most one
+    reading per (series, timestamp)); a (series, timestamp) already stored takes the new value. Marks
+    the minutes written for `rollups_refresh_pending`.
     `also`: further data-modifying statements (sql, params) of the caller's, run in the same round trip
     on PostgreSQL (as more `WITH` parts of the one statement); the caller runs its own elsewhere.
     `only` (PostgreSQL): a query (sql, params) of series ids: the rows are written only when every
     series of them is among those it finds; their number is returned (else None). The `also` parts
     may test it too: `(SELECT n FROM checked)`."""
     also = list(also)
-    if not rows:
+    if not ids:
         for sql, params in also:
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
         return 0 if only is not None else None
     if is_postgresql():
-        return _pg_write(rows, also, only)
+        return _pg_write(ids, micros, values, also, only)
     adapt = connection.ops.adapt_datetimefield_value
-    marks = sorted({(s, floor(t, MINUTE)) for s, t, _ in rows})
+    moments = [_EPOCH + t * _MICROSECOND for t in micros]
+    marks = sorted({(s, floor(t, MINUTE)) for s, t in zip(ids, moments)})
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(f'INSERT INTO {POINT} (series_id, "timestamp", value) VALUES (%s, %s, %s) '
                            f'ON CONFLICT (series_id, "timestamp") DO UPDATE SET value = excluded.value',
-                           [(s, adapt(t), v) for s, t, v in rows])
+                           [(s, adapt(t), v) for s, t, v in zip(ids, moments, values)])
         cursor.executemany(f"INSERT INTO {PENDING} (series_id, bucket) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                            [(s, adapt(b)) for s, b in marks])
 
 
-def _pg_write(rows: list[Row], also: list[tuple[str, list]], only: tuple[str, list] | None) -> int | None:
+def _pg_write(ids: list[int], micros: list[int], values: list[float], also: list[tuple[str, list]],
+              only: tuple[str, list] | None) -> int | None:
     """points_write on PostgreSQL: one statement (see _PG_ROWS), run again with every reading through
     ON CONFLICT if a reading taken for new was stored already."""
     # Arrays as text literals built by str.join: a fifth of the CPU of psycopg dumping a list element
     # by element. Times as exact epoch microseconds; floats by repr (exact round trip).
-    micros = [t for _, t, _ in rows] if type(rows[0][1]) is int else [(t - _EPOCH) // _MICROSECOND for _, t, _ in rows]
-    n_series = len({s for s, _, _ in rows}) if only is not None else 0
-    arrays = ["{" + ",".join([str(s) for s, _, _ in rows]) + "}", "{" + ",".join([str(t) for t in micros]) + "}",
-              "{" + ",".join([repr(float(v)) for _, _, v in rows]) + "}"]
+    n_series = len(set(ids)) if only is not None else 0
+    arrays = ["{" + ",".join(map(str, ids)) + "}", "{" + ",".join(map(str, micros)) + "}",
+              "{" + ",".join(map(repr, map(float, values))) + "}"]
 
     def statement(optimistic: bool) -> tuple[str, list]:
         parts, params = [], []

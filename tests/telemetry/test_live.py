@@ -105,6 +105,32 @@ def test_a_window_too_large_for_a_frame_keeps_its_newest_points_with_truncated(p
     assert kept == [["vibration_rms_x", ms, v] for ms, v in points[-len(kept):]]  # the newest, in order
 
 
+def test_many_batches_past_a_frame_keep_the_newest_points_in_time_order(publisher, events):
+    """A busy source's batches within one second (two metrics, then a late batch of old readings):
+    the window holds at most about two frames of them, and its event has the newest points of all,
+    in time order, with `truncated`."""
+    sent = []
+    publisher.interval = 3600.0  # nothing leaves before the flush
+    publisher.last_sent[9] = time.monotonic()
+    for k in range(12):
+        metric = ("temperature", "power")[k % 2]
+        points = [[T0_MS + 1000 * k + i, float(k * 1000 + i)] for i in range(1000)]
+        sent += [[metric, ms, v] for ms, v in points]
+        publisher.offer(7, [SeriesBatch(9, "press-9", 90 + k % 2, metric, points)])
+    late = [[T0_MS + i, -1.0] for i in range(100)]
+    sent += [["temperature", ms, v] for ms, v in late]
+    publisher.offer(7, [SeriesBatch(9, "press-9", 90, "temperature", late)])
+    cap = settings.WS_MAX_MESSAGE_BYTES // live._MIN_POINT_BYTES
+    assert publisher.windows[9].held <= 2 * cap + 1000
+    assert publisher.flush()
+    (event,) = telemetry_events(events, 9)
+    event_record.expect([event], "telemetry_points", source_id=9, truncated=True)
+    kept = event["points"]
+    assert len(kept) > 1000
+    newest = sorted(sent, key=lambda p: p[1])[-len(kept):]
+    assert kept == newest
+
+
 def test_shutdown_sends_the_held_window_at_once(events):
     pub = live.LivePublisher(interval=3600)  # a window that would otherwise wait an hour
     pub.offer(7, [SeriesBatch(11, "press-11", 110, "temperature", [[T0_MS, 1.0]])])
