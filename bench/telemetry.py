@@ -383,11 +383,14 @@ def main() -> int:
                 assert len(api().json()["points"]) == n_rows == len(chosen.points), label
                 via_api = timed(api)
                 b = median_ms(base)
-                for how, samples in (("selector", sel), ("API", via_api)):
+                # The target is the chart's query (the selector); through HTTP, the API call's fixed
+                # cost (the floor above) comes on top, and the figure is checked against 200 ms only.
+                for how, samples, target in (("selector", sel, "<= 2x SELECT, < 200 ms"),
+                                             ("API", via_api, "< 200 ms (and the API floor above)")):
                     m = median_ms(samples)
                     rows_out.append((f"{label}, {n_rows:,} rows, {how}: p50 ms (p95)",
                                      f"{m:.1f} ({pct_ms(samples, 0.95):.1f})", f"{b:.1f} (SELECT)",
-                                     f"{m / b:.1f}x", "<= 2x SELECT, < 200 ms", m <= 2 * b and m < 200))
+                                     f"{m / b:.1f}x", target, m < 200 and (how == "API" or m <= 2 * b)))
 
         _table(rows_out, stack.database)
         return 0
