@@ -41,9 +41,10 @@ _UPSERT = ("ON CONFLICT (series_id, bucket) DO UPDATE SET count = EXCLUDED.count
 # PostgreSQL: one statement writes a batch, marks its minutes and runs the caller's other parts. A
 # reading newer than its series' last one (Metric.last_timestamp, which every write moves up to its
 # newest reading) is inserted plainly; the others (a reading sent again, or late) go through
-# ON CONFLICT ... DO UPDATE, whose speculative insertion costs PostgreSQL about as much again per row. A reading "new" by that test may still be stored already (a concurrent write of the same
-# times, an import under way): the statement then fails on the primary key, having changed nothing,
-# and is run again with every reading through ON CONFLICT (`points_write`).
+# ON CONFLICT ... DO UPDATE, whose speculative insertion costs PostgreSQL about as much again per row.
+# A reading "new" by that test may still be stored already (a concurrent write of the same times, an
+# import under way): the statement then fails on the primary key, having changed nothing, and is run
+# again with every reading through ON CONFLICT (`_pg_write`).
 _PG_ROWS = ("pts AS (SELECT s, timestamptz 'epoch' + t * interval '1 microsecond' AS at, v "
             "FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS u(s, t, v))")
 _PG_LAST = f"prior AS (SELECT id, last_timestamp FROM {Metric._meta.db_table} WHERE id IN (SELECT s FROM pts))"
