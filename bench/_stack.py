@@ -141,13 +141,18 @@ class Stack:
             "SELECT count(*), count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity WHERE datname = %s",
             (self.pg_name,)).fetchone())
 
-    def create_user(self, username: str = "bench") -> tuple[int, str]:
-        """A user and a new API token of theirs (for `Authorization: Token <key>`): (user id, key)."""
+    def create_user(self, username: str = "bench", role: str | None = None) -> tuple[int, str]:
+        """A user and a new API token of theirs (for `Authorization: Token <key>`): (user id, key).
+        With `role`, they are a member of the default project in that role."""
         code = (
             "import django; django.setup()\n"
             "from django.contrib.auth import get_user_model\n"
+            "from mlops_dashboard.models import Membership\n"
+            "from mlops_dashboard.projects import default_project\n"
             "from mlops_dashboard.tokens import api_token_create\n"
             f"u, _ = get_user_model().objects.get_or_create(username={username!r})\n"
+            f"if {role!r}: Membership.objects.update_or_create(project=default_project(), user=u, "
+            f"defaults={{'role': {role!r}}})\n"
             "print(u.pk, api_token_create(user=u, name='bench')[1])\n"
         )
         out = subprocess.check_output([sys.executable, "-c", code], cwd=ROOT, env=self.env, text=True)

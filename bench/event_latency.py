@@ -20,7 +20,10 @@ In the same run it measures
 - the stock Channels path (`bench/stock_asgi.py`): channels_redis' default `RedisChannelLayer`, a
   plain `AsyncJsonWebsocketConsumer` relaying with `send_json`, the publisher calling
   `async_to_sync(layer.group_send)` per event as stock code in a Celery task does;
-- daphne serving our app (at 100 sockets), to say which server is faster.
+- daphne serving our app (at 100 sockets), to say which server is faster;
+- with --predict-rate R: R predictions/s (a random forest on titanic, deployed in the bench's
+  database; one row each, open loop, from a process of their own) sent to our server while its
+  sockets receive events (bench/fanout/predictions.py), their latency reported per scenario.
 
 Redis: the host of REDIS_URL (default 127.0.0.1:6379), database `--redis-db` (14), key prefix
 `bench-<pid>`; every key with that prefix is deleted at the end. The server runs as `make run`
@@ -54,6 +57,7 @@ def orchestrate(args) -> int:
     if limit != -1 and limit < 4_500:
         log(f"warning: open files limit {limit}; the 2,000-socket check needs about 4,500 (ulimit -n)")
     from bench.fanout.phases import Bench
+    from bench.fanout.predictions import describe
     from bench.fanout.report import report
 
     bench = Bench(args)
@@ -108,6 +112,7 @@ def orchestrate(args) -> int:
             if want("stock1000"):
                 bench.scenario(label="stock/uvicorn", n=1000, rates=[5], duration=d, drain=10, sweep=False, **stock)
         report(bench.rows, bench.closes, bench.checks)
+        describe(bench.predictions)
         log(f"\nbench took {time.monotonic() - started:.0f} s; uvicorn flags: {args.uvicorn_flags}; "
             f"DJANGO_DEBUG=false; Redis {bench.redis_url}; niceness {args.nice}; load average "
             + " ".join(f"{x:.1f}" for x in os.getloadavg()))
@@ -131,6 +136,8 @@ def main():
     parser.add_argument("--client-nice", type=int, default=None,
                         help="niceness of the client and publisher processes (default: --nice)")
     parser.add_argument("--pyspy", metavar="DIR", help="record py-spy profiles of the server into DIR (slows it)")
+    parser.add_argument("--predict-rate", type=float, default=0.0,
+                        help="predictions/s (one row each) sent to our server during its phases (default 0: none)")
     parser.add_argument("--rates", help="events/s of the 100-socket sweep (default 50,100,150,200,300,400)")
     parser.add_argument("--role", choices=["orchestrator", "client", "publisher"], default="orchestrator",
                         help=argparse.SUPPRESS)

@@ -40,6 +40,8 @@ class Bench:
         self.rows: list[dict] = []
         self.checks: list[dict] = []
         self.closes: list[dict] = []
+        self.predictions: list[dict] = []
+        self.traffic = None
 
     # --- setup -----------------------------------------------------------------------------------
 
@@ -48,13 +50,21 @@ class Bench:
 
         log(f"setup: temp dir {self.tmp}, Redis {self.redis_url}, key prefix {self.prefix}")
         self.stack.create_database()
-        _, self.token = self.stack.create_user("bench")
+        # A maintainer of the default project: its sockets follow the project's topic, where the
+        # publisher's activity events go (and --predict-rate deploys a model in it).
+        _, self.token = self.stack.create_user("bench", role="maintainer")
         nice = self.args.client_nice if self.args.client_nice is not None else self.args.nice
         self.publisher = self.stack.helper(SCRIPT, "publisher", nice=nice)
         n_clients = self.args.clients
         self.clients = [self.stack.helper(SCRIPT, "client", i, nice=nice) for i in range(n_clients)]
         psutil.cpu_percent(None)
         log(f"setup: {psutil.cpu_count()} CPUs, {n_clients} client processes, publisher pid {self.publisher.proc.pid}")
+        if self.args.predict_rate:
+            from bench.fanout.predictions import Traffic, deploy_model
+
+            self.traffic = Traffic(self.stack, deploy_model(self.stack), self.token, self.args.predict_rate)
+            log(f"setup: a random forest on titanic deployed; {self.args.predict_rate:g} predictions/s to our "
+                "server during its phases")
 
     def cleanup(self):
         self.stack.close()
@@ -207,6 +217,9 @@ class Bench:
             f"{opened['error_samples'][:2]}, extensions {opened['extensions'] or 'none'}, "
             f"server RSS {rss_idle:.0f} -> {server.rss_mb():.0f} MB")
         results = []
+        traffic = self.traffic if mode == "ours" and opened["opened"] == n else None
+        if traffic is not None:
+            traffic.start(server.url)
         if opened["opened"] == n:
             for rate in rates:
                 row = self.run_phase(label=label, mode=mode, server=server, n=n, rate=rate, duration=duration,
@@ -217,6 +230,8 @@ class Bench:
             if final_rate is not None and all(r["rate"] != final_rate for r in results):
                 results.append(self.run_phase(label=label, mode=mode, server=server, n=n, rate=final_rate,
                                               duration=duration, drain=drain, receivers=self.active))
+        if traffic is not None:
+            self.predictions.append(traffic.stop(f"{label}, {n:,} sockets"))
         closed = self.close_sockets()
         time.sleep(2.0 if close_check else 0.5)
         problems = server.problems()

@@ -34,8 +34,12 @@ def main():
     stock_layer = RedisChannelLayer(**STOCK_LAYERS["default"]["CONFIG"])
     raw = redis.Redis.from_url(settings.REDIS_URL)
 
+    from mlops_dashboard.projects import default_project
+
+    project_id = default_project().pk  # the bench user's project: its sockets follow its topic
+
     def send_ours(sent, seq, phase, _channel):
-        return publish(catalog.ActivityUpdate(activity=_activity(sent, seq, phase))) is not None
+        return publish(catalog.ActivityUpdate(activity=_activity(sent, seq, phase), project_id=project_id)) is not None
 
     def send_stock(sent, seq, phase, _channel):
         # What a stock Celery task does: a fresh event loop (and Redis connection) per call.
