@@ -34,8 +34,9 @@ The measurement starts after the sockets are open and a warm-up wave has finishe
 --duration seconds (the wave running at the deadline is finished and counted). Then:
 - expected events: the Redis event log (`<prefix>:events:log`, the truth) between a socket's
   connection (the sequence read right after its handshake) and the end of the measurement,
-  addressed to `dashboard` or to the bench user's `user.<id>`. Delivered/expected per socket,
-  lost = expected but never received, duplicates and out-of-order ids per socket;
+  addressed to `dashboard`, to the bench user's `user.<id>` or to their projects' `project.<id>`.
+  Delivered/expected per socket, lost = expected but never received, duplicates and out-of-order
+  ids per socket;
 - event latency: receipt time in the client minus the event's `timestamp` (set when it was
   published; one machine clock), over the measured period;
 - API latency: predictions, and separately every other call (uploads, job starts, polls);
@@ -95,7 +96,9 @@ class LoadBench(EventsPart, ApiPart, WorkPart, ResourcesPart):
         a, st = self.args, self.stack
         log(f"setup: temp dir {st.tmp}; database {st.database}; Redis {st.redis_url}, key prefix {st.prefix}")
         st.create_database()
-        self.user_id, self.token = st.create_user("load")
+        # A maintainer of the default project: it uploads, trains and deploys there, and its sockets
+        # follow the project's topic.
+        self.user_id, self.token = st.create_user("load", role="maintainer")
         st.start_servers(2)
         st.start_workers(2, a.worker_concurrency)
         log("setup: servers " + ", ".join(f"uvicorn pid {s.proc.pid} port {s.port}" for s in st.servers)

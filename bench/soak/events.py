@@ -248,7 +248,7 @@ class EventsPart:
         rows = self.redis.zrangebyscore(self.log_key, f"({lo}", self.end["seq"], withscores=True)
         oldest = self.redis.zrange(self.log_key, 0, 0, withscores=True)
         self.log_complete = bool(oldest) and int(oldest[0][1]) <= lo + 1
-        topics_wanted = {"dashboard", f"user.{self.user_id}"}
+        topics_wanted = {"dashboard", f"user.{self.user_id}", *(f"project.{pk}" for pk in self.project_ids)}
         ids, ts, types = [], [], Counter()
         for member, score in rows:
             topics, _, text = member.decode().partition("\t")
@@ -290,7 +290,8 @@ class EventsPart:
         drops, gaps = sum(c["drops"] for c in self.checks), sum(c["gaps"] for c in self.checks)
         lat, lat_w = self.latency["measured"], self.latency["warmup"]
         n_events = int(((self.expected_ids > s0["seq"]) & (self.expected_ids <= s1["seq"])).sum())
-        log("\nEVENTS (expected = the Redis event log, topics dashboard + user.<id>, each socket's window)")
+        log("\nEVENTS (expected = the Redis event log, topics dashboard + user.<id> + project.<id> of the user's "
+            "projects, each socket's window)")
         complete = sum(p[0] == p[1] for p in per)
         log(f"  delivered/expected     {delivered:,}/{expected:,} (all sockets); {complete:,} of {len(per):,} sockets got "
             f"every event; lowest socket {worst[0]:,}/{worst[1]:,}; "

@@ -4,6 +4,8 @@ until every job of it is terminal."""
 
 from __future__ import annotations
 
+import os
+
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,9 +39,18 @@ class WorkPart:
         self.files = {name: (DATA / fname).read_bytes() for name, (fname, _) in DATASETS.items()}
 
         # The input data: the two shared CSVs and scikit-learn's breast-cancer set (the demo's).
+        import django
         from sklearn.datasets import load_breast_cancer
 
+        for name, value in self.stack.env.items():  # the stack's settings, for the demo's definition
+            os.environ.setdefault(name, value)
+        django.setup()
         from pipelines import demo
+
+        from mlops_dashboard.models import Membership
+
+        # The projects whose topics the user's sockets follow (the expected events: check_sockets).
+        self.project_ids = set(Membership.objects.filter(user_id=self.user_id).values_list("project_id", flat=True))
 
         frame = load_breast_cancer(as_frame=True).frame
         frame.columns = [c.replace(" ", "_") for c in frame.columns]
