@@ -32,7 +32,7 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 bench: install
-	$(PY) scripts/redis_local.py -- $(PY) bench/event_latency.py
+	$(PY) scripts/redis_local.py -- $(PY) bench/event_latency.py --predict-rate 50
 	$(PY) bench/anomaly_eval.py
 	$(PY) scripts/redis_local.py -- $(PY) bench/telemetry.py
 
