@@ -5,7 +5,6 @@ until every job of it is terminal."""
 from __future__ import annotations
 
 import os
-
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,8 +41,7 @@ class WorkPart:
         import django
         from sklearn.datasets import load_breast_cancer
 
-        for name, value in self.stack.env.items():  # the stack's settings, for the demo's definition
-            os.environ.setdefault(name, value)
+        os.environ.update(self.stack.env)  # the stack's settings and database, as its processes have them
         django.setup()
         from pipelines import demo
 
