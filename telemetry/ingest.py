@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from .services import Grouped
+from .store import EPOCH, MICROSECOND
 
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 NAME_RULE = "1 to 100 of A-Z a-z 0-9 . _ -"
@@ -17,8 +18,6 @@ NAME_RULE = "1 to 100 of A-Z a-z 0-9 . _ -"
 # after the server's clock plus FUTURE_SLACK too (a clock far ahead would pin a series' last value).
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 EARLIEST_MS = 946_684_800_000
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 FUTURE_SLACK = timedelta(days=1)
 TIMESTAMP_RULE = "ISO 8601 (2026-12-02T10:00:00Z; without an offset, UTC) or epoch milliseconds (a number)"
 

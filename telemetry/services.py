@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from django.conf import settings
@@ -22,8 +22,6 @@ from . import signals, store
 from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Source
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 
 
 class Reading(NamedTuple):
@@ -51,7 +49,7 @@ def readings_group(readings: list[Reading]) -> Grouped:
         times = series.get((s, m))
         if times is None:
             times = series[(s, m)] = {}
-        times[t if type(t) is int else (t - _EPOCH) // _US] = v
+        times[t if type(t) is int else (t - store.EPOCH) // store.MICROSECOND] = v
     return Grouped(series, len(readings))
 
 

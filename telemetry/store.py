@@ -24,8 +24,9 @@ from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending
 # (series id, timestamp, value): the timestamp an aware datetime or epoch microseconds (an int).
 Row = tuple[int, datetime | int, float]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+# Times as epoch microseconds (an int): (moment - EPOCH) // MICROSECOND, and back EPOCH + us * MICROSECOND.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 PENDING_BATCH = 5000  # marks taken per statement by rollups_refresh_pending
@@ -76,7 +77,7 @@ def points_write(rows: list[Row], *, also: Iterable[tuple[str, list]] = (),
                  only: tuple[str, list] | None = None) -> int | None:
     """Upsert readings; a (series, timestamp) already stored takes the new value. `rows` hold at most
     one reading per (series, timestamp). See points_write_columns."""
-    micros = [t if type(t) is int else (t - _EPOCH) // _MICROSECOND for _, t, _ in rows]
+    micros = [t if type(t) is int else (t - EPOCH) // MICROSECOND for _, t, _ in rows]
     return points_write_columns([s for s, _, _ in rows], micros, [v for _, _, v in rows], also=also, only=only)
 
 
@@ -99,7 +100,7 @@ def points_write_columns(ids: list[int], micros: list[int], values: list[float],
     if is_postgresql():
         return _pg_write(ids, micros, values, also, only)
     adapt = connection.ops.adapt_datetimefield_value
-    moments = [_EPOCH + t * _MICROSECOND for t in micros]
+    moments = [EPOCH + t * MICROSECOND for t in micros]
     marks = sorted({(s, floor(t, MINUTE)) for s, t in zip(ids, moments)})
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(f'INSERT INTO {POINT} (series_id, "timestamp", value) VALUES (%s, %s, %s) '
