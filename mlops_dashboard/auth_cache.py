@@ -60,6 +60,29 @@ def token_get(key: str):
     return token
 
 
+def fresh() -> bool:
+    """May token_peek answer now (the cache's check is recent)? No I/O."""
+    return _generation.fresh()
+
+
+def check() -> bool:
+    """Read the cache's generation if its check is due (a Redis read: not on the event loop)."""
+    return _generation.usable()
+
+
+def token_peek(key: str):
+    """token_get without any I/O (for the event loop): None also when the cache's check is due."""
+    if not _generation.fresh():
+        return None
+    token = _cache.tokens.get(key)
+    if token is None:
+        return None
+    user = copy.copy(token.user)
+    token = copy.copy(token)
+    token.user = user
+    return token
+
+
 def token_put(key: str, token) -> None:
     """Keep a token just checked against the database (its user loaded). Its user's roles are read
     now, so that requests made with it need no query for them either."""

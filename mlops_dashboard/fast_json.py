@@ -38,6 +38,25 @@ _LONG_RUN = b"9" * 19
 def _long_number(body: bytes) -> bool:
     return _LONG_RUN in body.translate(_DIGITS)
 
+_NOT_READ = object()
+
+
+def orjson_or_none(body: bytes):
+    """The UTF-8 body as orjson reads it where that is what json gives (no run of 19 digits or
+    more), else None (also for invalid JSON: DRF's parser then answers)."""
+    result = _read(body)
+    return None if result is _NOT_READ else result
+
+
+def _read(body: bytes):
+    if _long_number(body):
+        return _NOT_READ
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _NOT_READ
+
+
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 _encoder = JSONEncoder()
 
@@ -46,11 +65,11 @@ class FastJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         body = stream.read() if stream is not None else b""
         charset = (parser_context or {}).get("encoding") or "utf-8"
-        if charset.lower().replace("_", "-") in ("utf-8", "utf8") and not _long_number(body):
-            try:
-                return orjson.loads(body)
-            except orjson.JSONDecodeError:
-                pass  # DRF's answer, with its error
+        if charset.lower().replace("_", "-") in ("utf-8", "utf8"):
+            result = _read(body)
+            if result is not _NOT_READ:
+                return result
+        # DRF's answer, with its error
         return super().parse(io.BytesIO(body), media_type, parser_context)
 
 

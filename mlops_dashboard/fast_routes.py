@@ -18,6 +18,14 @@ run here, after its body was read and bounded (request_bodies.RequestBodies), as
 
 Anything else (no token, another method, another URL) goes on to Django unchanged. The token itself
 is checked from the process's cache (auth_cache.py), as on every other path.
+
+A route may also have an answer on the event loop (`register_fast_route(..., on_loop=handler)`):
+`await handler(scope, body, match, executor)` runs first and answers the plain case (predictions: a
+token, version and model in this process's caches, rows that pass every check, a throttle that
+allows) with what the thread path would send, status, body and headers alike (`loop_headers`),
+doing its work in `executor`'s threads. It returns None for anything else, having changed nothing,
+and the request then takes the thread path above, which gives every other answer (401, 403, 404,
+400, 413, 429, ...) as it always did.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import asyncio
 import io
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -33,9 +42,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.core import signals
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.exception import convert_exception_to_response
+from django.http import HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
+from . import runtime
 from .api_errors import problem_response
 from .request_bodies import header, resolve_scope
 
@@ -43,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 # URL name -> the methods served here.
 _ROUTES: dict[str, frozenset[str]] = {}
+# URL name -> its answer on the event loop (see the module doc).
+_ON_LOOP: dict[str, object] = {}
+# Requests answered on the event loop by this process (tests read it).
+answered_on_loop = 0
 
 # What a token-authenticated API call passes through (in this order), instead of settings.MIDDLEWARE.
 MIDDLEWARE = (
@@ -53,9 +70,12 @@ MIDDLEWARE = (
 )
 
 
-def register_fast_route(url_name: str, methods=("POST",)) -> None:
-    """Serve the view named `url_name` here for token-authenticated requests of these methods."""
+def register_fast_route(url_name: str, methods=("POST",), on_loop=None) -> None:
+    """Serve the view named `url_name` here for token-authenticated requests of these methods;
+    `on_loop`: its answer on the event loop for the plain case (module doc)."""
     _ROUTES[url_name] = frozenset(m.upper() for m in methods)
+    if on_loop is not None:
+        _ON_LOOP[url_name] = on_loop
 
 
 def _token_request(scope) -> bool:
@@ -86,16 +106,39 @@ class FastRoutes:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
+        on_loop = _ON_LOOP.get(match.url_name)
+        if on_loop is not None and await self._on_loop(on_loop, scope, body, match, send):
+            return
         loop = asyncio.get_running_loop()
         try:
-            status, headers, body = await loop.run_in_executor(self._pool(), self._serve, scope, b"".join(chunks),
-                                                               match)
+            status, headers, body = await loop.run_in_executor(self._pool(), self._serve, scope, body, match)
         except Exception:  # past the middleware's own handling: still a problem body, never a bare 500
             logger.exception("API fast route failed on %s", scope["path"])
             failed = problem_response(500, "The server failed to handle this request; it has been logged.")
             status, headers, body = failed.status_code, _headers(failed), failed.content
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _on_loop(self, handler, scope, body: bytes, match, send) -> bool:
+        """Answer with `handler` if it takes the request; False when it leaves it to the thread path."""
+        global answered_on_loop
+        started = time.perf_counter()
+        try:
+            answer = await handler(scope, body, match, self._pool())
+        except Exception:  # a fault of the handler: a problem body, as the thread path gives one
+            logger.exception("API fast route failed on %s", scope["path"])
+            failed = problem_response(500, "The server failed to handle this request; it has been logged.")
+            answer = failed.status_code, _without_length(_headers(failed)), failed.content
+        if answer is None:
+            return False
+        status, headers, content = answer
+        answered_on_loop += 1
+        runtime.record_api_duration((time.perf_counter() - started) * 1000)  # as ApiTimingMiddleware
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*headers, (b"Content-Length", str(len(content)).encode("ascii"))]})
+        await send({"type": "http.response.body", "body": content})
+        return True
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -146,6 +189,58 @@ def _chain():
     for path in reversed(MIDDLEWARE):
         handler = convert_exception_to_response(import_string(path)(handler))
     return handler
+
+
+_loop_headers: dict[tuple, list] = {}
+
+
+def loop_headers(scope, match) -> list[tuple[bytes, bytes]] | None:
+    """The headers the thread path sends with a JSON answer of this view (200, from DRF's Response
+    through MIDDLEWARE), Content-Length aside; None when that path would not answer it (an HTTPS
+    redirect). Made once per view and scheme by the same middleware, on a response as DRF makes it."""
+    secure = _is_secure(scope)
+    if settings.SECURE_SSL_REDIRECT and not secure:
+        return None
+    key = (match.url_name, secure)
+    headers = _loop_headers.get(key)
+    if headers is None:
+        view = match.func.view_class(**match.func.view_initkwargs)
+        response = HttpResponse(content_type="application/json")
+        for name, value in view.default_response_headers.items():  # as DRF's finalize_response
+            response[name] = value
+        request = _Scheme(secure)
+        response = SecurityMiddleware(_no_response).process_response(request, response)
+        response = XFrameOptionsMiddleware(_no_response).process_response(request, response)
+        headers = _loop_headers[key] = _without_length(_headers(response))
+    return headers
+
+
+def _without_length(headers: list) -> list:
+    return [h for h in headers if h[0].lower() != b"content-length"]
+
+
+def _is_secure(scope) -> bool:
+    """HttpRequest.is_secure() for this scope (SECURE_PROXY_SSL_HEADER first, as Django reads it)."""
+    if settings.SECURE_PROXY_SSL_HEADER:
+        name, secure_value = settings.SECURE_PROXY_SSL_HEADER
+        value = header(scope, name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin1"))
+        if value is not None:
+            return value.decode("latin1").split(",", 1)[0].strip() == secure_value
+    return scope.get("scheme") == "https"
+
+
+class _Scheme:
+    """What the middleware's process_response reads of a request."""
+
+    def __init__(self, secure: bool):
+        self.secure = secure
+
+    def is_secure(self) -> bool:
+        return self.secure
+
+
+def _no_response(request):  # pragma: no cover - process_response alone is called
+    raise AssertionError
 
 
 def _headers(response) -> list[tuple[bytes, bytes]]:

@@ -66,6 +66,13 @@ class GenerationCache:
             self.up = True
             return True
 
+    def fresh(self) -> bool:
+        """`usable()` without reading Redis: True while the last read is recent and Redis answered it.
+        For callers that must not block (the event loop): when it is False, they take the path
+        that calls usable()."""
+        every = settings.AUTH_CACHE_CHECK_SECONDS
+        return every > 0 and self.up and time.monotonic() - self.checked_at < every
+
     def put(self, generation, store: Callable[[], None]) -> None:
         """Run `store` (which adds an entry) unless the cache was emptied since `generation` was read
         (the entry may then be stale)."""

@@ -70,6 +70,32 @@ def _window(key: str, now: float, period: int, allowed: int):
     return _script(keys=[full_key], args=[repr(now), period, allowed], client=client)
 
 
+def user_requests_allowed(user_ids: list[int]) -> list[bool | None]:
+    """UserThrottle's check of one request per user id in the list (a user may appear more than
+    once), all sent to Redis in one round trip: True when allowed (the request is counted), False
+    when refused, None when Redis did not answer it (the caller then takes DRF's path, which decides
+    as UserThrottle does). The same keys, window and script as UserThrottle, without a request object.
+    """
+    throttle = UserThrottle()
+    if throttle.rate is None:
+        return [True] * len(user_ids)
+    cache = caches["default"]
+    client = _client(cache)
+    global _script
+    if _script is None:
+        _script = client.register_script(WINDOW_LUA)
+    pipe = client.pipeline(transaction=False)
+    for user_id in user_ids:
+        key = cache.make_key(throttle.cache_format % {"scope": throttle.scope, "ident": user_id})
+        # evalsha alone: a Redis that lost the script answers NoScriptError for it (None here).
+        pipe.evalsha(_script.sha, 1, key, repr(throttle.timer()), throttle.duration, throttle.num_requests)
+    try:
+        replies = pipe.execute(raise_on_error=False)
+    except (RedisError, OSError):
+        return [None] * len(user_ids)
+    return [None if isinstance(r, Exception) else bool(r[0]) for r in replies]
+
+
 class _SettingRate:
     """DRF reads its rates once, at import (`THROTTLE_RATES` on the class); these read the setting
     on each request, so a deployment, a benchmark or a test changes them with the setting alone.

@@ -111,6 +111,23 @@ def api_token_check(key: str) -> ApiToken:
     return token
 
 
+def api_token_peek(key: str) -> ApiToken | None:
+    """The live token of `key` as api_token_check gives it, when that needs no I/O: from this
+    process's cache, not expired, its last use noted recently enough. None otherwise (and for a key
+    that is not a token): the caller then takes the path that calls api_token_check."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        return None
+    token = auth_cache.token_peek(key)
+    if token is None:
+        return None
+    now = timezone.now()
+    if token.expiry is not None and token.expiry <= now:
+        return None
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        return None
+    return token
+
+
 def _token_read(key: str, now) -> ApiToken:
     digest = hash_token(key)
     for token in ApiToken.objects.filter(token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH]).select_related("user"):

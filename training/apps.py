@@ -10,7 +10,7 @@ class TrainingConfig(AppConfig):
         from mlops_dashboard import fast_routes, jobs, request_bodies, retention
         from mlops_dashboard.events.topics import register_topic
 
-        from . import api, selectors
+        from . import api, api_fast, selectors
         from .services import serving
 
         for prefix, model in (("training_job", "training.TrainingJob"), ("model", "training.ModelVersion")):
@@ -18,8 +18,9 @@ class TrainingConfig(AppConfig):
 
         for url_name in api.PREDICT_URL_NAMES:  # batches of rows: more than the default body limit
             request_bodies.register_body_limit(url_name, api.MAX_PREDICT_BODY, api.PREDICT_TOO_LARGE)
-            # Programs call these many times a second: served from the API's own threads (with a token).
-            fast_routes.register_fast_route(url_name, methods=("POST",))
+            # Programs call these many times a second: served from the API's own threads (with a token),
+            # the plain case answered on the event loop (api_fast.py).
+            fast_routes.register_fast_route(url_name, methods=("POST",), on_loop=api_fast.predict_on_loop)
         serving.connect_signals()  # cached versions follow every deploy, rollback and change within a second
 
         jobs.register(jobs.JobKind(

@@ -180,3 +180,125 @@ def test_a_prediction_that_fails_after_it_was_counted_takes_its_count_back(serve
     with pytest.raises(RuntimeError):
         services.model_version_predict(version=model_version, instances=instances)
     assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == len(instances)
+
+
+# --- answered on the event loop (training/api_fast.py) ------------------------------------------
+
+
+@pytest.fixture
+def loop_ready(served, settings, redis_client):
+    """The served model with a long cache check (a slow machine's pauses do not make the loop path
+    step aside) and no throttle history for its user."""
+    from mlops_dashboard import fast_routes
+
+    settings.AUTH_CACHE_CHECK_SECONDS = 60
+    for key in redis_client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:cache:*throttle_*", count=1000):
+        redis_client.delete(key)
+    yield served, fast_routes
+    for key in redis_client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:cache:*throttle_*", count=1000):
+        redis_client.delete(key)
+
+
+def _call(path: str, raw: bytes, key: str, **extra) -> tuple[int, dict, bytes]:
+    return asgi_call("post", path, raw, {"Authorization": f"Token {key}", "Content-Type": "application/json",
+                                         **extra})
+
+
+def test_the_loop_answers_byte_for_byte_as_the_thread_path(loop_ready, monkeypatch):
+    """Each of the three prediction URLs, once its token, version and model are cached: answered on
+    the event loop, with the status, headers and body the thread path (DRF's view) gives."""
+    (version, key, instances), fast_routes = loop_ready
+    raw = json.dumps({"instances": instances}).encode()
+    for path in (f"/api/models/{version.pk}/predict/", "/api/models/by-name/titanic/predict/",
+                 f"/api/projects/{version.project.slug}/models/titanic/predict/"):
+        first = _call(path, raw, key)  # caches the token, the lookups and the model
+        assert first[0] == 200, first
+        before = fast_routes.answered_on_loop
+        on_loop = _call(path, raw, key, Accept="application/json")
+        assert fast_routes.answered_on_loop == before + 1, path
+        with monkeypatch.context() as m:
+            m.setattr(fast_routes, "_ON_LOOP", {})
+            on_thread = _call(path, raw, key, Accept="application/json")
+        assert fast_routes.answered_on_loop == before + 1, path
+        assert on_loop == on_thread, path
+        assert on_loop[1]["content-type"] == "application/json" and on_loop[1]["x-frame-options"] == "DENY"
+    # 3 URLs x (first, loop, thread) x 3 rows: every answer counted once.
+    assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == 3 * 3 * 3
+
+
+def test_what_the_loop_does_not_answer_gets_the_thread_paths_answer(loop_ready, monkeypatch):
+    """With the token and model cached, requests the loop leaves to the view (bad rows, bad JSON, a long
+    integer, another Accept, a query string, a stranger) get exactly the thread path's answer, and
+    are counted once."""
+    (version, key, instances), fast_routes = loop_ready
+    stranger = UserFactory(username="stranger")
+    member(stranger, "viewer", ProjectFactory(name="Elsewhere", slug="elsewhere"))
+    _, stranger_key = api_token_create(user=stranger)
+    path = f"/api/models/{version.pk}/predict/"
+    good = json.dumps({"instances": instances[:1]}).encode()
+    assert _call(path, good, key)[0] == 200
+    assert _call(path, good, stranger_key)[0] == 404  # the stranger's token is cached now
+    missing = json.dumps({"instances": [{k: v for k, v in instances[0].items() if k != "age"}]}).encode()
+    long_int = json.dumps({"instances": [{**instances[0], "age": 10 ** 30}]}).encode()
+    cases = [
+        ("missing column", path, missing, key, {}, 400),
+        ("extra field", path, json.dumps({"instances": instances[:1], "x": 1}).encode(), key, {}, 400),
+        ("empty list", path, b'{"instances": []}', key, {}, 400),
+        ("not json", path, b"{not json", key, {}, 400),
+        ("a long integer (read by json, not orjson)", path, long_int, key, {}, 200),
+        ("html asked for", path, good, key, {"Accept": "text/html"}, 200),
+        ("a query string", path + "?format=json", good, key, {}, 200),
+        ("a stranger", path, good, stranger_key, {}, 404),
+    ]
+    before = fast_routes.answered_on_loop
+    answers = [_call(p, raw, token, **extra) for _, p, raw, token, extra, _ in cases]
+    assert fast_routes.answered_on_loop == before
+    with monkeypatch.context() as m:
+        m.setattr(fast_routes, "_ON_LOOP", {})
+        expected = [_call(p, raw, token, **extra) for _, p, raw, token, extra, _ in cases]
+    for (name, *_, status), answer, thread in zip(cases, answers, expected):
+        assert answer[0] == status, (name, answer)
+        if name == "html asked for":  # DRF's browsable page: a token of its own in each
+            assert answer[1]["content-type"] == thread[1]["content-type"] == "text/html; charset=utf-8"
+        else:
+            assert answer == thread, name
+    # Each request answered once, by the thread path: the first, then 3 of the cases, twice each.
+    assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == 1 + 2 * 3
+
+
+def test_the_loop_counts_each_request_once_against_the_users_throttle(loop_ready, settings):
+    (version, key, instances), fast_routes = loop_ready
+    settings.API_THROTTLE_USER = "5/minute"
+    path = f"/api/models/{version.pk}/predict/"
+    raw = json.dumps({"instances": instances[:1]}).encode()
+    assert _call(path, raw, key)[0] == 200  # the thread path: 1 of 5
+    before = fast_routes.answered_on_loop
+    statuses = [_call(path, raw, key) for _ in range(6)]
+    assert [s for s, _, _ in statuses] == [200] * 4 + [429] * 2
+    assert fast_routes.answered_on_loop == before + 4
+    refused = statuses[-1]
+    assert refused[1]["content-type"] == "application/problem+json" and 0 < int(refused[1]["retry-after"]) <= 60
+    assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == 5
+
+
+def test_a_token_revoked_by_another_process_is_refused_within_the_check_interval(served, settings, redis_client):
+    """The loop path answers from the caches only while their last check is recent: once the
+    interval has passed, the next request takes the thread path, which sees the change."""
+    from mlops_dashboard import auth_cache, fast_routes
+    from mlops_dashboard.models import ApiToken
+
+    version, key, instances = served
+    settings.AUTH_CACHE_CHECK_SECONDS = 0.5
+    path = f"/api/models/{version.pk}/predict/"
+    raw = json.dumps({"instances": instances[:1]}).encode()
+    deadline = time.monotonic() + 30
+    before = fast_routes.answered_on_loop
+    while fast_routes.answered_on_loop == before:  # answered on the loop once the caches are warm
+        assert _call(path, raw, key)[0] == 200
+        assert time.monotonic() < deadline
+    # As another server process revokes it: the row goes (no signal here) and the generation moves.
+    ApiToken.objects.all()._raw_delete(ApiToken.objects.db)
+    redis_client.incr(auth_cache.generation_key())
+    time.sleep(settings.AUTH_CACHE_CHECK_SECONDS + 0.05)
+    status, _, body = _call(path, raw, key)
+    assert status == 401, body

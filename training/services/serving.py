@@ -87,6 +87,51 @@ def _copied(obj):
     return new
 
 
+def lookups_fresh() -> bool:
+    """May the *_peek lookups answer now (their cache's check is recent)? No I/O."""
+    return _lookups_generation.fresh()
+
+
+def lookups_check() -> bool:
+    """Read the lookups cache's generation if its check is due (a Redis read: not on the event loop)."""
+    return _lookups_generation.usable()
+
+
+def _peeked(key: tuple):
+    """A cached lookup without I/O, for the event loop (training/api_fast.py): its copy, or None when
+    it is not cached (or cached as None) or the cache's check is due."""
+    if not _lookups_generation.fresh():
+        return None
+    value = _lookups.get(key)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return _copied(value)
+
+
+def model_version_for_predict_peek(pk: int) -> ModelVersion | None:
+    return _peeked(("version", pk))
+
+
+def model_version_serving_peek(*, project_id: int, name: str) -> ModelVersion | None:
+    return _peeked(("serving", project_id, name))
+
+
+def model_projects_named_peek(name: str, project_ids) -> list | None:
+    return _peeked(("named", name, None if project_ids is None else frozenset(project_ids)))
+
+
+def project_by_slug_peek(slug: str):
+    return _peeked(("project", slug))
+
+
+def model_loaded_peek(version: ModelVersion):
+    """The version's fitted pipeline if this process has it loaded, else None (no I/O)."""
+    with _models_lock:
+        return _models.get((version.pk, version.artifact_sha256))
+
+
 def serving_changed(sender=None, **kwargs) -> None:
     """A version, a deployment or a project changed: every process's lookups go within a second."""
     _lookups_generation.changed()
@@ -192,7 +237,7 @@ COALESCE_MAX_ROWS = 256
 _coalescer = Coalescer(COALESCE_MAX_ROWS)
 
 
-def _one_thread_each() -> None:
+def one_thread_each() -> None:
     """Each prediction uses one core (BLAS and OpenMP, e.g. gradient boosting's): the server's
     threads (API_FAST_THREADS) run several at once, and more threads per call would oversubscribe
     the machine. Set once per thread (OpenMP's limit is the calling thread's)."""
@@ -212,11 +257,25 @@ def model_version_predict(*, version: ModelVersion, instances: list, user=None) 
     permissions.authorize(user, "view", version)
     if version.status == ModelVersion.Status.ERROR:
         raise ArtifactError(f"{version.label} is in error and cannot serve predictions.")
-    _one_thread_each()
+    one_thread_each()
     model = model_version_load(version=version)
     errors = trainer.check_instances(instances, version.feature_schema)
     if errors:
         raise trainer.InvalidInputError(errors)
+
+    # Requests for this model while it is busy are predicted together (coalescing.py).
+    return _coalescer.run(serving_key(version), instances, batch_predictor(version, model))
+
+
+def serving_key(version: ModelVersion) -> tuple:
+    """What requests predicted together share: the version and its artifact."""
+    return version.pk, version.artifact_sha256
+
+
+def batch_predictor(version: ModelVersion, model):
+    """run(groups of checked instances) -> one result per group: the groups predicted in one call
+    and counted, for model_version_predict and the API's loop path (training/api_fast.py)."""
+    from .. import trainer
 
     def run(groups: list[list]) -> list[dict]:
         """Predict and count the rows of these requests in one call; each request's share. The
@@ -240,8 +299,7 @@ def model_version_predict(*, version: ModelVersion, instances: list, user=None) 
             start = end
         return shares
 
-    # Requests for this model while it is busy are predicted together (coalescing.py).
-    return _coalescer.run((version.pk, version.artifact_sha256), instances, run)
+    return run
 
 
 def model_version_record_predictions(*, version: ModelVersion, count: int) -> int:
