@@ -49,15 +49,7 @@ def generation_key() -> str:
 
 def token_get(key: str):
     """A copy of the cached token of this key (with a copy of its user), or None."""
-    if not _generation.usable():
-        return None
-    token = _cache.tokens.get(key)
-    if token is None:
-        return None
-    user = copy.copy(token.user)
-    token = copy.copy(token)
-    token.user = user
-    return token
+    return _copied_token(key) if _generation.usable() else None
 
 
 def fresh() -> bool:
@@ -72,8 +64,10 @@ def check() -> bool:
 
 def token_peek(key: str):
     """token_get without any I/O (for the event loop): None also when the cache's check is due."""
-    if not _generation.fresh():
-        return None
+    return _copied_token(key) if _generation.fresh() else None
+
+
+def _copied_token(key: str):
     token = _cache.tokens.get(key)
     if token is None:
         return None
