@@ -54,13 +54,12 @@ _renderer = fast_json.FastJSONRenderer()
 
 
 class _Request:
-    __slots__ = ("user_id", "body", "version", "headers")
+    __slots__ = ("user_id", "body", "version")
 
-    def __init__(self, user_id: int, body: bytes, version: ModelVersion, headers: list):
+    def __init__(self, user_id: int, body: bytes, version: ModelVersion):
         self.user_id = user_id
         self.body = body
         self.version = version
-        self.headers = headers
 
 
 async def predict_on_loop(scope, body: bytes, match, executor):
@@ -88,7 +87,7 @@ async def predict_on_loop(scope, body: bytes, match, executor):
         return None
     # Rows, roughly, for the batch's bound (one object per row): the body is read in the thread.
     rows = max(1, body.count(b"{") - 1)
-    request = _Request(user.pk, body, version, headers)
+    request = _Request(user.pk, body, version)
     outcome = await _coalescer.run(serving.serving_key(version), request, _work_for(model), executor, size=rows)
     if outcome is None:
         return None
