@@ -38,6 +38,7 @@ _LONG_RUN = b"9" * 19
 def _long_number(body: bytes) -> bool:
     return _LONG_RUN in body.translate(_DIGITS)
 
+
 _NOT_READ = object()
 
 
