@@ -103,12 +103,26 @@ def test_calls_are_not_merged_past_the_row_limit_and_other_models_do_not_wait():
 
 
 def loop_run(scenario):
-    """Run `scenario(coalescer_run)` in a fresh event loop with a 4-thread executor."""
+    """Run `scenario(executor)` in a fresh event loop, in a thread of its own, with a 4-thread executor."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(4) as executor:
-        return asyncio.run(scenario(executor))
+    outcome = {}
+
+    def in_a_thread():  # a thread of its own: the suite's main thread may hold another test's loop
+        try:
+            with ThreadPoolExecutor(4) as executor:
+                outcome["result"] = asyncio.run(scenario(executor))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(DEADLINE * 2)
+    assert not thread.is_alive(), "the scenario did not end"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 class HeldItems(Held):
