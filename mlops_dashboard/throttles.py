@@ -59,15 +59,18 @@ def _client(cache):
     return client
 
 
-def _window(key: str, now: float, period: int, allowed: int):
-    """Run the script on the shared cache's Redis (CACHES["default"]), under the cache's key for `key`."""
+def _window_script(client):
     global _script
-    cache = caches["default"]
-    full_key = cache.make_key(key)
-    client = _client(cache)
     if _script is None:
         _script = client.register_script(WINDOW_LUA)
-    return _script(keys=[full_key], args=[repr(now), period, allowed], client=client)
+    return _script
+
+
+def _window(key: str, now: float, period: int, allowed: int):
+    """Run the script on the shared cache's Redis (CACHES["default"]), under the cache's key for `key`."""
+    cache = caches["default"]
+    client = _client(cache)
+    return _window_script(client)(keys=[cache.make_key(key)], args=[repr(now), period, allowed], client=client)
 
 
 def user_requests_allowed(user_ids: list[int]) -> list[bool | None]:
@@ -81,14 +84,12 @@ def user_requests_allowed(user_ids: list[int]) -> list[bool | None]:
         return [True] * len(user_ids)
     cache = caches["default"]
     client = _client(cache)
-    global _script
-    if _script is None:
-        _script = client.register_script(WINDOW_LUA)
+    sha = _window_script(client).sha
     pipe = client.pipeline(transaction=False)
     for user_id in user_ids:
         key = cache.make_key(throttle.cache_format % {"scope": throttle.scope, "ident": user_id})
         # evalsha alone: a Redis that lost the script answers NoScriptError for it (None here).
-        pipe.evalsha(_script.sha, 1, key, repr(throttle.timer()), throttle.duration, throttle.num_requests)
+        pipe.evalsha(sha, 1, key, repr(throttle.timer()), throttle.duration, throttle.num_requests)
     try:
         replies = pipe.execute(raise_on_error=False)
     except (RedisError, OSError):

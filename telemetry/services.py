@@ -22,8 +22,6 @@ from . import signals, store
 from .models import HourRollup, Metric, MinuteRollup, Point, RollupPending, Source
 
 
-
-
 class Reading(NamedTuple):
     """One point to ingest: its time an aware datetime or epoch microseconds."""
 
