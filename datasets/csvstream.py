@@ -4,6 +4,12 @@
 types Arrow infers from the first block, widened (and the pass restarted) when a later block does
 not fit them, text where pandas has no type of its own (dates, times). `Writer` writes batches
 with floats as pandas writes them. `Ticker` reports progress over the passes and checks for a stop.
+
+A big UTF-8 file is read in parts, one per core, each by a reader of its own in a thread of its
+own (Arrow parses, converts and writes without the GIL): `Source.scan` and `Source.write` run a
+pass over every part at once. The parts are cut at row boundaries: at a newline with an even
+number of quote characters before it (RFC 4180, where a quote inside a field is doubled), so a
+quoted field with newlines in it is never cut.
 """
 
 from __future__ import annotations
@@ -11,12 +17,18 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import shutil
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
+from .profiling.reader import ThrottledFile, memory_pool
 
 
 class Cancelled(Exception):
@@ -28,8 +40,12 @@ NULL_VALUES = [
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ]
-#: Bytes of CSV text per block read (a row must fit in one).
-BLOCK_BYTES = 8 * 1024 * 1024
+#: Bytes of CSV text per block read (a longer row makes the pass start again with blocks 4 times bigger).
+BLOCK_BYTES = 2 * 1024 * 1024
+_BLOCK_LIMIT = 1024 * 1024 * 1024
+#: A file this big or bigger is read in parts, one per core (up to `_MAX_PARTS`), at once.
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+_MAX_PARTS = 4
 _REPORT_EVERY = 0.5  # seconds between progress reports (and should_stop checks) within a pass
 _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
 _WIDER = ("null", "bool", "int64", "double", "string")  # what a column may widen to, in order
@@ -59,7 +75,8 @@ def is_numeric(t: pa.DataType) -> bool:
 class Source:
     """The input file, read block by block as often as an operation needs, with the same types each time."""
 
-    def __init__(self, path: str, encoding: str, delimiter: str, block_size: int, ticker: "Ticker"):
+    def __init__(self, path: str, encoding: str, delimiter: str, block_size: int, ticker: "Ticker",
+                 parallel_min_bytes: int = PARALLEL_MIN_BYTES):
         self.path, self.delimiter, self.block_size, self.ticker = path, delimiter, block_size, ticker
         try:
             utf8 = codecs.lookup(encoding or "utf-8").name in ("utf-8", "utf-8-sig", "ascii")
@@ -68,6 +85,14 @@ class Source:
         self.encoding = "utf8" if utf8 else encoding
         self.types: dict[str, pa.DataType] = {}  # widened or read as text
         self._read_schema()
+        size = os.path.getsize(path)
+        parts = min(os.cpu_count() or 1, _MAX_PARTS) if utf8 and size >= parallel_min_bytes else 1
+        #: byte ranges [start, end) of the parts, cut at row boundaries; the first holds the header
+        self.parts = row_ranges(path, parts)
+        self.part_rows: list[int] | None = None  # rows in each part, once a scan has counted them
+        # columns of integers (or only gaps) in the first block: with gaps or a fraction further down,
+        # pandas reads them as floats, and writes 1 as 1.0 in every output, whether it has a gap or not
+        self.integers = {f.name for f in self.schema if f.type == pa.int64() or pa.types.is_null(f.type)}
 
     def _read_schema(self) -> None:
         stream, reader = self._open()
@@ -80,18 +105,45 @@ class Source:
             i = self.schema.get_field_index(name)
             self.schema = self.schema.set(i, self.schema.field(i).with_type(kind))
 
-    def _open(self, columns: list[str] | None = None):
-        # Some columns only (after a first pass has typed them all): the others are not converted.
-        types = {name: self.schema.field(name).type for name in columns} if columns else self.types
-        stream = pa.OSFile(self.path)
+    def _widen(self, exc: pa.ArrowInvalid) -> None:
+        """The column a block did not fit, one type wider (int to float, anything to text), or blocks
+        four times bigger for a row longer than one; else `exc`."""
+        if "straddl" in str(exc) and self.block_size < _BLOCK_LIMIT:
+            self.block_size *= 4
+            return
+        match = _CONVERSION.search(str(exc))
+        if not match:
+            raise exc
+        name = self.schema.names[int(match[1])]
+        after = _WIDER.index(match[2]) + 1 if match[2] in _WIDER else len(_WIDER) - 1
+        wider = next(t for t in _WIDER[after:] if _fits(t, match[3]))
+        self._retype({name: pa.type_for_alias(wider)})
+
+    def _open(self, columns: list[str] | None = None, part: int | None = None, text: frozenset[str] = frozenset()):
+        """A reader of the whole file, or of one part of it (with every column's type given, and the
+        columns of `text` read as text)."""
+        if part is None:
+            # Some columns only (after a first pass has typed them all): the others are not converted.
+            types = {name: self.schema.field(name).type for name in columns} if columns else self.types
+            start, end = 0, None
+        else:
+            types = {name: pa.string() if name in text else kind
+                     for name, kind in zip(self.schema.names, self.schema.types)}
+            start, end = self.parts[part]
+        names = self.schema.names if start else None  # a part after the first has no header
+        pool = memory_pool()
+        # Arrow reads at most a few blocks ahead of what was consumed, into buffers of its own pool
+        stream = ThrottledFile(self.path, self.block_size, pool=pool, start=start, end=end)
         try:
             reader = pacsv.open_csv(
                 stream,
-                read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size),
+                read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size,
+                                               column_names=names),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter or ",", newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
                                                      quoted_strings_can_be_null=True, column_types=types,
                                                      include_columns=columns or []),
+                memory_pool=pool,
             )
         except BaseException:
             stream.close()
@@ -100,70 +152,268 @@ class Source:
         if text:
             stream.close()
             self.types.update(text)
-            return self._open()
+            return self._open(columns, part, text)
         return stream, reader
 
-    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """The file's batches: every column, or (after `scan`) only `columns`."""
-        stream, reader = self._open(columns)
+    def _each_part(self, work: Callable[[int, Iterator[pa.RecordBatch]], object],
+                   columns: list[str] | None = None, text: frozenset[str] = frozenset()) -> list:
+        """`work(part, its batches)` for every part at once, a thread each; their results in order.
+        This thread reports progress and checks for a stop meanwhile; a failure stops every part."""
+        stop = threading.Event()
+        read = [0] * len(self.parts)
         size = max(os.path.getsize(self.path), 1)
-        try:
-            for batch in reader:
-                yield batch
-                self.ticker.tick(min(stream.tell() / size, 1.0))
-        finally:
-            stream.close()
 
-    def scan(self, start: Callable[[], Callable[[pa.RecordBatch], None]]) -> None:
-        """A first pass: `start()` gives a fresh visitor of every batch. A block that contradicts the
-        types inferred so far restarts the pass with that column wider (int to float, anything to text).
-        An integer column with gaps is read as floats after it, as pandas reads it."""
-        while True:
-            visit, gaps = start(), set()
+        def run(part):
+            stream, reader = self._open(columns, part, text)
+
+            def batches():
+                for batch in reader:
+                    if stop.is_set():
+                        raise Cancelled()
+                    yield batch
+                    stream.consumed()
+                    read[part] = stream.position
+
             try:
-                for batch in self.batches():
-                    visit(batch)
-                    gaps.update(name for name, column in zip(batch.schema.names, batch.columns)
-                                if column.type == pa.int64() and column.null_count)
-                # pandas reads an integer column with gaps as floats: so do the passes after this one
-                self._retype(dict.fromkeys(gaps, pa.float64()))
-                return
+                return work(part, batches())
+            finally:
+                stream.close()
+
+        with ThreadPoolExecutor(len(self.parts), thread_name_prefix="csv-part") as pool:
+            futures = [pool.submit(run, part) for part in range(len(self.parts))]
+            try:
+                while True:
+                    done, pending = wait(futures, timeout=_REPORT_EVERY / 2, return_when=FIRST_EXCEPTION)
+                    if not pending or any(f.exception() for f in done):
+                        break
+                    self.ticker.tick(min(sum(read) / size, 1.0))
+            finally:
+                stop.set()  # a failure or a stop here: the other parts end at their next batch
+                wait(futures)
+            for future in futures:  # the first part's failure first (Cancelled only if nothing else)
+                if future.exception() and not isinstance(future.exception(), Cancelled):
+                    raise future.exception()
+            return [f.result() for f in futures]
+
+    def scan(self, start: Callable[[], Callable[[pa.RecordBatch], object]],
+             columns: Callable[[], list[str] | None] | None = None) -> list:
+        """A first pass: `start()` gives a fresh visitor of every batch, and returns what it returned
+        for each, in file order. The parts are read at once, so `visit` may run in several threads.
+        `columns()`, asked after `start()`, names the columns to read (None: all, and their types).
+        A block that contradicts the types inferred so far restarts the pass with that column wider
+        (int to float, anything to text). An integer column with gaps is read as floats after it, as
+        pandas reads it."""
+        while True:
+            visit = start()
+            wanted = columns() if columns else None
+            gaps: set[str] = set()
+
+            def work(part, batches):
+                out, rows = [], 0
+                for batch in batches:
+                    out.append(visit(batch))
+                    rows += batch.num_rows
+                    gaps.update(_int_gaps(batch))
+                return out, rows
+
+            try:
+                parts = self._each_part(work, (wanted or self.schema.names[:1]) if wanted is not None else None)
             except pa.ArrowInvalid as exc:
-                match = _CONVERSION.search(str(exc))
-                if not match:
-                    raise
-                name = self.schema.names[int(match[1])]
-                after = _WIDER.index(match[2]) + 1 if match[2] in _WIDER else len(_WIDER) - 1
-                wider = next(t for t in _WIDER[after:] if _fits(t, match[3]))
-                self._retype({name: pa.type_for_alias(wider)})
+                self._widen(exc)
+                continue
+            self.part_rows = [rows for _, rows in parts]
+            # pandas reads an integer column with gaps as floats: so do the passes after this one
+            self._retype(dict.fromkeys(gaps, pa.float64()))
+            return [result for out, _ in parts for result in out]
+
+    def read(self, columns: list[str], visit: Callable[[pa.RecordBatch, int], object]) -> list:
+        """A pass after the scan over `columns` only, the parts at once: what `visit(batch, its first
+        row's number)` returned for each batch, in file order."""
+        assert self.part_rows is not None, "read() comes after a scan()"
+        firsts = [sum(self.part_rows[:part]) for part in range(len(self.parts))]
+
+        def work(part, batches):
+            out, offset = [], firsts[part]
+            for batch in batches:
+                out.append(visit(batch, offset))
+                offset += batch.num_rows
+            return out
+
+        return [result for out in self._each_part(work, columns) for result in out]
+
+    def write(self, paths: list[str], transform: Callable[[pa.RecordBatch, int], list[pa.RecordBatch]],
+              typed: Iterable[str] = ()) -> list[int]:
+        """The last pass, after a scan: `transform(batch, its first row's number)` gives a batch for
+        each of `paths`; returns the rows written to each. Every part writes files of its own, put
+        together at the end.
+
+        Only the columns `typed` (those the transform changes) and the integer ones (`integers`) are
+        read as values. The others are written as the file has them, a missing marker written empty
+        and a whole number in a column of floats given a ".0": the same values and types to pandas,
+        without a float's round trip through binary and back. A typed column that does not fit its
+        type, or an integer one with gaps, restarts the pass with it wider."""
+        assert self.part_rows is not None, "write() comes after a scan()"
+        typed = frozenset(typed)
+        firsts = [sum(self.part_rows[:part]) for part in range(len(self.parts))]
+
+        def part_path(path, part):
+            return path if part == 0 else f"{path}.part{part}"
+
+        def work(part, batches):
+            writers = [Writer(part_path(path, part), self.schema.names, header=part == 0, floats=floats)
+                       for path in paths]
+            offset = firsts[part]
+            try:
+                for batch in batches:
+                    gaps = _int_gaps(batch)
+                    if gaps:
+                        raise _Gaps(gaps)
+                    for writer, out in zip(writers, transform(batch, offset)):
+                        if out.num_rows:
+                            writer.write(out)
+                    offset += batch.num_rows
+            finally:
+                for writer in writers:
+                    writer.close()
+            return [writer.rows for writer in writers]
+
+        try:
+            while True:
+                text = frozenset(f.name for f in self.schema if f.name not in typed and not (
+                    f.name in self.integers and is_numeric(f.type)))
+                floats = frozenset(f.name for f in self.schema if f.name in text and f.type == pa.float64())
+                try:
+                    parts = self._each_part(work, None, text)
+                    break
+                except _Gaps as exc:
+                    self._retype(dict.fromkeys(exc.names, pa.float64()))
+                except pa.ArrowInvalid as exc:
+                    self._widen(exc)
+            for path in paths:
+                with open(path, "ab") as out:
+                    for part in range(1, len(self.parts)):
+                        with open(part_path(path, part), "rb") as piece:
+                            shutil.copyfileobj(piece, out, 16 * 1024 * 1024)
+            return [sum(rows[i] for rows in parts) for i in range(len(paths))]
+        finally:
+            for path in paths:
+                for part in range(1, len(self.parts)):
+                    if os.path.exists(part_path(path, part)):
+                        os.remove(part_path(path, part))
+
+
+class _Gaps(Exception):
+    """A batch has integer columns with gaps, which pandas reads as floats."""
+
+    def __init__(self, names: list[str]):
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def _int_gaps(batch: pa.RecordBatch) -> list[str]:
+    return [name for name, column in zip(batch.schema.names, batch.columns)
+            if column.type == pa.int64() and column.null_count]
+
+
+def row_ranges(path: str, parts: int) -> list[tuple[int, int]]:
+    """`parts` byte ranges of about the same size, cut after a newline with an even number of quote
+    characters before it (so never inside a quoted field, nor in the header); fewer when the file
+    has no such newline near a cut."""
+    size = os.path.getsize(path)
+    cuts = [0]
+    if parts > 1:
+        with open(path, "rb") as f:
+            quotes, pos = 0, 0
+            header_end = _row_end(f, 0, 0, size)
+            for i in range(1, parts):
+                aim = max(size * i // parts, header_end or size, cuts[-1])
+                while pos < aim:  # the quotes before `aim`
+                    f.seek(pos)
+                    chunk = f.read(min(aim - pos, 16 * 1024 * 1024))
+                    quotes += chunk.count(b'"')
+                    pos += len(chunk)
+                cut = _row_end(f, pos, quotes, size)
+                if cut is None or cut >= size or cut <= cuts[-1]:
+                    break
+                cuts.append(cut)
+    return list(zip(cuts, cuts[1:] + [size]))
+
+
+def _row_end(f, pos: int, quotes: int, size: int) -> int | None:
+    """The offset just after the first newline at or after `pos` with an even number of quotes before
+    it (`quotes` of them before `pos`), or None."""
+    while pos < size:
+        f.seek(pos)
+        chunk = f.read(1024 * 1024)
+        if not chunk:
+            return None
+        at = 0
+        while True:
+            newline = chunk.find(b"\n", at)
+            if newline < 0:
+                quotes += chunk.count(b'"', at)
+                break
+            quotes += chunk.count(b'"', at, newline)
+            if quotes % 2 == 0:
+                return pos + newline + 1
+            at = newline + 1
+        pos += len(chunk)
+    return None
 
 
 def text_of_floats(values: pa.Array) -> pa.Array:
     """Floats as pandas writes them: Arrow writes 2.0 as "2", pandas as "2.0"."""
     text = pc.cast(values, pa.string())
-    whole = pc.and_(pc.equal(pc.floor(values), values), pc.less(pc.abs(values), 1e16))  # 1e16: "1e+16"
-    if not pc.any(whole).as_py():
+    numbers = values.to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        whole = (np.floor(numbers) == numbers) & (np.abs(numbers) < 1e16)  # 1e16: "1e+16"; gaps are NaN
+    if not whole.any():
         return text
-    return pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
+    mended = pc.binary_join_element_wise(text.take(pa.array(np.flatnonzero(whole))), ".0", "")
+    return pc.replace_with_mask(text, pa.array(whole), mended)
+
+
+def whole_numbers_as_floats(text: pa.Array) -> pa.Array:
+    """A float column's text as the file has it, with ".0" after a whole number ("7", "-7"), as
+    pandas writes it: read back, the column is floats whichever rows an output has."""
+    undotted = np.flatnonzero(pc.fill_null(pc.equal(pc.find_substring(text, "."), -1), False).to_numpy(
+        zero_copy_only=False))  # the few candidates, checked closely
+    if not len(undotted):
+        return text
+    candidates = text.take(pa.array(undotted))
+    whole = pc.fill_null(pc.ascii_is_decimal(pc.ascii_ltrim(candidates, "+-")), False).to_numpy(zero_copy_only=False)
+    if not whole.any():
+        return text
+    mask = np.zeros(len(text), dtype=bool)
+    mask[undotted[whole]] = True
+    return pc.replace_with_mask(text, pa.array(mask),
+                                pc.binary_join_element_wise(candidates.filter(pa.array(whole)), ".0", ""))
 
 
 class Writer:
-    """An output CSV file written batch by batch; the header alone when no row reaches it."""
+    """An output CSV file written batch by batch; the header alone when no row reaches it (and
+    nothing at all for a part after the first, written with `header=False`)."""
 
-    def __init__(self, path: str, names: list[str]):
-        self.path, self.names, self.rows, self._writer = path, names, 0, None
+    def __init__(self, path: str, names: list[str], header: bool = True, floats: frozenset[str] = frozenset()):
+        self.path, self.names, self.header, self.rows, self._writer = path, names, header, 0, None
+        self.floats = floats  # columns of floats read as text
+
+    def _open(self, schema: pa.Schema) -> None:
+        self._writer = pacsv.CSVWriter(self.path, schema, write_options=pacsv.WriteOptions(include_header=self.header))
 
     def write(self, batch: pa.RecordBatch) -> None:
-        columns = [text_of_floats(c) if pa.types.is_floating(c.type) else c for c in batch.columns]
+        columns = [text_of_floats(c) if pa.types.is_floating(c.type) else
+                   whole_numbers_as_floats(c) if name in self.floats else c
+                   for name, c in zip(batch.schema.names, batch.columns)]
         batch = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
         if self._writer is None:
-            self._writer = pacsv.CSVWriter(self.path, batch.schema)
+            self._open(batch.schema)
         self._writer.write_batch(batch)
         self.rows += batch.num_rows
 
     def close(self) -> None:
         if self._writer is None:
-            self._writer = pacsv.CSVWriter(self.path, pa.schema([(n, pa.string()) for n in self.names]))
+            self._open(pa.schema([(n, pa.string()) for n in self.names]))
         self._writer.close()
 
 

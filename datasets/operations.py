@@ -138,6 +138,7 @@ def run(
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     block_size: int = csvstream.BLOCK_BYTES,
+    parallel_min_bytes: int = csvstream.PARALLEL_MIN_BYTES,
 ) -> tuple[list[Output], dict]:
     """Run one operation; returns its output files and a summary of what it did."""
     report = progress or (lambda fraction, step: None)
@@ -145,30 +146,15 @@ def run(
     passes = 3 if operation == "clean" and options["missing"] not in ("none", "drop_rows", "fill_constant") else 2
     ticker = csvstream.Ticker(report, should_stop, passes)
     ticker.start("reading the file")
-    source = csvstream.Source(path, encoding, delimiter, block_size, ticker)
+    source = csvstream.Source(path, encoding, delimiter, block_size, ticker, parallel_min_bytes)
     handler = {"clean": _clean, "split": _split, "scale": _scale}[operation]
-    labels, transform, summary = handler(source, options, target_column, ticker)
+    labels, transform, typed, summary = handler(source, options, target_column, ticker)
     ticker.start(f"writing the {' and '.join(labels)} file{'s' if len(labels) > 1 else ''}")
-    writers = [csvstream.Writer(output_path(label), source.schema.names) for label in labels]
-    rows = _write(source, writers, transform)
+    paths = [output_path(label) for label in labels]
+    written = source.write(paths, transform, typed)
     report(1.0, "done")
-    outputs = [Output(label=label, path=w.path, rows=w.rows) for label, w in zip(labels, writers)]
-    return outputs, {"rows_in": rows, **summary}
-
-
-def _write(source: csvstream.Source, writers: list[csvstream.Writer], transform) -> int:
-    """The last pass: each batch's transform, one batch per writer; returns the rows read."""
-    offset = 0
-    try:
-        for batch in source.batches():
-            for writer, out in zip(writers, transform(batch, offset)):
-                if out.num_rows:
-                    writer.write(out)
-            offset += batch.num_rows
-    finally:
-        for writer in writers:
-            writer.close()
-    return offset
+    outputs = [Output(label=label, path=path, rows=rows) for label, path, rows in zip(labels, paths, written)]
+    return outputs, {"rows_in": sum(source.part_rows), **summary}
 
 
 @dataclass
@@ -192,28 +178,23 @@ def sample(
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     block_size: int = csvstream.BLOCK_BYTES,
+    parallel_min_bytes: int = csvstream.PARALLEL_MIN_BYTES,
 ) -> Sample:
     """About `rows` rows of the file drawn at random (seeded), in file order, written to `output_path`.
     When `stratify(target)` says so (given the whole target column), each value of the target keeps
     its share of the rows; else every row has the same chance."""
     ticker = csvstream.Ticker(progress or (lambda fraction, step: None), should_stop, 2)
     ticker.start("reading the target column")
-    source = csvstream.Source(path, encoding, delimiter, block_size, ticker)
+    source = csvstream.Source(path, encoding, delimiter, block_size, ticker, parallel_min_bytes)
     has_target = target_column in source.schema.names
-    state: dict = {}
 
     def start():
-        state.update(rows=0, target=[])
+        return lambda batch: batch.column(target_column) if has_target else None
 
-        def visit(batch):
-            state["rows"] += batch.num_rows
-            if has_target:
-                state["target"].append(batch.column(target_column))
-        return visit
-
-    source.scan(start)
+    # the target only (or the first column, to count the rows)
+    target = [c for c in source.scan(start, lambda: [target_column] if has_target else []) if c is not None]
     ticker.end()
-    total, target = state["rows"], state.pop("target")
+    total = sum(source.part_rows)
     rng = np.random.default_rng(random_state)
     keep = np.zeros(total, dtype=bool)
     stratified = bool(target) and stratify(pa.chunked_array(target).to_pandas())
@@ -225,9 +206,9 @@ def sample(
         keep[rng.choice(total, min(rows, total), replace=False)] = True
     del target
     ticker.start(f"writing a sample of {int(keep.sum()):,} of {total:,} rows")
-    writer = csvstream.Writer(output_path, source.schema.names)
-    _write(source, [writer], lambda batch, offset: [batch.filter(pa.array(keep[offset:offset + batch.num_rows]))])
-    return Sample(path=output_path, rows=writer.rows, rows_total=total, stratified=stratified)
+    [written] = source.write([output_path], lambda batch, offset: [batch.filter(
+        pa.array(keep[offset:offset + batch.num_rows]))])  # every column as the file has it
+    return Sample(path=output_path, rows=written, rows_total=total, stratified=stratified)
 
 
 # --- clean ------------------------------------------------------------------------------------------
@@ -253,18 +234,6 @@ def _row_hashes(batch: pa.RecordBatch) -> np.ndarray:
     return rows
 
 
-def _kept_first(hashes: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows are the first of their kind (not in `seen`, first in the batch), and `seen` with them."""
-    unique, first = np.unique(hashes, return_index=True)
-    pos = np.searchsorted(seen, unique)
-    inside = pos < len(seen)
-    fresh = np.ones(len(unique), dtype=bool)
-    fresh[inside] = seen[pos[inside]] != unique[inside]
-    keep = np.zeros(len(hashes), dtype=bool)
-    keep[first[fresh]] = True
-    return keep, np.insert(seen, pos[fresh], unique[fresh])
-
-
 def _mode(values: pa.ChunkedArray):
     """The most frequent value, the smallest of them on a tie (pandas' `mode().iloc[0]`)."""
     if not len(values):
@@ -286,35 +255,46 @@ def _valid(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
 def _clean(source: csvstream.Source, options, target, ticker):
     columns = options.get("columns") or source.schema.names
     strategy = options["missing"]
-    state: dict = {}
+
+    def counts(batch) -> tuple[np.ndarray, np.ndarray, int]:
+        """Gaps and sums (for a mean) of each column, and rows with a gap."""
+        missing = np.array([batch.column(name).null_count for name in columns], dtype=np.int64)
+        sums = np.array([pc.sum(batch.column(name).cast(pa.float64())).as_py() or 0.0
+                         if strategy == "fill_mean" and batch.column(name).type in (pa.int64(), pa.float64()) else 0.0
+                         for name in columns])
+        return missing, sums, batch.num_rows - int(_valid(batch, columns).sum())
 
     def start():
-        state.update(rows=0, seen=np.empty(0, dtype=hashing.U64), keep=[], incomplete=0,
-                     missing=dict.fromkeys(columns, 0), sums=dict.fromkeys(columns, 0.0))
-
         def visit(batch):
-            state["rows"] += batch.num_rows
-            if options["drop_duplicates"]:
-                keep, state["seen"] = _kept_first(_row_hashes(batch), state["seen"])
-                state["keep"].append(keep)
-                batch = batch.filter(pa.array(keep))
-            for name in columns:
-                column = batch.column(name)
-                state["missing"][name] += column.null_count
-                if strategy == "fill_mean" and column.type in (pa.int64(), pa.float64()):
-                    state["sums"][name] += pc.sum(column.cast(pa.float64())).as_py() or 0.0
-            state["incomplete"] += batch.num_rows - int(_valid(batch, columns).sum())
+            return (_row_hashes(batch) if options["drop_duplicates"] else None), *counts(batch)
         return visit
 
     ticker.start("finding duplicate rows and missing values")
-    source.scan(start)
+    visits = source.scan(start)
     ticker.end()
+    total = sum(source.part_rows)
+    # counted over every row, in file order (the same sums whatever part ended first)
+    missing, sums, incomplete = _totals([v[1:] for v in visits], len(columns))
     types = dict(zip(source.schema.names, source.schema.types))
-    keep = np.concatenate(state["keep"]) if state["keep"] else None
-    rows = int(keep.sum()) if keep is not None else state["rows"]
+    keep = None
+    if options["drop_duplicates"]:  # the first of equal rows, in file order
+        hashes = np.concatenate([v[0] for v in visits]) if visits else np.empty(0, dtype=hashing.U64)
+        keep = ~pd.Series(hashes).duplicated(keep="first").to_numpy()
+    del visits
+    rows = int(keep.sum()) if keep is not None else total
+    if rows < total:  # what the dropped copies counted, read again (only those rows): not counted
+        ticker.passes += 1
+        ticker.start("counting what the duplicate rows held")
+        dropped = source.read(columns, lambda batch, offset: counts(
+            batch.filter(pa.array(~keep[offset:offset + batch.num_rows]))))
+        ticker.end()
+        less = _totals(dropped, len(columns))
+        missing, sums, incomplete = missing - less[0], sums - less[1], incomplete - less[2]
+    state = {"missing": dict(zip(columns, missing.tolist())), "sums": dict(zip(columns, sums.tolist())),
+             "incomplete": incomplete}
     summary = {}
     if options["drop_duplicates"]:
-        summary["duplicates_dropped"] = state["rows"] - rows
+        summary["duplicates_dropped"] = total - rows
     gaps = [c for c in columns if state["missing"][c]]
     if strategy == "fill_constant":
         values = dict.fromkeys(gaps, options["fill_value"])
@@ -347,24 +327,31 @@ def _clean(source: csvstream.Source, options, target, ticker):
     summary["missing_after"] = 0 if strategy == "drop_rows" else sum(
         state["missing"][c] for c in columns if c not in fills)
     summary["rows_out"] = rows
-    return ["cleaned"], transform, summary
+    return ["cleaned"], transform, fills.keys(), summary
+
+
+def _totals(counts: list[tuple], width: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The sum of `counts` (gaps, sums, rows with a gap), in order."""
+    if not counts:
+        return np.zeros(width, dtype=np.int64), np.zeros(width), 0
+    return (np.sum([c[0] for c in counts], axis=0), np.sum([c[1] for c in counts], axis=0),
+            sum(c[2] for c in counts))
 
 
 def _fill_values(source: csvstream.Source, columns: list[str], strategy: str, keep, ticker) -> dict:
-    """A second pass for a median or a mode: the kept values of the columns with gaps."""
-    values: dict[str, list] = {c: [] for c in columns}
-    offset = 0
-    ticker.start("computing fill values")
-    for batch in source.batches(columns):
-        rows = batch.num_rows
+    """A pass more for a median or a mode: the kept values of the columns with gaps."""
+
+    def visit(batch, offset):
         if keep is not None:
-            batch = batch.filter(pa.array(keep[offset:offset + rows]))
-        offset += rows
-        for name in columns:
-            values[name].append(batch.column(name).drop_null())
+            batch = batch.filter(pa.array(keep[offset:offset + batch.num_rows]))
+        return [batch.column(name).drop_null() for name in columns]
+
+    ticker.start("computing fill values")
+    visits = source.read(columns, visit)
     ticker.end()
     out = {}
-    for name, chunks in values.items():
+    for i, name in enumerate(columns):
+        chunks = [v[i] for v in visits]
         column = pa.chunked_array(chunks, type=source.schema.field(name).type)
         numeric = column.type in (pa.int64(), pa.float64())
         if strategy == "fill_median" and numeric:
@@ -428,26 +415,19 @@ def _split(source: csvstream.Source, options, target, ticker):
     stratify = options["stratify"]
     if stratify and target not in source.schema.names:
         raise ValueError(f"target column {target!r} is not in the file")
-    state: dict = {}
 
     def start():
-        state.update(rows=0, keys=[])
-
-        def visit(batch):
-            state["rows"] += batch.num_rows
-            if stratify:
-                state["keys"].append(_keys(batch.column(target)))
-        return visit
+        return lambda batch: _keys(batch.column(target)) if stratify else None
 
     ticker.start("reading the rows to split")
-    source.scan(start)
+    keys = source.scan(start, lambda: [target] if stratify else [])  # the target only (or one column, to count)
     ticker.end()
-    rows = state["rows"]
+    rows = sum(source.part_rows)
     rng = np.random.default_rng(options["random_state"])
     ratio = options["test_ratio"]
     test_mask = np.zeros(rows, dtype=bool)
     if stratify:
-        for idx in _groups(state.pop("keys"), rng):
+        for idx in _groups(keys, rng):
             test_mask[idx[:int(round(len(idx) * ratio))]] = True
     else:
         order = np.arange(rows)
@@ -463,7 +443,7 @@ def _split(source: csvstream.Source, options, target, ticker):
         mask = test_mask[offset:offset + batch.num_rows]
         return [batch.filter(pa.array(~mask)), batch.filter(pa.array(mask))]
 
-    return ["train", "test"], transform, {"train_rows": rows - test_rows, "test_rows": test_rows}
+    return ["train", "test"], transform, (), {"train_rows": rows - test_rows, "test_rows": test_rows}
 
 
 # --- scale ------------------------------------------------------------------------------------------
@@ -475,27 +455,33 @@ def _scale(source: csvstream.Source, options, target, ticker):
     def start():
         numeric = [f.name for f in source.schema if csvstream.is_numeric(f.type) and f.name != target]
         state.update(numeric=numeric, columns=[c for c in (options.get("columns") or numeric) if c in numeric])
-        state["stats"] = {c: [0, 0.0, 0.0, math.inf, -math.inf] for c in state["columns"]}  # n, mean, M2, min, max
 
-        def visit(batch):
-            for name, acc in state["stats"].items():
+        def visit(batch):  # each column's n, mean, M2, min and max in this batch
+            out = {}
+            for name in state["columns"]:
                 values = batch.column(name).drop_null().cast(pa.float64()).to_numpy()
-                if not len(values):
-                    continue
-                n, mean = len(values), float(values.mean())
-                m2 = float(((values - mean) ** 2).sum())
-                total = acc[0] + n
-                delta = mean - acc[1]  # Chan et al.'s merge of two partial variances
-                acc[2] += m2 + delta * delta * acc[0] * n / total
-                acc[1] += delta * n / total
-                acc[0] = total
-                acc[3], acc[4] = min(acc[3], float(values.min())), max(acc[4], float(values.max()))
+                if len(values):
+                    mean = float(values.mean())
+                    out[name] = (len(values), mean, float(((values - mean) ** 2).sum()),
+                                 float(values.min()), float(values.max()))
+            return out
         return visit
 
     ticker.start("computing the columns' statistics")
-    source.scan(start)
+    # the numeric columns only (any other column is text, and stays text)
+    visits = source.scan(start, lambda: [f.name for f in source.schema if csvstream.is_numeric(f.type)])
     ticker.end()
     columns = state["columns"]
+    state["stats"] = {c: [0, 0.0, 0.0, math.inf, -math.inf] for c in columns}  # n, mean, M2, min, max
+    for batch_stats in visits:  # in file order, as one reader gave them
+        for name, (n, mean, m2, low, high) in batch_stats.items():
+            acc = state["stats"][name]
+            total = acc[0] + n
+            delta = mean - acc[1]  # Chan et al.'s merge of two partial variances
+            acc[2] += m2 + delta * delta * acc[0] * n / total
+            acc[1] += delta * n / total
+            acc[0] = total
+            acc[3], acc[4] = min(acc[3], low), max(acc[4], high)
     skipped = [c for c in (options.get("columns") or []) if c not in state["numeric"]]
     parameters = {}
     for name in columns:
@@ -517,4 +503,4 @@ def _scale(source: csvstream.Source, options, target, ticker):
 
     stats = {c: {"center": None if math.isnan(center) else float(center), "scale": float(spread)}
              for c, (center, spread) in parameters.items()}
-    return ["scaled"], transform, {"scaled_columns": columns, "skipped_columns": skipped, "parameters": stats}
+    return ["scaled"], transform, parameters.keys(), {"scaled_columns": columns, "skipped_columns": skipped, "parameters": stats}

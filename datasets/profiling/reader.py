@@ -55,18 +55,22 @@ def _average_row_bytes(path: str) -> float:
     return max(len(head) / lines, 1.0)
 
 
-class _ThrottledFile(io.RawIOBase):
+class ThrottledFile(io.RawIOBase):
     """A file Arrow may read at most ``ahead`` blocks beyond what the profiler has consumed.
 
     Arrow's streaming CSV reader reads ahead without bound (on a fast disk it pulls the whole
     file into memory while the consumer is busy); ``read`` blocks in Arrow's I/O thread until
-    :meth:`consumed` lets it go on.
+    :meth:`consumed` lets it go on. ``start`` and ``end``: the bytes [start, end) of the file only.
     """
 
-    def __init__(self, path: str, block_size: int, ahead: int = _READ_AHEAD_BLOCKS, pool=None):
+    def __init__(self, path: str, block_size: int, ahead: int = _READ_AHEAD_BLOCKS, pool=None,
+                 start: int = 0, end: int | None = None):
         super().__init__()
         self._pool = pool
         self._f = open(path, "rb", buffering=0)
+        if start:
+            self._f.seek(start)
+        self._left = (os.path.getsize(path) if end is None else end) - start
         self._block = block_size
         self._ahead = ahead
         self._done = 0
@@ -86,7 +90,7 @@ class _ThrottledFile(io.RawIOBase):
                 self._cond.wait(1.0)
             if self._stopped:
                 return b""
-        size = n if n is not None and n >= 0 else self._block
+        size = min(n if n is not None and n >= 0 else self._block, self._left)
         # An Arrow buffer from the (jemalloc) pool rather than a bytes object: Arrow wraps it
         # without copying, and freeing it returns the memory to the OS instead of fragmenting
         # the C heap with multi-megabyte blocks.
@@ -103,6 +107,7 @@ class _ThrottledFile(io.RawIOBase):
         if got < size:
             buf.resize(got)
         self.position += got
+        self._left -= got
         return buf
 
     def readinto(self, buffer) -> int:
@@ -128,7 +133,7 @@ class _ThrottledFile(io.RawIOBase):
             super().close()
 
 
-def _memory_pool() -> pa.MemoryPool:
+def memory_pool() -> pa.MemoryPool:
     """jemalloc purging within ``_DECAY_MS`` when available: freed blocks go back to the OS (at
     once, every block's pages would be faulted in afresh: a third more CPU for the reading)."""
     try:
@@ -137,7 +142,6 @@ def _memory_pool() -> pa.MemoryPool:
         return pool
     except (NotImplementedError, pa.ArrowNotImplementedError, AttributeError):
         return pa.default_memory_pool()
-
 
 
 class CsvStream:
@@ -149,8 +153,8 @@ class CsvStream:
 
     def __init__(self, path: str, *, encoding: str, delimiter: str, block_size: int,
                  column_types: dict[str, pa.DataType]):
-        pool = _memory_pool()
-        self._source = _ThrottledFile(path, block_size, pool=pool)
+        pool = memory_pool()
+        self._source = ThrottledFile(path, block_size, pool=pool)
         try:
             self._reader = pacsv.open_csv(
                 self._source,

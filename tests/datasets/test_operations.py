@@ -16,13 +16,16 @@ PENGUINS = os.path.join(DATA, "penguins.csv")
 TARGETS = {TITANIC: "survived", PENGUINS: "species"}
 
 
-def run(path, operation, options, tmp_path, block_size=csvstream.BLOCK_BYTES):
+def run(path, operation, options, tmp_path, block_size=csvstream.BLOCK_BYTES, parallel=False):
+    """The operation's outputs read back by pandas. `parallel`: the file is read in parts at once, as a
+    big file is (however small it is)."""
     target = TARGETS.get(path, "")
     options = operations.clean_options(operation, options, columns=list(pd.read_csv(path, nrows=0).columns),
                                        target_column=target)
     outputs, summary = operations.run(
         operation, path=str(path), encoding="utf-8", delimiter=",", options=options, target_column=target,
-        output_path=lambda label: str(tmp_path / f"{label}-{block_size}.csv"), block_size=block_size,
+        output_path=lambda label: str(tmp_path / f"{label}-{block_size}-{parallel}.csv"), block_size=block_size,
+        parallel_min_bytes=1 if parallel else csvstream.PARALLEL_MIN_BYTES,
     )
     return {o.label: pd.read_csv(o.path) for o in outputs}, summary, outputs
 
@@ -124,11 +127,20 @@ def test_streamed_operations_give_what_pandas_gave_over_the_whole_file(path, ope
     blocks, block_summary, _ = run(path, operation, options, tmp_path, block_size=1024)
     for label in expected:
         same(blocks[label], whole[label])
+    # read in parts at once (two or more, in threads), a few rows per block: the same again
+    parts, parts_summary, parts_outputs = run(path, operation, options, tmp_path, block_size=1024, parallel=True)
+    for label in expected:
+        same(parts[label], whole[label])
     if operation == "scale":  # sums taken block by block: the same to the last few bits
-        streamed = block_summary.pop("parameters")
-        for column, parameters in summary.pop("parameters").items():
-            assert streamed[column] == pytest.approx(parameters, rel=1e-12)
+        whole_parameters = summary.pop("parameters")
+        for streamed in (block_summary.pop("parameters"), parts_summary.pop("parameters")):
+            assert streamed.keys() == whole_parameters.keys()
+            for column, parameters in whole_parameters.items():
+                assert streamed[column] == pytest.approx(parameters, rel=1e-12)
     assert block_summary == summary
+    assert parts_summary == summary
+    assert [o.rows for o in parts_outputs] == [o.rows for o in outputs]
+    assert not [name for name in os.listdir(tmp_path) if ".part" in name]
 
 
 def test_a_later_block_that_does_not_fit_the_first_ones_types_widens_the_column(tmp_path):
@@ -143,17 +155,58 @@ def test_a_later_block_that_does_not_fit_the_first_ones_types_widens_the_column(
         ("clean", {"missing": "fill_mode"}, lambda: cleaned(frame.copy(), {"missing": "fill_mode"})),
         ("scale", {}, lambda: scaled(frame.copy(), {}, "")),
     ]:
-        for block_size in (1024, csvstream.BLOCK_BYTES):
-            outputs, _, _ = run(str(path), operation, options, tmp_path, block_size=block_size)
+        for block_size, parallel in [(1024, False), (csvstream.BLOCK_BYTES, False), (1024, True)]:
+            outputs, _, _ = run(str(path), operation, options, tmp_path, block_size=block_size, parallel=parallel)
             same(next(iter(outputs.values())), expected())
+    # a split reads only the target (here: one column, to count the rows) before it writes: the columns
+    # it did not read are widened as they are written
+    for block_size, parallel in [(1024, False), (csvstream.BLOCK_BYTES, False), (1024, True)]:
+        outputs, _, _ = run(str(path), "split", {"random_state": 3}, tmp_path, block_size=block_size,
+                            parallel=parallel)
+        train, test = split(frame, {"random_state": 3}, "")
+        same(outputs["train"], train)
+        same(outputs["test"], test)
 
 
-@pytest.mark.parametrize("block_size", [1024, csvstream.BLOCK_BYTES])
-def test_a_stratified_sample_keeps_each_class_share_and_is_the_same_for_the_seed(block_size, tmp_path):
+@pytest.mark.parametrize("parts", [2, 3, 4])
+def test_a_big_file_is_read_in_parts_cut_at_row_boundaries(parts, tmp_path):
+    """Parts are cut after a newline outside quotes: a quoted field with newlines (and doubled quotes)
+    is never cut, and the parts read at once give the rows one reader gives."""
+    rows = []
+    for i in range(3000):
+        note = f'"line one\nline ""two"" of {i}\n"' if i % 7 == 0 else f"plain {i}"
+        rows.append(f"{i},{note},{i * 0.5}")
+    path = tmp_path / "quoted.csv"
+    path.write_text("id,note,half\n" + "\n".join(rows) + "\n")
+    ranges = csvstream.row_ranges(str(path), parts)
+    assert len(ranges) == parts and ranges[0][0] == 0 and ranges[-1][1] == path.stat().st_size
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    data = path.read_bytes()
+    for start, _ in ranges[1:]:
+        assert data[start - 1:start] == b"\n" and data[:start].count(b'"') % 2 == 0
+    frame = pd.read_csv(path)
+    for operation, options in [("clean", {"missing": "fill_mode"}), ("split", {"random_state": 5})]:
+        outputs, summary, _ = run(str(path), operation, options, tmp_path, block_size=4096, parallel=True)
+        expected = ({"cleaned": cleaned(frame.copy(), options)} if operation == "clean"
+                    else dict(zip(("train", "test"), split(frame, options, ""))))
+        for label, frame_out in expected.items():
+            same(outputs[label], frame_out)
+        assert summary["rows_in"] == 3000
+
+
+def test_a_file_with_a_quoted_field_that_never_closes_is_one_part(tmp_path):
+    path = tmp_path / "open.csv"
+    path.write_text('a,b\n1,"never closed\n' + "2,x\n" * 1000)
+    assert csvstream.row_ranges(str(path), 4) == [(0, path.stat().st_size)]
+
+
+@pytest.mark.parametrize("block_size,parallel", [(1024, False), (csvstream.BLOCK_BYTES, False), (1024, True)])
+def test_a_stratified_sample_keeps_each_class_share_and_is_the_same_for_the_seed(block_size, parallel, tmp_path):
     def draw(name, stratify=True):
         return operations.sample(path=PENGUINS, encoding="utf-8", delimiter=",", rows=100, target_column="species",
                                  stratify=lambda target: stratify, output_path=str(tmp_path / name),
-                                 block_size=block_size)
+                                 block_size=block_size,
+                                 parallel_min_bytes=1 if parallel else csvstream.PARALLEL_MIN_BYTES)
 
     frame = pd.read_csv(PENGUINS)
     drawn = draw("a.csv")
