@@ -189,7 +189,9 @@ def main() -> int:
             marks = {}
 
             def note_operation_end(job, marks=marks):
-                if "operation" not in marks and (job["current_step"] or "").startswith("profiling"):
+                step = job["current_step"] or job["status"]
+                marks.setdefault("steps", {}).setdefault(step, time.monotonic())
+                if "operation" not in marks and step.startswith("profiling"):
                     marks["operation"] = time.monotonic()
 
             job = wait_for(lambda: get(job_url), lambda j: j["status"] in TERMINAL, args.timeout,
@@ -203,6 +205,8 @@ def main() -> int:
                          f"{json.dumps(options)} -> {outputs} rows"))
             rows.append((f"{operation}: job (and profiling its outputs)", t1 - t0, sampler.peak_mb(t0, t1), True, ""))
             log(f"{operation}: operation {op_end - t0:.1f} s, job {t1 - t0:.1f} s")
+            log("  steps first seen at: " + "; ".join(f"{at - t0:.1f} s {step}"
+                                                       for step, at in marks.get("steps", {}).items()))
 
         # training
         fresh_worker()

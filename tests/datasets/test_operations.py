@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from datasets import csvstream, operations
@@ -192,6 +193,22 @@ def test_a_big_file_is_read_in_parts_cut_at_row_boundaries(parts, tmp_path):
         for label, frame_out in expected.items():
             same(outputs[label], frame_out)
         assert summary["rows_in"] == 3000
+
+
+def test_floats_are_written_as_text_that_reads_back_as_the_same_floats():
+    values = [0.1, 2.0, -0.0, 1e16, 1.5e-7, -123456.789, None, float("nan"), float("inf"), float("-inf"),
+              0.1 + 0.2, 5e-324, 1.7976931348623157e308]
+    text = csvstream.floats_for_csv(pa.array(values, type=pa.float64())).to_pylist()
+    assert text[:3] == ["0.1", "2.0", "-0.0"]  # a whole number keeps its ".0", as pandas writes it
+    assert text[6:10] == [None, None, "inf", "-inf"]  # a gap and NaN: empty, as pandas writes them
+    back = pd.read_csv(io.StringIO("i,x\n" + "\n".join(f"{i},{t or ''}" for i, t in enumerate(text))))["x"].tolist()
+    for wrote, read in zip(values, back):
+        if wrote is None or wrote != wrote:
+            assert read != read
+        else:
+            assert read == wrote
+    assert csvstream.floats_for_csv(pa.array([], type=pa.float64())).to_pylist() == []
+    assert csvstream.floats_for_csv(pa.array([3.0, 4.25])).to_pylist() == ["3.0", "4.25"]
 
 
 def test_a_file_with_a_quoted_field_that_never_closes_is_one_part(tmp_path):
