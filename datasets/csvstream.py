@@ -124,10 +124,8 @@ class Source:
     def _open(self, columns: list[str] | None = None, part: int | None = None, text: frozenset[str] = frozenset()):
         """A reader of the whole file, or of one part of it (with every column's type given, and the
         columns of `text` read as text)."""
-        if part is None:
-            # Some columns only (after a first pass has typed them all): the others are not converted.
-            types = {name: self.schema.field(name).type for name in columns} if columns else self.types
-            start, end = 0, None
+        if part is None:  # the first block, for the schema
+            types, start, end = self.types, 0, None
         else:
             types = {name: pa.string() if name in text else kind
                      for name, kind in zip(self.schema.names, self.schema.types)}
@@ -209,7 +207,7 @@ class Source:
             visit = start()
             wanted = columns() if columns else None
             if wanted is not None:
-                wanted += [name for name in self.integers if name not in wanted]
+                wanted = [*wanted, *(name for name in self.integers if name not in wanted)]
             gaps: set[str] = set()
 
             def work(part, batches):
@@ -377,16 +375,16 @@ def text_of_floats(values: pa.Array) -> pa.Array:
 
 
 def floats_for_csv(values: pa.Array) -> pa.Array:
-    """Floats as text for an output file, four times faster than `text_of_floats`: the shortest text
-    that reads back as the same float, "2.0" for 2 (orjson's formatting, as pandas writes them, but
-    for the form of exponents: 1e-06 is 1e-6 here), a gap or NaN empty, infinities as pandas writes them."""
+    """Floats as text for an output file, twice as fast as Arrow's cast: the shortest text that
+    reads back as the same float, "2.0" for 2 (orjson's formatting, as pandas writes them, but for
+    the form of exponents: 1e-06 is 1e-6 here), a gap or NaN empty, infinities as pandas writes them."""
     if not len(values):
         return pa.array([], type=pa.string())
     numbers = values.to_numpy(zero_copy_only=False)
     data = orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY)  # "[1.5,2.0,null]" (NaN and inf: null)
-    whole = pa.StringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data) - 2], dtype=np.int32)),
-                                        pa.py_buffer(data[1:-1]))
-    text = pc.list_flatten(pc.split_pattern(whole, ","))
+    joined = pa.StringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data) - 2], dtype=np.int32)),
+                                         pa.py_buffer(data[1:-1]))  # one string, without the brackets
+    text = pc.list_flatten(pc.split_pattern(joined, ","))
     finite = np.isfinite(numbers)
     if finite.all():
         return text

@@ -234,6 +234,11 @@ def _row_hashes(batch: pa.RecordBatch) -> np.ndarray:
     return rows
 
 
+def _filter(batch: pa.RecordBatch, mask: np.ndarray) -> pa.RecordBatch:
+    """The rows of `mask` (the batch itself when it keeps them all)."""
+    return batch if mask.all() else batch.filter(pa.array(mask))
+
+
 def _mode(values: pa.ChunkedArray):
     """The most frequent value, the smallest of them on a tie (pandas' `mode().iloc[0]`)."""
     if not len(values):
@@ -311,9 +316,9 @@ def _clean(source: csvstream.Source, options, target, ticker):
 
     def transform(batch, offset):
         if keep is not None:
-            batch = batch.filter(pa.array(keep[offset:offset + batch.num_rows]))
+            batch = _filter(batch, keep[offset:offset + batch.num_rows])
         if strategy == "drop_rows":
-            batch = batch.filter(pa.array(_valid(batch, columns)))
+            batch = _filter(batch, _valid(batch, columns))
         elif fills:
             names = batch.schema.names
             batch = pa.RecordBatch.from_arrays(

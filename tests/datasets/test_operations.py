@@ -211,6 +211,43 @@ def test_floats_are_written_as_text_that_reads_back_as_the_same_floats():
     assert csvstream.floats_for_csv(pa.array([3.0, 4.25])).to_pylist() == ["3.0", "4.25"]
 
 
+def _numbers_file(tmp_path, rows, tail=""):
+    path = tmp_path / "numbers.csv"
+    with open(path, "w") as f:
+        f.write("a,b,label\n")
+        for i in range(rows):
+            f.write(f"{i},{i * 0.25},{'x' if i % 3 else 'y'}\n")
+        f.write(tail)
+    return path
+
+
+def test_a_stop_asked_for_while_the_parts_are_read_ends_every_part_and_leaves_no_pieces(tmp_path):
+    path = _numbers_file(tmp_path, 200_000)
+    asked = []
+
+    def should_stop():  # the first check passes, the next ones (as the parts are read) say stop
+        asked.append(1)
+        return len(asked) > 1
+
+    options = operations.clean_options("scale", {}, columns=["a", "b", "label"])
+    with pytest.raises(csvstream.Cancelled):
+        operations.run("scale", path=str(path), encoding="utf-8", delimiter=",", options=options,
+                       target_column="", output_path=lambda label: str(tmp_path / f"{label}.csv"),
+                       should_stop=should_stop, block_size=1024, parallel_min_bytes=1)
+    assert len(asked) >= 2
+    assert not [name for name in os.listdir(tmp_path) if ".part" in name]
+
+
+def test_a_row_that_does_not_parse_in_a_later_part_fails_the_operation_and_leaves_no_pieces(tmp_path):
+    path = _numbers_file(tmp_path, 20_000, tail="1,2,3,4\n")
+    options = operations.clean_options("split", {}, columns=["a", "b", "label"])
+    with pytest.raises(pa.ArrowInvalid, match="columns"):
+        operations.run("split", path=str(path), encoding="utf-8", delimiter=",", options=options,
+                       target_column="", output_path=lambda label: str(tmp_path / f"{label}.csv"),
+                       block_size=1024, parallel_min_bytes=1)
+    assert not [name for name in os.listdir(tmp_path) if ".part" in name]
+
+
 def test_a_file_with_a_quoted_field_that_never_closes_is_one_part(tmp_path):
     path = tmp_path / "open.csv"
     path.write_text('a,b\n1,"never closed\n' + "2,x\n" * 1000)
