@@ -195,10 +195,11 @@ class Source:
                     raise future.exception()
             return [f.result() for f in futures]
 
-    def scan(self, start: Callable[[], Callable[[pa.RecordBatch], object]],
+    def scan(self, start: Callable[[], Callable[[pa.RecordBatch, int], object]],
              columns: Callable[[], list[str] | None] | None = None) -> list:
-        """A first pass: `start()` gives a fresh visitor of every batch, and returns what it returned
-        for each, in file order. The parts are read at once, so `visit` may run in several threads.
+        """A first pass: `start()` gives a fresh visitor of every batch, `visit(batch, its part)`, and
+        returns what it returned for each, in file order. The parts are read at once, so `visit` runs
+        in a thread for each part (a part's batches in order, in one thread).
         `columns()`, asked after `start()`, names the columns to read (None: all, and their types).
         A block that contradicts the types inferred so far restarts the pass with that column wider
         (int to float, anything to text). An integer column with gaps is read as floats after it, as
@@ -213,7 +214,7 @@ class Source:
             def work(part, batches):
                 out, rows = [], 0
                 for batch in batches:
-                    out.append(visit(batch))
+                    out.append(visit(batch, part))
                     rows += batch.num_rows
                     gaps.update(_int_gaps(batch))
                 return out, rows

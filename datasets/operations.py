@@ -189,7 +189,7 @@ def sample(
     has_target = target_column in source.schema.names
 
     def start():
-        return lambda batch: batch.column(target_column) if has_target else None
+        return lambda batch, part: batch.column(target_column) if has_target else None
 
     # the target only (or the first column, to count the rows)
     target = [c for c in source.scan(start, lambda: [target_column] if has_target else []) if c is not None]
@@ -239,6 +239,26 @@ def _filter(batch: pa.RecordBatch, mask: np.ndarray) -> pa.RecordBatch:
     return batch if mask.all() else batch.filter(pa.array(mask))
 
 
+def _negated(tally: pa.StructArray) -> pa.StructArray:
+    return pa.StructArray.from_arrays([tally.field("values"), pc.negate(tally.field("counts"))], ["values", "counts"])
+
+
+def _mode_of_tallies(tallies: list[pa.StructArray], kind: pa.DataType):
+    """`_mode` of the values tallied (value_counts) batch by batch, as values of type `kind` (an
+    integer column with gaps was tallied as integers, and read again as floats)."""
+    tallies = [t for t in tallies if len(t)]
+    if not tallies:
+        return None
+    table = pa.Table.from_batches([pa.RecordBatch.from_arrays(
+        [t.field("values").cast(kind), t.field("counts")], ["values", "counts"]) for t in tallies])
+    totals = table.group_by("values").aggregate([("counts", "sum")])
+    totals = totals.filter(pc.greater(totals["counts_sum"], 0))
+    if not totals.num_rows:
+        return None
+    top = pc.equal(totals["counts_sum"], pc.max(totals["counts_sum"]))
+    return pc.min(pc.filter(totals["values"], top)).as_py()
+
+
 def _mode(values: pa.ChunkedArray):
     """The most frequent value, the smallest of them on a tie (pandas' `mode().iloc[0]`)."""
     if not len(values):
@@ -269,9 +289,27 @@ def _clean(source: csvstream.Source, options, target, ticker):
                          for name in columns])
         return missing, sums, batch.num_rows - int(_valid(batch, columns).sum())
 
+    # The values of a column that a mode may fill are tallied in this pass, in every part that has a
+    # gap in it in its first batch (most columns with gaps): a column tallied in every part from its
+    # start needs no pass of its own for its mode.
+    def mode_may_fill(column: pa.Array) -> bool:
+        numeric = column.type in (pa.int64(), pa.float64())
+        return strategy == "fill_mode" or (strategy in ("fill_mean", "fill_median") and not numeric)
+
+    tallied: dict[int, list[str]] = {}  # part: the columns it tallies
+
+    def tallies(batch, names) -> dict[str, pa.StructArray]:
+        return {name: pc.value_counts(batch.column(name).drop_null()) for name in names}
+
     def start():
-        def visit(batch):
-            return (_row_hashes(batch) if options["drop_duplicates"] else None), *counts(batch)
+        tallied.clear()
+
+        def visit(batch, part):
+            if part not in tallied:  # the part's first batch (each part runs in a thread of its own)
+                tallied[part] = [name for name in columns
+                                 if batch.column(name).null_count and mode_may_fill(batch.column(name))]
+            hashes = _row_hashes(batch) if options["drop_duplicates"] else None
+            return hashes, *counts(batch), tallies(batch, tallied[part])
         return visit
 
     ticker.start("finding duplicate rows and missing values")
@@ -279,7 +317,9 @@ def _clean(source: csvstream.Source, options, target, ticker):
     ticker.end()
     total = sum(source.part_rows)
     # counted over every row, in file order (the same sums whatever part ended first)
-    missing, sums, incomplete = _totals([v[1:] for v in visits], len(columns))
+    missing, sums, incomplete = _totals([v[1:4] for v in visits], len(columns))
+    everywhere = set(columns).intersection(*tallied.values()) if tallied else set()
+    counted = {name: [v[4][name] for v in visits] for name in everywhere}
     types = dict(zip(source.schema.names, source.schema.types))
     keep = None
     if options["drop_duplicates"]:  # the first of equal rows, in file order
@@ -290,11 +330,17 @@ def _clean(source: csvstream.Source, options, target, ticker):
     if rows < total:  # what the dropped copies counted, read again (only those rows): not counted
         ticker.passes += 1
         ticker.start("counting what the duplicate rows held")
-        dropped = source.read(columns, lambda batch, offset: counts(
-            batch.filter(pa.array(~keep[offset:offset + batch.num_rows]))))
+
+        def dropped_counts(batch, offset):
+            batch = batch.filter(pa.array(~keep[offset:offset + batch.num_rows]))
+            return *counts(batch), tallies(batch, everywhere)
+
+        dropped = source.read(columns, dropped_counts)
         ticker.end()
-        less = _totals(dropped, len(columns))
+        less = _totals([d[:3] for d in dropped], len(columns))
         missing, sums, incomplete = missing - less[0], sums - less[1], incomplete - less[2]
+        for name in everywhere:
+            counted[name] += [_negated(d[3][name]) for d in dropped]
     state = {"missing": dict(zip(columns, missing.tolist())), "sums": dict(zip(columns, sums.tolist())),
              "incomplete": incomplete}
     summary = {}
@@ -309,6 +355,9 @@ def _clean(source: csvstream.Source, options, target, ticker):
     else:
         values = {}
     wanted = [c for c in gaps if c not in values] if strategy.startswith("fill_") else []
+    for name in [c for c in wanted if c in counted and mode_may_fill(pa.nulls(0, types[c]))]:
+        values[name] = _mode_of_tallies(counted[name], types[name])
+        wanted.remove(name)
     if wanted:
         values.update(_fill_values(source, wanted, strategy, keep, ticker))
     fills = {c: _filler(types[c], v) for c, v in values.items()
@@ -422,7 +471,7 @@ def _split(source: csvstream.Source, options, target, ticker):
         raise ValueError(f"target column {target!r} is not in the file")
 
     def start():
-        return lambda batch: _keys(batch.column(target)) if stratify else None
+        return lambda batch, part: _keys(batch.column(target)) if stratify else None
 
     ticker.start("reading the rows to split")
     keys = source.scan(start, lambda: [target] if stratify else [])  # the target only (or one column, to count)
@@ -461,7 +510,7 @@ def _scale(source: csvstream.Source, options, target, ticker):
         numeric = [f.name for f in source.schema if csvstream.is_numeric(f.type) and f.name != target]
         state.update(numeric=numeric, columns=[c for c in (options.get("columns") or numeric) if c in numeric])
 
-        def visit(batch):  # each column's n, mean, M2, min and max in this batch
+        def visit(batch, part):  # each column's n, mean, M2, min and max in this batch
             out = {}
             for name in state["columns"]:
                 values = batch.column(name).drop_null().cast(pa.float64()).to_numpy()

@@ -211,6 +211,49 @@ def test_floats_are_written_as_text_that_reads_back_as_the_same_floats():
     assert csvstream.floats_for_csv(pa.array([3.0, 4.25])).to_pylist() == ["3.0", "4.25"]
 
 
+@pytest.mark.parametrize("early", [True, False], ids=["gap-in-the-first-block", "gap-only-at-the-end"])
+def test_a_mode_is_counted_in_the_first_pass_when_each_part_meets_a_gap_at_once(early, tmp_path):
+    """Tallied while duplicates are looked for (no pass of its own), unless a part's first block has
+    no gap in that column: then a pass more reads it. The same fill either way."""
+    lines = ["n,colour,size"]
+    for i in range(6000):
+        j = i % 4000
+        gap = (j % 50 == 0) if early else (i == 5999)
+        lines.append(f"{j},{'' if gap else ('red' if j % 3 else 'blue')},{j % 7}")
+    path = tmp_path / "colours.csv"
+    path.write_text("\n".join(lines) + "\n")  # rows 4000.. repeat earlier ones: duplicates to take back
+    steps = []
+    options = operations.clean_options("clean", {"missing": "fill_mode"}, columns=["n", "colour", "size"])
+    outputs, summary = operations.run(
+        "clean", path=str(path), encoding="utf-8", delimiter=",", options=options, target_column="",
+        output_path=lambda label: str(tmp_path / f"{label}.csv"), block_size=4096, parallel_min_bytes=1,
+        progress=lambda fraction, step: steps.append(step))
+    frame = pd.read_csv(path)
+    same(pd.read_csv(outputs[0].path), cleaned(frame, {"missing": "fill_mode"}))
+    assert summary["duplicates_dropped"] == int(frame.duplicated().sum()) > 0
+    assert ("computing fill values" in steps) is not early
+
+
+def test_the_copies_of_duplicate_rows_do_not_count_towards_a_fill_value(tmp_path):
+    """Without its copies "blue" is the most frequent colour, with them "red" would be; the mean too
+    is over the rows kept."""
+    lines = ["n,colour,weight"]
+    for i in range(2000):
+        colour = "" if i % 20 == 1 else ("blue" if i % 5 < 3 else "red")
+        weight = "" if i % 20 == 2 else str(i % 5 * 10)
+        lines += [f"{i},{colour},{weight}"] * (3 if colour == "red" else 1)
+    path = tmp_path / "copies.csv"
+    path.write_text("\n".join(lines) + "\n")
+    frame = pd.read_csv(path)
+    for options in ({"missing": "fill_mode"}, {"missing": "fill_mean"}):
+        outputs, summary, _ = run(str(path), "clean", options, tmp_path, block_size=4096, parallel=True)
+        expected = cleaned(frame.copy(), options)
+        same(outputs["cleaned"], expected)
+        assert summary["duplicates_dropped"] == 1600
+        assert set(outputs["cleaned"]["colour"]) == {"blue", "red"}
+    assert expected["colour"][1] == "blue"  # pandas' mode of the kept rows
+
+
 def _numbers_file(tmp_path, rows, tail=""):
     path = tmp_path / "numbers.csv"
     with open(path, "w") as f:
