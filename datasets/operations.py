@@ -142,13 +142,14 @@ def run(
 ) -> tuple[list[Output], dict]:
     """Run one operation; returns its output files and a summary of what it did."""
     report = progress or (lambda fraction, step: None)
-    # clean: a pass more for a median or a mode (and a mean of a column that is not numeric)
+    # clean: maybe a pass more for a median or a mode (and a mean of a column that is not numeric)
     passes = 3 if operation == "clean" and options["missing"] not in ("none", "drop_rows", "fill_constant") else 2
     ticker = csvstream.Ticker(report, should_stop, passes)
     ticker.start("reading the file")
     source = csvstream.Source(path, encoding, delimiter, block_size, ticker, parallel_min_bytes)
     handler = {"clean": _clean, "split": _split, "scale": _scale}[operation]
     labels, transform, typed, summary = handler(source, options, target_column, ticker)
+    ticker.passes = ticker.done + 1  # the last: it may take fewer passes or more than first thought
     ticker.start(f"writing the {' and '.join(labels)} file{'s' if len(labels) > 1 else ''}")
     paths = [output_path(label) for label in labels]
     written = source.write(paths, transform, typed)

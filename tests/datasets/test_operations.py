@@ -227,11 +227,13 @@ def test_a_mode_is_counted_in_the_first_pass_when_each_part_meets_a_gap_at_once(
     outputs, summary = operations.run(
         "clean", path=str(path), encoding="utf-8", delimiter=",", options=options, target_column="",
         output_path=lambda label: str(tmp_path / f"{label}.csv"), block_size=4096, parallel_min_bytes=1,
-        progress=lambda fraction, step: steps.append(step))
+        progress=lambda fraction, step: steps.append((fraction, step)))
     frame = pd.read_csv(path)
     same(pd.read_csv(outputs[0].path), cleaned(frame, {"missing": "fill_mode"}))
     assert summary["duplicates_dropped"] == int(frame.duplicated().sum()) > 0
-    assert ("computing fill values" in steps) is not early
+    assert ("computing fill values" in [step for _, step in steps]) is not early
+    fractions = [fraction for fraction, _ in steps]  # the progress bar never goes back, and ends full
+    assert fractions == sorted(fractions) and steps[-1] == (1.0, "done")
 
 
 def test_the_copies_of_duplicate_rows_do_not_count_towards_a_fill_value(tmp_path):
