@@ -17,8 +17,8 @@ DATASET_MAX_UPLOAD_MB=2048:
   (standard): each a processing job over the uploaded dataset, started through the API and polled
   every 0.1 s until it ends. A job runs its operation (up to 60 % of its progress), then profiles
   each output as a dataset of its own: "operation" runs from the first poll that finds the job
-  taken by the worker until its step first reads "profiling" (the wait in the queue, a few seconds
-  while the stage's fresh worker boots, is printed beside it), "job" from the request to the end;
+  taken by the worker until its step first reads "profiling" (the wait in the queue is printed
+  beside it), "job" from the request to the end;
 - training: an sgd job (1 epoch) on the dataset, which trains on a TRAINING_MAX_ROWS sample past
   that size (the table notes which and how many rows).
 
@@ -201,9 +201,9 @@ def main() -> int:
             if job["status"] != "succeeded":
                 raise RuntimeError(f"{operation} {job['status']}: {job.get('error')}")
             op_end = marks.get("operation", t1)
-            # from the first poll that saw the job taken by the worker: the stage's fresh worker is
-            # still booting when the job is queued (its log file is the last one's, whose "ready"
-            # line ends the wait for it), which takes a few seconds, printed but not counted
+            # from the first poll that saw the job taken by the worker; the wait in the queue before
+            # it is printed, not counted (it was a few seconds while procs.Worker took the last
+            # worker's "ready" line in the same log for the new one's)
             started = min((at for step, at in marks.get("steps", {}).items() if step != "queued"), default=t0)
             outputs = ", ".join(f"{o['label']} {o['rows']:,}" for o in job["result"]["outputs"])
             rows.append((f"{operation}: operation", op_end - started, sampler.peak_mb(started, op_end), True,

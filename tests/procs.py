@@ -157,6 +157,7 @@ class Proc:
 
     def start(self, timeout: float = 60):
         self.log = open(self.log_path, "ab")
+        self.log_start = self.log.tell()  # a restart appends to the same log: readiness is read after this
         self.proc = subprocess.Popen(
             self.command(), cwd=ROOT, env=self.environment(), start_new_session=True,
             preexec_fn=niceness(self.nice), **self.streams(),
@@ -172,6 +173,15 @@ class Proc:
     def output(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def output_since_start(self) -> str:
+        """What this run of the process logged (not an earlier run's lines in the same log)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(getattr(self, "log_start", 0))
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
@@ -320,7 +330,7 @@ class Worker(Proc):
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError("exited")
-            if " ready." in self.output():
+            if " ready." in self.output_since_start():
                 return
             time.sleep(0.1)
         raise TimeoutError
