@@ -29,18 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .profiling.reader import ThrottledFile, memory_pool
+from .profiling.reader import NULL_VALUES, ThrottledFile, memory_pool  # pandas' missing markers
 
 
 class Cancelled(Exception):
     """should_stop() said so."""
 
 
-#: Values read as missing: pandas' defaults for ``read_csv``.
-NULL_VALUES = [
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-]
 #: Bytes of CSV text per block read (a longer row makes the pass start again with blocks 4 times bigger).
 BLOCK_BYTES = 2 * 1024 * 1024
 _BLOCK_LIMIT = 1024 * 1024 * 1024
@@ -229,11 +224,15 @@ class Source:
             self._retype(dict.fromkeys(gaps, pa.float64()))
             return [result for out, _ in parts for result in out]
 
+    def _first_rows(self) -> list[int]:
+        """The number of each part's first row (a scan counted the rows of each)."""
+        assert self.part_rows is not None, "a pass after the scan"
+        return [sum(self.part_rows[:part]) for part in range(len(self.parts))]
+
     def read(self, columns: list[str], visit: Callable[[pa.RecordBatch, int], object]) -> list:
         """A pass after the scan over `columns` only, the parts at once: what `visit(batch, its first
         row's number)` returned for each batch, in file order."""
-        assert self.part_rows is not None, "read() comes after a scan()"
-        firsts = [sum(self.part_rows[:part]) for part in range(len(self.parts))]
+        firsts = self._first_rows()
 
         def work(part, batches):
             out, offset = [], firsts[part]
@@ -255,9 +254,8 @@ class Source:
         floats given a ".0" (the scan settled which columns are floats): the same values and types to
         pandas, without a number's round trip through binary and back. A typed column that does not
         fit its type, or an integer one with gaps, restarts the pass with it wider."""
-        assert self.part_rows is not None, "write() comes after a scan()"
         typed = frozenset(typed)
-        firsts = [sum(self.part_rows[:part]) for part in range(len(self.parts))]
+        firsts = self._first_rows()
 
         def part_path(path, part):
             return path if part == 0 else f"{path}.part{part}"
