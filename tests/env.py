@@ -25,6 +25,9 @@ os.environ.setdefault("MEDIA_ROOT", os.path.join(os.path.dirname(os.path.dirname
 # second, so DRF's history per client stays short); tests/mlops_dashboard/test_throttles.py lowers them.
 os.environ.setdefault("API_THROTTLE_ANON", "10000/second")
 os.environ.setdefault("API_THROTTLE_USER", "10000/second")
+# Big prediction batches in the test process's ASGI app run in its threads: processes of its own would
+# not see the tests' settings overrides. Servers that test the processes set it themselves.
+os.environ.setdefault("API_PROCESSES", "0")
 # Periodic metrics would interleave with the events tests count; monitoring tests turn it on.
 os.environ.setdefault("MONITORING_ENABLED", "0")
 # Playwright's sync API runs an event loop in the test thread; the tests' own ORM calls are safe.

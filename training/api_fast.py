@@ -18,7 +18,12 @@ It answers only when every check of the DRF view passes, and answers exactly as 
   passed is counted in one Redis round trip (throttles.user_requests_allowed: the same window and keys
   as UserThrottle), and the rows of the requests allowed are predicted and counted in one call
   (serving.batch_predictor, as model_version_predict does it), each request getting its own answer,
-  written by fast_json's renderer with the view's headers (fast_routes.loop_headers).
+  written by fast_json's renderer with the view's headers (fast_routes.loop_headers);
+- or, for a request of COALESCE_MAX_ROWS rows or more, the same work for that request alone in one
+  of the server's processes (mlops_dashboard/process_pool.py, API_PROCESSES), once they are up: two
+  big requests are predicted at once, each on a core, where the server's threads would predict them
+  one after the other (the GIL). A process that dies before taking the request leaves it to the
+  thread path; one that dies while predicting it gives a 500 (it may have counted its rows).
 
 Anything else returns None before anything was counted, and the request then takes the thread path
 (DRF's view), which gives every other answer as before: 401 (an unknown key), 403 (a token's scope),
@@ -35,6 +40,7 @@ from django.db import close_old_connections
 
 from mlops_dashboard import auth_cache, fast_json, fast_routes, permissions, throttles
 from mlops_dashboard.coalescing import LoopCoalescer, run_together
+from mlops_dashboard.process_pool import ProcessPool, Unavailable
 from mlops_dashboard.models import TokenScope
 from mlops_dashboard.request_bodies import header
 from mlops_dashboard.tokens import api_token_peek, token_user
@@ -50,6 +56,9 @@ _ACCEPTS = frozenset({b"*/*", b"application/json", b"application/*"})
 _JSON = frozenset({b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8"})
 
 _coalescer = LoopCoalescer(serving.COALESCE_MAX_ROWS)
+# Big requests (COALESCE_MAX_ROWS rows or more) go to the server's processes when it has them, each
+# on a core of its own: in the server's threads they would run one after the other, for the GIL.
+_processes = ProcessPool("API_PROCESSES")
 _renderer = fast_json.FastJSONRenderer()
 
 
@@ -88,7 +97,16 @@ async def predict_on_loop(scope, body: bytes, match, executor):
     # Rows, roughly, for the batch's bound (one object per row): the body is read in the thread.
     rows = max(1, body.count(b"{") - 1)
     request = _Request(user.pk, body, version)
-    outcome = await _coalescer.run(serving.serving_key(version), request, _work_for(model), executor, size=rows)
+    pool = _processes.ready() if rows >= serving.COALESCE_MAX_ROWS else None
+    if pool is not None:
+        try:
+            outcome = await _processes.run(pool, _work_in_process, request)
+        except Unavailable:  # nothing ran: the thread path answers
+            return None
+        if isinstance(outcome, BaseException):
+            raise outcome
+    else:
+        outcome = await _coalescer.run(serving.serving_key(version), request, _work_for(model), executor, size=rows)
     if outcome is None:
         return None
     return 200, headers, outcome
@@ -148,6 +166,17 @@ def _work_for(model):
         finally:
             close_old_connections()  # as request_finished does: a count that fell back to the database
     return work
+
+
+def _work_in_process(request: _Request):
+    """In one of the server's processes (mlops_dashboard/process_pool.py): the request's outcome, as
+    _work gives it, with the model loaded there (cached per process, as in the server). None (the
+    thread path) when it cannot be loaded there: the server, which has it, then answers."""
+    try:
+        model = serving.model_version_load(version=request.version)
+    except Exception:  # noqa: BLE001 - the thread path answers, and reports what is wrong
+        return None
+    return _work_for(model)([request])[0]
 
 
 def _work(model, requests: list[_Request]) -> list:

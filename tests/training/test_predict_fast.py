@@ -302,3 +302,62 @@ def test_a_token_revoked_by_another_process_is_refused_within_the_check_interval
     time.sleep(settings.AUTH_CACHE_CHECK_SECONDS + 0.05)
     status, _, body = _call(path, raw, key)
     assert status == 401, body
+
+
+# --- big batches in the server's processes (mlops_dashboard/process_pool.py) ------------------------
+
+
+def _until(condition, what: str, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_big_batches_are_predicted_in_the_servers_processes_as_in_its_threads(server, served):
+    """A server with API_PROCESSES=2 predicts a 300-row request in a process of its own once they are
+    up: the same answer byte for byte as a server predicting in its threads, each row counted once;
+    and when one of its processes is killed, requests go on getting the same answer while a new pool
+    starts."""
+    import psutil
+
+    from tests import procs
+
+    version, key, _ = served
+    instances, _ = titanic_instances(version, 300)
+    raw = json.dumps({"instances": instances}).encode()
+    headers = {"Authorization": f"Token {key}", "Content-Type": "application/json"}
+    url = f"/api/models/{version.pk}/predict/"
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+        expected = http.post(url, content=raw)  # the session's server: API_PROCESSES=0 in tests
+    assert expected.status_code == 200, expected.text
+    pooled = procs.Server(API_PROCESSES=2).start()
+    answered = 1
+    try:
+        with httpx.Client(base_url=pooled.url, headers=headers, timeout=60) as http:
+            def same_answer() -> bool:
+                nonlocal answered
+                answer = http.post(url, content=raw)
+                answered += 1
+                assert (answer.status_code, answer.content) == (expected.status_code, expected.content)
+                return True
+
+            def up(times: int) -> bool:
+                same_answer()
+                return pooled.output_since_start().count("API processes up: 2") >= times
+
+            _until(lambda: up(1), "the server's processes")
+            children = pooled.ps.children()
+            assert len(children) >= 2, children  # the pool's (and multiprocessing's resource tracker)
+            for _ in range(5):  # in the processes now
+                same_answer()
+            pool = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+            assert len(pool) == 2, [c.cmdline() for c in children]
+            pool[0].kill()
+            psutil.wait_procs([pool[0]], timeout=30)
+            _until(lambda: up(2), "a new pool after one of its processes was killed")
+            same_answer()
+    finally:
+        pooled.stop()
+    # Every answered row counted once, whichever process predicted it.
+    assert counters.overlay([ModelVersion.objects.get(pk=version.pk)])[0].prediction_count == answered * 300

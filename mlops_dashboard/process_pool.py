@@ -1,0 +1,122 @@
+"""Processes of a server process for the API's CPU-bound work: big prediction batches.
+
+A server process runs its Python on one core at a time (the GIL), whatever its threads: two
+threads predicting 1,000 rows each ran no faster than one after the other. The API_PROCESSES
+processes here (Django set up in each, as in a worker) each take one request's work at a time,
+on a core of their own, while the server's event loop goes on reading and answering requests.
+
+- They start when first asked for, in the background: until every one of them is up (about as long as
+  a worker's start), `ready()` answers None and the caller does the work in its own threads, as
+  with API_PROCESSES=0.
+- A function sent here and its arguments are pickled; they run in a process with the same
+  settings and environment as the server (not a test's settings overrides).
+- A process that dies breaks the pool: a call that could not be sent raises `Unavailable` (nothing
+  ran), one that was running raises `Lost` (it may have done part of its work), and the next
+  `ready()` starts a new pool.
+- They end with the server: each exits when the server closes the pool or exits itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The pool could not take the call (a process died, or the pool was shut down): nothing ran."""
+
+
+class Lost(Exception):
+    """The process running the call died: it may have done part of its work."""
+
+
+def _init() -> None:
+    """In each new process: Django, as the server set it up. Ctrl-C in a terminal reaches the whole
+    process group; the server handles it and closes the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_dashboard.settings")
+    import django
+
+    django.setup()
+
+
+def _up() -> int:
+    return os.getpid()
+
+
+class ProcessPool:
+    def __init__(self, setting: str = "API_PROCESSES"):
+        self.setting = setting
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._ready = False
+
+    def ready(self) -> ProcessPoolExecutor | None:
+        """The pool, when its processes are all up; else None (starting them if they are not)."""
+        if self._ready:
+            return self._executor
+        size = getattr(settings, self.setting, 0)
+        if size <= 0:
+            return None
+        with self._lock:
+            if self._executor is None:
+                self._start(size)
+        return None
+
+    def _start(self, size: int) -> None:
+        executor = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init)
+        self._executor = executor
+        # One call per process: with spawn, each call that finds no idle process starts one.
+        started = [executor.submit(_up) for _ in range(size)]
+        left = [len(started)]
+
+        def up(future) -> None:
+            if future.cancelled() or future.exception() is not None:
+                logger.warning("API processes did not start: %s", future.exception() if not future.cancelled() else "cancelled")
+                self._drop(executor)
+                return
+            with self._lock:
+                left[0] -= 1
+                if left[0] == 0 and self._executor is executor:
+                    self._ready = True
+                    logger.info("API processes up: %d", size)
+
+        for future in started:
+            future.add_done_callback(up)
+
+    def _drop(self, executor: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is executor:
+                self._executor, self._ready = None, False
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, executor: ProcessPoolExecutor, fn, *args):
+        """`fn(*args)` in one of the processes. Raises Unavailable when the pool cannot take it, Lost
+        when its process died while running it."""
+        try:
+            future = executor.submit(fn, *args)
+        except (BrokenProcessPool, RuntimeError) as exc:  # broken, or shut down: nothing ran
+            self._drop(executor)
+            raise Unavailable(str(exc)) from exc
+        try:
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool as exc:
+            self._drop(executor)
+            raise Lost(str(exc)) from exc
+
+    def shutdown(self) -> None:
+        with self._lock:
+            executor, self._executor, self._ready = self._executor, None, False
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
