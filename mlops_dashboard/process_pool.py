@@ -114,9 +114,3 @@ class ProcessPool:
         except BrokenProcessPool as exc:
             self._drop(executor)
             raise Lost(str(exc)) from exc
-
-    def shutdown(self) -> None:
-        with self._lock:
-            executor, self._executor, self._ready = self._executor, None, False
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
