@@ -7,12 +7,13 @@ on a core of their own, while the server's event loop goes on reading and answer
 
 - They start when first asked for, in the background: until every one of them is up (about as long as
   a worker's start), `ready()` answers None and the caller does the work in its own threads, as
-  with API_PROCESSES=0.
+  with API_PROCESSES=0. A pool that does not start is tried again after RESTART_SECONDS, then
+  twice as long each time.
 - A function sent here and its arguments are pickled; they run in a process with the same
   settings and environment as the server (not a test's settings overrides).
 - A process that dies breaks the pool: a call that could not be sent raises `Unavailable` (nothing
-  ran), one that was running raises `Lost` (it may have done part of its work), and the next
-  `ready()` starts a new pool.
+  ran), one that was running raises `Lost` (it may have done part of its work), and a new pool
+  starts RESTART_SECONDS later.
 - They end with the server: each exits when the server closes the pool or exits itself.
 """
 
@@ -24,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -54,51 +56,70 @@ def _up() -> int:
     return os.getpid()
 
 
+# A pool that broke, or did not start, is started again after this many seconds, doubled after each
+# start that fails (up to the maximum) and reset by one that comes up.
+RESTART_SECONDS = 5.0
+RESTART_MAX_SECONDS = 300.0
+START_TIMEOUT = 180.0
+
+
 class ProcessPool:
     def __init__(self, setting: str = "API_PROCESSES"):
         self.setting = setting
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._ready = False
+        self._starting = False
+        self._not_before = 0.0  # monotonic time before which no pool starts
+        self._backoff = RESTART_SECONDS
 
     def ready(self) -> ProcessPoolExecutor | None:
-        """The pool, when its processes are all up; else None (starting them if they are not)."""
+        """The pool, when its processes are all up; else None (starting them, in a thread of their
+        own, if they are not and may start now)."""
         if self._ready:
             return self._executor
         size = getattr(settings, self.setting, 0)
         if size <= 0:
             return None
         with self._lock:
-            if self._executor is None:
-                self._start(size)
+            if self._starting or self._executor is not None or time.monotonic() < self._not_before:
+                return None
+            self._starting = True
+        # Spawning writes each new process's start-up data through a pipe: not on the event loop.
+        threading.Thread(target=self._start, args=(size,), name="api-processes-start", daemon=True).start()
         return None
 
     def _start(self, size: int) -> None:
-        executor = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init)
-        self._executor = executor
-        # One call per process: with spawn, each call that finds no idle process starts one.
-        started = [executor.submit(_up) for _ in range(size)]
-        left = [len(started)]
-
-        def up(future) -> None:
-            if future.cancelled() or future.exception() is not None:
-                logger.warning("API processes did not start: %s", future.exception() if not future.cancelled() else "cancelled")
-                self._drop(executor)
-                return
+        executor = None
+        try:
+            executor = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init)
+            # One call per process: with spawn, each call that finds no idle process starts one.
+            for future in [executor.submit(_up) for _ in range(size)]:
+                future.result(timeout=START_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - logged; the threads predict, and a later start retries
+            logger.warning("API processes did not start (next try in %.0f s): %r", self._backoff, exc)
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
             with self._lock:
-                left[0] -= 1
-                if left[0] == 0 and self._executor is executor:
-                    self._ready = True
-                    logger.info("API processes up: %d", size)
+                self._starting = False
+                self._wait_before_restart()
+            return
+        with self._lock:
+            self._executor, self._ready, self._starting = executor, True, False
+            self._backoff = RESTART_SECONDS
+        logger.info("API processes up: %d", size)
 
-        for future in started:
-            future.add_done_callback(up)
+    def _wait_before_restart(self) -> None:
+        self._not_before = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, RESTART_MAX_SECONDS)
 
     def _drop(self, executor: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._executor is executor:
                 self._executor, self._ready = None, False
+                logger.warning("API processes lost one of theirs: a new pool starts in %.0f s", self._backoff)
+                self._wait_before_restart()
         executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, executor: ProcessPoolExecutor, fn, *args):
