@@ -71,8 +71,7 @@ WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=10)
 # Threads of one server process serving the API's hot endpoints (telemetry ingest and series,
 # predictions) for token-authenticated calls, apart from the slots above (fast_routes.py).
 API_FAST_THREADS = env.int("API_FAST_THREADS", default=8)
-# Processes of one server process that predict big batches (256 rows or more), each on a core of its
-# own (process_pool.py); started on the first such request. 0: the server's threads predict them.
+# Processes of a server process predicting requests of 256+ rows, a core each (process_pool.py); 0: off.
 API_PROCESSES = env.int("API_PROCESSES", default=min(os.cpu_count() or 1, 4) if (os.cpu_count() or 1) > 1 else 0)
 # A request body (not an upload's) must arrive whole within this many seconds, else 408; an upload's
 # body must not pause longer than this. Read before the request takes a slot (request_bodies.py).
