@@ -14,7 +14,8 @@ on a core of their own, while the server's event loop goes on reading and answer
 - A process that dies breaks the pool: a call that could not be sent raises `Unavailable` (nothing
   ran), one that was running raises `Lost` (it may have done part of its work), and a new pool
   starts RESTART_SECONDS later.
-- They end with the server: each exits when the server closes the pool or exits itself.
+- They end with the server: at its exit concurrent.futures ends the pool, and a process whose
+  server was killed reads the end of its pipe and exits.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Lost(Exception):
 
 def _init() -> None:
     """In each new process: Django, as the server set it up. Ctrl-C in a terminal reaches the whole
-    process group; the server handles it and closes the pool."""
+    process group: the server handles it, and the pool ends with the server."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_dashboard.settings")
     import django
