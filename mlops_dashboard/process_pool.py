@@ -14,8 +14,9 @@ on a core of their own, while the server's event loop goes on reading and answer
 - A process that dies breaks the pool: a call that could not be sent raises `Unavailable` (nothing
   ran), one that was running raises `Lost` (it may have done part of its work), and a new pool
   starts RESTART_SECONDS later.
-- They end with the server: at its exit concurrent.futures ends the pool, and a process whose
-  server was killed reads the end of its pipe and exits.
+- They end with the server: at its exit concurrent.futures ends the pool. A server that is killed
+  cannot: each process then sees its parent gone (within PARENT_CHECK_SECONDS) and exits, rather
+  than wait forever on a queue whose other end it holds itself.
 """
 
 from __future__ import annotations
@@ -43,10 +44,21 @@ class Lost(Exception):
     """The process running the call died: it may have done part of its work."""
 
 
+PARENT_CHECK_SECONDS = 1.0
+
+
 def _init() -> None:
     """In each new process: Django, as the server set it up. Ctrl-C in a terminal reaches the whole
     process group: the server handles it, and the pool ends with the server."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_dashboard.settings")
     import django
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -23,6 +24,13 @@ def pid_and_setting() -> tuple[int, str]:
 
 def die() -> None:
     os._exit(3)
+
+
+def _call(pool: ProcessPool, executor, fn):
+    """`pool.run(executor, fn)` on an event loop of its own, in a thread of its own (the suite's
+    browser tests leave Playwright's loop running in the test thread)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, pool.run(executor, fn)).result()
 
 
 def _until_ready(pool: ProcessPool, timeout: float = 120):
@@ -50,9 +58,9 @@ def test_none_without_the_setting_and_none_until_the_processes_are_up(pool, sett
     settings.TEST_PROCESSES = 2
     assert pool.ready() is None  # starting, in the background
     executor = _until_ready(pool)
-    pids = {asyncio.run(pool.run(executor, pid_and_setting))[0] for _ in range(6)}
+    pids = {_call(pool, executor, pid_and_setting)[0] for _ in range(6)}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    assert asyncio.run(pool.run(executor, pid_and_setting))[1] == "mlops_dashboard.settings"  # Django set up
+    assert _call(pool, executor, pid_and_setting)[1] == "mlops_dashboard.settings"  # Django set up
 
 
 def test_a_start_that_fails_is_tried_again_later(pool, monkeypatch):
@@ -65,15 +73,15 @@ def test_a_start_that_fails_is_tried_again_later(pool, monkeypatch):
     assert pool.ready() is None and pool._executor is None
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "mlops_dashboard.settings")
     executor = _until_ready(pool)  # tried again once its wait is over
-    assert asyncio.run(pool.run(executor, pid_and_setting))[0] != os.getpid()
+    assert _call(pool, executor, pid_and_setting)[0] != os.getpid()
 
 
 def test_a_process_that_dies_in_a_call_is_lost_and_the_pool_replaced(pool):
     executor = _until_ready(pool)
     with pytest.raises(Lost):
-        asyncio.run(pool.run(executor, die))
+        _call(pool, executor, die)
     with pytest.raises(Unavailable):  # the broken pool takes nothing more
-        asyncio.run(pool.run(executor, pid_and_setting))
+        _call(pool, executor, pid_and_setting)
     replaced = _until_ready(pool)
     assert replaced is not executor
-    assert asyncio.run(pool.run(replaced, pid_and_setting))[0] != os.getpid()
+    assert _call(pool, replaced, pid_and_setting)[0] != os.getpid()

@@ -318,7 +318,7 @@ def test_big_batches_are_predicted_in_the_servers_processes_as_in_its_threads(se
     """A server with API_PROCESSES=2 predicts a 300-row request in a process of its own once they are
     up: the same answer byte for byte as a server predicting in its threads, each row counted once;
     and when one of its processes is killed, requests go on getting the same answer while a new pool
-    starts."""
+    starts; when the server itself is killed, its processes exit."""
     import psutil
 
     from tests import procs
@@ -357,6 +357,12 @@ def test_big_batches_are_predicted_in_the_servers_processes_as_in_its_threads(se
             psutil.wait_procs([pool[0]], timeout=30)
             _until(lambda: up(2), "a new pool after one of its processes was killed")
             same_answer()
+        # A server killed outright cannot end its pool: its processes see it gone and exit.
+        replaced = [c for c in pooled.ps.children() if "spawn_main" in " ".join(c.cmdline())]
+        assert len(replaced) == 2 and not set(replaced) & set(pool)
+        pooled.proc.kill()
+        _, alive = psutil.wait_procs(replaced, timeout=60)
+        assert not alive, alive
     finally:
         pooled.stop()
     # Every answered row counted once, whichever process predicted it.
