@@ -14,6 +14,7 @@ import pytest
 
 from mlops_dashboard import process_pool
 from mlops_dashboard.process_pool import Lost, ProcessPool, Unavailable
+from tests.procs import wait_for
 
 
 def pid_and_setting() -> tuple[int, str]:
@@ -33,12 +34,8 @@ def _call(pool: ProcessPool, executor, fn):
         return thread.submit(asyncio.run, pool.run(executor, fn)).result()
 
 
-def _until_ready(pool: ProcessPool, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while (executor := pool.ready()) is None:
-        assert time.monotonic() < deadline, "the processes never came up"
-        time.sleep(0.1)
-    return executor
+def _until_ready(pool: ProcessPool):
+    return wait_for(pool.ready, timeout=120, message="the processes")
 
 
 @pytest.fixture

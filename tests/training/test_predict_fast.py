@@ -307,13 +307,6 @@ def test_a_token_revoked_by_another_process_is_refused_within_the_check_interval
 # --- big batches in the server's processes (mlops_dashboard/process_pool.py) ------------------------
 
 
-def _until(condition, what: str, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting for {what}"
-        time.sleep(0.2)
-
-
 def test_big_batches_are_predicted_in_the_servers_processes_as_in_its_threads(server, served):
     """A server with API_PROCESSES=2 predicts a 300-row request in a process of its own once they are
     up: the same answer byte for byte as a server predicting in its threads, each row counted once;
@@ -346,7 +339,7 @@ def test_big_batches_are_predicted_in_the_servers_processes_as_in_its_threads(se
                 same_answer()
                 return pooled.output_since_start().count("API processes up: 2") >= times
 
-            _until(lambda: up(1), "the server's processes")
+            procs.wait_for(lambda: up(1), timeout=90, interval=0.2, message="the server's processes")
             children = pooled.ps.children()
             assert len(children) >= 2, children  # the pool's (and multiprocessing's resource tracker)
             for _ in range(5):  # in the processes now
@@ -355,7 +348,8 @@ def test_big_batches_are_predicted_in_the_servers_processes_as_in_its_threads(se
             assert len(pool) == 2, [c.cmdline() for c in children]
             pool[0].kill()
             psutil.wait_procs([pool[0]], timeout=30)
-            _until(lambda: up(2), "a new pool after one of its processes was killed")
+            procs.wait_for(lambda: up(2), timeout=90, interval=0.2,
+                           message="a new pool after one of its processes was killed")
             same_answer()
         # A server killed outright cannot end its pool: its processes see it gone and exit.
         replaced = [c for c in pooled.ps.children() if "spawn_main" in " ".join(c.cmdline())]
