@@ -40,8 +40,8 @@ from django.db import close_old_connections
 
 from mlops_dashboard import auth_cache, fast_json, fast_routes, permissions, throttles
 from mlops_dashboard.coalescing import LoopCoalescer, run_together
-from mlops_dashboard.process_pool import ProcessPool, Unavailable
 from mlops_dashboard.models import TokenScope
+from mlops_dashboard.process_pool import ProcessPool, Unavailable
 from mlops_dashboard.request_bodies import header
 from mlops_dashboard.tokens import api_token_peek, token_user
 
