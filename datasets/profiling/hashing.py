@@ -120,20 +120,22 @@ def contains_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Union of two sorted, duplicate-free uint64 arrays (without re-sorting ``a``), and the
-    number of values of ``b`` that were not in ``a``."""
+    """Union of two sorted, duplicate-free uint64 arrays, and the number of values of ``b`` that
+    were not in ``a``. A stable sort of the two joined is a merge (timsort finds the two runs):
+    linear and sequential, where inserting ``b`` into ``a`` searched ``a`` for each of its values."""
     if not len(a):
         return b, len(b)
     if not len(b):
         return a, 0
-    pos = np.searchsorted(a, b)
-    inside = pos < len(a)
-    fresh = np.ones(len(b), dtype=bool)
-    fresh[inside] = a[pos[inside]] != b[inside]
-    added = int(fresh.sum())
+    joined = np.concatenate((a, b))
+    joined.sort(kind="stable")
+    keep = np.empty(len(joined), dtype=bool)
+    keep[0] = True
+    np.not_equal(joined[1:], joined[:-1], out=keep[1:])
+    added = int(np.count_nonzero(keep)) - len(a)
     if not added:
         return a, 0
-    return np.insert(a, pos[fresh], b[fresh]), added
+    return joined[keep], added
 
 
 def hash_numbers(values: np.ndarray, salt: np.uint64) -> np.ndarray:
