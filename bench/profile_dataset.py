@@ -114,6 +114,7 @@ def _schema():
 
 
 def _imports():
+    import mlops_dashboard  # noqa: F401 - first: it configures Arrow's allocator, as in the server and workers
     import numpy  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow  # noqa: F401

@@ -28,8 +28,9 @@ _MAX_BLOCK = 2 * 1024 * 1024
 # Blocks Arrow parses ahead of the profiler, on its own threads: 4 keeps both cores busy on an idle
 # machine. Measured by bench/profile_dataset.py on 1M x 20 rows, idle: 2 blocks took 2.24 s at a peak of
 # 0.50x the file, 3 took 1.77 s at 0.58x, 4 took 1.64 s at 0.63x (the former 4 x 4 MiB: 1.67 s, 0.79x).
+# Blocks of 1 MiB peak 11-14 MiB lower but take 0.1-0.2 s longer (the profiler's work per row grows:
+# from 1.0 s to 1.3 s on its own); 5 or more ahead, or two blocks combined per batch, were slower.
 _READ_AHEAD_BLOCKS = 4
-_DECAY_MS = 10
 
 
 def arrow_encoding(encoding: str) -> str:
@@ -134,12 +135,11 @@ class ThrottledFile(io.RawIOBase):
 
 
 def memory_pool() -> pa.MemoryPool:
-    """jemalloc purging within ``_DECAY_MS`` when available: freed blocks go back to the OS (at
-    once, every block's pages would be faulted in afresh: a third more CPU for the reading)."""
+    """jemalloc when available, as mlops_dashboard/__init__.py configures it (freed blocks go back
+    to the OS about 10 ms after their last use: at once, every block's pages would be faulted in
+    afresh, a third more CPU for the reading)."""
     try:
-        pool = pa.jemalloc_memory_pool()
-        pa.jemalloc_set_decay_ms(_DECAY_MS)
-        return pool
+        return pa.jemalloc_memory_pool()
     except (NotImplementedError, pa.ArrowNotImplementedError, AttributeError):
         return pa.default_memory_pool()
 
