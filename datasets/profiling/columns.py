@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .hashing import NULL_HASH, U64, contains_sorted, hash_numbers, hash_strings, mix, salt_for
+from .hashing import NULL_HASH, U64, contains_sorted, hash_numbers, hash_strings, mix, salt_for, string_bytes
 from .schema import ColumnProfile, Histogram, TopValue
 from .sketches import DistinctSketch, Moments, RowSampler
 
@@ -326,23 +326,51 @@ class ColumnStats:
             table[value] = table.get(value, 0) + c
         if len(table) > 2 * HEAVY_HITTERS:
             self._prune_counts(HEAVY_HITTERS)
-        lengths = pc.utf8_length(arr)
-        self.length_sum += int(pc.sum(lengths).as_py() or 0)
-        self.length_max = max(self.length_max, int(pc.max(lengths).as_py() or 0))
-        stripped = pc.utf8_trim_whitespace(arr)
-        padded = pc.not_equal(stripped, arr)
-        n_padded = int(pc.sum(padded).as_py() or 0)
-        if n_padded:
-            self.whitespace += n_padded
-            if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
-                for value in pc.unique(arr.filter(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
-                    if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
-                        self.whitespace_examples.append(value)
+        self._lengths_and_padding(arr, n_missing)
         if self.spaced_checked < 10_000:
+            stripped = pc.utf8_trim_whitespace(arr)
             self.spaced += int(pc.sum(pc.match_substring_regex(stripped, r"\s")).as_py() or 0)
             self.spaced_checked += n_valid
         self.seen += n_valid
         return row_hashes
+
+    def _lengths_and_padding(self, arr: pa.Array, n_missing: int) -> None:
+        """The lengths of a chunk's values (in characters), and the values with whitespace around
+        them. When the values are all ASCII, read off their bytes: a value can then be padded only
+        if its first or last byte is a space or a control character (Arrow's whitespace in ASCII),
+        and only those values are trimmed to check. Else Arrow's utf8 functions, on every value."""
+        offsets, values = string_bytes(arr)
+        if len(values) and int(values.max()) >= 0x80:
+            lengths = pc.utf8_length(arr)
+            self.length_sum += int(pc.sum(lengths).as_py() or 0)
+            self.length_max = max(self.length_max, int(pc.max(lengths).as_py() or 0))
+            self._count_padded(arr)
+            return
+        lengths = np.diff(offsets)
+        valid = _as_numpy_bool(arr.is_valid()) if n_missing else None
+        if valid is not None:
+            lengths[~valid] = 0
+        self.length_sum += int(lengths.sum())
+        self.length_max = max(self.length_max, int(lengths.max()))
+        if not len(values):
+            return
+        last = len(values) - 1
+        edge = values.take(np.minimum(offsets[:-1], last)) <= 0x20
+        edge |= values.take(np.maximum(offsets[1:] - 1, 0)) <= 0x20
+        edge &= lengths > 0
+        if edge.any():
+            self._count_padded(arr.filter(pa.array(edge)))
+
+    def _count_padded(self, arr: pa.Array) -> None:
+        padded = pc.not_equal(pc.utf8_trim_whitespace(arr), arr)
+        n_padded = int(pc.sum(padded).as_py() or 0)
+        if not n_padded:
+            return
+        self.whitespace += n_padded
+        if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
+            for value in pc.unique(arr.filter(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
+                if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
+                    self.whitespace_examples.append(value)
 
     def _count_strings(self, dictionary: pa.Array, counts: np.ndarray, dict_hashes: np.ndarray) -> None:
         """Exact value counts while there are few distinct values, then heavy hitters only (the

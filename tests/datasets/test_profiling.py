@@ -233,15 +233,23 @@ def test_batch_boundaries_do_not_change_the_profile(tmp_path):
         assert_same(profile(path, target_column="churned", chunk_rows=chunk_rows), whole)
 
 
-def test_mostly_distinct_strings_skip_the_dictionary_with_the_same_statistics(tmp_path, monkeypatch):
+@pytest.mark.parametrize("prefix, padding", [
+    ("name ", ["\ttab"]),  # ASCII: lengths and padding read off the bytes
+    ("nämé ", ["\u00a0nbsp", "ideographic\u3000"]),  # not ASCII: Arrow's utf8 functions
+])
+def test_mostly_distinct_strings_skip_the_dictionary_with_the_same_statistics(tmp_path, monkeypatch, prefix,
+                                                                              padding):
     """Past exact counts, a column of mostly distinct strings is read from its hashes (no Arrow
     dictionary): everything but the approximate top values is as from the dictionary path."""
     rng = np.random.default_rng(3)
     n = 4_000
-    names = np.char.add("name ", rng.integers(0, 10**7, n).astype(str)).astype(object)
+    names = np.char.add(prefix, rng.integers(0, 10**7, n).astype(str)).astype(object)
     names[rng.random(n) < 0.05] = None
     names[::97] = " padded"
     names[5::101] = "trailing "
+    for i, value in enumerate(padding):
+        names[7 + i::89] = value
+    names[3::83] = "in\u0001side"  # a control character inside is not padding
     path = tmp_path / "wide.csv"
     pd.DataFrame({"name": names, "n": np.arange(n)}).to_csv(path, index=False)
     exact = columns(profile(path))["name"]
@@ -251,8 +259,11 @@ def test_mostly_distinct_strings_skip_the_dictionary_with_the_same_statistics(tm
     for field in ("missing_count", "distinct_count", "distinct_approximate", "mean_length", "max_length",
                   "whitespace_count", "whitespace_examples", "type", "looks_like_identifier"):
         assert getattr(wide, field) == getattr(exact, field), field
-    assert exact.whitespace_examples == [" padded", "trailing "]
-    assert wide.top_values[:2] == exact.top_values[:2]  # the repeated values are found
+    assert exact.whitespace_examples == [" padded", "trailing ", padding[0]]
+    assert exact.whitespace_count == sum(1 for v in names if v is not None and v != v.strip())
+    # the repeated values are found (heavy hitters: a chunk where one was not yet among them is not counted)
+    assert [v.value for v in wide.top_values[:2]] == [v.value for v in exact.top_values[:2]]
+    assert all(w.count <= e.count for w, e in zip(wide.top_values[:2], exact.top_values[:2]))
 
 
 def test_progress_is_reported(tmp_path):
