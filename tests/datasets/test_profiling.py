@@ -309,6 +309,17 @@ def test_types_widen_when_later_blocks_disagree(tmp_path):
                for f in quality(small).findings)
 
 
+def test_a_header_that_repeats_a_name_is_profiled_with_each_columns_own_type(tmp_path):
+    """The pass's reader is told the types of the first block by name; a repeated name (which
+    validation refuses, but an unvalidated file may have) leaves each column to Arrow's inference."""
+    path = tmp_path / "repeated.csv"
+    path.write_text("a,a,b\n" + "".join(f"{i},x{i},{i / 2}\n" for i in range(500)))
+    p = profile_csv(path, encoding="utf-8", delimiter=",", chunk_rows=50)
+    assert p.rows == 500 and p.restarts == 0
+    assert [(c.type, c.arrow_type) for c in p.column_profiles] == [("numeric", "int64"), ("text", "string"),
+                                                                  ("numeric", "double")]
+
+
 # --- crafted files ----------------------------------------------------------------------------
 
 
