@@ -107,6 +107,16 @@ class ColumnStats:
         self.length_sum = 0
         self.length_max = 0
         self.wide = False
+        # strings while their counts are exact: the distinct values seen so far (in the order first
+        # seen) and what each chunk needs of them, worked out once per value (see _update_known)
+        self.known: pa.Array | None = None
+        self.known_counts = np.empty(0, dtype=np.int64)
+        self.known_hashes = np.array([NULL_HASH], dtype=U64)  # one per value, then a missing value's
+        self.known_lengths = np.empty(0, dtype=np.int64)
+        self.known_padded = np.empty(0, dtype=bool)
+        self.known_spaced = np.empty(0, dtype=bool)
+        self.known_numbers = np.array([np.nan])  # one per value (NaN: not a number), then a missing value's
+        self.known_dates = np.empty(0, dtype=bool)
 
     # -- per chunk --
 
@@ -252,6 +262,10 @@ class ColumnStats:
         self.missing += n_missing
         if self.wide:
             return self._update_wide_string(arr, n_missing)
+        if self.counts_exact:
+            row_hashes = self._update_known(arr, n_missing, positions, keys)
+            if row_hashes is not None:
+                return row_hashes
         encoded = arr.dictionary_encode()
         dictionary = encoded.dictionary
         k = len(dictionary)
@@ -291,6 +305,121 @@ class ColumnStats:
         self.wide = not (self.counts_exact or self.num_alive or self.date_alive) and k > n_valid // 2
         self.seen += n_valid
         return row_hashes
+
+    def _update_known(self, arr: pa.Array, n_missing: int, positions: np.ndarray, keys: np.ndarray):
+        """A chunk of a column whose values are still counted exactly: each row looked up among the
+        values seen so far (Arrow's index_in), the values new in the chunk added to them with what
+        the statistics need of each (hash, length, padding, inner spaces, number, date), so that a
+        chunk costs a lookup and a few sums over the values, whatever its rows. The same results as
+        the dictionary path (_update_string), which takes over, from the chunk on, when the column
+        passes STRING_COUNTS_CAP distinct values (then None)."""
+        if self.counts:  # settled already: the dictionary path counts from here
+            return None
+        n_valid = len(arr) - n_missing
+        idx = pc.index_in(arr, value_set=self.known) if self.known is not None else None
+        if idx is None or idx.null_count > n_missing:  # values not seen before
+            new = pc.unique(arr.drop_null() if idx is None else arr.filter(pc.and_(pc.is_null(idx), arr.is_valid())))
+            if (0 if self.known is None else len(self.known)) + len(new) > self.counts_cap:
+                self._settle_known()
+                return None
+            self._add_known(new)
+            idx = pc.index_in(arr, value_set=self.known)
+        k = len(self.known)
+        rows = (pc.fill_null(idx, k) if n_missing else idx).to_numpy()
+        counts = np.bincount(rows, minlength=k + 1)[:k]
+        self.known_counts += counts
+        self.length_sum += int(self.known_lengths @ counts)
+        self.whitespace += int(counts[self.known_padded].sum())
+        if self.spaced_checked < 10_000:
+            self.spaced += int(counts[self.known_spaced].sum())
+            self.spaced_checked += n_valid
+        if self.num_alive or self.date_alive:
+            self._track_known(counts, rows, positions, keys)
+        self.seen += n_valid
+        return self.known_hashes[rows]
+
+    def _add_known(self, new: pa.Array) -> None:
+        """The values first seen in a chunk (in the order first seen), with what each chunk needs of them."""
+        if not len(new):
+            if self.known is None:
+                self.known = new  # a first chunk of missing values only
+            return
+        hashes = hash_strings(new, self.salt)
+        lengths = pc.utf8_length(new).to_numpy().astype(np.int64)
+        stripped = pc.utf8_trim_whitespace(new)
+        padded = _as_numpy_bool(pc.not_equal(stripped, new))
+        spaced = _as_numpy_bool(pc.match_substring_regex(stripped, r"\s"))
+        self.length_max = max(self.length_max, int(lengths.max()))
+        if padded.any() and len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
+            for value in new.filter(pa.array(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
+                if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
+                    self.whitespace_examples.append(value)
+        numbers = np.full(len(new), np.nan)
+        if self.num_alive:
+            is_num = _as_numpy_bool(pc.match_substring_regex(new, _NUMERIC_RE))
+            if is_num.any():
+                try:
+                    numbers[is_num] = pc.cast(stripped.filter(pa.array(is_num)), pa.float64()).to_numpy(
+                        zero_copy_only=False)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    self._kill_numeric()
+        dates = np.zeros(len(new), dtype=bool)
+        if self.date_alive:
+            dates = _as_numpy_bool(pc.match_substring_regex(new, _DATE_RE))
+            if dates.any():
+                mm = pc.min_max(new.filter(pa.array(dates)))
+                lo, hi = mm["min"].as_py(), mm["max"].as_py()
+                self.date_min = lo if self.date_min is None else min(self.date_min, lo)
+                self.date_max = hi if self.date_max is None else max(self.date_max, hi)
+        self.known = new if self.known is None else pa.concat_arrays([self.known, new])
+        self.known_counts = np.concatenate([self.known_counts, np.zeros(len(new), dtype=np.int64)])
+        self.known_hashes = np.concatenate([self.known_hashes[:-1], hashes, [NULL_HASH]])
+        self.known_lengths = np.concatenate([self.known_lengths, lengths])
+        self.known_padded = np.concatenate([self.known_padded, padded])
+        self.known_spaced = np.concatenate([self.known_spaced, spaced])
+        self.known_numbers = np.concatenate([self.known_numbers[:-1], numbers, [np.nan]])
+        self.known_dates = np.concatenate([self.known_dates, dates])
+
+    def _track_known(self, counts: np.ndarray, rows: np.ndarray, positions: np.ndarray, keys: np.ndarray) -> None:
+        """_track_candidates for a chunk of _update_known: the share of values that look like numbers
+        and dates, the commonest of those that do not, and the numbers' moments and sample."""
+        total = int(counts.sum())
+        present = counts > 0
+        if self.num_alive:
+            is_num = ~np.isnan(self.known_numbers[:-1])
+            like = int(counts[is_num].sum())
+            self.num_like += like
+            if like < total and len(self.num_bad_examples) < MAX_SHOWN_EXAMPLES:
+                self._add_examples(self.num_bad_examples, np.flatnonzero(present & ~is_num), counts)
+            if like:
+                per_row = self.known_numbers[rows]
+                self.num_moments.update(per_row[np.isfinite(per_row)], per_row, positions, keys)
+            seen = self.seen + total
+            if seen >= 1000 and (seen - self.num_like) > (1 - TYPE_SHARE) * seen:
+                self._kill_numeric()
+        if self.date_alive:
+            like = int(counts[self.known_dates].sum())
+            self.date_like += like
+            if like < total and len(self.date_bad_examples) < MAX_SHOWN_EXAMPLES:
+                self._add_examples(self.date_bad_examples, np.flatnonzero(present & ~self.known_dates), counts)
+            seen = self.seen + total
+            if seen >= 1000 and (seen - self.date_like) > (1 - TYPE_SHARE) * seen:
+                self.date_alive = False
+
+    def _add_examples(self, examples: list[str], candidates: np.ndarray, counts: np.ndarray) -> None:
+        """The chunk's commonest of ``candidates`` (known values' indices) added to ``examples``."""
+        top = candidates[np.argsort(-counts[candidates], kind="stable")][:MAX_SHOWN_EXAMPLES]
+        for value in self.known.take(pa.array(top)).to_pylist():
+            if len(examples) < MAX_SHOWN_EXAMPLES and value not in examples:
+                examples.append(value)
+
+    def _settle_known(self) -> None:
+        """The known values' counts as the value counts the other paths keep (and the known values dropped)."""
+        if self.known is not None:
+            for value, n in zip(self.known.to_pylist(), self.known_counts.tolist()):
+                if n:
+                    self.counts[value] = self.counts.get(value, 0) + n
+        self.known = None
 
     def _update_wide_string(self, arr: pa.Array, n_missing: int) -> np.ndarray:
         """The same statistics as the dictionary path, from the values' hashes; the chunk's heavy
@@ -464,6 +593,7 @@ class ColumnStats:
         return [TopValue(quoted(_value_text(v)), int(n)) for v, n in items]
 
     def finish(self) -> ColumnProfile:
+        self._settle_known()
         present = self.rows - self.missing
         distinct = self.distinct.count()
         distinct_approx = self.distinct.approximate

@@ -309,6 +309,34 @@ def test_types_widen_when_later_blocks_disagree(tmp_path):
                for f in quality(small).findings)
 
 
+def test_strings_counted_exactly_are_profiled_as_by_the_dictionary_path(tmp_path, monkeypatch):
+    """While a string column's counts are exact, each chunk is looked up among the values already
+    seen (their statistics worked out once per value); that path gives what the per-chunk
+    dictionary path gives, also for a column that passes the exact counts' cap partway."""
+    rng = np.random.default_rng(11)
+    n = 6_000
+    pick = lambda values: rng.choice(np.array(values, dtype=object), n)  # noqa: E731
+    df = pd.DataFrame({
+        "category": pick(["a", "b", " d", "e ", "Ünï", "x y", None]),
+        "mostly_numbers": np.where(rng.random(n) < 0.9, rng.integers(0, 300, n).astype(str),
+                                   pick(["x", "y", "zz", " 7 ", "1e5"])),
+        "mostly_dates": np.where(rng.random(n) < 0.85, pick([f"2020-01-{d:02d}" for d in range(1, 29)]),
+                                 pick(["soon", "2021-05-06 10:00:00", None])),
+        "growing": [f"g{rng.integers(0, i // 4 + 1)}" for i in range(n)],  # passes the cap partway
+        "empty_first": [None] * 700 + list(pick(["u", "v"]))[700:],
+    })
+    path = tmp_path / "strings.csv"
+    df.to_csv(path, index=False)
+    monkeypatch.setattr(column_stats, "STRING_COUNTS_CAP", 600)
+    known = profile(path, chunk_rows=500)
+    monkeypatch.setattr(column_stats.ColumnStats, "_update_known", lambda self, *args: None)
+    assert_same(known, profile(path, chunk_rows=500))
+    cols = columns(known)
+    assert cols["growing"].top_values_approximate and not cols["mostly_numbers"].top_values_approximate
+    assert cols["mostly_numbers"].type == "numeric" and sorted(cols["mostly_numbers"].invalid_examples) == ["x", "y", "zz"]
+    assert cols["mostly_dates"].type == "datetime" and cols["category"].whitespace_count > 0
+
+
 def test_a_header_that_repeats_a_name_is_profiled_with_each_columns_own_type(tmp_path):
     """The pass's reader is told the types of the first block by name; a repeated name (which
     validation refuses, but an unvalidated file may have) leaves each column to Arrow's inference."""
