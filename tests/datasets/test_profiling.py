@@ -333,7 +333,8 @@ def test_strings_counted_exactly_are_profiled_as_by_the_dictionary_path(tmp_path
     assert_same(known, profile(path, chunk_rows=500))
     cols = columns(known)
     assert cols["growing"].top_values_approximate and not cols["mostly_numbers"].top_values_approximate
-    assert cols["mostly_numbers"].type == "numeric" and sorted(cols["mostly_numbers"].invalid_examples) == ["x", "y", "zz"]
+    numbers = cols["mostly_numbers"]
+    assert numbers.type == "numeric" and sorted(numbers.invalid_examples) == ["x", "y", "zz"]
     assert cols["mostly_dates"].type == "datetime" and cols["category"].whitespace_count > 0
 
 
