@@ -27,9 +27,10 @@ How it works (see also docs/quality.md)
 The file is read with ``pyarrow.csv.open_csv`` (a streaming reader that parses in C++ on
 background threads), fed through a small throttle so that Arrow never reads more than a few
 blocks ahead of the profiler: Arrow's own read-ahead is otherwise unbounded and would pull a large
-file into memory. Blocks are about 2 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it);
+file into memory. Blocks are about 1 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it);
 each becomes a record batch that is folded into per-column accumulators, then dropped. Arrow
-infers column types from the first block; if a later block contradicts them (an integer column
+infers column types from the first block (and the pass's reader is given them: it converts faster
+than one that infers); if a later block contradicts them (an integer column
 with a decimal further down, an empty column that fills up later, ...) the pass is restarted with
 that column's type widened (int64 -> float64 -> string), so results never depend on the first
 block alone (``restarts`` in the result counts these).

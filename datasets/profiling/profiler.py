@@ -58,7 +58,7 @@ def profile_csv(
     """Profile a CSV file (already checked by ``validate_csv``) in one streaming pass.
 
     ``encoding`` and ``delimiter`` are those found by validation. ``chunk_rows`` bounds the rows
-    per chunk (chunks are also capped at about 2 MiB of CSV text, to bound memory).
+    per chunk (chunks are also capped at about 1 MiB of CSV text, to bound memory).
     ``progress(fraction_done, step)`` is called at the start, at most once per chunk (when at least
     1 % more of the file was read) and at the end with 1.0. Raises ProfilingError (a ValueError
     with a user-facing message) if the file cannot be parsed as CSV.

@@ -1,6 +1,6 @@
 """Reading a CSV file: Arrow's streaming reader held a few blocks ahead of the profiler, and a preview.
 
-Blocks are about 2 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it); Arrow parses them
+Blocks are about 1 MiB of CSV text (fewer rows if ``chunk_rows`` asks for it); Arrow parses them
 in C++ on background threads into record batches.
 """
 
@@ -24,12 +24,14 @@ NULL_VALUES = [
 
 BLOCK_LIMIT = 1024 * 1024 * 1024
 _MIN_BLOCK = 1024
-_MAX_BLOCK = 2 * 1024 * 1024
+# Blocks of 1 MiB: Arrow's memory while it parses grows with its blocks, and since the reader is told
+# every column's type (profiler._first_block_types) and the profiler's work per chunk shrank, smaller
+# blocks cost little time. Measured by bench/profile_dataset.py on 1M x 20 rows: 2 MiB blocks took
+# 1.14-1.17 s at a peak of 0.57x the file, 1 MiB blocks 1.17-1.25 s at 0.48-0.49x.
+_MAX_BLOCK = 1024 * 1024
 # Blocks Arrow parses ahead of the profiler, on its own threads: 4 keeps both cores busy on an idle
-# machine. Measured by bench/profile_dataset.py on 1M x 20 rows, idle: 2 blocks took 2.24 s at a peak of
-# 0.50x the file, 3 took 1.77 s at 0.58x, 4 took 1.64 s at 0.63x (the former 4 x 4 MiB: 1.67 s, 0.79x).
-# Blocks of 1 MiB peak 11-14 MiB lower but take 0.1-0.2 s longer (the profiler's work per row grows:
-# from 1.0 s to 1.3 s on its own); 5 or more ahead, or two blocks combined per batch, were slower.
+# machine (with 2 MiB blocks, before the types were given: 2 took 2.24 s at a peak of 0.50x the
+# file, 3 took 1.77 s at 0.58x, 4 took 1.64 s at 0.63x; 5 or more were slower again).
 _READ_AHEAD_BLOCKS = 4
 
 
@@ -43,7 +45,7 @@ def arrow_encoding(encoding: str) -> str:
 
 
 def block_size_for(path: str, chunk_rows: int) -> int:
-    """Bytes per block: about ``chunk_rows`` rows of the file's head, within 1 KiB and 2 MiB."""
+    """Bytes per block: about ``chunk_rows`` rows of the file's head, within 1 KiB and 1 MiB."""
     return int(min(max(chunk_rows * _average_row_bytes(path) * 1.05, _MIN_BLOCK), _MAX_BLOCK))
 
 
