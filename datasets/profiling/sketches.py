@@ -103,9 +103,11 @@ class RowSampler:
         self.pending: list[np.ndarray] = []
         self.pending_len = 0
         self.columns: list[Moments] = []
+        self._in_sample: np.ndarray | None = None
 
     def select(self, offset: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions (within the chunk) and keys of the chunk's rows that may be in the sample."""
+        self._in_sample = None
         keys = mix(np.arange(offset, offset + n, dtype=U64) ^ _SAMPLE_SEED)
         if self.threshold == _NO_THRESHOLD:
             positions = np.arange(n)
@@ -132,9 +134,17 @@ class RowSampler:
                 column.compact(keep)
 
     def in_sample(self) -> np.ndarray:
-        """Which candidate rows are in the sample."""
-        keys = np.concatenate([self.keys, *self.pending])
-        return keys <= self.threshold
+        """Which candidate rows are in the sample: those with the ``size`` smallest keys. The
+        candidates hold them whatever the chunks were (every threshold so far was the size-th
+        smallest key of some of the rows, so no smaller than that of all), so the sample does not
+        depend on where compactions happened."""
+        if self._in_sample is None:
+            keys = np.concatenate([self.keys, *self.pending])
+            if len(keys) <= self.size:
+                self._in_sample = np.ones(len(keys), dtype=bool)
+            else:
+                self._in_sample = keys <= np.partition(keys, self.size - 1)[self.size - 1]
+        return self._in_sample
 
     @property
     def complete(self) -> bool:

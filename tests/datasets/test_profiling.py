@@ -487,6 +487,11 @@ def test_approximate_paths_are_flagged_and_close(tmp_path, monkeypatch):
         assert a["value"].quantiles[key] == pytest.approx(df["value"].quantile(q), abs=0.25)
     assert sum(a["value"].histogram.counts) == len(df)
     assert a["value"].mean == pytest.approx(df["value"].mean(), rel=1e-12)  # still exact
+    # the sample is the rows with the 5,000 smallest keys, however the file was chunked
+    other = columns(profile(path, chunk_rows=7_001))
+    for name in ["key", "value"]:
+        assert other[name].quantiles == a[name].quantiles and other[name].histogram == a[name].histogram
+        assert other[name].distinct_count == a[name].distinct_count
     assert a["label"].top_values_approximate is True
     assert exact.duplicate_rows == int(df.duplicated().sum())
     assert approx.duplicate_rows_approximate is True
