@@ -27,12 +27,13 @@ _MIN_BLOCK = 1024
 # Blocks of 1 MiB: Arrow's memory while it parses grows with its blocks, and since the reader is told
 # every column's type (profiler._first_block_types) and the profiler's work per chunk shrank, smaller
 # blocks cost little time. Measured by bench/profile_dataset.py on 1M x 20 rows: 2 MiB blocks took
-# 1.14-1.17 s at a peak of 0.57x the file, 1 MiB blocks 1.17-1.25 s at 0.48-0.49x.
+# 1.14-1.17 s at a peak of 0.57x the file, 1 MiB blocks 1.10-1.34 s at 0.48-0.50x.
 _MAX_BLOCK = 1024 * 1024
-# Blocks Arrow parses ahead of the profiler, on its own threads: 4 keeps both cores busy on an idle
-# machine (with 2 MiB blocks, before the types were given: 2 took 2.24 s at a peak of 0.50x the
-# file, 3 took 1.77 s at 0.58x, 4 took 1.64 s at 0.63x; 5 or more were slower again).
-_READ_AHEAD_BLOCKS = 4
+# Blocks Arrow parses ahead of the profiler, on its own threads. With 1 MiB blocks: 3 took 1.23-1.35 s
+# at a peak of 0.45-0.46x the file, 4 as long at 0.48-0.50x, 2 half a second longer. (With 2 MiB
+# blocks, before the types were given: 2 took 2.24 s at 0.50x, 3 1.77 s at 0.58x, 4 1.64 s at 0.63x;
+# 5 or more were slower again.)
+_READ_AHEAD_BLOCKS = 3
 
 
 def arrow_encoding(encoding: str) -> str:
