@@ -38,6 +38,8 @@ class Cancelled(Exception):
 
 #: Bytes of CSV text per block read (a longer row makes the pass start again with blocks 4 times bigger).
 BLOCK_BYTES = 2 * 1024 * 1024
+#: Blocks Arrow may read ahead of what a part's reader consumed (measured with bench/big_data.py).
+READ_AHEAD_BLOCKS = 4
 _BLOCK_LIMIT = 1024 * 1024 * 1024
 #: A file this big or bigger is read in parts, one per core (up to `_MAX_PARTS`), at once.
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
@@ -128,7 +130,7 @@ class Source:
         names = self.schema.names if start else None  # a part after the first has no header
         pool = memory_pool()
         # Arrow reads at most a few blocks ahead of what was consumed, into buffers of its own pool
-        stream = ThrottledFile(self.path, self.block_size, pool=pool, start=start, end=end)
+        stream = ThrottledFile(self.path, self.block_size, ahead=READ_AHEAD_BLOCKS, pool=pool, start=start, end=end)
         try:
             reader = pacsv.open_csv(
                 stream,
