@@ -26,6 +26,13 @@ def _as_numpy_bool(arr: pa.Array) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False)
 
 
+def _add_unique(examples: list[str], values: list[str]) -> None:
+    """``values`` not among ``examples`` yet added to them, up to MAX_SHOWN_EXAMPLES in all."""
+    for value in values:
+        if len(examples) < MAX_SHOWN_EXAMPLES and value not in examples:
+            examples.append(value)
+
+
 class StringStats:
     """The per-chunk methods of a string column's ColumnStats (whose __init__ sets their state)."""
 
@@ -64,9 +71,8 @@ class StringStats:
         if padded.any():
             self.whitespace += int(counts[padded].sum())
             if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
-                for value in dictionary.filter(pa.array(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
-                    if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
-                        self.whitespace_examples.append(value)
+                padded_values = dictionary.filter(pa.array(padded)).to_pylist()
+                _add_unique(self.whitespace_examples, padded_values[:MAX_SHOWN_EXAMPLES])
         if self.spaced_checked < 10_000:
             inner = _as_numpy_bool(pc.match_substring_regex(stripped, r"\s"))
             self.spaced += int(counts[inner].sum())
@@ -124,9 +130,7 @@ class StringStats:
         spaced = _as_numpy_bool(pc.match_substring_regex(stripped, r"\s"))
         self.length_max = max(self.length_max, int(lengths.max()))
         if padded.any() and len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
-            for value in new.filter(pa.array(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
-                if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
-                    self.whitespace_examples.append(value)
+            _add_unique(self.whitespace_examples, new.filter(pa.array(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES])
         numbers = np.full(len(new), np.nan)
         if self.num_alive:
             is_num = _as_numpy_bool(pc.match_substring_regex(new, _NUMERIC_RE))
@@ -140,10 +144,7 @@ class StringStats:
         if self.date_alive:
             dates = _as_numpy_bool(pc.match_substring_regex(new, _DATE_RE))
             if dates.any():
-                mm = pc.min_max(new.filter(pa.array(dates)))
-                lo, hi = mm["min"].as_py(), mm["max"].as_py()
-                self.date_min = lo if self.date_min is None else min(self.date_min, lo)
-                self.date_max = hi if self.date_max is None else max(self.date_max, hi)
+                self._widen_dates(new.filter(pa.array(dates)))
         self.known = new if self.known is None else pa.concat_arrays([self.known, new])
         self.known_counts = np.concatenate([self.known_counts, np.zeros(len(new), dtype=np.int64)])
         self.known_hashes = np.concatenate([self.known_hashes[:-1], hashes, [NULL_HASH]])
@@ -162,29 +163,33 @@ class StringStats:
             is_num = ~np.isnan(self.known_numbers[:-1])
             like = int(counts[is_num].sum())
             self.num_like += like
-            if like < total and len(self.num_bad_examples) < MAX_SHOWN_EXAMPLES:
-                self._add_examples(self.num_bad_examples, np.flatnonzero(present & ~is_num), counts)
+            if like < total:
+                self._add_commonest(self.num_bad_examples, self.known, np.flatnonzero(present & ~is_num), counts)
             if like:
                 per_row = self.known_numbers[rows]
                 self.num_moments.update(per_row[np.isfinite(per_row)], per_row, positions, keys)
-            seen = self.seen + total
-            if seen >= 1000 and (seen - self.num_like) > (1 - TYPE_SHARE) * seen:
-                self._kill_numeric()
         if self.date_alive:
             like = int(counts[self.known_dates].sum())
             self.date_like += like
-            if like < total and len(self.date_bad_examples) < MAX_SHOWN_EXAMPLES:
-                self._add_examples(self.date_bad_examples, np.flatnonzero(present & ~self.known_dates), counts)
-            seen = self.seen + total
-            if seen >= 1000 and (seen - self.date_like) > (1 - TYPE_SHARE) * seen:
-                self.date_alive = False
+            if like and like < total:
+                self._add_commonest(self.date_bad_examples, self.known, np.flatnonzero(present & ~self.known_dates),
+                                    counts)
+        self._drop_unlikely_types(total)
 
-    def _add_examples(self, examples: list[str], candidates: np.ndarray, counts: np.ndarray) -> None:
-        """The chunk's commonest of ``candidates`` (known values' indices) added to ``examples``."""
-        top = candidates[np.argsort(-counts[candidates], kind="stable")][:MAX_SHOWN_EXAMPLES]
-        for value in self.known.take(pa.array(top)).to_pylist():
-            if len(examples) < MAX_SHOWN_EXAMPLES and value not in examples:
-                examples.append(value)
+    @staticmethod
+    def _add_commonest(examples: list[str], values: pa.Array, candidates: np.ndarray, counts: np.ndarray) -> None:
+        """The chunk's commonest of ``values`` at ``candidates`` (by ``counts``, ties in order) added
+        to ``examples``, up to MAX_SHOWN_EXAMPLES of them."""
+        if len(examples) < MAX_SHOWN_EXAMPLES:
+            top = candidates[np.argsort(-counts[candidates], kind="stable")][:MAX_SHOWN_EXAMPLES]
+            _add_unique(examples, values.take(pa.array(top)).to_pylist())
+
+    def _widen_dates(self, dates: pa.Array) -> None:
+        """The range of the ISO dates seen so far, widened by ``dates`` (compared as text)."""
+        mm = pc.min_max(dates)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        self.date_min = lo if self.date_min is None else min(self.date_min, lo)
+        self.date_max = hi if self.date_max is None else max(self.date_max, hi)
 
     def _settle_known(self) -> None:
         """The known values' counts as the value counts the other paths keep (and the known values dropped)."""
@@ -270,9 +275,7 @@ class StringStats:
             return
         self.whitespace += n_padded
         if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES:
-            for value in pc.unique(arr.filter(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES]:
-                if len(self.whitespace_examples) < MAX_SHOWN_EXAMPLES and value not in self.whitespace_examples:
-                    self.whitespace_examples.append(value)
+            _add_unique(self.whitespace_examples, pc.unique(arr.filter(padded)).to_pylist()[:MAX_SHOWN_EXAMPLES])
 
     def _count_strings(self, dictionary: pa.Array, counts: np.ndarray, dict_hashes: np.ndarray) -> None:
         """Exact value counts while there are few distinct values, then heavy hitters only (the
@@ -313,12 +316,8 @@ class StringStats:
             is_num = _as_numpy_bool(pc.match_substring_regex(dictionary, _NUMERIC_RE))
             like = int(counts[is_num].sum())
             self.num_like += like
-            if like < total and len(self.num_bad_examples) < MAX_SHOWN_EXAMPLES:
-                bad = np.flatnonzero(~is_num)
-                bad = bad[np.argsort(-counts[bad], kind="stable")][:MAX_SHOWN_EXAMPLES]
-                for value in dictionary.take(pa.array(bad)).to_pylist():
-                    if len(self.num_bad_examples) < MAX_SHOWN_EXAMPLES and value not in self.num_bad_examples:
-                        self.num_bad_examples.append(value)
+            if like < total:
+                self._add_commonest(self.num_bad_examples, dictionary, np.flatnonzero(~is_num), counts)
             if like:
                 try:
                     numbers = pc.cast(stripped.filter(pa.array(is_num)), pa.float64()).to_numpy(zero_copy_only=False)
@@ -330,28 +329,26 @@ class StringStats:
                     per_row = table[idx]
                     finite = np.isfinite(per_row)
                     self.num_moments.update(per_row[finite], per_row, positions, keys)
-            seen = self.seen + total
-            if seen >= 1000 and (seen - self.num_like) > (1 - TYPE_SHARE) * seen:
-                self._kill_numeric()
         if self.date_alive:
             is_date = _as_numpy_bool(pc.match_substring_regex(dictionary, _DATE_RE))
             like = int(counts[is_date].sum())
             self.date_like += like
             if like:
-                dates = dictionary.filter(pa.array(is_date))
-                mm = pc.min_max(dates)
-                lo, hi = mm["min"].as_py(), mm["max"].as_py()
-                self.date_min = lo if self.date_min is None else min(self.date_min, lo)
-                self.date_max = hi if self.date_max is None else max(self.date_max, hi)
-                if like < total and len(self.date_bad_examples) < MAX_SHOWN_EXAMPLES:
-                    bad = np.flatnonzero(~is_date)
-                    bad = bad[np.argsort(-counts[bad], kind="stable")][:MAX_SHOWN_EXAMPLES]
-                    for value in dictionary.take(pa.array(bad)).to_pylist():
-                        if len(self.date_bad_examples) < MAX_SHOWN_EXAMPLES and value not in self.date_bad_examples:
-                            self.date_bad_examples.append(value)
-            seen = self.seen + total
-            if seen >= 1000 and (seen - self.date_like) > (1 - TYPE_SHARE) * seen:
-                self.date_alive = False
+                self._widen_dates(dictionary.filter(pa.array(is_date)))
+                if like < total:
+                    self._add_commonest(self.date_bad_examples, dictionary, np.flatnonzero(~is_date), counts)
+        self._drop_unlikely_types(total)
+
+    def _drop_unlikely_types(self, total: int) -> None:
+        """Once 1,000 values are in, stop reading the column as numbers, or as dates, when fewer
+        than TYPE_SHARE of its values so far (``total`` of them in this chunk) look like them."""
+        seen = self.seen + total
+        if seen < 1000:
+            return
+        if self.num_alive and (seen - self.num_like) > (1 - TYPE_SHARE) * seen:
+            self._kill_numeric()
+        if self.date_alive and (seen - self.date_like) > (1 - TYPE_SHARE) * seen:
+            self.date_alive = False
 
     def _kill_numeric(self) -> None:
         self.num_alive = False
