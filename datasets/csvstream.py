@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from .profiling import hashing
 from .profiling.reader import NULL_VALUES, ThrottledFile, memory_pool  # pandas' missing markers
 
 
@@ -253,8 +254,9 @@ class Source:
 
         Only the columns `typed` (those the transform changes) are read as values. The others are
         written as the file has them, a missing marker written empty and a whole number in a column of
-        floats given a ".0" (the scan settled which columns are floats): the same values and types to
-        pandas, without a number's round trip through binary and back. A typed column that does not
+        floats given a ".0" until the output has a gap or a fraction in that column (the scan settled
+        which columns are floats): the same values and types to pandas, without a number's round trip
+        through binary and back. A typed column that does not
         fit its type, or an integer one with gaps, restarts the pass with it wider."""
         typed = frozenset(typed)
         firsts = self._first_rows()
@@ -263,8 +265,8 @@ class Source:
             return path if part == 0 else f"{path}.part{part}"
 
         def work(part, batches):
-            writers = [Writer(part_path(path, part), self.schema.names, header=part == 0, floats=floats)
-                       for path in paths]
+            writers = [Writer(part_path(path, part), self.schema.names, header=part == 0, floats=unproven[i])
+                       for i, path in enumerate(paths)]
             offset = firsts[part]
             try:
                 for batch in batches:
@@ -283,7 +285,10 @@ class Source:
         try:
             while True:
                 text = frozenset(self.schema.names) - typed
-                floats = frozenset(f.name for f in self.schema if f.name in text and f.type == pa.float64())
+                floats = [f.name for f in self.schema if f.name in text and f.type == pa.float64()]
+                # each output's float columns read as text that no row written to it has shown to be
+                # floats yet (a gap, a fraction): shared by the parts, as their files make one
+                unproven = [set(floats) for _ in paths]
                 try:
                     parts = self._each_part(work, None, text)
                     break
@@ -407,43 +412,75 @@ def floats_for_csv(values: pa.Array) -> pa.Array:
     return pc.if_else(pa.array(finite | infinite), text, pa.scalar(None, pa.string()))
 
 
-def whole_numbers_as_floats(text: pa.Array) -> pa.Array:
-    """A float column's text as the file has it, with ".0" after a whole number ("7", "-7"), as
-    pandas writes it: read back, the column is floats whichever rows an output has."""
+def whole_rows(text: pa.Array) -> np.ndarray:
+    """The rows of a float column's text that are whole numbers as the file has them ("7", "-7"),
+    which pandas reads back as integers in a column that has nothing else."""
     undotted = np.flatnonzero(pc.fill_null(pc.equal(pc.find_substring(text, "."), -1), False).to_numpy(
         zero_copy_only=False))  # the few candidates, checked closely
     if not len(undotted):
-        return text
+        return undotted
     candidates = text.take(pa.array(undotted))
     whole = pc.fill_null(pc.ascii_is_decimal(pc.ascii_ltrim(candidates, "+-")), False).to_numpy(zero_copy_only=False)
-    if not whole.any():
-        return text
-    mask = np.zeros(len(text), dtype=bool)
-    mask[undotted[whole]] = True
-    return pc.replace_with_mask(text, pa.array(mask),
-                                pc.binary_join_element_wise(candidates.filter(pa.array(whole)), ".0", ""))
+    return undotted[whole]
+
+
+def _append_to(text: pa.Array, rows: np.ndarray, suffix: bytes) -> pa.Array:
+    """`text` with `suffix` after the values of `rows` (sorted), its buffers put together with NumPy:
+    Arrow's replace_with_mask copied the values one by one."""
+    if text.offset or not pa.types.is_string(text.type):
+        mask = np.zeros(len(text), dtype=bool)
+        mask[rows] = True
+        return pc.replace_with_mask(text, pa.array(mask), pc.binary_join_element_wise(
+            text.take(pa.array(rows)), suffix.decode(), ""))
+    offsets, data = hashing.string_bytes(text)
+    grown = np.zeros(len(text) + 1, dtype=np.int64)
+    grown[rows + 1] = len(suffix)
+    np.cumsum(grown, out=grown)
+    grown += offsets
+    if grown[-1] >= 2 ** 31:
+        return text.cast(pa.large_string())  # (not reached: a block is far smaller)
+    ends = offsets[rows + 1]
+    extra = np.frombuffer(suffix, dtype=np.uint8)
+    data = np.insert(data, np.repeat(ends, len(extra)), np.tile(extra, len(rows)))
+    validity = text.buffers()[0] if text.null_count else None
+    return pa.StringArray.from_buffers(len(text), pa.py_buffer(grown.astype(np.int32)), pa.py_buffer(data),
+                                       validity, text.null_count)
 
 
 class Writer:
     """An output CSV file written batch by batch; the header alone when no row reaches it (and
     nothing at all for a part after the first, written with `header=False`)."""
 
-    def __init__(self, path: str, names: list[str], header: bool = True, floats: frozenset[str] = frozenset()):
+    def __init__(self, path: str, names: list[str], header: bool = True, floats: set[str] | None = None):
         self.path, self.names, self.header, self.rows, self._writer = path, names, header, 0, None
-        self.floats = floats  # columns of floats read as text
+        #: float columns read as text that the output has shown no sign of being floats in yet (pandas
+        #: would read them back as integers if they had only whole numbers): shared with the writers of
+        #: the output's other parts
+        self.floats = floats if floats is not None else set()
 
     def _open(self, schema: pa.Schema) -> None:
         self._writer = pacsv.CSVWriter(self.path, schema, write_options=pacsv.WriteOptions(include_header=self.header))
 
     def write(self, batch: pa.RecordBatch) -> None:
-        columns = [floats_for_csv(c) if pa.types.is_floating(c.type) else
-                   whole_numbers_as_floats(c) if name in self.floats else c
-                   for name, c in zip(batch.schema.names, batch.columns)]
-        batch = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        if self.floats or any(pa.types.is_floating(t) for t in batch.schema.types):
+            batch = pa.RecordBatch.from_arrays([self._text(name, c) for name, c in zip(batch.schema.names,
+                                                                                       batch.columns)],
+                                               names=batch.schema.names)
         if self._writer is None:
             self._open(batch.schema)
         self._writer.write_batch(batch)
         self.rows += batch.num_rows
+
+    def _text(self, name: str, column: pa.Array) -> pa.Array:
+        if pa.types.is_floating(column.type):
+            return floats_for_csv(column)
+        if name not in self.floats or not len(column):
+            return column
+        rows = whole_rows(column)
+        if column.null_count or len(rows) < len(column):  # a gap or a fraction: floats to pandas
+            self.floats.discard(name)
+            return column
+        return _append_to(column, rows, b".0")
 
     def close(self) -> None:
         if self._writer is None:

@@ -195,6 +195,28 @@ def test_a_big_file_is_read_in_parts_cut_at_row_boundaries(parts, tmp_path):
         assert summary["rows_in"] == 3000
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-reader", "parts"])
+def test_an_output_with_only_whole_numbers_in_a_column_of_floats_reads_back_as_floats(parallel, tmp_path):
+    """A column of floats whose rows in an output are whole numbers alone ("7") is still floats when
+    the output is read back, whichever rows (and blocks, and parts) an output gets: up to the first
+    gap or fraction an output has in the column, its whole numbers are written as pandas writes them."""
+    lines = ["id,tag,x,y", "0,0,0,0.5"]  # y: one fraction, in the first row; signed whole numbers after
+    for i in range(1, 4000):
+        fraction = i % 500 == 499  # late in each block of rows; drop_rows drops these rows (the tag's gap)
+        lines.append(f"{i},{'' if fraction else i % 9},{i * 0.5 if fraction else i},{'-3' if i % 2 else '+4'}")
+    path = tmp_path / "whole.csv"
+    path.write_text("\n".join(lines) + "\n")
+    frame = pd.read_csv(path)
+    cases = [("clean", {"missing": "drop_rows"}), ("split", {"test_ratio": 0.5, "random_state": 3})]
+    for operation, options in cases:
+        outputs, _, _ = run(str(path), operation, options, tmp_path, block_size=2048, parallel=parallel)
+        expected = ({"cleaned": cleaned(frame.copy(), options)} if operation == "clean"
+                    else dict(zip(("train", "test"), split(frame, options, ""))))
+        for label, frame_out in expected.items():
+            assert outputs[label]["x"].dtype == float and outputs[label]["y"].dtype == float
+            same(outputs[label], frame_out)
+
+
 def test_floats_are_written_as_text_that_reads_back_as_the_same_floats():
     values = [0.1, 2.0, -0.0, 1e16, 1.5e-7, -123456.789, None, float("nan"), float("inf"), float("-inf"),
               0.1 + 0.2, 5e-324, 1.7976931348623157e308]
