@@ -254,10 +254,11 @@ class Source:
 
         Only the columns `typed` (those the transform changes) are read as values. The others are
         written as the file has them, a missing marker written empty and a whole number in a column of
-        floats given a ".0" until the output has a gap or a fraction in that column (the scan settled
-        which columns are floats): the same values and types to pandas, without a number's round trip
-        through binary and back. A typed column that does not
-        fit its type, or an integer one with gaps, restarts the pass with it wider."""
+        floats given a ".0" until the part's output has a gap or a fraction in that column (the scan
+        settled which columns are floats; each part decides alone, so the files are the same
+        whichever part ends first): the same values and types to pandas, without a number's round
+        trip through binary and back. A typed column that does not fit its type, or an integer one
+        with gaps, restarts the pass with it wider."""
         typed = frozenset(typed)
         firsts = self._first_rows()
 
@@ -265,8 +266,8 @@ class Source:
             return path if part == 0 else f"{path}.part{part}"
 
         def work(part, batches):
-            writers = [Writer(part_path(path, part), self.schema.names, header=part == 0, floats=unproven[i])
-                       for i, path in enumerate(paths)]
+            writers = [Writer(part_path(path, part), self.schema.names, header=part == 0, floats=set(floats))
+                       for path in paths]
             offset = firsts[part]
             try:
                 for batch in batches:
@@ -286,9 +287,6 @@ class Source:
             while True:
                 text = frozenset(self.schema.names) - typed
                 floats = [f.name for f in self.schema if f.name in text and f.type == pa.float64()]
-                # each output's float columns read as text that no row written to it has shown to be
-                # floats yet (a gap, a fraction): shared by the parts, as their files make one
-                unproven = [set(floats) for _ in paths]
                 try:
                     parts = self._each_part(work, None, text)
                     break
@@ -453,9 +451,8 @@ class Writer:
 
     def __init__(self, path: str, names: list[str], header: bool = True, floats: set[str] | None = None):
         self.path, self.names, self.header, self.rows, self._writer = path, names, header, 0, None
-        #: float columns read as text that the output has shown no sign of being floats in yet (pandas
-        #: would read them back as integers if they had only whole numbers): shared with the writers of
-        #: the output's other parts
+        #: float columns read as text that no row written here has shown to be floats yet (a gap, a
+        #: fraction): with whole numbers alone, pandas would read them back as integers
         self.floats = floats if floats is not None else set()
 
     def _open(self, schema: pa.Schema) -> None:

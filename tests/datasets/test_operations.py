@@ -209,12 +209,16 @@ def test_an_output_with_only_whole_numbers_in_a_column_of_floats_reads_back_as_f
     frame = pd.read_csv(path)
     cases = [("clean", {"missing": "drop_rows"}), ("split", {"test_ratio": 0.5, "random_state": 3})]
     for operation, options in cases:
-        outputs, _, _ = run(str(path), operation, options, tmp_path, block_size=2048, parallel=parallel)
+        outputs, _, files = run(str(path), operation, options, tmp_path, block_size=2048, parallel=parallel)
         expected = ({"cleaned": cleaned(frame.copy(), options)} if operation == "clean"
                     else dict(zip(("train", "test"), split(frame, options, ""))))
         for label, frame_out in expected.items():
             assert outputs[label]["x"].dtype == float and outputs[label]["y"].dtype == float
             same(outputs[label], frame_out)
+        # the same files again, to the byte, whichever part ends first
+        first = {o.label: open(o.path, "rb").read() for o in files}
+        _, _, again = run(str(path), operation, options, tmp_path, block_size=2048, parallel=parallel)
+        assert {o.label: open(o.path, "rb").read() for o in again} == first
 
 
 def test_floats_are_written_as_text_that_reads_back_as_the_same_floats():
