@@ -425,18 +425,18 @@ def whole_rows(text: pa.Array) -> np.ndarray:
 def _append_to(text: pa.Array, rows: np.ndarray, suffix: bytes) -> pa.Array:
     """`text` with `suffix` after the values of `rows` (sorted), its buffers put together with NumPy:
     Arrow's replace_with_mask copied the values one by one."""
-    if text.offset or not pa.types.is_string(text.type):
+    offsets = data = grown = None
+    if not text.offset and pa.types.is_string(text.type):
+        offsets, data = hashing.string_bytes(text)
+        grown = np.zeros(len(text) + 1, dtype=np.int64)
+        grown[rows + 1] = len(suffix)
+        np.cumsum(grown, out=grown)
+        grown += offsets
+    if grown is None or grown[-1] >= 2 ** 31:  # a slice, or past 32-bit offsets: Arrow's kernels
         mask = np.zeros(len(text), dtype=bool)
         mask[rows] = True
         return pc.replace_with_mask(text, pa.array(mask), pc.binary_join_element_wise(
             text.take(pa.array(rows)), suffix.decode(), ""))
-    offsets, data = hashing.string_bytes(text)
-    grown = np.zeros(len(text) + 1, dtype=np.int64)
-    grown[rows + 1] = len(suffix)
-    np.cumsum(grown, out=grown)
-    grown += offsets
-    if grown[-1] >= 2 ** 31:
-        return text.cast(pa.large_string())  # (not reached: a block is far smaller)
     ends = offsets[rows + 1]
     extra = np.frombuffer(suffix, dtype=np.uint8)
     data = np.insert(data, np.repeat(ends, len(extra)), np.tile(extra, len(rows)))

@@ -414,6 +414,8 @@ def _arrow_scan(path: str, encoding: str, delimiter: str, lines: int | None) -> 
         return None
     with open(path, encoding=encoding, newline="", errors="strict") as f:
         first = f.readline(_ARROW_BLOCK)
+    if len(first) >= _ARROW_BLOCK:  # a header line longer than a block
+        return None
     with open(path, "rb") as f:  # a last line without a line break and an odd number of quotes: cut off?
         f.seek(max(0, os.path.getsize(path) - _ARROW_BLOCK))
         tail = f.read()

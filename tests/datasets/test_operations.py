@@ -221,6 +221,17 @@ def test_an_output_with_only_whole_numbers_in_a_column_of_floats_reads_back_as_f
         assert {o.label: open(o.path, "rb").read() for o in again} == first
 
 
+def test_whole_numbers_of_a_float_column_get_a_dot_zero_and_nothing_else_changes():
+    text = pa.array(["7", "-7", "+12", None, "1.5", "1e5", " 3", "", "--4", "x", "0"], type=pa.string())
+    expected = ["7.0", "-7.0", "+12.0", None, "1.5", "1e5", " 3", "", "--4.0", "x", "0.0"]
+    rows = csvstream.whole_rows(text)
+    assert rows.tolist() == [0, 1, 2, 8, 10]
+    for array, want in [(text, expected), (text.slice(3), expected[3:])]:  # its own buffers, or a slice
+        mended = csvstream._append_to(array, csvstream.whole_rows(array), b".0")
+        mended.validate(full=True)
+        assert mended.to_pylist() == want
+
+
 def test_floats_are_written_as_text_that_reads_back_as_the_same_floats():
     values = [0.1, 2.0, -0.0, 1e16, 1.5e-7, -123456.789, None, float("nan"), float("inf"), float("-inf"),
               0.1 + 0.2, 5e-324, 1.7976931348623157e308]
