@@ -22,11 +22,12 @@ What is checked, in order:
 6. Every row: the right number of fields (reported with 1-based file line numbers), no runaway
    quoted field or overlong line (10 MiB at most), at least one data row.
 
-Step 6 first lets Arrow's CSV parser count a UTF-8 file's rows (on every core, four times as fast):
-when every row has the header's number of fields and there are as many rows as the encoding pass
-counted lines (so no line break inside a quoted value), no blank line and no lone carriage return,
-the file has nothing more to report. Anything else is read again record by record with Python's
-csv module, which finds and words each problem: the two give the same result for any file.
+Step 6 first lets Arrow's CSV parser count a UTF-8 file's rows (`datasets/rowcount.py`, on every
+core, four times as fast): when every row has the header's number of fields and there are as many
+rows as the encoding pass counted lines (so no line break inside a quoted value), no blank line and
+no lone carriage return, the file has nothing more to report. Anything else is read again record by
+record with Python's csv module, which finds and words each problem: the two give the same result
+for any file.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
+from .rowcount import Lines
+from .rowcount import count_rows as _arrow_scan
 
 __all__ = [
     "DELIMITERS",
@@ -70,8 +71,6 @@ _HEAD_BYTES = 64 * 1024
 _READ_CHUNK = 1024 * 1024
 _SNIFF_CHARS = 64 * 1024
 _SNIFF_RECORDS = 200
-#: Bytes of text Arrow parses at a time (a longer row is left to the record-by-record scan).
-_ARROW_BLOCK = 1024 * 1024
 
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
@@ -193,41 +192,14 @@ def _binary_problem(head: bytes) -> str | None:
     return None
 
 
-class _Lines:
-    """What the encoding pass sees of a file's line breaks: how many lines it has, and whether any
-    carriage return is not part of a CRLF (Python's csv module ends a line there; Arrow too)."""
-
-    def __init__(self):
-        self.breaks = 0
-        self.plain = True
-        self.last = b""  # the last byte seen
-
-    def feed(self, chunk: bytes) -> None:
-        if not self.plain or not chunk:
-            return
-        self.breaks += chunk.count(b"\n")
-        if self.last == b"\r" and not chunk.startswith(b"\n"):
-            self.plain = False
-        elif b"\r" in chunk and chunk.count(b"\r") - chunk.count(b"\r\n") - chunk.endswith(b"\r"):
-            self.plain = False
-        self.last = chunk[-1:]
-
-    def count(self) -> int | None:
-        """The number of lines (a last one without a line break counted), or None if some carriage
-        return is not part of a CRLF."""
-        if not self.plain or self.last == b"\r":
-            return None
-        return self.breaks + (1 if self.last and self.last != b"\n" else 0)
-
-
-def _detect_encoding(path: str, head: bytes, lines: _Lines | None = None) -> str:
+def _detect_encoding(path: str, head: bytes, lines: Lines | None = None) -> str:
     """Return the encoding of the whole file, or raise _Problem with a user-facing message.
 
     Streams the file: one pass to check it is valid UTF-8 and has no NUL bytes (and to count its
     lines into `lines`), and only when it is not UTF-8 a second pass to choose between cp1252 and
     Latin-1.
     """
-    lines = lines or _Lines()
+    lines = lines or Lines()
     bom = head.startswith(codecs.BOM_UTF8)
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
@@ -405,67 +377,6 @@ def _header_problems(header: list[str], target_column: str | None) -> list[str]:
             message += f" Did you mean {_quote_name(close[0])}?"
         problems.append(message)
     return problems
-
-
-def _arrow_scan(path: str, encoding: str, delimiter: str, lines: int | None) -> tuple[list[str], int] | None:
-    """(header, data rows) of a UTF-8 file of `lines` lines, each plainly one row, when Arrow reads
-    as many rows, each with the header's number of fields; else None."""
-    if lines is None or encoding not in ("utf-8", "utf-8-sig"):
-        return None
-    with open(path, encoding=encoding, newline="", errors="strict") as f:
-        first = f.readline(_ARROW_BLOCK)
-    if len(first) >= _ARROW_BLOCK:  # a header line longer than a block
-        return None
-    with open(path, "rb") as f:  # a last line without a line break and an odd number of quotes: cut off?
-        f.seek(max(0, os.path.getsize(path) - _ARROW_BLOCK))
-        tail = f.read()
-    if not tail.endswith(b"\n") and tail[tail.rfind(b"\n") + 1:].count(b'"') % 2:
-        return None
-    try:
-        header = next(csv.reader([first], delimiter=delimiter, quotechar='"', doublequote=True, strict=False))
-    except (csv.Error, StopIteration):
-        return None
-    if not header:
-        return None
-    if header[0].startswith("\ufeff"):
-        header[0] = header[0][1:]
-    read = pacsv.ReadOptions(autogenerate_column_names=True, block_size=_ARROW_BLOCK)
-    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
-                               newlines_in_values=True, ignore_empty_lines=False)
-    # Every row parsed, only the first column kept (as bytes), to count the rows (a blank line is a
-    # row of empty fields). The file is Arrow's own (no Python file object that Arrow's threads would
-    # call back into): its reader reads a bounded number of blocks ahead (about 64 MiB of them).
-    rows = 0
-    try:
-        if pacsv.read_csv(pa.BufferReader(first.encode()), read_options=read,
-                          parse_options=parse).num_columns != len(header):
-            return None  # a header Arrow splits otherwise
-        with pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=pacsv.ConvertOptions(
-                include_columns=["f0"], column_types={"f0": pa.binary()}, strings_can_be_null=True,
-                null_values=[""], quoted_strings_can_be_null=False)) as reader:
-            empty_first = False
-            for batch in reader:
-                empty_first = empty_first or bool(batch.column(0).null_count)
-                rows += batch.num_rows
-    except (pa.ArrowException, OSError, ValueError):  # a row with other fields, a row too long, ...
-        return None
-    if rows != lines:  # a line break inside a quoted value
-        return None
-    if empty_first and _has_blank_line(path):  # Arrow read it as a row of empty fields
-        return None
-    return header, lines - 1
-
-
-def _has_blank_line(path: str) -> bool:
-    """Whether a line of the file is empty."""
-    last = b"\n"  # as if a line ended just before the file
-    with open(path, "rb") as f:
-        while chunk := f.read(_READ_CHUNK):
-            joint = last + chunk[:2]
-            if b"\n\n" in chunk or b"\n\r\n" in chunk or b"\n\n" in joint or b"\n\r\n" in joint:
-                return True
-            last = chunk[-2:]
-    return False
 
 
 def _scan(path: str, encoding: str, delimiter: str, target_column: str | None,
@@ -649,7 +560,7 @@ def validate_csv(path, *, target_column: str | None = None, max_error_lines: int
         if problem:
             errors.append(problem)
             return result()
-        lines = _Lines()
+        lines = Lines()
         encoding = _detect_encoding(path, head, lines)
         sample = _decode_head(head, encoding)
         if file_size <= len(head) and not sample.strip():
