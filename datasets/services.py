@@ -109,8 +109,17 @@ def dataset_create_from_file(*, path: str, name: str, user=None, project=None, p
                               parent=parent, target_column=target_column, description=description, ingest=ingest)
 
 
+class _Moved(File):
+    """A file the storage moves into place (a job's output, already on the storage's disk) instead of
+    copying it: Django's file system storage moves a file that has a path of its own."""
+
+    def temporary_file_path(self) -> str:
+        return self.file.name
+
+
 def _dataset_from_file(*, path: str, name: str, project: Project, user, created_by, parent=None, source_job=None,
-                       target_column: str = "", description: str = "", ingest: bool = True) -> Dataset:
+                       target_column: str = "", description: str = "", ingest: bool = True,
+                       move: bool = False) -> Dataset:
     dataset = Dataset(
         project=project, name=name[:200], description=description, original_filename=os.path.basename(path)[:255],
         target_column=target_column, created_by=created_by, parent=parent, source_job=source_job,
@@ -118,7 +127,8 @@ def _dataset_from_file(*, path: str, name: str, project: Project, user, created_
     )
     summary = f"output of processing job {source_job.pk}" if source_job is not None else f"from {os.path.basename(path)}"
     with open(path, "rb") as f:
-        return _create(dataset, File(f, name=os.path.basename(path)), user=user, ingest=ingest, summary=summary)
+        content = (_Moved if move else File)(f, name=os.path.basename(path))
+        return _create(dataset, content, user=user, ingest=ingest, summary=summary)
 
 
 def _create(dataset: Dataset, content, *, user, ingest: bool = True, summary: str = "") -> Dataset:
@@ -451,7 +461,7 @@ def processing_job_run(*, job_id: int) -> None:
                 child = _dataset_from_file(
                     path=output.path, name=f"{source.name} ({output.label})", project=job.project, user=None,
                     created_by=job.created_by, parent=source, source_job=job, target_column=source.target_column,
-                    ingest=False,                    description=f"{job.get_operation_display()} of {source.name}.",
+                    ingest=False, description=f"{job.get_operation_display()} of {source.name}.", move=True,
                 )
                 dataset_ingest(dataset_id=child.pk)
                 child.refresh_from_db()
@@ -464,7 +474,7 @@ def processing_job_run(*, job_id: int) -> None:
             logger.exception("processing job %s failed", job_id)
             _end_job(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
         finally:
-            for path in written:  # the outputs were copied into their datasets' own files
+            for path in written:  # the outputs not moved into datasets of their own (a failure, a cancel)
                 if os.path.exists(path):
                     os.remove(path)
 

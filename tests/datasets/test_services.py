@@ -1,7 +1,11 @@
 """Dataset services on real files: upload, validation, profiling, edits, jobs (run in-process)."""
 
+import os
+
+import pandas as pd
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from datasets import selectors, services
@@ -120,6 +124,7 @@ def test_processing_jobs_produce_ready_child_datasets(user, penguins_path, opera
     dataset = make(user, penguins_path, target_column="species")
     job = services.processing_job_create(dataset=dataset, operation=operation, options=options, user=user)
     assert job.status == "queued"
+    stored = set(default_storage.listdir("datasets")[1])
     services.processing_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
@@ -130,6 +135,22 @@ def test_processing_jobs_produce_ready_child_datasets(user, penguins_path, opera
         child = Dataset.objects.get(pk=output["dataset_id"])
         assert child.status == Dataset.Status.READY and child.parent == dataset and child.source_job == job
         assert [d.pk for d in child.lineage()] == [dataset.pk, child.pk]
+        assert len(pd.read_csv(child.file.path)) == output["rows"] == child.row_count
+    # each output was moved into its dataset's file: nothing else is left in the storage
+    children = {os.path.basename(d.file.name) for d in Dataset.objects.filter(source_job=job)}
+    assert set(default_storage.listdir("datasets")[1]) - stored == children
+
+
+@pytest.mark.parametrize("move", [True, False])
+def test_a_file_is_moved_into_its_dataset_only_when_asked(user, tmp_path, move):
+    path = default_storage.path(f"datasets/output-{move}.csv") if move else str(tmp_path / "demo.csv")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("a,b\n1,2\n3,4\n")
+    dataset = services._dataset_from_file(path=path, name="x", project=services._create_project(user, None), user=user,
+                                          created_by=user, ingest=False, move=move)
+    assert os.path.exists(path) is not move
+    assert open(dataset.file.path).read() == "a,b\n1,2\n3,4\n" and dataset.file.path != path
 
 
 def test_split_ratio_and_stratification(user, penguins_path):
