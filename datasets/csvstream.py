@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .profiling import hashing
-from .profiling.reader import NULL_VALUES, ThrottledFile, memory_pool  # pandas' missing markers
+from .profiling.reader import NULL_VALUES, ThrottledFile, close_reader, memory_pool  # pandas' missing markers
 
 
 class Cancelled(Exception):
@@ -95,9 +95,39 @@ class Source:
         self.integers = [f.name for f in self.schema if f.type == pa.int64() or pa.types.is_null(f.type)]
 
     def _read_schema(self) -> None:
-        stream, reader = self._open()
-        self.schema = reader.schema
-        stream.close()
+        """The columns and their types in the first block, which every pass's readers are given. A
+        UTF-8 file's are read from the file itself, not through the throttle: Arrow's threads then
+        have nothing of Python's to call once the reader is closed (`close_reader`), at once."""
+        while True:
+            try:
+                if self.encoding == "utf8":
+                    with pacsv.open_csv(self.path, **self._options(self.types, None, None, threads=False)) as reader:
+                        self.schema = reader.schema
+                else:
+                    stream, reader = self._open()
+                    self.schema = reader.schema
+                    close_reader(stream, reader)
+                break
+            except pa.ArrowInvalid as exc:  # a row longer than a block: blocks four times bigger
+                if "straddl" not in str(exc) or self.block_size >= _BLOCK_LIMIT:
+                    raise
+                self.block_size *= 4
+        text = {f.name: pa.string() for f in self.schema if not _pandas_like(f.type)}  # dates, times: text to pandas
+        self.types.update(text)
+        self.schema = pa.schema([f.with_type(pa.string()) if f.name in text else f for f in self.schema])
+
+    def _options(self, types: dict[str, pa.DataType], names: list[str] | None, columns: list[str] | None,
+                 threads: bool = True) -> dict:
+        """open_csv's options for a reader of this file."""
+        return dict(
+            read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size, column_names=names,
+                                           use_threads=threads),
+            parse_options=pacsv.ParseOptions(delimiter=self.delimiter or ",", newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
+                                                 quoted_strings_can_be_null=True, column_types=types,
+                                                 include_columns=columns or []),
+            memory_pool=memory_pool(),
+        )
 
     def _retype(self, types: dict[str, pa.DataType]) -> None:
         self.types.update(types)
@@ -133,22 +163,13 @@ class Source:
         # Arrow reads at most a few blocks ahead of what was consumed, into buffers of its own pool
         stream = ThrottledFile(self.path, self.block_size, ahead=READ_AHEAD_BLOCKS, pool=pool, start=start, end=end)
         try:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size,
-                                               column_names=names),
-                parse_options=pacsv.ParseOptions(delimiter=self.delimiter or ",", newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
-                                                     quoted_strings_can_be_null=True, column_types=types,
-                                                     include_columns=columns or []),
-                memory_pool=pool,
-            )
+            reader = pacsv.open_csv(stream, **self._options(types, names, columns))
         except BaseException:
             stream.close()
             raise
         text = {f.name: pa.string() for f in reader.schema if not _pandas_like(f.type)}
         if text:
-            stream.close()
+            close_reader(stream, reader)
             self.types.update(text)
             return self._open(columns, part, text)
         return stream, reader
@@ -175,7 +196,7 @@ class Source:
             try:
                 return work(part, batches())
             finally:
-                stream.close()
+                close_reader(stream, reader)
 
         with ThreadPoolExecutor(len(self.parts), thread_name_prefix="csv-part") as pool:
             futures = [pool.submit(run, part) for part in range(len(self.parts))]

@@ -169,6 +169,21 @@ def test_a_later_block_that_does_not_fit_the_first_ones_types_widens_the_column(
         same(outputs["test"], test)
 
 
+def test_a_first_row_longer_than_a_block_is_read_with_bigger_blocks(tmp_path):
+    """The first block gives the columns' types: a row longer than it (a long quoted text with
+    newlines) makes the blocks bigger there too, as it does in a pass (it failed the job before)."""
+    long_note = '"' + "words and\nmore words " * 300 + '"'  # 6 KB: more than a 1 KB block
+    lines = ["id,note,x", f"0,{long_note},0.5"] + [f"{i},short {i},{i * 0.25}" for i in range(1, 300)]
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    frame = pd.read_csv(path)
+    for parallel in (False, True):
+        outputs, summary, _ = run(str(path), "clean", {"missing": "fill_mode"}, tmp_path, block_size=1024,
+                                  parallel=parallel)
+        same(outputs["cleaned"], cleaned(frame.copy(), {"missing": "fill_mode"}))
+        assert summary["rows_in"] == 300
+
+
 @pytest.mark.parametrize("parts", [2, 3, 4])
 def test_a_big_file_is_read_in_parts_cut_at_row_boundaries(parts, tmp_path):
     """Parts are cut after a newline outside quotes: a quoted field with newlines (and doubled quotes)
