@@ -95,33 +95,24 @@ class Source:
         self.integers = [f.name for f in self.schema if f.type == pa.int64() or pa.types.is_null(f.type)]
 
     def _read_schema(self) -> None:
-        """The columns and their types in the first block, which every pass's readers are given. A
-        UTF-8 file's are read from the file itself, not through the throttle: Arrow's threads then
-        have nothing of Python's to call once the reader is closed (`close_reader`), at once."""
+        """The columns and their types in the first block, which every pass's readers are given."""
         while True:
             try:
-                if self.encoding == "utf8":
-                    with pacsv.open_csv(self.path, **self._options(self.types, None, None, threads=False)) as reader:
-                        self.schema = reader.schema
-                else:
-                    stream, reader = self._open()
-                    self.schema = reader.schema
-                    close_reader(stream, reader)
+                stream, reader = self._open()
                 break
             except pa.ArrowInvalid as exc:  # a row longer than a block: blocks four times bigger
                 if "straddl" not in str(exc) or self.block_size >= _BLOCK_LIMIT:
                     raise
                 self.block_size *= 4
-        text = {f.name: pa.string() for f in self.schema if not _pandas_like(f.type)}  # dates, times: text to pandas
-        self.types.update(text)
-        self.schema = pa.schema([f.with_type(pa.string()) if f.name in text else f for f in self.schema])
+        self.schema = reader.schema
+        # Not run to its end (`close_reader`): that would parse the blocks read ahead, a tenth of a
+        # second, and the reader goes at once here, while the process has long to live.
+        stream.close()
 
-    def _options(self, types: dict[str, pa.DataType], names: list[str] | None, columns: list[str] | None,
-                 threads: bool = True) -> dict:
+    def _options(self, types: dict[str, pa.DataType], names: list[str] | None, columns: list[str] | None) -> dict:
         """open_csv's options for a reader of this file."""
         return dict(
-            read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size, column_names=names,
-                                           use_threads=threads),
+            read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size, column_names=names),
             parse_options=pacsv.ParseOptions(delimiter=self.delimiter or ",", newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
                                                  quoted_strings_can_be_null=True, column_types=types,

@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -59,6 +60,11 @@ def _average_row_bytes(path: str) -> float:
     return max(len(head) / lines, 1.0)
 
 
+#: Seconds a read waits at the throttle before the first batch is consumed, then goes on: a reader
+#: whose open failed waited for it for ever (a first row longer than a block, 1 run in 100 or so).
+_OPENING_PATIENCE = 1.0
+
+
 class ThrottledFile(io.RawIOBase):
     """A file Arrow may read at most ``ahead`` blocks beyond what the profiler has consumed.
 
@@ -90,8 +96,13 @@ class ThrottledFile(io.RawIOBase):
 
     def read(self, n: int = -1) -> pa.Buffer | bytes:
         with self._cond:
+            opening = time.monotonic() + _OPENING_PATIENCE
             while not self._stopped and self.position >= (self._done + self._ahead) * self._block:
-                self._cond.wait(1.0)
+                # Nothing consumed yet: the reader may still be opening. One whose open fails (a
+                # first row longer than a block) waits for this read to end before it says so.
+                if not self._done and time.monotonic() >= opening:
+                    break
+                self._cond.wait(0.25)
             if self._stopped:
                 return b""
         size = min(n if n is not None and n >= 0 else self._block, self._left)
@@ -164,10 +175,9 @@ def memory_pool() -> pa.MemoryPool:
         return pa.default_memory_pool()
 
 
-def _options(encoding: str, delimiter: str, block_size: int, column_types: dict[str, pa.DataType],
-             threads: bool = True) -> dict:
+def _options(encoding: str, delimiter: str, block_size: int, column_types: dict[str, pa.DataType]) -> dict:
     return dict(
-        read_options=pacsv.ReadOptions(encoding=encoding, block_size=block_size, use_threads=threads),
+        read_options=pacsv.ReadOptions(encoding=encoding, block_size=block_size, use_threads=True),
         parse_options=pacsv.ParseOptions(
             delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
             newlines_in_values=True, ignore_empty_lines=True,
@@ -178,20 +188,6 @@ def _options(encoding: str, delimiter: str, block_size: int, column_types: dict[
         ),
         memory_pool=memory_pool(),
     )
-
-
-def first_block_schema(path, *, encoding: str, delimiter: str, block_size: int,
-                       column_types: dict[str, pa.DataType]) -> pa.Schema:
-    """The columns and types of a `CsvStream` of the file, which Arrow infers from its first block.
-    A UTF-8 file's are read from the file itself, not through the throttle: Arrow's threads then
-    have nothing of Python's to call once the reader is closed (`close_reader`), at once."""
-    if encoding != "utf8":
-        with CsvStream(path, encoding=encoding, delimiter=delimiter, block_size=block_size,
-                       column_types=column_types) as probe:
-            return probe.schema
-    options = _options(encoding, delimiter, block_size, column_types, threads=False)
-    with pacsv.open_csv(os.fspath(path), **options) as reader:
-        return reader.schema
 
 
 class CsvStream:
@@ -228,6 +224,11 @@ class CsvStream:
 
     def close(self) -> None:
         close_reader(self._source, self._reader)
+
+    def close_now(self) -> None:
+        """Close the file without running the reader to its end (see `close_reader`): for a reader
+        about to go, in a process that goes on."""
+        self._source.close()
 
     def __enter__(self) -> CsvStream:
         return self

@@ -1,4 +1,5 @@
-"""A streaming reader closed part-read leaves nothing running that could abort the process at exit."""
+"""Arrow's streaming reader behind the throttle: closed part-read, it leaves nothing running that could
+abort the process at exit; failing to open, it does not wait for ever on the throttle."""
 
 import subprocess
 import sys
@@ -32,3 +33,37 @@ def test_a_process_that_closed_a_part_read_stream_exits_cleanly(tmp_path):
         run = subprocess.run([sys.executable, "-c", PROGRAM, str(path), str(ROOT)], capture_output=True, text=True,
                              timeout=120)
         assert (run.returncode, run.stdout.strip()) == (0, "read"), run.stderr[-2000:]
+
+
+# A first row longer than a block: Arrow's open fails, but first waits for its reading thread, which
+# the throttle held back (nothing consumed yet) for ever. Once it has failed, the program waits for
+# Arrow to let go of the file (a few milliseconds), as a process that goes on does: exiting at once
+# meets Arrow still holding it, and aborts as above.
+FAILED_OPEN = """
+import gc, sys, time
+sys.path.insert(0, sys.argv[2])
+import pyarrow as pa, pyarrow.csv as pacsv
+from datasets.profiling.reader import ThrottledFile
+stream = ThrottledFile(sys.argv[1], 65536, ahead=2)
+try:
+    pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=65536),
+                   parse_options=pacsv.ParseOptions(newlines_in_values=True))
+except pa.ArrowInvalid as exc:
+    print("straddling" in str(exc))
+finally:
+    stream.close()
+deadline = time.monotonic() + 60
+while sys.getrefcount(stream) > 2 and time.monotonic() < deadline:
+    gc.collect()
+    time.sleep(0.05)
+"""
+
+
+def test_an_open_that_fails_does_not_wait_for_ever_on_the_throttle(tmp_path):
+    path = tmp_path / "long-first-row.csv"
+    with open(path, "w") as f:  # a first row of 400 KB (six blocks), quoted, with newlines
+        f.write('a,b\n1,"' + "x\n" * 200_000 + '"\n')
+        f.writelines(f"{i},y\n" for i in range(20_000))
+    run = subprocess.run([sys.executable, "-c", FAILED_OPEN, str(path), str(ROOT)], capture_output=True, text=True,
+                         timeout=120)
+    assert (run.returncode, run.stdout.strip()) == (0, "True"), run.stderr[-2000:]
