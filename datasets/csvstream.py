@@ -160,7 +160,7 @@ class Source:
             raise
         text = {f.name: pa.string() for f in reader.schema if not _pandas_like(f.type)}
         if text:
-            close_reader(stream, reader)
+            stream.close()  # a first block's reader (part None), which goes at once: see _read_schema
             self.types.update(text)
             return self._open(columns, part, text)
         return stream, reader
