@@ -109,17 +109,6 @@ class Source:
         # second, and the reader goes at once here, while the process has long to live.
         stream.close()
 
-    def _options(self, types: dict[str, pa.DataType], names: list[str] | None, columns: list[str] | None) -> dict:
-        """open_csv's options for a reader of this file."""
-        return dict(
-            read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size, column_names=names),
-            parse_options=pacsv.ParseOptions(delimiter=self.delimiter or ",", newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
-                                                 quoted_strings_can_be_null=True, column_types=types,
-                                                 include_columns=columns or []),
-            memory_pool=memory_pool(),
-        )
-
     def _retype(self, types: dict[str, pa.DataType]) -> None:
         self.types.update(types)
         for name, kind in types.items():
@@ -154,7 +143,16 @@ class Source:
         # Arrow reads at most a few blocks ahead of what was consumed, into buffers of its own pool
         stream = ThrottledFile(self.path, self.block_size, ahead=READ_AHEAD_BLOCKS, pool=pool, start=start, end=end)
         try:
-            reader = pacsv.open_csv(stream, **self._options(types, names, columns))
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=self.block_size,
+                                               column_names=names),
+                parse_options=pacsv.ParseOptions(delimiter=self.delimiter or ",", newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
+                                                     quoted_strings_can_be_null=True, column_types=types,
+                                                     include_columns=columns or []),
+                memory_pool=pool,
+            )
         except BaseException:
             stream.close()
             raise

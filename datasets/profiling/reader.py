@@ -175,21 +175,6 @@ def memory_pool() -> pa.MemoryPool:
         return pa.default_memory_pool()
 
 
-def _options(encoding: str, delimiter: str, block_size: int, column_types: dict[str, pa.DataType]) -> dict:
-    return dict(
-        read_options=pacsv.ReadOptions(encoding=encoding, block_size=block_size, use_threads=True),
-        parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
-            newlines_in_values=True, ignore_empty_lines=True,
-        ),
-        convert_options=pacsv.ConvertOptions(
-            null_values=NULL_VALUES, strings_can_be_null=True, quoted_strings_can_be_null=True,
-            column_types=dict(column_types),
-        ),
-        memory_pool=memory_pool(),
-    )
-
-
 class CsvStream:
     """The record batches of a CSV file, Arrow reading at most a few blocks ahead of the consumer.
 
@@ -202,7 +187,19 @@ class CsvStream:
         pool = memory_pool()
         self._source = ThrottledFile(path, block_size, pool=pool)
         try:
-            self._reader = pacsv.open_csv(self._source, **_options(encoding, delimiter, block_size, column_types))
+            self._reader = pacsv.open_csv(
+                self._source,
+                read_options=pacsv.ReadOptions(encoding=encoding, block_size=block_size, use_threads=True),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
+                    newlines_in_values=True, ignore_empty_lines=True,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    null_values=NULL_VALUES, strings_can_be_null=True, quoted_strings_can_be_null=True,
+                    column_types=dict(column_types),
+                ),
+                memory_pool=pool,
+            )
         except BaseException:
             self._source.close()
             raise
